@@ -1,0 +1,226 @@
+"""Typed, frozen settings for one exchange node.
+
+Precedence, lowest to highest: built-in defaults < ``exchange.toml`` in the exchange home
+< ``EXCHANGE_*`` environment variables. Unknown keys in the file or unknown
+``EXCHANGE_*`` variables are errors, so a typo never silently falls back to a default.
+
+Secrets (the server secret that keys API-key HMACs, database passwords) come from a file
+in the home or from the environment, never from a command-line flag, and are redacted in
+``repr`` and in :meth:`Settings.redacted`.
+
+This module reads files and the environment; it never creates anything. ``exchange init``
+(see :mod:`exchange.service`) writes the home.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from exchange.errors import ConfigError
+
+CONFIG_FILE = "exchange.toml"
+SECRET_FILE = "server-secret"
+DEFAULT_HOME = Path.home() / ".cert-exchange"
+TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
+
+
+class Secret:
+    """A secret string that never shows itself in ``repr`` or ``str``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call only where it is used, never to log it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+
+def redact_url(url: str) -> str:
+    """Hide the password part of a database URL (``user:pass@`` -> ``user:***@``)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective settings of one node. Build with :func:`load_settings`."""
+
+    home: Path
+    database_url: str = ""
+    server_secret: Secret | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8421
+    workers: int = 2
+    api_root: str = "cx"
+    title: str = "cert-exchange"
+    description: str = "TAXII 2.1 threat-intelligence exchange for national CERTs"
+    contact: str = ""
+    max_content_length: int = 10 * 1024 * 1024
+    max_objects_per_envelope: int = 1000
+    max_object_bytes: int = 256 * 1024
+    max_json_depth: int = 32
+    max_pattern_bytes: int = 8 * 1024
+    max_pattern_observations: int = 256
+    max_page_size: int = 1000
+    default_tlp: str = "amber"
+    log_level: str = "INFO"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in force; defaults to a SQLite file in the home."""
+        return self.database_url or f"sqlite:///{self.home / 'exchange.db'}"
+
+    def secret_bytes(self) -> bytes:
+        """The server secret as bytes.
+
+        Raises:
+            ConfigError: No server secret is configured (run ``exchange init``).
+        """
+        if self.server_secret is None:
+            raise ConfigError(
+                f"no server secret: run 'exchange init' or put one in {self.home / SECRET_FILE}"
+                " or EXCHANGE_SERVER_SECRET"
+            )
+        return self.server_secret.reveal().encode()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({shown})"
+
+    __str__ = __repr__
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict with every secret hidden."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "server_secret":
+                out[f.name] = "********" if value is not None else None
+            elif f.name == "database_url":
+                out[f.name] = redact_url(self.effective_database_url)
+            elif isinstance(value, Path):
+                out[f.name] = str(value)
+            else:
+                out[f.name] = value
+        return out
+
+
+_TYPED_KEYS: dict[str, type] = {
+    f.name: (int if f.type == "int" else str)
+    for f in fields(Settings)
+    if f.name not in ("home", "server_secret")
+}
+
+
+def _coerce(key: str, raw: object, source: str) -> object:
+    want = _TYPED_KEYS[key]
+    if want is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{source}: {key} must be an integer")
+        if isinstance(raw, int):
+            return raw
+        if isinstance(raw, str) and re.fullmatch(r"-?[0-9]+", raw.strip()):
+            return int(raw.strip())
+        raise ConfigError(f"{source}: {key} must be an integer")
+    if not isinstance(raw, str):
+        raise ConfigError(f"{source}: {key} must be a string")
+    return raw
+
+
+def _validate(s: Settings) -> Settings:
+    if s.default_tlp not in TLP_LEVELS:
+        raise ConfigError(f"default_tlp must be one of {', '.join(TLP_LEVELS)}")
+    if not 1 <= s.port <= 65535:
+        raise ConfigError("port must be between 1 and 65535")
+    if not 1 <= s.workers <= 64:
+        raise ConfigError("workers must be between 1 and 64")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", s.api_root):
+        raise ConfigError("api_root must be 1-64 letters, digits, '-' or '_'")
+    if s.max_page_size < 1 or s.max_objects_per_envelope < 1:
+        raise ConfigError("max_page_size and max_objects_per_envelope must be positive")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level must be DEBUG, INFO, WARNING or ERROR")
+    url = s.effective_database_url
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError("database_url must be a sqlite:// or postgresql:// URL")
+    return s
+
+
+def load_settings(
+    home: Path | str | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Load the effective settings.
+
+    Args:
+        home: The exchange home; defaults to ``EXCHANGE_HOME`` or ``~/.cert-exchange``.
+        env: The environment to read (defaults to ``os.environ``).
+
+    Returns:
+        The frozen, validated settings.
+
+    Raises:
+        ConfigError: The file is unreadable or invalid, a key or variable is unknown,
+            or a value has the wrong type.
+    """
+    environ = os.environ if env is None else env
+    home_path = Path(home or environ.get("EXCHANGE_HOME") or DEFAULT_HOME).expanduser()
+    values: dict[str, object] = {}
+
+    cfg = home_path / CONFIG_FILE
+    if cfg.exists():
+        try:
+            data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{cfg}: cannot read configuration: {e}") from e
+        for key, raw in data.items():
+            if key == "server_secret":
+                raise ConfigError(
+                    f"{cfg}: server_secret must not be in the configuration file;"
+                    f" it lives in {home_path / SECRET_FILE} or EXCHANGE_SERVER_SECRET"
+                )
+            if key not in _TYPED_KEYS:
+                raise ConfigError(f"{cfg}: unknown key {key!r}")
+            values[key] = _coerce(key, raw, str(cfg))
+
+    secret: Secret | None = None
+    secret_file = home_path / SECRET_FILE
+    if secret_file.exists():
+        text = secret_file.read_text(encoding="utf-8").strip()
+        if text:
+            secret = Secret(text)
+
+    for name, raw in environ.items():
+        if not name.startswith("EXCHANGE_") or name == "EXCHANGE_HOME":
+            continue
+        key = name.removeprefix("EXCHANGE_").lower()
+        if key == "server_secret":
+            secret = Secret(raw)
+            continue
+        if key in ("passphrase", "api_key", "password", "url", "user"):
+            continue  # client-side variables read by the CLI, not node settings
+        if key not in _TYPED_KEYS:
+            raise ConfigError(f"unknown environment variable {name}")
+        values[key] = _coerce(key, raw, name)
+
+    settings = Settings(home=home_path, server_secret=secret)
+    settings = replace(settings, **values)  # type: ignore[arg-type]
+    return _validate(settings)

@@ -1,0 +1,1 @@
+"""Pure domain model: STIX objects, TLP levels, principals, strict parsing and limits."""

@@ -1,0 +1,362 @@
+"""The storage contract: one :class:`Store` interface and the records it speaks in.
+
+Two implementations exist (SQLite, the embedded default, and PostgreSQL), both on
+SQLAlchemy 2 Core in :mod:`exchange.storage.sql`. The same contract test suite
+(``tests/unit/storage/test_contract.py``) runs against both.
+
+Rules every implementation keeps:
+
+* Object versions are stored as the canonical bytes the exchange validated and are
+  returned byte for byte.
+* ``date_added`` is assigned by the store, in microseconds since the Unix epoch, strictly
+  increasing across the whole node, and commits become visible in ``date_added`` order,
+  so ``added_after`` paging never skips an object.
+* :meth:`Store.add_objects` is atomic per envelope: the accepted versions and the status
+  resource are committed together, or nothing is.
+* Constructors do no I/O; :meth:`Store.open` connects, and schema changes happen only
+  through :meth:`Store.upgrade` (Alembic).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    """A member organisation (a CERT, or a constituent such as a national SOC)."""
+
+    id: OrgId
+    name: str
+    identity_id: StixId
+    identity_json: bytes  # canonical STIX identity object
+    created_at: int  # microseconds since epoch
+    parent_id: OrgId | None = None  # set for constituents of a member
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A login of one organisation, with one role."""
+
+    id: AccountId
+    name: str
+    org_id: OrgId
+    role: Role
+    created_at: int
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's public record; the secret itself is never stored."""
+
+    key_id: str
+    account_id: AccountId
+    created_at: int
+    revoked_at: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """A TAXII collection inside an API root."""
+
+    id: CollectionId
+    api_root: str
+    title: str
+    description: str = ""
+    alias: str | None = None
+    default_tlp: str = "amber"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one organisation's accounts may do in one collection."""
+
+    collection_id: CollectionId
+    org_id: OrgId
+    can_read: bool
+    can_write: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """An object version the service has validated and wants stored."""
+
+    id: StixId
+    type: str
+    spec_version: str
+    version: int | None  # microseconds; None = no created/modified, use date_added
+    created: int | None
+    modified: int | None
+    producer_org: OrgId | None
+    tlp: str | None  # TLP level from the object's own markings, None when unmarked
+    effective_tlp: str  # tlp, or the collection's default when unmarked
+    revoked: bool
+    body: bytes  # canonical JSON
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """An object version as stored. ``body`` is empty when not requested."""
+
+    collection_id: CollectionId
+    id: StixId
+    type: str
+    spec_version: str
+    version: int
+    date_added: int
+    producer_org: OrgId | None
+    tlp: str | None
+    effective_tlp: str
+    revoked: bool
+    is_latest: bool
+    body: bytes = b""
+
+
+class AddOutcome(enum.StrEnum):
+    """What happened to one object of an envelope."""
+
+    ADDED = "added"
+    EXISTS = "exists"  # identical version already stored: success, nothing new
+    CONFLICT = "conflict"  # same id and version, different bytes: failure
+    NOT_CREATOR = "not-creator"  # another organisation created this id: failure
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """Outcome of one :class:`NewVersion` in :meth:`Store.add_objects`."""
+
+    id: StixId
+    version: int | None
+    outcome: AddOutcome
+    date_added: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDetail:
+    """One entry of a TAXII status resource (successes, failures or pendings)."""
+
+    id: str
+    version: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A TAXII 2.1 status resource (section 4.3.1)."""
+
+    id: str
+    api_root: str
+    collection_id: CollectionId
+    account_id: AccountId
+    org_id: OrgId
+    request_timestamp: int
+    status: str  # "complete" or "pending"
+    total_count: int
+    success_count: int
+    failure_count: int
+    pending_count: int
+    successes: tuple[StatusDetail, ...] = ()
+    failures: tuple[StatusDetail, ...] = ()
+    pendings: tuple[StatusDetail, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VersionMatch:
+    """``match[version]``: any of first, last, all, or explicit versions (microseconds)."""
+
+    first: bool = False
+    last: bool = False
+    all: bool = False
+    exact: tuple[int, ...] = ()
+
+    @classmethod
+    def latest(cls) -> VersionMatch:
+        """The TAXII default for objects and manifests: the latest version only."""
+        return cls(last=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectQuery:
+    """Filters of a TAXII read (sections 3.4 and 3.6).
+
+    Attributes:
+        collection_id: The collection read.
+        added_after: Only versions with ``date_added`` strictly after this (microseconds).
+        ids: ``match[id]`` values; empty means any.
+        types: ``match[type]`` values; empty means any.
+        spec_versions: ``match[spec_version]``; empty means any (the exchange stores
+            STIX 2.1 only, so the TAXII default "latest spec_version" is the same).
+        versions: ``match[version]``.
+        limit: The page size (already capped by the caller).
+        cursor: The ``date_added`` of the last row of the previous page (from ``next``).
+        include_body: Whether to fetch the object bytes (False for manifests).
+        visible_tlps: When not None, only versions whose effective TLP is in this set
+            are returned. The sharing-policy layer refines this; the store only filters.
+        own_org: When set together with ``visible_tlps``, versions produced by this
+            organisation are returned whatever their TLP (a producer always sees its own).
+    """
+
+    collection_id: CollectionId
+    added_after: int | None = None
+    ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    spec_versions: tuple[str, ...] = ()
+    versions: VersionMatch = field(default_factory=VersionMatch.latest)
+    limit: int = 100
+    cursor: int | None = None
+    include_body: bool = True
+    visible_tlps: frozenset[str] | None = None
+    own_org: OrgId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a read, in ``date_added`` order; ``more`` says whether rows remain."""
+
+    rows: list[StoredVersion]
+    more: bool
+
+
+class Store(abc.ABC):
+    """Persistence for one exchange node. All methods raise StorageError on DB failure."""
+
+    # -- lifecycle -----------------------------------------------------------------
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect (create the engine). Does not change the schema."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    @abc.abstractmethod
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+
+    @abc.abstractmethod
+    def check_schema(self) -> None:
+        """Raise ConfigError if the schema is missing or not at the newest revision."""
+
+    # -- organisations, accounts, keys ----------------------------------------------
+    @abc.abstractmethod
+    def add_org(self, org: Organisation) -> None:
+        """Store a new organisation. Raises Conflict if the name or identity exists."""
+
+    @abc.abstractmethod
+    def get_org(self, org_id: OrgId) -> Organisation:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    def find_org(self, name_or_id: str) -> Organisation:
+        """Look up by name, id or identity id. Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_orgs(self) -> list[Organisation]:
+        """All organisations, by name."""
+
+    @abc.abstractmethod
+    def add_account(self, account: Account) -> None:
+        """Raises Conflict if the name exists, NotFound if the org does not."""
+
+    @abc.abstractmethod
+    def find_account(self, name_or_id: str) -> Account:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_accounts(self, org_id: OrgId | None = None) -> list[Account]:
+        """Accounts, by name, optionally of one organisation."""
+
+    @abc.abstractmethod
+    def add_api_key(self, key: ApiKey, digest: bytes) -> None:
+        """Store a key's record and its HMAC digest (never the secret)."""
+
+    @abc.abstractmethod
+    def revoke_api_key(self, key_id: str, at: int) -> ApiKey:
+        """Mark a key revoked. Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_api_keys(self, account_id: AccountId | None = None) -> list[ApiKey]:
+        """Key records (never secrets or digests)."""
+
+    @abc.abstractmethod
+    def lookup_api_key(self, key_id: str) -> tuple[ApiKey, bytes, Account, Organisation] | None:
+        """The key record, its stored digest, its account and organisation, or None."""
+
+    # -- collections -----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_collection(self, collection: Collection, grants: Sequence[Grant]) -> None:
+        """Raises Conflict if the id or alias exists."""
+
+    @abc.abstractmethod
+    def set_grant(self, grant: Grant) -> None:
+        """Insert or replace one organisation's rights on a collection."""
+
+    @abc.abstractmethod
+    def get_collection(self, api_root: str, collection_id: str) -> Collection:
+        """By id or alias. Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_collections(self, api_root: str) -> list[Collection]:
+        """All collections of an API root, by title."""
+
+    @abc.abstractmethod
+    def grants(self, collection_id: CollectionId) -> list[Grant]:
+        """The grants of one collection."""
+
+    @abc.abstractmethod
+    def grant_for(self, collection_id: CollectionId, org_id: OrgId) -> Grant | None:
+        """One organisation's grant on a collection, if any."""
+
+    # -- objects -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_objects(
+        self, collection_id: CollectionId, versions: Sequence[NewVersion], status: Status
+    ) -> tuple[list[AddResult], Status]:
+        """Store an envelope's validated versions and its status resource atomically.
+
+        ``status`` arrives with the failures the service already found (validation);
+        the store adds its own outcomes (EXISTS counts as success, CONFLICT and
+        NOT_CREATOR as failures), assigns ``date_added`` to new rows, and commits the
+        rows with the final status in one transaction.
+
+        Returns:
+            One result per input version (same order) and the status as stored.
+        """
+
+    @abc.abstractmethod
+    def get_objects(self, query: ObjectQuery) -> Page:
+        """Versions matching the query, ``date_added`` ascending, at most ``limit``."""
+
+    @abc.abstractmethod
+    def get_versions(self, query: ObjectQuery) -> Page:
+        """Like :meth:`get_objects` for one id (``query.ids``) with every version
+        matching ``added_after``/``spec_versions``; ``query.versions`` is ignored."""
+
+    @abc.abstractmethod
+    def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:
+        """Whether any version of ``object_id`` is in the collection."""
+
+    @abc.abstractmethod
+    def delete_object(
+        self,
+        collection_id: CollectionId,
+        object_id: str,
+        versions: VersionMatch,
+        spec_versions: tuple[str, ...] = (),
+    ) -> int:
+        """Delete matching versions; fixes ``is_latest``. Returns the number deleted."""
+
+    @abc.abstractmethod
+    def get_status(self, api_root: str, status_id: str) -> Status:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    def count_objects(self, collection_id: CollectionId | None = None) -> int:
+        """Stored versions, in one collection or in all."""

@@ -1,0 +1,72 @@
+"""TAXII HTTP details: media types, raw splicing, next tokens, error bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exchange.errors import InvalidInput
+from exchange.taxii.http import (
+    NextTokens,
+    RawJSON,
+    accept_ok,
+    content_type_ok,
+    dumps,
+    error_body,
+)
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    ("application/taxii+json;version=2.1", True),
+    ("application/taxii+json; version=2.1", True),
+    ("application/taxii+json", True),
+    ("*/*", True),
+    ("text/html, application/taxii+json;version=2.1;q=0.9", True),
+    ("application/taxii+json;version=2.0", False),
+    ("application/json", False),
+    ("application/taxii+json;version=2.1;q=0", False),
+    ("", False),
+    (None, False),
+])
+def test_accept(header: str | None, ok: bool) -> None:
+    assert accept_ok(header) is ok
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    ("application/taxii+json;version=2.1", True),
+    ("application/taxii+json", True),
+    ("application/stix+json;version=2.1", False),
+    ("application/json", False),
+    ("application/taxii+json;version=2.0", False),
+    (None, False),
+])
+def test_content_type(header: str | None, ok: bool) -> None:
+    assert content_type_ok(header) is ok
+
+
+def test_raw_json_is_spliced_verbatim() -> None:
+    raw = '{"b":1,"a":"\u00fc"}'
+    text = dumps({"more": False, "objects": [RawJSON(raw), RawJSON("{}")]})
+    assert raw in text
+    assert json.loads(text) == {"more": False, "objects": [{"b": 1, "a": "\u00fc"}, {}]}
+
+
+def test_next_tokens_are_bound_to_the_account_and_unforgeable() -> None:
+    tokens = NextTokens(b"secret")
+    token = tokens.mint(1234567, "acct-1")
+    assert tokens.open(token, "acct-1") == 1234567
+    with pytest.raises(InvalidInput):
+        tokens.open(token, "acct-2")
+    with pytest.raises(InvalidInput):
+        NextTokens(b"other").open(token, "acct-1")
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(InvalidInput):
+        tokens.open(forged, "acct-1")
+    with pytest.raises(InvalidInput):
+        tokens.open("!!!", "acct-1")
+
+
+def test_error_body_has_string_status() -> None:
+    assert error_body(404, "Not found", "x", "rid") == {
+        "title": "Not found", "http_status": "404", "description": "x", "error_id": "rid"}

@@ -1,0 +1,429 @@
+"""The ``exchange`` command: a thin layer over :mod:`exchange.service` and the client.
+
+Every error becomes one readable line on standard error and a non-zero exit status
+(1 for a refusal or failure, 2 for wrong usage). ``--json`` on ``add``, ``create`` and
+``list`` commands prints machine-readable JSON for scripts. Secrets are never accepted
+as flags: API keys come from ``EXCHANGE_API_KEY`` or a file, the server secret from the
+home or ``EXCHANGE_SERVER_SECRET``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from exchange import __version__
+from exchange.config import Settings, load_settings
+from exchange.errors import ExchangeError, InvalidInput
+from exchange.service import Exchange, init_home
+from exchange.storage import open_store
+from exchange.storage.base import Account, ApiKey, Collection, Grant, Organisation
+
+log = logging.getLogger("exchange")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+class _Ctx:
+    def __init__(self, home: str | None) -> None:
+        self.home = home
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.home)
+        return self._settings
+
+    @contextmanager
+    def exchange(self) -> Iterator[Exchange]:
+        store = open_store(self.settings)
+        try:
+            store.check_schema()
+            yield Exchange(self.settings, store)
+        finally:
+            store.close()
+
+
+pass_ctx = click.make_pass_decorator(_Ctx)
+
+
+class _Group(click.Group):
+    """Turns every ExchangeError into one line and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ExchangeError as e:
+            _fail(e.reason)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+@click.group(cls=_Group)
+@click.option("--home", type=click.Path(file_okay=False), envvar="EXCHANGE_HOME",
+              help="Exchange home (default: $EXCHANGE_HOME or ~/.cert-exchange).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+@click.version_option(__version__, prog_name="exchange")
+@click.pass_context
+def main(ctx: click.Context, home: str | None, verbose: bool) -> None:
+    """cert-exchange: TAXII 2.1 threat-intelligence exchange for national CERTs."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = _Ctx(home)
+
+
+# -- node administration --------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def init(c: _Ctx, as_json: bool) -> None:
+    """Create the exchange home: server secret and database schema."""
+    created = init_home(c.settings)
+    data = {"home": str(c.settings.home), "secret_created": created,
+            "database": c.settings.redacted()["database_url"]}
+    _emit(as_json, data, f"exchange home ready at {c.settings.home}"
+          + (" (new server secret written)" if created else ""))
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@pass_ctx
+def config_check(c: _Ctx) -> None:
+    """Validate and print the effective configuration, secrets redacted."""
+    click.echo(json.dumps(c.settings.redacted(), indent=2, sort_keys=True))
+
+
+def _org_json(o: Organisation) -> dict[str, Any]:
+    return {"id": o.id, "name": o.name, "identity_id": o.identity_id, "parent_id": o.parent_id}
+
+
+@main.group()
+def org() -> None:
+    """Member organisations and their constituents."""
+
+
+@org.command("add")
+@click.argument("name")
+@click.option("--identity-id", help="Reuse an existing STIX identity id.")
+@click.option("--parent", help="Member organisation this one is a constituent of.")
+@click.option("--sector", help="STIX industry sector (e.g. government-national).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def org_add(c: _Ctx, name: str, identity_id: str | None, parent: str | None,
+            sector: str | None, as_json: bool) -> None:
+    """Register an organisation."""
+    with c.exchange() as ex:
+        o = ex.add_org(name, identity_id=identity_id, parent=parent, sector=sector)
+    _emit(as_json, _org_json(o), f"organisation {o.name} added: identity {o.identity_id}")
+
+
+@org.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def org_list(c: _Ctx, as_json: bool) -> None:
+    """List organisations."""
+    with c.exchange() as ex:
+        orgs = ex.store.list_orgs()
+        names = {o.id: o.name for o in orgs}
+    lines = [f"{o.name:<24} {o.identity_id}"
+             + (f"  (constituent of {names.get(o.parent_id, '?')})" if o.parent_id else "")
+             for o in orgs]
+    _emit(as_json, [_org_json(o) for o in orgs], "\n".join(lines) or "no organisations")
+
+
+def _account_json(a: Account, org_name: str) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "org": org_name, "org_id": a.org_id,
+            "role": a.role.value, "disabled": a.disabled}
+
+
+@main.group()
+def account() -> None:
+    """Accounts (publisher, consumer, auditor, admin)."""
+
+
+@account.command("add")
+@click.argument("name")
+@click.option("--org", "org_name", required=True, help="Organisation of the account.")
+@click.option("--role", required=True,
+              type=click.Choice(["publisher", "consumer", "auditor", "admin"]))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def account_add(c: _Ctx, name: str, org_name: str, role: str, as_json: bool) -> None:
+    """Create an account."""
+    with c.exchange() as ex:
+        a = ex.add_account(name, org=org_name, role=role)
+        o = ex.store.get_org(a.org_id)
+    _emit(as_json, _account_json(a, o.name), f"account {a.name} ({a.role.value}) of {o.name}")
+
+
+@account.command("list")
+@click.option("--org", "org_name", help="Only accounts of this organisation.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def account_list(c: _Ctx, org_name: str | None, as_json: bool) -> None:
+    """List accounts."""
+    with c.exchange() as ex:
+        org_id = ex.store.find_org(org_name).id if org_name else None
+        accounts = ex.store.list_accounts(org_id)
+        names = {o.id: o.name for o in ex.store.list_orgs()}
+    data = [_account_json(a, names.get(a.org_id, "?")) for a in accounts]
+    lines = [f"{d['name']:<24} {d['role']:<10} {d['org']}" for d in data]
+    _emit(as_json, data, "\n".join(lines) or "no accounts")
+
+
+def _key_json(k: ApiKey) -> dict[str, Any]:
+    return {"key_id": k.key_id, "account_id": k.account_id, "label": k.label,
+            "revoked": k.revoked_at is not None}
+
+
+@main.group()
+def apikey() -> None:
+    """API keys (sent as the HTTP Basic password)."""
+
+
+@apikey.command("create")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.option("--label", default="", help="What the key is for.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def apikey_create(c: _Ctx, account_name: str, label: str, as_json: bool) -> None:
+    """Create a key; it is printed once and cannot be shown again."""
+    with c.exchange() as ex:
+        key, token = ex.create_api_key(account_name, label=label)
+    data = {**_key_json(key), "account": account_name, "api_key": token}
+    _emit(as_json, data,
+          f"API key {key.key_id} for {account_name} (shown once, store it now):\n{token}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def apikey_revoke(c: _Ctx, key_id: str, as_json: bool) -> None:
+    """Revoke a key immediately."""
+    with c.exchange() as ex:
+        key = ex.revoke_api_key(key_id)
+    _emit(as_json, _key_json(key), f"API key {key.key_id} revoked")
+
+
+@apikey.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def apikey_list(c: _Ctx, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    with c.exchange() as ex:
+        keys = ex.store.list_api_keys()
+    lines = [f"{k.key_id}  {'revoked' if k.revoked_at else 'active ':<7}  {k.label}"
+             for k in keys]
+    _emit(as_json, [_key_json(k) for k in keys], "\n".join(lines) or "no keys")
+
+
+def _collection_json(col: Collection, grants: list[Grant], names: dict[str, str]
+                     ) -> dict[str, Any]:
+    return {
+        "id": col.id, "title": col.title, "alias": col.alias, "api_root": col.api_root,
+        "description": col.description, "default_tlp": col.default_tlp,
+        "readers": sorted(names.get(g.org_id, g.org_id) for g in grants if g.can_read),
+        "writers": sorted(names.get(g.org_id, g.org_id) for g in grants if g.can_write),
+    }
+
+
+@main.group()
+def collection() -> None:
+    """TAXII collections and who may read and write them."""
+
+
+@collection.command("add")
+@click.argument("title")
+@click.option("--read", "readers", multiple=True, help="Organisation that may read (repeat).")
+@click.option("--write", "writers", multiple=True, help="Organisation that may write (repeat).")
+@click.option("--alias", help="Short URL-safe alias.")
+@click.option("--description", default="")
+@click.option("--default-tlp", help="Level for objects without a TLP marking (default amber).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def collection_add(c: _Ctx, title: str, readers: tuple[str, ...], writers: tuple[str, ...],
+                   alias: str | None, description: str, default_tlp: str | None,
+                   as_json: bool) -> None:
+    """Create a collection."""
+    with c.exchange() as ex:
+        col, grants = ex.add_collection(title, readers=readers, writers=writers, alias=alias,
+                                        description=description, default_tlp=default_tlp)
+        names = {o.id: o.name for o in ex.store.list_orgs()}
+    data = _collection_json(col, grants, names)
+    _emit(as_json, data, f"collection {col.title} added: {col.id}")
+
+
+@collection.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def collection_list(c: _Ctx, as_json: bool) -> None:
+    """List collections with readers and writers."""
+    with c.exchange() as ex:
+        names = {o.id: o.name for o in ex.store.list_orgs()}
+        data = [_collection_json(col, ex.store.grants(col.id), names)
+                for col in ex.store.list_collections(c.settings.api_root)]
+    lines = [f"{d['id']}  {d['title']}\n    read: {', '.join(d['readers']) or '-'}"
+             f"   write: {', '.join(d['writers']) or '-'}   default TLP: {d['default_tlp']}"
+             for d in data]
+    _emit(as_json, data, "\n".join(lines) or "no collections")
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 8421).")
+@click.option("--workers", type=int, help="gunicorn worker processes.")
+@click.option("--threads", type=int, default=4, show_default=True,
+              help="Threads per worker.")
+@pass_ctx
+def serve(c: _Ctx, host: str | None, port: int | None, workers: int | None,
+          threads: int) -> None:
+    """Serve TAXII 2.1 under gunicorn."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from exchange.taxii.serve import serve as run  # noqa: PLC0415
+
+    settings = c.settings
+    changes: dict[str, Any] = {}
+    if host:
+        changes["host"] = host
+    if port:
+        changes["port"] = port
+    if workers:
+        changes["workers"] = workers
+    logging.getLogger().setLevel(settings.log_level)
+    run(replace(settings, **changes), threads=threads)
+
+
+# -- client commands ------------------------------------------------------------------
+def _api_key(key_file: str | None) -> str:
+    if key_file:
+        try:
+            return Path(key_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise InvalidInput(f"cannot read API key file {key_file}: {e.strerror}") from e
+    key = os.environ.get("EXCHANGE_API_KEY", "").strip()
+    if not key:
+        raise InvalidInput("no API key: set EXCHANGE_API_KEY or pass --api-key-file")
+    return key
+
+
+_client_options = [
+    click.option("--url", required=True, envvar="EXCHANGE_URL",
+                 help="Collection URL, e.g. http://127.0.0.1:8421/cx/collections/<id>/"),
+    click.option("--user", required=True, envvar="EXCHANGE_USER", help="Account name."),
+    click.option("--api-key-file", type=click.Path(dir_okay=False),
+                 help="File holding the API key (default: $EXCHANGE_API_KEY)."),
+    click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
+]
+
+
+def client_options(f: Any) -> Any:
+    for option in reversed(_client_options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@client_options
+@click.option("--format", "fmt", type=click.Choice(["auto", "stix", "csv", "list"]),
+              default="auto", show_default=True, help="Input format.")
+@click.option("--tlp", default="amber", show_default=True,
+              help="TLP level for indicators made from CSV or IOC lists.")
+@click.option("--identity", envvar="EXCHANGE_IDENTITY",
+              help="Your organisation's identity id (created_by_ref for IOC lists).")
+@click.option("--valid-days", type=int, help="valid_until = now + N days for IOC lists.")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: bool,
+            fmt: str, tlp: str, identity: str | None, valid_days: int | None,
+            batch_size: int, as_json: bool) -> None:
+    """Publish a STIX bundle, CSV or IOC list to a collection over TAXII."""
+    from exchange import client  # noqa: PLC0415
+    from exchange.publishing import load_objects  # noqa: PLC0415
+
+    objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity,
+                           valid_days=valid_days)
+    conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
+    try:
+        with click.progressbar(length=len(objects), label="publishing",
+                               file=sys.stderr) as bar:
+            report = client.publish(conn, url, objects, batch_size=batch_size,
+                                    progress=bar.update)
+    finally:
+        conn.close()
+    data = {"total": report.total, "succeeded": report.succeeded, "failed": report.failed,
+            "failures": [{"id": i, "message": m} for i, m in report.failures],
+            "status_ids": report.status_ids}
+    text = [f"{report.succeeded} of {report.total} objects accepted, {report.failed} refused"]
+    text += [f"  refused {i}: {m}" for i, m in report.failures]
+    _emit(as_json, data, "\n".join(text))
+    if report.failed:
+        sys.exit(1)
+
+
+@main.command()
+@client_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="JSON-lines file to append to.")
+@click.option("--cursor", "cursor_file", type=click.Path(dir_okay=False),
+              help="Cursor file (default: OUT.cursor).")
+@click.option("--page-size", type=int, default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str,
+         cursor_file: str | None, page_size: int, as_json: bool) -> None:
+    """Download new objects of a collection incrementally into a JSON-lines file."""
+    from exchange import client  # noqa: PLC0415
+
+    conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
+    try:
+        report = client.pull(conn, url, Path(out),
+                             cursor_file=Path(cursor_file) if cursor_file else None,
+                             page_size=page_size)
+    finally:
+        conn.close()
+    _emit(as_json, {"objects": report.objects, "pages": report.pages,
+                    "cursor": report.cursor},
+          f"{report.objects} new objects in {report.pages} page(s) appended to {out};"
+          f" cursor {report.cursor or '(none)'}")
+
+
+@main.command()
+@click.option("--port", type=int, default=8421, show_default=True)
+@click.option("--count", type=int, default=300, show_default=True,
+              help="Indicators to generate and publish.")
+@click.option("--fresh/--keep", default=True, show_default=True,
+              help="Start from an empty home (the default) or reuse it.")
+@pass_ctx
+def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
+    """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""
+    from exchange.demo import run_demo  # noqa: PLC0415
+
+    home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
+    run_demo(home, port=port, count=count, fresh=fresh)

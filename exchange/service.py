@@ -1,0 +1,556 @@
+"""Use-cases of the exchange: set up members, authenticate, publish, read.
+
+This module orchestrates the pure model (validation, TLP), the store and the API-key
+scheme. It knows nothing about HTTP or the command line: the TAXII adapter
+(:mod:`exchange.taxii`) and the CLI (:mod:`exchange.cli`) call it and translate its
+:class:`~exchange.errors.ExchangeError` into their own answers.
+
+Access rules applied here (the sharing-policy engine refines the read side):
+
+* An organisation's grant on a collection says whether its accounts may read and write.
+  Publishers and admins may write where their organisation may; consumers and auditors
+  only read. Admins may read every collection.
+* A collection an account can neither read nor write does not exist for it (404), so
+  names of other members' collections do not leak.
+* An account may publish only objects whose ``created_by_ref`` is its own organisation's
+  identity (objects without ``created_by_ref``, such as SCOs and marking definitions,
+  are attributed to the publishing organisation).
+* Reads are filtered by TLP in the query. Until agreements are configured the baseline
+  is conservative: CLEAR, GREEN and AMBER to any reader of the collection; AMBER+STRICT
+  to member organisations only, never to constituents; RED only to its producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import rfc8785
+
+from exchange import apikeys
+from exchange.config import SECRET_FILE, Settings
+from exchange.errors import (
+    AuthError,
+    ConfigError,
+    ExchangeError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from exchange.model.envelope import parse_envelope
+from exchange.model.limits import Limits
+from exchange.model.objects import (
+    AccountId,
+    CollectionId,
+    OrgId,
+    Principal,
+    Role,
+    StixId,
+    StixObject,
+    Tlp,
+)
+from exchange.model.stix import validate_object
+from exchange.model.tlp import parse_level
+from exchange.storage.base import (
+    Account,
+    ApiKey,
+    Collection,
+    Grant,
+    NewVersion,
+    ObjectQuery,
+    Organisation,
+    Page,
+    Status,
+    StatusDetail,
+    Store,
+)
+from exchange.storage.timestamps import to_micros
+
+log = logging.getLogger(__name__)
+
+#: Namespace for the deterministic identity ids the exchange gives organisations.
+IDENTITY_NAMESPACE = uuid.UUID("6f2a4f0e-3c4b-5d8e-9a71-0c3e8b5d2f10")
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+
+
+def now_micros() -> int:
+    """The current time in microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
+
+
+def stix_now() -> str:
+    """The current time as a STIX timestamp with millisecond precision."""
+    t = time.gmtime()
+    ms = (time.time_ns() // 1_000_000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ms:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What a principal may do with one collection."""
+
+    can_read: bool
+    can_write: bool
+
+    @property
+    def visible(self) -> bool:
+        """Whether the collection exists for this principal at all."""
+        return self.can_read or self.can_write
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"{kind} name {name!r} is invalid: use 1-64 letters, digits, spaces, '.', '_',"
+            " '@' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def make_identity(name: str, *, identity_id: str | None = None, sector: str | None = None
+                  ) -> dict[str, Any]:
+    """The STIX 2.1 identity object the exchange records for an organisation.
+
+    Args:
+        name: The organisation's name.
+        identity_id: An existing identity id to reuse (e.g. the one the member already
+            signs with); by default a deterministic id derived from the name.
+        sector: An optional STIX industry-sector-ov value.
+
+    Raises:
+        InvalidInput: ``identity_id`` is not an ``identity--<uuid>``.
+    """
+    if identity_id is None:
+        identity_id = f"identity--{uuid.uuid5(IDENTITY_NAMESPACE, name)}"
+    elif not re.fullmatch(r"identity--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+                          r"[0-9a-f]{12}", identity_id):
+        raise InvalidInput(f"{identity_id!r} is not a STIX identity id (identity--<uuid>)")
+    ts = stix_now()
+    identity: dict[str, Any] = {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": identity_id,
+        "created": ts,
+        "modified": ts,
+        "name": name,
+        "identity_class": "organization",
+    }
+    if sector:
+        identity["sectors"] = [sector]
+    return identity
+
+
+def init_home(settings: Settings) -> bool:
+    """Create the exchange home: directory, server secret, database schema.
+
+    Safe to run again: an existing secret is kept and the schema is only upgraded.
+
+    Returns:
+        True when a new server secret was written.
+
+    Raises:
+        ConfigError: The home cannot be written.
+        StorageError: The database cannot be reached or migrated.
+    """
+    created = False
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secret_path = settings.home / SECRET_FILE
+        if settings.server_secret is None and not secret_path.exists():
+            secret_path.touch(mode=0o600)
+            secret_path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+            created = True
+    except OSError as e:
+        raise ConfigError(f"cannot write the exchange home {settings.home}: {e.strerror}") from e
+    from exchange.storage import open_store  # noqa: PLC0415 - avoid a cycle at import
+
+    store = open_store(settings, create=True)
+    try:
+        store.upgrade()
+    finally:
+        store.close()
+    return created
+
+
+class Exchange:
+    """The exchange's use-cases over one store. Constructing it does no I/O."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.limits = Limits.from_settings(settings)
+
+    # -- organisations, accounts, API keys --------------------------------------------
+    def add_org(
+        self,
+        name: str,
+        *,
+        identity_id: str | None = None,
+        parent: str | None = None,
+        sector: str | None = None,
+    ) -> Organisation:
+        """Register an organisation and its STIX identity.
+
+        Args:
+            name: Unique organisation name (e.g. ``UZ-CERT``).
+            identity_id: Reuse this identity id instead of deriving one from the name.
+            parent: Name of the member organisation this one is a constituent of.
+            sector: Optional STIX industry sector for the identity object.
+
+        Raises:
+            InvalidInput: The name or identity id is malformed.
+            Conflict: The name or identity is already registered.
+            NotFound: The parent organisation does not exist.
+        """
+        _check_name("organisation", name)
+        parent_id = self.store.find_org(parent).id if parent else None
+        identity = make_identity(name, identity_id=identity_id, sector=sector)
+        org = Organisation(
+            id=OrgId(str(uuid.uuid4())),
+            name=name,
+            identity_id=StixId(identity["id"]),
+            identity_json=rfc8785.dumps(identity),
+            created_at=now_micros(),
+            parent_id=parent_id,
+        )
+        self.store.add_org(org)
+        log.info("organisation %s added (%s)", name, org.identity_id)
+        return org
+
+    def add_account(self, name: str, *, org: str, role: str) -> Account:
+        """Create an account of an organisation with one role.
+
+        Raises:
+            InvalidInput: Bad name or unknown role.
+            NotFound: The organisation does not exist.
+            Conflict: The account name is taken.
+        """
+        _check_name("account", name)
+        try:
+            role_value = Role(role)
+        except ValueError:
+            roles = ", ".join(r.value for r in Role)
+            raise InvalidInput(f"unknown role {role!r}; use one of {roles}") from None
+        organisation = self.store.find_org(org)
+        account = Account(
+            id=AccountId(str(uuid.uuid4())),
+            name=name,
+            org_id=organisation.id,
+            role=role_value,
+            created_at=now_micros(),
+        )
+        self.store.add_account(account)
+        log.info("account %s (%s) added to %s", name, role_value.value, organisation.name)
+        return account
+
+    def create_api_key(self, account: str, *, label: str = "") -> tuple[ApiKey, str]:
+        """Mint an API key for an account. The token is returned once and never stored.
+
+        Raises:
+            NotFound: No such account.
+            ConfigError: The server secret is missing.
+        """
+        acct = self.store.find_account(account)
+        new = apikeys.mint(self.settings.secret_bytes())
+        key = ApiKey(key_id=new.key_id, account_id=acct.id, created_at=now_micros(),
+                     label=label)
+        self.store.add_api_key(key, new.digest)
+        log.info("API key %s created for account %s", new.key_id, acct.name)
+        return key, new.token
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key at once. Raises NotFound."""
+        key = self.store.revoke_api_key(key_id, now_micros())
+        log.info("API key %s revoked", key_id)
+        return key
+
+    # -- authentication ------------------------------------------------------------------
+    def authenticate(self, username: str | None, token: str) -> Principal:
+        """Establish who presents ``token`` (and, when given, check the account name).
+
+        Raises:
+            AuthError: Unknown, revoked or wrong key, disabled account, name mismatch.
+                The reason never says which of these it was.
+        """
+        failure = AuthError("invalid credentials")
+        try:
+            key_id, secret_part = apikeys.split(token)
+        except AuthError:
+            raise failure from None
+        found = self.store.lookup_api_key(key_id)
+        if found is None:
+            raise failure
+        key, stored, account, org = found
+        if not apikeys.matches(self.settings.secret_bytes(), secret_part, stored):
+            raise failure
+        if key.revoked_at is not None or account.disabled:
+            raise failure
+        if username and username not in (account.name, key_id):
+            raise failure
+        return Principal(
+            account_id=account.id,
+            account_name=account.name,
+            org_id=org.id,
+            org_name=org.name,
+            identity_id=org.identity_id,
+            role=account.role,
+            parent_org_id=org.parent_id,
+        )
+
+    # -- collections ---------------------------------------------------------------------
+    def add_collection(
+        self,
+        title: str,
+        *,
+        readers: Sequence[str] = (),
+        writers: Sequence[str] = (),
+        description: str = "",
+        alias: str | None = None,
+        default_tlp: str | None = None,
+        api_root: str | None = None,
+    ) -> tuple[Collection, list[Grant]]:
+        """Create a collection and grant organisations read and/or write.
+
+        Raises:
+            InvalidInput: Empty title, bad alias or TLP level.
+            NotFound: A named organisation does not exist.
+            Conflict: The alias is taken.
+        """
+        if not title.strip():
+            raise InvalidInput("a collection needs a title")
+        if alias is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", alias):
+            raise InvalidInput(f"alias {alias!r} is invalid: use lower-case letters, digits, '-'")
+        tlp = parse_level(default_tlp or self.settings.default_tlp)
+        collection = Collection(
+            id=CollectionId(str(uuid.uuid4())),
+            api_root=api_root or self.settings.api_root,
+            title=title.strip(),
+            description=description,
+            alias=alias,
+            default_tlp=tlp.value,
+        )
+        rights: dict[OrgId, list[bool]] = {}
+        for name in readers:
+            rights.setdefault(self.store.find_org(name).id, [False, False])[0] = True
+        for name in writers:
+            rights.setdefault(self.store.find_org(name).id, [False, False])[1] = True
+        grants = [
+            Grant(collection_id=collection.id, org_id=org_id, can_read=r, can_write=w)
+            for org_id, (r, w) in rights.items()
+        ]
+        self.store.add_collection(collection, grants)
+        log.info("collection %s added (%s)", collection.title, collection.id)
+        return collection, grants
+
+    def access(self, principal: Principal, collection: Collection) -> Access:
+        """What ``principal`` may do with ``collection``."""
+        grant = self.store.grant_for(collection.id, principal.org_id)
+        can_read = principal.role is Role.ADMIN or bool(grant and grant.can_read)
+        can_write = bool(grant and grant.can_write) and principal.role in (
+            Role.PUBLISHER,
+            Role.ADMIN,
+        )
+        return Access(can_read=can_read, can_write=can_write)
+
+    def collection_for(self, principal: Principal, api_root: str, ref: str
+                       ) -> tuple[Collection, Access]:
+        """A collection the principal can see, by id or alias.
+
+        Raises:
+            NotFound: No such collection, or the principal may neither read nor write it.
+        """
+        try:
+            collection = self.store.get_collection(api_root, ref)
+        except NotFound:
+            raise NotFound(f"collection {ref!r} not found") from None
+        access = self.access(principal, collection)
+        if not access.visible:
+            raise NotFound(f"collection {ref!r} not found")
+        return collection, access
+
+    def visible_collections(self, principal: Principal, api_root: str
+                            ) -> list[tuple[Collection, Access]]:
+        """The collections of an API root the principal may read or write."""
+        out = []
+        for collection in self.store.list_collections(api_root):
+            access = self.access(principal, collection)
+            if access.visible:
+                out.append((collection, access))
+        return out
+
+    # -- publishing ----------------------------------------------------------------------
+    def publish(self, principal: Principal, api_root: str, collection_ref: str,
+                body: bytes) -> Status:
+        """Validate and store one TAXII envelope; report per object in a status resource.
+
+        Envelope-level problems (malformed JSON, too many objects, not an envelope)
+        refuse the whole request. Each object is then judged on its own: a bad object
+        is reported as a failure and never partly stored, and the good objects of the
+        same envelope are stored.
+
+        Raises:
+            NotFound: The collection does not exist for this principal.
+            PermissionDenied: The principal may not write to it.
+            MalformedJSON, LimitExceeded, InvalidInput: The envelope as a whole.
+            StorageError: The database failed; nothing was stored.
+        """
+        collection, access = self.collection_for(principal, api_root, collection_ref)
+        if not access.can_write:
+            raise PermissionDenied(f"you may not add objects to collection {collection_ref!r}")
+        request_time = now_micros()
+        candidates = parse_envelope(body, self.limits)
+        failures: list[StatusDetail] = []
+        versions: list[NewVersion] = []
+        for index, candidate in enumerate(candidates):
+            try:
+                obj = validate_object(candidate, self.limits)
+                self._check_authorship(principal, obj)
+                versions.append(self._new_version(principal, collection, obj))
+            except ExchangeError as e:
+                failures.append(StatusDetail(
+                    id=_candidate_field(candidate, "id") or f"objects[{index}]",
+                    version=(_candidate_field(candidate, "modified")
+                             or _candidate_field(candidate, "created") or ""),
+                    message=e.reason,
+                ))
+        status = Status(
+            id=str(uuid.uuid4()),
+            api_root=api_root,
+            collection_id=collection.id,
+            account_id=principal.account_id,
+            org_id=principal.org_id,
+            request_timestamp=request_time,
+            status="complete",
+            total_count=len(candidates),
+            success_count=0,
+            failure_count=len(failures),
+            pending_count=0,
+            failures=tuple(failures),
+        )
+        _, final = self.store.add_objects(collection.id, versions, status)
+        log.info(
+            "publish by %s to %s: %d objects, %d succeeded, %d failed (status %s)",
+            principal.account_name, collection.title, final.total_count,
+            final.success_count, final.failure_count, final.id,
+        )
+        return final
+
+    def _check_authorship(self, principal: Principal, obj: StixObject) -> None:
+        if obj.created_by_ref is not None and obj.created_by_ref != principal.identity_id:
+            raise PermissionDenied(
+                f"created_by_ref {obj.created_by_ref} is not your organisation's identity "
+                f"({principal.identity_id}); you may only publish your own objects"
+            )
+
+    def _new_version(self, principal: Principal, collection: Collection,
+                     obj: StixObject) -> NewVersion:
+        tlp: Tlp | None = obj.tlp
+        return NewVersion(
+            id=obj.id,
+            type=obj.type,
+            spec_version=obj.spec_version,
+            version=to_micros(obj.version) if obj.version else None,
+            created=to_micros(obj.created) if obj.created else None,
+            modified=to_micros(obj.modified) if obj.modified else None,
+            producer_org=principal.org_id,
+            tlp=tlp.value if tlp else None,
+            effective_tlp=tlp.value if tlp else collection.default_tlp,
+            revoked=obj.revoked,
+            body=obj.canonical,
+        )
+
+    # -- reading -------------------------------------------------------------------------
+    def visibility(self, principal: Principal, query: ObjectQuery) -> ObjectQuery:
+        """Apply the principal's TLP visibility to a read query (done in the database)."""
+        allowed = {Tlp.CLEAR.value, Tlp.GREEN.value, Tlp.AMBER.value}
+        if principal.parent_org_id is None:
+            allowed.add(Tlp.AMBER_STRICT.value)
+        return replace(query, visible_tlps=frozenset(allowed), own_org=principal.org_id)
+
+    def read(self, principal: Principal, api_root: str, collection_ref: str,
+             query: ObjectQuery, *, versions_of: str | None = None) -> tuple[Collection, Page]:
+        """Read objects (or the versions of one object) the principal may receive.
+
+        Args:
+            principal: Who is reading.
+            api_root: The API root name.
+            collection_ref: Collection id or alias.
+            query: Filters; ``collection_id`` is replaced by the resolved collection.
+            versions_of: When set, list the versions of this object id.
+
+        Raises:
+            NotFound: The collection, or (with ``versions_of``) the object, is not
+                visible to the principal.
+            PermissionDenied: The principal may see but not read the collection.
+        """
+        collection, access = self.collection_for(principal, api_root, collection_ref)
+        if not access.can_read:
+            raise PermissionDenied(f"you may not read collection {collection_ref!r}")
+        q = self.visibility(principal, replace(query, collection_id=collection.id))
+        if versions_of is not None:
+            return collection, self.store.get_versions(replace(q, ids=(versions_of,)))
+        return collection, self.store.get_objects(q)
+
+    def object_visible(self, principal: Principal, collection: Collection,
+                       object_id: str) -> bool:
+        """Whether any version of the object is visible to the principal."""
+        probe = self.visibility(
+            principal,
+            ObjectQuery(collection_id=collection.id, ids=(object_id,), limit=1,
+                        include_body=False),
+        )
+        return bool(self.store.get_versions(probe).rows)
+
+    def delete_object(self, principal: Principal, api_root: str, collection_ref: str,
+                      object_id: str, query: ObjectQuery) -> int:
+        """Delete versions of an object (TAXII 2.1 section 5.7).
+
+        Only the producing organisation's publishers, or an admin, may delete.
+
+        Raises:
+            NotFound: The object is not visible.
+            PermissionDenied: The principal may not delete it.
+        """
+        collection, access = self.collection_for(principal, api_root, collection_ref)
+        if not (access.can_read and access.can_write):
+            raise PermissionDenied(f"you may not delete from collection {collection_ref!r}")
+        page = self.store.get_versions(self.visibility(principal, ObjectQuery(
+            collection_id=collection.id, ids=(object_id,), limit=1, include_body=False)))
+        if not page.rows:
+            raise NotFound(f"object {object_id!r} not found")
+        if principal.role is not Role.ADMIN and page.rows[0].producer_org != principal.org_id:
+            raise PermissionDenied("only the organisation that created an object may delete it")
+        deleted = self.store.delete_object(collection.id, object_id, query.versions,
+                                           query.spec_versions)
+        log.info("%s deleted %d version(s) of %s from %s", principal.account_name, deleted,
+                 object_id, collection.title)
+        return deleted
+
+    def status(self, principal: Principal, api_root: str, status_id: str) -> Status:
+        """A status resource, shown only to the organisation that submitted it.
+
+        Raises:
+            NotFound: Unknown id or another organisation's submission.
+        """
+        try:
+            status = self.store.get_status(api_root, status_id)
+        except NotFound:
+            raise NotFound(f"status {status_id!r} not found") from None
+        if status.org_id != principal.org_id and principal.role is not Role.ADMIN:
+            raise NotFound(f"status {status_id!r} not found")
+        return status
+
+
+def _candidate_field(candidate: object, name: str) -> str | None:
+    if isinstance(candidate, dict):
+        value = candidate.get(name)
+        if isinstance(value, str) and len(value) <= 200:
+            return value
+    return None

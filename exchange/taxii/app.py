@@ -1,0 +1,226 @@
+"""The TAXII 2.1 application factory: medallion's views on an app we build and own.
+
+``create_app(settings)`` makes a fresh Flask app (never medallion's import-time global),
+registers medallion's blueprints on it, installs our
+:class:`~exchange.taxii.backend.ExchangeBackend`, and wraps every request:
+
+1. a request id (``X-Request-ID``) for logs and error bodies;
+2. authentication from the HTTP Basic password or a Bearer token (an API key) before
+   any view runs; the principal goes into ``flask.g`` for the backend;
+3. spec-correct media-type checks (406/415), after which the headers are normalised so
+   medallion's stricter checks agree;
+4. TAXII error messages in JSON for every error, including Werkzeug's own (404, 405,
+   413) and unexpected exceptions (500 with only the request id).
+
+medallion's Flask-HTTPAuth object is process-global; we point its password callback at
+the principal our hook already established, so its decorator can never admit anyone the
+hook did not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from typing import Any
+
+import medallion
+from flask import Flask, Response, g, request
+from flask.json.provider import JSONProvider
+from flask.wrappers import Request
+from medallion.exceptions import MedallionError
+from werkzeug.exceptions import HTTPException
+
+from exchange.config import Settings
+from exchange.errors import AuthError, ExchangeError, StorageError
+from exchange.service import Exchange
+from exchange.storage import open_store
+from exchange.taxii.backend import ExchangeBackend
+from exchange.taxii.http import (
+    MEDIA_TYPE_TAXII,
+    NextTokens,
+    accept_ok,
+    content_type_ok,
+    dumps,
+    error_body,
+)
+
+log = logging.getLogger(__name__)
+
+REALM = 'Basic realm="cert-exchange", charset="UTF-8"'
+_DEFERRED = object()
+
+
+class _RawProvider(JSONProvider):
+    """JSON for medallion's ``json.dumps`` calls, splicing stored object bytes verbatim."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return dumps(obj)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        raise AssertionError("request bodies are parsed by exchange.model, not Flask")
+
+
+class _DeferredJSONRequest(Request):
+    """medallion calls ``get_json(force=True)`` before our backend sees the body.
+
+    Parsing here would use the permissive stdlib parser and parse twice; instead the
+    backend reads ``get_data()`` and parses it once under the strict profile.
+    """
+
+    def get_json(self, force: bool = False, silent: bool = False,
+                 cache: bool = True) -> Any:
+        return _DEFERRED
+
+
+def _taxii_response(status: int, title: str, description: str,
+                    headers: dict[str, str] | None = None) -> Response:
+    body = error_body(status, title, description, g.get("cx_request_id"))
+    response = Response(dumps(body), status=status, mimetype=MEDIA_TYPE_TAXII)
+    for k, v in (headers or {}).items():
+        response.headers[k] = v
+    if status == 401:
+        response.headers["WWW-Authenticate"] = REALM
+    return response
+
+
+def _credentials() -> tuple[str | None, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer" and value.strip():
+        return None, value.strip()
+    if scheme == "basic" and value.strip():
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return None
+        return user, password
+    return None
+
+
+def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask:
+    """Build the TAXII 2.1 WSGI application for one node.
+
+    Args:
+        settings: The node's settings.
+        exchange: An existing service (tests pass one); by default the store named by
+            the settings is opened.
+
+    Returns:
+        The Flask application, ready for gunicorn.
+
+    Raises:
+        ConfigError: The schema is not current or the server secret is missing.
+        StorageError: The database cannot be reached.
+    """
+    if exchange is None:
+        store = open_store(settings)
+        store.check_schema()
+        exchange = Exchange(settings, store)
+    tokens = NextTokens(settings.secret_bytes())
+
+    app = Flask("exchange.taxii")
+    app.json = _RawProvider(app)
+    app.request_class = _DeferredJSONRequest
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.config["TRAP_HTTP_EXCEPTIONS"] = False
+    app.medallion_backend = ExchangeBackend(exchange, tokens)  # type: ignore[attr-defined]
+    app.taxii_config = {"max_page_size": settings.max_page_size}  # type: ignore[attr-defined]
+    app.users_backend = {}  # type: ignore[attr-defined]  # never used: see module doc
+    app.extensions["cert_exchange"] = exchange
+    medallion.register_blueprints(app)
+
+    @app.before_request
+    def _authenticate_and_check_media() -> Response | None:
+        g.cx_request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        creds = _credentials()
+        if creds is None:
+            return _taxii_response(401, "Unauthorized",
+                                   "authentication required: send your API key as the "
+                                   "HTTP Basic password")
+        try:
+            g.cx_principal = exchange.authenticate(*creds)
+        except AuthError as e:
+            return _taxii_response(401, "Unauthorized", e.reason)
+        if not accept_ok(request.headers.get("Accept")):
+            return _taxii_response(
+                406, "Not acceptable",
+                f"this server answers only with {MEDIA_TYPE_TAXII}; set the Accept header "
+                "accordingly")
+        request.environ["HTTP_ACCEPT"] = MEDIA_TYPE_TAXII
+        if request.method == "POST":
+            if not content_type_ok(request.headers.get("Content-Type")):
+                return _taxii_response(
+                    415, "Unsupported media type",
+                    f"send the envelope with Content-Type: {MEDIA_TYPE_TAXII}")
+            request.environ["CONTENT_TYPE"] = MEDIA_TYPE_TAXII
+            if request.content_length is None:
+                return _taxii_response(411, "Length required",
+                                       "send a Content-Length header with the envelope")
+            if request.content_length > settings.max_content_length:
+                return _taxii_response(
+                    413, "Request entity too large",
+                    f"the envelope is {request.content_length} bytes; this API root accepts"
+                    f" at most {settings.max_content_length} (max_content_length)")
+        return None
+
+    @app.after_request
+    def _stamp(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("cx_request_id", "")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.errorhandler(ExchangeError)
+    def _exchange_error(e: ExchangeError) -> Response:
+        if isinstance(e, StorageError):
+            log.error("storage failure (request %s): %s", g.get("cx_request_id"), e.reason)
+        return _taxii_response(e.http_status, e.title, e.reason)
+
+    @app.errorhandler(MedallionError)
+    def _medallion_error(e: MedallionError) -> Response:
+        titles = {400: "Bad request", 403: "Forbidden", 404: "Not found",
+                  406: "Not acceptable", 413: "Request entity too large",
+                  415: "Unsupported media type", 422: "Unprocessable entity"}
+        status = int(e.status)
+        return _taxii_response(status, titles.get(status, "Error"), str(e.message))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        status = e.code or 500
+        headers = {}
+        if status == 405 and e.get_response().headers.get("Allow"):
+            headers["Allow"] = e.get_response().headers["Allow"]
+        description = {
+            404: "no such TAXII endpoint",
+            405: f"method {request.method} is not allowed here",
+            413: (f"the request body is larger than {settings.max_content_length} bytes "
+                  "(max_content_length)"),
+        }.get(status, e.name)
+        return _taxii_response(status, e.name, description, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("unexpected error (request %s)", g.get("cx_request_id"))
+        return _taxii_response(500, "Internal error",
+                               "the server failed to process the request; quote the "
+                               "error_id to the operator")
+
+    return app
+
+
+@medallion.auth.verify_password  # type: ignore[misc]
+def _principal_from_hook(username: str, password: str) -> Any:
+    """medallion's decorator admits exactly whom our before-request hook admitted."""
+    return g.get("cx_principal")
+
+
+@medallion.auth.error_handler  # type: ignore[misc]
+def _auth_error(status: int = 401) -> Response:
+    return _taxii_response(status, "Unauthorized", "authentication required")

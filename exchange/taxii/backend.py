@@ -1,0 +1,289 @@
+"""medallion ``Backend`` subclass that serves every TAXII call from our store.
+
+medallion never tells a backend who is asking; :mod:`exchange.taxii.app` authenticates
+each request before medallion's view runs and leaves the principal in ``flask.g``.
+Every method here starts by taking it from there and refuses to serve without one.
+
+Filters are read from ``request.args`` directly (medallion passes a ``to_dict()`` copy
+that drops repeated parameters). Object bytes are spliced into envelopes unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from flask import g, request
+from medallion.backends.base import Backend
+from medallion.exceptions import ProcessingError
+
+from exchange.errors import AuthError, InvalidInput, NotFound
+from exchange.model.objects import CollectionId, Principal
+from exchange.service import Exchange
+from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, VersionMatch
+from exchange.storage.timestamps import from_micros, to_micros
+from exchange.taxii.http import MEDIA_TYPE_STIX, MEDIA_TYPE_TAXII, NextTokens, RawJSON
+
+
+def current_principal() -> Principal:
+    """The principal our authentication hook placed in request scope.
+
+    Raises:
+        AuthError: There is none (the backend never serves anonymously).
+    """
+    principal = g.get("cx_principal")
+    if not isinstance(principal, Principal):
+        raise AuthError("authentication required")
+    return principal
+
+
+def _values(name: str) -> list[str]:
+    out: list[str] = []
+    for raw in request.args.getlist(name):
+        out.extend(v.strip() for v in raw.split(",") if v.strip())
+    return out
+
+
+def _timestamp(name: str, text: str) -> int:
+    try:
+        return to_micros(text)
+    except (ValueError, InvalidInput):
+        raise InvalidInput(
+            f"{name} value {text!r} is not a timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z)"
+        ) from None
+
+
+def _version_match(default: VersionMatch) -> VersionMatch:
+    values = _values("match[version]")
+    if not values:
+        return default
+    first = last = all_ = False
+    exact: list[int] = []
+    for v in values:
+        if v == "first":
+            first = True
+        elif v == "last":
+            last = True
+        elif v == "all":
+            all_ = True
+        else:
+            exact.append(_timestamp("match[version]", v))
+    return VersionMatch(first=first, last=last, all=all_, exact=tuple(exact))
+
+
+def _date_headers(page: Page) -> dict[str, str]:
+    if not page.rows:
+        return {}
+    return {
+        "X-TAXII-Date-Added-First": from_micros(page.rows[0].date_added),
+        "X-TAXII-Date-Added-Last": from_micros(page.rows[-1].date_added),
+    }
+
+
+def _status_details(details: tuple[StatusDetail, ...]) -> list[dict[str, str]]:
+    out = []
+    for d in details:
+        item = {"id": d.id, "version": d.version}
+        if d.message:
+            item["message"] = d.message
+        out.append(item)
+    return out
+
+
+def status_resource(status: Status) -> dict[str, Any]:
+    """A TAXII 2.1 status resource (section 4.3.1) as a JSON-able dict."""
+    body: dict[str, Any] = {
+        "id": status.id,
+        "status": status.status,
+        "request_timestamp": from_micros(status.request_timestamp),
+        "total_count": status.total_count,
+        "success_count": status.success_count,
+        "failure_count": status.failure_count,
+        "pending_count": status.pending_count,
+    }
+    for name, details in (("successes", status.successes), ("failures", status.failures),
+                          ("pendings", status.pendings)):
+        if details:
+            body[name] = _status_details(details)
+    return body
+
+
+class ExchangeBackend(Backend):  # type: ignore[misc]
+    """Serves medallion's views from :class:`~exchange.service.Exchange`."""
+
+    def __init__(self, exchange: Exchange, tokens: NextTokens) -> None:
+        self.exchange = exchange
+        self.settings = exchange.settings
+        self.tokens = tokens
+
+    # -- server information -------------------------------------------------------------
+    def server_discovery(self) -> dict[str, Any]:
+        current_principal()
+        root = f"{request.host_url}{self.settings.api_root}/"
+        body: dict[str, Any] = {
+            "title": self.settings.title,
+            "description": self.settings.description,
+            "default": root,
+            "api_roots": [root],
+        }
+        if self.settings.contact:
+            body["contact"] = self.settings.contact
+        return body
+
+    def get_api_root_information(self, api_root: str) -> dict[str, Any] | None:
+        current_principal()
+        if api_root != self.settings.api_root:
+            return None
+        return {
+            "title": self.settings.title,
+            "description": self.settings.description,
+            "versions": [MEDIA_TYPE_TAXII],
+            "max_content_length": self.settings.max_content_length,
+        }
+
+    def get_status(self, api_root: str, status_id: str) -> dict[str, Any] | None:
+        principal = current_principal()
+        try:
+            status = self.exchange.status(principal, api_root, status_id)
+        except NotFound:
+            return None
+        return status_resource(status)
+
+    # -- collections ------------------------------------------------------------------
+    def _collection_resource(self, principal: Principal, api_root: str,
+                             collection_id: str) -> dict[str, Any] | None:
+        try:
+            collection, access = self.exchange.collection_for(principal, api_root,
+                                                              collection_id)
+        except NotFound:
+            return None
+        body: dict[str, Any] = {"id": collection.id, "title": collection.title}
+        if collection.description:
+            body["description"] = collection.description
+        if collection.alias:
+            body["alias"] = collection.alias
+        body.update(can_read=access.can_read, can_write=access.can_write,
+                    media_types=[MEDIA_TYPE_STIX])
+        return body
+
+    def get_collections(self, api_root: str) -> dict[str, Any]:
+        principal = current_principal()
+        items = []
+        for collection, _ in self.exchange.visible_collections(principal, api_root):
+            item = self._collection_resource(principal, api_root, collection.id)
+            if item is not None:
+                items.append(item)
+        return {"collections": items} if items else {}
+
+    def get_collection(self, api_root: str, collection_id: str) -> dict[str, Any] | None:
+        return self._collection_resource(current_principal(), api_root, collection_id)
+
+    # -- reads -----------------------------------------------------------------------------
+    def _query(self, principal: Principal, limit: int, *, versions: VersionMatch,
+               with_id_type: bool, include_body: bool = True) -> ObjectQuery:
+        added_after = request.args.get("added_after")
+        token = request.args.get("next")
+        return ObjectQuery(
+            collection_id=CollectionId(""),
+            added_after=_timestamp("added_after", added_after) if added_after else None,
+            ids=tuple(_values("match[id]")) if with_id_type else (),
+            types=tuple(_values("match[type]")) if with_id_type else (),
+            spec_versions=tuple(_values("match[spec_version]")),
+            versions=versions,
+            limit=limit,
+            cursor=self.tokens.open(token, principal.account_id) if token else None,
+            include_body=include_body,
+        )
+
+    def _envelope(self, principal: Principal, page: Page) -> tuple[dict[str, Any],
+                                                                    dict[str, str]]:
+        body: dict[str, Any] = {"more": page.more}
+        if page.more and page.rows:
+            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
+        if page.rows:
+            body["objects"] = [RawJSON(row.body.decode("utf-8")) for row in page.rows]
+        return body, _date_headers(page)
+
+    def get_objects(self, api_root: str, collection_id: str, filter_args: Any,
+                    allowed_filters: Any, limit: int) -> tuple[dict[str, Any],
+                                                               dict[str, str]]:
+        principal = current_principal()
+        query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
+                            with_id_type=True)
+        _, page = self.exchange.read(principal, api_root, collection_id, query)
+        return self._envelope(principal, page)
+
+    def get_object(self, api_root: str, collection_id: str, object_id: str,
+                   filter_args: Any, allowed_filters: Any, limit: int
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+        principal = current_principal()
+        query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
+                            with_id_type=False)
+        collection, page = self.exchange.read(principal, api_root, collection_id,
+                                              _with_id(query, object_id))
+        if not page.rows and not self.exchange.object_visible(principal, collection,
+                                                              object_id):
+            raise ProcessingError(f"Object '{object_id}' not found", 404)
+        return self._envelope(principal, page)
+
+    def get_object_versions(self, api_root: str, collection_id: str, object_id: str,
+                            filter_args: Any, allowed_filters: Any, limit: int
+                            ) -> tuple[dict[str, Any], dict[str, str]]:
+        principal = current_principal()
+        query = self._query(principal, limit, versions=VersionMatch(all=True),
+                            with_id_type=False, include_body=False)
+        collection, page = self.exchange.read(principal, api_root, collection_id, query,
+                                              versions_of=object_id)
+        if not page.rows and not self.exchange.object_visible(principal, collection,
+                                                              object_id):
+            raise ProcessingError(f"Object '{object_id}' not found", 404)
+        body: dict[str, Any] = {"more": page.more}
+        if page.more and page.rows:
+            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
+        if page.rows:
+            body["versions"] = [from_micros(row.version) for row in page.rows]
+        return body, _date_headers(page)
+
+    def get_object_manifest(self, api_root: str, collection_id: str, filter_args: Any,
+                            allowed_filters: Any, limit: int
+                            ) -> tuple[dict[str, Any], dict[str, str]]:
+        principal = current_principal()
+        query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
+                            with_id_type=True, include_body=False)
+        _, page = self.exchange.read(principal, api_root, collection_id, query)
+        body: dict[str, Any] = {"more": page.more}
+        if page.more and page.rows:
+            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
+        if page.rows:
+            body["objects"] = [
+                {
+                    "id": row.id,
+                    "date_added": from_micros(row.date_added),
+                    "version": from_micros(row.version),
+                    "media_type": MEDIA_TYPE_STIX,
+                }
+                for row in page.rows
+            ]
+        return body, _date_headers(page)
+
+    # -- writes ----------------------------------------------------------------------------
+    def add_objects(self, api_root: str, collection_id: str, objs: Any,
+                    request_time: Any) -> dict[str, Any]:
+        principal = current_principal()
+        status = self.exchange.publish(principal, api_root, collection_id,
+                                       request.get_data(cache=True))
+        return status_resource(status)
+
+    def delete_object(self, api_root: str, collection_id: str, object_id: str,
+                      filter_args: Any, allowed_filters: Any) -> None:
+        principal = current_principal()
+        query = ObjectQuery(
+            collection_id=CollectionId(""),
+            spec_versions=tuple(_values("match[spec_version]")),
+            versions=_version_match(VersionMatch(all=True)),
+        )
+        self.exchange.delete_object(principal, api_root, collection_id, object_id, query)
+
+
+def _with_id(query: ObjectQuery, object_id: str) -> ObjectQuery:
+    return replace(query, ids=(object_id,))

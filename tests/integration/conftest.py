@@ -1,0 +1,141 @@
+"""A real exchange node for integration tests: gunicorn on loopback, a temp SQLite home.
+
+The server is the production entry point (``python -m exchange serve``) started as a
+child process and stopped by its pid. Tests talk to it over HTTP with taxii2-client and
+requests, and set up members and collections through the service layer on the same
+database (SQLite in WAL mode is safe for that across processes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from exchange.config import load_settings
+from exchange.service import Exchange, init_home
+from exchange.storage import open_store
+
+TAXII = "application/taxii+json;version=2.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Node:
+    """A running exchange node and the members set up in it."""
+
+    base: str
+    home: Path
+    exchange: Exchange
+    api_root: str
+    keys: dict[str, str] = field(default_factory=dict)
+    identities: dict[str, str] = field(default_factory=dict)
+    collections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root(self) -> str:
+        return f"{self.base}/{self.api_root}/"
+
+    def collection_url(self, alias: str) -> str:
+        return f"{self.root}collections/{self.collections[alias]}/"
+
+    def auth(self, account: str) -> tuple[str, str]:
+        return account, self.keys[account]
+
+    def get(self, url: str, account: str | None = "uz-pub", **kw: object) -> requests.Response:
+        headers = {"Accept": TAXII, **kw.pop("headers", {})}  # type: ignore[dict-item]
+        auth = self.auth(account) if account else None
+        return requests.get(url, auth=auth, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+
+    def post(self, url: str, body: bytes, account: str | None = "uz-pub",
+             **kw: object) -> requests.Response:
+        headers = {"Accept": TAXII, "Content-Type": TAXII, **kw.pop("headers", {})}  # type: ignore[dict-item]
+        auth = self.auth(account) if account else None
+        return requests.post(url, data=body, auth=auth, headers=headers, timeout=60, **kw)  # type: ignore[arg-type]
+
+    def new_collection(self, *, readers: list[str], writers: list[str],
+                       default_tlp: str | None = None) -> str:
+        alias = f"c-{uuid.uuid4().hex[:10]}"
+        col, _ = self.exchange.add_collection(alias, readers=readers, writers=writers,
+                                              alias=alias, default_tlp=default_tlp)
+        self.collections[alias] = col.id
+        return alias
+
+
+def _wait(url: str, auth: tuple[str, str], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if requests.get(url, auth=auth, headers={"Accept": TAXII}, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not start within 30 s")
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    home = tmp_path_factory.mktemp("exchange-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    settings = load_settings(home, env={})
+    init_home(settings)
+    settings = load_settings(home, env={})
+    store = open_store(settings)
+    ex = Exchange(settings, store)
+    n = Node(base="", home=home, exchange=ex, api_root=settings.api_root)
+    for name in ("UZ-CERT", "PK-CERT", "Operator"):
+        n.identities[name] = ex.add_org(name).identity_id
+    n.identities["UZ-SOC"] = ex.add_org("UZ-SOC", parent="UZ-CERT").identity_id
+    for account, org, role in [
+        ("uz-pub", "UZ-CERT", "publisher"),
+        ("pk-pub", "PK-CERT", "publisher"),
+        ("uz-reader", "UZ-CERT", "consumer"),
+        ("uz-soc", "UZ-SOC", "consumer"),
+        ("auditor", "Operator", "auditor"),
+        ("admin", "Operator", "admin"),
+    ]:
+        ex.add_account(account, org=org, role=role)
+        n.keys[account] = ex.create_api_key(account)[1]
+    n.collections["jwg"] = ex.add_collection(
+        "Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT", "UZ-SOC"],
+        writers=["UZ-CERT", "PK-CERT"])[0].id
+    n.collections["uz"] = ex.add_collection(
+        "UZ only", alias="uz", readers=["UZ-CERT"], writers=["UZ-CERT"])[0].id
+
+    port = free_port()
+    n.base = f"http://127.0.0.1:{port}"
+    log = (home / "server.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "exchange", "--home", str(home), "serve", "--port", str(port),
+         "--workers", "2"],
+        env=env, stdout=log, stderr=log)
+    try:
+        _wait(f"{n.base}/taxii2/", n.auth("uz-pub"), proc)
+        yield n
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        store.close()

@@ -23,6 +23,7 @@ import click
 from exchange import __version__
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError, InvalidInput
+from exchange.model.objects import OrgId
 from exchange.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.storage.base import Account, ApiKey, Collection, Grant, Organisation
@@ -243,7 +244,7 @@ def apikey_list(c: _Ctx, as_json: bool) -> None:
     _emit(as_json, [_key_json(k) for k in keys], "\n".join(lines) or "no keys")
 
 
-def _collection_json(col: Collection, grants: list[Grant], names: dict[str, str]
+def _collection_json(col: Collection, grants: list[Grant], names: dict[OrgId, str]
                      ) -> dict[str, Any]:
     return {
         "id": col.id, "title": col.title, "alias": col.alias, "api_root": col.api_root,

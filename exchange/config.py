@@ -26,7 +26,7 @@ from typing import Any
 from exchange.errors import ConfigError
 
 CONFIG_FILE = "exchange.toml"
-SECRET_FILE = "server-secret"
+SECRET_FILE = "server-secret"  # noqa: S105 - a file name, not a secret
 DEFAULT_HOME = Path.home() / ".cert-exchange"
 TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
 

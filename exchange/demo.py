@@ -131,7 +131,11 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Tr
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_PORT": str(port),
            "EXCHANGE_HOST": "127.0.0.1"}
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop is a Ctrl-C too
+    proc = subprocess.Popen(
         [sys.executable, "-m", "exchange", "serve"], env=env,
         stdout=subprocess.DEVNULL, stderr=(home / "server.log").open("ab"))
     try:
@@ -206,7 +210,7 @@ def _print_guide(base: str, api_root: str, world: dict[str, Any], home: Path) ->
         "--out jwg.jsonl",
         "",
         "  the newest indicators with curl:",
-        f"    curl -s -u uz-soc:{keys['uz-soc']} -H 'Accept: application/taxii+json;"
+        f"    curl -sg -u uz-soc:{keys['uz-soc']} -H 'Accept: application/taxii+json;"
         f"version=2.1' '{jwg}objects/?match[type]=indicator&limit=5'",
         "",
         "  with taxii2-client in Python:",

@@ -22,6 +22,7 @@ Access rules applied here (the sharing-policy engine refines the read side):
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import secrets
@@ -76,6 +77,11 @@ log = logging.getLogger(__name__)
 
 #: Namespace for the deterministic identity ids the exchange gives organisations.
 IDENTITY_NAMESPACE = uuid.UUID("6f2a4f0e-3c4b-5d8e-9a71-0c3e8b5d2f10")
+
+#: Per-request memo of resolved collections; the HTTP adapter opens one scope per request
+#: so that the several lookups medallion's views make cost one database round trip.
+_request_memo: contextvars.ContextVar[dict[tuple[str, str, str], tuple[Any, Any]] | None] = (
+    contextvars.ContextVar("cx_request_memo", default=None))
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
@@ -366,6 +372,10 @@ class Exchange:
         Raises:
             NotFound: No such collection, or the principal may neither read nor write it.
         """
+        memo = _request_memo.get()
+        key = (principal.account_id, api_root, ref)
+        if memo is not None and key in memo:
+            return memo[key]  # type: ignore[no-any-return]
         try:
             collection = self.store.get_collection(api_root, ref)
         except NotFound:
@@ -373,6 +383,8 @@ class Exchange:
         access = self.access(principal, collection)
         if not access.visible:
             raise NotFound(f"collection {ref!r} not found")
+        if memo is not None:
+            memo[key] = (collection, access)
         return collection, access
 
     def visible_collections(self, principal: Principal, api_root: str
@@ -546,6 +558,16 @@ class Exchange:
         if status.org_id != principal.org_id and principal.role is not Role.ADMIN:
             raise NotFound(f"status {status_id!r} not found")
         return status
+
+
+def begin_request_scope() -> contextvars.Token[Any]:
+    """Start memoising lookups for one request; pass the token to :func:`end_request_scope`."""
+    return _request_memo.set({})
+
+
+def end_request_scope(token: contextvars.Token[Any]) -> None:
+    """Forget the request's memo."""
+    _request_memo.reset(token)
 
 
 def _candidate_field(candidate: object, name: str) -> str | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -34,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from exchange.config import Settings
 from exchange.errors import AuthError, ExchangeError, StorageError
-from exchange.service import Exchange
+from exchange.service import Exchange, begin_request_scope, end_request_scope
 from exchange.storage import open_store
 from exchange.taxii.backend import ExchangeBackend
 from exchange.taxii.http import (
@@ -49,6 +50,7 @@ from exchange.taxii.http import (
 log = logging.getLogger(__name__)
 
 REALM = 'Basic realm="cert-exchange", charset="UTF-8"'
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _DEFERRED = object()
 
 
@@ -138,7 +140,9 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
 
     @app.before_request
     def _authenticate_and_check_media() -> Response | None:
-        g.cx_request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        supplied = request.headers.get("X-Request-ID", "")
+        g.cx_request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        g.cx_scope = begin_request_scope()
         creds = _credentials()
         if creds is None:
             return _taxii_response(401, "Unauthorized",
@@ -169,6 +173,12 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
                     f"the envelope is {request.content_length} bytes; this API root accepts"
                     f" at most {settings.max_content_length} (max_content_length)")
         return None
+
+    @app.teardown_request
+    def _end_scope(exc: BaseException | None) -> None:
+        token = g.pop("cx_scope", None)
+        if token is not None:
+            end_request_scope(token)
 
     @app.after_request
     def _stamp(response: Response) -> Response:
@@ -215,12 +225,14 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
     return app
 
 
-@medallion.auth.verify_password  # type: ignore[misc]
 def _principal_from_hook(username: str, password: str) -> Any:
     """medallion's decorator admits exactly whom our before-request hook admitted."""
     return g.get("cx_principal")
 
 
-@medallion.auth.error_handler  # type: ignore[misc]
 def _auth_error(status: int = 401) -> Response:
     return _taxii_response(status, "Unauthorized", "authentication required")
+
+
+medallion.auth.verify_password(_principal_from_hook)
+medallion.auth.error_handler(_auth_error)

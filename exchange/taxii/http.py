@@ -52,6 +52,11 @@ def _encode(value: Any, out: list[str]) -> None:
             _encode(item, out)
         out.append("}")
     elif isinstance(value, list | tuple):
+        if not any(isinstance(item, RawJSON) for item in value):
+            # RawJSON only ever sits directly in a list; anything deeper would make
+            # json.dumps raise TypeError, loudly, rather than emit something wrong
+            out.append(json.dumps(value, ensure_ascii=False, allow_nan=False))
+            return
         out.append("[")
         for i, item in enumerate(value):
             if i:

@@ -123,7 +123,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     port = free_port()
     n.base = f"http://127.0.0.1:{port}"
     log = (home / "server.log").open("wb")
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "exchange", "--home", str(home), "serve", "--port", str(port),
          "--workers", "2"],
         env=env, stdout=log, stderr=log)

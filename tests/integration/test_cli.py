@@ -25,7 +25,7 @@ def run(home: Path, *args: str) -> tuple[int, str, str]:
 def exchange_cmd(*args: str, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "exchange", *args], env={**base, **(env or {})},
         capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
 

@@ -130,7 +130,12 @@ class AddOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """Outcome of one :class:`NewVersion` in :meth:`Store.add_objects`."""
+    """Outcome of one :class:`NewVersion` in :meth:`Store.add_objects`.
+
+    ``version`` is the version stored or matched (for a version-less object, its
+    ``date_added``); ``date_added`` is set for ADDED (the new row) and EXISTS (the row
+    already stored), None for failures.
+    """
 
     id: StixId
     version: int | None
@@ -324,7 +329,16 @@ class Store(abc.ABC):
         ``status`` arrives with the failures the service already found (validation);
         the store adds its own outcomes (EXISTS counts as success, CONFLICT and
         NOT_CREATOR as failures), assigns ``date_added`` to new rows, and commits the
-        rows with the final status in one transaction.
+        rows with the final status in one transaction. The final status lists the
+        caller's successes and failures, then the store's (in input order); its counts
+        are recomputed from those lists, it has no pendings and is ``complete``.
+
+        Per version: if another organisation created the id (in any collection) it is
+        NOT_CREATOR - checked first, so nobody else can probe an object's content through
+        EXISTS/CONFLICT; else the same id and version already in the collection (or
+        earlier in the envelope) is EXISTS when the bytes are identical, CONFLICT when
+        not. A version-less object (``version`` None) is versioned by its ``date_added``,
+        unless identical bytes are already stored for its id (EXISTS).
 
         Returns:
             One result per input version (same order) and the status as stored.
@@ -332,7 +346,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_objects(self, query: ObjectQuery) -> Page:
-        """Versions matching the query, ``date_added`` ascending, at most ``limit``."""
+        """Versions matching the query, ``date_added`` ascending, at most ``limit``.
+
+        The kinds set in ``query.versions`` are OR-ed (``first`` and ``last`` gives both);
+        a :class:`VersionMatch` with nothing set means ``last``.
+        """
 
     @abc.abstractmethod
     def get_versions(self, query: ObjectQuery) -> Page:
@@ -351,7 +369,10 @@ class Store(abc.ABC):
         versions: VersionMatch,
         spec_versions: tuple[str, ...] = (),
     ) -> int:
-        """Delete matching versions; fixes ``is_latest``. Returns the number deleted."""
+        """Delete matching versions; fixes ``is_latest``. Returns the number deleted.
+
+        ``versions`` reads as in :meth:`get_objects`; empty ``spec_versions`` matches any.
+        """
 
     @abc.abstractmethod
     def get_status(self, api_root: str, status_id: str) -> Status:

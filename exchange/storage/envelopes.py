@@ -1,0 +1,167 @@
+"""The decisions of one envelope: which versions are added, and what the status says.
+
+Pure bookkeeping, no SQL: :class:`StoredVersions` holds what the database already has for
+the envelope's ids (loaded by :mod:`exchange.storage.sql` inside the write transaction),
+:class:`EnvelopePlan` decides each new version in order and produces the rows to insert
+and the ``is_latest``/``is_first`` changes to apply, and :func:`final_status` folds the
+outcomes into the TAXII status resource.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from exchange.storage.base import AddOutcome, AddResult, NewVersion, Status, StatusDetail
+from exchange.storage.timestamps import from_micros
+
+MSG_CONFLICT = "a different object with this id and version already exists"
+MSG_NOT_CREATOR = "only the organisation that created this object may add versions of it"
+MSG_EXISTS = "this version of the object is already stored"
+
+
+@dataclass(slots=True)
+class ExistingVersion:
+    """One stored version of an id named in an envelope (without its body)."""
+
+    collection_id: str
+    version: int
+    date_added: int
+    producer_org: str | None
+    is_latest: bool
+    is_first: bool
+
+
+class StoredVersions:
+    """What the database already holds for the ids of one envelope."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, list[ExistingVersion]] = defaultdict(list)
+        self.bodies: dict[tuple[str, int], bytes] = {}
+
+    def add(self, object_id: str, existing: ExistingVersion) -> None:
+        """Record one stored version of ``object_id``."""
+        self.by_id[object_id].append(existing)
+
+    def in_collection(self, object_id: str, collection_id: str) -> bool:
+        """Whether any version of ``object_id`` is stored in the collection."""
+        return any(e.collection_id == collection_id for e in self.by_id.get(object_id, ()))
+
+    def version_in(self, object_id: str, version: int, collection_id: str) -> bool:
+        """Whether this version of ``object_id`` is stored in the collection."""
+        return any(e.collection_id == collection_id and e.version == version
+                   for e in self.by_id.get(object_id, ()))
+
+
+class EnvelopePlan:
+    """Decides each version of an envelope and the rows and flag changes that follow.
+
+    Pure bookkeeping over what :class:`StoredVersions` found; the caller does the SQL.
+    """
+
+    def __init__(self, collection_id: str, stored: StoredVersions) -> None:
+        self.collection_id = collection_id
+        self.stored = stored
+        self.results: list[AddResult] = []
+        self.rows: list[dict[str, Any]] = []
+        self.next_date_added = 0
+        # Per id, in this collection: version -> date_added, stored and newly added.
+        self._versions: dict[str, dict[int, int]] = {}
+        self._bodies = dict(stored.bodies)
+        self._producers: dict[str, set[str | None]] = {
+            object_id: {e.producer_org for e in existing}
+            for object_id, existing in stored.by_id.items()
+        }
+
+    def _versions_of(self, object_id: str) -> dict[int, int]:
+        known = self._versions.get(object_id)
+        if known is None:
+            known = {e.version: e.date_added for e in self.stored.by_id.get(object_id, ())
+                     if e.collection_id == self.collection_id}
+            self._versions[object_id] = known
+        return known
+
+    def decide(self, versions: Sequence[NewVersion], first_date_added: int) -> None:
+        """Decide every version in order, assigning ``date_added`` from the given value."""
+        self.next_date_added = first_date_added
+        for new in versions:
+            self.results.append(self._decide_one(new))
+
+    def _decide_one(self, new: NewVersion) -> AddResult:
+        producers = self._producers.get(new.id)
+        if producers and producers != {new.producer_org}:
+            return AddResult(new.id, new.version, AddOutcome.NOT_CREATOR)
+        known = self._versions_of(new.id)
+        if new.version is not None and new.version in known:
+            outcome = (AddOutcome.EXISTS if self._bodies[(new.id, new.version)] == new.body
+                       else AddOutcome.CONFLICT)
+            date_added = known[new.version] if outcome is AddOutcome.EXISTS else None
+            return AddResult(new.id, new.version, outcome, date_added)
+        if new.version is None:
+            for version, date_added in known.items():
+                if self._bodies.get((new.id, version)) == new.body:
+                    return AddResult(new.id, version, AddOutcome.EXISTS, date_added)
+        date_added = self.next_date_added
+        self.next_date_added += 1
+        version = new.version if new.version is not None else date_added
+        known[version] = date_added
+        self._bodies[(new.id, version)] = new.body
+        self._producers.setdefault(new.id, set()).add(new.producer_org)
+        self.rows.append({
+            "date_added": date_added, "collection_id": self.collection_id, "id": new.id,
+            "type": new.type, "spec_version": new.spec_version, "version": version,
+            "producer_org": new.producer_org, "tlp": new.tlp,
+            "effective_tlp": new.effective_tlp, "revoked": new.revoked,
+            "is_latest": False, "is_first": False, "body": new.body,
+        })
+        return AddResult(new.id, version, AddOutcome.ADDED, date_added)
+
+    def set_flags(self) -> list[dict[str, Any]]:
+        """Set the flags of the new rows; return the flag changes stored rows need."""
+        changed: list[dict[str, Any]] = []
+        touched = {row["id"] for row in self.rows}
+        newest = {i: max(self._versions[i]) for i in touched}
+        oldest = {i: min(self._versions[i]) for i in touched}
+        for row in self.rows:
+            row["is_latest"] = row["version"] == newest[row["id"]]
+            row["is_first"] = row["version"] == oldest[row["id"]]
+        for object_id in touched:
+            for e in self.stored.by_id.get(object_id, ()):
+                if e.collection_id != self.collection_id:
+                    continue
+                latest, first = e.version == newest[object_id], e.version == oldest[object_id]
+                if (latest, first) != (e.is_latest, e.is_first):
+                    changed.append({"b_date_added": e.date_added, "b_latest": latest,
+                                    "b_first": first})
+        return changed
+
+
+def final_status(
+    status: Status, versions: Sequence[NewVersion], results: Sequence[AddResult]
+) -> Status:
+    """The caller's status with the store's outcomes appended and counts recomputed."""
+    successes = list(status.successes)
+    failures = list(status.failures)
+    for new, result in zip(versions, results, strict=True):
+        version = from_micros(result.version) if result.version is not None else ""
+        if result.outcome is AddOutcome.ADDED:
+            successes.append(StatusDetail(new.id, version))
+        elif result.outcome is AddOutcome.EXISTS:
+            successes.append(StatusDetail(new.id, version, MSG_EXISTS))
+        elif result.outcome is AddOutcome.CONFLICT:
+            failures.append(StatusDetail(new.id, version, MSG_CONFLICT))
+        else:
+            failures.append(StatusDetail(new.id, version, MSG_NOT_CREATOR))
+    return replace(
+        status,
+        status="complete",
+        total_count=len(successes) + len(failures),
+        success_count=len(successes),
+        failure_count=len(failures),
+        pending_count=0,
+        successes=tuple(successes),
+        failures=tuple(failures),
+        pendings=(),
+    )

@@ -1,0 +1,159 @@
+"""SQLAlchemy Core table definitions of the exchange's database.
+
+These tables are what :mod:`exchange.storage.sql` queries. They are never created from
+here: the schema is created and upgraded only by the Alembic revisions in
+``migrations/versions/``, which spell the same tables out explicitly. A contract test
+compares the two.
+
+All times are ``BIGINT`` microseconds since the Unix epoch (UTC). ``object_versions`` is
+keyed by ``date_added``: the store assigns it from the one-row ``clock`` table, strictly
+increasing across the node, so it is unique by construction, orders every TAXII read,
+and on SQLite is the rowid, so the table itself is stored in ``date_added`` order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: BIGINT everywhere, except that SQLite needs the exact type name INTEGER for a
+#: primary key to become the rowid.
+ROWID_BIGINT = BigInteger().with_variant(Integer(), "sqlite")
+
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("identity_id", String(128), nullable=False, unique=True),
+    Column("identity_json", LargeBinary, nullable=False),
+    Column("parent_id", String(64), ForeignKey("organisations.id"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("org_id", String(64), ForeignKey("organisations.id"), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("label", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("api_root", String(64), nullable=False),
+    Column("title", String(256), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("alias", String(128), nullable=True),
+    Column("default_tlp", String(16), nullable=False),
+    # NULL aliases never collide: both SQLite and PostgreSQL treat NULLs as distinct.
+    UniqueConstraint("api_root", "alias"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("collection_id", String(64), ForeignKey("collections.id"), primary_key=True),
+    Column("org_id", String(64), ForeignKey("organisations.id"), primary_key=True, index=True),
+    Column("can_read", Boolean, nullable=False),
+    Column("can_write", Boolean, nullable=False),
+)
+
+object_versions = Table(
+    "object_versions",
+    metadata,
+    Column("date_added", ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("id", String(128), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("spec_version", String(8), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("producer_org", String(64), ForeignKey("organisations.id"), nullable=True),
+    Column("tlp", String(16), nullable=True),
+    Column("effective_tlp", String(16), nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    Column("is_latest", Boolean, nullable=False),
+    Column("is_first", Boolean, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # One index by id serves the creator check (an id in any collection), the
+    # per-envelope existence check and match[id] reads (id and collection_id), and
+    # match[version]=<exact>. Leading with id rather than collection_id lets it replace a
+    # second index on id alone: ids are random UUIDs, so each such index costs a random
+    # b-tree insert per row, the dominant write cost once the table is large.
+    UniqueConstraint("id", "collection_id", "version"),
+)
+# Every TAXII read is "WHERE collection_id = ? AND <filters> AND date_added > ?
+# ORDER BY date_added LIMIT n"; each index below lets one shape of it be a range scan
+# that stops after n rows.
+Index("ix_object_versions_collection", object_versions.c.collection_id,
+      object_versions.c.date_added)
+Index("ix_object_versions_latest", object_versions.c.collection_id,
+      object_versions.c.is_latest, object_versions.c.date_added)
+Index("ix_object_versions_type", object_versions.c.collection_id, object_versions.c.type,
+      object_versions.c.is_latest, object_versions.c.date_added)
+
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("api_root", String(64), nullable=False),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("org_id", String(64), ForeignKey("organisations.id"), nullable=False),
+    Column("request_timestamp", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total_count", Integer, nullable=False),
+    Column("success_count", Integer, nullable=False),
+    Column("failure_count", Integer, nullable=False),
+    Column("pending_count", Integer, nullable=False),
+    # JSON text: {"successes": [...], "failures": [...], "pendings": [...]}, each entry
+    # {"id": ..., "version": ..., "message": ...}.
+    Column("details", Text, nullable=False),
+)
+
+clock = Table(
+    "clock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_date_added", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)

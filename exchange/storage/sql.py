@@ -1,0 +1,773 @@
+"""The :class:`~exchange.storage.base.Store` on SQLAlchemy 2 Core: SQLite and PostgreSQL.
+
+One class serves both databases; the URL chooses. Engine set-up (WAL, ``synchronous``,
+busy timeout, ``BEGIN IMMEDIATE`` for writes on SQLite; psycopg 3 on PostgreSQL) is in
+:mod:`.engines`, the statements in :mod:`.queries`, and the per-envelope decisions in
+:mod:`.envelopes`; this module runs them in transactions. It is long because the Store
+interface is: one method per operation, each a short transaction.
+
+Every write transaction takes the node-wide write lock first: ``BEGIN IMMEDIATE`` on
+SQLite, ``SELECT ... FOR UPDATE`` of the one ``clock`` row on PostgreSQL (READ
+COMMITTED). Because the lock is held from the first statement to the commit, the
+``date_added`` values a transaction assigns (``max(now, last + 1)``, then ``+ 1`` per row,
+then written back to the clock row) are larger than those of every transaction committed
+before it and smaller than those of every one committed after: commits become visible in
+``date_added`` order and ``added_after`` paging is exact. The checks a write makes
+(duplicate names, existing versions, creators) stay true until it commits.
+
+Database failures become :class:`~exchange.errors.StorageError` with a short, generic
+reason; the details go to the log, never with the database password (see
+:func:`exchange.config.redact_url`). Schema changes happen only in :meth:`SqlStore.upgrade`,
+through the Alembic revisions in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection, Engine
+
+from exchange.config import redact_url
+from exchange.errors import ConfigError, Conflict, NotFound, StorageError
+from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
+from exchange.storage import schema as t
+from exchange.storage.base import (
+    Account,
+    AddResult,
+    ApiKey,
+    Collection,
+    Grant,
+    NewVersion,
+    ObjectQuery,
+    Organisation,
+    Page,
+    Status,
+    StatusDetail,
+    Store,
+    VersionMatch,
+)
+from exchange.storage.engines import WRITE_OPTION, SqliteOptions, create_engine
+from exchange.storage.envelopes import EnvelopePlan, ExistingVersion, StoredVersions, final_status
+from exchange.storage.queries import (
+    LOCK_CLOCK,
+    UPDATE_FLAGS,
+    account_record,
+    api_key_record,
+    collection_record,
+    detail_json,
+    exists,
+    grant_record,
+    grant_row,
+    id_chunks,
+    id_in,
+    in_collection_by_id,
+    one_object,
+    org_record,
+    ov,
+    page_statement,
+    stored_record,
+    version_condition,
+)
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+
+#: Key of the PostgreSQL advisory lock held while the schema is upgraded.
+_MIGRATION_LOCK = 0x63785F736368656D  # "cx_schem"
+
+
+def _describe(error: BaseException) -> str:
+    """A log line for a database error: exception classes and the driver's message."""
+    orig = getattr(error, "orig", None)
+    text = type(error).__name__
+    if orig is not None:
+        text += f" ({type(orig).__module__}.{type(orig).__name__}: {orig})"
+    return redact_url(text)[:1000]
+
+
+def _reason(error: exc.SQLAlchemyError) -> str:
+    """The user-facing reason of a database failure: generic, never the driver's text."""
+    orig = getattr(error, "orig", None)
+    if isinstance(orig, psycopg.errors.UndefinedTable) or (
+        isinstance(orig, sqlite3.OperationalError) and str(orig).startswith("no such table")
+    ):
+        return "the database has no cert-exchange schema; create it with 'exchange init'"
+    if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError):
+        return "the database is unavailable or busy; try again"
+    return "the database failed; nothing was changed"
+
+
+class SqlStore(Store):
+    """The store on SQLite or PostgreSQL, chosen by URL.
+
+    Args:
+        url: The database URL (see :func:`~exchange.storage.engines.normalise_url`).
+            Kept, not used, until
+            :meth:`open`. ``sqlite://`` (in memory) is one connection shared by all
+            callers: for tests and fakes, not for concurrent use.
+        sqlite_synchronous: SQLite's ``PRAGMA synchronous`` in WAL mode: ``FULL`` (the
+            default) makes every committed envelope durable across power loss;
+            ``NORMAL`` survives process crashes but may lose the last commits on power
+            loss or an OS crash, in exchange for skipping the fsync at each commit.
+        busy_timeout: Seconds a SQLite writer waits for the database lock.
+        sqlite_cache_mib: SQLite page cache per connection (``PRAGMA cache_size``).
+        now: The clock, in microseconds since the epoch (replaceable in tests).
+
+    Raises:
+        ConfigError: ``sqlite_synchronous`` is not NORMAL, FULL or EXTRA.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+        sqlite_cache_mib: int = 64,
+        now: Callable[[], int] | None = None,
+    ) -> None:
+        self._url = url
+        self._sqlite = SqliteOptions(
+            synchronous=sqlite_synchronous.upper(),
+            busy_timeout_ms=int(busy_timeout * 1000),
+            cache_mib=sqlite_cache_mib,
+        )
+        self._now = now or (lambda: time.time_ns() // 1000)
+        self._engine: Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"SqlStore({redact_url(self._url)!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``.
+
+        Raises:
+            RuntimeError: The store is not open.
+        """
+        return self._require_engine().dialect.name
+
+    def open(self) -> None:
+        """Create the engine. Connections are made lazily, on first use.
+
+        Open in each process that uses the store (after gunicorn forks its workers): a
+        pooled connection must never be shared between processes.
+
+        Raises:
+            ConfigError: The URL is malformed or names an unsupported database.
+        """
+        if self._engine is not None:
+            return
+        self._engine = create_engine(self._url, self._sqlite)
+
+    def close(self) -> None:
+        """Dispose of the engine and its pooled connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _require_engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the store is not open: call open() first")
+        return self._engine
+
+    def _alembic_config(self) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return cfg
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision, in one transaction.
+
+        Safe to run concurrently (from several workers): SQLite serialises on
+        ``BEGIN IMMEDIATE``, PostgreSQL on an advisory lock; the later runs find the schema
+        current and do nothing.
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        cfg = self._alembic_config()
+        with self._transaction(write=True, lock_clock=False) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        log.info("database schema is at the newest revision")
+
+    def check_schema(self) -> None:
+        """Check that the schema exists and is at the newest revision.
+
+        Raises:
+            ConfigError: The schema is missing, older or newer than this code expects.
+            StorageError: The database cannot be reached.
+        """
+        heads = set(ScriptDirectory.from_config(self._alembic_config()).get_heads())
+        with self._transaction(write=False) as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        if not current:
+            raise ConfigError(
+                "the database has no cert-exchange schema; create it with 'exchange init'"
+            )
+        if current != heads:
+            raise ConfigError(
+                f"the database schema is at revision {', '.join(sorted(current))} but this"
+                f" version of cert-exchange needs {', '.join(sorted(heads))}; upgrade it with"
+                " 'exchange init'"
+            )
+
+    # -- transactions ------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self, *, write: bool, lock_clock: bool = True) -> Iterator[Connection]:
+        """One transaction; SQLAlchemy errors leave it as StorageError or Conflict.
+
+        A write transaction takes the node-wide write lock first (``BEGIN IMMEDIATE`` on
+        SQLite, the clock row on PostgreSQL), so the checks it makes stay true until it
+        commits.
+        """
+        engine = self._require_engine()
+        try:
+            with engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    if write and lock_clock:
+                        conn.execute(LOCK_CLOCK)
+                    yield conn
+        except exc.IntegrityError as e:
+            log.warning("database refused a write: %s", _describe(e))
+            raise Conflict("the change conflicts with data already stored") from e
+        except exc.SQLAlchemyError as e:
+            log.error("database error: %s", _describe(e))
+            raise StorageError(_reason(e)) from e
+
+    def _last_date_added(self, conn: Connection) -> int:
+        return int(conn.execute(LOCK_CLOCK).scalar_one())
+
+    # -- organisations, accounts, keys ---------------------------------------------------
+    def add_org(self, org: Organisation) -> None:
+        """Store a new organisation.
+
+        Raises:
+            Conflict: The id, name or identity id is taken.
+            NotFound: ``parent_id`` names no organisation.
+            StorageError: The database failed.
+        """
+        o = t.organisations
+        with self._transaction(write=True) as conn:
+            taken = conn.execute(
+                sa.select(o.c.id, o.c.name, o.c.identity_id).where(
+                    sa.or_(o.c.id == org.id, o.c.name == org.name,
+                           o.c.identity_id == org.identity_id)
+                )
+            ).first()
+            if taken is not None:
+                what = ("name" if taken.name == org.name else
+                        "identity" if taken.identity_id == org.identity_id else "id")
+                raise Conflict(f"an organisation with this {what} already exists")
+            if org.parent_id is not None and not exists(conn, o.c.id == org.parent_id):
+                raise NotFound(f"parent organisation {org.parent_id!r} not found")
+            conn.execute(o.insert().values(
+                id=org.id, name=org.name, identity_id=org.identity_id,
+                identity_json=org.identity_json, parent_id=org.parent_id,
+                created_at=org.created_at,
+            ))
+
+    def get_org(self, org_id: OrgId) -> Organisation:
+        """One organisation by id.
+
+        Raises:
+            NotFound: No organisation has this id.
+            StorageError: The database failed.
+        """
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                sa.select(t.organisations).where(t.organisations.c.id == org_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"organisation {org_id!r} not found")
+        return org_record(row)
+
+    def find_org(self, name_or_id: str) -> Organisation:
+        """One organisation by id, identity id or name (in that order of preference).
+
+        Raises:
+            NotFound: Nothing matches.
+            StorageError: The database failed.
+        """
+        o = t.organisations
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(o).where(sa.or_(
+                o.c.id == name_or_id, o.c.identity_id == name_or_id, o.c.name == name_or_id
+            ))).all()
+        for key in ("id", "identity_id", "name"):
+            for row in rows:
+                if getattr(row, key) == name_or_id:
+                    return org_record(row)
+        raise NotFound(f"organisation {name_or_id!r} not found")
+
+    def list_orgs(self) -> list[Organisation]:
+        """All organisations, by name.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                sa.select(t.organisations).order_by(t.organisations.c.name)
+            ).all()
+        return [org_record(row) for row in rows]
+
+    def add_account(self, account: Account) -> None:
+        """Store a new account.
+
+        Raises:
+            Conflict: The id or name is taken.
+            NotFound: The organisation does not exist.
+            StorageError: The database failed.
+        """
+        a = t.accounts
+        with self._transaction(write=True) as conn:
+            if exists(conn, sa.or_(a.c.id == account.id, a.c.name == account.name)):
+                raise Conflict(f"an account named {account.name!r} (or with its id) exists")
+            if not exists(conn, t.organisations.c.id == account.org_id):
+                raise NotFound(f"organisation {account.org_id!r} not found")
+            conn.execute(a.insert().values(
+                id=account.id, name=account.name, org_id=account.org_id,
+                role=account.role.value, created_at=account.created_at,
+                disabled=account.disabled,
+            ))
+
+    def find_account(self, name_or_id: str) -> Account:
+        """One account by id or name (id preferred).
+
+        Raises:
+            NotFound: Nothing matches.
+            StorageError: The database failed.
+        """
+        a = t.accounts
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                sa.select(a).where(sa.or_(a.c.id == name_or_id, a.c.name == name_or_id))
+            ).all()
+        if not rows:
+            raise NotFound(f"account {name_or_id!r} not found")
+        return account_record(min(rows, key=lambda row: row.id != name_or_id))
+
+    def list_accounts(self, org_id: OrgId | None = None) -> list[Account]:
+        """Accounts by name, optionally of one organisation.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        a = t.accounts
+        query = sa.select(a).order_by(a.c.name)
+        if org_id is not None:
+            query = query.where(a.c.org_id == org_id)
+        with self._transaction(write=False) as conn:
+            return [account_record(row) for row in conn.execute(query)]
+
+    def add_api_key(self, key: ApiKey, digest: bytes) -> None:
+        """Store a key's record and its HMAC digest (never the secret).
+
+        Raises:
+            Conflict: The key id is taken.
+            NotFound: The account does not exist.
+            StorageError: The database failed.
+        """
+        k = t.api_keys
+        with self._transaction(write=True) as conn:
+            if exists(conn, k.c.key_id == key.key_id):
+                raise Conflict(f"an API key with id {key.key_id!r} already exists")
+            if not exists(conn, t.accounts.c.id == key.account_id):
+                raise NotFound(f"account {key.account_id!r} not found")
+            conn.execute(k.insert().values(
+                key_id=key.key_id, account_id=key.account_id, digest=digest,
+                label=key.label, created_at=key.created_at, revoked_at=key.revoked_at,
+            ))
+
+    def revoke_api_key(self, key_id: str, at: int) -> ApiKey:
+        """Mark a key revoked at ``at``; a key already revoked keeps its first revocation time.
+
+        Raises:
+            NotFound: No key has this id.
+            StorageError: The database failed.
+        """
+        k = t.api_keys
+        with self._transaction(write=True) as conn:
+            row = conn.execute(sa.select(k).where(k.c.key_id == key_id)).first()
+            if row is None:
+                raise NotFound(f"API key {key_id!r} not found")
+            key = api_key_record(row)
+            if key.revoked_at is None:
+                conn.execute(k.update().where(k.c.key_id == key_id).values(revoked_at=at))
+                key = replace(key, revoked_at=at)
+        return key
+
+    def list_api_keys(self, account_id: AccountId | None = None) -> list[ApiKey]:
+        """Key records (never digests), oldest first.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        k = t.api_keys
+        query = sa.select(k.c.key_id, k.c.account_id, k.c.created_at, k.c.revoked_at,
+                          k.c.label).order_by(k.c.created_at, k.c.key_id)
+        if account_id is not None:
+            query = query.where(k.c.account_id == account_id)
+        with self._transaction(write=False) as conn:
+            return [api_key_record(row) for row in conn.execute(query)]
+
+    def lookup_api_key(self, key_id: str) -> tuple[ApiKey, bytes, Account, Organisation] | None:
+        """The key record, its stored digest, its account and organisation, or None.
+
+        Revoked keys and disabled accounts are returned too; the caller decides.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        k, a, o = t.api_keys, t.accounts, t.organisations
+        query = (
+            sa.select(k, a, o)
+            .join(a, a.c.id == k.c.account_id)
+            .join(o, o.c.id == a.c.org_id)
+            .where(k.c.key_id == key_id)
+        )
+        with self._transaction(write=False) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        m = row._mapping
+        key = ApiKey(key_id=m[k.c.key_id], account_id=AccountId(m[k.c.account_id]),
+                     created_at=m[k.c.created_at], revoked_at=m[k.c.revoked_at],
+                     label=m[k.c.label])
+        account = Account(id=AccountId(m[a.c.id]), name=m[a.c.name], org_id=OrgId(m[a.c.org_id]),
+                          role=Role(m[a.c.role]), created_at=m[a.c.created_at],
+                          disabled=bool(m[a.c.disabled]))
+        org = Organisation(id=OrgId(m[o.c.id]), name=m[o.c.name],
+                           identity_id=StixId(m[o.c.identity_id]),
+                           identity_json=bytes(m[o.c.identity_json]),
+                           created_at=m[o.c.created_at],
+                           parent_id=OrgId(m[o.c.parent_id]) if m[o.c.parent_id] else None)
+        return key, bytes(m[k.c.digest]), account, org
+
+    # -- collections -------------------------------------------------------------------
+    def add_collection(self, collection: Collection, grants: Sequence[Grant]) -> None:
+        """Store a collection and its initial grants.
+
+        Raises:
+            Conflict: The id, or the alias within the API root, is taken.
+            NotFound: A grant names an organisation that does not exist.
+            ValueError: A grant is for another collection.
+            StorageError: The database failed.
+        """
+        c = t.collections
+        if any(g.collection_id != collection.id for g in grants):
+            raise ValueError("every grant must be for the collection being added")
+        with self._transaction(write=True) as conn:
+            if exists(conn, c.c.id == collection.id):
+                raise Conflict(f"a collection with id {collection.id!r} already exists")
+            if collection.alias is not None and exists(
+                conn, sa.and_(c.c.api_root == collection.api_root, c.c.alias == collection.alias)
+            ):
+                raise Conflict(f"a collection with alias {collection.alias!r} already exists")
+            for grant in grants:
+                if not exists(conn, t.organisations.c.id == grant.org_id):
+                    raise NotFound(f"organisation {grant.org_id!r} not found")
+            conn.execute(c.insert().values(
+                id=collection.id, api_root=collection.api_root, title=collection.title,
+                description=collection.description, alias=collection.alias,
+                default_tlp=collection.default_tlp,
+            ))
+            if grants:
+                conn.execute(t.grants.insert(), [grant_row(g) for g in grants])
+
+    def set_grant(self, grant: Grant) -> None:
+        """Insert or replace one organisation's rights on a collection.
+
+        Raises:
+            NotFound: The collection or the organisation does not exist.
+            StorageError: The database failed.
+        """
+        g = t.grants
+        with self._transaction(write=True) as conn:
+            if not exists(conn, t.collections.c.id == grant.collection_id):
+                raise NotFound(f"collection {grant.collection_id!r} not found")
+            if not exists(conn, t.organisations.c.id == grant.org_id):
+                raise NotFound(f"organisation {grant.org_id!r} not found")
+            updated = conn.execute(
+                g.update()
+                .where(g.c.collection_id == grant.collection_id, g.c.org_id == grant.org_id)
+                .values(can_read=grant.can_read, can_write=grant.can_write)
+            ).rowcount
+            if not updated:
+                conn.execute(g.insert().values(**grant_row(grant)))
+
+    def get_collection(self, api_root: str, collection_id: str) -> Collection:
+        """A collection of an API root by id or alias (id preferred).
+
+        Raises:
+            NotFound: Nothing matches.
+            StorageError: The database failed.
+        """
+        c = t.collections
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(c).where(
+                c.c.api_root == api_root,
+                sa.or_(c.c.id == collection_id, c.c.alias == collection_id),
+            )).all()
+        if not rows:
+            raise NotFound(f"collection {collection_id!r} not found")
+        return collection_record(min(rows, key=lambda row: row.id != collection_id))
+
+    def list_collections(self, api_root: str) -> list[Collection]:
+        """All collections of an API root, by title.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        c = t.collections
+        query = sa.select(c).where(c.c.api_root == api_root).order_by(c.c.title, c.c.id)
+        with self._transaction(write=False) as conn:
+            return [collection_record(row) for row in conn.execute(query)]
+
+    def grants(self, collection_id: CollectionId) -> list[Grant]:
+        """The grants of one collection, by organisation id.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        g = t.grants
+        query = sa.select(g).where(g.c.collection_id == collection_id).order_by(g.c.org_id)
+        with self._transaction(write=False) as conn:
+            return [grant_record(row) for row in conn.execute(query)]
+
+    def grant_for(self, collection_id: CollectionId, org_id: OrgId) -> Grant | None:
+        """One organisation's grant on a collection, if any.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        g = t.grants
+        query = sa.select(g).where(g.c.collection_id == collection_id, g.c.org_id == org_id)
+        with self._transaction(write=False) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else grant_record(row)
+
+    # -- objects -------------------------------------------------------------------------
+    def add_objects(
+        self, collection_id: CollectionId, versions: Sequence[NewVersion], status: Status
+    ) -> tuple[list[AddResult], Status]:
+        """Store an envelope's validated versions and its status resource atomically.
+
+        The rules are those of :meth:`Store.add_objects`; :class:`EnvelopePlan` applies
+        them to what the write transaction found stored for the envelope's ids.
+
+        Returns:
+            One result per input version (same order) and the status as stored.
+
+        Raises:
+            NotFound: The collection does not exist.
+            Conflict: The status id is taken.
+            StorageError: The database failed; nothing was stored.
+        """
+        with self._transaction(write=True, lock_clock=False) as conn:
+            last = self._last_date_added(conn)
+            if not exists(conn, t.collections.c.id == collection_id):
+                raise NotFound(f"collection {collection_id!r} not found")
+            if exists(conn, t.statuses.c.id == status.id):
+                raise Conflict(f"a status with id {status.id!r} already exists")
+            plan = EnvelopePlan(collection_id, self._load_existing(conn, collection_id, versions))
+            plan.decide(versions, max(self._now(), last + 1))
+            flag_updates = plan.set_flags()
+            if flag_updates:
+                conn.execute(UPDATE_FLAGS, flag_updates)
+            if plan.rows:
+                conn.execute(ov.insert(), plan.rows)
+                conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
+            final = final_status(status, versions, plan.results)
+            self._insert_status(conn, final)
+        return plan.results, final
+
+    def _load_existing(
+        self, conn: Connection, collection_id: str, versions: Sequence[NewVersion]
+    ) -> StoredVersions:
+        """The stored versions of the envelope's ids (all collections), bodies where needed."""
+        stored = StoredVersions()
+        ids = list(dict.fromkeys(v.id for v in versions))
+        columns = (ov.c.collection_id, ov.c.id, ov.c.version, ov.c.date_added,
+                   ov.c.producer_org, ov.c.is_latest, ov.c.is_first)
+        for chunk in id_chunks(conn, ids):
+            for row in conn.execute(sa.select(*columns).where(id_in(conn, chunk))):
+                stored.add(row.id, ExistingVersion(
+                    row.collection_id, row.version, row.date_added, row.producer_org,
+                    bool(row.is_latest), bool(row.is_first),
+                ))
+        # Bodies only where bytes must be compared: same (id, version) already in this
+        # collection, or a version-less object whose id is already in this collection.
+        wanted = {
+            v.id for v in versions
+            if (v.version is None and stored.in_collection(v.id, collection_id))
+            or (v.version is not None and stored.version_in(v.id, v.version, collection_id))
+        }
+        for chunk in id_chunks(conn, sorted(wanted)):
+            query = sa.select(ov.c.id, ov.c.version, ov.c.body).where(
+                id_in(conn, chunk), in_collection_by_id(collection_id)
+            )
+            for body_row in conn.execute(query):
+                stored.bodies[(body_row.id, body_row.version)] = bytes(body_row.body)
+        return stored
+
+    def _insert_status(self, conn: Connection, status: Status) -> None:
+        details = {
+            "successes": [detail_json(d) for d in status.successes],
+            "failures": [detail_json(d) for d in status.failures],
+            "pendings": [detail_json(d) for d in status.pendings],
+        }
+        conn.execute(t.statuses.insert().values(
+            id=status.id, api_root=status.api_root, collection_id=status.collection_id,
+            account_id=status.account_id, org_id=status.org_id,
+            request_timestamp=status.request_timestamp, status=status.status,
+            total_count=status.total_count, success_count=status.success_count,
+            failure_count=status.failure_count, pending_count=status.pending_count,
+            details=json.dumps(details, separators=(",", ":")),
+        ))
+
+    def get_objects(self, query: ObjectQuery) -> Page:
+        """Versions matching the query, ``date_added`` ascending, at most ``limit``.
+
+        ``match[version]`` values are OR-ed (``first,last`` returns both); a
+        :class:`VersionMatch` with nothing set means the TAXII default, ``last``.
+
+        Raises:
+            ValueError: ``query.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+        return self._page(query, query.versions)
+
+    def get_versions(self, query: ObjectQuery) -> Page:
+        """Every version of ``query.ids`` matching the other filters; ``versions`` ignored.
+
+        Raises:
+            ValueError: ``query.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+        return self._page(query, VersionMatch(all=True))
+
+    def _page(self, query: ObjectQuery, versions: VersionMatch) -> Page:
+        if query.limit < 1:
+            raise ValueError("limit must be at least 1")
+        if query.visible_tlps is not None and not query.visible_tlps and query.own_org is None:
+            return Page(rows=[], more=False)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(page_statement(query, versions)).all()
+        more = len(rows) > query.limit
+        return Page(rows=[stored_record(row, query.include_body) for row in rows[: query.limit]],
+                    more=more)
+
+    def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:
+        """Whether any version of ``object_id`` is in the collection.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        with self._transaction(write=False) as conn:
+            return exists(conn, sa.and_(*one_object(collection_id, object_id)))
+
+    def delete_object(
+        self,
+        collection_id: CollectionId,
+        object_id: str,
+        versions: VersionMatch,
+        spec_versions: tuple[str, ...] = (),
+    ) -> int:
+        """Delete the matching versions of one object and fix the id's first/latest flags.
+
+        ``versions`` is read as in :meth:`get_objects` (OR-ed, empty means ``last``);
+        empty ``spec_versions`` matches every spec version.
+
+        Returns:
+            The number of versions deleted.
+
+        Raises:
+            StorageError: The database failed; nothing was deleted.
+        """
+        conditions = one_object(collection_id, object_id)
+        matching_versions = version_condition(versions)
+        if matching_versions is not None:
+            conditions.append(matching_versions)
+        if spec_versions:
+            conditions.append(ov.c.spec_version.in_(spec_versions))
+        with self._transaction(write=True) as conn:
+            deleted = conn.execute(ov.delete().where(*conditions)).rowcount
+            if deleted:
+                remaining = conn.execute(
+                    sa.select(ov.c.date_added, ov.c.version, ov.c.is_latest, ov.c.is_first)
+                    .where(*one_object(collection_id, object_id))
+                ).all()
+                if remaining:
+                    newest = max(r.version for r in remaining)
+                    oldest = min(r.version for r in remaining)
+                    updates = [
+                        {"b_date_added": r.date_added, "b_latest": r.version == newest,
+                         "b_first": r.version == oldest}
+                        for r in remaining
+                        if bool(r.is_latest) != (r.version == newest)
+                        or bool(r.is_first) != (r.version == oldest)
+                    ]
+                    if updates:
+                        conn.execute(UPDATE_FLAGS, updates)
+        return int(deleted)
+
+    def get_status(self, api_root: str, status_id: str) -> Status:
+        """One status resource of an API root.
+
+        Raises:
+            NotFound: No such status in this API root.
+            StorageError: The database failed.
+        """
+        s = t.statuses
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                sa.select(s).where(s.c.id == status_id, s.c.api_root == api_root)
+            ).first()
+        if row is None:
+            raise NotFound(f"status {status_id!r} not found")
+        details = json.loads(row.details)
+        return Status(
+            id=row.id, api_root=row.api_root, collection_id=CollectionId(row.collection_id),
+            account_id=AccountId(row.account_id), org_id=OrgId(row.org_id),
+            request_timestamp=row.request_timestamp, status=row.status,
+            total_count=row.total_count, success_count=row.success_count,
+            failure_count=row.failure_count, pending_count=row.pending_count,
+            successes=tuple(StatusDetail(**d) for d in details["successes"]),
+            failures=tuple(StatusDetail(**d) for d in details["failures"]),
+            pendings=tuple(StatusDetail(**d) for d in details["pendings"]),
+        )
+
+    def count_objects(self, collection_id: CollectionId | None = None) -> int:
+        """Stored versions, in one collection or in all.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        query = sa.select(sa.func.count()).select_from(ov)
+        if collection_id is not None:
+            query = query.where(ov.c.collection_id == collection_id)
+        with self._transaction(write=False) as conn:
+            return int(conn.execute(query).scalar_one())

@@ -1,0 +1,249 @@
+"""The bytes cx-sig v1 signs: RFC 8785 canonical JSON inside a DSSE pre-authentication encoding.
+
+research/security.md 1.3 and DESIGN.md decision 5: a signature covers
+
+    PAE(PAYLOAD_TYPE, JCS(obj'))
+
+where ``JCS`` is the JSON Canonicalization Scheme of RFC 8785 (computed by the ``rfc8785``
+package, never by ``json.dumps(sort_keys=True)``, which sorts by code point and prints
+numbers the Python way), ``PAE`` is the DSSE v1 pre-authentication encoding
+(secure-systems-lab/dsse, protocol.md) and ``obj'`` is the STIX object with only the
+``sig`` member of its cx-sig extension entry removed; the rest of the entry (algorithm,
+key id, ``signed_at``) is signed with the object.
+
+A signer signs only objects in *normal form*: objects that the reference STIX library
+(``stix2`` 3.0.2) re-emits with the same canonical bytes. Otherwise any consumer built on
+that library (it writes ``"...00.1Z"`` as ``"...00.100Z"``, adds ``pattern_version`` to
+indicators, drops ``revoked: false``) would break the signature by re-serialising the
+object (research/security.md 1.2). :func:`require_normal_form` refuses such objects and
+names the property; :func:`normal_form` gives the fixed point a publisher can sign instead.
+
+Pure code, no I/O. Keys and signatures are in :mod:`exchange.signing.keys` and
+:mod:`exchange.signing.cxsig`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+import rfc8785
+
+from exchange.errors import InvalidObject
+
+__all__ = [
+    "CANON",
+    "EXTENSION_ID",
+    "PAYLOAD_TYPE",
+    "canonical",
+    "normal_form",
+    "pae",
+    "require_normal_form",
+    "signing_input",
+    "without_signature",
+]
+
+#: The DSSE payload type of a signed STIX object. Authenticated by PAE, so a signature over a
+#: STIX object can never be taken for one over a registry, policy or checkpoint.
+PAYLOAD_TYPE: Final = "application/vnd.cti-exchange.stix-object+json; v=1"
+
+#: The id of the extension-definition that defines the cx-sig v1 property-extension
+#: (fixed once for the project; the definition itself is
+#: :func:`exchange.signing.cxsig.extension_definition`).
+EXTENSION_ID: Final = "extension-definition--8cfe494a-40dc-48f9-8577-ada1bbcec232"
+
+#: The ``canon`` value of a cx-sig v1 entry: RFC 8785 JSON Canonicalization Scheme.
+CANON: Final = "jcs-rfc8785"
+
+
+def _label(obj: Mapping[str, Any]) -> str:
+    identifier = obj.get("id")
+    if isinstance(identifier, str) and 0 < len(identifier) <= 120 and identifier.isprintable():
+        return identifier
+    return "object"
+
+
+def canonical(obj: Any) -> bytes:
+    """The RFC 8785 canonical JSON bytes of a JSON value.
+
+    Args:
+        obj: A JSON value made of dicts (any top-level Mapping), lists, str, int, float,
+            bool and None.
+
+    Returns:
+        The canonical UTF-8 bytes (RFC 8785 section 3.2: no whitespace, members sorted by
+        UTF-16 code units, ECMAScript number form, minimal string escapes).
+
+    Raises:
+        InvalidObject: The value cannot be canonicalised: NaN or an infinity, an integer
+            beyond +-(2**53-1) (RFC 8785 section 3.2.2.3, I-JSON), a lone surrogate, a
+            non-string key or a value of a non-JSON type.
+    """
+    value = dict(obj) if isinstance(obj, Mapping) and not isinstance(obj, dict) else obj
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.IntegerDomainError as e:
+        raise InvalidObject(
+            "cannot canonicalise (RFC 8785): an integer is outside +-(2**53-1)"
+        ) from e
+    except rfc8785.FloatDomainError as e:
+        raise InvalidObject("cannot canonicalise (RFC 8785): NaN or Infinity is not JSON") from e
+    except rfc8785.CanonicalizationError as e:
+        reason = str(e)
+        if "non-UTF-8" in reason:
+            reason = "a string holds a lone UTF-16 surrogate, which is not Unicode"
+        elif reason.startswith("unsupported type"):
+            reason = "a value is not of a JSON type"
+        raise InvalidObject(f"cannot canonicalise (RFC 8785): {reason}") from e
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidObject(f"cannot canonicalise (RFC 8785): {type(e).__name__}") from e
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """The DSSE v1 pre-authentication encoding of a payload and its type.
+
+    ``"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body``, with LEN the decimal byte
+    length without leading zeros and ``type`` UTF-8 encoded (DSSE protocol.md).
+
+    Args:
+        payload_type: The payload type (a media type).
+        payload: The serialised body.
+
+    Returns:
+        The bytes a DSSE signature covers.
+    """
+    kind = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def without_signature(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object with the ``sig`` member of its cx-sig entry removed (``obj'``).
+
+    Only the containers on the way to ``sig`` are copied; everything else is shared with
+    ``obj``, so treat the result as read-only. An object without a cx-sig entry comes back
+    as a plain copy of its top level.
+
+    Args:
+        obj: A STIX object.
+
+    Returns:
+        A new top-level dict.
+    """
+    stripped = dict(obj)
+    extensions = stripped.get("extensions")
+    if isinstance(extensions, Mapping):
+        entry = extensions.get(EXTENSION_ID)
+        if isinstance(entry, Mapping) and "sig" in entry:
+            stripped["extensions"] = {
+                **extensions,
+                EXTENSION_ID: {key: value for key, value in entry.items() if key != "sig"},
+            }
+    return stripped
+
+
+def signing_input(obj: Mapping[str, Any]) -> bytes:
+    """The message a cx-sig v1 signature covers: ``PAE(PAYLOAD_TYPE, JCS(obj'))``.
+
+    Args:
+        obj: A STIX object carrying a cx-sig entry (``sig`` present or not).
+
+    Returns:
+        The DSSE PAE bytes.
+
+    Raises:
+        InvalidObject: The object cannot be canonicalised (see :func:`canonical`).
+    """
+    return pae(PAYLOAD_TYPE, canonical(without_signature(obj)))
+
+
+def _stix2_form(obj: Mapping[str, Any]) -> dict[str, Any]:
+    import stix2  # noqa: PLC0415 - slow to import; needed only when signing
+
+    try:
+        parsed = stix2.parse(copy.deepcopy(dict(obj)), allow_custom=True, version="2.1")
+        # stix2 writes its own output with the stdlib encoder; reading it back is safe.
+        result = json.loads(parsed.serialize())
+    except Exception as e:  # noqa: BLE001 - any stix2 refusal is a reason to refuse signing
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise InvalidObject(
+            f"{_label(obj)}: the STIX 2.1 library refuses it: {text[:200]}"
+        ) from None
+    if not isinstance(result, dict):  # pragma: no cover - stix2 always emits an object
+        raise InvalidObject(f"{_label(obj)}: the STIX 2.1 library did not return an object")
+    return result
+
+
+def normal_form(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as the reference library re-emits it: the fixed point a signer may sign.
+
+    For publishers that want to sign an object :func:`require_normal_form` refused. It
+    changes bytes (e.g. timestamps to millisecond precision, ``pattern_version`` added to
+    indicators, ``revoked: false`` and empty lists dropped), so run it before any signature
+    is made, never on a signed object.
+
+    Args:
+        obj: A STIX 2.1 object.
+
+    Returns:
+        A new dict, equal to ``json.loads(stix2.parse(obj, allow_custom=True).serialize())``.
+
+    Raises:
+        InvalidObject: ``stix2`` 3.0.2 refuses the object.
+    """
+    return _stix2_form(obj)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _differences(before: Any, after: Any, where: str, found: list[str]) -> None:
+    if len(found) >= 3:
+        return
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(before.keys() | after.keys()):
+            inner = f"{where}.{key}" if where else f"'{key}'"
+            if key not in after:
+                found.append(f"stix2 drops {inner} ({_show(before[key])})")
+            elif key not in before:
+                found.append(f"stix2 adds {inner}: {_show(after[key])}")
+            else:
+                _differences(before[key], after[key], inner, found)
+            if len(found) >= 3:
+                return
+    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        for index, (item, kept) in enumerate(zip(before, after, strict=True)):
+            _differences(item, kept, f"{where}[{index}]", found)
+    elif canonical(before) != canonical(after):
+        found.append(f"{where or 'the object'} is {_show(before)}; stix2 writes {_show(after)}")
+
+
+def require_normal_form(obj: Mapping[str, Any]) -> None:
+    """Refuse an object that the reference library would not re-emit byte for byte.
+
+    The check is ``JCS(obj) == JCS(json.loads(stix2.parse(obj, allow_custom=True)
+    .serialize()))`` with ``stix2`` 3.0.2 (research/security.md 1.3, signing step 4).
+    Unknown extension-definition entries, the cx-sig entry among them, are kept by
+    ``stix2`` and so pass.
+
+    Args:
+        obj: The object about to be signed (with its cx-sig entry, ``sig`` absent or not).
+
+    Raises:
+        InvalidObject: ``stix2`` refuses the object, or re-emits it differently; the
+            reason names up to three properties and what ``stix2`` writes for them.
+    """
+    before = canonical(obj)
+    after = _stix2_form(obj)
+    if canonical(after) == before:
+        return
+    found: list[str] = []
+    _differences(json.loads(before), after, "", found)
+    detail = "; ".join(found) or "stix2 re-emits it with different bytes"
+    raise InvalidObject(
+        f"{_label(obj)}: not in normal form, so a stix2-based consumer would break its"
+        f" signature ({detail}); sign normal_form(obj) instead"
+    )

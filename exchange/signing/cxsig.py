@@ -1,0 +1,380 @@
+"""cx-sig v1, embedded form: one signature per STIX object version, inside the object.
+
+The signature lives in a STIX 2.1 property-extension (STIX 2.1 section 7.3) defined by the
+project (:func:`extension_definition`, id :data:`EXTENSION_ID`)::
+
+    "extensions": {
+      "extension-definition--8cfe494a-40dc-48f9-8577-ada1bbcec232": {
+        "extension_type": "property-extension",
+        "v": 1,
+        "alg": "Ed25519",                    # or "ECDSA-P256"
+        "kid": "sha256:<base64url SHA-256 of the DER SubjectPublicKeyInfo>",
+        "canon": "jcs-rfc8785",
+        "signed_at": "2025-01-15T10:21:02.000Z",
+        "sig": "<base64url, no padding, of the 64-byte signature>"
+      }
+    }
+
+``sig`` signs :func:`~exchange.signing.canonical.signing_input`: the DSSE PAE of the RFC 8785
+canonical object with only ``sig`` removed, so every other member of the entry is signed.
+The entry must have exactly these members; ``sig`` must be the canonical unpadded base64url
+of 64 bytes, so one signature has one spelling and a signed object has one byte form.
+
+What this module checks: the entry's shape, that the key the caller's resolver returns
+has the key id and algorithm the entry names (the algorithm comes from the key, never from
+the message), and the signature. What it leaves to the caller (research/security.md 1.3,
+verification steps 4-6): that the key's registered owner is the object's
+``created_by_ref`` and that the key was valid when the exchange recorded the object;
+:class:`exchange.signing.registry.Registry` does both. ``signed_at`` is the signer's
+claim, informational only.
+
+Pure code, no I/O. The detached DSSE form is :mod:`exchange.signing.envelope`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from exchange.errors import InvalidObject, MalformedJSON, SignatureError
+from exchange.model.jsonparse import parse_json
+from exchange.model.limits import Limits
+from exchange.model.stix import validate_object
+from exchange.model.stixtypes import parse_timestamp
+from exchange.signing.canonical import (
+    CANON,
+    EXTENSION_ID,
+    PAYLOAD_TYPE,
+    canonical,
+    pae,
+    require_normal_form,
+    without_signature,
+)
+from exchange.signing.definition import (
+    ENTRY_MEMBERS,
+    ENTRY_SCHEMA,
+    KID_PATTERN,
+    PROJECT_IDENTITY_ID,
+    SIG_PATTERN,
+    extension_definition,
+    extension_definition_json,
+)
+from exchange.signing.keys import (
+    ALGORITHMS,
+    SIGNATURE_BYTES,
+    Algorithm,
+    KeyId,
+    PublicKey,
+    SigningKey,
+)
+
+__all__ = [
+    "ENTRY_MEMBERS",
+    "ENTRY_SCHEMA",
+    "EXTENSION_ID",
+    "PROJECT_IDENTITY_ID",
+    "KeyResolver",
+    "SignatureEntry",
+    "VerifiedSignature",
+    "b64url_decode_signature",
+    "b64url_encode",
+    "check_unsigned_entry",
+    "extension_definition",
+    "extension_definition_json",
+    "sign_object",
+    "signature_of",
+    "verify_object",
+]
+
+#: A resolver maps a key id to the trusted key; it raises SignatureError when it knows none.
+KeyResolver = Callable[[KeyId], PublicKey]
+
+
+_KID = re.compile(KID_PATTERN)
+_SIG = re.compile(SIG_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureEntry:
+    """A cx-sig v1 entry whose shape has been checked (not its signature).
+
+    Attributes:
+        alg: The algorithm the entry claims; must equal the key's.
+        kid: The key id.
+        signed_at: The signer's claimed signing time (informational).
+        signature: The 64 signature bytes.
+    """
+
+    alg: Algorithm
+    kid: KeyId
+    signed_at: str
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSignature:
+    """What :func:`verify_object` proved.
+
+    Attributes:
+        kid: The key that signed.
+        alg: Its algorithm.
+        signed_at: The signer's claimed signing time (not trusted for key validity).
+        signed_bytes: RFC 8785 canonical bytes of the object without ``sig``: exactly what
+            was signed (the DSSE payload).
+    """
+
+    kid: KeyId
+    alg: Algorithm
+    signed_at: str
+    signed_bytes: bytes
+
+
+def _label(obj: Mapping[str, Any]) -> str:
+    identifier = obj.get("id")
+    if isinstance(identifier, str) and 0 < len(identifier) <= 120 and identifier.isprintable():
+        return identifier
+    return "object"
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 4648 section 5), the spelling of ``sig`` and of key ids."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode_signature(text: str) -> bytes:
+    """Decode a ``sig`` value: exactly the unpadded base64url of 64 bytes.
+
+    Args:
+        text: The ``sig`` member.
+
+    Returns:
+        The 64 signature bytes.
+
+    Raises:
+        SignatureError: Not 86 base64url characters, or not the canonical spelling (the
+            unused low bits of the last character are not zero).
+    """
+    if _SIG.fullmatch(text) is None:
+        raise SignatureError(
+            f"'sig' must be {SIGNATURE_BYTES} bytes as unpadded base64url"
+            f" ({(SIGNATURE_BYTES * 4 + 2) // 3} characters of A-Z a-z 0-9 - _)"
+        )
+    data = base64.urlsafe_b64decode(text + "==")
+    if b64url_encode(data) != text:
+        raise SignatureError("'sig' is not canonical base64url (non-zero trailing bits)")
+    return data
+
+
+def _raw_entry(obj: Mapping[str, Any]) -> Any:
+    extensions = obj.get("extensions")
+    if not isinstance(extensions, Mapping):
+        return None
+    return extensions.get(EXTENSION_ID)
+
+
+def _check_entry(entry: Any, *, with_sig: bool) -> tuple[Algorithm, KeyId, str]:
+    if not isinstance(entry, Mapping):
+        raise SignatureError("the cx-sig entry must be a JSON object")
+    expected = ENTRY_MEMBERS if with_sig else ENTRY_MEMBERS - {"sig"}
+    extra = sorted(entry.keys() - expected)
+    if extra:
+        names = ", ".join(repr(name[:40]) for name in extra[:3])
+        raise SignatureError(f"the cx-sig entry has unexpected member(s) {names}")
+    missing = sorted(expected - entry.keys())
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        raise SignatureError(f"the cx-sig entry lacks {names}")
+    if entry["extension_type"] != "property-extension":
+        raise SignatureError("the cx-sig entry's extension_type must be 'property-extension'")
+    if type(entry["v"]) is not int or entry["v"] != 1:
+        raise SignatureError("the cx-sig entry's version 'v' must be the integer 1")
+    alg = entry["alg"]
+    if alg not in ALGORITHMS:
+        raise SignatureError(f"the cx-sig entry's 'alg' must be one of {', '.join(ALGORITHMS)}")
+    kid = entry["kid"]
+    if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
+        raise SignatureError("the cx-sig entry's 'kid' must be sha256:<43 base64url characters>")
+    if entry["canon"] != CANON:
+        raise SignatureError(f"the cx-sig entry's 'canon' must be {CANON!r}")
+    signed_at = entry["signed_at"]
+    if not isinstance(signed_at, str) or parse_timestamp(signed_at) is None:
+        raise SignatureError(
+            "the cx-sig entry's 'signed_at' must be a UTC timestamp such as"
+            " 2025-01-31T12:00:00.000Z"
+        )
+    return alg, KeyId(kid), signed_at
+
+
+def signature_of(obj: Mapping[str, Any]) -> SignatureEntry | None:
+    """The object's cx-sig entry, shape-checked.
+
+    Args:
+        obj: A STIX object.
+
+    Returns:
+        The entry, or None when the object carries no cx-sig entry.
+
+    Raises:
+        SignatureError: The entry is present but malformed: not an object, a member
+            missing or extra, a wrong constant, an unknown ``alg``, a malformed ``kid``,
+            ``signed_at`` or ``sig``.
+    """
+    entry = _raw_entry(obj)
+    if entry is None:
+        return None
+    alg, kid, signed_at = _check_entry(entry, with_sig=True)
+    sig = entry["sig"]
+    if not isinstance(sig, str):
+        raise SignatureError("the cx-sig entry's 'sig' must be a string")
+    return SignatureEntry(alg, kid, signed_at, b64url_decode_signature(sig))
+
+
+def _now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def sign_object(
+    obj: Mapping[str, Any],
+    key: SigningKey,
+    *,
+    signed_at: str | None = None,
+    resign: bool = False,
+    limits: Limits | None = None,
+) -> dict[str, Any]:
+    """Sign one STIX object version with cx-sig v1 (research/security.md 1.3, signing steps).
+
+    Args:
+        obj: The object; it is not modified.
+        key: The signing key of the identity in ``created_by_ref``.
+        signed_at: The claimed signing time, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``; now (UTC,
+            milliseconds) when omitted.
+        resign: Replace an existing cx-sig entry instead of refusing.
+        limits: Limits for the final strict check (default :class:`Limits`).
+
+    Returns:
+        A new dict: the object with the cx-sig entry (``sig`` included) in ``extensions``.
+
+    Raises:
+        SignatureError: The object already carries a cx-sig entry and ``resign`` is false.
+        InvalidObject: The object has no ``created_by_ref`` (the signature binds
+            authorship), ``signed_at`` is malformed, ``extensions`` is not an object, the
+            object is not in normal form (:func:`~exchange.signing.canonical.require_normal_form`),
+            cannot be canonicalised, or fails the strict ingest check
+            (:func:`~exchange.model.stix.validate_object`), or its canonical bytes would
+            not parse back under the strict JSON profile (an integral float beyond 2**53,
+            which RFC 8785 writes as an out-of-range integer).
+        LimitExceeded: The object exceeds ``limits``.
+    """
+    label = _label(obj)
+    if _raw_entry(obj) is not None and not resign:
+        raise SignatureError(
+            f"{label}: already carries a cx-sig signature; re-signing must be explicit"
+            " (resign=True replaces it)"
+        )
+    creator = obj.get("created_by_ref")
+    if not isinstance(creator, str) or not creator:
+        raise InvalidObject(
+            f"{label}: 'created_by_ref' is missing; a cx-sig signature binds authorship,"
+            " so the object must name the identity that signs it"
+        )
+    stamp = _now() if signed_at is None else signed_at
+    if parse_timestamp(stamp) is None:
+        raise InvalidObject(
+            f"signed_at {stamp[:40]!r} is not a UTC timestamp such as 2025-01-31T12:00:00.000Z"
+        )
+    unsigned = copy.deepcopy(dict(obj))
+    extensions = unsigned.get("extensions", {})
+    if not isinstance(extensions, dict):
+        raise InvalidObject(f"{label}: 'extensions' must be an object")
+    extensions[EXTENSION_ID] = {
+        "extension_type": "property-extension",
+        "v": 1,
+        "alg": key.alg,
+        "kid": key.kid,
+        "canon": CANON,
+        "signed_at": stamp,
+    }
+    unsigned["extensions"] = extensions
+    require_normal_form(unsigned)
+    payload = canonical(unsigned)
+    _require_round_trip(payload, label, limits or Limits())
+    signature = key.sign(pae(PAYLOAD_TYPE, payload))
+    extensions[EXTENSION_ID]["sig"] = b64url_encode(signature)
+    validate_object(unsigned, limits or Limits())
+    return unsigned
+
+
+def _require_round_trip(payload: bytes, label: str, limits: Limits) -> None:
+    """Refuse content whose canonical bytes the strict parser would not read back.
+
+    RFC 8785 writes an integral double such as ``1e17`` as ``100000000000000000``; read
+    back, that is an integer beyond +-(2**53-1), which :func:`parse_json` (and RFC 8785
+    itself) refuses. A verifier could then never parse the signed bytes.
+    """
+    try:
+        again = canonical(parse_json(payload, limits))
+    except (MalformedJSON, InvalidObject) as e:
+        raise InvalidObject(
+            f"{label}: its canonical bytes would not parse back under the strict JSON"
+            f" profile ({e.reason}); use an integer within +-(2**53-1) or a string"
+        ) from None
+    if again != payload:  # pragma: no cover - canonical output always re-canonicalises
+        raise InvalidObject(f"{label}: its canonical bytes do not survive a parse")
+
+
+def verify_object(obj: Mapping[str, Any], resolve: KeyResolver) -> VerifiedSignature:
+    """Verify the embedded cx-sig v1 signature of one object.
+
+    Args:
+        obj: The signed object, as parsed from JSON (strict profile).
+        resolve: Maps the entry's key id to the trusted key; raises SignatureError for an
+            unknown key id (e.g. :meth:`exchange.signing.registry.Registry.resolve`).
+
+    Returns:
+        The key id, algorithm, claimed signing time and signed bytes.
+
+    Raises:
+        SignatureError: The object is not signed ("object is not signed"), the entry is
+            malformed, the key is unknown, the resolver returned another key, the entry's
+            algorithm differs from the key's ("algorithm mismatch"), or the signature does
+            not verify ("signature does not verify"). Reasons start with the object id.
+        InvalidObject: The object cannot be canonicalised.
+    """
+    if not isinstance(obj, Mapping):
+        raise SignatureError("a signed STIX object must be a JSON object")
+    label = _label(obj)
+    try:
+        entry = signature_of(obj)
+        if entry is None:
+            raise SignatureError("object is not signed")
+        key = resolve(entry.kid)
+        if key.kid != entry.kid:
+            raise SignatureError(f"the key resolver returned {key.kid} for {entry.kid}")
+        if key.alg != entry.alg:
+            raise SignatureError(
+                f"algorithm mismatch: the signature claims {entry.alg}, key {key.kid} is {key.alg}"
+            )
+        signed_bytes = canonical(without_signature(obj))
+        key.verify(pae(PAYLOAD_TYPE, signed_bytes), entry.signature)
+    except SignatureError as e:
+        raise SignatureError(f"{label}: {e.reason}") from None
+    return VerifiedSignature(entry.kid, entry.alg, entry.signed_at, signed_bytes)
+
+
+def check_unsigned_entry(payload: Mapping[str, Any]) -> tuple[Algorithm, KeyId]:
+    """The algorithm and key id of a cx-sig entry that must carry no ``sig`` (a DSSE payload).
+
+    Raises:
+        SignatureError: No cx-sig entry, a ``sig`` member, or a malformed entry.
+    """
+    entry = _raw_entry(payload)
+    if entry is None:
+        raise SignatureError("the signed payload carries no cx-sig entry")
+    alg, kid, _ = _check_entry(entry, with_sig=False)
+    return alg, kid

@@ -1,0 +1,318 @@
+"""End-to-end benchmark of one exchange node on SQLite; prints ONE JSON line.
+
+    .venv/bin/python tests/perf/bench_exchange.py                 # 100k and 1M stored objects
+    .venv/bin/python tests/perf/bench_exchange.py --sizes 20000   # a quick run
+
+For each size it fills a fresh collection to that many stored indicators (in-process
+through the same publish path the TAXII view uses: strict parse, validation, store), then
+starts the real server (gunicorn, ``exchange serve``) on 127.0.0.1 and measures over HTTP:
+
+* ingest objects/s through TAXII with envelopes of 100 (2 concurrent publishers);
+* full-collection read objects/s (pages of 1000, one client, ``next`` paging);
+* p50/p95/p99 latency with 4 concurrent clients of: the newest page of 100 with
+  ``match[type]=indicator``; one object by id; an incremental poll with ``added_after``
+  near the end; a manifest page of 100;
+* the server's peak RSS (largest worker VmHWM, and the sum over master and workers).
+
+Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from exchange.config import load_settings  # noqa: E402
+from exchange.generate import generate_indicators  # noqa: E402
+from exchange.service import Exchange, init_home  # noqa: E402
+from exchange.storage import open_store  # noqa: E402
+from exchange.storage.timestamps import from_micros  # noqa: E402
+
+TAXII = "application/taxii+json;version=2.1"
+LOAD_BATCH = 1000
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    qs = statistics.quantiles(samples, n=100, method="inclusive")
+    return {"p50_ms": round(qs[49] * 1000, 2), "p95_ms": round(qs[94] * 1000, 2),
+            "p99_ms": round(qs[98] * 1000, 2), "n": len(samples)}
+
+
+class Bench:
+    def __init__(self, workdir: Path, size: int, workers: int) -> None:
+        self.home = workdir / f"home-{size}"
+        self.size = size
+        self.workers = workers
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def fill(self) -> dict[str, Any]:
+        settings = load_settings(self.home, env={})
+        init_home(settings)
+        settings = load_settings(self.home, env={})
+        store = open_store(settings)
+        ex = Exchange(settings, store)
+        org = ex.add_org("UZ-CERT")
+        ex.add_account("pub", org="UZ-CERT", role="publisher")
+        self.key = ex.create_api_key("pub")[1]
+        self.collection = ex.add_collection("bench", readers=["UZ-CERT"],
+                                            writers=["UZ-CERT"])[0].id
+        self.identity = org.identity_id
+        principal = ex.authenticate("pub", self.key)
+        start = time.perf_counter()
+        gen = generate_indicators(self.size, identity_id=self.identity, seed=self.size,
+                                  start=datetime.now(UTC))
+        batch: list[dict[str, Any]] = []
+        loaded = 0
+        for obj in gen:
+            batch.append(obj)
+            if len(batch) == LOAD_BATCH:
+                status = ex.publish(principal, settings.api_root, self.collection,
+                                    json.dumps({"objects": batch}).encode())
+                loaded += status.success_count
+                batch = []
+        if batch:
+            status = ex.publish(principal, settings.api_root, self.collection,
+                                json.dumps({"objects": batch}).encode())
+            loaded += status.success_count
+        elapsed = time.perf_counter() - start
+        store.close()
+        self.settings = settings
+        return {"stored": loaded, "load_s": round(elapsed, 1),
+                "load_objects_per_s": round(loaded / elapsed)}
+
+    def start(self) -> None:
+        port = _port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/{self.settings.api_root}/collections/{self.collection}/"
+        self.log = (self.home / "server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exchange", "--home", str(self.home), "serve",
+             "--port", str(port), "--workers", str(self.workers)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url, auth=("pub", self.key), timeout=2,
+                                headers={"Accept": TAXII}).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> dict[str, int]:
+        assert self.proc is not None
+        pids = [self.proc.pid, *_children(self.proc.pid)]
+        rss = {pid: _rss_kib(pid) for pid in pids}
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        workers = [v for p, v in rss.items() if p != self.proc.pid]
+        return {"server_peak_rss_worker_mb": round(max(workers or [0]) / 1024, 1),
+                "server_peak_rss_total_mb": round(sum(rss.values()) / 1024, 1)}
+
+    def session(self) -> requests.Session:
+        s = requests.Session()
+        s.auth = ("pub", self.key)
+        s.headers["Accept"] = TAXII
+        return s
+
+    def ingest(self, envelopes: int = 60, clients: int = 2, seconds: float = 60) -> dict:
+        per_client = envelopes // clients
+        done = [0] * clients
+        errors: list[str] = []
+
+        def run(i: int) -> None:
+            s = self.session()
+            gen = generate_indicators(per_client * 100, identity_id=self.identity,
+                                      seed=10_000 + i * 7919 + self.size,
+                                      start=datetime.now(UTC))
+            objs = list(gen)
+            deadline = time.monotonic() + seconds
+            for e in range(per_client):
+                if time.monotonic() > deadline:
+                    break
+                body = json.dumps({"objects": objs[e * 100:(e + 1) * 100]})
+                r = s.post(self.url + "objects/", data=body, timeout=60,
+                           headers={"Content-Type": TAXII})
+                if r.status_code != 202 or r.json().get("failure_count"):
+                    errors.append(r.text[:200])
+                    return
+                done[i] += 100
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise RuntimeError(f"ingest failed: {errors[0]}")
+        return {"ingest_objects_per_s": round(sum(done) / elapsed), "ingested": sum(done)}
+
+    def full_read(self, seconds: float = 180) -> dict:
+        s = self.session()
+        params: dict[str, str] = {"limit": "1000"}
+        count = 0
+        start = time.perf_counter()
+        deadline = time.monotonic() + seconds
+        pages = 0
+        while time.monotonic() < deadline and pages < 5000:
+            r = s.get(self.url + "objects/", params=params, timeout=60)
+            r.raise_for_status()
+            body = r.json()
+            count += len(body.get("objects", []))
+            pages += 1
+            if not body.get("more"):
+                break
+            params = {"limit": "1000", "next": body["next"]}
+        elapsed = time.perf_counter() - start
+        return {"full_read_objects_per_s": round(count / elapsed), "full_read_objects": count,
+                "full_read_complete": not body.get("more")}
+
+    def _newest_marks(self) -> tuple[str, str, list[str]]:
+        db = sqlite3.connect(self.home / "exchange.db")
+        try:
+            rows = db.execute("SELECT date_added FROM object_versions ORDER BY date_added "
+                              "DESC LIMIT 1 OFFSET 100").fetchone()
+            near_end = db.execute("SELECT date_added FROM object_versions ORDER BY "
+                                  "date_added DESC LIMIT 1 OFFSET 10").fetchone()
+            ids = db.execute("SELECT id FROM object_versions ORDER BY random() "
+                             "LIMIT 400").fetchall()
+        finally:
+            db.close()
+        return (from_micros(rows[0]), from_micros(near_end[0]),
+                [i[0] for i in ids if i])
+
+    def latencies(self, per_client: int = 150, clients: int = 4, seconds: float = 60) -> dict:
+        newest, near_end, ids = self._newest_marks()
+        rng = random.Random(11)
+        kinds: dict[str, Callable[[requests.Session], requests.Response]] = {
+            "newest_page_indicators": lambda s: s.get(
+                self.url + "objects/", params={"match[type]": "indicator", "limit": "100",
+                                               "added_after": newest}, timeout=30),
+            "object_by_id": lambda s: s.get(
+                self.url + f"objects/{rng.choice(ids)}/", timeout=30),
+            "incremental_poll": lambda s: s.get(
+                self.url + "objects/", params={"added_after": near_end}, timeout=30),
+            "manifest_page": lambda s: s.get(
+                self.url + "manifest/", params={"limit": "100", "added_after": newest},
+                timeout=30),
+        }
+        out: dict[str, Any] = {}
+        for name, call in kinds.items():
+            samples: list[float] = []
+            lock = threading.Lock()
+            failures: list[int] = []
+
+            def run(call: Callable[[requests.Session], requests.Response] = call,
+                    samples: list[float] = samples, lock: threading.Lock = lock,
+                    failures: list[int] = failures) -> None:
+                s = self.session()
+                deadline = time.monotonic() + seconds
+                for _ in range(per_client):
+                    if time.monotonic() > deadline:
+                        break
+                    t0 = time.perf_counter()
+                    r = call(s)
+                    dt = time.perf_counter() - t0
+                    if r.status_code != 200:
+                        failures.append(r.status_code)
+                    with lock:
+                        samples.append(dt)
+
+            threads = [threading.Thread(target=run) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if failures:
+                raise RuntimeError(f"{name}: HTTP {failures[:5]}")
+            out[name] = _percentiles(samples[len(samples) // 10:])  # drop warm-up
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000",
+                        help="comma-separated stored-object counts")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    result: dict[str, Any] = {"benchmark": "cert-exchange", "backend": "sqlite",
+                              "workers": args.workers, "cpus": os.cpu_count(),
+                              "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                              "sizes": {}}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for size in sizes:
+            bench = Bench(Path(tmp), size, args.workers)
+            entry: dict[str, Any] = bench.fill()
+            print(f"# {size}: loaded in {entry['load_s']} s", file=sys.stderr)
+            bench.start()
+            try:
+                entry.update(bench.latencies())
+                entry.update(bench.ingest())
+                entry.update(bench.full_read())
+            finally:
+                entry.update(bench.stop())
+            entry["db_mb"] = round((bench.home / "exchange.db").stat().st_size / 2**20, 1)
+            result["sizes"][str(size)] = entry
+            print(f"# {size}: {json.dumps(entry)}", file=sys.stderr)
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

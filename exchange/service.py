@@ -375,7 +375,7 @@ class Exchange:
         memo = _request_memo.get()
         key = (principal.account_id, api_root, ref)
         if memo is not None and key in memo:
-            return memo[key]  # type: ignore[no-any-return]
+            return memo[key]
         try:
             collection = self.store.get_collection(api_root, ref)
         except NotFound:

@@ -45,7 +45,7 @@ from exchange.errors import InvalidObject, MalformedJSON, SignatureError
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.stix import validate_object
-from exchange.model.stixtypes import parse_timestamp
+from exchange.model.stixkinds import parse_timestamp
 from exchange.signing.canonical import (
     CANON,
     EXTENSION_ID,

@@ -72,6 +72,7 @@ class Collection:
     description: str = ""
     alias: str | None = None
     default_tlp: str = "amber"
+    require_signatures: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class NewVersion:
     effective_tlp: str  # tlp, or the collection's default when unmarked
     revoked: bool
     body: bytes  # canonical JSON
+    signed_kid: str | None = None  # key id of a verified cx-sig signature, None if unsigned
+    red_recipients: tuple[str, ...] = ()  # identity ids named as RED recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ class StoredVersion:
     revoked: bool
     is_latest: bool
     body: bytes = b""
+    signed_kid: str | None = None
 
 
 class AddOutcome(enum.StrEnum):

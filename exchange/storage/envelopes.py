@@ -66,6 +66,7 @@ class EnvelopePlan:
         self.stored = stored
         self.results: list[AddResult] = []
         self.rows: list[dict[str, Any]] = []
+        self.red_rows: list[dict[str, Any]] = []
         self.next_date_added = 0
         # Per id, in this collection: version -> date_added, stored and newly added.
         self._versions: dict[str, dict[int, int]] = {}
@@ -115,7 +116,10 @@ class EnvelopePlan:
             "producer_org": new.producer_org, "tlp": new.tlp,
             "effective_tlp": new.effective_tlp, "revoked": new.revoked,
             "is_latest": False, "is_first": False, "body": new.body,
+            "signed_kid": new.signed_kid,
         })
+        self.red_rows.extend({"date_added": date_added, "identity_id": identity}
+                             for identity in dict.fromkeys(new.red_recipients))
         return AddResult(new.id, version, AddOutcome.ADDED, date_added)
 
     def set_flags(self) -> list[dict[str, Any]]:

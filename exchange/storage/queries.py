@@ -71,7 +71,7 @@ UPDATE_FLAGS = (
 META_COLUMNS = [
     ov.c.collection_id, ov.c.id, ov.c.type, ov.c.spec_version, ov.c.version,
     ov.c.date_added, ov.c.producer_org, ov.c.tlp, ov.c.effective_tlp, ov.c.revoked,
-    ov.c.is_latest,
+    ov.c.is_latest, ov.c.signed_kid,
 ]
 
 
@@ -176,6 +176,7 @@ def collection_record(row: AnyRow) -> Collection:
     return Collection(
         id=CollectionId(row.id), api_root=row.api_root, title=row.title,
         description=row.description, alias=row.alias, default_tlp=row.default_tlp,
+        require_signatures=bool(row.require_signatures),
     )
 
 
@@ -201,6 +202,7 @@ def stored_record(row: AnyRow, with_body: bool) -> StoredVersion:
         producer_org=OrgId(row.producer_org) if row.producer_org is not None else None,
         tlp=row.tlp, effective_tlp=row.effective_tlp, revoked=bool(row.revoked),
         is_latest=bool(row.is_latest), body=bytes(row.body) if with_body else b"",
+        signed_kid=row.signed_kid,
     )
 
 

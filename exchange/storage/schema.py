@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 NAMING_CONVENTION = {
@@ -85,6 +86,7 @@ collections = Table(
     Column("description", Text, nullable=False),
     Column("alias", String(128), nullable=True),
     Column("default_tlp", String(16), nullable=False),
+    Column("require_signatures", Boolean, nullable=False, server_default=false()),  # 0002
     # NULL aliases never collide: both SQLite and PostgreSQL treat NULLs as distinct.
     UniqueConstraint("api_root", "alias"),
 )
@@ -114,6 +116,7 @@ object_versions = Table(
     Column("is_latest", Boolean, nullable=False),
     Column("is_first", Boolean, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("signed_kid", String(80), nullable=True),  # revision 0002; NULL = unsigned
     # One index by id serves the creator check (an id in any collection), the
     # per-envelope existence check and match[id] reads (id and collection_id), and
     # match[version]=<exact>. Leading with id rather than collection_id lets it replace a
@@ -130,6 +133,36 @@ Index("ix_object_versions_latest", object_versions.c.collection_id,
       object_versions.c.is_latest, object_versions.c.date_added)
 Index("ix_object_versions_type", object_versions.c.collection_id, object_versions.c.type,
       object_versions.c.is_latest, object_versions.c.date_added)
+Index("ix_object_versions_signed_kid", object_versions.c.signed_kid,
+      object_versions.c.date_added)
+
+# Revision 0002: the identities a producer named as RED recipients of a version
+# (exchange.policy.tlp.red_recipients_of), so RED filtering happens in the query.
+object_red_recipients = Table(
+    "object_red_recipients",
+    metadata,
+    Column("date_added", BigInteger, primary_key=True),
+    Column("identity_id", String(128), primary_key=True),
+)
+Index("ix_object_red_recipients_identity", object_red_recipients.c.identity_id,
+      object_red_recipients.c.date_added)
+
+# Revision 0002: signing keys of members (org_id set, purpose "object") and of this node
+# (org_id NULL, purpose "node"). Public halves only; private keys never enter the database.
+member_keys = Table(
+    "member_keys",
+    metadata,
+    Column("kid", String(80), primary_key=True),
+    Column("org_id", String(64), ForeignKey("organisations.id"), nullable=True, index=True),
+    Column("purpose", String(16), nullable=False),
+    Column("alg", String(16), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("valid_from", BigInteger, nullable=False),
+    Column("valid_until", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("compromised_since", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
 
 statuses = Table(
     "statuses",

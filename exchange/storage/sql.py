@@ -493,6 +493,7 @@ class SqlStore(Store):
                 id=collection.id, api_root=collection.api_root, title=collection.title,
                 description=collection.description, alias=collection.alias,
                 default_tlp=collection.default_tlp,
+                require_signatures=collection.require_signatures,
             ))
             if grants:
                 conn.execute(t.grants.insert(), [grant_row(g) for g in grants])
@@ -599,6 +600,8 @@ class SqlStore(Store):
                 conn.execute(UPDATE_FLAGS, flag_updates)
             if plan.rows:
                 conn.execute(ov.insert(), plan.rows)
+                if plan.red_rows:
+                    conn.execute(t.object_red_recipients.insert(), plan.red_rows)
                 conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
             final = final_status(status, versions, plan.results)
             self._insert_status(conn, final)

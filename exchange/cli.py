@@ -428,3 +428,12 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
 
     home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
     run_demo(home, port=port, count=count, fresh=fresh)
+
+
+def _register_groups() -> None:
+    from exchange.cli_policy import policy  # noqa: PLC0415
+
+    main.add_command(policy)
+
+
+_register_groups()

@@ -83,6 +83,15 @@ class Settings:
     max_page_size: int = 1000
     default_tlp: str = "amber"
     log_level: str = "INFO"
+    policy_dir: str = ""  # the policies/ directory in force; empty: the built-in baseline
+
+    @property
+    def policy_path(self) -> Path | None:
+        """The policy directory (relative paths are relative to the home), or None."""
+        if not self.policy_dir:
+            return None
+        path = Path(self.policy_dir).expanduser()
+        return path if path.is_absolute() else self.home / path
 
     @property
     def effective_database_url(self) -> str:

@@ -111,6 +111,11 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Tr
     home = home.resolve()
     _prepare_home(home, fresh)
     settings = replace(load_settings(home), port=port, host="127.0.0.1")
+    shipped = Path(__file__).resolve().parents[1] / "policies"
+    config = home / "exchange.toml"
+    if shipped.is_dir() and not config.exists():
+        # the demo runs under the shipped UZ-CERT / PK-CERT working-group policy
+        config.write_text(f'policy_dir = "{shipped}"\n', encoding="utf-8")
     init_home(settings)
     settings = load_settings(home)
     settings = replace(settings, port=port, host="127.0.0.1")

@@ -23,6 +23,7 @@ Access rules applied here (the sharing-policy engine refines the read side):
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import secrets
@@ -36,6 +37,7 @@ import rfc8785
 
 from exchange import apikeys
 from exchange.config import SECRET_FILE, Settings
+from exchange.derive import derive, derived_id
 from exchange.errors import (
     AuthError,
     ConfigError,
@@ -58,6 +60,18 @@ from exchange.model.objects import (
 )
 from exchange.model.stix import validate_object
 from exchange.model.tlp import parse_level
+from exchange.policy import (
+    Channel,
+    Recipient,
+    Transform,
+    VisibilityRule,
+    inline_markings,
+    level_of,
+    red_recipients_of,
+    visible_levels,
+)
+from exchange.policy.tlp import marking_refs_of
+from exchange.policy_source import PolicySource
 from exchange.storage.base import (
     Account,
     ApiKey,
@@ -70,6 +84,7 @@ from exchange.storage.base import (
     Status,
     StatusDetail,
     Store,
+    StoredVersion,
 )
 from exchange.storage.timestamps import to_micros
 
@@ -185,13 +200,27 @@ def init_home(settings: Settings) -> bool:
     return created
 
 
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """A page read for one principal, with the transforms its policy requires."""
+
+    collection: Collection
+    page: Page
+    transforms: tuple[Transform, ...]
+    reader_org: OrgId
+
+
 class Exchange:
     """The exchange's use-cases over one store. Constructing it does no I/O."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, *,
+                 policy: PolicySource | None = None) -> None:
         self.settings = settings
         self.store = store
         self.limits = Limits.from_settings(settings)
+        self.policy = policy
+        #: The exchange's own identity: producer of derived copies.
+        self.node_identity = make_identity(settings.title)["id"]
 
     # -- organisations, accounts, API keys --------------------------------------------
     def add_org(
@@ -418,13 +447,17 @@ class Exchange:
             raise PermissionDenied(f"you may not add objects to collection {collection_ref!r}")
         request_time = now_micros()
         candidates = parse_envelope(body, self.limits)
+        policy = self.policy.current() if self.policy is not None else None
+        inline = inline_markings(c for c in candidates if isinstance(c, dict))
         failures: list[StatusDetail] = []
         versions: list[NewVersion] = []
         for index, candidate in enumerate(candidates):
             try:
                 obj = validate_object(candidate, self.limits)
                 self._check_authorship(principal, obj)
-                versions.append(self._new_version(principal, collection, obj))
+                tlp = (level_of(marking_refs_of(obj.data), policy, inline)
+                       if policy is not None else obj.tlp)
+                versions.append(self._new_version(principal, collection, obj, tlp))
             except ExchangeError as e:
                 failures.append(StatusDetail(
                     id=_candidate_field(candidate, "id") or f"objects[{index}]",
@@ -462,8 +495,7 @@ class Exchange:
             )
 
     def _new_version(self, principal: Principal, collection: Collection,
-                     obj: StixObject) -> NewVersion:
-        tlp: Tlp | None = obj.tlp
+                     obj: StixObject, tlp: Tlp | None) -> NewVersion:
         return NewVersion(
             id=obj.id,
             type=obj.type,
@@ -476,18 +508,48 @@ class Exchange:
             effective_tlp=tlp.value if tlp else collection.default_tlp,
             revoked=obj.revoked,
             body=obj.canonical,
+            red_recipients=red_recipients_of(obj.data),
         )
 
     # -- reading -------------------------------------------------------------------------
-    def visibility(self, principal: Principal, query: ObjectQuery) -> ObjectQuery:
-        """Apply the principal's TLP visibility to a read query (done in the database)."""
+    def recipient(self, principal: Principal, channel: Channel = "taxii") -> Recipient:
+        """The policy engine's view of a principal receiving over ``channel``."""
+        parent = (self.store.get_org(principal.parent_org_id).name
+                  if principal.parent_org_id else None)
+        return Recipient(org_name=principal.org_name, org_identity=principal.identity_id,
+                         parent_org_name=parent, account_name=principal.account_name,
+                         role=principal.role.value, channel=channel)
+
+    def rule_for(self, principal: Principal, collection: Collection,
+                 channel: Channel = "taxii") -> VisibilityRule | None:
+        """The policy's visibility rule for a reader of a collection (None: no policy)."""
+        if self.policy is None:
+            return None
+        return visible_levels(self.policy.current(), self.recipient(principal, channel),
+                              collection.alias or collection.id, now=now_micros())
+
+    def visibility(self, principal: Principal, query: ObjectQuery,
+                   rule: VisibilityRule | None = None) -> ObjectQuery:
+        """Apply what the principal may receive to a read query (done in the database).
+
+        With a policy, the rule of :func:`exchange.policy.visible_levels` becomes the SQL
+        filter (a property test keeps the two in agreement). Without one, a conservative
+        baseline: CLEAR, GREEN and AMBER to readers of the collection, AMBER+STRICT to
+        member organisations only, RED to its producer only.
+        """
+        if rule is not None:
+            return replace(query, visible_tlps=frozenset(lvl.value for lvl in rule.levels),
+                           own_org=principal.org_id, red_identity=rule.red_recipient_identity,
+                           revoked_needs_prior=rule.revoked_needs_prior_receipt)
+        if self.policy is not None:
+            return replace(query, visible_tlps=frozenset(), own_org=principal.org_id)
         allowed = {Tlp.CLEAR.value, Tlp.GREEN.value, Tlp.AMBER.value}
         if principal.parent_org_id is None:
             allowed.add(Tlp.AMBER_STRICT.value)
         return replace(query, visible_tlps=frozenset(allowed), own_org=principal.org_id)
 
     def read(self, principal: Principal, api_root: str, collection_ref: str,
-             query: ObjectQuery, *, versions_of: str | None = None) -> tuple[Collection, Page]:
+             query: ObjectQuery, *, versions_of: str | None = None) -> ReadResult:
         """Read objects (or the versions of one object) the principal may receive.
 
         Args:
@@ -505,10 +567,38 @@ class Exchange:
         collection, access = self.collection_for(principal, api_root, collection_ref)
         if not access.can_read:
             raise PermissionDenied(f"you may not read collection {collection_ref!r}")
-        q = self.visibility(principal, replace(query, collection_id=collection.id))
+        rule = self.rule_for(principal, collection)
+        q = self.visibility(principal, replace(query, collection_id=collection.id), rule)
         if versions_of is not None:
-            return collection, self.store.get_versions(replace(q, ids=(versions_of,)))
-        return collection, self.store.get_objects(q)
+            page = self.store.get_versions(replace(q, ids=(versions_of,)))
+        else:
+            page = self.store.get_objects(q)
+        transforms = rule.transforms if rule is not None else ()
+        return ReadResult(collection, page, transforms, principal.org_id)
+
+    def deliver(self, result: ReadResult) -> list[bytes]:
+        """The bytes a reader receives for a page: stored bytes, or derived copies.
+
+        Rows the reader's organisation produced, and rows no transform applies to, are
+        served byte for byte. Otherwise the reader gets the copy and its ``derived-from``
+        relationship (:func:`exchange.derive.derive`); the original is never altered.
+        """
+        out: list[bytes] = []
+        for row in result.page.rows:
+            if not result.transforms or row.producer_org == result.reader_org:
+                out.append(row.body)
+                continue
+            if self.policy is None:  # transforms only ever come from a policy
+                raise ConfigError("a transform was requested without a policy in force")
+            out.extend(derive(json.loads(row.body), result.transforms,
+                              self.policy.current(), node_identity=self.node_identity))
+        return out
+
+    def shown_id(self, result: ReadResult, row: StoredVersion) -> str:
+        """The id a reader knows a row by (the derived id when a transform applies)."""
+        if result.transforms and row.producer_org != result.reader_org:
+            return derived_id(row.id, result.transforms)
+        return row.id
 
     def object_visible(self, principal: Principal, collection: Collection,
                        object_id: str) -> bool:
@@ -517,6 +607,7 @@ class Exchange:
             principal,
             ObjectQuery(collection_id=collection.id, ids=(object_id,), limit=1,
                         include_body=False),
+            self.rule_for(principal, collection),
         )
         return bool(self.store.get_versions(probe).rows)
 
@@ -534,7 +625,8 @@ class Exchange:
         if not (access.can_read and access.can_write):
             raise PermissionDenied(f"you may not delete from collection {collection_ref!r}")
         page = self.store.get_versions(self.visibility(principal, ObjectQuery(
-            collection_id=collection.id, ids=(object_id,), limit=1, include_body=False)))
+            collection_id=collection.id, ids=(object_id,), limit=1, include_body=False),
+            self.rule_for(principal, collection)))
         if not page.rows:
             raise NotFound(f"object {object_id!r} not found")
         if principal.role is not Role.ADMIN and page.rows[0].producer_org != principal.org_id:

@@ -210,6 +210,12 @@ class ObjectQuery:
             are returned. The sharing-policy layer refines this; the store only filters.
         own_org: When set together with ``visible_tlps``, versions produced by this
             organisation are returned whatever their TLP (a producer always sees its own).
+        red_identity: With ``visible_tlps``: RED versions that name this identity as a
+            recipient (``object_red_recipients``) are visible too.
+        revoked_needs_prior: With ``visible_tlps``: a revoked version of another
+            producer is visible only when an earlier, unrevoked version of the same
+            object is visible under the same filter (the recipient could have received
+            it), so revocations reach exactly those who may hold the object.
     """
 
     collection_id: CollectionId
@@ -223,6 +229,8 @@ class ObjectQuery:
     include_body: bool = True
     visible_tlps: frozenset[str] | None = None
     own_org: OrgId | None = None
+    red_identity: str | None = None
+    revoked_needs_prior: bool = False
 
 
 @dataclass(frozen=True, slots=True)

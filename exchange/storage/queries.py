@@ -75,6 +75,41 @@ META_COLUMNS = [
 ]
 
 
+def _level_condition(table: Any, query: ObjectQuery
+                     ) -> sa.ColumnElement[bool]:
+    levels = sorted(query.visible_tlps or ())
+    visible: sa.ColumnElement[bool] = table.c.effective_tlp.in_(levels)
+    if query.red_identity is not None:
+        red = t.object_red_recipients
+        visible = sa.or_(visible, sa.and_(
+            table.c.effective_tlp == "red",
+            sa.exists().where(red.c.date_added == table.c.date_added,
+                              red.c.identity_id == query.red_identity),
+        ))
+    return visible
+
+
+def visibility_condition(query: ObjectQuery) -> sa.ColumnElement[bool]:
+    """The sharing-policy filter of a read (see :class:`ObjectQuery`), as SQL.
+
+    ``(producer_org = own) OR ((NOT revoked OR <an earlier unrevoked version passes the
+    level test>) AND <level test>)``, where the level test is ``effective_tlp IN levels``
+    or a RED row naming ``red_identity``.
+    """
+    visible = _level_condition(ov, query)
+    if query.revoked_needs_prior:
+        earlier = ov.alias("earlier")
+        prior = sa.exists().where(
+            earlier.c.collection_id == ov.c.collection_id, earlier.c.id == ov.c.id,
+            earlier.c.date_added < ov.c.date_added, sa.not_(earlier.c.revoked),
+            _level_condition(earlier, query),
+        )
+        visible = sa.and_(visible, sa.or_(sa.not_(ov.c.revoked), prior))
+    if query.own_org is not None:
+        visible = sa.or_(ov.c.producer_org == query.own_org, visible)
+    return visible
+
+
 def page_statement(query: ObjectQuery, versions: VersionMatch) -> sa.Select[Any]:
     """The SELECT of one page of a read: filters, ``date_added`` order, ``limit + 1`` rows.
 
@@ -98,10 +133,7 @@ def page_statement(query: ObjectQuery, versions: VersionMatch) -> sa.Select[Any]
     if matching_versions is not None:
         conditions.append(matching_versions)
     if query.visible_tlps is not None:
-        visible: sa.ColumnElement[bool] = ov.c.effective_tlp.in_(sorted(query.visible_tlps))
-        if query.own_org is not None:
-            visible = sa.or_(visible, ov.c.producer_org == query.own_org)
-        conditions.append(visible)
+        conditions.append(visibility_condition(query))
     return (
         sa.select(*columns).where(*conditions).order_by(ov.c.date_added)
         .limit(query.limit + 1)

@@ -35,6 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from exchange.config import Settings
 from exchange.errors import AuthError, ExchangeError, StorageError
+from exchange.policy_source import PolicySource
 from exchange.service import Exchange, begin_request_scope, end_request_scope
 from exchange.storage import open_store
 from exchange.taxii.backend import ExchangeBackend
@@ -121,9 +122,13 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
         StorageError: The database cannot be reached.
     """
     if exchange is None:
+        policy = None
+        if settings.policy_path is not None:
+            policy = PolicySource(settings.policy_path)
+            policy.load()
         store = open_store(settings)
         store.check_schema()
-        exchange = Exchange(settings, store)
+        exchange = Exchange(settings, store, policy=policy)
     tokens = NextTokens(settings.secret_bytes())
 
     app = Flask("exchange.taxii")

@@ -19,7 +19,7 @@ from medallion.exceptions import ProcessingError
 
 from exchange.errors import AuthError, InvalidInput, NotFound
 from exchange.model.objects import CollectionId, Principal
-from exchange.service import Exchange
+from exchange.service import Exchange, ReadResult
 from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, VersionMatch
 from exchange.storage.timestamps import from_micros, to_micros
 from exchange.taxii.http import MEDIA_TYPE_STIX, MEDIA_TYPE_TAXII, NextTokens, RawJSON
@@ -195,13 +195,15 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
             include_body=include_body,
         )
 
-    def _envelope(self, principal: Principal, page: Page) -> tuple[dict[str, Any],
-                                                                    dict[str, str]]:
+    def _envelope(self, principal: Principal, result: ReadResult
+                  ) -> tuple[dict[str, Any], dict[str, str]]:
+        page = result.page
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
         if page.rows:
-            body["objects"] = [RawJSON(row.body.decode("utf-8")) for row in page.rows]
+            body["objects"] = [RawJSON(raw.decode("utf-8"))
+                               for raw in self.exchange.deliver(result)]
         return body, _date_headers(page)
 
     def get_objects(self, api_root: str, collection_id: str, filter_args: Any,
@@ -210,8 +212,8 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         principal = current_principal()
         query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
                             with_id_type=True)
-        _, page = self.exchange.read(principal, api_root, collection_id, query)
-        return self._envelope(principal, page)
+        result = self.exchange.read(principal, api_root, collection_id, query)
+        return self._envelope(principal, result)
 
     def get_object(self, api_root: str, collection_id: str, object_id: str,
                    filter_args: Any, allowed_filters: Any, limit: int
@@ -219,12 +221,12 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         principal = current_principal()
         query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
                             with_id_type=False)
-        collection, page = self.exchange.read(principal, api_root, collection_id,
-                                              _with_id(query, object_id))
-        if not page.rows and not self.exchange.object_visible(principal, collection,
-                                                              object_id):
+        result = self.exchange.read(principal, api_root, collection_id,
+                                    _with_id(query, object_id))
+        if not result.page.rows and not self.exchange.object_visible(
+                principal, result.collection, object_id):
             raise ProcessingError(f"Object '{object_id}' not found", 404)
-        return self._envelope(principal, page)
+        return self._envelope(principal, result)
 
     def get_object_versions(self, api_root: str, collection_id: str, object_id: str,
                             filter_args: Any, allowed_filters: Any, limit: int
@@ -232,9 +234,10 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         principal = current_principal()
         query = self._query(principal, limit, versions=VersionMatch(all=True),
                             with_id_type=False, include_body=False)
-        collection, page = self.exchange.read(principal, api_root, collection_id, query,
-                                              versions_of=object_id)
-        if not page.rows and not self.exchange.object_visible(principal, collection,
+        result = self.exchange.read(principal, api_root, collection_id, query,
+                                    versions_of=object_id)
+        page = result.page
+        if not page.rows and not self.exchange.object_visible(principal, result.collection,
                                                               object_id):
             raise ProcessingError(f"Object '{object_id}' not found", 404)
         body: dict[str, Any] = {"more": page.more}
@@ -250,14 +253,15 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         principal = current_principal()
         query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
                             with_id_type=True, include_body=False)
-        _, page = self.exchange.read(principal, api_root, collection_id, query)
+        result = self.exchange.read(principal, api_root, collection_id, query)
+        page = result.page
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
         if page.rows:
             body["objects"] = [
                 {
-                    "id": row.id,
+                    "id": self.exchange.shown_id(result, row),
                     "date_added": from_micros(row.date_added),
                     "version": from_micros(row.version),
                     "media_type": MEDIA_TYPE_STIX,

@@ -72,6 +72,10 @@ def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> N
     finally:
         store.close()
     settings.secret_bytes()
+    if settings.policy_path is not None:
+        from exchange.policy import load_policies  # noqa: PLC0415
+
+        load_policies(settings.policy_path)  # refuse to start on a broken policy
     log.info("serving TAXII 2.1 on http://%s:%d/taxii2/ with %d worker(s)",
              settings.host, settings.port, settings.workers)
     _Gunicorn(settings, gunicorn_options(settings, threads=threads,

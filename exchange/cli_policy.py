@@ -1,0 +1,151 @@
+"""``exchange policy``: check the sharing policy, explain a decision, dry-run a bundle.
+
+Thin over :mod:`exchange.policy` (pure decisions) and the store (who exists, what is
+stored). The policy directory is ``--dir`` or the node's ``policy_dir`` setting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from exchange.errors import ConfigError, InvalidInput, NotFound
+from exchange.model.jsonparse import parse_json
+from exchange.model.limits import Limits
+from exchange.model.objects import Tlp
+from exchange.policy import (
+    ObjectMeta,
+    PolicySet,
+    Recipient,
+    decide,
+    dry_run,
+    explain,
+    format_dry_run,
+    load_policies,
+)
+from exchange.service import Exchange, now_micros
+from exchange.storage.base import ObjectQuery, Organisation, VersionMatch
+
+
+def _policy(ctx_obj: Any, directory: str | None) -> PolicySet:
+    path = Path(directory) if directory else ctx_obj.settings.policy_path
+    if path is None:
+        raise ConfigError("no policy directory: pass --dir or set policy_dir in exchange.toml")
+    return load_policies(path)
+
+
+def _recipients(ex: Exchange, channel: str = "taxii") -> list[Recipient]:
+    orgs = {o.id: o for o in ex.store.list_orgs()}
+    out = []
+    for account in ex.store.list_accounts():
+        org = orgs[account.org_id]
+        parent = orgs[org.parent_id].name if org.parent_id in orgs else None
+        out.append(Recipient(org_name=org.name, org_identity=org.identity_id,
+                             parent_org_name=parent, account_name=account.name,
+                             role=account.role.value, channel=channel))  # type: ignore[arg-type]
+    return out
+
+
+def _recipient(ex: Exchange, name: str, channel: str) -> Recipient:
+    for r in _recipients(ex, channel):
+        if name in (r.account_name, r.org_name):
+            return r
+    try:
+        org: Organisation = ex.store.find_org(name)
+    except NotFound:
+        raise NotFound(f"no account or organisation named {name!r}") from None
+    parent = ex.store.get_org(org.parent_id).name if org.parent_id else None
+    return Recipient(org_name=org.name, org_identity=org.identity_id, parent_org_name=parent,
+                     account_name=None, role="consumer", channel=channel)  # type: ignore[arg-type]
+
+
+@click.group()
+def policy() -> None:
+    """Sharing policies: check, explain, dry-run."""
+
+
+@policy.command("check")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True),
+              help="Policy directory (default: policy_dir of the node).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def policy_check(ctx_obj: Any, directory: str | None, as_json: bool) -> None:
+    """Validate the policy files and print their digest."""
+    p = _policy(ctx_obj, directory)
+    data = {"digest": p.digest, "community": p.community.name,
+            "agreements": sorted(p.agreements), "collections": sorted(p.collections),
+            "files": sorted(str(f) for f in p.files)}
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    click.echo(f"policy OK: {p.digest}\n  community {p.community.name}\n"
+               f"  agreements: {', '.join(data['agreements']) or '-'}\n"
+               f"  collections: {', '.join(data['collections']) or '-'}")
+
+
+@policy.command("explain")
+@click.argument("object_id")
+@click.option("--recipient", required=True, help="Account or organisation name.")
+@click.option("--collection", "collection_ref", help="Collection id or alias (default: any).")
+@click.option("--channel", type=click.Choice(["taxii", "pull", "misp", "peer", "feed"]),
+              default="taxii", show_default=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True))
+@click.pass_obj
+def policy_explain(ctx_obj: Any, object_id: str, recipient: str,
+                   collection_ref: str | None, channel: str, directory: str | None) -> None:
+    """Would RECIPIENT receive the stored OBJECT_ID, and why."""
+    p = _policy(ctx_obj, directory)
+    with ctx_obj.exchange() as ex:
+        cols = ([ex.store.get_collection(ctx_obj.settings.api_root, collection_ref)]
+                if collection_ref else ex.store.list_collections(ctx_obj.settings.api_root))
+        r = _recipient(ex, recipient, channel)
+        orgs = {o.id: o.name for o in ex.store.list_orgs()}
+        found = False
+        for col in cols:
+            page = ex.store.get_versions(ObjectQuery(
+                collection_id=col.id, ids=(object_id,), versions=VersionMatch(all=True),
+                limit=1000, include_body=True))
+            for row in page.rows[-1:]:
+                found = True
+                meta = ObjectMeta(
+                    id=row.id, type=row.type,
+                    producer_org_name=orgs.get(row.producer_org) if row.producer_org else None,
+                    tlp=Tlp(row.effective_tlp), tlp_explicit=row.tlp is not None,
+                    red_recipients=_red(row.body), revoked=row.revoked,
+                    date_added=row.date_added, collection_alias=col.alias or col.id)
+                decision = decide(p, r, meta, now=now_micros())
+                click.echo(f"collection {col.title} ({col.alias or col.id})")
+                click.echo(explain(decision, recipient=r, obj=meta))
+        if not found:
+            raise NotFound(f"object {object_id!r} is not stored")
+
+
+def _red(body: bytes) -> tuple[str, ...]:
+    from exchange.policy import red_recipients_of  # noqa: PLC0415
+
+    return red_recipients_of(json.loads(body))
+
+
+@policy.command("dry-run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--collection", "collection_alias", required=True,
+              help="Alias of the collection the bundle would go to.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True))
+@click.pass_obj
+def policy_dry_run(ctx_obj: Any, file: str, collection_alias: str,
+                   directory: str | None) -> None:
+    """Who would receive each object of a bundle not yet published, and why."""
+    p = _policy(ctx_obj, directory)
+    document = parse_json(Path(file).read_bytes(), Limits(max_body_bytes=512 * 2**20))
+    objects = document.get("objects") if isinstance(document, dict) else document
+    if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
+        raise InvalidInput(f"{file}: expected a STIX bundle or a list of objects")
+    with ctx_obj.exchange() as ex:
+        recipients = _recipients(ex)
+        by_identity = {o.identity_id: o.name for o in ex.store.list_orgs()}
+    entries = dry_run(p, objects, recipients, now=now_micros(),
+                      collection_alias=collection_alias, org_by_identity=by_identity)
+    click.echo(format_dry_run(entries, p.digest))

@@ -3,10 +3,12 @@
 When a policy says a recipient gets a redacted copy, or a copy that does not name the
 producer (FIRST IEP 2.0 ``provider_attribution: must-not``), the exchange never alters
 the original: it serves a new object with a new, deterministic id, produced by the
-exchange's own identity, plus a ``derived-from`` relationship (STIX 2.1 section 5.1.3)
-from the copy to the original. The producer's cx-sig signature does not cover the copy,
-so it is removed. Pure functions; the same original and transforms always give the same
-bytes.
+exchange's own identity, whose provenance names the original: an external reference
+(source ``cert-exchange-derived-from``, ``external_id`` the original id), the in-object
+equivalent of a ``derived-from`` relationship (STIX 2.1 section 5.1.3) that keeps one
+object per stored row, so a page never holds more than ``limit`` objects. The producer's
+cx-sig signature does not cover the copy, so it is removed. Pure functions; the same
+original and transforms always give the same bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from exchange.policy import AnonymiseProducer, PolicySet, Redact, Transform, red
 
 #: Namespace of derived-object ids: uuid5(namespace, "<original id>|<transforms>").
 DERIVED_NAMESPACE = uuid.UUID("0b5b3f61-9d1e-5c59-a3a2-6a1f3f1b7c42")
+#: ``source_name`` of the external reference that names the original of a copy.
+PROVENANCE_SOURCE = "cert-exchange-derived-from"
 #: The cx-sig extension-definition id (exchange.signing.canonical.EXTENSION_ID).
 _CX_SIG = "extension-definition--8cfe494a-40dc-48f9-8577-ada1bbcec232"
 
@@ -33,12 +37,13 @@ def transform_key(transforms: Sequence[Transform]) -> str:
 def derived_id(original_id: str, transforms: Sequence[Transform]) -> str:
     """The id of the copy of ``original_id`` under ``transforms``."""
     kind = original_id.split("--", 1)[0]
-    return f"{kind}--{uuid.uuid5(DERIVED_NAMESPACE, original_id + '|' + transform_key(transforms))}"
+    name = original_id + "|" + transform_key(transforms)
+    return f"{kind}--{uuid.uuid5(DERIVED_NAMESPACE, name)}"
 
 
 def derive(original: Mapping[str, Any], transforms: Sequence[Transform], policy: PolicySet,
-           *, node_identity: str) -> list[bytes]:
-    """The copy and its ``derived-from`` relationship, as canonical JSON bytes.
+           *, node_identity: str) -> bytes:
+    """The derived copy, as canonical JSON bytes.
 
     Args:
         original: The stored object, parsed.
@@ -47,7 +52,7 @@ def derive(original: Mapping[str, Any], transforms: Sequence[Transform], policy:
         node_identity: The exchange's own identity id, producer of the copy.
 
     Returns:
-        ``[copy, relationship]``.
+        The copy: one object for one stored row, so pages never exceed ``limit``.
     """
     copy: dict[str, Any] = dict(original)
     for transform in transforms:
@@ -64,19 +69,13 @@ def derive(original: Mapping[str, Any], transforms: Sequence[Transform], policy:
         copy.pop("extensions", None)
     new_id = derived_id(str(original["id"]), transforms)
     copy["id"] = new_id
-    stamp = str(original.get("modified") or original.get("created")
-                or "1970-01-01T00:00:00.000Z")
-    relationship = {
-        "type": "relationship",
-        "spec_version": "2.1",
-        "id": f"relationship--{uuid.uuid5(DERIVED_NAMESPACE, new_id + '|derived-from')}",
-        "created": stamp,
-        "modified": stamp,
-        "relationship_type": "derived-from",
-        "source_ref": new_id,
-        "target_ref": str(original["id"]),
-        "created_by_ref": node_identity,
-    }
-    if "object_marking_refs" in copy:
-        relationship["object_marking_refs"] = copy["object_marking_refs"]
-    return [rfc8785.dumps(copy), rfc8785.dumps(relationship)]
+    references = [r for r in copy.get("external_references", [])
+                  if isinstance(r, dict) and r.get("source_name") != PROVENANCE_SOURCE]
+    references.append({
+        "source_name": PROVENANCE_SOURCE,
+        "external_id": str(original["id"]),
+        "description": f"derived-from {original['id']} by the exchange: "
+                       f"{transform_key(transforms)}",
+    })
+    copy["external_references"] = references
+    return rfc8785.dumps(copy)

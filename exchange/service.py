@@ -580,8 +580,8 @@ class Exchange:
         """The bytes a reader receives for a page: stored bytes, or derived copies.
 
         Rows the reader's organisation produced, and rows no transform applies to, are
-        served byte for byte. Otherwise the reader gets the copy and its ``derived-from``
-        relationship (:func:`exchange.derive.derive`); the original is never altered.
+        served byte for byte. Otherwise the reader gets the derived copy that names its
+        original (:func:`exchange.derive.derive`); the original is never altered.
         """
         out: list[bytes] = []
         for row in result.page.rows:
@@ -590,7 +590,7 @@ class Exchange:
                 continue
             if self.policy is None:  # transforms only ever come from a policy
                 raise ConfigError("a transform was requested without a policy in force")
-            out.extend(derive(json.loads(row.body), result.transforms,
+            out.append(derive(json.loads(row.body), result.transforms,
                               self.policy.current(), node_identity=self.node_identity))
         return out
 

@@ -12,22 +12,18 @@ from typing import Any
 
 import click
 
-from exchange.errors import ConfigError, InvalidInput, NotFound
+from exchange.errors import ConfigError, InvalidInput
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
-from exchange.model.objects import Tlp
 from exchange.policy import (
-    ObjectMeta,
     PolicySet,
     Recipient,
-    decide,
     dry_run,
     explain,
     format_dry_run,
     load_policies,
 )
 from exchange.service import Exchange, now_micros
-from exchange.storage.base import ObjectQuery, Organisation, VersionMatch
 
 
 def _policy(ctx_obj: Any, directory: str | None) -> PolicySet:
@@ -47,19 +43,6 @@ def _recipients(ex: Exchange, channel: str = "taxii") -> list[Recipient]:
                              parent_org_name=parent, account_name=account.name,
                              role=account.role.value, channel=channel))  # type: ignore[arg-type]
     return out
-
-
-def _recipient(ex: Exchange, name: str, channel: str) -> Recipient:
-    for r in _recipients(ex, channel):
-        if name in (r.account_name, r.org_name):
-            return r
-    try:
-        org: Organisation = ex.store.find_org(name)
-    except NotFound:
-        raise NotFound(f"no account or organisation named {name!r}") from None
-    parent = ex.store.get_org(org.parent_id).name if org.parent_id else None
-    return Recipient(org_name=org.name, org_identity=org.identity_id, parent_org_name=parent,
-                     account_name=None, role="consumer", channel=channel)  # type: ignore[arg-type]
 
 
 @click.group()
@@ -93,40 +76,22 @@ def policy_check(ctx_obj: Any, directory: str | None, as_json: bool) -> None:
 @click.option("--channel", type=click.Choice(["taxii", "pull", "misp", "peer", "feed"]),
               default="taxii", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def policy_explain(ctx_obj: Any, object_id: str, recipient: str,
-                   collection_ref: str | None, channel: str, directory: str | None) -> None:
+                   collection_ref: str | None, channel: str, directory: str | None,
+                   as_json: bool) -> None:
     """Would RECIPIENT receive the stored OBJECT_ID, and why."""
     p = _policy(ctx_obj, directory)
     with ctx_obj.exchange() as ex:
-        cols = ([ex.store.get_collection(ctx_obj.settings.api_root, collection_ref)]
-                if collection_ref else ex.store.list_collections(ctx_obj.settings.api_root))
-        r = _recipient(ex, recipient, channel)
-        orgs = {o.id: o.name for o in ex.store.list_orgs()}
-        found = False
-        for col in cols:
-            page = ex.store.get_versions(ObjectQuery(
-                collection_id=col.id, ids=(object_id,), versions=VersionMatch(all=True),
-                limit=1000, include_body=True))
-            for row in page.rows[-1:]:
-                found = True
-                meta = ObjectMeta(
-                    id=row.id, type=row.type,
-                    producer_org_name=orgs.get(row.producer_org) if row.producer_org else None,
-                    tlp=Tlp(row.effective_tlp), tlp_explicit=row.tlp is not None,
-                    red_recipients=_red(row.body), revoked=row.revoked,
-                    date_added=row.date_added, collection_alias=col.alias or col.id)
-                decision = decide(p, r, meta, now=now_micros())
-                click.echo(f"collection {col.title} ({col.alias or col.id})")
-                click.echo(explain(decision, recipient=r, obj=meta))
-        if not found:
-            raise NotFound(f"object {object_id!r} is not stored")
-
-
-def _red(body: bytes) -> tuple[str, ...]:
-    from exchange.policy import red_recipients_of  # noqa: PLC0415
-
-    return red_recipients_of(json.loads(body))
+        results = ex.explain(object_id, recipient, collection_ref=collection_ref,
+                             channel=channel, policy=p)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2, sort_keys=True))
+        return
+    for r in results:
+        click.echo(f"collection {r.collection.title} ({r.collection.alias or r.collection.id})")
+        click.echo(explain(r.decision, recipient=r.recipient, obj=r.object))
 
 
 @policy.command("dry-run")

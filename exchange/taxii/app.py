@@ -35,7 +35,16 @@ from medallion.exceptions import MedallionError
 from werkzeug.exceptions import HTTPException
 
 from exchange.config import Settings
-from exchange.errors import AuthError, ExchangeError, StorageError
+from exchange.errors import (
+    AuthError,
+    ExchangeError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+)
+from exchange.model.objects import Role
+from exchange.policy import CHANNELS
 from exchange.policy_source import PolicySource
 from exchange.service import Exchange, begin_request_scope, end_request_scope
 from exchange.storage import open_store
@@ -181,6 +190,27 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
                     f"the envelope is {request.content_length} bytes; this API root accepts"
                     f" at most {settings.max_content_length} (max_content_length)")
         return None
+
+    @app.get("/<string:api_root>/cx/explain/")
+    def _explain(api_root: str) -> Response:
+        """Project endpoint: a policy decision explained, for admins and auditors."""
+        principal = g.cx_principal
+        if principal.role not in (Role.ADMIN, Role.AUDITOR):
+            raise PermissionDenied("only admin and auditor accounts may ask for explanations")
+        if api_root != settings.api_root:
+            raise NotFound(f"API root {api_root!r} not found")
+        object_id = request.args.get("object", "")
+        recipient = request.args.get("recipient", "")
+        if not object_id or not recipient:
+            raise InvalidInput("give ?object=<STIX id>&recipient=<account or organisation>")
+        channel = request.args.get("channel", "taxii")
+        if channel not in CHANNELS:
+            raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
+        results = exchange.explain(object_id, recipient,
+                                   collection_ref=request.args.get("collection") or None,
+                                   channel=channel)
+        return Response(dumps({"explanations": [r.as_dict() for r in results]}),
+                        status=200, mimetype="application/json")
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:

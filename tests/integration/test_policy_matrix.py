@@ -220,3 +220,61 @@ def test_paging_with_heavy_filtering_returns_full_pages(tmp_path: Path) -> None:
     assert len(seen) == 4
     assert pages == 2
     assert derived_id(visible["id"], (Redact("jwg-constituents"),)) in seen
+
+
+def test_explain_over_http_for_admins_and_auditors_only(tmp_path: Path) -> None:
+    w = World(tmp_path, "in-force")
+    amber = w.objects["amber"]["id"]
+
+    def ask(account: str, recipient: str) -> Any:
+        auth = base64.b64encode(f"{account}:{w.keys[account]}".encode()).decode()
+        return w.client.get("/cx/cx/explain/", query_string={
+            "object": amber, "recipient": recipient},
+            headers={"Accept": TAXII, "Authorization": f"Basic {auth}"})
+
+    allowed = ask("operator", "uz-soc").get_json()["explanations"][0]
+    assert allowed["allowed"] is True
+    assert allowed["rule"] == "tlp-amber-constituent:uz-pk-jwg-2026"
+    assert allowed["transforms"] == ["redact(jwg-constituents)"]
+    assert allowed["policy_digest"].startswith("sha256:")
+    denied = ask("operator", "Outsider").get_json()["explanations"][0]
+    assert denied["allowed"] is False
+    assert denied["rule"].startswith("deny-")
+    assert denied["reason"]
+    forbidden = ask("uz-soc", "pk-pub")
+    assert forbidden.status_code == 403
+    assert forbidden.get_json()["http_status"] == "403"
+
+
+def test_policy_commands(tmp_path: Path) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from exchange.cli import main  # noqa: PLC0415
+
+    w = World(tmp_path, "in-force")
+    home = str(w.settings.home)
+    runner = CliRunner()
+    checked = runner.invoke(main, ["--home", home, "policy", "check", "--json"])
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["digest"].startswith("sha256:")
+    red = w.objects["red"]["id"]
+    explained = runner.invoke(main, ["--home", home, "policy", "explain", red,
+                                     "--recipient", "uz-soc"])
+    assert explained.exit_code == 0, explained.output
+    assert "DENIED" in explained.stdout
+    assert "deny-tlp-red-not-named" in explained.stdout
+    bundle = tmp_path / "bundle.json"
+    draft = w._indicator("amber+strict")
+    bundle.write_text(json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
+                                  "objects": [draft]}))
+    dry = runner.invoke(main, ["--home", home, "policy", "dry-run", str(bundle),
+                               "--collection", "jwg"])
+    assert dry.exit_code == 0, dry.output
+    assert draft["id"] in dry.stdout
+    assert "pk-pub" in dry.stdout
+    broken = tmp_path / "broken"
+    shutil.copytree(SHIPPED, broken)
+    (broken / "community.yaml").write_text("name: x\nmembrs: []\n")
+    bad = runner.invoke(main, ["--home", home, "policy", "check", "--dir", str(broken)])
+    assert bad.exit_code == 1
+    assert "membrs" in bad.stderr

@@ -83,6 +83,7 @@ class Settings:
     max_page_size: int = 1000
     default_tlp: str = "amber"
     log_level: str = "INFO"
+    cache_seconds: int = 5  # how long a worker trusts an authentication it checked
     policy_dir: str = ""  # the policies/ directory in force; empty: the built-in baseline
 
     @property
@@ -166,6 +167,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("api_root must be 1-64 letters, digits, '-' or '_'")
     if s.max_page_size < 1 or s.max_objects_per_envelope < 1:
         raise ConfigError("max_page_size and max_objects_per_envelope must be positive")
+    if not 0 <= s.cache_seconds <= 300:
+        raise ConfigError("cache_seconds must be between 0 and 300")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level must be DEBUG, INFO, WARNING or ERROR")
     url = s.effective_database_url
@@ -224,8 +227,11 @@ def load_settings(
         if key == "server_secret":
             secret = Secret(raw)
             continue
-        if key in ("passphrase", "api_key", "password", "url", "user"):
+        if key in ("passphrase", "api_key", "password", "url", "user", "identity",
+                   "signing_key"):
             continue  # client-side variables read by the CLI, not node settings
+        if key == "node_key_passphrase":
+            continue  # a secret read by exchange.keyring.ensure_node_key, never stored here
         if key not in _TYPED_KEYS:
             raise ConfigError(f"unknown environment variable {name}")
         values[key] = _coerce(key, raw, name)

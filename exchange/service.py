@@ -199,6 +199,9 @@ def init_home(settings: Settings) -> bool:
     store = open_store(settings, create=True)
     try:
         store.upgrade()
+        from exchange.keyring import ensure_node_key  # noqa: PLC0415 - imported like open_store
+
+        ensure_node_key(settings, store)
     finally:
         store.close()
     return created
@@ -245,6 +248,9 @@ class Exchange:
         self.policy = policy
         #: The exchange's own identity: producer of derived copies.
         self.node_identity = make_identity(settings.title)["id"]
+        # Successful authentications, for settings.cache_seconds (a revoked key stops
+        # working within that time); keyed by the HMAC of the secret, never the secret.
+        self._auth_cache: dict[tuple[str, str, bytes], tuple[Principal, float]] = {}
 
     # -- organisations, accounts, API keys --------------------------------------------
     def add_org(
@@ -343,6 +349,10 @@ class Exchange:
             key_id, secret_part = apikeys.split(token)
         except AuthError:
             raise failure from None
+        check = apikeys.digest(self.settings.secret_bytes(), secret_part)
+        cached = self._auth_cache.get((username or "", key_id, check))
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         found = self.store.lookup_api_key(key_id)
         if found is None:
             raise failure
@@ -353,7 +363,7 @@ class Exchange:
             raise failure
         if username and username not in (account.name, key_id):
             raise failure
-        return Principal(
+        principal = Principal(
             account_id=account.id,
             account_name=account.name,
             org_id=org.id,
@@ -362,6 +372,12 @@ class Exchange:
             role=account.role,
             parent_org_id=org.parent_id,
         )
+        if self.settings.cache_seconds > 0:
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[(username or "", key_id, check)] = (
+                principal, time.monotonic() + self.settings.cache_seconds)
+        return principal
 
     # -- collections ---------------------------------------------------------------------
     def add_collection(

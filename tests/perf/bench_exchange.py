@@ -85,10 +85,11 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 class Bench:
-    def __init__(self, workdir: Path, size: int, workers: int) -> None:
+    def __init__(self, workdir: Path, size: int, workers: int, threads: int = 4) -> None:
         self.home = workdir / f"home-{size}"
         self.size = size
         self.workers = workers
+        self.threads = threads
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -134,7 +135,8 @@ class Bench:
         self.log = (self.home / "server.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exchange", "--home", str(self.home), "serve",
-             "--port", str(port), "--workers", str(self.workers)],
+             "--port", str(port), "--workers", str(self.workers),
+             "--threads", str(self.threads)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -289,16 +291,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000",
                         help="comma-separated stored-object counts")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     result: dict[str, Any] = {"benchmark": "cert-exchange", "backend": "sqlite",
-                              "workers": args.workers, "cpus": os.cpu_count(),
+                              "workers": args.workers, "threads": args.threads,
+                              "cpus": os.cpu_count(),
                               "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                               "sizes": {}}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for size in sizes:
-            bench = Bench(Path(tmp), size, args.workers)
+            bench = Bench(Path(tmp), size, args.workers, args.threads)
             entry: dict[str, Any] = bench.fill()
             print(f"# {size}: loaded in {entry['load_s']} s", file=sys.stderr)
             bench.start()

@@ -361,16 +361,36 @@ def client_options(f: Any) -> Any:
               help="Your organisation's identity id (created_by_ref for IOC lists).")
 @click.option("--valid-days", type=int, help="valid_until = now + N days for IOC lists.")
 @click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--sign-key", type=click.Path(dir_okay=False), envvar="EXCHANGE_SIGNING_KEY",
+              help="Sign every object with this encrypted key (default: $EXCHANGE_SIGNING_KEY;"
+                   " objects not in normal form are normalised first and reported).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False),
+              help="File holding the signing key's passphrase (default: $EXCHANGE_PASSPHRASE"
+                   " or a prompt).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: bool,
             fmt: str, tlp: str, identity: str | None, valid_days: int | None,
-            batch_size: int, as_json: bool) -> None:
+            batch_size: int, sign_key: str | None, passphrase_file: str | None,
+            as_json: bool) -> None:
     """Publish a STIX bundle, CSV or IOC list to a collection over TAXII."""
     from exchange import client  # noqa: PLC0415
     from exchange.publishing import load_objects  # noqa: PLC0415
 
     objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity,
                            valid_days=valid_days)
+    signing: dict[str, Any] = {}
+    if sign_key:
+        from exchange.cli_keys import load_signing_key, report_signing  # noqa: PLC0415
+        from exchange.signer import sign_all  # noqa: PLC0415
+
+        key = load_signing_key(sign_key, passphrase_file)
+        signed = sign_all(objects, key, normalise=True, identity=identity)
+        report_signing(signed, key)
+        if signed.refused:
+            _fail("nothing was published: sign or fix the objects above first")
+        objects = signed.objects
+        signing = {"kid": key.kid, "signed": len(signed.signed),
+                   "normalised": signed.normalised, "kept": [i for i, _ in signed.kept]}
     conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
     try:
         with click.progressbar(length=len(objects), label="publishing",
@@ -382,6 +402,8 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
     data = {"total": report.total, "succeeded": report.succeeded, "failed": report.failed,
             "failures": [{"id": i, "message": m} for i, m in report.failures],
             "status_ids": report.status_ids}
+    if signing:
+        data["signing"] = signing
     text = [f"{report.succeeded} of {report.total} objects accepted, {report.failed} refused"]
     text += [f"  refused {i}: {m}" for i, m in report.failures]
     _emit(as_json, data, "\n".join(text))
@@ -396,23 +418,50 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
 @click.option("--cursor", "cursor_file", type=click.Path(dir_okay=False),
               help="Cursor file (default: OUT.cursor).")
 @click.option("--page-size", type=int, default=1000, show_default=True)
+@click.option("--verify", "check", is_flag=True,
+              help="Check every pulled object's signature against --registry; exit 1 if any"
+                   " is invalid.")
+@click.option("--registry", "registry_file", type=click.Path(dir_okay=False),
+              help="The member registry to verify against ('exchange keys export').")
 @click.option("--json", "as_json", is_flag=True)
 def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str,
-         cursor_file: str | None, page_size: int, as_json: bool) -> None:
+         cursor_file: str | None, page_size: int, check: bool, registry_file: str | None,
+         as_json: bool) -> None:
     """Download new objects of a collection incrementally into a JSON-lines file."""
     from exchange import client  # noqa: PLC0415
 
+    verifier = None
     conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
     try:
+        if check:
+            from exchange.cli_keys import read_registry_file  # noqa: PLC0415
+            from exchange.pullcheck import PullVerifier  # noqa: PLC0415
+
+            if registry_file is None:
+                _fail("--verify needs --registry FILE (from 'exchange keys export')", 2)
+            verifier = PullVerifier(read_registry_file(registry_file), conn, url)
         report = client.pull(conn, url, Path(out),
                              cursor_file=Path(cursor_file) if cursor_file else None,
-                             page_size=page_size)
+                             page_size=page_size,
+                             on_object=verifier.on_object if verifier else None)
+        verdicts = verifier.finish() if verifier else []
     finally:
         conn.close()
-    _emit(as_json, {"objects": report.objects, "pages": report.pages,
-                    "cursor": report.cursor},
-          f"{report.objects} new objects in {report.pages} page(s) appended to {out};"
-          f" cursor {report.cursor or '(none)'}")
+    data: dict[str, Any] = {"objects": report.objects, "pages": report.pages,
+                            "cursor": report.cursor}
+    text = [f"{report.objects} new objects in {report.pages} page(s) appended to {out};"
+            f" cursor {report.cursor or '(none)'}"]
+    if verifier is not None:
+        from exchange.verification import describe, summarise  # noqa: PLC0415
+
+        counts = summarise(verdicts)
+        data["verification"] = counts
+        text += [describe(v) for v in verdicts if v.status == "invalid"]
+        text.append(f"verified {len(verdicts)} objects: {counts['valid']} valid,"
+                    f" {counts['unsigned']} unsigned, {counts['invalid']} invalid")
+    _emit(as_json, data, "\n".join(text))
+    if verifier is not None and data["verification"]["invalid"]:
+        sys.exit(1)
 
 
 @main.command()
@@ -437,3 +486,13 @@ def _register_groups() -> None:
 
 
 _register_groups()
+
+
+def _register_signing_commands() -> None:
+    from exchange.cli_keys import keys, sign, verify  # noqa: PLC0415
+
+    for command in (keys, sign, verify):
+        main.add_command(command)
+
+
+_register_signing_commands()

@@ -393,3 +393,89 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_objects(self, collection_id: CollectionId | None = None) -> int:
         """Stored versions, in one collection or in all."""
+
+    # -- signing keys (revision 0002) ------------------------------------------------------
+    @abc.abstractmethod
+    def add_member_key(self, key: MemberKey) -> None:
+        """Store a signing key's public record.
+
+        Raises:
+            Conflict: A key with this key id is already stored (for any organisation).
+            NotFound: ``key.org_id`` names no organisation.
+        """
+
+    @abc.abstractmethod
+    def list_member_keys(
+        self, org_id: OrgId | None = None, purpose: str | None = None
+    ) -> list[MemberKey]:
+        """Key records, oldest first (``created_at``, then key id), optionally filtered."""
+
+    @abc.abstractmethod
+    def get_member_key(self, kid: str) -> MemberKey:
+        """One key record. Raises NotFound."""
+
+    @abc.abstractmethod
+    def update_member_key(
+        self,
+        kid: str,
+        *,
+        status: str | None = None,
+        valid_until: int | None = None,
+        compromised_since: int | None = None,
+    ) -> MemberKey:
+        """Set the given fields of a key record (None leaves a field as it is).
+
+        Returns:
+            The record as stored afterwards.
+
+        Raises:
+            NotFound: No key has this id.
+        """
+
+    @abc.abstractmethod
+    def versions_signed_by(self, kid: str) -> list[SignedVersion]:
+        """The stored versions (all collections) signed by ``kid``, by ``date_added``."""
+
+
+#: What a signing key is for: a member's object signatures, or this node's own signatures
+#: (derived objects, receipts).
+KEY_PURPOSES = ("object", "node")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberKey:
+    """A signing key's public record (table ``member_keys``).
+
+    Attributes:
+        kid: The cx-sig key id of ``public_pem``.
+        org_id: The owning organisation; None for the node's own keys.
+        purpose: ``"object"`` for a member's keys, ``"node"`` for the node's.
+        alg: ``"Ed25519"`` or ``"ECDSA-P256"``.
+        public_pem: The SPKI PEM of the public key (private keys are never stored).
+        valid_from: First instant the key may sign (µs since the epoch).
+        valid_until: First instant it may no longer sign, or None.
+        status: ``"active"``, ``"retired"`` or ``"revoked"``.
+        compromised_since: For revoked keys, the first instant no longer trusted.
+        created_at: When the record was stored.
+    """
+
+    kid: str
+    org_id: OrgId | None
+    purpose: str
+    alg: str
+    public_pem: str
+    valid_from: int
+    valid_until: int | None
+    status: str
+    compromised_since: int | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignedVersion:
+    """A stored object version signed by a given key (:meth:`Store.versions_signed_by`)."""
+
+    collection_id: CollectionId
+    id: StixId
+    version: int
+    date_added: int

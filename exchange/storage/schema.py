@@ -190,3 +190,55 @@ clock = Table(
     Column("last_date_added", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="single_row"),
 )
+
+# Revision 0003: the audit ledger (exchange.audit.ledger), an RFC 9162 Merkle log.
+# audit_records holds the leaves: seq is the leaf index (gapless, from 0; the rowid on
+# SQLite), body the canonical record bytes exactly as hashed (never JSON/JSONB, which
+# re-serialise), leaf_hash SHA-256(0x00 || body). recipient_org, producer_org and
+# object_id are copies from the body for the auditor's queries. Append-only: revision
+# 0003 installs triggers that refuse UPDATE and DELETE on the three log tables.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("recipient_org", String(128), nullable=True),
+    Column("producer_org", String(128), nullable=True),
+    Column("object_id", String(128), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+)
+Index("ix_audit_records_recipient", audit_records.c.recipient_org, audit_records.c.time)
+Index("ix_audit_records_object", audit_records.c.object_id, audit_records.c.seq)
+
+# Hashes of the complete subtrees of 256**k leaves (levels 8, 16, 24, ...: the bottom
+# rows of C2SP tlog-tiles), so a proof reads at most 128 hashes per subtree it needs.
+audit_nodes = Table(
+    "audit_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# The tree's right edge (exchange.audit.tree.Frontier): size and the concatenated hashes
+# of its complete subtrees, largest first. One row, updated with every append.
+audit_frontier = Table(
+    "audit_frontier",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("hashes", LargeBinary, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+# Signed checkpoints (C2SP signed notes), one per tree size.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -249,6 +249,7 @@ def _collection_json(col: Collection, grants: list[Grant], names: dict[OrgId, st
     return {
         "id": col.id, "title": col.title, "alias": col.alias, "api_root": col.api_root,
         "description": col.description, "default_tlp": col.default_tlp,
+        "require_signatures": col.require_signatures,
         "readers": sorted(names.get(g.org_id, g.org_id) for g in grants if g.can_read),
         "writers": sorted(names.get(g.org_id, g.org_id) for g in grants if g.can_write),
     }
@@ -266,15 +267,18 @@ def collection() -> None:
 @click.option("--alias", help="Short URL-safe alias.")
 @click.option("--description", default="")
 @click.option("--default-tlp", help="Level for objects without a TLP marking (default amber).")
+@click.option("--require-signatures", is_flag=True,
+              help="Refuse unsigned objects (a policy binding of the collection overrides).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def collection_add(c: _Ctx, title: str, readers: tuple[str, ...], writers: tuple[str, ...],
                    alias: str | None, description: str, default_tlp: str | None,
-                   as_json: bool) -> None:
+                   require_signatures: bool, as_json: bool) -> None:
     """Create a collection."""
     with c.exchange() as ex:
         col, grants = ex.add_collection(title, readers=readers, writers=writers, alias=alias,
-                                        description=description, default_tlp=default_tlp)
+                                        description=description, default_tlp=default_tlp,
+                                        require_signatures=require_signatures)
         names = {o.id: o.name for o in ex.store.list_orgs()}
     data = _collection_json(col, grants, names)
     _emit(as_json, data, f"collection {col.title} added: {col.id}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,8 +32,12 @@ from exchange import client
 from exchange.config import load_settings
 from exchange.errors import ConfigError, RemoteError
 from exchange.generate import generate_indicators
+from exchange.keyring import register_key
 from exchange.model.objects import Tlp
 from exchange.service import Exchange, init_home
+from exchange.signer import sign_all
+from exchange.signing.keyfiles import read_private_key, write_private_key
+from exchange.signing.keys import generate
 from exchange.storage import open_store
 
 MARKER = ".cert-exchange-demo"
@@ -67,8 +72,13 @@ def _wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
     raise RemoteError(f"the TAXII server did not answer on {url} within {timeout:.0f} s")
 
 
-def setup_world(ex: Exchange) -> dict[str, Any]:
-    """Create the working group's organisations, accounts, keys and collections."""
+def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
+    """Create the working group's organisations, accounts, keys and collections.
+
+    Each CERT gets an Ed25519 signing key (written encrypted to the demo home, the
+    passphrase beside it: a demo convenience) whose public half is registered, so the
+    demo's indicators are signed as the shipped policy requires.
+    """
     uz = ex.add_org("UZ-CERT", sector="government-national")
     pk = ex.add_org("PK-CERT", sector="government-national")
     ex.add_org("UZ-SOC", parent="UZ-CERT", sector="government-national")
@@ -84,6 +94,15 @@ def setup_world(ex: Exchange) -> dict[str, Any]:
     for name, (org, role) in accounts.items():
         ex.add_account(name, org=org, role=role)
         keys[name] = ex.create_api_key(name, label="demo")[1]
+    signing: dict[str, str] = {}
+    for org in ("UZ-CERT", "PK-CERT"):
+        key = generate("Ed25519")
+        passphrase = secrets.token_urlsafe(24)
+        path = home / f"{org.lower()}-signing.key"
+        write_private_key(path, key, passphrase.encode())
+        (home / f"{org.lower()}-signing.passphrase").write_text(passphrase, encoding="utf-8")
+        register_key(ex.store, org, key.public_pem())
+        signing[org] = str(path)
     joint, _ = ex.add_collection(
         "UZ-PK Joint Working Group", alias="jwg",
         description="Indicators shared between UZ-CERT and PK-CERT",
@@ -98,6 +117,7 @@ def setup_world(ex: Exchange) -> dict[str, Any]:
         "orgs": {"UZ-CERT": uz.identity_id, "PK-CERT": pk.identity_id},
         "keys": keys,
         "collections": {"jwg": joint.id, "uz": uz_col.id, "pk": pk_col.id},
+        "signing_keys": signing,
     }
 
 
@@ -126,7 +146,7 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Tr
     else:
         store = open_store(settings)
         try:
-            world = setup_world(Exchange(settings, store))
+            world = setup_world(Exchange(settings, store), home)
         finally:
             store.close()
         creds_path.touch(mode=0o600)
@@ -179,6 +199,13 @@ def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: i
             continue
         objects = list(generate_indicators(n, identity_id=world["orgs"][org],
                                            seed=seed, tlp_weights=weights, start=now))
+        key_path = Path(world["signing_keys"][org])
+        passphrase = key_path.with_suffix(".passphrase").read_text(encoding="utf-8")
+        signed = sign_all(objects, read_private_key(key_path, passphrase.encode()),
+                          normalise=True)
+        if signed.refused:
+            raise RemoteError(f"the demo could not sign its data: {signed.refused[:3]}")
+        objects = signed.objects
         url = f"{base}/{api_root}/collections/{world['collections'][alias]}/"
         conn = client.Connection(account, world["keys"][account])
         try:

@@ -46,6 +46,7 @@ from exchange.errors import (
     NotFound,
     PermissionDenied,
 )
+from exchange.keyring import RegistryCache, verify_for_ingest
 from exchange.model.envelope import parse_envelope
 from exchange.model.limits import Limits
 from exchange.model.objects import (
@@ -199,7 +200,7 @@ def init_home(settings: Settings) -> bool:
     store = open_store(settings, create=True)
     try:
         store.upgrade()
-        from exchange.keyring import ensure_node_key  # noqa: PLC0415 - imported like open_store
+        from exchange.nodekey import ensure_node_key  # noqa: PLC0415 - imported like open_store
 
         ensure_node_key(settings, store)
     finally:
@@ -248,6 +249,9 @@ class Exchange:
         self.policy = policy
         #: The exchange's own identity: producer of derived copies.
         self.node_identity = make_identity(settings.title)["id"]
+        #: Member and node keys trusted for verifying signatures at ingest.
+        self.registry_cache = RegistryCache(store, ttl_seconds=settings.cache_seconds,
+                                            node_identity=self.node_identity)
         # Successful authentications, for settings.cache_seconds (a revoked key stops
         # working within that time); keyed by the HMAC of the secret, never the secret.
         self._auth_cache: dict[tuple[str, str, bytes], tuple[Principal, float]] = {}
@@ -390,6 +394,7 @@ class Exchange:
         alias: str | None = None,
         default_tlp: str | None = None,
         api_root: str | None = None,
+        require_signatures: bool = False,
     ) -> tuple[Collection, list[Grant]]:
         """Create a collection and grant organisations read and/or write.
 
@@ -410,6 +415,7 @@ class Exchange:
             description=description,
             alias=alias,
             default_tlp=tlp.value,
+            require_signatures=require_signatures,
         )
         rights: dict[OrgId, list[bool]] = {}
         for name in readers:
@@ -489,6 +495,8 @@ class Exchange:
         candidates = parse_envelope(body, self.limits)
         policy = self.policy.current() if self.policy is not None else None
         inline = inline_markings(c for c in candidates if isinstance(c, dict))
+        required = self.signatures_required(collection, policy)
+        registry = self.registry_cache.get()
         failures: list[StatusDetail] = []
         versions: list[NewVersion] = []
         for index, candidate in enumerate(candidates):
@@ -497,7 +505,11 @@ class Exchange:
                 self._check_authorship(principal, obj)
                 tlp = (level_of(marking_refs_of(obj.data), policy, inline)
                        if policy is not None else obj.tlp)
-                versions.append(self._new_version(principal, collection, obj, tlp))
+                signed_kid = verify_for_ingest(registry, obj.data,
+                                               producer_identity=principal.identity_id,
+                                               recorded_at=request_time, required=required)
+                versions.append(replace(self._new_version(principal, collection, obj, tlp),
+                                        signed_kid=signed_kid))
             except ExchangeError as e:
                 failures.append(StatusDetail(
                     id=_candidate_field(candidate, "id") or f"objects[{index}]",
@@ -526,6 +538,18 @@ class Exchange:
             final.success_count, final.failure_count, final.id,
         )
         return final
+
+    def signatures_required(self, collection: Collection, policy: PolicySet | None) -> bool:
+        """Whether objects published to ``collection`` must carry a valid signature.
+
+        The policy's binding of the collection decides when a policy is in force;
+        otherwise the collection's own setting (``--require-signatures``).
+        """
+        if policy is not None:
+            binding = policy.collections.get(collection.alias or collection.id)
+            if binding is not None:
+                return bool(binding.require_signatures)
+        return collection.require_signatures
 
     def _check_authorship(self, principal: Principal, obj: StixObject) -> None:
         if obj.created_by_ref is not None and obj.created_by_ref != principal.identity_id:

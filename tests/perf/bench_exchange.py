@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/perf/bench_exchange.py                 # 100k and 1M stored objects
     .venv/bin/python tests/perf/bench_exchange.py --sizes 20000   # a quick run
+    .venv/bin/python tests/perf/bench_exchange.py --signed        # + signed ingest (issue 4)
 
 For each size it fills a fresh collection to that many stored indicators (in-process
 through the same publish path the TAXII view uses: strict parse, validation, store), then
@@ -293,6 +294,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
+    parser.add_argument("--signed", action="store_true",
+                        help="also measure ingest of cx-sig signed indicators (signed_ingest)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     result: dict[str, Any] = {"benchmark": "cert-exchange", "backend": "sqlite",
@@ -309,13 +312,97 @@ def main() -> None:
             try:
                 entry.update(bench.latencies())
                 entry.update(bench.ingest())
+                if args.signed:
+                    entry.update(signed_ingest(bench))
                 entry.update(bench.full_read())
             finally:
                 entry.update(bench.stop())
             entry["db_mb"] = round((bench.home / "exchange.db").stat().st_size / 2**20, 1)
             result["sizes"][str(size)] = entry
             print(f"# {size}: {json.dumps(entry)}", file=sys.stderr)
+    if args.signed:
+        result["signing_per_object_us"] = signing_figures()
     print(json.dumps(result, sort_keys=True))
+
+
+
+def signed_ingest(bench: Bench, envelopes: int = 60, clients: int = 2,
+                  seconds: float = 60) -> dict[str, Any]:
+    """Ingest of Ed25519-signed indicators through TAXII (``--signed``).
+
+    Registers a member key for the bench organisation, waits for the workers' registry
+    cache (exchange.keyring.RegistryCache, ``cache_seconds``) to pick it up, signs the indicators
+    before the clock starts (signing is the publisher's cost), then posts envelopes of
+    100 from ``clients`` concurrent publishers. Every object is verified at ingest
+    (signature, owner, validity) and stored with its key id.
+    """
+    from exchange import keyring  # noqa: PLC0415
+    from exchange.signer import sign_all  # noqa: PLC0415
+    from exchange.signing.keys import generate  # noqa: PLC0415
+
+    key = generate("Ed25519")
+    store = open_store(bench.settings)
+    try:
+        keyring.register_key(store, "UZ-CERT", key.public_pem())
+    finally:
+        store.close()
+    time.sleep(bench.settings.cache_seconds + 0.5)  # until every worker knows the key
+    per_client = envelopes // clients
+    batches: list[list[dict[str, Any]]] = []
+    for i in range(clients):
+        objs = list(generate_indicators(per_client * 100, identity_id=bench.identity,
+                                        seed=20_000 + i * 7919 + bench.size,
+                                        start=datetime.now(UTC)))
+        report = sign_all(objs, key, normalise=True)
+        if report.refused:
+            raise RuntimeError(f"signing failed: {report.refused[0]}")
+        batches.append(report.objects)
+    done = [0] * clients
+    errors: list[str] = []
+
+    def run(i: int) -> None:
+        s = bench.session()
+        deadline = time.monotonic() + seconds
+        for e in range(per_client):
+            if time.monotonic() > deadline:
+                break
+            body = json.dumps({"objects": batches[i][e * 100:(e + 1) * 100]})
+            r = s.post(bench.url + "objects/", data=body, timeout=60,
+                       headers={"Content-Type": TAXII})
+            if r.status_code != 202 or r.json().get("failure_count"):
+                errors.append(r.text[:300])
+                return
+            done[i] += 100
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"signed ingest failed: {errors[0]}")
+    db = sqlite3.connect(bench.home / "exchange.db")
+    try:
+        stored = db.execute("SELECT count(*) FROM object_versions WHERE signed_kid = ?",
+                            (key.kid,)).fetchone()[0]
+    finally:
+        db.close()
+    return {"signed_ingest_objects_per_s": round(sum(done) / elapsed),
+            "signed_ingested": sum(done), "signed_stored_with_kid": stored}
+
+
+def signing_figures() -> dict[str, Any]:
+    """Per-object canonicalise/sign/verify µs from tests/perf/bench_signing.py."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "perf" / "bench_signing.py"), "--seconds", "1"],
+        capture_output=True, text=True, timeout=600, check=True, cwd=ROOT)
+    figures = json.loads(out.stdout)
+    wanted = ("canonical_us", "require_normal_form_us", "sign_object_ed25519_us",
+              "verify_object_ed25519_us", "sign_object_ecdsa_p256_us",
+              "verify_object_ecdsa_p256_us", "signed_object_bytes")
+    return {name: figures[name] for name in wanted if name in figures}
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ from exchange.model.objects import (
     Tlp,
 )
 from exchange.model.stix import validate_object
-from exchange.model.tlp import parse_level
+from exchange.model.tlp import TLP_MARKING_IDS, parse_level
 from exchange.policy import (
     Channel,
     Decision,
@@ -505,9 +505,12 @@ class Exchange:
                 self._check_authorship(principal, obj)
                 tlp = (level_of(marking_refs_of(obj.data), policy, inline)
                        if policy is not None else obj.tlp)
+                # the standard TLP marking definitions are nobody's to sign
+                standard = obj.type == "marking-definition" and obj.id in TLP_MARKING_IDS
                 signed_kid = verify_for_ingest(registry, obj.data,
                                                producer_identity=principal.identity_id,
-                                               recorded_at=request_time, required=required)
+                                               recorded_at=request_time,
+                                               required=required and not standard)
                 versions.append(replace(self._new_version(principal, collection, obj, tlp),
                                         signed_kid=signed_kid))
             except ExchangeError as e:

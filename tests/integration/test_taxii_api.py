@@ -323,3 +323,18 @@ def test_objects_survive_copy_semantics(node: Node) -> None:
     publish(node, "jwg", copy.deepcopy(obj))
     served = node.get(node.collection_url("jwg") + f"objects/{obj['id']}/").json()
     assert served["objects"] == [json.loads(json.dumps(obj))]
+
+
+def test_required_signatures_exempt_only_the_standard_tlp_definitions(node: Node) -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    real = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "markings"
+    green = json.loads((real / "tlp2-green.json").read_text())["objects"][0]
+    col, _ = node.exchange.add_collection("signed only", readers=["UZ-CERT"],
+                                          writers=["UZ-CERT"], require_signatures=True)
+    node.collections["signed-only"] = col.id
+    unsigned = indicator(node.identities["UZ-CERT"])
+    status = publish(node, "signed-only", green, unsigned)
+    assert [s["id"] for s in status.get("successes", [])] == [green["id"]]
+    assert [f["id"] for f in status["failures"]] == [unsigned["id"]]
+    assert "requires signed objects" in status["failures"][0]["message"]

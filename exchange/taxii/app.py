@@ -43,10 +43,12 @@ from exchange.errors import (
     PermissionDenied,
     StorageError,
 )
+from exchange.keyring import export_registry
 from exchange.model.objects import Role
 from exchange.policy import CHANNELS
 from exchange.policy_source import PolicySource
 from exchange.service import Exchange, begin_request_scope, end_request_scope
+from exchange.signing.definition import extension_definition_json
 from exchange.storage import open_store
 from exchange.taxii.backend import ExchangeBackend
 from exchange.taxii.http import (
@@ -211,6 +213,23 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
                                    channel=channel)
         return Response(dumps({"explanations": [r.as_dict() for r in results]}),
                         status=200, mimetype="application/json")
+
+    @app.get("/<string:api_root>/cx/registry/")
+    def _registry(api_root: str) -> Response:
+        """Project endpoint: the member key registry, node keys included, for offline
+        verification (``exchange verify --registry``, ``exchange pull --verify``)."""
+        if api_root != settings.api_root:
+            raise NotFound(f"API root {api_root!r} not found")
+        document = export_registry(exchange.store, node_identity=exchange.node_identity)
+        return Response(document, status=200, mimetype="application/json")
+
+    @app.get("/<string:api_root>/cx/extension-definitions/cx-sig-v1/")
+    def _cx_sig_definition(api_root: str) -> Response:
+        """Project endpoint: the STIX extension-definition of cx-sig v1 signatures."""
+        if api_root != settings.api_root:
+            raise NotFound(f"API root {api_root!r} not found")
+        return Response(extension_definition_json(), status=200,
+                        mimetype="application/stix+json;version=2.1")
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:

@@ -338,3 +338,17 @@ def test_required_signatures_exempt_only_the_standard_tlp_definitions(node: Node
     assert [s["id"] for s in status.get("successes", [])] == [green["id"]]
     assert [f["id"] for f in status["failures"]] == [unsigned["id"]]
     assert "requires signed objects" in status["failures"][0]["message"]
+
+
+def test_registry_and_signature_extension_are_published(node: Node) -> None:
+    registry = node.get(node.root + "cx/registry/", "uz-soc")
+    assert registry.status_code == 200
+    document = registry.json()
+    assert document["node_identity"] == node.exchange.node_identity
+    node_keys = [k for k in document["keys"] if k["purpose"] == "node"]
+    assert len(node_keys) == 1  # made by `exchange init`, published for derived objects
+    assert node_keys[0]["owner_identity"] == node.exchange.node_identity
+    definition = node.get(node.root + "cx/extension-definitions/cx-sig-v1/", "uz-soc").json()
+    assert definition["type"] == "extension-definition"
+    assert definition["extension_types"] == ["property-extension"]
+    assert node.get(node.root + "cx/registry/", None).status_code == 401

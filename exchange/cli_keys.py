@@ -36,7 +36,7 @@ from exchange.errors import ConfigError, InvalidInput, MalformedJSON
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.nodekey import node_identity
-from exchange.publishing import MAX_INPUT_BYTES
+from exchange.publishing import MAX_INPUT_BYTES, objects_in
 from exchange.signer import SigningReport, sign_all
 from exchange.signing.keyfiles import read_private_key, write_private_key
 from exchange.signing.keys import ALGORITHMS, Algorithm, SigningKey, generate
@@ -380,17 +380,7 @@ def read_objects(path: str) -> tuple[str, Any, list[dict[str, Any]]]:
         if len(lines) < 2:
             raise
         return "lines", None, _json_lines(path, lines)
-    if isinstance(document, list):
-        objects = document
-    elif isinstance(document, dict) and isinstance(document.get("objects"), list):
-        objects = document["objects"]
-    elif isinstance(document, dict) and "type" in document:
-        objects = [document]
-    else:
-        raise InvalidInput(f"{path}: expected a STIX bundle, an envelope, objects or JSON lines")
-    if not all(isinstance(obj, dict) for obj in objects):
-        raise InvalidInput(f"{path}: every object must be a JSON object")
-    return "document", document, objects
+    return "document", document, objects_in(document, Path(path))
 
 
 def _json_lines(path: str, lines: list[bytes]) -> list[dict[str, Any]]:

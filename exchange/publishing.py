@@ -21,7 +21,12 @@ from exchange.model.tlp import parse_level
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 
 
-def _stix_objects(document: Any, path: Path) -> list[dict[str, Any]]:
+def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
+    """The objects of a parsed bundle, envelope, list of objects or single object.
+
+    Raises:
+        InvalidInput: The document is none of these, or holds a non-object.
+    """
     if isinstance(document, list):
         objects = document
     elif isinstance(document, dict) and isinstance(document.get("objects"), list):
@@ -61,7 +66,7 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
     stripped = data.lstrip()
     if fmt == "stix" or (fmt == "auto" and stripped[:1] in (b"{", b"[")):
         limits = Limits(max_body_bytes=MAX_INPUT_BYTES)
-        return _stix_objects(parse_json(data, limits), path)
+        return objects_in(parse_json(data, limits), path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -1,0 +1,536 @@
+"""Audit records: what the ledger says happened, as typed values and canonical JSON bytes.
+
+One record is one leaf of the audit log (DESIGN.md decision 6, research/security.md 2.3).
+Five kinds, each a frozen dataclass validated when built:
+
+* :class:`Publish`: a member stored one object version (who, through which channel, the
+  signing key and signature status, the policy in force);
+* :class:`Disclosure`: one object version made available to one recipient, on any path
+  out, with the policy digest and rule that allowed it;
+* :class:`Denial`: a recipient was refused a collection (rule, reason, policy digest);
+* :class:`Admin`: an administrative change (accounts, API keys, keys, collections);
+* :class:`PolicyReload`: the sharing policy changed (old and new digest).
+
+The leaf data is :func:`record_bytes`: the record as an RFC 8785 (JCS) canonical JSON
+object with three envelope members, ``"v": 1``, ``"seq"`` (the record's position in the
+log, so a moved, dropped or duplicated record is named by the verifier) and ``"kind"``.
+Times are integer microseconds in Python and STIX timestamps in JSON. Only strings, safe
+integers, booleans and null occur, and member names are ASCII, so the standard library's
+sorted, compact, non-ASCII-preserving encoder writes exactly the RFC 8785 bytes (UTF-16
+and code point order agree on ASCII; the string escapes are the same); a property test
+checks the equality against :func:`exchange.signing.canonical.canonical`.
+
+:func:`parse_record` is the one way back from bytes: strict JSON, the exact members of the
+kind, and canonical form (the bytes must re-encode to themselves).
+
+Errors: :class:`~exchange.errors.InvalidInput` for a field value a record may not hold,
+:class:`~exchange.errors.MalformedJSON` for bytes that are not strict JSON, and
+:class:`~exchange.errors.InvalidInput` for JSON that is not a version 1 record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal, get_args
+
+from exchange.errors import InvalidInput, MalformedJSON
+from exchange.model.objects import Tlp
+from exchange.storage.timestamps import from_micros, to_micros
+
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "RECORD_VERSION",
+    "Admin",
+    "Denial",
+    "Disclosure",
+    "Entry",
+    "Kind",
+    "PolicyReload",
+    "Publish",
+    "Record",
+    "index_columns",
+    "object_digest",
+    "parse_record",
+    "record_bytes",
+]
+
+#: The ``"v"`` member of every record this code writes and reads.
+RECORD_VERSION: Final = 1
+
+#: The largest record :func:`parse_record` accepts.
+MAX_RECORD_BYTES: Final = 64 * 1024
+
+_MAX_TEXT: Final = 512
+_MAX_REASON: Final = 1024
+_MAX_DETAILS: Final = 64
+_SAFE_INT: Final = 2**53 - 1
+_MAX_TIME: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CHANNEL = re.compile(r"[a-z0-9][a-z0-9:._/-]{0,63}", re.ASCII)
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+_DETAIL_KEY = re.compile(r"[a-z0-9_.-]{1,64}", re.ASCII)
+
+
+class Kind(enum.StrEnum):
+    """The kinds of audit record."""
+
+    PUBLISH = "publish"
+    DISCLOSURE = "disclosure"
+    DENIAL = "denial"
+    ADMIN = "admin"
+    POLICY_RELOAD = "policy-reload"
+
+
+SignatureStatus = Literal["verified", "unsigned"]
+_SIGNATURE_STATUSES: Final = get_args(SignatureStatus)
+
+
+# -- field codecs ----------------------------------------------------------------------
+
+
+class _Codec:
+    """How one field is checked, written to JSON and read back."""
+
+    nullable = False
+
+    def check(self, name: str, value: Any) -> None:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+    def load(self, name: str, value: Any) -> Any:
+        self.check(name, value)
+        return value
+
+
+def _refuse(name: str, what: str) -> InvalidInput:
+    return InvalidInput(f"audit record field {name!r} {what}")
+
+
+class _Text(_Codec):
+    def __init__(self, max_len: int = _MAX_TEXT, *, nullable: bool = False) -> None:
+        self.max_len = max_len
+        self.nullable = nullable
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None and self.nullable:
+            return
+        if not isinstance(value, str):
+            raise _refuse(name, "must be a string")
+        if not 0 < len(value) <= self.max_len:
+            raise _refuse(name, f"must hold 1 to {self.max_len} characters")
+        if _CONTROL.search(value):
+            raise _refuse(name, "must not contain control characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _refuse(name, "must be valid Unicode (a lone surrogate)") from None
+
+
+class _Pattern(_Codec):
+    def __init__(self, pattern: re.Pattern[str], description: str, *, nullable: bool = False):
+        self.pattern = pattern
+        self.description = description
+        self.nullable = nullable
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None and self.nullable:
+            return
+        if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            raise _refuse(name, f"must be {self.description}")
+
+
+class _Choice(_Codec):
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, str) or value not in self.choices:
+            raise _refuse(name, f"must be one of {', '.join(self.choices)}")
+
+
+class _Time(_Codec):
+    """Integer microseconds since the epoch in Python; a STIX timestamp in JSON."""
+
+    def check(self, name: str, value: Any) -> None:
+        if type(value) is not int or not 0 <= value <= _MAX_TIME:
+            raise _refuse(name, "must be microseconds since 1970 (an int, years 1970-9999)")
+
+    def dump(self, value: Any) -> Any:
+        return from_micros(value)
+
+    def load(self, name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise _refuse(name, "must be a timestamp string")
+        try:
+            micros = to_micros(value)
+        except InvalidInput:
+            raise _refuse(name, "must be a timestamp YYYY-MM-DDTHH:MM:SS.sssZ") from None
+        self.check(name, micros)
+        return micros
+
+
+class _Details(_Codec):
+    """A flat object of ASCII names to strings, safe integers, booleans or null."""
+
+    _value = _Text(_MAX_REASON)
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise _refuse(name, "must be an object")
+        if len(value) > _MAX_DETAILS:
+            raise _refuse(name, f"must have at most {_MAX_DETAILS} members")
+        for key, item in value.items():
+            if not isinstance(key, str) or not _DETAIL_KEY.fullmatch(key):
+                raise _refuse(name, "member names must be 1-64 of a-z 0-9 _ . -")
+            if item is None or isinstance(item, bool):
+                continue
+            if type(item) is int:
+                if abs(item) > _SAFE_INT:
+                    raise _refuse(f"{name}.{key}", "must be within +-(2**53-1)")
+                continue
+            self._value.check(f"{name}.{key}", item)
+
+    def dump(self, value: Any) -> Any:
+        return dict(value)
+
+    def load(self, name: str, value: Any) -> Any:
+        self.check(name, value)
+        return dict(value)
+
+
+_TEXT = _Text()
+_OPT_TEXT = _Text(nullable=True)
+_REASON = _Text(_MAX_REASON)
+_CHANNEL_CODEC = _Pattern(_CHANNEL, "a channel name such as taxii:get_objects")
+_DIGEST_CODEC = _Pattern(_DIGEST, "'sha256:' followed by 64 lowercase hex digits")
+_OPT_DIGEST = _Pattern(_DIGEST, "null or 'sha256:' and 64 hex digits", nullable=True)
+_TIME = _Time()
+_TLP = _Choice(tuple(level.value for level in Tlp))
+_SIGNATURE = _Choice(_SIGNATURE_STATUSES)
+_DETAILS = _Details()
+
+
+def _codec(codec: _Codec) -> Any:
+    return field(metadata={"codec": codec})
+
+
+class _RecordBase:
+    """Validation shared by the record dataclasses (each field names its codec)."""
+
+    __slots__ = ()
+    KIND: ClassVar[Kind]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            f.metadata["codec"].check(f.name, getattr(self, f.name))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Publish(_RecordBase):
+    """A member stored one object version.
+
+    Attributes:
+        time: When (microseconds since the epoch).
+        channel: How it arrived: ``taxii:add_objects``, ``cli:publish``, ``misp:pull``...
+        account: The account that published.
+        org: The account's organisation (the producer).
+        collection: The collection it was stored in.
+        object_id: The STIX id.
+        object_version: The version (``modified``), microseconds.
+        date_added: The server-assigned ``date_added``, microseconds.
+        signed_kid: The cx-sig key id that signed it, or None when unsigned.
+        signature: ``"verified"`` or ``"unsigned"``.
+        policy_digest: The sharing policy in force when it was accepted.
+        request_id: The request that carried it.
+    """
+
+    KIND: ClassVar[Kind] = Kind.PUBLISH
+    time: int = _codec(_TIME)
+    channel: str = _codec(_CHANNEL_CODEC)
+    account: str = _codec(_TEXT)
+    org: str = _codec(_TEXT)
+    collection: str = _codec(_TEXT)
+    object_id: str = _codec(_TEXT)
+    object_version: int = _codec(_TIME)
+    date_added: int = _codec(_TIME)
+    signed_kid: str | None = _codec(_OPT_TEXT)
+    signature: SignatureStatus = _codec(_SIGNATURE)  # noqa: RUF009 - a field(), not a default
+    policy_digest: str = _codec(_DIGEST_CODEC)
+    request_id: str = _codec(_TEXT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disclosure(_RecordBase):
+    """One object version made available to one recipient.
+
+    Attributes:
+        time: When the response was committed (microseconds since the epoch).
+        channel: The path out: ``taxii:get_objects``, ``taxii:get_object``,
+            ``taxii:get_versions``, ``cli:pull``, ``misp:push``, ``peer:export``, ``feed``...
+        recipient_account: The account that received it.
+        recipient_org: That account's organisation.
+        collection: The collection it was read from.
+        object_id: The STIX id.
+        object_version: The version (``modified``), microseconds.
+        date_added: Its ``date_added``, microseconds.
+        object_digest: ``sha256:`` of the exact bytes served (:func:`object_digest`);
+            for a redacted copy, the copy's bytes.
+        producer_org: The organisation that produced the object, if known.
+        tlp: Its effective TLP level.
+        policy_digest: The digest of the policy that allowed it.
+        rule: The rule id that allowed it.
+        request_id: The request it answered.
+    """
+
+    KIND: ClassVar[Kind] = Kind.DISCLOSURE
+    time: int = _codec(_TIME)
+    channel: str = _codec(_CHANNEL_CODEC)
+    recipient_account: str = _codec(_TEXT)
+    recipient_org: str = _codec(_TEXT)
+    collection: str = _codec(_TEXT)
+    object_id: str = _codec(_TEXT)
+    object_version: int = _codec(_TIME)
+    date_added: int = _codec(_TIME)
+    object_digest: str = _codec(_DIGEST_CODEC)
+    producer_org: str | None = _codec(_OPT_TEXT)
+    tlp: str = _codec(_TLP)
+    policy_digest: str = _codec(_DIGEST_CODEC)
+    rule: str = _codec(_TEXT)
+    request_id: str = _codec(_TEXT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Denial(_RecordBase):
+    """A recipient was refused access to a collection.
+
+    Attributes:
+        time: When (microseconds since the epoch).
+        channel: The path it was asked on.
+        recipient_account: The account refused.
+        recipient_org: Its organisation.
+        collection: The collection asked for.
+        rule: The rule id that refused.
+        reason: Why, in one sentence.
+        policy_digest: The policy in force.
+        request_id: The request refused.
+    """
+
+    KIND: ClassVar[Kind] = Kind.DENIAL
+    time: int = _codec(_TIME)
+    channel: str = _codec(_CHANNEL_CODEC)
+    recipient_account: str = _codec(_TEXT)
+    recipient_org: str = _codec(_TEXT)
+    collection: str = _codec(_TEXT)
+    rule: str = _codec(_TEXT)
+    reason: str = _codec(_REASON)
+    policy_digest: str = _codec(_DIGEST_CODEC)
+    request_id: str = _codec(_TEXT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admin(_RecordBase):
+    """An administrative change.
+
+    Attributes:
+        time: When (microseconds since the epoch).
+        actor: Who made it (an account id, or ``cli:<os user>`` for the command line).
+        action: What, as ``<thing>.<verb>``: ``account.create``, ``apikey.revoke``,
+            ``key.add``, ``collection.create``, ``grant.set``...
+        target: The id of the thing changed.
+        details: Further facts, a flat object (never a secret: no API key, no password);
+            kept as a read-only mapping, so an Admin record is not hashable.
+        request_id: The request, when made over HTTP.
+    """
+
+    KIND: ClassVar[Kind] = Kind.ADMIN
+    time: int = _codec(_TIME)
+    actor: str = _codec(_TEXT)
+    action: str = _codec(_TEXT)
+    target: str = _codec(_TEXT)
+    details: Mapping[str, str | int | bool | None] = _codec(_DETAILS)
+    request_id: str | None = _codec(_OPT_TEXT)
+
+    def __post_init__(self) -> None:
+        _RecordBase.__post_init__(self)
+        # A read-only copy: the record cannot change after it was checked.
+        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyReload(_RecordBase):
+    """The sharing policy changed.
+
+    Attributes:
+        time: When (microseconds since the epoch).
+        actor: Who reloaded it.
+        old_digest: The digest of the policy replaced, or None for the first load.
+        new_digest: The digest now in force.
+        request_id: The request, when made over HTTP.
+    """
+
+    KIND: ClassVar[Kind] = Kind.POLICY_RELOAD
+    time: int = _codec(_TIME)
+    actor: str = _codec(_TEXT)
+    old_digest: str | None = _codec(_OPT_DIGEST)
+    new_digest: str = _codec(_DIGEST_CODEC)
+    request_id: str | None = _codec(_OPT_TEXT)
+
+
+Record = Publish | Disclosure | Denial | Admin | PolicyReload
+
+_CLASSES: Final[dict[str, type[Record]]] = {
+    cls.KIND.value: cls for cls in (Publish, Disclosure, Denial, Admin, PolicyReload)
+}
+_FIELDS: Final = {
+    kind: tuple((f.name, f.metadata["codec"]) for f in dataclasses.fields(cls))
+    for kind, cls in _CLASSES.items()
+}
+_ENVELOPE: Final = frozenset({"v", "seq", "kind"})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A record at its place in the log.
+
+    Attributes:
+        seq: Its index (leaf number), from 0.
+        record: The record.
+    """
+
+    seq: int
+    record: Record
+
+
+def object_digest(body: bytes) -> str:
+    """``"sha256:" + hex`` of the bytes of an object as served (for :class:`Disclosure`)."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _to_json(record: Record, seq: int) -> dict[str, Any]:
+    kind = record.KIND.value
+    document: dict[str, Any] = {"v": RECORD_VERSION, "seq": seq, "kind": kind}
+    for name, codec in _FIELDS[kind]:
+        value = getattr(record, name)
+        document[name] = None if value is None else codec.dump(value)
+    return document
+
+
+def record_bytes(record: Record, seq: int) -> bytes:
+    """The leaf data of a record: its RFC 8785 canonical JSON with ``v``, ``seq`` and ``kind``.
+
+    Args:
+        record: A record (validated when it was built).
+        seq: Its index in the log.
+
+    Returns:
+        UTF-8 bytes without any newline (control characters are escaped), so one record
+        fits one line of an export.
+
+    Raises:
+        InvalidInput: ``seq`` is not an integer in ``[0, 2**53 - 1]``.
+    """
+    if type(seq) is not int or not 0 <= seq <= _SAFE_INT:
+        raise InvalidInput(f"audit record seq must be an integer in [0, 2**53-1], not {seq!r}")
+    return json.dumps(
+        _to_json(record, seq), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise MalformedJSON("audit record has a duplicate member name")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedJSON(f"audit record holds {name}, which is not JSON")
+
+
+def parse_record(data: bytes) -> Entry:
+    """Read a record back from its leaf data, accepting nothing but a canonical v1 record.
+
+    Args:
+        data: The bytes (from the ledger or an export line without its newline).
+
+    Returns:
+        The entry: its ``seq`` and the typed record.
+
+    Raises:
+        MalformedJSON: The bytes are not UTF-8 or not strict JSON (duplicate names,
+            NaN or Infinity).
+        InvalidInput: Too large; not an object; ``v`` is not 1; ``seq`` or ``kind`` is
+            missing or wrong; a member is missing, unknown or holds a value the field may
+            not hold; or the bytes are not in canonical form.
+    """
+    if len(data) > MAX_RECORD_BYTES:
+        raise InvalidInput(f"audit record is larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        document = json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
+    except UnicodeDecodeError:
+        raise MalformedJSON("audit record is not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise MalformedJSON("audit record is not JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("audit record is not a JSON object")
+    if document.get("v") != RECORD_VERSION or type(document.get("v")) is not int:
+        raise InvalidInput(f"audit record is not version {RECORD_VERSION} (member 'v')")
+    seq = document.get("seq")
+    if type(seq) is not int or not 0 <= seq <= _SAFE_INT:
+        raise InvalidInput("audit record 'seq' must be a non-negative integer")
+    kind = document.get("kind")
+    if not isinstance(kind, str) or kind not in _CLASSES:
+        raise InvalidInput(f"audit record kind {kind!r} is unknown")
+    fields = _FIELDS[kind]
+    expected = _ENVELOPE | {name for name, _ in fields}
+    if document.keys() != expected:
+        missing = sorted(expected - document.keys())
+        unknown = sorted(document.keys() - expected)
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unknown {', '.join(unknown)}" if unknown else "",
+            )
+            if part
+        )
+        raise InvalidInput(f"{kind} audit record has the wrong members ({detail})")
+    values: dict[str, Any] = {}
+    for name, codec in fields:
+        value = document[name]
+        if value is None and not codec.nullable:
+            raise _refuse(name, "must not be null")
+        values[name] = None if value is None else codec.load(name, value)
+    record = _CLASSES[kind](**values)
+    if record_bytes(record, seq) != data:
+        raise InvalidInput(f"audit record {seq} is not in RFC 8785 canonical form")
+    return Entry(seq, record)
+
+
+def index_columns(record: Record) -> tuple[str | None, str | None, str | None]:
+    """The ledger's query columns of a record: recipient org, producer org, object id.
+
+    Args:
+        record: Any record.
+
+    Returns:
+        ``(recipient_org, producer_org, object_id)``, each None when the kind has none.
+    """
+    if isinstance(record, Disclosure):
+        return record.recipient_org, record.producer_org, record.object_id
+    if isinstance(record, Publish):
+        return None, record.org, record.object_id
+    if isinstance(record, Denial):
+        return record.recipient_org, None, None
+    return None, None, None

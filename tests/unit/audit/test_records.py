@@ -1,0 +1,180 @@
+"""Audit records: typed constructors, canonical bytes (= RFC 8785), strict parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange.audit.records import (
+    Admin,
+    Entry,
+    Kind,
+    index_columns,
+    object_digest,
+    parse_record,
+    record_bytes,
+)
+from exchange.errors import InvalidInput, MalformedJSON
+from exchange.signing.canonical import canonical
+from tests.unit.audit.helpers import DIGEST, T0, disclosure, one_of_each
+
+
+@pytest.mark.parametrize("record", one_of_each(), ids=lambda r: r.KIND.value)
+def test_every_kind_round_trips_through_its_canonical_bytes(record: Any) -> None:
+    data = record_bytes(record, 42)
+    assert data == canonical(json.loads(data))
+    assert b"\n" not in data
+    assert parse_record(data) == Entry(42, record)
+    document = json.loads(data)
+    assert document["v"] == 1
+    assert document["seq"] == 42
+    assert document["kind"] == record.KIND.value
+
+
+def test_a_disclosure_holds_what_the_auditor_asks_for() -> None:
+    document = json.loads(record_bytes(disclosure(7), 7))
+    assert document == {
+        "v": 1, "seq": 7, "kind": "disclosure", "time": "2026-01-01T00:00:00.007Z",
+        "channel": "taxii:get_objects", "recipient_account": "acct-pk-soc",
+        "recipient_org": "org-pk", "collection": "91a7b528-80eb-42ed-a74d-c6fbd5a26116",
+        "object_id": "indicator--00000007-0000-4000-8000-000000000000",
+        "object_version": "2025-12-31T23:59:55.000007Z",
+        "date_added": "2025-12-31T23:59:59.000007Z",
+        "object_digest": object_digest(b"object 7"), "producer_org": "org-uz", "tlp": "green",
+        "policy_digest": DIGEST, "rule": "tlp-green-community", "request_id": "req-0",
+    }
+
+
+def test_index_columns() -> None:
+    publish, disclosed, denial, admin, reload = one_of_each()
+    assert index_columns(publish) == (None, "org-uz", "indicator--x")
+    assert index_columns(disclosed) == ("org-pk", "org-uz", disclosed.object_id)
+    assert index_columns(denial) == ("org-kz", None, None)
+    assert index_columns(admin) == (None, None, None)
+    assert index_columns(reload) == (None, None, None)
+
+
+def test_kinds_are_the_five_of_issue_5() -> None:
+    assert {k.value for k in Kind} == {
+        "publish", "disclosure", "denial", "admin", "policy-reload"
+    }
+
+
+def test_admin_details_cannot_change_after_the_check() -> None:
+    admin = one_of_each()[3]
+    assert isinstance(admin, Admin)
+    with pytest.raises(TypeError):
+        admin.details["account"] = "someone else"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"time": -1}, "microseconds", id="negative-time"),
+        pytest.param({"time": 1.5}, "microseconds", id="float-time"),
+        pytest.param({"time": True}, "microseconds", id="bool-time"),
+        pytest.param({"channel": "TAXII GET"}, "channel", id="bad-channel"),
+        pytest.param({"recipient_org": ""}, "1 to 512", id="empty-text"),
+        pytest.param({"recipient_org": "a" * 513}, "1 to 512", id="long-text"),
+        pytest.param({"rule": "line\nbreak"}, "control", id="control-char"),
+        pytest.param({"rule": "\ud800"}, "surrogate", id="lone-surrogate"),
+        pytest.param({"object_digest": "sha256:AB"}, "sha256", id="bad-digest"),
+        pytest.param({"tlp": "white"}, "one of", id="unknown-tlp"),
+        pytest.param({"producer_org": 5}, "string", id="number-for-text"),
+        pytest.param({"request_id": None}, "string", id="null-required"),
+    ],
+)
+def test_constructors_refuse_bad_values(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        dataclasses.replace(disclosure(1), **change)
+
+
+@pytest.mark.parametrize(
+    ("details", "message"),
+    [
+        pytest.param({"Bad Key": 1}, "member names", id="key"),
+        pytest.param({"n": 2**60}, "2\\*\\*53", id="big-int"),
+        pytest.param({"n": 1.5}, "string", id="float"),
+        pytest.param({"n": [1]}, "string", id="list"),
+        pytest.param({f"k{i}": i for i in range(65)}, "at most 64", id="too-many"),
+    ],
+)
+def test_admin_details_refusals(details: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        Admin(time=T0, actor="a", action="x.y", target="t", details=details, request_id=None)
+
+
+def _mutated(change: Any) -> bytes:
+    document = json.loads(record_bytes(disclosure(3), 3))
+    change(document)
+    return canonical(document)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        pytest.param(b"\xff", MalformedJSON, "UTF-8", id="not-utf8"),
+        pytest.param(b"{", MalformedJSON, "not JSON", id="not-json"),
+        pytest.param(b'{"v":1,"v":1}', MalformedJSON, "duplicate", id="duplicate"),
+        pytest.param(b'{"v":NaN}', MalformedJSON, "NaN", id="nan"),
+        pytest.param(b"[1]", InvalidInput, "object", id="array"),
+        pytest.param(_mutated(lambda d: d.update(v=2)), InvalidInput, "version", id="v2"),
+        pytest.param(_mutated(lambda d: d.update(v=True)), InvalidInput, "version", id="v-bool"),
+        pytest.param(_mutated(lambda d: d.update(seq=-1)), InvalidInput, "seq", id="neg-seq"),
+        pytest.param(_mutated(lambda d: d.pop("seq")), InvalidInput, "seq", id="no-seq"),
+        pytest.param(_mutated(lambda d: d.update(kind="read")), InvalidInput, "kind", id="kind"),
+        pytest.param(_mutated(lambda d: d.pop("rule")), InvalidInput, "missing rule",
+                     id="missing"),
+        pytest.param(_mutated(lambda d: d.update(extra=1)), InvalidInput, "unknown extra",
+                     id="unknown"),
+        pytest.param(_mutated(lambda d: d.update(tlp=None)), InvalidInput, "null", id="null"),
+        pytest.param(_mutated(lambda d: d.update(time="yesterday")), InvalidInput, "timestamp",
+                     id="bad-time"),
+        pytest.param(_mutated(lambda d: d.update(time="2026-01-01T00:00:00.0070Z")),
+                     InvalidInput, "canonical", id="time-not-canonical"),
+        pytest.param(record_bytes(disclosure(3), 3).replace(b",", b", ", 1), InvalidInput,
+                     "canonical", id="whitespace"),
+        pytest.param(b'{"pad":"' + b"x" * 70_000 + b'"}', InvalidInput, "larger",
+                     id="too-large"),
+    ],
+)
+def test_parse_refuses(data: bytes, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        parse_record(data)
+
+
+def test_record_bytes_refuses_a_bad_seq() -> None:
+    with pytest.raises(InvalidInput, match="seq"):
+        record_bytes(disclosure(1), -1)
+
+
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rule=TEXT, org=TEXT, request=TEXT,
+    detail=st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), TEXT),
+    seq=st.integers(0, 2**53 - 1), when=st.integers(0, 253_402_300_799_999_999),
+)
+def test_record_bytes_are_exactly_rfc_8785(
+    rule: str, org: str, request: str, detail: Any, seq: int, when: int
+) -> None:
+    record = dataclasses.replace(
+        disclosure(1), rule=rule, recipient_org=org, request_id=request, time=when
+    )
+    data = record_bytes(record, seq)
+    assert data == canonical(json.loads(data))
+    assert parse_record(data) == Entry(seq, record)
+    admin = Admin(time=when, actor=org, action="x.y", target=rule,
+                  details={"detail": detail, "z": 1, "a_b": rule}, request_id=None)
+    data = record_bytes(admin, seq)
+    assert data == canonical(json.loads(data))
+    assert parse_record(data) == Entry(seq, admin)

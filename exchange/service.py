@@ -252,6 +252,7 @@ class Exchange:
         #: Member and node keys trusted for verifying signatures at ingest.
         self.registry_cache = RegistryCache(store, ttl_seconds=settings.cache_seconds,
                                             node_identity=self.node_identity)
+        self._rule_cache: dict[tuple[str, str, str, str], tuple[VisibilityRule, float]] = {}
         # Successful authentications, for settings.cache_seconds (a revoked key stops
         # working within that time); keyed by the HMAC of the secret, never the secret.
         self._auth_cache: dict[tuple[str, str, bytes], tuple[Principal, float]] = {}
@@ -592,8 +593,19 @@ class Exchange:
         """The policy's visibility rule for a reader of a collection (None: no policy)."""
         if self.policy is None:
             return None
-        return visible_levels(self.policy.current(), self.recipient(principal, channel),
+        policy = self.policy.current()
+        # A rule depends on the time only through agreement windows and embargoes, given
+        # to the second in the policy files: reusing it for one second changes nothing.
+        key = (principal.account_id, collection.id, channel, policy.digest)
+        cached = self._rule_cache.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        rule = visible_levels(policy, self.recipient(principal, channel),
                               collection.alias or collection.id, now=now_micros())
+        if len(self._rule_cache) > 10_000:
+            self._rule_cache.clear()
+        self._rule_cache[key] = (rule, time.monotonic() + 1.0)
+        return rule
 
     def visibility(self, principal: Principal, query: ObjectQuery,
                    rule: VisibilityRule | None = None) -> ObjectQuery:

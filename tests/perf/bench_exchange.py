@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -45,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from exchange.config import load_settings  # noqa: E402
 from exchange.generate import generate_indicators  # noqa: E402
+from exchange.model.objects import Tlp  # noqa: E402
 from exchange.service import Exchange, init_home  # noqa: E402
 from exchange.storage import open_store  # noqa: E402
 from exchange.storage.timestamps import from_micros  # noqa: E402
@@ -106,6 +108,7 @@ class Bench:
         self.collection = ex.add_collection("bench", readers=["UZ-CERT"],
                                             writers=["UZ-CERT"])[0].id
         self.identity = org.identity_id
+        self.reader, self.reader_key = "pub", self.key
         principal = ex.authenticate("pub", self.key)
         start = time.perf_counter()
         gen = generate_indicators(self.size, identity_id=self.identity, seed=self.size,
@@ -167,7 +170,7 @@ class Bench:
 
     def session(self) -> requests.Session:
         s = requests.Session()
-        s.auth = ("pub", self.key)
+        s.auth = (self.reader, self.reader_key)
         s.headers["Accept"] = TAXII
         return s
 
@@ -257,8 +260,8 @@ class Bench:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(clients) as pool:
             for name, (path, params) in shapes.items():
-                jobs = [(self.url, self.key, path, params, ids, per_client, seconds, 11 + i)
-                        for i in range(clients)]
+                jobs = [(self.url, self.reader, self.reader_key, path, params, ids,
+                         per_client, seconds, 11 + i) for i in range(clients)]
                 results = pool.starmap(_client_run, jobs)
                 samples = [dt for part, _ in results for dt in part[len(part) // 10:]]
                 failures = [code for _, codes in results for code in codes]
@@ -268,12 +271,13 @@ class Bench:
         return out
 
 
-def _client_run(url: str, key: str, path: str, params: dict[str, str], ids: list[str],
-                count: int, seconds: float, seed: int) -> tuple[list[float], list[int]]:
+def _client_run(url: str, user: str, key: str, path: str, params: dict[str, str],
+                ids: list[str], count: int, seconds: float, seed: int
+                ) -> tuple[list[float], list[int]]:
     """One latency client (a separate process): ``count`` requests, bounded in time."""
     rng = random.Random(seed)
     session = requests.Session()
-    session.auth = ("pub", key)
+    session.auth = (user, key)
     session.headers["Accept"] = TAXII
     samples: list[float] = []
     failures: list[int] = []
@@ -291,6 +295,101 @@ def _client_run(url: str, key: str, path: str, params: dict[str, str], ids: list
     return samples, failures
 
 
+class PolicyBench(Bench):
+    """A collection under the shipped policy where the reader (PK-CERT, a party) may see
+    10% of the objects: UZ-CERT publishes 10% TLP:CLEAR and 90% TLP:RED naming nobody."""
+
+    def fill(self) -> dict[str, Any]:
+        self.home = self.home.parent / f"home-policy-{self.size}"
+        policies = self.home.parent / "policies"
+        if not policies.exists():
+            shutil.copytree(ROOT / "policies", policies)
+            bindings = policies / "collections.yaml"
+            bindings.write_text(bindings.read_text().replace("require_signatures: true",
+                                                             "require_signatures: false"))
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "exchange.toml").write_text(f'policy_dir = "{policies}"\n')
+        settings = load_settings(self.home, env={})
+        init_home(settings)
+        settings = load_settings(self.home, env={})
+        store = open_store(settings)
+        ex = Exchange(settings, store)
+        org = ex.add_org("UZ-CERT")
+        ex.add_org("PK-CERT")
+        ex.add_account("pub", org="UZ-CERT", role="publisher")
+        ex.add_account("pk", org="PK-CERT", role="consumer")
+        self.key = ex.create_api_key("pub")[1]
+        self.reader, self.reader_key = "pk", ex.create_api_key("pk")[1]
+        self.collection = ex.add_collection("bench", alias="jwg",
+                                            readers=["UZ-CERT", "PK-CERT"],
+                                            writers=["UZ-CERT"])[0].id
+        self.identity = org.identity_id
+        principal = ex.authenticate("pub", self.key)
+        start = time.perf_counter()
+        gen = generate_indicators(self.size, identity_id=self.identity, seed=self.size,
+                                  start=datetime.now(UTC),
+                                  tlp_weights={Tlp.CLEAR: 0.1, Tlp.RED: 0.9})
+        loaded = 0
+        batch: list[dict[str, Any]] = []
+        for obj in gen:
+            batch.append(obj)
+            if len(batch) == LOAD_BATCH:
+                loaded += ex.publish(principal, settings.api_root, self.collection,
+                                     json.dumps({"objects": batch}).encode()).success_count
+                batch = []
+        if batch:
+            loaded += ex.publish(principal, settings.api_root, self.collection,
+                                 json.dumps({"objects": batch}).encode()).success_count
+        elapsed = time.perf_counter() - start
+        store.close()
+        self.settings = settings
+        return {"stored": loaded, "load_s": round(elapsed, 1)}
+
+    def without_policy(self) -> None:
+        """Same home, same data, the built-in baseline filter instead of the policy."""
+        (self.home / "exchange.toml").write_text("")
+
+    def _newest_marks(self) -> tuple[str, str, list[str]]:
+        newest, _, _ = super()._newest_marks()
+        db = sqlite3.connect(self.home / "exchange.db")
+        try:
+            # ~10 visible objects after the mark: 100 rows before the end at 10%
+            near_end = db.execute("SELECT date_added FROM object_versions ORDER BY "
+                                  "date_added DESC LIMIT 1 OFFSET 100").fetchone()
+            visible = db.execute("SELECT id FROM object_versions WHERE effective_tlp = "
+                                 "'clear' ORDER BY random() LIMIT 400").fetchall()
+        finally:
+            db.close()
+        return newest, from_micros(near_end[0]), [v[0] for v in visible]
+
+
+def policy_figures(workdir: Path, size: int, workers: int, threads: int) -> dict[str, Any]:
+    """Reads by a 10%-visibility reader with the policy on, then with the baseline filter."""
+    bench = PolicyBench(workdir, size, workers, threads)
+    out: dict[str, Any] = {"policy_stored": bench.fill()["stored"]}
+    for label in ("with_policy", "without_policy"):
+        if label == "without_policy":
+            bench.without_policy()
+        bench.start()
+        try:
+            lat = bench.latencies()
+            read = bench.full_read()
+        finally:
+            bench.stop()
+        out[label] = {"incremental_poll": lat["incremental_poll"],
+                      "object_by_id": lat["object_by_id"],
+                      "visible_read_objects_per_s": read["full_read_objects_per_s"],
+                      "visible_objects": read["full_read_objects"]}
+    with_p, without = out["with_policy"], out["without_policy"]
+    out["policy_cost_poll_p99_pct"] = round(
+        100 * (with_p["incremental_poll"]["p99_ms"] / without["incremental_poll"]["p99_ms"]
+               - 1), 1)
+    out["policy_cost_read_pct"] = round(
+        100 * (without["visible_read_objects_per_s"] / with_p["visible_read_objects_per_s"]
+               - 1), 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000",
@@ -298,6 +397,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
+    parser.add_argument("--policy-only", action="store_true",
+                        help="with --policy: skip the unfiltered runs")
+    parser.add_argument("--policy", action="store_true",
+                        help="also measure reads under the shipped policy (10%% visible)")
     parser.add_argument("--signed", action="store_true",
                         help="also measure ingest of cx-sig signed indicators (signed_ingest)")
     args = parser.parse_args()
@@ -308,7 +411,7 @@ def main() -> None:
                               "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                               "sizes": {}}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        for size in sizes:
+        for size in [] if args.policy_only else sizes:
             bench = Bench(Path(tmp), size, args.workers, args.threads)
             entry: dict[str, Any] = bench.fill()
             print(f"# {size}: loaded in {entry['load_s']} s", file=sys.stderr)
@@ -324,6 +427,10 @@ def main() -> None:
             entry["db_mb"] = round((bench.home / "exchange.db").stat().st_size / 2**20, 1)
             result["sizes"][str(size)] = entry
             print(f"# {size}: {json.dumps(entry)}", file=sys.stderr)
+        if args.policy:
+            result["policy"] = {str(size): policy_figures(Path(tmp), size, args.workers,
+                                                          args.threads)
+                                for size in sizes}
     if args.signed:
         result["signing_per_object_us"] = signing_figures()
     print(json.dumps(result, sort_keys=True))

@@ -252,6 +252,10 @@ class Exchange:
         #: Member and node keys trusted for verifying signatures at ingest.
         self.registry_cache = RegistryCache(store, ttl_seconds=settings.cache_seconds,
                                             node_identity=self.node_identity)
+        # Collections a principal may see, for settings.cache_seconds (grant changes
+        # take effect within that time, like key revocations).
+        self._collection_cache: dict[tuple[str, str, str],
+                                     tuple[tuple[Collection, Access], float]] = {}
         self._rule_cache: dict[tuple[str, str, str, str], tuple[VisibilityRule, float]] = {}
         # Successful authentications, for settings.cache_seconds (a revoked key stops
         # working within that time); keyed by the HMAC of the secret, never the secret.
@@ -452,6 +456,9 @@ class Exchange:
         key = (principal.account_id, api_root, ref)
         if memo is not None and key in memo:
             return memo[key]
+        cached = self._collection_cache.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         try:
             collection = self.store.get_collection(api_root, ref)
         except NotFound:
@@ -461,6 +468,11 @@ class Exchange:
             raise NotFound(f"collection {ref!r} not found")
         if memo is not None:
             memo[key] = (collection, access)
+        if self.settings.cache_seconds > 0:
+            if len(self._collection_cache) > 10_000:
+                self._collection_cache.clear()
+            self._collection_cache[key] = ((collection, access),
+                                           time.monotonic() + self.settings.cache_seconds)
         return collection, access
 
     def visible_collections(self, principal: Principal, api_root: str

@@ -33,16 +33,8 @@ def _policy(ctx_obj: Any, directory: str | None) -> PolicySet:
     return load_policies(path)
 
 
-def _recipients(ex: Exchange, channel: str = "taxii") -> list[Recipient]:
-    orgs = {o.id: o for o in ex.store.list_orgs()}
-    out = []
-    for account in ex.store.list_accounts():
-        org = orgs[account.org_id]
-        parent = orgs[org.parent_id].name if org.parent_id in orgs else None
-        out.append(Recipient(org_name=org.name, org_identity=org.identity_id,
-                             parent_org_name=parent, account_name=account.name,
-                             role=account.role.value, channel=channel))  # type: ignore[arg-type]
-    return out
+def _recipients(ex: Exchange) -> list[Recipient]:
+    return [ex.recipient_named(account.name) for account in ex.store.list_accounts()]
 
 
 @click.group()

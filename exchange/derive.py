@@ -20,13 +20,12 @@ from typing import Any
 import rfc8785
 
 from exchange.policy import AnonymiseProducer, PolicySet, Redact, Transform, redact_properties
+from exchange.signing.canonical import EXTENSION_ID as CX_SIG_EXTENSION_ID
 
 #: Namespace of derived-object ids: uuid5(namespace, "<original id>|<transforms>").
 DERIVED_NAMESPACE = uuid.UUID("0b5b3f61-9d1e-5c59-a3a2-6a1f3f1b7c42")
 #: ``source_name`` of the external reference that names the original of a copy.
 PROVENANCE_SOURCE = "cert-exchange-derived-from"
-#: The cx-sig extension-definition id (exchange.signing.canonical.EXTENSION_ID).
-_CX_SIG = "extension-definition--8cfe494a-40dc-48f9-8577-ada1bbcec232"
 
 
 def transform_key(transforms: Sequence[Transform]) -> str:
@@ -62,7 +61,7 @@ def derive(original: Mapping[str, Any], transforms: Sequence[Transform], policy:
             copy.pop("created_by_ref", None)
     copy["created_by_ref"] = node_identity
     extensions = dict(copy.get("extensions") or {})
-    extensions.pop(_CX_SIG, None)
+    extensions.pop(CX_SIG_EXTENSION_ID, None)
     if extensions:
         copy["extensions"] = extensions
     else:

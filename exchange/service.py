@@ -60,7 +60,7 @@ from exchange.model.objects import (
     Tlp,
 )
 from exchange.model.stix import validate_object
-from exchange.model.tlp import TLP_MARKING_IDS, parse_level
+from exchange.model.tlp import is_standard_tlp_definition, parse_level
 from exchange.policy import (
     Channel,
     Decision,
@@ -518,14 +518,12 @@ class Exchange:
                 self._check_authorship(principal, obj)
                 tlp = (level_of(marking_refs_of(obj.data), policy, inline)
                        if policy is not None else obj.tlp)
-                # the standard TLP marking definitions are nobody's to sign
-                standard = obj.type == "marking-definition" and obj.id in TLP_MARKING_IDS
-                signed_kid = verify_for_ingest(registry, obj.data,
-                                               producer_identity=principal.identity_id,
-                                               recorded_at=request_time,
-                                               required=required and not standard)
-                versions.append(replace(self._new_version(principal, collection, obj, tlp),
-                                        signed_kid=signed_kid))
+                signed_kid = verify_for_ingest(
+                    registry, obj.data, producer_identity=principal.identity_id,
+                    recorded_at=request_time,
+                    required=required and not is_standard_tlp_definition(obj.type, obj.id))
+                versions.append(self._new_version(principal, collection, obj, tlp,
+                                                  signed_kid))
             except ExchangeError as e:
                 failures.append(StatusDetail(
                     id=_candidate_field(candidate, "id") or f"objects[{index}]",
@@ -575,7 +573,8 @@ class Exchange:
             )
 
     def _new_version(self, principal: Principal, collection: Collection,
-                     obj: StixObject, tlp: Tlp | None) -> NewVersion:
+                     obj: StixObject, tlp: Tlp | None, signed_kid: str | None
+                     ) -> NewVersion:
         return NewVersion(
             id=obj.id,
             type=obj.type,
@@ -588,6 +587,7 @@ class Exchange:
             effective_tlp=tlp.value if tlp else collection.default_tlp,
             revoked=obj.revoked,
             body=obj.canonical,
+            signed_kid=signed_kid,
             red_recipients=red_recipients_of(obj.data),
         )
 

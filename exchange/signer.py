@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exchange.errors import ExchangeError
-from exchange.model.tlp import TLP_MARKING_IDS
+from exchange.model.tlp import is_standard_tlp_definition
 from exchange.signing.canonical import canonical, normal_form
 from exchange.signing.cxsig import sign_object, signature_of
 from exchange.signing.keys import SigningKey
@@ -87,7 +87,7 @@ def sign_all(
         label = _label(original, index)
         obj = dict(original)
         try:
-            if obj.get("type") == "marking-definition" and obj.get("id") in TLP_MARKING_IDS:
+            if is_standard_tlp_definition(obj.get("type"), obj.get("id")):
                 report.kept.append((label, "predefined TLP marking definition"))
                 report.objects.append(obj)
                 continue

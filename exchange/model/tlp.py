@@ -49,6 +49,15 @@ TLP2_IDS: dict[Tlp, str] = {
 }
 
 
+def is_standard_tlp_definition(object_type: object, object_id: object) -> bool:
+    """Whether an object is one of the well-known TLP marking definitions above.
+
+    Their content is fixed by the standards, so no member signs them and no collection
+    requires them to be signed.
+    """
+    return object_type == "marking-definition" and object_id in TLP_MARKING_IDS
+
+
 def parse_level(text: str) -> Tlp:
     """Parse a level name such as ``amber+strict``, ``TLP:GREEN`` or ``white``.
 

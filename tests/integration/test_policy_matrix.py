@@ -22,7 +22,7 @@ import pytest
 
 from exchange.config import load_settings
 from exchange.derive import derived_id
-from exchange.policy import Redact
+from exchange.policy import RED_RECIPIENTS_EXTENSION_ID, Redact
 from exchange.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.taxii.app import create_app
@@ -31,7 +31,7 @@ from tests.integration.stixdata import TLP2
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 TAXII = "application/taxii+json;version=2.1"
 LEVELS = ["clear", "green", "amber", "amber+strict", "red"]
-RED_EXT = "extension-definition--6859b3dc-d65f-409b-a17a-fb127c6b16eb"
+RED_EXT = RED_RECIPIENTS_EXTENSION_ID
 
 STATES = {
     "in-force": ("2026-01-01T00:00:00Z", "2028-01-01T00:00:00Z", None),

@@ -24,7 +24,12 @@ from hypothesis import strategies as st
 
 from exchange.config import load_settings
 from exchange.model.objects import Tlp
-from exchange.policy import ObjectMeta, decide, red_recipients_of
+from exchange.policy import (
+    RED_RECIPIENTS_EXTENSION_ID,
+    ObjectMeta,
+    decide,
+    red_recipients_of,
+)
 from exchange.policy_source import PolicySource
 from exchange.service import Exchange, init_home, now_micros
 from exchange.storage import open_store
@@ -32,7 +37,7 @@ from exchange.storage.base import ObjectQuery, VersionMatch
 from tests.integration.stixdata import TLP2
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
-RED_EXT = "extension-definition--6859b3dc-d65f-409b-a17a-fb127c6b16eb"
+RED_EXT = RED_RECIPIENTS_EXTENSION_ID
 LEVELS = ["clear", "green", "amber", "amber+strict", "red"]
 DAY = 86_400
 

@@ -21,6 +21,7 @@ Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,23 +111,10 @@ class Bench:
                                             writers=["UZ-CERT"])[0].id
         self.identity = org.identity_id
         self.reader, self.reader_key = "pub", self.key
-        principal = ex.authenticate("pub", self.key)
         start = time.perf_counter()
-        gen = generate_indicators(self.size, identity_id=self.identity, seed=self.size,
-                                  start=datetime.now(UTC))
-        batch: list[dict[str, Any]] = []
-        loaded = 0
-        for obj in gen:
-            batch.append(obj)
-            if len(batch) == LOAD_BATCH:
-                status = ex.publish(principal, settings.api_root, self.collection,
-                                    json.dumps({"objects": batch}).encode())
-                loaded += status.success_count
-                batch = []
-        if batch:
-            status = ex.publish(principal, settings.api_root, self.collection,
-                                json.dumps({"objects": batch}).encode())
-            loaded += status.success_count
+        loaded = _load(ex, ex.authenticate("pub", self.key), self.collection,
+                       generate_indicators(self.size, identity_id=self.identity,
+                                           seed=self.size, start=datetime.now(UTC)))
         elapsed = time.perf_counter() - start
         store.close()
         self.settings = settings
@@ -176,37 +165,12 @@ class Bench:
 
     def ingest(self, envelopes: int = 60, clients: int = 2, seconds: float = 60) -> dict:
         per_client = envelopes // clients
-        done = [0] * clients
-        errors: list[str] = []
-
-        def run(i: int) -> None:
-            s = self.session()
-            gen = generate_indicators(per_client * 100, identity_id=self.identity,
-                                      seed=10_000 + i * 7919 + self.size,
-                                      start=datetime.now(UTC))
-            objs = list(gen)
-            deadline = time.monotonic() + seconds
-            for e in range(per_client):
-                if time.monotonic() > deadline:
-                    break
-                body = json.dumps({"objects": objs[e * 100:(e + 1) * 100]})
-                r = s.post(self.url + "objects/", data=body, timeout=60,
-                           headers={"Content-Type": TAXII})
-                if r.status_code != 202 or r.json().get("failure_count"):
-                    errors.append(r.text[:200])
-                    return
-                done[i] += 100
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
-        if errors:
-            raise RuntimeError(f"ingest failed: {errors[0]}")
-        return {"ingest_objects_per_s": round(sum(done) / elapsed), "ingested": sum(done)}
+        batches = [list(generate_indicators(per_client * 100, identity_id=self.identity,
+                                            seed=10_000 + i * 7919 + self.size,
+                                            start=datetime.now(UTC)))
+                   for i in range(clients)]
+        sent, elapsed = _post_concurrently(self, batches, seconds)
+        return {"ingest_objects_per_s": round(sent / elapsed), "ingested": sent}
 
     def full_read(self, seconds: float = 180) -> dict:
         s = self.session()
@@ -271,6 +235,53 @@ class Bench:
         return out
 
 
+def _load(ex: Exchange, principal: Any, collection: str,
+          objects: Iterable[dict[str, Any]]) -> int:
+    """Publish objects in-process in envelopes of LOAD_BATCH; the number stored."""
+    loaded = 0
+    iterator = iter(objects)
+    while batch := list(itertools.islice(iterator, LOAD_BATCH)):
+        loaded += ex.publish(principal, ex.settings.api_root, collection,
+                             json.dumps({"objects": batch}).encode()).success_count
+    return loaded
+
+
+def _post_concurrently(bench: Bench, batches: list[list[dict[str, Any]]],
+                       seconds: float) -> tuple[int, float]:
+    """POST each client's objects in envelopes of 100, one thread per client.
+
+    Returns:
+        Objects accepted and the wall time taken; raises on any refusal.
+    """
+    done = [0] * len(batches)
+    errors: list[str] = []
+
+    def run(i: int) -> None:
+        s = bench.session()
+        deadline = time.monotonic() + seconds
+        for e in range(0, len(batches[i]), 100):
+            if time.monotonic() > deadline:
+                break
+            body = json.dumps({"objects": batches[i][e:e + 100]})
+            r = s.post(bench.url + "objects/", data=body, timeout=60,
+                       headers={"Content-Type": TAXII})
+            if r.status_code != 202 or r.json().get("failure_count"):
+                errors.append(r.text[:300])
+                return
+            done[i] += 100
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batches))]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"ingest failed: {errors[0]}")
+    return sum(done), elapsed
+
+
 def _client_run(url: str, user: str, key: str, path: str, params: dict[str, str],
                 ids: list[str], count: int, seconds: float, seed: int
                 ) -> tuple[list[float], list[int]]:
@@ -324,22 +335,11 @@ class PolicyBench(Bench):
                                             readers=["UZ-CERT", "PK-CERT"],
                                             writers=["UZ-CERT"])[0].id
         self.identity = org.identity_id
-        principal = ex.authenticate("pub", self.key)
         start = time.perf_counter()
-        gen = generate_indicators(self.size, identity_id=self.identity, seed=self.size,
-                                  start=datetime.now(UTC),
-                                  tlp_weights={Tlp.CLEAR: 0.1, Tlp.RED: 0.9})
-        loaded = 0
-        batch: list[dict[str, Any]] = []
-        for obj in gen:
-            batch.append(obj)
-            if len(batch) == LOAD_BATCH:
-                loaded += ex.publish(principal, settings.api_root, self.collection,
-                                     json.dumps({"objects": batch}).encode()).success_count
-                batch = []
-        if batch:
-            loaded += ex.publish(principal, settings.api_root, self.collection,
-                                 json.dumps({"objects": batch}).encode()).success_count
+        loaded = _load(ex, ex.authenticate("pub", self.key), self.collection,
+                       generate_indicators(self.size, identity_id=self.identity,
+                                           seed=self.size, start=datetime.now(UTC),
+                                           tlp_weights={Tlp.CLEAR: 0.1, Tlp.RED: 0.9}))
         elapsed = time.perf_counter() - start
         store.close()
         self.settings = settings
@@ -468,40 +468,15 @@ def signed_ingest(bench: Bench, envelopes: int = 60, clients: int = 2,
         if report.refused:
             raise RuntimeError(f"signing failed: {report.refused[0]}")
         batches.append(report.objects)
-    done = [0] * clients
-    errors: list[str] = []
-
-    def run(i: int) -> None:
-        s = bench.session()
-        deadline = time.monotonic() + seconds
-        for e in range(per_client):
-            if time.monotonic() > deadline:
-                break
-            body = json.dumps({"objects": batches[i][e * 100:(e + 1) * 100]})
-            r = s.post(bench.url + "objects/", data=body, timeout=60,
-                       headers={"Content-Type": TAXII})
-            if r.status_code != 202 or r.json().get("failure_count"):
-                errors.append(r.text[:300])
-                return
-            done[i] += 100
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise RuntimeError(f"signed ingest failed: {errors[0]}")
+    sent, elapsed = _post_concurrently(bench, batches, seconds)
     db = sqlite3.connect(bench.home / "exchange.db")
     try:
         stored = db.execute("SELECT count(*) FROM object_versions WHERE signed_kid = ?",
                             (key.kid,)).fetchone()[0]
     finally:
         db.close()
-    return {"signed_ingest_objects_per_s": round(sum(done) / elapsed),
-            "signed_ingested": sum(done), "signed_stored_with_kid": stored}
+    return {"signed_ingest_objects_per_s": round(sent / elapsed),
+            "signed_ingested": sent, "signed_stored_with_kid": stored}
 
 
 def signing_figures() -> dict[str, Any]:

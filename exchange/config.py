@@ -85,6 +85,8 @@ class Settings:
     log_level: str = "INFO"
     cache_seconds: int = 5  # how long a worker trusts an authentication it checked
     policy_dir: str = ""  # the policies/ directory in force; empty: the built-in baseline
+    audit_origin: str = ""  # the audit log's checkpoint origin; empty: from the title
+    audit_checkpoint_seconds: int = 60  # sign a checkpoint this often when the log grew
 
     @property
     def policy_path(self) -> Path | None:
@@ -169,6 +171,13 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("max_page_size and max_objects_per_envelope must be positive")
     if not 0 <= s.cache_seconds <= 300:
         raise ConfigError("cache_seconds must be between 0 and 300")
+    if not 0 <= s.audit_checkpoint_seconds <= 86_400:
+        raise ConfigError("audit_checkpoint_seconds must be between 0 (never on its own)"
+                          " and 86400")
+    if s.audit_origin and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}",
+                                           s.audit_origin):
+        raise ConfigError("audit_origin must be 1-200 letters, digits or . _ / : - "
+                          "(e.g. audit.exchange.example/log1)")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level must be DEBUG, INFO, WARNING or ERROR")
     url = s.effective_database_url

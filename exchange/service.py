@@ -23,19 +23,32 @@ Access rules applied here (the sharing-policy engine refines the read side):
 from __future__ import annotations
 
 import contextvars
+import getpass
+import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import rfc8785
 
 from exchange import apikeys
+from exchange.audit.records import (
+    Admin,
+    Denial,
+    Disclosed,
+    Disclosure,
+    Publish,
+    Published,
+    object_digest,
+)
+from exchange.auditing import AuditTrail, chunks
 from exchange.config import SECRET_FILE, Settings
 from exchange.derive import derive, derived_id
 from exchange.errors import (
@@ -79,6 +92,8 @@ from exchange.policy.tlp import marking_refs_of
 from exchange.policy_source import PolicySource
 from exchange.storage.base import (
     Account,
+    AddOutcome,
+    AddResult,
     ApiKey,
     Collection,
     Grant,
@@ -102,6 +117,16 @@ IDENTITY_NAMESPACE = uuid.UUID("6f2a4f0e-3c4b-5d8e-9a71-0c3e8b5d2f10")
 #: so that the several lookups medallion's views make cost one database round trip.
 _request_memo: contextvars.ContextVar[dict[tuple[str, str, str], tuple[Any, Any]] | None] = (
     contextvars.ContextVar("cx_request_memo", default=None))
+
+#: The id of the HTTP request being served (the TAXII adapter sets it), for audit records.
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "cx_request_id", default=None)
+
+#: The policy digest recorded when no sharing policy is configured: the built-in baseline
+#: (module docstring) is named by the digest of this description.
+BASELINE_POLICY_DIGEST = "sha256:" + hashlib.sha256(
+    b"cx-policy-digest v1\nbuilt-in baseline: CLEAR, GREEN, AMBER to readers; AMBER+STRICT"
+    b" to members; RED to its producer\n").hexdigest()
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
@@ -252,6 +277,12 @@ class Exchange:
         #: Member and node keys trusted for verifying signatures at ingest.
         self.registry_cache = RegistryCache(store, ttl_seconds=settings.cache_seconds,
                                             node_identity=self.node_identity)
+        #: The audit ledger: disclosures, publishes, denials, admin changes (issue 5).
+        self.audit = AuditTrail(settings, store)
+        #: Who makes administrative changes through this instance, for the ledger
+        #: (the command line: ``cli:<OS user>``).
+        self.actor = _os_actor()
+        self._org_names: dict[str, str] = {}
         # Collections a principal may see, for settings.cache_seconds (grant changes
         # take effect within that time, like key revocations).
         self._collection_cache: dict[tuple[str, str, str],
@@ -260,6 +291,34 @@ class Exchange:
         # Successful authentications, for settings.cache_seconds (a revoked key stops
         # working within that time); keyed by the HMAC of the secret, never the secret.
         self._auth_cache: dict[tuple[str, str, bytes], tuple[Principal, float]] = {}
+
+    # -- audit records -------------------------------------------------------------------
+    def _admin(self, action: str, target: str,
+               details: dict[str, str | int | bool | None]) -> Admin:
+        """The ledger's record of an administrative change made through this instance."""
+        return Admin(time=now_micros(), actor=self.actor, action=action, target=target,
+                     details={k: v for k, v in details.items() if v is not None},
+                     request_id=_request_id.get())
+
+    def admin_record(self, action: str, target: str,
+                     details: dict[str, str | int | bool | None]) -> Admin:
+        """An admin record for a change made elsewhere (keys, grants), to pass to
+        :meth:`Store.audited` around the store call that makes it."""
+        return self._admin(action, target, details)
+
+    def policy_digest(self) -> str:
+        """The digest of the sharing policy in force (the baseline's without one)."""
+        return self.policy.current().digest if self.policy is not None else BASELINE_POLICY_DIGEST
+
+    def org_name(self, org_id: str | None) -> str | None:
+        """An organisation's name by id (cached: names never change)."""
+        if org_id is None:
+            return None
+        name = self._org_names.get(org_id)
+        if name is None:
+            name = self.store.get_org(OrgId(org_id)).name
+            self._org_names[org_id] = name
+        return name
 
     # -- organisations, accounts, API keys --------------------------------------------
     def add_org(
@@ -294,7 +353,10 @@ class Exchange:
             created_at=now_micros(),
             parent_id=parent_id,
         )
-        self.store.add_org(org)
+        with self.store.audited([self._admin("org.create", org.id, {
+                "name": name, "identity": org.identity_id,
+                "parent": parent, "sector": sector})]):
+            self.store.add_org(org)
         log.info("organisation %s added (%s)", name, org.identity_id)
         return org
 
@@ -320,7 +382,9 @@ class Exchange:
             role=role_value,
             created_at=now_micros(),
         )
-        self.store.add_account(account)
+        with self.store.audited([self._admin("account.create", account.id, {
+                "name": name, "org": organisation.name, "role": role_value.value})]):
+            self.store.add_account(account)
         log.info("account %s (%s) added to %s", name, role_value.value, organisation.name)
         return account
 
@@ -335,13 +399,16 @@ class Exchange:
         new = apikeys.mint(self.settings.secret_bytes())
         key = ApiKey(key_id=new.key_id, account_id=acct.id, created_at=now_micros(),
                      label=label)
-        self.store.add_api_key(key, new.digest)
+        with self.store.audited([self._admin("apikey.create", new.key_id, {
+                "account": acct.name, "label": label or None})]):
+            self.store.add_api_key(key, new.digest)
         log.info("API key %s created for account %s", new.key_id, acct.name)
         return key, new.token
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         """Revoke a key at once. Raises NotFound."""
-        key = self.store.revoke_api_key(key_id, now_micros())
+        with self.store.audited([self._admin("apikey.revoke", key_id, {})]):
+            key = self.store.revoke_api_key(key_id, now_micros())
         log.info("API key %s revoked", key_id)
         return key
 
@@ -431,7 +498,14 @@ class Exchange:
             Grant(collection_id=collection.id, org_id=org_id, can_read=r, can_write=w)
             for org_id, (r, w) in rights.items()
         ]
-        self.store.add_collection(collection, grants)
+        details: dict[str, str | int | bool | None] = {
+            "title": collection.title[:512], "alias": alias, "default_tlp": tlp.value,
+            "require_signatures": require_signatures,
+            "readers": ",".join(sorted(readers))[:1024] or None,
+            "writers": ",".join(sorted(writers))[:1024] or None,
+        }
+        with self.store.audited([self._admin("collection.create", collection.id, details)]):
+            self.store.add_collection(collection, grants)
         log.info("collection %s added (%s)", collection.title, collection.id)
         return collection, grants
 
@@ -445,12 +519,15 @@ class Exchange:
         )
         return Access(can_read=can_read, can_write=can_write)
 
-    def collection_for(self, principal: Principal, api_root: str, ref: str
-                       ) -> tuple[Collection, Access]:
+    def collection_for(self, principal: Principal, api_root: str, ref: str, *,
+                       channel: str = "taxii") -> tuple[Collection, Access]:
         """A collection the principal can see, by id or alias.
+
+        A refusal of an existing collection is recorded in the audit ledger (a denial).
 
         Raises:
             NotFound: No such collection, or the principal may neither read nor write it.
+            StorageError: The refusal could not be recorded.
         """
         memo = _request_memo.get()
         key = (principal.account_id, api_root, ref)
@@ -465,6 +542,8 @@ class Exchange:
             raise NotFound(f"collection {ref!r} not found") from None
         access = self.access(principal, collection)
         if not access.visible:
+            self._deny(principal, collection, channel, "deny-no-grant",
+                       f"{principal.org_name} has no grant on collection {ref!r}")
             raise NotFound(f"collection {ref!r} not found")
         if memo is not None:
             memo[key] = (collection, access)
@@ -487,7 +566,7 @@ class Exchange:
 
     # -- publishing ----------------------------------------------------------------------
     def publish(self, principal: Principal, api_root: str, collection_ref: str,
-                body: bytes) -> Status:
+                body: bytes, *, channel: str = "taxii:add_objects") -> Status:
         """Validate and store one TAXII envelope; report per object in a status resource.
 
         Envelope-level problems (malformed JSON, too many objects, not an envelope)
@@ -499,10 +578,14 @@ class Exchange:
             NotFound: The collection does not exist for this principal.
             PermissionDenied: The principal may not write to it.
             MalformedJSON, LimitExceeded, InvalidInput: The envelope as a whole.
-            StorageError: The database failed; nothing was stored.
+            StorageError: The database (or the audit ledger) failed; nothing was stored.
         """
-        collection, access = self.collection_for(principal, api_root, collection_ref)
+        collection, access = self.collection_for(principal, api_root, collection_ref,
+                                                 channel=channel)
         if not access.can_write:
+            self._deny(principal, collection, channel, "deny-no-write-grant",
+                       f"{principal.account_name} ({principal.role.value}) may not add objects"
+                       f" to collection {collection_ref!r}")
             raise PermissionDenied(f"you may not add objects to collection {collection_ref!r}")
         request_time = now_micros()
         candidates = parse_envelope(body, self.limits)
@@ -545,7 +628,26 @@ class Exchange:
             pending_count=0,
             failures=tuple(failures),
         )
-        _, final = self.store.add_objects(collection.id, versions, status)
+        policy_digest = policy.digest if policy is not None else BASELINE_POLICY_DIGEST
+
+        def audit(results: Sequence[AddResult], final: Status) -> list[Publish]:
+            stored = [
+                Published(object_id=r.id, object_version=r.version or r.date_added or 0,
+                          date_added=r.date_added or 0, signed_kid=v.signed_kid,
+                          signature="verified" if v.signed_kid else "unsigned")
+                for r, v in zip(results, versions, strict=True)
+                if r.outcome is AddOutcome.ADDED
+            ]
+            return [
+                Publish(time=now_micros(), channel=channel, account=principal.account_name,
+                        org=principal.org_name, collection=collection.id,
+                        policy_digest=policy_digest,
+                        request_id=_request_id.get() or f"status:{final.id}",
+                        objects=tuple(part))
+                for part in chunks(stored)
+            ]
+
+        _, final = self.store.add_objects(collection.id, versions, status, audit=audit)
         log.info(
             "publish by %s to %s: %d objects, %d succeeded, %d failed (status %s)",
             principal.account_name, collection.title, final.total_count,
@@ -657,6 +759,9 @@ class Exchange:
         """
         collection, access = self.collection_for(principal, api_root, collection_ref)
         if not access.can_read:
+            self._deny(principal, collection, "taxii", "deny-no-read-grant",
+                       f"{principal.org_name} may write but not read collection"
+                       f" {collection_ref!r}")
             raise PermissionDenied(f"you may not read collection {collection_ref!r}")
         rule = self.rule_for(principal, collection)
         q = self.visibility(principal, replace(query, collection_id=collection.id), rule)
@@ -684,6 +789,93 @@ class Exchange:
             out.append(derive(json.loads(row.body), result.transforms,
                               self.policy.current(), node_identity=self.node_identity))
         return out
+
+    def disclose(self, principal: Principal, result: ReadResult, channel: str,
+                 bodies: Sequence[bytes] | None = None) -> None:
+        """Record what a response is about to disclose; call before it leaves.
+
+        One :class:`~exchange.audit.records.Disclosure` per :data:`MAX_ENTRIES` rows,
+        appended as one batch in one transaction, with per row the digest of the bytes
+        served (``bodies``, as :meth:`deliver` made them; None when only versions or
+        manifest entries are served), the producer, the effective TLP level and the
+        rule that let it through.
+
+        Raises:
+            StorageError: The ledger could not be written: do not serve the response.
+        """
+        rows = result.page.rows
+        if not rows:
+            return
+        rule_of = self._rule_namer(principal, result.collection)
+        digest = self.policy_digest()
+        entries = [
+            Disclosed(
+                object_id=self.shown_id(result, row),
+                object_version=row.version,
+                date_added=row.date_added,
+                object_digest=object_digest(bodies[i]) if bodies is not None else None,
+                producer_org=self.org_name(row.producer_org),
+                tlp=row.effective_tlp,
+                rule=rule_of(row),
+            )
+            for i, row in enumerate(rows)
+        ]
+        when = now_micros()
+        request_id = _request_id.get() or f"local:{uuid.uuid4().hex}"
+        self.audit.record([
+            Disclosure(time=when, channel=channel, recipient_account=principal.account_name,
+                       recipient_org=principal.org_name, collection=result.collection.id,
+                       policy_digest=digest, request_id=request_id, objects=tuple(part))
+            for part in chunks(entries)
+        ])
+
+    def _rule_namer(self, principal: Principal, collection: Collection
+                    ) -> Callable[[StoredVersion], str]:
+        """The id of the rule that lets ``principal`` receive a row (memoised per level).
+
+        Within one response a rule depends only on whether the reader's organisation
+        produced the row and on the row's effective level; the engine's own
+        :func:`~exchange.policy.decide` names it, once per level.
+        """
+        names: dict[tuple[bool, str], str] = {}
+        policy = self.policy.current() if self.policy is not None else None
+        recipient = self.recipient(principal) if policy is not None else None
+        alias = collection.alias or collection.id
+        now = now_micros()
+
+        def name(row: StoredVersion) -> str:
+            own = row.producer_org == principal.org_id
+            key = (own, row.effective_tlp)
+            found = names.get(key)
+            if found is not None:
+                return found
+            if own:
+                found = "producer"
+            elif policy is None or recipient is None:
+                found = f"baseline-tlp-{row.effective_tlp}"
+            else:
+                level = Tlp(row.effective_tlp)
+                meta = ObjectMeta(
+                    id=row.id, type=row.type, producer_org_name=self.org_name(row.producer_org),
+                    tlp=level, tlp_explicit=row.tlp is not None,
+                    red_recipients=(principal.identity_id,) if level is Tlp.RED else (),
+                    revoked=False, date_added=row.date_added, collection_alias=alias)
+                decision = decide(policy, recipient, meta, now=now)
+                # The SQL filter let the row through; a disagreement is a defect to see.
+                found = decision.rule if decision.allowed else f"sql-filter:{decision.rule}"
+            names[key] = found
+            return found
+
+        return name
+
+    def _deny(self, principal: Principal, collection: Collection, channel: str, rule: str,
+              reason: str) -> None:
+        """Record a refusal of a collection in the audit ledger."""
+        self.audit.record([Denial(
+            time=now_micros(), channel=channel, recipient_account=principal.account_name,
+            recipient_org=principal.org_name, collection=collection.id, rule=rule,
+            reason=reason, policy_digest=self.policy_digest(),
+            request_id=_request_id.get() or f"local:{uuid.uuid4().hex}")])
 
     def shown_id(self, result: ReadResult, row: StoredVersion) -> str:
         """The id a reader knows a row by (the derived id when a transform applies)."""
@@ -809,6 +1001,26 @@ class Exchange:
         if status.org_id != principal.org_id and principal.role is not Role.ADMIN:
             raise NotFound(f"status {status_id!r} not found")
         return status
+
+
+def _os_actor() -> str:
+    """``cli:<user>``: the OS user running this process, for admin records."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "_", user)[:64] or "unknown"
+    return f"cli:{cleaned}"
+
+
+def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:
+    """Name the request being served, for the audit records it causes."""
+    return _request_id.set(request_id)
+
+
+def reset_request_id(token: contextvars.Token[str | None]) -> None:
+    """Forget the request id set by :func:`set_request_id`."""
+    _request_id.reset(token)
 
 
 def begin_request_scope() -> contextvars.Token[Any]:

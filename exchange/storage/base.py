@@ -15,14 +15,22 @@ Rules every implementation keeps:
   resource are committed together, or nothing is.
 * Constructors do no I/O; :meth:`Store.open` connects, and schema changes happen only
   through :meth:`Store.upgrade` (Alembic).
+* Audit records (issue 5) commit in the same transaction as the change they describe:
+  :meth:`Store.audited` attaches records to the next write transaction of the calling
+  context, and :meth:`Store.add_objects` takes the records of a publish from a callback
+  that sees the outcome. The store hands them to its ``audit_sink`` (set by the service
+  to :func:`exchange.audit.ledger.append`); if the sink fails, the change rolls back.
 """
 
 from __future__ import annotations
 
 import abc
+import contextvars
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
 
@@ -241,8 +249,59 @@ class Page:
     more: bool
 
 
+#: Audit records waiting for the next write transaction of this context (Store.audited).
+_pending_audit: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "cx_pending_audit", default=None)
+
+#: Writes audit records in a transaction: ``sink(connection, records)``.
+AuditSink = Callable[[Any, Sequence[Any]], Any]
+
+#: Builds the audit records of a publish from its outcome (results, final status).
+PublishAudit = Callable[[Sequence["AddResult"], "Status"], Sequence[Any]]
+
+
 class Store(abc.ABC):
     """Persistence for one exchange node. All methods raise StorageError on DB failure."""
+
+    #: Where audit records go (:func:`exchange.audit.ledger.append`); None: not recorded.
+    audit_sink: AuditSink | None = None
+
+    # -- audit ---------------------------------------------------------------------
+    @staticmethod
+    @contextmanager
+    def audited(records: Sequence[Any]) -> Iterator[None]:
+        """Commit ``records`` with the next write transaction made inside the block.
+
+        Used around one store call that changes something (an account, a key, a
+        grant): the change and its records commit together or not at all. Records
+        not consumed (the call failed before writing) are dropped with the block.
+        """
+        token = _pending_audit.set(list(records))
+        try:
+            yield
+        finally:
+            _pending_audit.reset(token)
+
+    @staticmethod
+    def take_pending_audit() -> list[Any]:
+        """The records :meth:`audited` attached, once (for the write transaction)."""
+        pending = _pending_audit.get()
+        if not pending:
+            return []
+        taken = list(pending)
+        pending.clear()
+        return taken
+
+    @abc.abstractmethod
+    def audit_transaction(self, *, write: bool = False) -> AbstractContextManager[Any]:
+        """A transaction for the audit ledger's own functions (a SQLAlchemy connection).
+
+        ``write=True`` takes the database's write lock (``BEGIN IMMEDIATE`` on SQLite).
+        """
+
+    @abc.abstractmethod
+    def append_audit(self, records: Sequence[Any]) -> list[int]:
+        """Append records to the audit ledger in a transaction of their own; their seqs."""
 
     # -- lifecycle -----------------------------------------------------------------
     @abc.abstractmethod
@@ -334,9 +393,13 @@ class Store(abc.ABC):
     # -- objects -----------------------------------------------------------------------
     @abc.abstractmethod
     def add_objects(
-        self, collection_id: CollectionId, versions: Sequence[NewVersion], status: Status
+        self, collection_id: CollectionId, versions: Sequence[NewVersion], status: Status,
+        *, audit: PublishAudit | None = None,
     ) -> tuple[list[AddResult], Status]:
         """Store an envelope's validated versions and its status resource atomically.
+
+        ``audit``, if given, builds the publish's audit records from the outcome; they
+        commit in the same transaction (and a failure to write them stores nothing).
 
         ``status`` arrives with the failures the service already found (validation);
         the store adds its own outcomes (EXISTS counts as success, CONFLICT and

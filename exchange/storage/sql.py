@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -46,15 +47,19 @@ from exchange.errors import ConfigError, Conflict, NotFound, StorageError
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
 from exchange.storage import schema as t
 from exchange.storage.base import (
+    KEY_PURPOSES,
     Account,
     AddResult,
     ApiKey,
     Collection,
     Grant,
+    MemberKey,
     NewVersion,
     ObjectQuery,
     Organisation,
     Page,
+    PublishAudit,
+    SignedVersion,
     Status,
     StatusDetail,
     Store,
@@ -249,12 +254,42 @@ class SqlStore(Store):
                     if write and lock_clock:
                         conn.execute(LOCK_CLOCK)
                     yield conn
+                    if write:
+                        self._write_audit(conn, self.take_pending_audit())
         except exc.IntegrityError as e:
             log.warning("database refused a write: %s", _describe(e))
             raise Conflict("the change conflicts with data already stored") from e
         except exc.SQLAlchemyError as e:
             log.error("database error: %s", _describe(e))
             raise StorageError(_reason(e)) from e
+
+    def _write_audit(self, conn: Connection, records: Sequence[Any]) -> None:
+        if records and self.audit_sink is not None:
+            self.audit_sink(conn, records)
+
+    @contextmanager
+    def audit_transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        """A transaction for :mod:`exchange.audit.ledger` (``write``: the write lock).
+
+        Raises:
+            StorageError: The database failed; the transaction was rolled back.
+        """
+        with self._transaction(write=write, lock_clock=False) as conn:
+            yield conn
+
+    def append_audit(self, records: Sequence[Any]) -> list[int]:
+        """Append records to the ledger in their own write transaction; their seqs.
+
+        Raises:
+            StorageError: The ledger could not be written; nothing was appended.
+            RuntimeError: No audit sink is set.
+        """
+        if not records:
+            return []
+        if self.audit_sink is None:
+            raise RuntimeError("the store has no audit sink")
+        with self._transaction(write=True, lock_clock=False) as conn:
+            return list(self.audit_sink(conn, records))
 
     def _last_date_added(self, conn: Connection) -> int:
         return int(conn.execute(LOCK_CLOCK).scalar_one())
@@ -572,7 +607,8 @@ class SqlStore(Store):
 
     # -- objects -------------------------------------------------------------------------
     def add_objects(
-        self, collection_id: CollectionId, versions: Sequence[NewVersion], status: Status
+        self, collection_id: CollectionId, versions: Sequence[NewVersion], status: Status,
+        *, audit: PublishAudit | None = None,
     ) -> tuple[list[AddResult], Status]:
         """Store an envelope's validated versions and its status resource atomically.
 
@@ -605,6 +641,8 @@ class SqlStore(Store):
                 conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
             final = final_status(status, versions, plan.results)
             self._insert_status(conn, final)
+            if audit is not None:
+                self._write_audit(conn, audit(plan.results, final))
         return plan.results, final
 
     def _load_existing(
@@ -896,8 +934,3 @@ def _member_key(row: Any) -> MemberKey:
     )
 
 
-# Imported here, beside the member-key methods, so that they were added to this module
-# without touching its other lines; fold into the imports above when convenient.
-from typing import Any  # noqa: E402
-
-from exchange.storage.base import KEY_PURPOSES, MemberKey, SignedVersion  # noqa: E402

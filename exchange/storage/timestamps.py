@@ -15,6 +15,7 @@ A leap second (``:60``) is accepted and counts as the first second of the next m
 
 from __future__ import annotations
 
+import functools
 import re
 
 from exchange.errors import InvalidInput
@@ -98,10 +99,16 @@ def from_micros(us: int) -> str:
         ``YYYY-MM-DDTHH:MM:SS.fffZ`` when ``us`` is a whole number of milliseconds,
         else ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
     """
-    days, rest = divmod(us, _US_PER_DAY)
-    seconds, micros = divmod(rest, _US_PER_SECOND)
-    year, month, day = _civil_from_days(days)
-    hour, seconds = divmod(seconds, 3600)
-    minute, second = divmod(seconds, 60)
+    seconds, micros = divmod(us, _US_PER_SECOND)
     fraction = f"{micros // 1000:03d}" if micros % 1000 == 0 else f"{micros:06d}"
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{fraction}Z"
+    return f"{_second_text(seconds)}.{fraction}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a second since the epoch (cached: a page's rows share few)."""
+    days, rest = divmod(seconds, 86_400)
+    year, month, day = _civil_from_days(days)
+    hour, rest = divmod(rest, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"

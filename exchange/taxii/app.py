@@ -47,9 +47,16 @@ from exchange.keyring import export_registry
 from exchange.model.objects import Role
 from exchange.policy import CHANNELS
 from exchange.policy_source import PolicySource
-from exchange.service import Exchange, begin_request_scope, end_request_scope
+from exchange.service import (
+    Exchange,
+    begin_request_scope,
+    end_request_scope,
+    reset_request_id,
+    set_request_id,
+)
 from exchange.signing.definition import extension_definition_json
 from exchange.storage import open_store
+from exchange.taxii.audit_api import register_audit_api
 from exchange.taxii.backend import ExchangeBackend
 from exchange.taxii.http import (
     MEDIA_TYPE_TAXII,
@@ -162,6 +169,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
         supplied = request.headers.get("X-Request-ID", "")
         g.cx_request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         g.cx_scope = begin_request_scope()
+        g.cx_request_token = set_request_id(g.cx_request_id)
         creds = _credentials()
         if creds is None:
             return _taxii_response(401, "Unauthorized",
@@ -231,11 +239,16 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
         return Response(extension_definition_json(), status=200,
                         mimetype="application/stix+json;version=2.1")
 
+    register_audit_api(app, exchange)
+
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:
         token = g.pop("cx_scope", None)
         if token is not None:
             end_request_scope(token)
+        request_token = g.pop("cx_request_token", None)
+        if request_token is not None:
+            reset_request_id(request_token)
 
     @app.after_request
     def _stamp(response: Response) -> Response:

@@ -195,15 +195,17 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
             include_body=include_body,
         )
 
-    def _envelope(self, principal: Principal, result: ReadResult
+    def _envelope(self, principal: Principal, result: ReadResult, channel: str
                   ) -> tuple[dict[str, Any], dict[str, str]]:
         page = result.page
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
         if page.rows:
-            body["objects"] = [RawJSON(raw.decode("utf-8"))
-                               for raw in self.exchange.deliver(result)]
+            served = self.exchange.deliver(result)
+            # Recorded before the response exists; a ledger failure serves nothing (503).
+            self.exchange.disclose(principal, result, channel, served)
+            body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
         return body, _date_headers(page)
 
     def get_objects(self, api_root: str, collection_id: str, filter_args: Any,
@@ -213,7 +215,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
                             with_id_type=True)
         result = self.exchange.read(principal, api_root, collection_id, query)
-        return self._envelope(principal, result)
+        return self._envelope(principal, result, "taxii:get_objects")
 
     def get_object(self, api_root: str, collection_id: str, object_id: str,
                    filter_args: Any, allowed_filters: Any, limit: int
@@ -226,7 +228,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         if not result.page.rows and not self.exchange.object_visible(
                 principal, result.collection, object_id):
             raise ProcessingError(f"Object '{object_id}' not found", 404)
-        return self._envelope(principal, result)
+        return self._envelope(principal, result, "taxii:get_object")
 
     def get_object_versions(self, api_root: str, collection_id: str, object_id: str,
                             filter_args: Any, allowed_filters: Any, limit: int
@@ -244,6 +246,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
         if page.rows:
+            self.exchange.disclose(principal, result, "taxii:get_versions")
             body["versions"] = [from_micros(row.version) for row in page.rows]
         return body, _date_headers(page)
 
@@ -259,6 +262,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
         if page.rows:
+            self.exchange.disclose(principal, result, "taxii:get_manifest")
             body["objects"] = [
                 {
                     "id": self.exchange.shown_id(result, row),

@@ -7,7 +7,16 @@ import hashlib
 from sqlalchemy.engine import Connection
 
 from exchange.audit.checkpoint import NoteKey
-from exchange.audit.records import Admin, Denial, Disclosure, PolicyReload, Publish, Record
+from exchange.audit.records import (
+    Admin,
+    Denial,
+    Disclosed,
+    Disclosure,
+    PolicyReload,
+    Publish,
+    Published,
+    Record,
+)
 from exchange.signing.keys import SigningKey, load_raw_private_key
 
 ORIGIN = "audit.test.example/log1"
@@ -28,23 +37,32 @@ def note_key(number: int = 1, name: str = ORIGIN) -> NoteKey:
     return NoteKey.of(name, checkpoint_key(number))
 
 
-def disclosure(i: int, *, recipient: str = "org-pk", producer: str | None = "org-uz") -> Disclosure:
-    """The i-th made-up disclosure."""
+def disclosed(i: int, *, producer: str | None = "org-uz", tlp: str = "green") -> Disclosed:
+    """The i-th made-up disclosed object version."""
+    return Disclosed(
+        object_id=f"indicator--{i:08d}-0000-4000-8000-000000000000",
+        object_version=T0 - 5_000_000 + i,
+        date_added=T0 - 1_000_000 + i,
+        object_digest="sha256:" + hashlib.sha256(b"object %d" % i).hexdigest(),
+        producer_org=producer,
+        tlp=tlp,
+        rule=f"tlp-{tlp}-community",
+    )
+
+
+def disclosure(
+    i: int, *, recipient: str = "org-pk", producer: str | None = "org-uz", count: int = 1
+) -> Disclosure:
+    """The i-th made-up disclosure record: ``count`` object versions from ``i`` on."""
     return Disclosure(
         time=T0 + i * 1_000,
         channel="taxii:get_objects",
         recipient_account="acct-pk-soc",
         recipient_org=recipient,
         collection="91a7b528-80eb-42ed-a74d-c6fbd5a26116",
-        object_id=f"indicator--{i:08d}-0000-4000-8000-000000000000",
-        object_version=T0 - 5_000_000 + i,
-        date_added=T0 - 1_000_000 + i,
-        object_digest="sha256:" + hashlib.sha256(b"object %d" % i).hexdigest(),
-        producer_org=producer,
-        tlp="green",
         policy_digest=DIGEST,
-        rule="tlp-green-community",
         request_id=f"req-{i // 10}",
+        objects=tuple(disclosed(i + k, producer=producer) for k in range(count)),
     )
 
 
@@ -53,9 +71,11 @@ def one_of_each(i: int = 0) -> list[Record]:
     return [
         Publish(
             time=T0 + i, channel="taxii:add_objects", account="acct-uz-pub", org="org-uz",
-            collection="coll", object_id="indicator--x", object_version=T0, date_added=T0 + 1,
-            signed_kid="sha256:abc", signature="verified", policy_digest=DIGEST,
-            request_id="req-p",
+            collection="coll", policy_digest=DIGEST, request_id="req-p",
+            objects=(
+                Published(object_id="indicator--x", object_version=T0, date_added=T0 + 1,
+                          signed_kid="sha256:abc", signature="verified"),
+            ),
         ),
         disclosure(i),
         Denial(

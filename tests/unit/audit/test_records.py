@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.audit.records import (
+    MAX_ENTRIES,
+    MAX_RECORD_BYTES,
     Admin,
+    Disclosure,
     Entry,
     Kind,
     index_columns,
@@ -22,6 +25,7 @@ from exchange.audit.records import (
 from exchange.errors import InvalidInput, MalformedJSON
 from exchange.signing.canonical import canonical
 from tests.unit.audit.helpers import DIGEST, T0, disclosure, one_of_each
+from tests.unit.audit.helpers import disclosed as helper_disclosed
 
 
 @pytest.mark.parametrize("record", one_of_each(), ids=lambda r: r.KIND.value)
@@ -42,18 +46,42 @@ def test_a_disclosure_holds_what_the_auditor_asks_for() -> None:
         "v": 1, "seq": 7, "kind": "disclosure", "time": "2026-01-01T00:00:00.007Z",
         "channel": "taxii:get_objects", "recipient_account": "acct-pk-soc",
         "recipient_org": "org-pk", "collection": "91a7b528-80eb-42ed-a74d-c6fbd5a26116",
-        "object_id": "indicator--00000007-0000-4000-8000-000000000000",
-        "object_version": "2025-12-31T23:59:55.000007Z",
-        "date_added": "2025-12-31T23:59:59.000007Z",
-        "object_digest": object_digest(b"object 7"), "producer_org": "org-uz", "tlp": "green",
-        "policy_digest": DIGEST, "rule": "tlp-green-community", "request_id": "req-0",
+        "policy_digest": DIGEST, "request_id": "req-0",
+        "objects": [{
+            "object_id": "indicator--00000007-0000-4000-8000-000000000000",
+            "object_version": "2025-12-31T23:59:55.000007Z",
+            "date_added": "2025-12-31T23:59:59.000007Z",
+            "object_digest": object_digest(b"object 7"), "producer_org": "org-uz",
+            "tlp": "green", "rule": "tlp-green-community",
+        }],
     }
+
+
+def test_a_batch_names_each_disclosure_and_reads_back() -> None:
+    record = disclosure(10, count=MAX_ENTRIES)
+    data = record_bytes(record, 3)
+    assert len(data) < MAX_RECORD_BYTES
+    back = parse_record(data).record
+    assert isinstance(back, Disclosure)
+    assert [e.object_id for e in back.objects] == [
+        f"indicator--{i:08d}-0000-4000-8000-000000000000" for i in range(10, 10 + MAX_ENTRIES)
+    ]
+    with pytest.raises(InvalidInput, match="1 to 256"):
+        disclosure(0, count=MAX_ENTRIES + 1)
+    with pytest.raises(InvalidInput, match="1 to 256"):
+        dataclasses.replace(record, objects=())
 
 
 def test_index_columns() -> None:
     publish, disclosed, denial, admin, reload = one_of_each()
     assert index_columns(publish) == (None, "org-uz", "indicator--x")
-    assert index_columns(disclosed) == ("org-pk", "org-uz", disclosed.object_id)
+    assert isinstance(disclosed, Disclosure)
+    assert index_columns(disclosed) == ("org-pk", "org-uz", disclosed.objects[0].object_id)
+    # A batch of several objects and producers has no single value to index.
+    mixed = dataclasses.replace(
+        disclosed, objects=(helper_disclosed(1), helper_disclosed(2, producer="org-kz"))
+    )
+    assert index_columns(mixed) == ("org-pk", None, None)
     assert index_columns(denial) == ("org-kz", None, None)
     assert index_columns(admin) == (None, None, None)
     assert index_columns(reload) == (None, None, None)
@@ -81,17 +109,32 @@ def test_admin_details_cannot_change_after_the_check() -> None:
         pytest.param({"channel": "TAXII GET"}, "channel", id="bad-channel"),
         pytest.param({"recipient_org": ""}, "1 to 512", id="empty-text"),
         pytest.param({"recipient_org": "a" * 513}, "1 to 512", id="long-text"),
-        pytest.param({"rule": "line\nbreak"}, "control", id="control-char"),
-        pytest.param({"rule": "\ud800"}, "surrogate", id="lone-surrogate"),
-        pytest.param({"object_digest": "sha256:AB"}, "sha256", id="bad-digest"),
-        pytest.param({"tlp": "white"}, "one of", id="unknown-tlp"),
-        pytest.param({"producer_org": 5}, "string", id="number-for-text"),
+        pytest.param({"request_id": "line\nbreak"}, "control", id="control-char"),
+        pytest.param({"request_id": "\ud800"}, "surrogate", id="lone-surrogate"),
+        pytest.param({"policy_digest": "sha256:AB"}, "sha256", id="bad-digest"),
+        pytest.param({"recipient_org": 5}, "string", id="number-for-text"),
         pytest.param({"request_id": None}, "string", id="null-required"),
+        pytest.param({"objects": [helper_disclosed(1)]}, "tuple", id="list-of-entries"),
     ],
 )
 def test_constructors_refuse_bad_values(change: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         dataclasses.replace(disclosure(1), **change)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"rule": "line\nbreak"}, "control", id="control-char"),
+        pytest.param({"object_digest": "sha256:AB"}, "sha256", id="bad-digest"),
+        pytest.param({"tlp": "white"}, "one of", id="unknown-tlp"),
+        pytest.param({"producer_org": 5}, "string", id="number-for-text"),
+        pytest.param({"object_version": -5}, "microseconds", id="bad-version"),
+    ],
+)
+def test_entries_refuse_bad_values(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        dataclasses.replace(helper_disclosed(1), **change)
 
 
 @pytest.mark.parametrize(
@@ -128,18 +171,27 @@ def _mutated(change: Any) -> bytes:
         pytest.param(_mutated(lambda d: d.update(seq=-1)), InvalidInput, "seq", id="neg-seq"),
         pytest.param(_mutated(lambda d: d.pop("seq")), InvalidInput, "seq", id="no-seq"),
         pytest.param(_mutated(lambda d: d.update(kind="read")), InvalidInput, "kind", id="kind"),
-        pytest.param(_mutated(lambda d: d.pop("rule")), InvalidInput, "missing rule",
-                     id="missing"),
+        pytest.param(_mutated(lambda d: d.pop("request_id")), InvalidInput,
+                     "missing request_id", id="missing"),
+        pytest.param(_mutated(lambda d: d["objects"][0].pop("rule")), InvalidInput,
+                     "objects\\[0\\].*missing rule", id="entry-missing"),
+        pytest.param(_mutated(lambda d: d["objects"][0].update(tlp="white")), InvalidInput,
+                     "objects\\[0\\].tlp", id="entry-bad-tlp"),
+        pytest.param(_mutated(lambda d: d.update(objects=[])), InvalidInput, "1 to 256",
+                     id="no-entries"),
+        pytest.param(_mutated(lambda d: d.update(objects={})), InvalidInput, "array",
+                     id="entries-not-array"),
         pytest.param(_mutated(lambda d: d.update(extra=1)), InvalidInput, "unknown extra",
                      id="unknown"),
-        pytest.param(_mutated(lambda d: d.update(tlp=None)), InvalidInput, "null", id="null"),
+        pytest.param(_mutated(lambda d: d.update(collection=None)), InvalidInput, "null",
+                     id="null"),
         pytest.param(_mutated(lambda d: d.update(time="yesterday")), InvalidInput, "timestamp",
                      id="bad-time"),
         pytest.param(_mutated(lambda d: d.update(time="2026-01-01T00:00:00.0070Z")),
                      InvalidInput, "canonical", id="time-not-canonical"),
         pytest.param(record_bytes(disclosure(3), 3).replace(b",", b", ", 1), InvalidInput,
                      "canonical", id="whitespace"),
-        pytest.param(b'{"pad":"' + b"x" * 70_000 + b'"}', InvalidInput, "larger",
+        pytest.param(b'{"pad":"' + b"x" * 1_100_000 + b'"}', InvalidInput, "larger",
                      id="too-large"),
     ],
 )
@@ -168,7 +220,8 @@ def test_record_bytes_are_exactly_rfc_8785(
     rule: str, org: str, request: str, detail: Any, seq: int, when: int
 ) -> None:
     record = dataclasses.replace(
-        disclosure(1), rule=rule, recipient_org=org, request_id=request, time=when
+        disclosure(1), recipient_org=org, request_id=request, time=when,
+        objects=(dataclasses.replace(helper_disclosed(1), rule=rule, producer_org=org),),
     )
     data = record_bytes(record, seq)
     assert data == canonical(json.loads(data))

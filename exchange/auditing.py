@@ -1,0 +1,262 @@
+"""The audit trail of one node: what the service records, and what auditors ask of it.
+
+:class:`AuditTrail` joins the pure ledger (:mod:`exchange.audit`) to the node: its store,
+its checkpoint key (the node's Ed25519 key, :mod:`exchange.nodekey`) and its log origin
+(``settings.audit_origin``). The service calls :meth:`AuditTrail.disclose` before any
+response leaves and wires :func:`exchange.audit.ledger.append` in as the store's audit
+sink, so publish and admin records commit with the change they describe. Auditors (the
+HTTP API, ``exchange audit ...``) use the rest: filtered records, checkpoints, proofs,
+the full verification, exports and member-held checkpoints.
+
+The checkpoint keys an auditor trusts are the node keys in the member registry (purpose
+``node``), every one ever registered, so a checkpoint signed before a key rotation still
+verifies; each signs under the log's origin as its key name.
+
+Errors: :class:`~exchange.errors.StorageError` when the ledger cannot be written or read
+(a read that cannot be recorded is not served); :class:`~exchange.errors.SignatureError`
+for checkpoints that do not verify or a log that does not extend one; the ledger's and
+the query's own errors pass through.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exchange.audit import export as audit_export
+from exchange.audit import ledger, query
+from exchange.audit.checkpoint import Checkpoint, NoteKey, verify_checkpoint
+from exchange.audit.records import MAX_ENTRIES, Entry, Record
+from exchange.audit.tree import leaf_hash
+from exchange.audit.verify import Report
+from exchange.audit.witness import verify_against
+from exchange.config import Settings
+from exchange.errors import NotFound
+from exchange.signing.keys import SigningKey, load_public_pem
+from exchange.storage.base import Store
+
+__all__ = ["AuditTrail", "InclusionProof", "chunks", "default_origin"]
+
+log = logging.getLogger(__name__)
+
+
+def default_origin(settings: Settings) -> str:
+    """The log origin when ``audit_origin`` is not set: from the node's title."""
+    if settings.audit_origin:
+        return settings.audit_origin
+    slug = "".join(c if c.isalnum() or c in "-." else "-" for c in settings.title.lower())
+    return f"{slug.strip('-') or 'cert-exchange'}/audit-log"
+
+
+def chunks(items: Sequence[Any], size: int = MAX_ENTRIES) -> list[Sequence[Any]]:
+    """``items`` in runs of at most ``size`` (the entries of one record)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """A record, its place in a checkpointed tree, and the path that proves it.
+
+    Attributes:
+        seq: The record's index.
+        record: Its canonical bytes (the leaf data).
+        leaf_hash: ``SHA-256(0x00 || record)``.
+        size: The tree size of the checkpoint it is proven against.
+        path: The RFC 9162 audit path.
+        checkpoint: That checkpoint, a signed note.
+    """
+
+    seq: int
+    record: bytes
+    leaf_hash: bytes
+    size: int
+    path: list[bytes]
+    checkpoint: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The proof as JSON (hashes in base64, as C2SP notes carry them)."""
+        return {
+            "seq": self.seq,
+            "record": self.record.decode("utf-8"),
+            "leaf_hash": base64.b64encode(self.leaf_hash).decode("ascii"),
+            "tree_size": self.size,
+            "audit_path": [base64.b64encode(h).decode("ascii") for h in self.path],
+            "checkpoint": self.checkpoint,
+        }
+
+
+class AuditTrail:
+    """The node's ledger: recording, checkpoints and the auditor's questions.
+
+    Args:
+        settings: The node settings (origin, checkpoint interval).
+        store: The store; its ``audit_sink`` is set to the ledger's append.
+        key_loader: Returns the node's checkpoint key when one must be signed
+            (default: :func:`exchange.nodekey.ensure_node_key`); loaded once.
+    """
+
+    def __init__(self, settings: Settings, store: Store, *,
+                 key_loader: Callable[[], SigningKey] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.origin = default_origin(settings)
+        store.audit_sink = ledger.append
+        self._key_loader = key_loader
+        self._key: SigningKey | None = None
+        self._lock = threading.Lock()
+        self._next_checkpoint = 0.0
+
+    # -- recording ---------------------------------------------------------------------
+    def record(self, records: Sequence[Record]) -> list[int]:
+        """Append records in a transaction of their own (one batch); their seqs.
+
+        Raises:
+            StorageError: The ledger could not be written: the caller must not serve
+                what the records describe.
+        """
+        seqs = self.store.append_audit(records)
+        self.maybe_checkpoint()
+        return seqs
+
+    # -- checkpoints -------------------------------------------------------------------
+    def signing_key(self) -> SigningKey:
+        """The node's checkpoint key (loaded on first use)."""
+        with self._lock:
+            if self._key is None:
+                if self._key_loader is None:
+                    from exchange.nodekey import ensure_node_key  # noqa: PLC0415 - a cycle
+
+                    self._key = ensure_node_key(self.settings, self.store)
+                else:
+                    self._key = self._key_loader()
+            return self._key
+
+    def keys(self) -> list[NoteKey]:
+        """The checkpoint keys to trust: every node key in the registry."""
+        out = []
+        for member in self.store.list_member_keys():
+            if member.purpose == "node" and member.org_id is None and member.alg == "Ed25519":
+                out.append(NoteKey.of(self.origin, load_public_pem(member.public_pem)))
+        return out
+
+    def checkpoint(self) -> ledger.StoredCheckpoint:
+        """Sign the current tree head now (the newest checkpoint if the tree did not grow).
+
+        Raises:
+            SignatureError: The log does not extend its newest checkpoint.
+            StorageError: The database failed.
+        """
+        key = self.signing_key()
+        with self.store.audit_transaction(write=True) as conn:
+            stored = ledger.make_checkpoint(conn, key, self.origin, trusted=self.keys())
+        self._next_checkpoint = time.monotonic() + self.settings.audit_checkpoint_seconds
+        return stored
+
+    def maybe_checkpoint(self) -> None:
+        """Checkpoint when ``audit_checkpoint_seconds`` have passed since the last one
+        this process made; failures are logged and retried at the next chance (a missing
+        checkpoint delays evidence, it loses nothing)."""
+        interval = self.settings.audit_checkpoint_seconds
+        if interval <= 0 or time.monotonic() < self._next_checkpoint:
+            return
+        self._next_checkpoint = time.monotonic() + interval
+        try:
+            self.checkpoint()
+        except Exception as e:  # noqa: BLE001 - logged; the next interval retries
+            log.error("audit checkpoint failed: %s", getattr(e, "reason", type(e).__name__))
+
+    def latest_checkpoint(self) -> ledger.StoredCheckpoint:
+        """The newest checkpoint, verified.
+
+        Raises:
+            NotFound: There is none yet.
+            SignatureError: It does not verify with the node keys.
+        """
+        with self.store.audit_transaction() as conn:
+            stored = ledger.latest_checkpoint(conn)
+        if stored is None:
+            raise NotFound("the audit ledger has no checkpoint yet")
+        verify_checkpoint(stored.note, self.keys(), origin=self.origin)
+        return stored
+
+    # -- questions -----------------------------------------------------------------------
+    def find(self, f: query.RecordFilter, *, after: int = -1, limit: int = 100
+             ) -> tuple[list[Entry], int | None]:
+        """One page of matching records (see :func:`exchange.audit.query.find`)."""
+        with self.store.audit_transaction() as conn:
+            return query.find(conn, f, after=after, limit=limit)
+
+    def each(self, f: query.RecordFilter) -> list[Entry]:
+        """Every matching record (for reports over a bounded period)."""
+        with self.store.audit_transaction() as conn:
+            return list(query.iter_matching(conn, f))
+
+    def size(self) -> int:
+        """Records in the log."""
+        with self.store.audit_transaction() as conn:
+            return ledger.current_root(conn).size
+
+    def inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
+        """Prove record ``seq`` is in the newest checkpoint (or the one of ``size``).
+
+        Raises:
+            NotFound: No such record, no checkpoint yet, or the record is newer than the
+                newest checkpoint (make one, or wait for the next).
+        """
+        with self.store.audit_transaction() as conn:
+            stored = (ledger.latest_checkpoint(conn) if size is None
+                      else ledger.checkpoint_at(conn, size))
+            if stored is None:
+                raise NotFound("the audit ledger has no checkpoint yet")
+            body = ledger.record_at(conn, seq)
+            if seq >= stored.size:
+                raise NotFound(f"audit record {seq} is newer than checkpoint {stored.size};"
+                               " make a checkpoint ('exchange audit checkpoint') and ask again")
+            path = ledger.inclusion_proof(conn, seq, stored.size)
+        verify_checkpoint(stored.note, self.keys(), origin=self.origin)
+        return InclusionProof(seq, body, leaf_hash(body), stored.size, path, stored.note)
+
+    def consistency(self, old_size: int, new_size: int | None = None
+                    ) -> tuple[list[bytes], ledger.StoredCheckpoint, ledger.StoredCheckpoint]:
+        """The consistency proof between two checkpoints (the newest if ``new_size`` is None).
+
+        Raises:
+            NotFound: Either checkpoint does not exist.
+            ValueError: The sizes are out of order.
+        """
+        with self.store.audit_transaction() as conn:
+            old = ledger.checkpoint_at(conn, old_size)
+            new = (ledger.latest_checkpoint(conn) if new_size is None
+                   else ledger.checkpoint_at(conn, new_size))
+            if new is None:
+                raise NotFound("the audit ledger has no checkpoint yet")
+            if new.size < old.size:
+                raise ValueError(f"checkpoint {new.size} is older than {old.size}")
+            proof = ledger.consistency_proof(conn, old.size, new.size)
+        return proof, old, new
+
+    def verify(self, *, strict: bool = False) -> Report:
+        """Recompute the whole log and check every checkpoint.
+
+        Raises:
+            VerificationFailed: Something did not verify; the report says what.
+        """
+        with self.store.audit_transaction() as conn:
+            return ledger.verify_all(conn, self.keys(), origin=self.origin, strict=strict)
+
+    def export(self, directory: Path) -> Checkpoint:
+        """Write the evidence for an offline check (:func:`exchange.audit.export.export`)."""
+        with self.store.audit_transaction() as conn:
+            return audit_export.export(conn, directory, self.keys(), origin=self.origin)
+
+    def verify_against(self, saved_note: str) -> Checkpoint:
+        """Prove the log extends a checkpoint a member kept."""
+        with self.store.audit_transaction() as conn:
+            return verify_against(conn, saved_note, self.keys())
+

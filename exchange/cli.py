@@ -484,9 +484,11 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
 
 
 def _register_groups() -> None:
+    from exchange.cli_audit import audit  # noqa: PLC0415
     from exchange.cli_policy import policy  # noqa: PLC0415
 
     main.add_command(policy)
+    main.add_command(audit)
 
 
 _register_groups()

@@ -121,7 +121,8 @@ def _conditions(f: RecordFilter, dialect: str) -> list[sa.ColumnElement[bool]]:
         ))
     if f.policy_digest is not None:
         where.append(sa.or_(contains(_member("policy_digest", f.policy_digest)),
-                            contains(_member("new_digest", f.policy_digest))))
+                            contains(_member("new_digest", f.policy_digest)),
+                            contains(_member("old_digest", f.policy_digest))))
     return where
 
 

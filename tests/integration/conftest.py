@@ -8,6 +8,7 @@ database (SQLite in WAL mode is safe for that across processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -94,7 +95,6 @@ def _wait(url: str, auth: tuple[str, str], proc: subprocess.Popen[bytes]) -> Non
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     home = tmp_path_factory.mktemp("exchange-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     settings = load_settings(home, env={})
     init_home(settings)
     settings = load_settings(home, env={})
@@ -120,16 +120,31 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     n.collections["uz"] = ex.add_collection(
         "UZ only", alias="uz", readers=["UZ-CERT"], writers=["UZ-CERT"])[0].id
 
+    try:
+        with serving(home, n.auth("uz-pub")) as base:
+            n.base = base
+            yield n
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def serving(home: Path, auth: tuple[str, str], workers: int = 2) -> Iterator[str]:
+    """Run ``exchange serve`` on a free loopback port for a home; yield its base URL.
+
+    The server is our child, stopped by its pid (SIGTERM, then SIGKILL after 20 s).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     port = free_port()
-    n.base = f"http://127.0.0.1:{port}"
-    log = (home / "server.log").open("wb")
+    base = f"http://127.0.0.1:{port}"
+    log = (home / "server.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "exchange", "--home", str(home), "serve", "--port", str(port),
-         "--workers", "2"],
+         "--workers", str(workers)],
         env=env, stdout=log, stderr=log)
     try:
-        _wait(f"{n.base}/taxii2/", n.auth("uz-pub"), proc)
-        yield n
+        _wait(f"{base}/taxii2/", auth, proc)
+        yield base
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -138,4 +153,3 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             proc.kill()
             proc.wait()
         log.close()
-        store.close()

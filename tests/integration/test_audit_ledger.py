@@ -1,0 +1,251 @@
+"""The audit ledger end to end: a real server records what it serves; an auditor reports,
+exports and verifies offline; a member keeps a checkpoint and checks the hub against it;
+a read whose ledger write fails serves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from exchange.cli import main
+from exchange.config import load_settings
+from exchange.generate import generate_indicators
+from exchange.model.objects import Tlp
+from exchange.service import Exchange, init_home
+from exchange.storage import open_store
+from tests.integration.conftest import TAXII, serving
+
+START = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+@dataclass
+class Hub:
+    home: Path
+    base: str
+    keys: dict[str, str]
+    jwg: str
+    exchange: Exchange
+
+    def get(self, path: str, account: str, **params: object) -> requests.Response:
+        return requests.get(f"{self.base}/cx/{path}", params=params,  # type: ignore[arg-type]
+                            auth=(account, self.keys[account]),
+                            headers={"Accept": TAXII}, timeout=30)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        result = CliRunner().invoke(main, ["--home", str(self.home), *args],
+                                    env={"EXCHANGE_SERVER_SECRET": None, **(env or {})})
+        return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    home = tmp_path_factory.mktemp("audit-hub")
+    init_home(load_settings(home, env={}))
+    settings = load_settings(home, env={})
+    store = open_store(settings)
+    ex = Exchange(settings, store)
+    keys = {}
+    for org in ("UZ-CERT", "PK-CERT", "Operator"):
+        ex.add_org(org)
+    for account, org, role in [("uz-pub", "UZ-CERT", "publisher"),
+                               ("pk-reader", "PK-CERT", "consumer"),
+                               ("auditor", "Operator", "auditor")]:
+        ex.add_account(account, org=org, role=role)
+        keys[account] = ex.create_api_key(account)[1]
+    jwg = ex.add_collection("Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
+                            writers=["UZ-CERT"])[0].id
+    ex.add_collection("UZ only", alias="uz", readers=["UZ-CERT"], writers=["UZ-CERT"])
+    try:
+        with serving(home, ("uz-pub", keys["uz-pub"])) as base:
+            yield Hub(home, base, keys, jwg, ex)
+    finally:
+        store.close()
+
+
+def _publish(hub: Hub, count: int, seed: int) -> list[str]:
+    identity = hub.exchange.store.find_org("UZ-CERT").identity_id
+    objects = list(generate_indicators(count, identity_id=identity, seed=seed, start=START,
+                                       tlp_weights={Tlp.GREEN: 1.0}))
+    response = requests.post(
+        f"{hub.base}/cx/collections/{hub.jwg}/objects/",
+        data=json.dumps({"objects": objects}), auth=("uz-pub", hub.keys["uz-pub"]),
+        headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=60)
+    assert response.status_code == 202, response.text
+    assert response.json()["success_count"] == count
+    return [o["id"] for o in objects]
+
+
+def _read_all(hub: Hub, account: str, limit: int = 10) -> list[str]:
+    seen: list[str] = []
+    params: dict[str, object] = {"limit": limit}
+    for _ in range(100):
+        page = hub.get(f"collections/{hub.jwg}/objects/", account, **params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [o["id"] for o in body.get("objects", [])]
+        if not body["more"]:
+            return seen
+        params = {"limit": limit, "next": body["next"]}
+    raise AssertionError("paging did not end")
+
+
+def test_an_auditor_reports_exports_and_verifies_offline(hub: Hub, tmp_path: Path) -> None:
+    ids = _publish(hub, 25, seed=1)
+    read = _read_all(hub, "pk-reader")
+    assert set(ids) <= set(read)
+    one = hub.get(f"collections/{hub.jwg}/objects/{ids[0]}/", "pk-reader")
+    assert one.status_code == 200
+
+    code, out, err = hub.cli("audit", "checkpoint", "--json")
+    assert code == 0, err
+    size = json.loads(out)["size"]
+
+    code, out, err = hub.cli("audit", "report", "--recipient", "PK-CERT", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    # Every object read, plus the one read by id, is one disclosure to PK-CERT.
+    assert report["totals"]["disclosures"] == len(read) + 1
+    assert report["totals"]["by_producer"] == {"UZ-CERT": len(read) + 1}
+    assert report["totals"]["by_tlp"]["green"] == len(read) + 1
+    assert report["checkpoint"]["size"] == size
+    assert report["covered"] is True
+    rows = report["disclosures"]
+    assert {r["object_id"] for r in rows} == set(read)
+    assert {r["channel"] for r in rows} == {"taxii:get_objects", "taxii:get_object"}
+    assert all(r["rule"] == "baseline-tlp-green" for r in rows)
+    assert all(r["object_digest"].startswith("sha256:") for r in rows)
+
+    code, out, err = hub.cli("audit", "report", "--recipient", "PK-CERT", "--quarter", "2026Q1",
+                             "--format", "csv")
+    assert code == 0, err
+    assert out.strip().count("\n") == 0  # the header only: nothing was read in Q1 2026
+
+    code, html, err = hub.cli("audit", "report", "--recipient", "PK-CERT", "--format", "html")
+    assert code == 0, err
+    assert "PK-CERT" in html
+    assert str(size) in html
+
+    # The publish was recorded too, with its 25 versions, by the publishing account.
+    code, out, err = hub.cli("audit", "records", "--kind", "publish")
+    assert code == 0, err
+    published = [json.loads(line) for line in out.splitlines()]
+    assert sum(len(r["objects"]) for r in published) >= 25
+    assert {r["account"] for r in published} == {"uz-pub"}
+
+    export = tmp_path / "evidence"
+    code, out, err = hub.cli("audit", "export", str(export))
+    assert code == 0, err
+    # Offline: another process, no home, no database, no server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    env["EXCHANGE_HOME"] = str(tmp_path / "nowhere")
+    checked = subprocess.run(
+        [sys.executable, "-m", "exchange", "audit", "verify", "--export", str(export)],
+        env=env, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "verified" in checked.stdout
+    assert not (tmp_path / "nowhere").exists()
+
+    # One changed record in the evidence is caught.
+    lines = (export / "records.jsonl").read_bytes().splitlines(keepends=True)
+    victim = next(i for i, line in enumerate(lines) if b'"PK-CERT"' in line)
+    lines[victim] = lines[victim].replace(b'"PK-CERT"', b'"KZ-CERT"', 1)
+    (export / "records.jsonl").write_bytes(b"".join(lines))
+    code, out, _ = hub.cli("audit", "verify", "--export", str(export))
+    assert code == 1
+    assert "does NOT verify" in out
+    assert "changed, removed, reordered or inserted" in out
+
+    code, out, err = hub.cli("audit", "verify")
+    assert code == 0, out + err
+    code, out, err = hub.cli("audit", "proof", "0")
+    assert code == 0, err
+    assert json.loads(out)["tree_size"] == size
+
+
+def test_a_member_keeps_a_checkpoint_and_the_hub_can_only_grow(hub: Hub,
+                                                              tmp_path: Path) -> None:
+    _publish(hub, 5, seed=2)
+    assert hub.cli("audit", "checkpoint")[0] == 0
+    saved = tmp_path / "pk-saved.json"
+    member = {"EXCHANGE_API_KEY": hub.keys["pk-reader"]}
+    code, _, err = hub.cli("audit", "checkpoint", "--save", str(saved), "--url",
+                           f"{hub.base}/cx/", "--user", "pk-reader", env=member)
+    assert code == 0, err
+    kept = json.loads(saved.read_text())
+    assert kept["verifier_keys"]
+
+    _read_all(hub, "pk-reader")
+    assert hub.cli("audit", "checkpoint")[0] == 0
+    code, out, err = hub.cli("audit", "verify", "--against", str(saved), "--url",
+                             f"{hub.base}/cx/", "--user", "pk-reader", "--json", env=member)
+    assert code == 0, err
+    grown = json.loads(out)
+    assert grown["latest_size"] > grown["saved_size"]
+    # The same check on the hub's own database agrees.
+    code, out, err = hub.cli("audit", "verify", "--against", str(saved), "--json")
+    assert code == 0, err
+    assert json.loads(out)["saved_size"] == grown["saved_size"]
+
+    # A kept checkpoint whose root was changed no longer verifies: the hub cannot pass it.
+    forged = dict(kept)
+    lines = kept["note"].split("\n")
+    lines[2] = "A" * 43 + "="
+    forged["note"] = "\n".join(lines)
+    bad = tmp_path / "forged.json"
+    bad.write_text(json.dumps(forged))
+    code, out, err = hub.cli("audit", "verify", "--against", str(bad), "--url",
+                             f"{hub.base}/cx/", "--user", "pk-reader", env=member)
+    assert code == 1
+    assert "signature" in (out + err).lower()
+
+
+def test_a_read_whose_ledger_write_fails_serves_nothing(hub: Hub) -> None:
+    _publish(hub, 3, seed=3)
+    database = hub.home / "exchange.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TRIGGER cx_test_ledger_down BEFORE INSERT ON audit_records"
+                   " BEGIN SELECT RAISE(ABORT, 'ledger down'); END")
+    try:
+        response = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=5)
+        assert response.status_code == 503
+        body = response.json()
+        assert "objects" not in body
+        assert "indicator--" not in response.text
+        assert body["title"] == "Storage unavailable"
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("DROP TRIGGER cx_test_ledger_down")
+    again = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=5)
+    assert again.status_code == 200
+    assert again.json()["objects"]
+
+
+def test_refusals_and_admin_changes_are_recorded(hub: Hub) -> None:
+    uz_only = hub.exchange.store.get_collection("cx", "uz").id
+    refused = hub.get(f"collections/{uz_only}/objects/", "pk-reader")
+    assert refused.status_code == 404
+    code, out, err = hub.cli("audit", "records", "--kind", "denial", "--recipient", "PK-CERT")
+    assert code == 0, err
+    denials = [json.loads(line) for line in out.splitlines()]
+    assert any(d["collection"] == uz_only and d["rule"] == "deny-no-grant"
+               and d["request_id"] == refused.headers["X-Request-ID"] for d in denials)
+
+    assert hub.cli("account", "add", "kz-new", "--org", "Operator", "--role", "consumer")[0] == 0
+    code, out, err = hub.cli("audit", "records", "--kind", "admin")
+    assert code == 0, err
+    actions = [(r["action"], r["details"].get("name")) for r in map(json.loads, out.splitlines())]
+    assert ("account.create", "kz-new") in actions
+    assert ("org.create", "PK-CERT") in actions
+    secrets = list(hub.keys.values())
+    assert not any(secret in out for secret in secrets)

@@ -21,7 +21,10 @@ the query's own errors pass through.
 from __future__ import annotations
 
 import base64
+import getpass
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,10 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from exchange.audit import export as audit_export
 from exchange.audit import ledger, query
 from exchange.audit.checkpoint import Checkpoint, NoteKey, verify_checkpoint
-from exchange.audit.records import MAX_ENTRIES, Entry, Record
+from exchange.audit.records import (
+    MAX_ENTRIES,
+    Admin,
+    Entry,
+    Kind,
+    PolicyReload,
+    Prepared,
+    Record,
+    parse_record,
+)
 from exchange.audit.tree import leaf_hash
 from exchange.audit.verify import Report
 from exchange.audit.witness import verify_against
@@ -40,8 +54,16 @@ from exchange.config import Settings
 from exchange.errors import NotFound
 from exchange.signing.keys import SigningKey, load_public_pem
 from exchange.storage.base import Store
+from exchange.storage.schema import audit_records
 
-__all__ = ["AuditTrail", "InclusionProof", "chunks", "default_origin"]
+__all__ = [
+    "AuditTrail",
+    "InclusionProof",
+    "admin_record",
+    "chunks",
+    "default_origin",
+    "os_actor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +74,32 @@ def default_origin(settings: Settings) -> str:
         return settings.audit_origin
     slug = "".join(c if c.isalnum() or c in "-." else "-" for c in settings.title.lower())
     return f"{slug.strip('-') or 'cert-exchange'}/audit-log"
+
+
+def os_actor() -> str:
+    """``cli:<user>``: the OS user running this process, the actor of its admin records."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "_", user)[:64] or "unknown"
+    return f"cli:{cleaned}"
+
+
+def admin_record(action: str, target: str, details: dict[str, str | int | bool | None], *,
+                 actor: str | None = None, request_id: str | None = None) -> Admin:
+    """The record of an administrative change (None-valued details are left out).
+
+    Args:
+        action: ``<thing>.<verb>``, e.g. ``key.revoke``.
+        target: The id of the thing changed.
+        details: Further facts; never a secret.
+        actor: Who; the OS user (:func:`os_actor`) by default.
+        request_id: The HTTP request, if any.
+    """
+    return Admin(time=time.time_ns() // 1000, actor=actor or os_actor(), action=action,
+                 target=target, details={k: v for k, v in details.items() if v is not None},
+                 request_id=request_id)
 
 
 def chunks(items: Sequence[Any], size: int = MAX_ENTRIES) -> list[Sequence[Any]]:
@@ -113,7 +161,7 @@ class AuditTrail:
         self._next_checkpoint = 0.0
 
     # -- recording ---------------------------------------------------------------------
-    def record(self, records: Sequence[Record]) -> list[int]:
+    def record(self, records: Sequence[Record | Prepared]) -> list[int]:
         """Append records in a transaction of their own (one batch); their seqs.
 
         Raises:
@@ -123,6 +171,36 @@ class AuditTrail:
         seqs = self.store.append_audit(records)
         self.maybe_checkpoint()
         return seqs
+
+    def record_policy(self, digest: str, *, actor: str) -> bool:
+        """Record that the policy ``digest`` is in force, unless the ledger already says so.
+
+        Every worker of a node notices a policy change on its own; the first to record
+        it wins and the others find it recorded (the check and the append share one
+        write transaction). The old digest is the one the ledger last recorded.
+
+        Returns:
+            True when a record was appended.
+
+        Raises:
+            StorageError: The ledger could not be read or written.
+        """
+        records = audit_records.c
+        with self.store.audit_transaction(write=True) as conn:
+            last = conn.execute(
+                sa.select(records.body).where(records.kind == Kind.POLICY_RELOAD.value)
+                .order_by(records.seq.desc()).limit(1)).scalar_one_or_none()
+            old = None
+            if last is not None:
+                entry = parse_record(bytes(last)).record
+                old = entry.new_digest if isinstance(entry, PolicyReload) else None
+            if old == digest:
+                return False
+            ledger.append(conn, [PolicyReload(time=time.time_ns() // 1000, actor=actor,
+                                              old_digest=old, new_digest=digest,
+                                              request_id=None)])
+        log.info("audit: policy %s recorded in force (was %s)", digest, old)
+        return True
 
     # -- checkpoints -------------------------------------------------------------------
     def signing_key(self) -> SigningKey:

@@ -434,7 +434,7 @@ def audit_checkpoint(ctx_obj: Any, save_to: str | None, verifiers: tuple[str, ..
         _save(save_to, note, trusted)
     data = {"origin": checkpoint.origin, "size": checkpoint.size,
             "root": base64.b64encode(checkpoint.root).decode(), "note": note,
-            "saved_to": save_to}
+            "verifier_keys": [k.verifier() for k in trusted], "saved_to": save_to}
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

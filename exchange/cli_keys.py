@@ -31,6 +31,8 @@ import click
 import rfc8785
 
 from exchange import keyring
+from exchange.audit import ledger
+from exchange.auditing import admin_record
 from exchange.config import Settings
 from exchange.errors import ConfigError, InvalidInput, MalformedJSON
 from exchange.model.jsonparse import parse_json
@@ -39,7 +41,7 @@ from exchange.nodekey import node_identity
 from exchange.publishing import MAX_INPUT_BYTES, objects_in
 from exchange.signer import SigningReport, sign_all
 from exchange.signing.keyfiles import read_private_key, write_private_key
-from exchange.signing.keys import ALGORITHMS, Algorithm, SigningKey, generate
+from exchange.signing.keys import ALGORITHMS, Algorithm, SigningKey, generate, load_public_pem
 from exchange.signing.registry import KeyRecord, format_micros
 from exchange.storage import open_store
 from exchange.storage.base import Store
@@ -90,6 +92,7 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 @contextmanager
 def _store(home: _Home) -> Iterator[Store]:
     store = open_store(home.settings)
+    store.audit_sink = ledger.append  # key changes are recorded with the change
     try:
         store.check_schema()
         yield store
@@ -251,7 +254,10 @@ def keys_register(home: _Home, org_name: str, public_key: str, valid_from: str |
                   valid_until: str | None, as_json: bool) -> None:
     """Register a member's public key (admin)."""
     pem = _read_small(public_key, "public key file")
-    with _store(home) as store:
+    with _store(home) as store, store.audited([admin_record(
+            "key.register", load_public_pem(pem).kid, {"org": org_name,
+                                                       "valid_from": valid_from,
+                                                       "valid_until": valid_until})]):
         record = keyring.register_key(
             store, org_name, pem, valid_from=_micros(valid_from, "--valid-from"),
             valid_until=_micros(valid_until, "--valid-until"))
@@ -281,7 +287,8 @@ def keys_list(home: _Home, org_name: str | None, as_json: bool) -> None:
 def keys_rotate(home: _Home, org_name: str, public_key: str, as_json: bool) -> None:
     """Register a new key and retire the organisation's active keys now (admin)."""
     pem = _read_small(public_key, "public key file")
-    with _store(home) as store:
+    with _store(home) as store, store.audited([admin_record(
+            "key.rotate", load_public_pem(pem).kid, {"org": org_name})]):
         new, retired = keyring.rotate_key(store, org_name, pem)
         org = store.find_org(org_name).name
     data = {"new": _key_json(new, org, "object"),
@@ -301,7 +308,9 @@ def keys_revoke(home: _Home, kid: str, compromised_since: str, as_json: bool) ->
     """Revoke a key: objects recorded from COMPROMISED_SINCE on no longer verify (admin)."""
     since = _micros(compromised_since, "--compromised-since")
     with _store(home) as store:
-        keyring.revoke_key(store, kid, since if since is not None else _now())
+        with store.audited([admin_record("key.revoke", kid, {
+                "compromised_since": compromised_since})]):
+            keyring.revoke_key(store, kid, since if since is not None else _now())
         listed = [k for k in _listed(home, store) if k.record.kid == kid]
         affected = keyring.affected_versions(store, kid)
     after = sum(v.after_compromise for v in affected)

@@ -255,5 +255,10 @@ def _print_guide(base: str, api_root: str, world: dict[str, Any], home: Path) ->
         f"{keys['uz-analyst']} exchange publish iocs.txt --url {jwg} --user uz-analyst "
         f"--identity {world['orgs']['UZ-CERT']} --tlp green",
         "",
+        "  what the UZ national SOC received, from the audit ledger (after a pull):",
+        f"    exchange --home {home} audit checkpoint >/dev/null && exchange --home {home}"
+        " audit report --recipient UZ-SOC --format html --out uz-soc-report.html",
+        f"    exchange --home {home} audit verify",
+        "",
     ]
     print("\n".join(lines), flush=True)

@@ -4,6 +4,10 @@ A :class:`PolicySource` reads ``policies/`` through the pure loader and keeps th
 good set in force: a changed directory is re-read at most every ``interval`` seconds,
 and a broken change is refused (logged with the loader's clear message) while the
 previous policy stays in force. Nothing is re-marked: a change applies to later reads.
+
+``on_change(old_digest, new_digest)``, when set, is called before a changed policy takes
+effect (the service records it in the audit ledger); if it raises, the change is not
+taken and is tried again at the next check, so no policy is ever in force unrecorded.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exchange.errors import ConfigError
@@ -29,6 +34,8 @@ class PolicySource:
         self._current: PolicySet | None = None
         self._checked = 0.0
         self.last_error: str | None = None
+        #: Called with (old digest, new digest) before a changed policy takes effect.
+        self.on_change: Callable[[str | None, str], None] | None = None
 
     def load(self) -> PolicySet:
         """Load the policy for the first time.
@@ -67,8 +74,17 @@ class PolicySource:
             self.last_error = e.reason
             return current
         self.last_error = None
-        if fresh.digest != current.digest:
-            log.info("policy reloaded: %s -> %s", current.digest, fresh.digest)
-            with self._lock:
-                self._current = fresh
-        return fresh if fresh.digest != current.digest else current
+        if fresh.digest == current.digest:
+            return current
+        if self.on_change is not None:
+            try:
+                self.on_change(current.digest, fresh.digest)
+            except Exception as e:  # noqa: BLE001 - any failure keeps the old policy
+                log.error("policy change to %s not taken: it could not be recorded (%s);"
+                          " keeping %s in force", fresh.digest,
+                          getattr(e, "reason", type(e).__name__), current.digest)
+                return current
+        log.info("policy reloaded: %s -> %s", current.digest, fresh.digest)
+        with self._lock:
+            self._current = fresh
+        return fresh

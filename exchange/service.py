@@ -23,11 +23,9 @@ Access rules applied here (the sharing-policy engine refines the read side):
 from __future__ import annotations
 
 import contextvars
-import getpass
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -42,13 +40,11 @@ from exchange import apikeys
 from exchange.audit.records import (
     Admin,
     Denial,
-    Disclosed,
-    Disclosure,
+    DisclosureBuilder,
     Publish,
     Published,
-    object_digest,
 )
-from exchange.auditing import AuditTrail, chunks
+from exchange.auditing import AuditTrail, admin_record, chunks, os_actor
 from exchange.config import SECRET_FILE, Settings
 from exchange.derive import derive, derived_id
 from exchange.errors import (
@@ -105,8 +101,9 @@ from exchange.storage.base import (
     StatusDetail,
     Store,
     StoredVersion,
+    VersionMatch,
 )
-from exchange.storage.timestamps import to_micros
+from exchange.storage.timestamps import from_micros, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +278,11 @@ class Exchange:
         self.audit = AuditTrail(settings, store)
         #: Who makes administrative changes through this instance, for the ledger
         #: (the command line: ``cli:<OS user>``).
-        self.actor = _os_actor()
+        self.actor = os_actor()
         self._org_names: dict[str, str] = {}
+        if policy is not None:
+            policy.on_change = self._policy_changed
+
         # Collections a principal may see, for settings.cache_seconds (grant changes
         # take effect within that time, like key revocations).
         self._collection_cache: dict[tuple[str, str, str],
@@ -292,13 +292,21 @@ class Exchange:
         # working within that time); keyed by the HMAC of the secret, never the secret.
         self._auth_cache: dict[tuple[str, str, bytes], tuple[Principal, float]] = {}
 
+    def _policy_changed(self, old: str | None, new: str) -> None:
+        """A new policy is about to take effect: record it first (PolicySource.on_change)."""
+        self.audit.record_policy(new, actor="node:policy-files")
+
+    def record_policy_in_force(self) -> bool:
+        """Record the policy in force if the ledger does not say so yet (server start: the
+        files may have changed while the node was down). False when nothing was new."""
+        return self.audit.record_policy(self.policy_digest(), actor="node:policy-files")
+
     # -- audit records -------------------------------------------------------------------
     def _admin(self, action: str, target: str,
                details: dict[str, str | int | bool | None]) -> Admin:
         """The ledger's record of an administrative change made through this instance."""
-        return Admin(time=now_micros(), actor=self.actor, action=action, target=target,
-                     details={k: v for k, v in details.items() if v is not None},
-                     request_id=_request_id.get())
+        return admin_record(action, target, details, actor=self.actor,
+                            request_id=_request_id.get())
 
     def admin_record(self, action: str, target: str,
                      details: dict[str, str | int | bool | None]) -> Admin:
@@ -807,27 +815,27 @@ class Exchange:
         if not rows:
             return
         rule_of = self._rule_namer(principal, result.collection)
-        digest = self.policy_digest()
-        entries = [
-            Disclosed(
-                object_id=self.shown_id(result, row),
-                object_version=row.version,
-                date_added=row.date_added,
-                object_digest=object_digest(bodies[i]) if bodies is not None else None,
-                producer_org=self.org_name(row.producer_org),
-                tlp=row.effective_tlp,
-                rule=rule_of(row),
-            )
-            for i, row in enumerate(rows)
-        ]
-        when = now_micros()
-        request_id = _request_id.get() or f"local:{uuid.uuid4().hex}"
-        self.audit.record([
-            Disclosure(time=when, channel=channel, recipient_account=principal.account_name,
-                       recipient_org=principal.org_name, collection=result.collection.id,
-                       policy_digest=digest, request_id=request_id, objects=tuple(part))
-            for part in chunks(entries)
-        ])
+        builder = DisclosureBuilder(
+            time=now_micros(), channel=channel, recipient_account=principal.account_name,
+            recipient_org=principal.org_name, collection=result.collection.id,
+            policy_digest=self.policy_digest(),
+            request_id=_request_id.get() or f"local:{uuid.uuid4().hex}")
+        # A full page is a thousand rows: this loop is the ledger's cost per object, so
+        # it makes no call it can avoid (the same values as shown_id and org_name).
+        transforms, reader = result.transforms, result.reader_org
+        names = self._org_names
+        add = builder.add
+        for i, row in enumerate(rows):
+            producer = row.producer_org
+            add(row.id if not transforms or producer == reader
+                else derived_id(row.id, transforms),
+                row.version,
+                row.date_added,
+                bodies[i] if bodies is not None else None,
+                None if producer is None else (names.get(producer) or self.org_name(producer)),
+                row.effective_tlp,
+                rule_of(row))
+        self.audit.record(builder.records())
 
     def _rule_namer(self, principal: Principal, collection: Collection
                     ) -> Callable[[StoredVersion], str]:
@@ -914,8 +922,13 @@ class Exchange:
             raise NotFound(f"object {object_id!r} not found")
         if principal.role is not Role.ADMIN and page.rows[0].producer_org != principal.org_id:
             raise PermissionDenied("only the organisation that created an object may delete it")
-        deleted = self.store.delete_object(collection.id, object_id, query.versions,
-                                           query.spec_versions)
+        record = admin_record("object.delete", object_id, {
+            "collection": collection.id, "org": principal.org_name,
+            "versions": _describe_versions(query.versions),
+        }, actor=principal.account_name, request_id=_request_id.get())
+        with self.store.audited([record]):
+            deleted = self.store.delete_object(collection.id, object_id, query.versions,
+                                               query.spec_versions)
         log.info("%s deleted %d version(s) of %s from %s", principal.account_name, deleted,
                  object_id, collection.title)
         return deleted
@@ -1003,14 +1016,13 @@ class Exchange:
         return status
 
 
-def _os_actor() -> str:
-    """``cli:<user>``: the OS user running this process, for admin records."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "_", user)[:64] or "unknown"
-    return f"cli:{cleaned}"
+def _describe_versions(match: VersionMatch) -> str:
+    """``match[version]`` as the ledger shows it: ``all``, ``first,last``, timestamps."""
+    if match.all:
+        return "all"
+    parts = [name for name, on in (("first", match.first), ("last", match.last)) if on]
+    parts += [from_micros(v) for v in match.exact]
+    return ",".join(parts)[:512] or "last"
 
 
 def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:

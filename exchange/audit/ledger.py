@@ -48,7 +48,7 @@ from exchange.audit.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from exchange.audit.records import Record, index_columns, record_bytes
+from exchange.audit.records import Prepared, Record, prepare
 from exchange.audit.tree import (
     HASH_SIZE,
     Frontier,
@@ -154,12 +154,14 @@ def _read_frontier(conn: Connection, *, lock: bool = False) -> Frontier:
         ) from None
 
 
-def append(conn: Connection, records: Sequence[Record]) -> list[int]:
+def append(conn: Connection, records: Sequence[Record | Prepared]) -> list[int]:
     """Append records as one batch, in the caller's transaction.
 
     Args:
         conn: A connection in a write transaction; the append commits with it.
-        records: The records, in order (e.g. every disclosure of one response).
+        records: The records, in order (e.g. every disclosure of one response), typed
+            or already rendered (:class:`~exchange.audit.records.Prepared`: the rendering
+            happens before the write lock is taken; only the seq is added under it).
 
     Returns:
         The ``seq`` given to each record.
@@ -170,6 +172,7 @@ def append(conn: Connection, records: Sequence[Record]) -> list[int]:
     """
     if not records:
         return []
+    prepared = [r if isinstance(r, Prepared) else prepare(r) for r in records]
     frontier = _read_frontier(conn, lock=True)
     first = frontier.size
     nodes: list[dict[str, Any]] = []
@@ -179,16 +182,15 @@ def append(conn: Connection, records: Sequence[Record]) -> list[int]:
             nodes.append({"level": level, "idx": index, "hash": digest})
 
     rows = []
-    for record in records:
+    for record in prepared:
         seq = frontier.size
-        body = record_bytes(record, seq)
+        body = record.data(seq)
         leaf = leaf_hash(body)
         frontier.append(leaf, keep)
-        recipient, producer, object_id = index_columns(record)
         rows.append({
-            "seq": seq, "kind": record.KIND.value, "time": record.time,
-            "recipient_org": recipient, "producer_org": producer, "object_id": object_id,
-            "body": body, "leaf_hash": leaf,
+            "seq": seq, "kind": record.kind.value, "time": record.time,
+            "recipient_org": record.recipient_org, "producer_org": record.producer_org,
+            "object_id": record.object_id, "body": body, "leaf_hash": leaf,
         })
     with _database("append records"):
         conn.execute(sa.insert(audit_records), rows)

@@ -4,10 +4,10 @@ A record is one leaf; a publish or disclosure record holds the object versions o
 request (:mod:`exchange.audit.records`). Recipient, kind and time are indexed columns of
 ``audit_records``. Producer, object and policy digest live inside the record bytes: a
 record of one producer or one object also carries them as columns, and a batch that
-mixes several is found by matching its canonical bytes (``"producer_org":"<name>"``),
-then confirmed on the parsed record. Because the bytes are canonical (RFC 8785, no
-insignificant whitespace), that match is exact up to the confirmation step: it never
-misses a record, and a false hit (the text inside another field) is dropped.
+mixes several is found by searching its canonical bytes for the value as a JSON string
+(``"UZ-CERT"``), then confirmed on the parsed record. Because the bytes are canonical
+(RFC 8785: one encoding per string), the search never misses a record, and a false hit
+(the same text in another field) is dropped by the confirmation.
 
 :func:`find` pages by ``seq`` (``after``), so an auditor walks any range with bounded
 memory; :func:`matching_entries` narrows a batch to the entries the filter names.
@@ -28,6 +28,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
 from exchange.audit.records import (
+    Admin,
     Disclosed,
     Disclosure,
     Entry,
@@ -86,9 +87,10 @@ class RecordFilter:
         return self.producer_org is not None or self.object_id is not None
 
 
-def _member(name: str, value: str) -> bytes:
-    """The canonical bytes of ``"name":"value"`` as they appear inside a record."""
-    return json.dumps({name: value}, ensure_ascii=False, separators=(",", ":"))[1:-1].encode()
+def _string(value: str) -> bytes:
+    """The canonical bytes of a JSON string value as it appears inside a record (as an
+    object member's value or an entry array's element)."""
+    return json.dumps(value, ensure_ascii=False).encode()
 
 
 def _conditions(f: RecordFilter, dialect: str) -> list[sa.ColumnElement[bool]]:
@@ -111,18 +113,15 @@ def _conditions(f: RecordFilter, dialect: str) -> list[sa.ColumnElement[bool]]:
         # (a publish's producer is its "org").
         where.append(sa.or_(
             _R.producer_org == f.producer_org,
-            sa.and_(_R.producer_org.is_(None),
-                    contains(_member("producer_org", f.producer_org))),
+            sa.and_(_R.producer_org.is_(None), contains(_string(f.producer_org))),
         ))
     if f.object_id is not None:
         where.append(sa.or_(
             _R.object_id == f.object_id,
-            sa.and_(_R.object_id.is_(None), contains(_member("object_id", f.object_id))),
+            sa.and_(_R.object_id.is_(None), contains(_string(f.object_id))),
         ))
     if f.policy_digest is not None:
-        where.append(sa.or_(contains(_member("policy_digest", f.policy_digest)),
-                            contains(_member("new_digest", f.policy_digest)),
-                            contains(_member("old_digest", f.policy_digest))))
+        where.append(contains(_string(f.policy_digest)))
     return where
 
 
@@ -151,6 +150,8 @@ def _confirmed(record: Record, f: RecordFilter) -> bool:
         digest = getattr(record, "policy_digest", None) or getattr(record, "new_digest", None)
         if digest != f.policy_digest and getattr(record, "old_digest", None) != f.policy_digest:
             return False
+    if isinstance(record, Admin):  # e.g. object.delete: its target is the object
+        return f.producer_org is None and f.object_id in (None, record.target)
     if f.narrows_entries:
         return bool(matching_entries(record, f))
     return True

@@ -211,6 +211,8 @@ audit_records = Table(
 )
 Index("ix_audit_records_recipient", audit_records.c.recipient_org, audit_records.c.time)
 Index("ix_audit_records_object", audit_records.c.object_id, audit_records.c.seq)
+# Revision 0004: by kind, for one-kind queries (the newest policy reload, denials).
+Index("ix_audit_records_kind", audit_records.c.kind, audit_records.c.seq)
 
 # Hashes of the complete subtrees of 256**k leaves (levels 8, 16, 24, ...: the bottom
 # rows of C2SP tlog-tiles), so a proof reads at most 128 hashes per subtree it needs.

@@ -23,9 +23,13 @@ through the Alembic revisions in ``migrations/``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -117,6 +121,57 @@ def _reason(error: exc.SQLAlchemyError) -> str:
     return "the database failed; nothing was changed"
 
 
+class _WriterLock:
+    """Queues this node's SQLite writers: a thread lock inside a process, then an
+    advisory file lock (``flock``) beside the database across processes.
+
+    SQLite's own busy handler makes a writer that finds the database locked sleep 1, 2,
+    5, 10, 15, 20, 25... ms before it looks again, so a few concurrent short writes (the
+    audit ledger writes one per response) turn into tens of milliseconds of waiting.
+    Here a waiting thread wakes the moment the lock is released, and a waiting process
+    looks again within a millisecond. The file is opened once per process (a lock taken
+    through a descriptor inherited across ``fork`` would be shared, not exclusive).
+    """
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self._path = path
+        self._timeout = timeout
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        deadline = time.monotonic() + self._timeout
+        if not self._thread_lock.acquire(timeout=self._timeout):
+            raise StorageError("the database is unavailable or busy; try again")
+        try:
+            fd = self._descriptor()
+            pause = 0.0002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StorageError(
+                            "the database is unavailable or busy; try again") from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.001)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
 class SqlStore(Store):
     """The store on SQLite or PostgreSQL, chosen by URL.
 
@@ -154,6 +209,7 @@ class SqlStore(Store):
         )
         self._now = now or (lambda: time.time_ns() // 1000)
         self._engine: Engine | None = None
+        self._writer_lock: _WriterLock | None = None
 
     def __repr__(self) -> str:
         return f"SqlStore({redact_url(self._url)!r})"
@@ -180,6 +236,10 @@ class SqlStore(Store):
         if self._engine is not None:
             return
         self._engine = create_engine(self._url, self._sqlite)
+        database = self._engine.url.database
+        if self._engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+            self._writer_lock = _WriterLock(Path(f"{database}.writer-lock"),
+                                            self._sqlite.busy_timeout_ms / 1000)
 
     def close(self) -> None:
         """Dispose of the engine and its pooled connections."""
@@ -246,8 +306,10 @@ class SqlStore(Store):
         commits.
         """
         engine = self._require_engine()
+        queue = (self._writer_lock.held() if write and self._writer_lock is not None
+                 else contextlib.nullcontext())
         try:
-            with engine.connect() as conn:
+            with queue, engine.connect() as conn:
                 if write:
                     conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():

@@ -150,6 +150,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
         store = open_store(settings)
         store.check_schema()
         exchange = Exchange(settings, store, policy=policy)
+        exchange.record_policy_in_force()
     tokens = NextTokens(settings.secret_bytes())
 
     app = Flask("exchange.taxii")

@@ -249,3 +249,14 @@ def test_refusals_and_admin_changes_are_recorded(hub: Hub) -> None:
     assert ("org.create", "PK-CERT") in actions
     secrets = list(hub.keys.values())
     assert not any(secret in out for secret in secrets)
+
+    (victim,) = _publish(hub, 1, seed=4)
+    gone = requests.delete(f"{hub.base}/cx/collections/{hub.jwg}/objects/{victim}/",
+                           auth=("uz-pub", hub.keys["uz-pub"]), headers={"Accept": TAXII},
+                           timeout=30)
+    assert gone.status_code == 200
+    code, out, err = hub.cli("audit", "records", "--kind", "admin", "--object", victim)
+    assert code == 0, err
+    (deleted,) = [json.loads(line) for line in out.splitlines()]
+    assert (deleted["action"], deleted["actor"], deleted["details"]["versions"]) == (
+        "object.delete", "uz-pub", "all")

@@ -7,10 +7,12 @@
 On a fresh SQLite file (``synchronous=FULL``, as the exchange runs by default) or on
 ``--url`` (an empty database or PostgreSQL schema):
 
-* ``append``: ``ledger.append`` of disclosure records in batches of ``--batch`` (100, one
-  TAXII page), one write transaction and commit per batch, as a response would do:
-  records/s and the p50/p99 time of one batch (build, canonical bytes, hashes, insert,
-  commit);
+* ``append``: ``ledger.append`` of one-entry disclosure records in batches of ``--batch``,
+  one write transaction and commit per batch: records/s and the p50/p99 time of one batch
+  (build, canonical bytes, hashes, insert, commit);
+* ``append_pages``: what one TAXII page of ``--page`` disclosures costs the way the server
+  records it (records of up to 256 entries each, one transaction): microseconds per
+  disclosure and the p50/p99 time of one page;
 * ``fill``: the ledger grown to ``--records`` (batches of 5000, a checkpoint every 100k;
   on PostgreSQL then ``VACUUM ANALYZE``, as autovacuum would have done);
 * ``verify``: ``ledger.verify_all`` over the whole ledger, in a child process so that its
@@ -45,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from exchange.audit import ledger  # noqa: E402
+from exchange.audit.records import MAX_ENTRIES  # noqa: E402
 from exchange.audit.tree import (  # noqa: E402
     Frontier,
     leaf_hash,
@@ -80,6 +83,24 @@ def _append_batches(engine: sa.Engine, start: int, count: int, batch: int) -> li
                 ledger.append(conn, [disclosure(i) for i in range(done, done + n)])
         times.append(time.perf_counter() - t0)
         done += n
+    return times
+
+
+def _append_pages(engine: sa.Engine, pages: int, page: int) -> list[float]:
+    """Append ``pages`` responses of ``page`` disclosures each; the seconds of each page."""
+    times = []
+    start = _size(engine)
+    for n in range(pages):
+        t0 = time.perf_counter()
+        first = n * page
+        records = [disclosure(i, count=min(MAX_ENTRIES, first + page - i))
+                   for i in range(first, first + page, MAX_ENTRIES)]
+        with engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                ledger.append(conn, records)
+        times.append(time.perf_counter() - t0)
+    assert _size(engine) == start + pages * -(-page // MAX_ENTRIES)
     return times
 
 
@@ -156,6 +177,8 @@ def main() -> None:
     parser.add_argument("--single", action="store_true", help="verify at N only, not 2N")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--append-sample", type=int, default=20_000)
+    parser.add_argument("--page", type=int, default=1000, help="disclosures per response")
+    parser.add_argument("--pages", type=int, default=50)
     parser.add_argument("--url", help="an empty database (default: a temporary SQLite file)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary database")
     parser.add_argument("--verify-only", metavar="URL", help=argparse.SUPPRESS)
@@ -181,6 +204,14 @@ def main() -> None:
         "batch_p50_ms": round(statistics.median(per_batch) * 1000, 2),
         "batch_p99_ms": round(per_batch[int(len(per_batch) * 0.99)] * 1000, 2),
     }
+    page_times = sorted(_append_pages(engine, args.pages, args.page))
+    append_pages = {
+        "page": args.page,
+        "pages": args.pages,
+        "us_per_disclosure": round(sum(page_times) / (args.pages * args.page) * 1e6, 2),
+        "page_p50_ms": round(statistics.median(page_times) * 1000, 2),
+        "page_p99_ms": round(page_times[int(len(page_times) * 0.99)] * 1000, 2),
+    }
     verify = []
     fill_seconds = 0.0
     for target in [args.records] if args.single else [args.records, 2 * args.records]:
@@ -192,6 +223,7 @@ def main() -> None:
         "sqlite_synchronous": SqliteOptions().synchronous if engine.dialect.name == "sqlite"
         else None,
         "append": append,
+        "append_pages": append_pages,
         "fill_seconds": round(fill_seconds, 1),
         "verify": verify,
         "proofs": _proofs(engine),

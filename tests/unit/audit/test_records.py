@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.audit.records import (
+    DISCLOSED_FIELDS,
     MAX_ENTRIES,
     MAX_RECORD_BYTES,
     Admin,
+    Disclosed,
     Disclosure,
+    DisclosureBuilder,
     Entry,
     Kind,
     index_columns,
@@ -23,6 +26,7 @@ from exchange.audit.records import (
     record_bytes,
 )
 from exchange.errors import InvalidInput, MalformedJSON
+from exchange.model.objects import Tlp
 from exchange.signing.canonical import canonical
 from tests.unit.audit.helpers import DIGEST, T0, disclosure, one_of_each
 from tests.unit.audit.helpers import disclosed as helper_disclosed
@@ -47,14 +51,14 @@ def test_a_disclosure_holds_what_the_auditor_asks_for() -> None:
         "channel": "taxii:get_objects", "recipient_account": "acct-pk-soc",
         "recipient_org": "org-pk", "collection": "91a7b528-80eb-42ed-a74d-c6fbd5a26116",
         "policy_digest": DIGEST, "request_id": "req-0",
-        "objects": [{
-            "object_id": "indicator--00000007-0000-4000-8000-000000000000",
-            "object_version": "2025-12-31T23:59:55.000007Z",
-            "date_added": "2025-12-31T23:59:59.000007Z",
-            "object_digest": object_digest(b"object 7"), "producer_org": "org-uz",
-            "tlp": "green", "rule": "tlp-green-community",
-        }],
+        "objects": [[
+            "indicator--00000007-0000-4000-8000-000000000000",
+            T0 - 5_000_000 + 7, T0 - 1_000_000 + 7,
+            object_digest(b"object 7"), "org-uz", "green", "tlp-green-community",
+        ]],
     }
+    assert DISCLOSED_FIELDS == ("object_id", "object_version", "date_added", "object_digest",
+                                "producer_org", "tlp", "rule")
 
 
 def test_a_batch_names_each_disclosure_and_reads_back() -> None:
@@ -133,8 +137,10 @@ def test_constructors_refuse_bad_values(change: dict[str, Any], message: str) ->
     ],
 )
 def test_entries_refuse_bad_values(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(InvalidInput, match=message):
-        dataclasses.replace(helper_disclosed(1), **change)
+    bad = helper_disclosed(1)._replace(**change)
+    with pytest.raises(InvalidInput, match=message) as refused:
+        dataclasses.replace(disclosure(1), objects=(helper_disclosed(2), bad))
+    assert "objects[1]." in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -173,10 +179,12 @@ def _mutated(change: Any) -> bytes:
         pytest.param(_mutated(lambda d: d.update(kind="read")), InvalidInput, "kind", id="kind"),
         pytest.param(_mutated(lambda d: d.pop("request_id")), InvalidInput,
                      "missing request_id", id="missing"),
-        pytest.param(_mutated(lambda d: d["objects"][0].pop("rule")), InvalidInput,
-                     "objects\\[0\\].*missing rule", id="entry-missing"),
-        pytest.param(_mutated(lambda d: d["objects"][0].update(tlp="white")), InvalidInput,
-                     "objects\\[0\\].tlp", id="entry-bad-tlp"),
+        pytest.param(_mutated(lambda d: d["objects"][0].pop()), InvalidInput,
+                     "objects\\[0\\].*array of 7", id="entry-missing"),
+        pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(5, "white")),
+                     InvalidInput, "objects\\[0\\].tlp", id="entry-bad-tlp"),
+        pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(0, None)),
+                     InvalidInput, "objects\\[0\\].object_id.*null", id="entry-null-id"),
         pytest.param(_mutated(lambda d: d.update(objects=[])), InvalidInput, "1 to 256",
                      id="no-entries"),
         pytest.param(_mutated(lambda d: d.update(objects={})), InvalidInput, "array",
@@ -221,7 +229,7 @@ def test_record_bytes_are_exactly_rfc_8785(
 ) -> None:
     record = dataclasses.replace(
         disclosure(1), recipient_org=org, request_id=request, time=when,
-        objects=(dataclasses.replace(helper_disclosed(1), rule=rule, producer_org=org),),
+        objects=(helper_disclosed(1)._replace(rule=rule, producer_org=org),),
     )
     data = record_bytes(record, seq)
     assert data == canonical(json.loads(data))
@@ -231,3 +239,73 @@ def test_record_bytes_are_exactly_rfc_8785(
     data = record_bytes(admin, seq)
     assert data == canonical(json.loads(data))
     assert parse_record(data) == Entry(seq, admin)
+
+
+ENTRY_TEXT = st.one_of(
+    TEXT,
+    st.sampled_from(["UZ-CERT", "PK-CERT", "naïve \"quoted\" \\ org", "tlp-clear"]),
+)
+STIX_ID = st.builds(lambda t, u: f"{t}--{u}", st.sampled_from(["indicator", "x-cx-y", "a1"]),
+                    st.uuids().map(str))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(STIX_ID, TEXT),
+            st.integers(0, 253_402_300_799_999_999),
+            st.integers(0, 253_402_300_799_999_999),
+            st.one_of(st.none(), st.binary(max_size=64)),
+            st.one_of(st.none(), ENTRY_TEXT),
+            st.sampled_from([level.value for level in Tlp]),
+            ENTRY_TEXT,
+        ),
+        min_size=1, max_size=600,
+    ),
+    seq=st.integers(0, 2**53 - 1),
+    account=ENTRY_TEXT,
+)
+def test_the_fast_builder_writes_exactly_the_reference_bytes(
+    rows: list[tuple[Any, ...]], seq: int, account: str
+) -> None:
+    common = {"time": T0, "channel": "taxii:get_objects", "recipient_account": account,
+              "recipient_org": "PK-CERT", "collection": "c-1", "policy_digest": DIGEST,
+              "request_id": "req-1"}
+    builder = DisclosureBuilder(**common)
+    for row in rows:
+        builder.add(*row)
+    prepared = builder.records()
+    assert len(prepared) == -(-len(rows) // MAX_ENTRIES)
+    for number, record in enumerate(prepared):
+        part = rows[number * MAX_ENTRIES:(number + 1) * MAX_ENTRIES]
+        typed = Disclosure(**common, objects=tuple(
+            Disclosed(oid, version, added, None if body is None else object_digest(body),
+                      producer, tlp, rule)
+            for oid, version, added, body, producer, tlp, rule in part))
+        assert record.data(seq) == record_bytes(typed, seq)
+        assert parse_record(record.data(seq)) == Entry(seq, typed)
+        assert (record.recipient_org, record.producer_org, record.object_id) == \
+            index_columns(typed)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        pytest.param(("x" * 513, 1, 1, None, None, "green", "r"), "object_id", id="long-id"),
+        pytest.param(("a--b", -1, 1, None, None, "green", "r"), "object_version",
+                     id="negative-version"),
+        pytest.param(("a--b", 1, 1, None, "bad\norg", "green", "r"), "producer_org",
+                     id="control-char"),
+        pytest.param(("a--b", 1, 1, None, None, "white", "r"), "tlp", id="unknown-tlp"),
+        pytest.param(("a--b", 1, 1, None, None, "green", ""), "rule", id="empty-rule"),
+    ],
+)
+def test_the_fast_builder_refuses_what_a_record_may_not_hold(
+    row: tuple[Any, ...], message: str
+) -> None:
+    builder = DisclosureBuilder(time=T0, channel="taxii:get_objects", recipient_account="a",
+                                recipient_org="o", collection="c", policy_digest=DIGEST,
+                                request_id="r")
+    with pytest.raises(InvalidInput, match=message):
+        builder.add(*row)

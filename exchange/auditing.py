@@ -51,13 +51,14 @@ from exchange.audit.tree import leaf_hash
 from exchange.audit.verify import Report
 from exchange.audit.witness import verify_against
 from exchange.config import Settings
-from exchange.errors import NotFound
+from exchange.errors import NotFound, StorageError
 from exchange.signing.keys import SigningKey, load_public_pem
 from exchange.storage.base import Store
 from exchange.storage.schema import audit_records
 
 __all__ = [
     "AuditTrail",
+    "GroupCommit",
     "InclusionProof",
     "admin_record",
     "chunks",
@@ -105,6 +106,96 @@ def admin_record(action: str, target: str, details: dict[str, str | int | bool |
 def chunks(items: Sequence[Any], size: int = MAX_ENTRIES) -> list[Sequence[Any]]:
     """``items`` in runs of at most ``size`` (the entries of one record)."""
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class _Waiter:
+    """One caller's records in a group commit, and what became of them."""
+
+    __slots__ = ("done", "error", "records", "seqs")
+
+    def __init__(self, records: Sequence[Record | Prepared]) -> None:
+        self.records = records
+        self.done = threading.Event()
+        self.seqs: list[int] = []
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Appends from concurrent threads share one transaction (one commit, one fsync).
+
+    The first caller becomes the leader: it writes everything queued, in one
+    transaction, until the queue is empty; callers arriving meanwhile wait for the
+    commit that includes their records. Each caller returns only after its own records
+    are committed, and gets the error if that commit failed (so nothing it describes is
+    served). A commit costs an fsync (about a millisecond here); concurrent readers
+    otherwise queue for it one by one.
+
+    Args:
+        write: Appends records in one transaction and returns their seqs.
+        timeout: Seconds a follower waits for the leader's commit.
+    """
+
+    def __init__(self, write: Callable[[list[Record | Prepared]], list[int]],
+                 timeout: float = 60.0) -> None:
+        self._write = write
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter] = []
+        self._leading = False
+
+    def submit(self, records: Sequence[Record | Prepared]) -> list[int]:
+        """Append ``records`` (in order, contiguously) and return their seqs.
+
+        Raises:
+            StorageError: Their commit failed, or did not happen within the timeout.
+        """
+        waiter = _Waiter(records)
+        with self._lock:
+            self._queue.append(waiter)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        elif not waiter.done.wait(self._timeout):
+            raise StorageError("the audit ledger did not commit in time; nothing was served")
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.seqs
+
+    def _lead(self) -> None:
+        released = False
+        try:
+            while True:
+                with self._lock:
+                    batch, self._queue = self._queue, []
+                    if not batch:
+                        self._leading = False
+                        released = True
+                        return
+                self._commit(batch)
+        finally:
+            if not released:  # interrupted (e.g. KeyboardInterrupt): let others lead
+                with self._lock:
+                    self._leading = False
+
+    def _commit(self, batch: list[_Waiter]) -> None:
+        try:
+            seqs = self._write([r for w in batch for r in w.records])
+            start = 0
+            for w in batch:
+                w.seqs = seqs[start:start + len(w.records)]
+                start += len(w.records)
+        except Exception as e:  # noqa: BLE001 - every caller of the batch gets it
+            for w in batch:
+                w.error = e
+        except BaseException:
+            for w in batch:
+                w.error = StorageError("the audit ledger write was interrupted; nothing"
+                                       " was served")
+            raise
+        finally:
+            for w in batch:
+                w.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +250,20 @@ class AuditTrail:
         self._key: SigningKey | None = None
         self._lock = threading.Lock()
         self._next_checkpoint = 0.0
+        self._group = GroupCommit(store.append_audit)
 
     # -- recording ---------------------------------------------------------------------
     def record(self, records: Sequence[Record | Prepared]) -> list[int]:
-        """Append records in a transaction of their own (one batch); their seqs.
+        """Append records as one contiguous batch, committed before this returns; their
+        seqs. Concurrent callers share commits (:class:`GroupCommit`).
 
         Raises:
             StorageError: The ledger could not be written: the caller must not serve
                 what the records describe.
         """
-        seqs = self.store.append_audit(records)
+        if not records:
+            return []
+        seqs = self._group.submit(records)
         self.maybe_checkpoint()
         return seqs
 

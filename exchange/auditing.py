@@ -35,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from exchange.audit import export as audit_export
-from exchange.audit import ledger, query
+from exchange.audit import ledger, query, spool
 from exchange.audit.checkpoint import Checkpoint, NoteKey, verify_checkpoint
 from exchange.audit.records import (
     MAX_ENTRIES,
@@ -46,19 +46,19 @@ from exchange.audit.records import (
     Prepared,
     Record,
     parse_record,
+    prepare,
 )
 from exchange.audit.tree import leaf_hash
 from exchange.audit.verify import Report
 from exchange.audit.witness import verify_against
 from exchange.config import Settings
-from exchange.errors import NotFound, StorageError
+from exchange.errors import NotFound
 from exchange.signing.keys import SigningKey, load_public_pem
 from exchange.storage.base import Store
 from exchange.storage.schema import audit_records
 
 __all__ = [
     "AuditTrail",
-    "GroupCommit",
     "InclusionProof",
     "admin_record",
     "chunks",
@@ -106,96 +106,6 @@ def admin_record(action: str, target: str, details: dict[str, str | int | bool |
 def chunks(items: Sequence[Any], size: int = MAX_ENTRIES) -> list[Sequence[Any]]:
     """``items`` in runs of at most ``size`` (the entries of one record)."""
     return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-class _Waiter:
-    """One caller's records in a group commit, and what became of them."""
-
-    __slots__ = ("done", "error", "records", "seqs")
-
-    def __init__(self, records: Sequence[Record | Prepared]) -> None:
-        self.records = records
-        self.done = threading.Event()
-        self.seqs: list[int] = []
-        self.error: BaseException | None = None
-
-
-class GroupCommit:
-    """Appends from concurrent threads share one transaction (one commit, one fsync).
-
-    The first caller becomes the leader: it writes everything queued, in one
-    transaction, until the queue is empty; callers arriving meanwhile wait for the
-    commit that includes their records. Each caller returns only after its own records
-    are committed, and gets the error if that commit failed (so nothing it describes is
-    served). A commit costs an fsync (about a millisecond here); concurrent readers
-    otherwise queue for it one by one.
-
-    Args:
-        write: Appends records in one transaction and returns their seqs.
-        timeout: Seconds a follower waits for the leader's commit.
-    """
-
-    def __init__(self, write: Callable[[list[Record | Prepared]], list[int]],
-                 timeout: float = 60.0) -> None:
-        self._write = write
-        self._timeout = timeout
-        self._lock = threading.Lock()
-        self._queue: list[_Waiter] = []
-        self._leading = False
-
-    def submit(self, records: Sequence[Record | Prepared]) -> list[int]:
-        """Append ``records`` (in order, contiguously) and return their seqs.
-
-        Raises:
-            StorageError: Their commit failed, or did not happen within the timeout.
-        """
-        waiter = _Waiter(records)
-        with self._lock:
-            self._queue.append(waiter)
-            lead = not self._leading
-            self._leading = True
-        if lead:
-            self._lead()
-        elif not waiter.done.wait(self._timeout):
-            raise StorageError("the audit ledger did not commit in time; nothing was served")
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.seqs
-
-    def _lead(self) -> None:
-        released = False
-        try:
-            while True:
-                with self._lock:
-                    batch, self._queue = self._queue, []
-                    if not batch:
-                        self._leading = False
-                        released = True
-                        return
-                self._commit(batch)
-        finally:
-            if not released:  # interrupted (e.g. KeyboardInterrupt): let others lead
-                with self._lock:
-                    self._leading = False
-
-    def _commit(self, batch: list[_Waiter]) -> None:
-        try:
-            seqs = self._write([r for w in batch for r in w.records])
-            start = 0
-            for w in batch:
-                w.seqs = seqs[start:start + len(w.records)]
-                start += len(w.records)
-        except Exception as e:  # noqa: BLE001 - every caller of the batch gets it
-            for w in batch:
-                w.error = e
-        except BaseException:
-            for w in batch:
-                w.error = StorageError("the audit ledger write was interrupted; nothing"
-                                       " was served")
-            raise
-        finally:
-            for w in batch:
-                w.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,22 +160,76 @@ class AuditTrail:
         self._key: SigningKey | None = None
         self._lock = threading.Lock()
         self._next_checkpoint = 0.0
-        self._group = GroupCommit(store.append_audit)
+        #: Where this process's disclosures go before they are sequenced into the log.
+        self.spool_dir = settings.home / (settings.audit_spool_dir or "audit-spool")
+        self.writer = spool.SpoolWriter(self.spool_dir)
+        self._sequencer_pid = 0
+        self._sequence_lock = threading.Lock()
 
     # -- recording ---------------------------------------------------------------------
-    def record(self, records: Sequence[Record | Prepared]) -> list[int]:
-        """Append records as one contiguous batch, committed before this returns; their
-        seqs. Concurrent callers share commits (:class:`GroupCommit`).
+    def record(self, records: Sequence[Record | Prepared]) -> None:
+        """Record what a response is about to disclose (or refuse), durably, before it
+        leaves: into this process's spool (:mod:`exchange.audit.spool`), which the
+        sequencer moves into the log as one contiguous batch within
+        ``audit_sequence_ms``.
 
         Raises:
-            StorageError: The ledger could not be written: the caller must not serve
-                what the records describe.
+            StorageError: The spool could not be written: the caller must not serve what
+                the records describe.
         """
         if not records:
-            return []
-        seqs = self._group.submit(records)
-        self.maybe_checkpoint()
-        return seqs
+            return
+        self.writer.append([r if isinstance(r, Prepared) else prepare(r) for r in records])
+        self._ensure_sequencer()
+
+    def _ensure_sequencer(self) -> None:
+        """Start this process's background sequencer (once per process, after a fork)."""
+        pid = os.getpid()
+        if self._sequencer_pid == pid or self.settings.audit_sequence_ms <= 0:
+            return
+        with self._lock:
+            if self._sequencer_pid == pid:
+                return
+            self._sequencer_pid = pid
+        thread = threading.Thread(target=self._sequence_forever, name="cx-audit-sequencer",
+                                  daemon=True)
+        thread.start()
+
+    def _sequence_forever(self) -> None:
+        interval = self.settings.audit_sequence_ms / 1000
+        failing = False
+        while True:
+            time.sleep(interval)
+            try:
+                self.sequence()
+                self.maybe_checkpoint()
+                if failing:
+                    log.info("audit sequencer: the spool is moving into the log again")
+                failing = False
+            except Exception as e:  # noqa: BLE001 - keep trying; the spool keeps the data
+                if not failing:
+                    log.error("audit sequencer: %s (retrying; nothing is lost, the records"
+                              " stay in the spool)", getattr(e, "reason", type(e).__name__))
+                failing = True
+
+    def sequence(self) -> int:
+        """Move every complete spooled batch into the log now; the records moved.
+
+        Raises:
+            StorageError: The database failed or a spool file is corrupt.
+        """
+        moved = 0
+        with self._sequence_lock:
+            for _ in range(64):  # bounded: under load the next run takes the rest
+                with self.store.audit_transaction(write=True) as conn:
+                    result = spool.sequence(conn, self.spool_dir,
+                                            active=self.writer.current())
+                moved += result.records
+                if result.records == 0:
+                    break
+            with self.store.audit_transaction(write=True) as conn:
+                spool.remove_finished(conn, self.spool_dir, active=self.writer.current())
+        return moved
 
     def record_policy(self, digest: str, *, actor: str) -> bool:
         """Record that the policy ``digest`` is in force, unless the ledger already says so.
@@ -326,6 +290,7 @@ class AuditTrail:
             StorageError: The database failed.
         """
         key = self.signing_key()
+        self.sequence()
         with self.store.audit_transaction(write=True) as conn:
             stored = ledger.make_checkpoint(conn, key, self.origin, trusted=self.keys())
         self._next_checkpoint = time.monotonic() + self.settings.audit_checkpoint_seconds
@@ -361,17 +326,21 @@ class AuditTrail:
     # -- questions -----------------------------------------------------------------------
     def find(self, f: query.RecordFilter, *, after: int = -1, limit: int = 100
              ) -> tuple[list[Entry], int | None]:
-        """One page of matching records (see :func:`exchange.audit.query.find`)."""
+        """One page of matching records (see :func:`exchange.audit.query.find`); the spool
+        is sequenced first, so every disclosure already served is there."""
+        self.sequence()
         with self.store.audit_transaction() as conn:
             return query.find(conn, f, after=after, limit=limit)
 
     def each(self, f: query.RecordFilter) -> list[Entry]:
-        """Every matching record (for reports over a bounded period)."""
+        """Every matching record (for reports over a bounded period), spool sequenced."""
+        self.sequence()
         with self.store.audit_transaction() as conn:
             return list(query.iter_matching(conn, f))
 
     def size(self) -> int:
-        """Records in the log."""
+        """Records in the log (spool sequenced first)."""
+        self.sequence()
         with self.store.audit_transaction() as conn:
             return ledger.current_root(conn).size
 
@@ -420,6 +389,7 @@ class AuditTrail:
         Raises:
             VerificationFailed: Something did not verify; the report says what.
         """
+        self.sequence()
         with self.store.audit_transaction() as conn:
             return ledger.verify_all(conn, self.keys(), origin=self.origin, strict=strict)
 

@@ -87,6 +87,8 @@ class Settings:
     policy_dir: str = ""  # the policies/ directory in force; empty: the built-in baseline
     audit_origin: str = ""  # the audit log's checkpoint origin; empty: from the title
     audit_checkpoint_seconds: int = 60  # sign a checkpoint this often when the log grew
+    audit_spool_dir: str = ""  # where disclosures wait to be sequenced; empty: <home>/audit-spool
+    audit_sequence_ms: int = 200  # how often a server process moves the spool into the log
 
     @property
     def policy_path(self) -> Path | None:
@@ -174,6 +176,8 @@ def _validate(s: Settings) -> Settings:
     if not 0 <= s.audit_checkpoint_seconds <= 86_400:
         raise ConfigError("audit_checkpoint_seconds must be between 0 (never on its own)"
                           " and 86400")
+    if not 0 <= s.audit_sequence_ms <= 60_000:
+        raise ConfigError("audit_sequence_ms must be between 0 (only on demand) and 60000")
     if s.audit_origin and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}",
                                            s.audit_origin):
         raise ConfigError("audit_origin must be 1-200 letters, digits or . _ / : - "

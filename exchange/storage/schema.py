@@ -244,3 +244,12 @@ audit_checkpoints = Table(
     Column("note", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Revision 0004: how far the sequencer has moved each disclosure spool file into the log
+# (exchange.audit.spool); updated in the same transaction as the records it moves.
+audit_spool_offsets = Table(
+    "audit_spool_offsets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("consumed", BigInteger, nullable=False),
+)

@@ -158,7 +158,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, list[int]]]:
     """A node holding RECORDS (read-only tests share it), and their seqs."""
     n = Node(tmp_path_factory.mktemp("audit-api") / "home")
-    seqs = n.ex.audit.record(RECORDS)
+    seqs = n.ex.store.append_audit(RECORDS)
     yield n, seqs
     n.close()
 
@@ -168,9 +168,9 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, 
 
 def test_a_consumer_gets_checkpoints_and_consistency_but_no_records_or_proofs(
         node: Node) -> None:
-    node.ex.audit.record(one_of_each())
+    node.ex.store.append_audit(one_of_each())
     first = node.checkpoint()
-    node.ex.audit.record([disclosure(7)])
+    node.ex.store.append_audit([disclosure(7)])
     node.checkpoint()
     for account in ("reader", "publisher"):
         r = node.get("records/", account)
@@ -335,7 +335,7 @@ def test_bad_record_parameters_are_refused_by_name(populated: tuple[Node, list[i
 
 
 def test_checkpoint_is_missing_then_made_then_served_and_verifies(node: Node) -> None:
-    node.ex.audit.record(one_of_each())
+    node.ex.store.append_audit(one_of_each())
     r = node.get("checkpoint/", "reader")
     assert r.status_code == 404
     assert "no checkpoint" in description(r)
@@ -366,7 +366,7 @@ def test_checkpoint_is_missing_then_made_then_served_and_verifies(node: Node) ->
     assert again.status_code == 200
     assert json_of(again)["note"] == body["note"]
 
-    node.ex.audit.record([disclosure(3)])
+    node.ex.store.append_audit([disclosure(3)])
     grown = node.post_checkpoint("admin")
     assert grown.status_code == 201
     assert json_of(grown)["size"] == body["size"] + 1
@@ -388,11 +388,11 @@ def test_checkpoint_post_takes_no_body_and_no_parameters(node: Node) -> None:
 
 
 def test_inclusion_proofs_verify_and_fail_for_a_wrong_leaf(node: Node) -> None:
-    seqs = node.ex.audit.record(RECORDS[:10])
+    seqs = node.ex.store.append_audit(RECORDS[:10])
     first = node.checkpoint()
     size = first["size"]
     root = node.root_of(first["note"])
-    later = node.ex.audit.record(RECORDS[10:])
+    later = node.ex.store.append_audit(RECORDS[10:])
 
     proofs: dict[int, dict[str, Any]] = {}
     for seq in range(size):
@@ -453,7 +453,7 @@ def test_inclusion_proof_errors(node: Node) -> None:
     r = node.get("proof/0/")
     assert r.status_code == 404
     assert "no checkpoint" in description(r)
-    node.ex.audit.record(one_of_each())
+    node.ex.store.append_audit(one_of_each())
     size = node.checkpoint()["size"]
     for query, status, text in [
         ({"size": "abc"}, 400, "size"),
@@ -469,9 +469,9 @@ def test_inclusion_proof_errors(node: Node) -> None:
 
 
 def test_consistency_proofs_verify_between_checkpoints(node: Node) -> None:
-    node.ex.audit.record(RECORDS[:6])
+    node.ex.store.append_audit(RECORDS[:6])
     old = node.checkpoint()
-    node.ex.audit.record(RECORDS[6:])
+    node.ex.store.append_audit(RECORDS[6:])
     new = node.checkpoint()
     old_root, new_root = node.root_of(old["note"]), node.root_of(new["note"])
 
@@ -497,9 +497,9 @@ def test_consistency_proofs_verify_between_checkpoints(node: Node) -> None:
 
 
 def test_consistency_errors(node: Node) -> None:
-    node.ex.audit.record(one_of_each())
+    node.ex.store.append_audit(one_of_each())
     old = node.checkpoint()["size"]
-    node.ex.audit.record([disclosure(9)])
+    node.ex.store.append_audit([disclosure(9)])
     new = node.checkpoint()["size"]
     for query, status, text in [
         ({}, 400, "from"),

@@ -4,6 +4,7 @@ a read whose ledger write fails serves nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -24,6 +26,7 @@ from exchange.generate import generate_indicators
 from exchange.model.objects import Tlp
 from exchange.service import Exchange, init_home
 from exchange.storage import open_store
+from exchange.taxii.app import create_app
 from tests.integration.conftest import TAXII, serving
 
 START = datetime(2026, 7, 1, tzinfo=UTC)
@@ -210,25 +213,81 @@ def test_a_member_keeps_a_checkpoint_and_the_hub_can_only_grow(hub: Hub,
     assert "signature" in (out + err).lower()
 
 
-def test_a_read_whose_ledger_write_fails_serves_nothing(hub: Hub) -> None:
-    _publish(hub, 3, seed=3)
+def test_a_read_whose_disclosures_cannot_be_written_serves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_home(load_settings(home, env={}))
+    settings = load_settings(home, env={})
+    store = open_store(settings)
+    try:
+        ex = Exchange(settings, store)
+        uz = ex.add_org("UZ-CERT")
+        ex.add_org("PK-CERT")
+        ex.add_account("uz-pub", org="UZ-CERT", role="publisher")
+        ex.add_account("pk-reader", org="PK-CERT", role="consumer")
+        keys = {a: ex.create_api_key(a)[1] for a in ("uz-pub", "pk-reader")}
+        jwg = ex.add_collection("Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
+                                writers=["UZ-CERT"])[0].id
+        objects = list(generate_indicators(3, identity_id=uz.identity_id, seed=5, start=START,
+                                           tlp_weights={Tlp.GREEN: 1.0}))
+        client = create_app(settings, exchange=ex).test_client()
+
+        def get(account: str) -> Any:
+            token = base64.b64encode(f"{account}:{keys[account]}".encode()).decode()
+            return client.get(f"/cx/collections/{jwg}/objects/",
+                              headers={"Accept": TAXII, "Authorization": f"Basic {token}"})
+
+        token = base64.b64encode(f"uz-pub:{keys['uz-pub']}".encode()).decode()
+        posted = client.post(f"/cx/collections/{jwg}/objects/",
+                             data=json.dumps({"objects": objects}),
+                             headers={"Accept": TAXII, "Content-Type": TAXII,
+                                      "Authorization": f"Basic {token}"})
+        assert posted.status_code == 202
+        # The spool cannot be written (here: its directory is a file).
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("")
+        ex.audit.writer.directory = blocker / "spool"
+        refused = get("pk-reader")
+        assert refused.status_code == 503
+        assert refused.get_json()["title"] == "Storage unavailable"
+        assert "indicator--" not in refused.get_data(as_text=True)
+        ex.audit.writer.directory = ex.audit.spool_dir
+        served = get("pk-reader")
+        assert served.status_code == 200
+        assert len(served.get_json()["objects"]) == 3
+    finally:
+        store.close()
+
+
+def test_disclosures_survive_a_ledger_outage(hub: Hub) -> None:
+    """The log's database refuses writes: reads go on (spooled durably), nothing is lost,
+    and publishing, whose records commit with the objects, stores nothing."""
     database = hub.home / "exchange.db"
     with sqlite3.connect(database) as db:
         db.execute("CREATE TRIGGER cx_test_ledger_down BEFORE INSERT ON audit_records"
                    " BEGIN SELECT RAISE(ABORT, 'ledger down'); END")
     try:
-        response = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=5)
-        assert response.status_code == 503
-        body = response.json()
-        assert "objects" not in body
-        assert "indicator--" not in response.text
-        assert body["title"] == "Storage unavailable"
+        read = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=7)
+        assert read.status_code == 200
+        served = read.headers["X-Request-ID"]
+        identity = hub.exchange.store.find_org("UZ-CERT").identity_id
+        fresh = list(generate_indicators(2, identity_id=identity, seed=99, start=START))
+        refused = requests.post(
+            f"{hub.base}/cx/collections/{hub.jwg}/objects/",
+            data=json.dumps({"objects": fresh}), auth=("uz-pub", hub.keys["uz-pub"]),
+            headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=60)
+        assert refused.status_code == 503
+        code, _, err = hub.cli("audit", "records", "--kind", "disclosure")
+        assert code == 1  # the auditor is told the log cannot take the spool now
+        assert "audit" in err.lower() or "database" in err.lower()
     finally:
         with sqlite3.connect(database) as db:
             db.execute("DROP TRIGGER cx_test_ledger_down")
-    again = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=5)
-    assert again.status_code == 200
-    assert again.json()["objects"]
+    code, out, err = hub.cli("audit", "records", "--kind", "disclosure", "--recipient",
+                             "PK-CERT")
+    assert code == 0, err
+    recorded = [json.loads(line) for line in out.splitlines()]
+    assert any(r["request_id"] == served and len(r["objects"]) == 7 for r in recorded)
+    assert not any(hub.exchange.store.object_exists(hub.jwg, o["id"]) for o in fresh)
 
 
 def test_refusals_and_admin_changes_are_recorded(hub: Hub) -> None:

@@ -403,7 +403,12 @@ def main() -> None:
                         help="also measure reads under the shipped policy (10%% visible)")
     parser.add_argument("--signed", action="store_true",
                         help="also measure ingest of cx-sig signed indicators (signed_ingest)")
+    parser.add_argument("--baseline-ref", metavar="GIT_REF",
+                        help="first run the same measurement on this commit (e.g. one before"
+                             " the audit ledger) and report the relative cost")
     args = parser.parse_args()
+    baseline = _baseline(args.baseline_ref, args.sizes, args.workdir) \
+        if args.baseline_ref else None
     sizes = [int(x) for x in args.sizes.split(",")]
     result: dict[str, Any] = {"benchmark": "cert-exchange", "backend": "sqlite",
                               "workers": args.workers, "threads": args.threads,
@@ -433,7 +438,46 @@ def main() -> None:
                                 for size in sizes}
     if args.signed:
         result["signing_per_object_us"] = signing_figures()
+    if baseline is not None:
+        result["baseline"] = {"ref": args.baseline_ref, "sizes": baseline["sizes"]}
+        result["relative_to_baseline"] = _relative(baseline["sizes"], result["sizes"])
     print(json.dumps(result, sort_keys=True))
+
+
+def _baseline(ref: str, sizes: str, workdir: str | None) -> dict[str, Any]:
+    """The same benchmark run on ``ref`` (a clean ``git archive`` of it, its own bench)."""
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tree = Path(tmp) / "baseline"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref],
+                                 capture_output=True, check=True, timeout=120).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
+        print(f"# baseline {ref}: running its benchmark", file=sys.stderr)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        out = subprocess.run(
+            [sys.executable, str(tree / "tests" / "perf" / "bench_exchange.py"),
+             "--sizes", sizes, *(["--workdir", workdir] if workdir else [])],
+            capture_output=True, text=True, check=True, timeout=6 * 3600, cwd=tree, env=env)
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
+
+def _relative(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Percent change of the read figures the ledger must keep within 15 %."""
+    out: dict[str, Any] = {}
+    for size, now in after.items():
+        then = before.get(size)
+        if then is None:
+            continue
+        out[size] = {
+            "incremental_poll_p99_pct": round(
+                100 * (now["incremental_poll"]["p99_ms"] / then["incremental_poll"]["p99_ms"]
+                       - 1), 1),
+            "full_read_objects_per_s_pct": round(
+                100 * (now["full_read_objects_per_s"] / then["full_read_objects_per_s"] - 1),
+                1),
+        }
+    return out
 
 
 

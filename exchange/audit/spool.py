@@ -1,0 +1,369 @@
+"""The disclosure spool: durable before the response leaves, sequenced into the log after.
+
+Writing a disclosure into the Merkle log on the read path costs a database write
+transaction per response; SQLite has one writer, so concurrent readers of a node would
+queue for each other's commits (measured: +80 % incremental-poll p99 with 4 clients,
+-20 % full-read throughput at 1M objects, against the 15 % budget of issue 5). Instead
+each server process appends the rendered records of a response
+(:class:`~exchange.audit.records.Prepared`) to a spool file of its own, in one
+``write`` followed by ``fdatasync`` (the durability ``synchronous=FULL`` gives a
+commit), and only then lets the response go. No lock is shared between processes on
+this path. A sequencer (:func:`sequence`, run every fraction of a second by each server
+process, and by every ``exchange audit`` command before it reads) moves complete
+batches from all spool files into the log in one write transaction, recording how far
+it read each file in the same transaction, so every spooled record enters the log
+exactly once, with the records of one response contiguous.
+
+File format (``<dir>/<pid>-<start ns>-<n>.spool``), a sequence of frames::
+
+    magic  b"CXS1"             4 bytes
+    length                      4 bytes, big-endian: bytes after the checksum
+    crc32                       4 bytes, big-endian: of those bytes
+    remaining                   2 bytes: frames after this one in the same batch
+    kind                        1 byte: index in exchange.audit.records.Kind
+    time                        8 bytes: microseconds
+    head, tail                  4-byte length + bytes each
+    recipient, producer, object 2-byte length + UTF-8 each (0xFFFF: none)
+
+A frame cut short by a crash (its ``write`` never completed, so its response never
+left) is ignored: the sequencer consumes only complete, checksummed batches. A frame
+that is complete but does not check out is corruption, reported and left in place.
+
+A writer starts a new file when its file passes :data:`ROTATE_BYTES`; a file whose
+writer has moved on (or whose process is gone) is deleted once fully sequenced.
+The spool directory must be local to the host whose server processes write it.
+
+Errors: :class:`~exchange.errors.StorageError` when the spool cannot be written (the
+response must not be served) or read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from exchange.audit import ledger
+from exchange.audit.records import Kind, Prepared
+from exchange.errors import StorageError
+from exchange.storage.schema import audit_spool_offsets
+
+__all__ = ["ROTATE_BYTES", "SpoolWriter", "sequence"]
+
+log = logging.getLogger(__name__)
+
+MAGIC: Final = b"CXS1"
+#: A writer starts a new file past this size.
+ROTATE_BYTES: Final = 64 * 1024 * 1024
+_HEADER = struct.Struct(">4sII")
+_FIXED = struct.Struct(">HBq")
+_NONE: Final = 0xFFFF
+_KINDS: Final = list(Kind)
+_NAME = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)\.spool")
+#: The most bytes one sequencing transaction takes from the spool.
+_MAX_ROUND_BYTES: Final = 32 * 1024 * 1024
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return struct.pack(">H", _NONE)
+    data = value.encode("utf-8")
+    if len(data) >= _NONE:
+        raise StorageError("an audit index value is too long for the spool")
+    return struct.pack(">H", len(data)) + data
+
+
+def encode(records: Sequence[Prepared]) -> bytes:
+    """The frames of one batch (the records of one response)."""
+    out = []
+    for index, record in enumerate(records):
+        body = b"".join((
+            _FIXED.pack(len(records) - index - 1, _KINDS.index(record.kind), record.time),
+            struct.pack(">I", len(record.head)), record.head,
+            struct.pack(">I", len(record.tail)), record.tail,
+            _text(record.recipient_org), _text(record.producer_org), _text(record.object_id),
+        ))
+        out.append(_HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body)
+    return b"".join(out)
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _read_text(body: bytes, at: int) -> tuple[str | None, int]:
+    (size,) = struct.unpack_from(">H", body, at)
+    at += 2
+    if size == _NONE:
+        return None, at
+    return body[at:at + size].decode("utf-8"), at + size
+
+
+def _decode_body(body: bytes) -> tuple[int, Prepared]:
+    remaining, kind, when = _FIXED.unpack_from(body, 0)
+    at = _FIXED.size
+    parts = []
+    for _ in range(2):
+        (size,) = struct.unpack_from(">I", body, at)
+        at += 4
+        parts.append(body[at:at + size])
+        at += size
+    recipient, at = _read_text(body, at)
+    producer, at = _read_text(body, at)
+    object_id, at = _read_text(body, at)
+    if at != len(body) or kind >= len(_KINDS):
+        raise _Corrupt("malformed frame")
+    return remaining, Prepared(_KINDS[kind], when, parts[0], parts[1], recipient, producer,
+                               object_id)
+
+
+def decode(data: bytes, limit: int | None = None) -> tuple[list[Prepared], int]:
+    """The complete batches at the start of ``data`` and the bytes they span.
+
+    A batch cut short at the end (a write still in progress, or never finished) is left
+    for later; stops early once ``limit`` bytes are taken.
+
+    Raises:
+        _Corrupt: A complete frame does not check out.
+    """
+    records: list[Prepared] = []
+    batch: list[Prepared] = []
+    at = consumed = 0
+    while at + _HEADER.size <= len(data):
+        magic, length, crc = _HEADER.unpack_from(data, at)
+        if magic != MAGIC:
+            raise _Corrupt(f"no frame at byte {at}")
+        end = at + _HEADER.size + length
+        if end > len(data):
+            break
+        body = data[at + _HEADER.size:end]
+        if zlib.crc32(body) != crc:
+            raise _Corrupt(f"checksum mismatch at byte {at}")
+        try:
+            remaining, record = _decode_body(body)
+        except (struct.error, UnicodeDecodeError, IndexError) as e:
+            raise _Corrupt(f"malformed frame at byte {at}") from e
+        batch.append(record)
+        at = end
+        if remaining == 0:
+            records += batch
+            batch = []
+            consumed = at
+            if limit is not None and consumed >= limit:
+                break
+    return records, consumed
+
+
+class SpoolWriter:
+    """One process's spool file: append a response's records durably.
+
+    Args:
+        directory: The spool directory (created if missing).
+        sync: ``fdatasync`` after each batch (the default; ``False`` only for tests of
+            the sequencer that do not need durability).
+    """
+
+    def __init__(self, directory: Path, *, sync: bool = True) -> None:
+        self.directory = directory
+        self.sync = sync
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+        self._path: Path | None = None
+        self._size = 0
+        self._count = 0
+        self._started = time.time_ns()
+
+    def _open(self) -> int:
+        pid = os.getpid()
+        if self._fd is not None and self._pid == pid and self._size < ROTATE_BYTES:
+            return self._fd
+        if self._fd is not None and self._pid == pid:
+            os.close(self._fd)  # rotated: the sequencer deletes it once it is consumed
+        if self._pid != pid:
+            self._started = time.time_ns()
+            self._count = 0
+        self._count += 1
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._path = self.directory / f"{pid}-{self._started}-{self._count}.spool"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._pid = pid
+        self._size = os.fstat(self._fd).st_size
+        return self._fd
+
+    def append(self, records: Sequence[Prepared]) -> None:
+        """Write one batch and make it durable; return only then.
+
+        Raises:
+            StorageError: It could not be written or synced (serve nothing).
+        """
+        if not records:
+            return
+        data = encode(records)
+        try:
+            with self._lock:
+                fd = self._open()
+                written = os.write(fd, data)
+                self._size += written
+            if written != len(data):
+                raise OSError("short write")
+            if self.sync:
+                os.fdatasync(fd)
+        except OSError as e:
+            log.error("audit spool: could not write %s (%s)", self.directory, e.strerror or e)
+            raise StorageError("the audit ledger could not be written; nothing was served"
+                               ) from None
+
+    def current(self) -> Path | None:
+        """The file being written now (None before the first append)."""
+        return self._path if self._pid == os.getpid() else None
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceResult:
+    """What one :func:`sequence` run did.
+
+    Attributes:
+        records: Records moved into the log.
+        files: Spool files read.
+        deleted: Fully sequenced spool files removed.
+    """
+
+    records: int
+    files: int
+    deleted: int
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _finished(name: str, active: Path | None, files: list[Path]) -> bool:
+    """Whether nobody will append to this file again."""
+    if active is not None and active.name == name:
+        return False
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return False
+    pid, started, count = (int(g) for g in match.groups())
+    if not _alive(pid):
+        return True
+    # The same writer has moved on to a later file.
+    for other in files:
+        later = _NAME.fullmatch(other.name)
+        if later and int(later.group(1)) == pid and int(later.group(2)) == started \
+                and int(later.group(3)) > count:
+            return True
+    return False
+
+
+def sequence(conn: Connection, directory: Path, *, active: Path | None = None,
+             max_bytes: int = _MAX_ROUND_BYTES) -> SequenceResult:
+    """Move complete spooled batches into the log, in the caller's write transaction.
+
+    Files are read in name order, each from where the last run stopped (kept in
+    ``audit_spool_offsets``, updated in the same transaction). Afterwards the caller
+    should call :func:`remove_finished` once the transaction committed.
+
+    Args:
+        conn: A connection in a write transaction.
+        directory: The spool directory.
+        active: The caller's own current file (never deleted).
+        max_bytes: Stop after about this many bytes (the rest waits for the next run).
+
+    Raises:
+        StorageError: The database failed, or a spool file is corrupt.
+    """
+    if not directory.is_dir():
+        return SequenceResult(0, 0, 0)
+    files = sorted(p for p in directory.iterdir() if _NAME.fullmatch(p.name))
+    if not files:
+        return SequenceResult(0, 0, 0)
+    offsets = dict(conn.execute(sa.select(audit_spool_offsets.c.name,
+                                          audit_spool_offsets.c.consumed)).all())
+    taken = 0
+    read = 0
+    budget = max_bytes
+    for path in files:
+        start = int(offsets.get(path.name, 0))
+        try:
+            with path.open("rb") as f:
+                f.seek(start)
+                data = f.read(budget + ROTATE_BYTES // 16)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise StorageError(f"the audit spool {path.name} cannot be read") from e
+        if not data:
+            continue
+        read += 1
+        try:
+            records, consumed = decode(data, limit=budget)
+        except _Corrupt as e:
+            log.error("audit spool %s is corrupt after byte %d: %s", path, start, e)
+            raise StorageError(f"the audit spool {path.name} is corrupt after byte {start};"
+                               " it was left in place for inspection") from None
+        if not consumed:
+            continue
+        ledger.append(conn, records)
+        taken += len(records)
+        budget -= consumed
+        if path.name in offsets:
+            conn.execute(sa.update(audit_spool_offsets)
+                         .where(audit_spool_offsets.c.name == path.name)
+                         .values(consumed=start + consumed))
+        else:
+            conn.execute(sa.insert(audit_spool_offsets)
+                         .values(name=path.name, consumed=start + consumed))
+        offsets[path.name] = start + consumed
+        if budget <= 0:
+            break
+    return SequenceResult(taken, read, 0)
+
+
+def remove_finished(conn: Connection, directory: Path, *, active: Path | None = None) -> int:
+    """Delete spool files that are fully sequenced and will not grow again.
+
+    Call in a write transaction after :func:`sequence` committed; forgets their offsets
+    in the same transaction (a file is deleted before its offset row, so a crash in
+    between leaves an offset for a missing file, which is harmless).
+    """
+    if not directory.is_dir():
+        return 0
+    files = sorted(p for p in directory.iterdir() if _NAME.fullmatch(p.name))
+    offsets = dict(conn.execute(sa.select(audit_spool_offsets.c.name,
+                                          audit_spool_offsets.c.consumed)).all())
+    deleted = 0
+    for path in files:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        if int(offsets.get(path.name, 0)) == size and _finished(path.name, active, files):
+            path.unlink(missing_ok=True)
+            conn.execute(sa.delete(audit_spool_offsets)
+                         .where(audit_spool_offsets.c.name == path.name))
+            deleted += 1
+    present = {p.name for p in files}
+    for name in offsets:
+        if name not in present:
+            conn.execute(sa.delete(audit_spool_offsets)
+                         .where(audit_spool_offsets.c.name == name))
+    return deleted

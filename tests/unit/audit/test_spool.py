@@ -1,0 +1,191 @@
+"""The disclosure spool: frames, torn tails, corruption, exactly-once sequencing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from exchange.audit import ledger, spool
+from exchange.audit.records import Prepared, parse_record, prepare
+from exchange.audit.tree import Frontier, leaf_hash
+from exchange.errors import StorageError
+from exchange.storage.engines import WRITE_OPTION
+from exchange.storage.sql import SqlStore
+from tests.unit.audit.helpers import disclosure
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    store.open()
+    store.upgrade()
+    store.close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield engine
+    engine.dispose()
+
+
+def _batch(first: int, count: int) -> list[Prepared]:
+    return [prepare(disclosure(i)) for i in range(first, first + count)]
+
+
+def _sequence(engine: Engine, directory: Path, active: Path | None = None) -> int:
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            moved = spool.sequence(conn, directory, active=active).records
+    with engine.connect() as conn, conn.begin():
+        spool.remove_finished(conn, directory, active=active)
+    return moved
+
+
+def _logged(engine: Engine) -> list[int]:
+    """The request ids' numbers of the logged records, in seq order (i of disclosure(i))."""
+    with engine.connect() as conn, conn.begin():
+        return [int(parse_record(body).record.objects[0].object_id[11:19])  # type: ignore[union-attr]
+                for _, body, _ in ledger.iter_records(conn)]
+
+
+def test_frames_round_trip() -> None:
+    records = _batch(0, 3)
+    data = spool.encode(records)
+    decoded, consumed = spool.decode(data)
+    assert decoded == records
+    assert consumed == len(data)
+
+
+@given(cut=st.integers(1, 10_000))
+@settings(max_examples=60, deadline=None)
+def test_a_batch_cut_short_is_left_for_later(cut: int) -> None:
+    first, second = spool.encode(_batch(0, 2)), spool.encode(_batch(2, 3))
+    data = first + second
+    cut = min(cut, len(second) - 1)
+    decoded, consumed = spool.decode(data[:len(first) + cut])
+    assert decoded == _batch(0, 2)  # never part of the second batch
+    assert consumed == len(first)
+
+
+def test_a_changed_byte_in_a_complete_frame_is_corruption() -> None:
+    data = bytearray(spool.encode(_batch(0, 2)))
+    data[40] ^= 0x01
+    with pytest.raises(spool._Corrupt, match="checksum"):
+        spool.decode(bytes(data))
+
+
+def test_sequencing_moves_each_record_once_and_keeps_batches_whole(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    one, two = spool.SpoolWriter(directory, sync=False), spool.SpoolWriter(directory,
+                                                                          sync=False)
+    two._started += 1
+    one.append(_batch(0, 3))
+    two.append(_batch(100, 2))
+    one.append(_batch(3, 1))
+    assert _sequence(engine, directory) == 6
+    assert _sequence(engine, directory) == 0  # nothing twice
+    logged = _logged(engine)
+    assert sorted(logged) == [0, 1, 2, 3, 100, 101]
+    # Each batch is contiguous in the log.
+    assert logged.index(1) == logged.index(0) + 1
+    assert logged.index(2) == logged.index(0) + 2
+    assert logged.index(101) == logged.index(100) + 1
+
+
+def test_a_torn_tail_waits_and_a_later_write_completes_it(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    writer = spool.SpoolWriter(directory, sync=False)
+    writer.append(_batch(0, 2))
+    path = writer.current()
+    assert path is not None
+    torn = spool.encode(_batch(2, 2))
+    with path.open("ab") as f:
+        f.write(torn[: len(torn) // 2])
+    assert _sequence(engine, directory, active=path) == 2
+    with path.open("ab") as f:
+        f.write(torn[len(torn) // 2:])
+    assert _sequence(engine, directory, active=path) == 2
+    assert _logged(engine) == [0, 1, 2, 3]
+
+
+def test_corruption_stops_sequencing_and_leaves_the_file(engine: Engine,
+                                                         tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    writer = spool.SpoolWriter(directory, sync=False)
+    writer.append(_batch(0, 2))
+    path = writer.current()
+    assert path is not None
+    data = bytearray(path.read_bytes())
+    data[30] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="corrupt"):
+        _sequence(engine, directory, active=path)
+    assert path.exists()
+    assert _logged(engine) == []
+
+
+def test_finished_files_are_deleted_once_sequenced(engine: Engine, tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    dead = directory / "999999999-1-1.spool"  # a writer that no longer exists
+    directory.mkdir()
+    dead.write_bytes(spool.encode(_batch(0, 2)))
+    writer = spool.SpoolWriter(directory, sync=False)
+    writer.append(_batch(10, 1))
+    mine = writer.current()
+    assert mine is not None
+    assert _sequence(engine, directory, active=mine) == 3
+    assert not dead.exists()
+    assert mine.exists()  # still being written
+    with engine.connect() as conn, conn.begin():
+        names = conn.execute(sa.text("SELECT name FROM audit_spool_offsets")).scalars().all()
+    assert names == [mine.name]
+
+
+def test_a_spool_that_cannot_be_written_refuses(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    writer = spool.SpoolWriter(blocker / "spool")
+    with pytest.raises(StorageError, match="nothing was served"):
+        writer.append(_batch(0, 1))
+
+
+def test_concurrent_writers_and_a_sequencer_lose_nothing(engine: Engine,
+                                                         tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    writer = spool.SpoolWriter(directory, sync=False)
+
+    def write(base: int) -> None:
+        for n in range(50):
+            writer.append(_batch(base + 2 * n, 2))
+
+    threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    moved = 0
+    for _ in range(200):  # bounded; sequence while the writers write
+        moved += _sequence(engine, directory, active=writer.current())
+        if not any(t.is_alive() for t in threads):
+            break
+    for thread in threads:
+        thread.join(timeout=30)
+    moved += _sequence(engine, directory, active=writer.current())
+    assert moved == 400
+    logged = _logged(engine)
+    assert sorted(logged) == sorted(k * 1000 + i for k in range(4) for i in range(100))
+    for k in range(4):  # every pair stayed together
+        for n in range(50):
+            first = logged.index(k * 1000 + 2 * n)
+            assert logged[first + 1] == k * 1000 + 2 * n + 1
+    # And the tree over them is the RFC one.
+    with engine.connect() as conn, conn.begin():
+        frontier = Frontier()
+        for _, body, _ in ledger.iter_records(conn):
+            frontier.append(leaf_hash(body))
+        assert ledger.current_root(conn).root == frontier.root()

@@ -2,11 +2,13 @@
 
 :class:`AuditTrail` joins the pure ledger (:mod:`exchange.audit`) to the node: its store,
 its checkpoint key (the node's Ed25519 key, :mod:`exchange.nodekey`) and its log origin
-(``settings.audit_origin``). The service calls :meth:`AuditTrail.disclose` before any
-response leaves and wires :func:`exchange.audit.ledger.append` in as the store's audit
-sink, so publish and admin records commit with the change they describe. Auditors (the
-HTTP API, ``exchange audit ...``) use the rest: filtered records, checkpoints, proofs,
-the full verification, exports and member-held checkpoints.
+(``settings.audit_origin``). The service calls :meth:`AuditTrail.record` before a
+response leaves (disclosures and denials: durable in this process's spool, then moved
+into the log by the sequencer, :mod:`exchange.audit.spool`), and wires
+:func:`exchange.audit.ledger.append` in as the store's audit sink, so publish and admin
+records commit with the change they describe. Auditors (the HTTP API, ``exchange audit
+...``) use the rest: filtered records, checkpoints, proofs, the full verification,
+exports and member-held checkpoints; each question sequences the spool first.
 
 The checkpoint keys an auditor trusts are the node keys in the member registry (purpose
 ``node``), every one ever registered, so a checkpoint signed before a key rotation still
@@ -162,7 +164,8 @@ class AuditTrail:
         self._next_checkpoint = 0.0
         #: Where this process's disclosures go before they are sequenced into the log.
         self.spool_dir = settings.home / (settings.audit_spool_dir or "audit-spool")
-        self.writer = spool.SpoolWriter(self.spool_dir)
+        self.writer = spool.SpoolWriter(self.spool_dir,
+                                        sync=settings.audit_spool_sync == "always")
         self._sequencer_pid = 0
         self._sequence_lock = threading.Lock()
 
@@ -196,11 +199,17 @@ class AuditTrail:
         thread.start()
 
     def _sequence_forever(self) -> None:
-        interval = self.settings.audit_sequence_ms / 1000
+        self.sequence_forever(threading.Event())
+
+    def sequence_forever(self, stop: threading.Event,
+                         keep_going: Callable[[], bool] = lambda: True) -> None:
+        """Sequence the spool every ``audit_sequence_ms`` (and checkpoint when due) until
+        ``stop`` is set or ``keep_going()`` is false; failures are logged and retried."""
+        interval = max(self.settings.audit_sequence_ms, 50) / 1000
         failing = False
-        while True:
-            time.sleep(interval)
+        while not stop.wait(interval) and keep_going():
             try:
+                self.writer.flush()
                 self.sequence()
                 self.maybe_checkpoint()
                 if failing:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -441,3 +442,33 @@ def audit_checkpoint(ctx_obj: Any, save_to: str | None, verifiers: tuple[str, ..
         click.echo(note, nl=False)
         if save_to:
             click.echo(f"saved to {save_to}", err=True)
+
+
+@audit.command("sequence")
+@click.option("--watch", is_flag=True,
+              help="Keep sequencing every audit_sequence_ms until stopped (SIGTERM/SIGINT).")
+@click.option("--parent-pid", type=int, hidden=True,
+              help="Stop when this process is gone (exchange serve starts it so).")
+@click.pass_obj
+def audit_sequence(ctx_obj: Any, watch: bool, parent_pid: int | None) -> None:
+    """Move the servers' spooled disclosures into the log (once, or --watch).
+
+    ``exchange serve`` runs one of these beside its workers; under an external gunicorn
+    (deploy/gunicorn.conf.py), run ``exchange audit sequence --watch`` as a service and
+    set ``audit_sequence_ms = 0`` for the workers (or leave it: each worker then
+    sequences in a thread of its own).
+    """
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    with ctx_obj.exchange() as ex:
+        if not watch:
+            moved = ex.audit.sequence()
+            click.echo(f"{moved} records moved into the audit log")
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        ex.audit.sequence_forever(
+            stop, keep_going=lambda: parent_pid is None or os.getppid() == parent_pid)
+        ex.audit.sequence()  # what arrived until the end

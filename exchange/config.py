@@ -89,6 +89,9 @@ class Settings:
     audit_checkpoint_seconds: int = 60  # sign a checkpoint this often when the log grew
     audit_spool_dir: str = ""  # where disclosures wait to be sequenced; empty: <home>/audit-spool
     audit_sequence_ms: int = 200  # how often a server process moves the spool into the log
+    # "always": each response's disclosures are fsynced before it leaves; "interval":
+    # written before it leaves, fsynced every audit_sequence_ms
+    audit_spool_sync: str = "always"
 
     @property
     def policy_path(self) -> Path | None:
@@ -176,6 +179,12 @@ def _validate(s: Settings) -> Settings:
     if not 0 <= s.audit_checkpoint_seconds <= 86_400:
         raise ConfigError("audit_checkpoint_seconds must be between 0 (never on its own)"
                           " and 86400")
+    if s.audit_spool_sync not in ("always", "interval"):
+        raise ConfigError("audit_spool_sync must be 'always' (durable before each response"
+                          " leaves) or 'interval' (written before it leaves, durable within"
+                          " audit_sequence_ms)")
+    if s.audit_spool_sync == "interval" and s.audit_sequence_ms == 0:
+        raise ConfigError("audit_spool_sync 'interval' needs audit_sequence_ms above 0")
     if not 0 <= s.audit_sequence_ms <= 60_000:
         raise ConfigError("audit_sequence_ms must be between 0 (only on demand) and 60000")
     if s.audit_origin and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}",

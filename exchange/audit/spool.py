@@ -168,33 +168,46 @@ def decode(data: bytes, limit: int | None = None) -> tuple[list[Prepared], int]:
 class SpoolWriter:
     """One process's spool file: append a response's records durably.
 
+    Threads of a process share one file and one ``fdatasync``: a thread whose bytes an
+    earlier or concurrent sync already covered does not sync again (group commit).
+
     Args:
         directory: The spool directory (created if missing).
-        sync: ``fdatasync`` after each batch (the default; ``False`` only for tests of
-            the sequencer that do not need durability).
+        sync: ``fdatasync`` before :meth:`append` returns (the default; durable across
+            power loss). ``False``: the bytes are written to the operating system before
+            the response leaves (they survive a crash of the process, like SQLite's
+            ``synchronous=NORMAL``) and made durable by :meth:`flush`, which the
+            sequencer calls every ``audit_sequence_ms``.
     """
 
     def __init__(self, directory: Path, *, sync: bool = True) -> None:
         self.directory = directory
         self.sync = sync
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
         self._path: Path | None = None
         self._size = 0
         self._count = 0
         self._started = time.time_ns()
+        self._generation = 0  # one per file opened
+        self._synced = (0, 0)  # (generation, bytes) known durable
 
     def _open(self) -> int:
         pid = os.getpid()
         if self._fd is not None and self._pid == pid and self._size < ROTATE_BYTES:
             return self._fd
         if self._fd is not None and self._pid == pid:
-            os.close(self._fd)  # rotated: the sequencer deletes it once it is consumed
+            # Rotated: make the old file durable, then close it; the sequencer deletes it
+            # once it is consumed.
+            os.fdatasync(self._fd)
+            os.close(self._fd)
         if self._pid != pid:
             self._started = time.time_ns()
             self._count = 0
         self._count += 1
+        self._generation += 1
         self.directory.mkdir(parents=True, exist_ok=True)
         self._path = self.directory / f"{pid}-{self._started}-{self._count}.spool"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -203,7 +216,7 @@ class SpoolWriter:
         return self._fd
 
     def append(self, records: Sequence[Prepared]) -> None:
-        """Write one batch and make it durable; return only then.
+        """Write one batch (and, with ``sync``, make it durable); return only then.
 
         Raises:
             StorageError: It could not be written or synced (serve nothing).
@@ -216,14 +229,43 @@ class SpoolWriter:
                 fd = self._open()
                 written = os.write(fd, data)
                 self._size += written
+                mark = (self._generation, self._size)
             if written != len(data):
                 raise OSError("short write")
             if self.sync:
-                os.fdatasync(fd)
+                self._sync_to(mark)
         except OSError as e:
             log.error("audit spool: could not write %s (%s)", self.directory, e.strerror or e)
             raise StorageError("the audit ledger could not be written; nothing was served"
                                ) from None
+
+    def _sync_to(self, mark: tuple[int, int]) -> None:
+        with self._sync_lock:
+            generation, size = self._synced
+            if mark[0] < self._generation or (generation == mark[0] and size >= mark[1]):
+                return  # covered: a sync since that write, or the file was rotated (synced)
+            with self._lock:
+                fd, target = self._fd, (self._generation, self._size)
+            if fd is None:
+                return
+            os.fdatasync(fd)
+            self._synced = target
+
+    def flush(self) -> None:
+        """Make everything written so far durable (for ``sync=False``).
+
+        Raises:
+            StorageError: The sync failed.
+        """
+        with self._lock:
+            mark = (self._generation, self._size)
+            open_here = self._fd is not None and self._pid == os.getpid()
+        if not open_here:
+            return
+        try:
+            self._sync_to(mark)
+        except OSError as e:
+            raise StorageError("the audit spool could not be synced") from e
 
     def current(self) -> Path | None:
         """The file being written now (None before the first append)."""
@@ -305,6 +347,9 @@ def sequence(conn: Connection, directory: Path, *, active: Path | None = None,
         start = int(offsets.get(path.name, 0))
         try:
             with path.open("rb") as f:
+                # Writers in 'interval' mode leave the sync to the sequencer: whatever
+                # is in the file now becomes durable before it is read.
+                os.fsync(f.fileno())
                 f.seek(start)
                 data = f.read(budget + ROTATE_BYTES // 16)
         except FileNotFoundError:

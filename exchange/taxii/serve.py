@@ -2,12 +2,19 @@
 
 Each gunicorn worker builds its own app (and so its own database connections) after the
 fork; the master process only checks the configuration first, so a broken home fails
-fast with one clear line instead of a crash loop of workers.
+fast with one clear line instead of a crash loop of workers. Beside the workers runs one
+``exchange audit sequence --watch`` process, which moves the workers' spooled disclosures
+into the audit log (:mod:`exchange.audit.spool`) and makes the periodic checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import signal
+import subprocess
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -30,7 +37,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from exchange.taxii.app import create_app  # noqa: PLC0415 - per worker, after fork
 
-        return create_app(self._settings)
+        # The audit sequencer runs in a process of its own (serve() starts it): a thread
+        # in each worker would take the GIL from requests every few hundred ms.
+        return create_app(dataclasses.replace(self._settings, audit_sequence_ms=0))
 
 
 def gunicorn_options(settings: Settings, *, threads: int = 4, access_log: bool = True
@@ -78,5 +87,16 @@ def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> N
         load_policies(settings.policy_path)  # refuse to start on a broken policy
     log.info("serving TAXII 2.1 on http://%s:%d/taxii2/ with %d worker(s)",
              settings.host, settings.port, settings.workers)
-    _Gunicorn(settings, gunicorn_options(settings, threads=threads,
-                                         access_log=access_log)).run()
+    sequencer = subprocess.Popen(  # noqa: S603 - our interpreter and module; our child
+        [sys.executable, "-m", "exchange", "--home", str(settings.home), "audit", "sequence",
+         "--watch", "--parent-pid", str(os.getpid())])
+    try:
+        _Gunicorn(settings, gunicorn_options(settings, threads=threads,
+                                             access_log=access_log)).run()
+    finally:
+        sequencer.send_signal(signal.SIGTERM)
+        try:
+            sequencer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sequencer.kill()
+            sequencer.wait()

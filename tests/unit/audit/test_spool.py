@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +190,28 @@ def test_concurrent_writers_and_a_sequencer_lose_nothing(engine: Engine,
         for _, body, _ in ledger.iter_records(conn):
             frontier.append(leaf_hash(body))
         assert ledger.current_root(conn).root == frontier.root()
+
+
+def test_threads_share_syncs_and_interval_mode_syncs_on_flush(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    writer = spool.SpoolWriter(tmp_path / "spool")
+    writer.append(_batch(0, 1))
+    assert len(calls) == 1
+    writer._sync_to((writer._generation, 1))
+    assert len(calls) == 1
+    lazy = spool.SpoolWriter(tmp_path / "lazy", sync=False)
+    lazy.append(_batch(0, 1))
+    assert len(calls) == 1
+    lazy.flush()
+    assert len(calls) == 2
+    lazy.flush()  # nothing new
+    assert len(calls) == 2

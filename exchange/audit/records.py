@@ -23,7 +23,9 @@ cost, against the 15 % budget of issue 5.
 The leaf data is :func:`record_bytes`: the record as an RFC 8785 (JCS) canonical JSON
 object with three envelope members, ``"v": 1``, ``"seq"`` (the record's position in the
 log, so a moved, dropped or duplicated record is named by the verifier) and ``"kind"``.
-Times are integer microseconds in Python and STIX timestamps in JSON. Only strings, safe
+Times are integer microseconds in Python and STIX timestamps in JSON, except inside the
+entries of a disclosure (compact arrays, :data:`DISCLOSED_FIELDS`), where they stay
+integer microseconds. Only strings, safe
 integers, booleans and null occur, and member names are ASCII, so the standard library's
 sorted, compact, non-ASCII-preserving encoder writes exactly the RFC 8785 bytes (UTF-16
 and code point order agree on ASCII; the string escapes are the same); a property test

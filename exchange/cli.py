@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -338,20 +338,28 @@ def _api_key(key_file: str | None) -> str:
     return key
 
 
-_client_options = [
-    click.option("--url", required=True, envvar="EXCHANGE_URL",
-                 help="Collection URL, e.g. http://127.0.0.1:8421/cx/collections/<id>/"),
-    click.option("--user", required=True, envvar="EXCHANGE_USER", help="Account name."),
-    click.option("--api-key-file", type=click.Path(dir_okay=False),
-                 help="File holding the API key (default: $EXCHANGE_API_KEY)."),
-    click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
-]
+def http_options(*, required: bool, url_help: str, user_help: str = "Account name."
+                 ) -> Callable[[Any], Any]:
+    """The options of a command that talks to a node: --url, --user, --api-key-file,
+    --insecure (the API key itself never comes from a flag)."""
+    options = [
+        click.option("--url", required=required, envvar="EXCHANGE_URL", help=url_help),
+        click.option("--user", required=required, envvar="EXCHANGE_USER", help=user_help),
+        click.option("--api-key-file", type=click.Path(dir_okay=False),
+                     help="File holding the API key (default: $EXCHANGE_API_KEY)."),
+        click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
+    ]
+
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
 
 
-def client_options(f: Any) -> Any:
-    for option in reversed(_client_options):
-        f = option(f)
-    return f
+client_options = http_options(
+    required=True, url_help="Collection URL, e.g. http://127.0.0.1:8421/cx/collections/<id>/")
 
 
 @main.command()

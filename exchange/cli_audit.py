@@ -163,20 +163,13 @@ def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool
     return document
 
 
-_remote_options = [
-    click.option("--url", envvar="EXCHANGE_URL",
-                 help="The hub's API root, e.g. https://hub.example/cx/ (member mode)."),
-    click.option("--user", envvar="EXCHANGE_USER", help="Account name (with --url)."),
-    click.option("--api-key-file", type=click.Path(dir_okay=False),
-                 help="File holding the API key (default: $EXCHANGE_API_KEY)."),
-    click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
-]
-
-
 def remote_options(f: Any) -> Any:
-    for option in reversed(_remote_options):
-        f = option(f)
-    return f
+    """--url, --user, --api-key-file, --insecure: member mode, against the hub."""
+    from exchange.cli import http_options  # noqa: PLC0415 - cli imports this module
+
+    return http_options(
+        required=False, url_help="The hub's API root, e.g. https://hub.example/cx/ (member"
+        " mode).", user_help="Account name (with --url).")(f)
 
 
 def _read_saved(path: str) -> tuple[str, list[NoteKey]]:

@@ -34,6 +34,7 @@ from exchange.errors import ConfigError, RemoteError
 from exchange.generate import generate_indicators
 from exchange.keyring import register_key
 from exchange.model.objects import Tlp
+from exchange.procs import stop_child
 from exchange.service import Exchange, init_home
 from exchange.signer import sign_all
 from exchange.signing.keyfiles import read_private_key, write_private_key
@@ -176,13 +177,7 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Tr
     except KeyboardInterrupt:
         print("\nstopping the demo server ...", file=sys.stderr)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_child(proc, timeout=15)
 
 
 def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import subprocess
 import sys
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from exchange.config import Settings
+from exchange.procs import stop_child
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,4 @@ def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> N
         _Gunicorn(settings, gunicorn_options(settings, threads=threads,
                                              access_log=access_log)).run()
     finally:
-        sequencer.send_signal(signal.SIGTERM)
-        try:
-            sequencer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            sequencer.kill()
-            sequencer.wait()
+        stop_child(sequencer)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 import requests
 
 from exchange.config import load_settings
+from exchange.procs import stop_child
 from exchange.service import Exchange, init_home
 from exchange.storage import open_store
 
@@ -146,10 +146,5 @@ def serving(home: Path, auth: tuple[str, str], workers: int = 2) -> Iterator[str
         _wait(f"{base}/taxii2/", auth, proc)
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, timeout=20)
         log.close()

@@ -54,6 +54,16 @@ def _logged(engine: Engine) -> list[int]:
                 for _, body, _ in ledger.iter_records(conn)]
 
 
+def _spooled(tmp_path: Path) -> tuple[Path, Path]:
+    """A spool directory whose one file holds a batch of records 0 and 1."""
+    directory = tmp_path / "spool"
+    writer = spool.SpoolWriter(directory, sync=False)
+    writer.append(_batch(0, 2))
+    path = writer.current()
+    assert path is not None
+    return directory, path
+
+
 def test_frames_round_trip() -> None:
     records = _batch(0, 3)
     data = spool.encode(records)
@@ -101,11 +111,7 @@ def test_sequencing_moves_each_record_once_and_keeps_batches_whole(engine: Engin
 
 def test_a_torn_tail_waits_and_a_later_write_completes_it(engine: Engine,
                                                           tmp_path: Path) -> None:
-    directory = tmp_path / "spool"
-    writer = spool.SpoolWriter(directory, sync=False)
-    writer.append(_batch(0, 2))
-    path = writer.current()
-    assert path is not None
+    directory, path = _spooled(tmp_path)
     torn = spool.encode(_batch(2, 2))
     with path.open("ab") as f:
         f.write(torn[: len(torn) // 2])
@@ -118,11 +124,7 @@ def test_a_torn_tail_waits_and_a_later_write_completes_it(engine: Engine,
 
 def test_corruption_stops_sequencing_and_leaves_the_file(engine: Engine,
                                                          tmp_path: Path) -> None:
-    directory = tmp_path / "spool"
-    writer = spool.SpoolWriter(directory, sync=False)
-    writer.append(_batch(0, 2))
-    path = writer.current()
-    assert path is not None
+    directory, path = _spooled(tmp_path)
     data = bytearray(path.read_bytes())
     data[30] ^= 0xFF
     path.write_bytes(bytes(data))

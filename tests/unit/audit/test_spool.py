@@ -1,10 +1,10 @@
-"""The disclosure spool: frames, torn tails, corruption, exactly-once sequencing."""
+"""The disclosure spool: frames, torn tails, corruption, exactly-once sequencing (the
+sequencing tests run on SQLite and PostgreSQL: the ``engine`` fixture of conftest)."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +18,7 @@ from exchange.audit.records import Prepared, parse_record, prepare
 from exchange.audit.tree import Frontier, leaf_hash
 from exchange.errors import StorageError
 from exchange.storage.engines import WRITE_OPTION
-from exchange.storage.sql import SqlStore
 from tests.unit.audit.helpers import disclosure
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    store.open()
-    store.upgrade()
-    store.close()
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield engine
-    engine.dispose()
 
 
 def _batch(first: int, count: int) -> list[Prepared]:

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -87,11 +88,41 @@ def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> N
         load_policies(settings.policy_path)  # refuse to start on a broken policy
     log.info("serving TAXII 2.1 on http://%s:%d/taxii2/ with %d worker(s)",
              settings.host, settings.port, settings.workers)
-    sequencer = subprocess.Popen(  # noqa: S603 - our interpreter and module; our child
-        [sys.executable, "-m", "exchange", "--home", str(settings.home), "audit", "sequence",
-         "--watch", "--parent-pid", str(os.getpid())])
+    sequencer = _Sequencer(settings)
+    sequencer.start()
     try:
         _Gunicorn(settings, gunicorn_options(settings, threads=threads,
                                              access_log=access_log)).run()
     finally:
-        stop_child(sequencer)
+        sequencer.stop()
+
+
+class _Sequencer:
+    """The ``exchange audit sequence --watch`` child beside the workers, restarted (after
+    a pause) if it ever exits on its own: until then the spool keeps every disclosure
+    and the auditor's commands sequence on demand, but checkpoints wait."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._command = [sys.executable, "-m", "exchange", "--home", str(settings.home),
+                         "audit", "sequence", "--watch", "--parent-pid", str(os.getpid())]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watch = threading.Thread(target=self._keep_running, name="cx-sequencer-watch",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(self._command)  # noqa: S603 - our interpreter; our child
+        self._watch.start()
+
+    def _keep_running(self) -> None:
+        while not self._stopping.wait(5.0):
+            proc = self._proc
+            if proc is not None and proc.poll() is not None and not self._stopping.is_set():
+                log.error("the audit sequencer exited with %s; restarting it (the spool"
+                          " keeps the disclosures meanwhile)", proc.returncode)
+                self._proc = subprocess.Popen(self._command)  # noqa: S603 - as in start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._proc is not None:
+            stop_child(self._proc)

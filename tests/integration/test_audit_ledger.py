@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -319,3 +321,44 @@ def test_refusals_and_admin_changes_are_recorded(hub: Hub) -> None:
     (deleted,) = [json.loads(line) for line in out.splitlines()]
     assert (deleted["action"], deleted["actor"], deleted["details"]["versions"]) == (
         "object.delete", "uz-pub", "all")
+
+
+def _sequencers(home: Path) -> list[int]:
+    """Pids of the audit sequencers serving ``home`` (children of our test server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"sequence" in argv and str(home).encode() in argv and b"--watch" in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_server_restarts_its_sequencer(hub: Hub) -> None:
+    (first,) = _sequencers(hub.home)
+    os.kill(first, signal.SIGKILL)  # a descendant of the server this module started
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = _sequencers(hub.home)
+        if now and first not in now:
+            break
+        time.sleep(0.5)
+    (second,) = _sequencers(hub.home)
+    assert second != first
+    # And it works: what a reader receives reaches the log without any CLI help.
+    read = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=2)
+    assert read.status_code == 200
+    rid = read.headers["X-Request-ID"]
+    database = hub.home / "exchange.db"
+    for _ in range(40):  # bounded: 20 s
+        with sqlite3.connect(database) as db:
+            hit = db.execute("SELECT count(*) FROM audit_records WHERE kind = 'disclosure'"
+                             " AND instr(body, ?) > 0", (rid.encode(),)).fetchone()[0]
+        if hit:
+            break
+        time.sleep(0.5)
+    assert hit == 1

@@ -231,10 +231,9 @@ class AuditTrail:
         with self._sequence_lock:
             for _ in range(64):  # bounded: under load the next run takes the rest
                 with self.store.audit_transaction(write=True) as conn:
-                    result = spool.sequence(conn, self.spool_dir,
-                                            active=self.writer.current())
-                moved += result.records
-                if result.records == 0:
+                    taken = spool.sequence(conn, self.spool_dir)
+                moved += taken
+                if taken == 0:
                     break
             with self.store.audit_transaction(write=True) as conn:
                 spool.remove_finished(conn, self.spool_dir, active=self.writer.current())

@@ -308,12 +308,6 @@ class Exchange:
         return admin_record(action, target, details, actor=self.actor,
                             request_id=_request_id.get())
 
-    def admin_record(self, action: str, target: str,
-                     details: dict[str, str | int | bool | None]) -> Admin:
-        """An admin record for a change made elsewhere (keys, grants), to pass to
-        :meth:`Store.audited` around the store call that makes it."""
-        return self._admin(action, target, details)
-
     def policy_digest(self) -> str:
         """The digest of the sharing policy in force (the baseline's without one)."""
         return self.policy.current().digest if self.policy is not None else BASELINE_POLICY_DIGEST

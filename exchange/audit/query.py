@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 import sqlalchemy as sa
@@ -41,7 +41,7 @@ from exchange.audit.records import (
 from exchange.errors import InvalidInput, StorageError
 from exchange.storage.schema import audit_records
 
-__all__ = ["MAX_PAGE", "RecordFilter", "find", "iter_matching", "matching_entries", "with_kinds"]
+__all__ = ["MAX_PAGE", "RecordFilter", "find", "iter_matching", "matching_entries"]
 
 #: The most records one :func:`find` call returns.
 MAX_PAGE: Final = 1000
@@ -215,8 +215,3 @@ def iter_matching(conn: Connection, f: RecordFilter, *, page: int = MAX_PAGE
         if cursor is None:
             return
         after = cursor
-
-
-def with_kinds(f: RecordFilter, *kinds: Kind) -> RecordFilter:
-    """``f`` restricted to ``kinds``."""
-    return replace(f, kinds=kinds)

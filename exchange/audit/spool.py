@@ -47,7 +47,6 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -272,21 +271,6 @@ class SpoolWriter:
         return self._path if self._pid == os.getpid() else None
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceResult:
-    """What one :func:`sequence` run did.
-
-    Attributes:
-        records: Records moved into the log.
-        files: Spool files read.
-        deleted: Fully sequenced spool files removed.
-    """
-
-    records: int
-    files: int
-    deleted: int
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -316,8 +300,7 @@ def _finished(name: str, active: Path | None, files: list[Path]) -> bool:
     return False
 
 
-def sequence(conn: Connection, directory: Path, *, active: Path | None = None,
-             max_bytes: int = _MAX_ROUND_BYTES) -> SequenceResult:
+def sequence(conn: Connection, directory: Path, *, max_bytes: int = _MAX_ROUND_BYTES) -> int:
     """Move complete spooled batches into the log, in the caller's write transaction.
 
     Files are read in name order, each from where the last run stopped (kept in
@@ -327,21 +310,22 @@ def sequence(conn: Connection, directory: Path, *, active: Path | None = None,
     Args:
         conn: A connection in a write transaction.
         directory: The spool directory.
-        active: The caller's own current file (never deleted).
         max_bytes: Stop after about this many bytes (the rest waits for the next run).
+
+    Returns:
+        The records moved into the log.
 
     Raises:
         StorageError: The database failed, or a spool file is corrupt.
     """
     if not directory.is_dir():
-        return SequenceResult(0, 0, 0)
+        return 0
     files = sorted(p for p in directory.iterdir() if _NAME.fullmatch(p.name))
     if not files:
-        return SequenceResult(0, 0, 0)
+        return 0
     offsets = dict(conn.execute(sa.select(audit_spool_offsets.c.name,
                                           audit_spool_offsets.c.consumed)).all())
     taken = 0
-    read = 0
     budget = max_bytes
     for path in files:
         start = int(offsets.get(path.name, 0))
@@ -358,7 +342,6 @@ def sequence(conn: Connection, directory: Path, *, active: Path | None = None,
             raise StorageError(f"the audit spool {path.name} cannot be read") from e
         if not data:
             continue
-        read += 1
         try:
             records, consumed = decode(data, limit=budget)
         except _Corrupt as e:
@@ -380,7 +363,7 @@ def sequence(conn: Connection, directory: Path, *, active: Path | None = None,
         offsets[path.name] = start + consumed
         if budget <= 0:
             break
-    return SequenceResult(taken, read, 0)
+    return taken
 
 
 def remove_finished(conn: Connection, directory: Path, *, active: Path | None = None) -> int:

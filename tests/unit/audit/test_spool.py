@@ -29,7 +29,7 @@ def _sequence(engine: Engine, directory: Path, active: Path | None = None) -> in
     with engine.connect() as conn:
         conn.execution_options(**{WRITE_OPTION: True})
         with conn.begin():
-            moved = spool.sequence(conn, directory, active=active).records
+            moved = spool.sequence(conn, directory)
     with engine.connect() as conn, conn.begin():
         spool.remove_finished(conn, directory, active=active)
     return moved

@@ -24,12 +24,18 @@ The leaf data is :func:`record_bytes`: the record as an RFC 8785 (JCS) canonical
 object with three envelope members, ``"v": 1``, ``"seq"`` (the record's position in the
 log, so a moved, dropped or duplicated record is named by the verifier) and ``"kind"``.
 Times are integer microseconds in Python and STIX timestamps in JSON, except inside the
-entries of a disclosure (compact arrays, :data:`DISCLOSED_FIELDS`), where they stay
-integer microseconds. Only strings, safe
-integers, booleans and null occur, and member names are ASCII, so the standard library's
-sorted, compact, non-ASCII-preserving encoder writes exactly the RFC 8785 bytes (UTF-16
-and code point order agree on ASCII; the string escapes are the same); a property test
-checks the equality against :func:`exchange.signing.canonical.canonical`.
+entries of a disclosure, where they stay integer microseconds.
+
+A disclosure's entries are compact, because the read path writes one per object served:
+``"groups"`` lists each (producer, level, rule) triple once (arrays in the order of
+:data:`DISCLOSURE_GROUP_MEMBERS`, in order of first use) and ``"objects"`` holds one array
+per disclosure in the order of :data:`DISCLOSURE_ENTRY_MEMBERS`, naming its group by
+index, with the SHA-256 of the bytes served as 32 bytes in base64 (RFC 4648 section 4).
+In Python the entry is the whole :class:`Disclosed`, digest ``sha256:<hex>``. Only
+strings, safe integers, booleans and null occur, and member names are ASCII, so the
+standard library's sorted, compact, non-ASCII-preserving encoder writes exactly the RFC
+8785 bytes (UTF-16 and code point order agree on ASCII; the string escapes are the same);
+a property test checks the equality against :func:`exchange.signing.canonical.canonical`.
 
 :func:`parse_record` is the one way back from bytes: strict JSON, the exact members of the
 kind, and canonical form (the bytes must re-encode to themselves).
@@ -41,14 +47,15 @@ Errors: :class:`~exchange.errors.InvalidInput` for a field value a record may no
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from binascii import b2a_base64 as _b2a_base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha256 as _sha256
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal, NamedTuple, get_args
 
@@ -58,6 +65,8 @@ from exchange.storage.timestamps import from_micros, to_micros
 
 __all__ = [
     "DISCLOSED_FIELDS",
+    "DISCLOSURE_ENTRY_MEMBERS",
+    "DISCLOSURE_GROUP_MEMBERS",
     "MAX_ENTRIES",
     "MAX_RECORD_BYTES",
     "RECORD_VERSION",
@@ -345,9 +354,9 @@ class Disclosed(NamedTuple):
 
     A named tuple, not a checked dataclass: a response builds thousands of them, so
     they are checked all at once when the :class:`Disclosure` holding them is built. In
-    the record's JSON an entry is an array of these seven values, in this order
-    (:data:`DISCLOSED_FIELDS`), its two times as integer microseconds since the epoch
-    (compact; reports show them as timestamps).
+    the record's JSON an entry is an array of five values (:data:`DISCLOSURE_ENTRY_MEMBERS`:
+    its producer, level and rule are a shared group), its two times as integer
+    microseconds since the epoch (reports show them as timestamps).
 
     Attributes:
         object_id: The STIX id (of the copy served, when it was a derived copy).
@@ -370,7 +379,7 @@ class Disclosed(NamedTuple):
     rule: str
 
 
-#: The members of a disclosure entry, in the order of its JSON array.
+#: The values of one disclosure (a :class:`Disclosed`), as reports and queries name them.
 DISCLOSED_FIELDS: Final = Disclosed._fields
 _DISCLOSED_CODECS: Final[tuple[tuple[str, _Codec], ...]] = (
     ("object_id", _TEXT), ("object_version", _MICROS), ("date_added", _MICROS),
@@ -395,7 +404,11 @@ def _disclosed_ok(item: Disclosed) -> bool:
 
 
 class _DisclosedEntries(_Codec):
-    """The entries of a disclosure: a tuple of :class:`Disclosed`; JSON arrays of arrays."""
+    """The entries of a disclosure: a tuple of :class:`Disclosed` (checked in bulk).
+
+    Their JSON is two members of the record, written by :func:`_compact_entries` and read
+    by :func:`_expand_entries`, not one.
+    """
 
     def check(self, name: str, value: Any) -> None:
         if not isinstance(value, tuple) or not 0 < len(value) <= MAX_ENTRIES:
@@ -408,26 +421,79 @@ class _DisclosedEntries(_Codec):
                                                             strict=True):
                     codec.check(f"{name}[{index}].{field_name}", field_value)
 
-    def dump(self, value: Any) -> Any:
-        return [list(e) for e in value]
 
-    def load(self, name: str, value: Any) -> Any:
-        if not isinstance(value, list) or not 0 < len(value) <= MAX_ENTRIES:
-            raise _refuse(name, f"must be an array of 1 to {MAX_ENTRIES} entries")
-        items = []
-        for index, item in enumerate(value):
-            where = f"{name}[{index}]"
-            if not isinstance(item, list) or len(item) != len(_DISCLOSED_CODECS):
-                raise _refuse(where, f"must be an array of {len(_DISCLOSED_CODECS)} values"
-                                     f" ({', '.join(DISCLOSED_FIELDS)})")
-            values: list[Any] = []
-            for (field_name, codec), field_value in zip(_DISCLOSED_CODECS, item, strict=True):
-                if field_value is None and not codec.nullable:
-                    raise _refuse(f"{where}.{field_name}", "must not be null")
-                values.append(None if field_value is None
-                              else codec.load(f"{where}.{field_name}", field_value))
-            items.append(Disclosed(*values))
-        return tuple(items)
+#: The members of an entry of ``"objects"`` and of ``"groups"`` in a disclosure's JSON.
+DISCLOSURE_ENTRY_MEMBERS: Final = ("object_id", "object_version", "date_added",
+                                   "object_digest", "group")
+DISCLOSURE_GROUP_MEMBERS: Final = ("producer_org", "tlp", "rule")
+_B64_DIGEST = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=", re.ASCII)
+
+
+def _digest_json(digest: str) -> str:
+    """``sha256:<hex>`` as the entry writes it: the 32 bytes in base64 (RFC 4648 section 4)."""
+    return binascii.b2a_base64(bytes.fromhex(digest[7:]), newline=False).decode("ascii")
+
+
+def _compact_entries(entries: tuple[Disclosed, ...]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The ``"objects"`` and ``"groups"`` members of a disclosure.
+
+    A response's entries repeat a few (producer, level, rule) triples, so each triple is
+    written once, in ``"groups"`` in order of first use, and an entry names it by index:
+    ``[object_id, object_version, date_added, object_digest, group]``, the digest the
+    32 bytes of SHA-256 in base64 (44 characters, against 71 for ``sha256:`` and hex).
+    """
+    groups: dict[tuple[str | None, str, str], int] = {}
+    objects: list[list[Any]] = []
+    for object_id, version, added, digest, producer, tlp, rule in entries:
+        index = groups.setdefault((producer, tlp, rule), len(groups))
+        objects.append([object_id, version, added,
+                        None if digest is None else _digest_json(digest), index])
+    return objects, [list(group) for group in groups]
+
+
+def _expand_entries(objects: Any, groups: Any) -> tuple[Disclosed, ...]:
+    """Read back :func:`_compact_entries` (its canonical form is checked by the caller).
+
+    Raises:
+        InvalidInput: Not arrays of the shapes written, a group index out of range or a
+            value an entry may not hold.
+    """
+    if not isinstance(groups, list) or not 0 < len(groups) <= MAX_ENTRIES:
+        raise _refuse("groups", f"must be an array of 1 to {MAX_ENTRIES} groups")
+    triples: list[tuple[str | None, str, str]] = []
+    for index, group in enumerate(groups):
+        where = f"groups[{index}]"
+        if not isinstance(group, list) or len(group) != len(DISCLOSURE_GROUP_MEMBERS):
+            raise _refuse(where, "must be an array of 3 values"
+                                 f" ({', '.join(DISCLOSURE_GROUP_MEMBERS)})")
+        producer, tlp, rule = group
+        _OPT_TEXT.check(f"{where}.producer_org", producer)
+        _TLP.check(f"{where}.tlp", tlp)
+        _TEXT.check(f"{where}.rule", rule)
+        triples.append((producer, tlp, rule))
+    if not isinstance(objects, list) or not 0 < len(objects) <= MAX_ENTRIES:
+        raise _refuse("objects", f"must be an array of 1 to {MAX_ENTRIES} entries")
+    items = []
+    for index, item in enumerate(objects):
+        where = f"objects[{index}]"
+        if not isinstance(item, list) or len(item) != len(DISCLOSURE_ENTRY_MEMBERS):
+            raise _refuse(where, "must be an array of 5 values"
+                                 f" ({', '.join(DISCLOSURE_ENTRY_MEMBERS)})")
+        object_id, version, added, digest, group = item
+        _TEXT.check(f"{where}.object_id", object_id)
+        _MICROS.check(f"{where}.object_version", version)
+        _MICROS.check(f"{where}.date_added", added)
+        if digest is not None and not (isinstance(digest, str)
+                                       and _B64_DIGEST.fullmatch(digest)):
+            raise _refuse(f"{where}.object_digest",
+                          "must be null or 32 bytes in base64 (44 characters)")
+        if type(group) is not int or not 0 <= group < len(triples):
+            raise _refuse(f"{where}.group", f"must be an index into groups (0-{len(triples) - 1})")
+        items.append(Disclosed(
+            object_id, version, added,
+            None if digest is None else "sha256:" + binascii.a2b_base64(digest).hex(),
+            *triples[group]))
+    return tuple(items)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -567,6 +633,12 @@ _CLASSES: Final[dict[str, type[Record]]] = {
     cls.KIND.value: cls for cls in (Publish, Disclosure, Denial, Admin, PolicyReload)
 }
 _FIELDS: Final = {kind: _checks(cls) for kind, cls in _CLASSES.items()}
+# The members written field by field (a disclosure's entries are two members, see
+# _compact_entries).
+_JSON_FIELDS: Final = {kind: tuple(f for f in fields if (kind, f[0]) != ("disclosure", "objects"))
+                       for kind, fields in _FIELDS.items()}
+_EXTRA_MEMBERS: Final = {kind: frozenset({"objects", "groups"} if kind == "disclosure" else ())
+                         for kind in _FIELDS}
 _ENTRY_FIELDS: Final = {Published: _checks(Published)}
 _ENVELOPE: Final = frozenset({"v", "seq", "kind"})
 
@@ -600,7 +672,9 @@ def _to_json_fields(value: Any, fields: tuple[tuple[str, _Codec], ...]) -> dict[
 def _to_json(record: Record, seq: int) -> dict[str, Any]:
     kind = record.KIND.value
     document: dict[str, Any] = {"v": RECORD_VERSION, "seq": seq, "kind": kind}
-    document.update(_to_json_fields(record, _FIELDS[kind]))
+    document.update(_to_json_fields(record, _JSON_FIELDS[kind]))
+    if isinstance(record, Disclosure):
+        document["objects"], document["groups"] = _compact_entries(record.objects)
     return document
 
 
@@ -692,7 +766,11 @@ def prepare(record: Record) -> Prepared:
                     producer, object_id)
 
 
-_PLAIN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,250}--[0-9a-f-]{36}", re.ASCII)
+# STIX ids of the plain shape (no character JSON escapes), one per line.
+_PLAIN_IDS = re.compile(r"[a-z0-9][a-z0-9-]{0,250}--[0-9a-f-]{36}"
+                        r"(?:\n[a-z0-9][a-z0-9-]{0,250}--[0-9a-f-]{36})*", re.ASCII)
+_PLAIN_ENTRY = '["{}",{},{},{},{}]'.format
+_ENTRY = "[{},{},{},{},{}]".format
 
 
 def _json_text(value: str) -> str:
@@ -706,8 +784,8 @@ class DisclosureBuilder:
     object is the budget (issue 5: at most 15 % of a full read). It writes exactly the
     bytes :func:`record_bytes` writes for the equivalent :class:`Disclosure` (a property
     test holds the two equal) and checks every value as the record's codecs do, but
-    checks and encodes a repeated value (producer, level, rule) once per response, and
-    an id of the plain STIX shape without the JSON encoder.
+    checks and encodes a (producer, level, rule) group once per response
+    (:meth:`group`), and an id of the plain STIX shape without the JSON encoder.
 
     Args:
         time, channel, recipient_account, recipient_org, collection, policy_digest,
@@ -731,7 +809,7 @@ class DisclosureBuilder:
         self.recipient_org = recipient_org
         self._head = (
             f'{{"channel":{_json_text(channel)},"collection":{_json_text(collection)},'
-            f'"kind":"disclosure","objects":['
+            f'"groups":['
         ).encode()
         self._middle = (
             f'],"policy_digest":{_json_text(policy_digest)},'
@@ -740,69 +818,143 @@ class DisclosureBuilder:
             f'"request_id":{_json_text(request_id)},"seq":'
         ).encode()
         self._tail = f',"time":{_json_text(from_micros(time))},"v":{RECORD_VERSION}}}'.encode()
-        self._entries: list[str] = []
-        self._ids: list[str] = []
-        self._producers: list[str | None] = []
-        self._producer_json: dict[str | None, str] = {}
-        self._tlp_json: dict[str | None, str] = {}
-        self._rule_json: dict[str | None, str] = {}
+        # Per group (an index of group()): its JSON and its producer.
+        self._group_json: list[str] = []
+        self._group_producer: list[str | None] = []
+        self._group_index: dict[tuple[str | None, str, str], int] = {}
+        self._chunks: list[_Chunk] = []
+        self._chunk = _Chunk()
 
-    def _encoded(self, field_name: str, value: str | None, codec: _Codec,
-                 known: dict[str | None, str]) -> str:
-        codec.check(f"objects[{len(self._entries)}].{field_name}", value)
-        found = "null" if value is None else _json_text(value)
-        known[value] = found
-        return found
+    def group(self, producer_org: str | None, tlp: str, rule: str) -> int:
+        """The handle of a (producer, level, rule) group, checked once, for :meth:`add`.
 
-    def add(self, object_id: str, object_version: int, date_added: int, served: bytes | None,
-            producer_org: str | None, tlp: str, rule: str) -> None:
-        """One disclosure.
+        Raises:
+            InvalidInput: A value a disclosure entry may not hold.
+        """
+        key = (producer_org, tlp, rule)
+        found = self._group_index.get(key)
+        if found is not None:
+            return found
+        _OPT_TEXT.check("producer_org", producer_org)
+        _TLP.check("tlp", tlp)
+        _TEXT.check("rule", rule)
+        handle = len(self._group_json)
+        self._group_json.append(
+            f"[{'null' if producer_org is None else _json_text(producer_org)},"
+            f"{_json_text(tlp)},{_json_text(rule)}]")
+        self._group_producer.append(producer_org)
+        self._group_index[key] = handle
+        return handle
+
+    def add(self, object_id: str, object_version: int, date_added: int,
+            digest: bytes | None, group: int) -> None:
+        """One disclosure (:meth:`add_many` of one).
 
         Args:
-            object_id, object_version, date_added, producer_org, tlp, rule: As in
-                :class:`Disclosed`.
-            served: The exact bytes served (their SHA-256 is the entry's digest), or None
-                when only the version's metadata was served.
+            object_id, object_version, date_added: As in :class:`Disclosed`.
+            digest: The SHA-256 (32 bytes) of the exact bytes served, or None when only
+                the version's metadata was served.
+            group: Its producer, level and rule, from :meth:`group`.
         """
-        if type(object_id) is str and _PLAIN_ID.fullmatch(object_id):
-            shown_id = f'"{object_id}"'
+        self.add_many([object_id], [object_version], [date_added],
+                      None if digest is None else [digest], [group])
+
+    def add_many(self, object_ids: Sequence[str], object_versions: Sequence[int],
+                 dates_added: Sequence[int], digests: Sequence[bytes] | None,
+                 groups: Sequence[int]) -> None:
+        """Disclosures, in the order served: the columns of their entries.
+
+        Every value is checked column by column, in bulk (one regular-expression match
+        over all the ids of plain STIX shape, set-wise type checks), because this is the
+        per-object cost of a read.
+
+        Args:
+            object_ids, object_versions, dates_added: As in :class:`Disclosed`.
+            digests: The SHA-256 (32 bytes each) of the exact bytes served, or None when
+                only the versions' metadata was served.
+            groups: Each entry's producer, level and rule, from :meth:`group`.
+
+        Raises:
+            InvalidInput: A value a disclosure may not hold, or columns of different
+                lengths.
+        """
+        count = len(object_ids)
+        if not (len(object_versions) == len(dates_added) == len(groups) == count
+                and (digests is None or len(digests) == count)):
+            raise InvalidInput("disclosure columns must all have one value per entry")
+        if not count:
+            return
+        plain = (set(map(type, object_ids)) == {str}
+                 and _PLAIN_IDS.fullmatch("\n".join(object_ids)) is not None)
+        if not plain:
+            for object_id in object_ids:
+                _TEXT.check("object_id", object_id)
+        for name, column in (("object_version", object_versions),
+                             ("date_added", dates_added)):
+            if not (set(map(type, column)) == {int}
+                    and min(column) >= 0 and max(column) <= _MAX_TIME):
+                for value in column:
+                    _MICROS.check(name, value)
+        if not (set(map(type, groups)) == {int} and min(groups) >= 0
+                and max(groups) < len(self._group_json)):
+            raise _refuse("group", "must be a handle from DisclosureBuilder.group")
+        if digests is None:
+            shown_digests: Sequence[str] = ["null"] * count
+        elif set(map(type, digests)) == {bytes} and set(map(len, digests)) == {32}:
+            shown_digests = [f'"{_b2a_base64(d, newline=False).decode()}"' for d in digests]
         else:
-            _TEXT.check(f"objects[{len(self._entries)}].object_id", object_id)
-            shown_id = _json_text(object_id)
-        if not (type(object_version) is int and 0 <= object_version <= _MAX_TIME
-                and type(date_added) is int and 0 <= date_added <= _MAX_TIME):
-            _MICROS.check(f"objects[{len(self._entries)}].object_version", object_version)
-            _MICROS.check(f"objects[{len(self._entries)}].date_added", date_added)
-        digest = "null" if served is None else f'"sha256:{_sha256(served).hexdigest()}"'
-        producer = (self._producer_json.get(producer_org)
-                    or self._encoded("producer_org", producer_org, _OPT_TEXT,
-                                     self._producer_json))
-        level = (self._tlp_json.get(tlp)
-                 or self._encoded("tlp", tlp, _TLP, self._tlp_json))
-        reason = (self._rule_json.get(rule)
-                  or self._encoded("rule", rule, _TEXT, self._rule_json))
-        self._entries.append(f"[{shown_id},{object_version},{date_added},{digest},"
-                             f"{producer},{level},{reason}]")
-        self._ids.append(object_id)
-        self._producers.append(producer_org)
+            raise _refuse("object_digest", "must be None or the 32 bytes of a SHA-256")
+        shown_ids = object_ids if plain else [_json_text(i) for i in object_ids]
+        entry = _PLAIN_ENTRY if plain else _ENTRY
+        done = 0
+        while done < count:
+            chunk = self._chunk
+            if len(chunk.entries) == MAX_ENTRIES:
+                self._chunks.append(chunk)
+                chunk = self._chunk = _Chunk()
+            end = min(count, done + MAX_ENTRIES - len(chunk.entries))
+            local = chunk.groups
+            if not chunk.entries:
+                chunk.first_id = object_ids[done]
+            if not chunk.mixed and list(object_ids[done:end]).count(chunk.first_id) != end - done:
+                chunk.mixed = True
+            chunk.entries.extend(map(
+                entry, shown_ids[done:end], object_versions[done:end], dates_added[done:end],
+                shown_digests[done:end],
+                [local.setdefault(g, len(local)) for g in groups[done:end]]))
+            done = end
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(c.entries) for c in self._chunks) + len(self._chunk.entries)
 
     def records(self) -> list[Prepared]:
         """The records, :data:`MAX_ENTRIES` entries each, in the order added."""
         out = []
-        for start in range(0, len(self._entries), MAX_ENTRIES):
-            end = start + MAX_ENTRIES
-            producers = set(self._producers[start:end])
-            ids = set(self._ids[start:end])
-            body = ",".join(self._entries[start:end]).encode("utf-8")
+        chunks = [*self._chunks, self._chunk] if self._chunk.entries else self._chunks
+        for chunk in chunks:
+            handles = list(chunk.groups)  # in order of first use, as _compact_entries
+            producers = {self._group_producer[h] for h in handles}
+            body = (",".join(self._group_json[h] for h in handles)
+                    + '],"kind":"disclosure","objects":['
+                    + ",".join(chunk.entries)).encode("utf-8")
             out.append(Prepared(
                 Kind.DISCLOSURE, self.time, self._head + body + self._middle, self._tail,
                 self.recipient_org, next(iter(producers)) if len(producers) == 1 else None,
-                next(iter(ids)) if len(ids) == 1 else None,
+                None if chunk.mixed else chunk.first_id,
             ))
         return out
+
+
+class _Chunk:
+    """The entries of one record being built (:class:`DisclosureBuilder`)."""
+
+    __slots__ = ("entries", "first_id", "groups", "mixed")
+
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+        self.groups: dict[int, int] = {}  # builder handle -> index in this record
+        self.first_id = ""
+        self.mixed = False  # entries with different ids (no object_id index column)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -852,12 +1004,15 @@ def parse_record(data: bytes) -> Entry:
     kind = document.get("kind")
     if not isinstance(kind, str) or kind not in _CLASSES:
         raise InvalidInput(f"audit record kind {kind!r} is unknown")
-    fields = _FIELDS[kind]
-    expected = _ENVELOPE | {name for name, _ in fields}
+    fields = _JSON_FIELDS[kind]
+    expected = _ENVELOPE | _EXTRA_MEMBERS[kind] | {name for name, _ in fields}
     if document.keys() != expected:
         detail = _member_difference(expected, document.keys())
         raise InvalidInput(f"{kind} audit record has the wrong members ({detail})")
-    record = _CLASSES[kind](**_load_fields(document, fields))
+    values = _load_fields(document, fields)
+    if kind == "disclosure":
+        values["objects"] = _expand_entries(document["objects"], document["groups"])
+    record = _CLASSES[kind](**values)
     if record_bytes(record, seq) != data:
         raise InvalidInput(f"audit record {seq} is not in RFC 8785 canonical form")
     return Entry(seq, record)

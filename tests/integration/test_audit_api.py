@@ -27,7 +27,12 @@ from werkzeug.test import TestResponse
 
 from exchange.audit.checkpoint import NoteKey, verify_checkpoint
 from exchange.audit.query import MAX_PAGE
-from exchange.audit.records import DISCLOSED_FIELDS, Record, record_bytes
+from exchange.audit.records import (
+    DISCLOSURE_ENTRY_MEMBERS,
+    DISCLOSURE_GROUP_MEMBERS,
+    Record,
+    record_bytes,
+)
 from exchange.audit.tree import leaf_hash, verify_consistency, verify_inclusion
 from exchange.config import load_settings
 from exchange.errors import SignatureError
@@ -217,8 +222,10 @@ def _matches(record: dict[str, Any], query: dict[str, Any]) -> bool:
     """Whether a record (as JSON) matches a query, read independently of the SQL."""
     kind = record["kind"]
     entries = record.get("objects", []) if kind in ("publish", "disclosure") else []
-    if kind == "disclosure":  # entries are arrays in DISCLOSED_FIELDS order
-        entries = [dict(zip(DISCLOSED_FIELDS, e, strict=True)) for e in entries]
+    if kind == "disclosure":  # entries are arrays naming a group of producer, level, rule
+        entries = [{**dict(zip(DISCLOSURE_ENTRY_MEMBERS, e, strict=True)),
+                    **dict(zip(DISCLOSURE_GROUP_MEMBERS, record["groups"][e[4]], strict=True))}
+                   for e in entries]
     for name, value in query.items():
         if name == "recipient" and record.get("recipient_org") != value:
             return False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -54,11 +56,25 @@ def test_a_disclosure_holds_what_the_auditor_asks_for() -> None:
         "objects": [[
             "indicator--00000007-0000-4000-8000-000000000000",
             T0 - 5_000_000 + 7, T0 - 1_000_000 + 7,
-            object_digest(b"object 7"), "org-uz", "green", "tlp-green-community",
+            base64.b64encode(hashlib.sha256(b"object 7").digest()).decode(), 0,
         ]],
+        "groups": [["org-uz", "green", "tlp-green-community"]],
     }
     assert DISCLOSED_FIELDS == ("object_id", "object_version", "date_added", "object_digest",
                                 "producer_org", "tlp", "rule")
+    assert disclosure(7).objects[0].object_digest == object_digest(b"object 7")
+
+
+def test_a_disclosure_names_each_group_once_in_order_of_first_use() -> None:
+    record = dataclasses.replace(disclosure(1), objects=(
+        helper_disclosed(1, producer="org-kz"), helper_disclosed(2, tlp="amber"),
+        helper_disclosed(3, producer="org-kz"), helper_disclosed(4, producer=None)))
+    document = json.loads(record_bytes(record, 0))
+    assert document["groups"] == [["org-kz", "green", "tlp-green-community"],
+                                  ["org-uz", "amber", "tlp-amber-community"],
+                                  [None, "green", "tlp-green-community"]]
+    assert [entry[4] for entry in document["objects"]] == [0, 1, 0, 2]
+    assert parse_record(record_bytes(record, 0)).record == record
 
 
 def test_a_batch_names_each_disclosure_and_reads_back() -> None:
@@ -180,11 +196,23 @@ def _mutated(change: Any) -> bytes:
         pytest.param(_mutated(lambda d: d.pop("request_id")), InvalidInput,
                      "missing request_id", id="missing"),
         pytest.param(_mutated(lambda d: d["objects"][0].pop()), InvalidInput,
-                     "objects\\[0\\].*array of 7", id="entry-missing"),
-        pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(5, "white")),
-                     InvalidInput, "objects\\[0\\].tlp", id="entry-bad-tlp"),
+                     "objects\\[0\\].*array of 5", id="entry-missing"),
+        pytest.param(_mutated(lambda d: d["groups"][0].__setitem__(1, "white")),
+                     InvalidInput, "groups\\[0\\].tlp", id="group-bad-tlp"),
         pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(0, None)),
-                     InvalidInput, "objects\\[0\\].object_id.*null", id="entry-null-id"),
+                     InvalidInput, "objects\\[0\\].object_id", id="entry-null-id"),
+        pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(4, 1)),
+                     InvalidInput, "objects\\[0\\].group.*index", id="entry-no-such-group"),
+        pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(3, "sha256:" + "0" * 64)),
+                     InvalidInput, "objects\\[0\\].object_digest.*base64",
+                     id="entry-digest-hex"),
+        pytest.param(_mutated(lambda d: d["objects"][0].__setitem__(
+                         3, d["objects"][0][3][:42] + "B=")),
+                     InvalidInput, "object_digest", id="entry-digest-not-canonical"),
+        pytest.param(_mutated(lambda d: d["groups"].append(["org-kz", "green", "r"])),
+                     InvalidInput, "canonical", id="group-unused"),
+        pytest.param(_mutated(lambda d: d.pop("groups")), InvalidInput, "missing groups",
+                     id="no-groups"),
         pytest.param(_mutated(lambda d: d.update(objects=[])), InvalidInput, "1 to 256",
                      id="no-entries"),
         pytest.param(_mutated(lambda d: d.update(objects={})), InvalidInput, "array",
@@ -273,8 +301,10 @@ def test_the_fast_builder_writes_exactly_the_reference_bytes(
               "recipient_org": "PK-CERT", "collection": "c-1", "policy_digest": DIGEST,
               "request_id": "req-1"}
     builder = DisclosureBuilder(**common)
-    for row in rows:
-        builder.add(*row)
+    for oid, version, added, body, producer, tlp, rule in rows:
+        builder.add(oid, version, added,
+                    None if body is None else hashlib.sha256(body).digest(),
+                    builder.group(producer, tlp, rule))
     prepared = builder.records()
     assert len(prepared) == -(-len(rows) // MAX_ENTRIES)
     for number, record in enumerate(prepared):
@@ -295,6 +325,8 @@ def test_the_fast_builder_writes_exactly_the_reference_bytes(
         pytest.param(("x" * 513, 1, 1, None, None, "green", "r"), "object_id", id="long-id"),
         pytest.param(("a--b", -1, 1, None, None, "green", "r"), "object_version",
                      id="negative-version"),
+        pytest.param(("a--b", 1, 1, b"short", None, "green", "r"), "object_digest",
+                     id="not-a-digest"),
         pytest.param(("a--b", 1, 1, None, "bad\norg", "green", "r"), "producer_org",
                      id="control-char"),
         pytest.param(("a--b", 1, 1, None, None, "white", "r"), "tlp", id="unknown-tlp"),
@@ -307,5 +339,14 @@ def test_the_fast_builder_refuses_what_a_record_may_not_hold(
     builder = DisclosureBuilder(time=T0, channel="taxii:get_objects", recipient_account="a",
                                 recipient_org="o", collection="c", policy_digest=DIGEST,
                                 request_id="r")
+    oid, version, added, digest, producer, tlp, rule = row
     with pytest.raises(InvalidInput, match=message):
-        builder.add(*row)
+        builder.add(oid, version, added, digest, builder.group(producer, tlp, rule))
+
+
+def test_the_fast_builder_refuses_a_group_it_did_not_give() -> None:
+    builder = DisclosureBuilder(time=T0, channel="taxii:get_objects", recipient_account="a",
+                                recipient_org="o", collection="c", policy_digest=DIGEST,
+                                request_id="r")
+    with pytest.raises(InvalidInput, match="group"):
+        builder.add("a--b", 1, 1, None, 0)

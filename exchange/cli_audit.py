@@ -449,7 +449,8 @@ def audit_sequence(ctx_obj: Any, watch: bool, parent_pid: int | None) -> None:
     ``exchange serve`` runs one of these beside its workers; under an external gunicorn
     (deploy/gunicorn.conf.py), run ``exchange audit sequence --watch`` as a service and
     set ``audit_sequence_ms = 0`` for the workers (or leave it: each worker then
-    sequences in a thread of its own).
+    sequences in a thread of its own). With ``--watch`` it lowers its own priority by
+    ``audit_sequencer_nice`` (default 10).
     """
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
@@ -459,6 +460,9 @@ def audit_sequence(ctx_obj: Any, watch: bool, parent_pid: int | None) -> None:
             moved = ex.audit.sequence()
             click.echo(f"{moved} records moved into the audit log")
             return
+        # Below the servers: a read waits for no sequencing, and the spool holds its
+        # records until the sequencer's turn (tests/perf/README.md has the figures).
+        os.nice(ex.settings.audit_sequencer_nice)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

@@ -92,6 +92,9 @@ class Settings:
     # "always": each response's disclosures are fsynced before it leaves; "interval":
     # written before it leaves, fsynced every audit_sequence_ms
     audit_spool_sync: str = "always"
+    # the niceness `exchange audit sequence --watch` takes (0-19): reads come first, the
+    # spool holds their records meanwhile
+    audit_sequencer_nice: int = 10
 
     @property
     def policy_path(self) -> Path | None:
@@ -187,6 +190,9 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("audit_spool_sync 'interval' needs audit_sequence_ms above 0")
     if not 0 <= s.audit_sequence_ms <= 60_000:
         raise ConfigError("audit_sequence_ms must be between 0 (only on demand) and 60000")
+    if not 0 <= s.audit_sequencer_nice <= 19:
+        raise ConfigError("audit_sequencer_nice must be between 0 (the servers' own"
+                          " priority) and 19 (the lowest)")
     if s.audit_origin and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}",
                                            s.audit_origin):
         raise ConfigError("audit_origin must be 1-200 letters, digits or . _ / : - "

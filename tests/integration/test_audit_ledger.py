@@ -338,6 +338,24 @@ def _sequencers(home: Path) -> list[int]:
     return found
 
 
+def _nice(pid: int) -> int:
+    """A process's niceness (proc(5): field 19 of /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[16])
+
+
+def test_the_sequencer_yields_to_the_servers(hub: Hub) -> None:
+    # The server runs at our priority; audit_sequencer_nice (default 10) lowers the
+    # sequencer's, down to the lowest there is, 19, once it has started.
+    expected = min(_nice(os.getpid()) + 10, 19)
+    for _ in range(40):  # bounded: 20 s
+        (sequencer,) = _sequencers(hub.home)
+        if _nice(sequencer) == expected:
+            break
+        time.sleep(0.5)
+    assert _nice(sequencer) == expected
+
+
 def test_the_server_restarts_its_sequencer(hub: Hub) -> None:
     (first,) = _sequencers(hub.home)
     os.kill(first, signal.SIGKILL)  # a descendant of the server this module started

@@ -27,6 +27,10 @@ def test_defaults_file_and_environment_in_that_order(tmp_path: Path) -> None:
     pytest.param("database_url = 'mysql://x'\n", {}, "sqlite:// or postgresql://",
                  id="bad-database"),
     pytest.param("port = [\n", {}, "cannot read", id="broken-toml"),
+    pytest.param("", {"EXCHANGE_AUDIT_SEQUENCER_NICE": "20"}, "audit_sequencer_nice",
+                 id="nice-beyond-19"),
+    pytest.param("audit_sequencer_nice = -5\n", {}, "audit_sequencer_nice",
+                 id="nice-above-the-servers"),
 ])
 def test_bad_configuration_is_refused_clearly(tmp_path: Path, content: str,
                                               env: dict[str, str], phrase: str) -> None:

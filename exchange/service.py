@@ -834,7 +834,11 @@ class Exchange:
              for row in rows],
             [row.version for row in rows],
             [row.date_added for row in rows],
-            None if bodies is None else [_sha256(body).digest() for body in bodies],
+            None if bodies is None else [
+                # A version served as stored: its digest from ingest (the same bytes).
+                row.body_sha256 if body is row.body and row.body_sha256 is not None
+                else _sha256(body).digest()
+                for row, body in zip(rows, bodies, strict=True)],
             groups)
         self.audit.record(builder.records())
 

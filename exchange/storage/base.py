@@ -114,7 +114,8 @@ class NewVersion:
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
-    """An object version as stored. ``body`` is empty when not requested."""
+    """An object version as stored. ``body`` is empty when not requested, and
+    ``body_sha256`` (its SHA-256, stored at ingest) is None then."""
 
     collection_id: CollectionId
     id: StixId
@@ -129,6 +130,7 @@ class StoredVersion:
     is_latest: bool
     body: bytes = b""
     signed_kid: str | None = None
+    body_sha256: bytes | None = None
 
 
 class AddOutcome(enum.StrEnum):

@@ -9,6 +9,7 @@ outcomes into the TAXII status resource.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -116,7 +117,7 @@ class EnvelopePlan:
             "producer_org": new.producer_org, "tlp": new.tlp,
             "effective_tlp": new.effective_tlp, "revoked": new.revoked,
             "is_latest": False, "is_first": False, "body": new.body,
-            "signed_kid": new.signed_kid,
+            "body_sha256": hashlib.sha256(new.body).digest(), "signed_kid": new.signed_kid,
         })
         self.red_rows.extend({"date_added": date_added, "identity_id": identity}
                              for identity in dict.fromkeys(new.red_recipients))

@@ -140,7 +140,8 @@ def page_statement(query: ObjectQuery, versions: VersionMatch) -> sa.Select[Any]
 
     Public so that the query plans of every read shape can be checked (``EXPLAIN``).
     """
-    columns = [*META_COLUMNS, ov.c.body] if query.include_body else META_COLUMNS
+    columns = [*META_COLUMNS, ov.c.body, ov.c.body_sha256] if query.include_body \
+        else META_COLUMNS
     conditions = [
         in_collection_by_id(query.collection_id) if query.ids
         else ov.c.collection_id == query.collection_id
@@ -260,6 +261,8 @@ def stored_record(row: AnyRow, with_body: bool) -> StoredVersion:
         tlp=row.tlp, effective_tlp=row.effective_tlp, revoked=bool(row.revoked),
         is_latest=bool(row.is_latest), body=bytes(row.body) if with_body else b"",
         signed_kid=row.signed_kid,
+        body_sha256=(None if not with_body or row.body_sha256 is None
+                     else bytes(row.body_sha256)),
     )
 
 

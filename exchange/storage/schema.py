@@ -117,6 +117,11 @@ object_versions = Table(
     Column("is_first", Boolean, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("signed_kid", String(80), nullable=True),  # revision 0002; NULL = unsigned
+    # Revision 0005: the SHA-256 of body, which audit disclosures name for every version
+    # served as stored (computed once at ingest, not on every read). Nullable only
+    # because SQLite cannot add a NOT NULL column to a filled table; the migration
+    # fills every older row, and every insert sets it.
+    Column("body_sha256", LargeBinary(32), nullable=True),
     # One index by id serves the creator check (an id in any collection), the
     # per-envelope existence check and match[id] reads (id and collection_id), and
     # match[version]=<exact>. Leading with id rather than collection_id lets it replace a

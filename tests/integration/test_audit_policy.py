@@ -3,6 +3,8 @@ and every policy change is recorded once, before it takes effect."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -14,7 +16,7 @@ from exchange.audit.records import Disclosure, Kind, PolicyReload
 from exchange.policy import PolicySet, load_policies
 from exchange.policy_source import PolicySource
 from exchange.service import Exchange
-from tests.integration.test_policy_matrix import World
+from tests.integration.test_policy_matrix import TAXII, World
 
 
 def _world(tmp_path: Path) -> tuple[World, Exchange]:
@@ -65,6 +67,43 @@ def test_each_disclosure_names_the_rule_the_engine_gives(tmp_path: Path) -> None
                 for item in d.objects}
     assert pk_rules["amber"].endswith(":uz-pk-jwg-2026")
     assert pk_rules["clear"] == "tlp-clear"
+
+
+def _served_objects(response: bytes) -> list[bytes]:
+    """The exact bytes of each object of a TAXII envelope, as they were sent."""
+    text = response.decode("utf-8")
+    decoder = json.JSONDecoder()
+    at = text.index('"objects":[') + len('"objects":[')
+    found = []
+    while text[at] != "]":
+        _, end = decoder.raw_decode(text, at)
+        found.append(text[at:end].encode("utf-8"))
+        at = end + 1 if text[end] == "," else end
+    return found
+
+
+@pytest.mark.parametrize("account", ["pk-pub", "uz-soc"])
+def test_each_digest_is_of_the_exact_bytes_the_reader_received(tmp_path: Path,
+                                                              account: str) -> None:
+    world, ex = _world(tmp_path)
+    auth = base64.b64encode(f"{account}:{world.keys[account]}".encode()).decode()
+    response = world.client.get(f"/cx/collections/{world.collection}/objects/",
+                                headers={"Accept": TAXII, "Authorization": f"Basic {auth}"})
+    assert response.status_code == 200
+    served = _served_objects(response.get_data())
+    assert len(served) >= 3
+    request_id = response.headers["X-Request-ID"]
+    entries = [item for e in ex.audit.each(RecordFilter(kinds=(Kind.DISCLOSURE,)))
+               if isinstance(e.record, Disclosure) and e.record.request_id == request_id
+               for item in e.record.objects]
+    assert [item.object_id for item in entries] == [json.loads(b)["id"] for b in served]
+    assert [item.object_digest for item in entries] == [
+        "sha256:" + hashlib.sha256(b).hexdigest() for b in served]
+    # UZ-SOC receives PK-CERT's AMBER objects as derived copies (their digest is computed
+    # when served); PK-CERT receives its own as stored (digest kept from ingest).
+    originals = {o["id"] for o in world.objects.values()}
+    derived = [item for item in entries if item.object_id not in originals]
+    assert bool(derived) is (account == "uz-soc")
 
 
 def test_a_policy_change_is_recorded_once_with_both_digests(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
@@ -464,6 +464,7 @@ def test_any_single_tampering_is_detected(engine: Engine, tampering: dict[str, A
         with conn.begin():
             rows = [dict(r._mapping) for r in conn.execute(
                 sa.select(*[audit_records.c[c] for c in _COLUMNS]).order_by(audit_records.c.seq))]
+            original = [dict(row) for row in rows]
             op, i, j = tampering["op"], tampering["i"], tampering["j"]
             if op == "change":
                 body = bytearray(rows[i]["body"])
@@ -496,6 +497,8 @@ def test_any_single_tampering_is_detected(engine: Engine, tampering: dict[str, A
                         row["body"] = _renumber(row["body"], row["seq"])
                 if tampering["fix_leaf"]:
                     row["leaf_hash"] = leaf_hash(row["body"])
+            # A changed digit of "seq" that fix_body_seq writes back is no change at all.
+            assume(rows != original)
             drop_guards(conn)
             conn.execute(sa.delete(audit_records))
             conn.execute(sa.insert(audit_records), rows)

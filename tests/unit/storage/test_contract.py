@@ -8,6 +8,7 @@ stored whole or not at all, also under concurrent writers.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -22,7 +23,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,7 +49,7 @@ from exchange.storage.base import (
     VersionMatch,
 )
 from exchange.storage.envelopes import MSG_CONFLICT, MSG_NOT_CREATOR
-from exchange.storage.sql import SqlStore
+from exchange.storage.sql import MIGRATIONS_DIR, SqlStore
 from exchange.storage.timestamps import from_micros, to_micros
 
 from .conftest import ACCOUNT_A, ACCOUNT_B, COLL, ORG_A, ORG_B, OTHER_COLL, org
@@ -658,8 +661,32 @@ def test_manifest_reads_leave_the_body_out(world: SqlStore,
     rows = world.get_objects(q(include_body=False)).rows
     assert len(rows) == 6
     assert {r.body for r in rows} == {b""}
+    assert {r.body_sha256 for r in rows} == {None}
     with_body = world.get_objects(q()).rows
     assert all(r.body for r in with_body)
+
+
+def test_each_version_keeps_the_sha256_of_its_body(world: SqlStore,
+                                                   loaded: dict[str, list[AddResult]]) -> None:
+    rows = world.get_objects(q()).rows
+    assert len(rows) == 6
+    assert [r.body_sha256 for r in rows] == [hashlib.sha256(r.body).digest() for r in rows]
+
+
+def test_revision_0005_fills_the_digest_of_every_stored_version(world: SqlStore) -> None:
+    store = world
+    add(store, [nv(oid(n), T0 + n) for n in range(12)])
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store._require_engine().begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+        assert "body_sha256" not in {
+            c["name"] for c in sa.inspect(conn).get_columns("object_versions")}
+        command.upgrade(config, "head")
+    rows = read_all(store, ObjectQuery(COLL, limit=5))
+    assert len(rows) == 12
+    assert [r.body_sha256 for r in rows] == [hashlib.sha256(r.body).digest() for r in rows]
 
 
 def test_limit_must_be_positive(world: SqlStore) -> None:

@@ -142,6 +142,10 @@ class InclusionProof:
         }
 
 
+def _nothing_to_wait_for() -> None:
+    """Nothing was recorded."""
+
+
 class AuditTrail:
     """The node's ledger: recording, checkpoints and the auditor's questions.
 
@@ -170,20 +174,33 @@ class AuditTrail:
         self._sequence_lock = threading.Lock()
 
     # -- recording ---------------------------------------------------------------------
-    def record(self, records: Sequence[Record | Prepared]) -> None:
+    def record(self, records: Sequence[Record | Prepared], *, wait: bool = True
+               ) -> spool.Durable:
         """Record what a response is about to disclose (or refuse), durably, before it
         leaves: into this process's spool (:mod:`exchange.audit.spool`), which the
         sequencer moves into the log as one contiguous batch within
         ``audit_sequence_ms``.
 
+        Args:
+            records: The response's records.
+            wait: Return once they are durable; with False, they are synced while the
+                caller goes on, and the caller must call the result before the response
+                leaves.
+
+        Returns:
+            Waits until the records are durable (returns at once with ``wait``).
+
         Raises:
             StorageError: The spool could not be written: the caller must not serve what
-                the records describe.
+                the records describe (without ``wait``, a failed sync is raised by the
+                returned callable).
         """
         if not records:
-            return
-        self.writer.append([r if isinstance(r, Prepared) else prepare(r) for r in records])
+            return _nothing_to_wait_for
+        durable = self.writer.append(
+            [r if isinstance(r, Prepared) else prepare(r) for r in records], wait=wait)
         self._ensure_sequencer()
+        return durable
 
     def _ensure_sequencer(self) -> None:
         """Start this process's background sequencer (once per process, after a fork)."""

@@ -261,6 +261,10 @@ class ReadResult:
     reader_org: OrgId
 
 
+def _served_nothing() -> None:
+    """No disclosure was recorded: nothing to wait for."""
+
+
 class Exchange:
     """The exchange's use-cases over one store. Constructing it does no I/O."""
 
@@ -794,7 +798,8 @@ class Exchange:
         return out
 
     def disclose(self, principal: Principal, result: ReadResult, channel: str,
-                 bodies: Sequence[bytes] | None = None) -> None:
+                 bodies: Sequence[bytes] | None = None, *, wait: bool = True
+                 ) -> Callable[[], None]:
         """Record what a response is about to disclose; call before it leaves.
 
         One :class:`~exchange.audit.records.Disclosure` per :data:`MAX_ENTRIES` rows,
@@ -803,12 +808,22 @@ class Exchange:
         manifest entries are served), the producer, the effective TLP level and the
         rule that let it through.
 
+        Args:
+            principal, result, channel, bodies: What is served, to whom and how.
+            wait: Return once the records are durable. With False the caller renders
+                the response while they are synced, and must call the returned function
+                before the response leaves.
+
+        Returns:
+            Waits until the records are durable (returns at once with ``wait``).
+
         Raises:
-            StorageError: The ledger could not be written: do not serve the response.
+            StorageError: The ledger could not be written: do not serve the response
+                (without ``wait``, a failed sync is raised by the returned function).
         """
         rows = result.page.rows
         if not rows:
-            return
+            return _served_nothing
         rule_of = self._rule_namer(principal, result.collection)
         builder = DisclosureBuilder(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
@@ -840,7 +855,7 @@ class Exchange:
                 else _sha256(body).digest()
                 for row, body in zip(rows, bodies, strict=True)],
             groups)
-        self.audit.record(builder.records())
+        return self.audit.record(builder.records(), wait=wait)
 
     def _rule_namer(self, principal: Principal, collection: Collection
                     ) -> Callable[[StoredVersion], str]:

@@ -766,9 +766,8 @@ def prepare(record: Record) -> Prepared:
                     producer, object_id)
 
 
-# STIX ids of the plain shape (no character JSON escapes), one per line.
-_PLAIN_IDS = re.compile(r"[a-z0-9][a-z0-9-]{0,250}--[0-9a-f-]{36}"
-                        r"(?:\n[a-z0-9][a-z0-9-]{0,250}--[0-9a-f-]{36})*", re.ASCII)
+# A character JSON escapes in ASCII text (RFC 8259 section 7), or DEL (no field holds it).
+_ESCAPED = re.compile(r'[\x00-\x1f\x7f"\\]')
 _PLAIN_ENTRY = '["{}",{},{},{},{}]'.format
 _ENTRY = "[{},{},{},{},{}]".format
 
@@ -884,8 +883,11 @@ class DisclosureBuilder:
             raise InvalidInput("disclosure columns must all have one value per entry")
         if not count:
             return
-        plain = (set(map(type, object_ids)) == {str}
-                 and _PLAIN_IDS.fullmatch("\n".join(object_ids)) is not None)
+        joined = "".join(object_ids) if set(map(type, object_ids)) == {str} else None
+        # Text a field may hold that JSON writes as it is: ASCII, no control character,
+        # quote or backslash (one scan of all the ids; ids read from storage always are).
+        plain = (joined is not None and joined.isascii() and _ESCAPED.search(joined) is None
+                 and min(map(len, object_ids)) >= 1 and max(map(len, object_ids)) <= _MAX_TEXT)
         if not plain:
             for object_id in object_ids:
                 _TEXT.check("object_id", object_id)

@@ -46,7 +46,8 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -164,6 +165,15 @@ def decode(data: bytes, limit: int | None = None) -> tuple[list[Prepared], int]:
     return records, consumed
 
 
+#: Waits until a batch written by :meth:`SpoolWriter.append` is durable (raises
+#: :class:`~exchange.errors.StorageError` when it could not be made so).
+Durable = Callable[[], None]
+
+
+def _durable() -> None:
+    """A batch already durable (or with nothing to wait for)."""
+
+
 class SpoolWriter:
     """One process's spool file: append a response's records durably.
 
@@ -192,6 +202,7 @@ class SpoolWriter:
         self._started = time.time_ns()
         self._generation = 0  # one per file opened
         self._synced = (0, 0)  # (generation, bytes) known durable
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, sync thread)
 
     def _open(self) -> int:
         pid = os.getpid()
@@ -214,14 +225,25 @@ class SpoolWriter:
         self._size = os.fstat(self._fd).st_size
         return self._fd
 
-    def append(self, records: Sequence[Prepared]) -> None:
-        """Write one batch (and, with ``sync``, make it durable); return only then.
+    def append(self, records: Sequence[Prepared], *, wait: bool = True) -> Durable:
+        """Write one batch (and, with ``sync``, make it durable).
+
+        Args:
+            records: The batch.
+            wait: Return only once the batch is durable. With False the sync runs on this
+                process's sync thread while the caller goes on (rendering the response,
+                say); the caller must call the returned :data:`Durable` before anything
+                the records describe leaves.
+
+        Returns:
+            Call it to wait until the batch is durable (at once with ``wait``).
 
         Raises:
-            StorageError: It could not be written or synced (serve nothing).
+            StorageError: It could not be written or synced (serve nothing); without
+                ``wait`` a failed sync is raised by the returned callable.
         """
         if not records:
-            return
+            return _durable
         data = encode(records)
         try:
             with self._lock:
@@ -231,12 +253,33 @@ class SpoolWriter:
                 mark = (self._generation, self._size)
             if written != len(data):
                 raise OSError("short write")
-            if self.sync:
+            if self.sync and wait:
                 self._sync_to(mark)
         except OSError as e:
-            log.error("audit spool: could not write %s (%s)", self.directory, e.strerror or e)
-            raise StorageError("the audit ledger could not be written; nothing was served"
-                               ) from None
+            raise self._failed(e) from None
+        if not self.sync or wait:
+            return _durable
+        pending = self._sync_thread().submit(self._sync_to, mark)
+
+        def durable() -> None:
+            try:
+                pending.result()
+            except OSError as e:
+                raise self._failed(e) from None
+
+        return durable
+
+    def _failed(self, e: OSError) -> StorageError:
+        log.error("audit spool: could not write %s (%s)", self.directory, e.strerror or e)
+        return StorageError("the audit ledger could not be written; nothing was served")
+
+    def _sync_thread(self) -> ThreadPoolExecutor:
+        """This process's sync thread (started on first use after a fork)."""
+        with self._lock:
+            if self._pool is None or self._pool[0] != os.getpid():
+                self._pool = (os.getpid(), ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="cx-spool-sync"))
+            return self._pool[1]
 
     def _sync_to(self, mark: tuple[int, int]) -> None:
         with self._sync_lock:
@@ -247,7 +290,13 @@ class SpoolWriter:
                 fd, target = self._fd, (self._generation, self._size)
             if fd is None:
                 return
-            os.fdatasync(fd)
+            try:
+                os.fdatasync(fd)
+            except OSError:
+                with self._lock:
+                    if mark[0] < self._generation:
+                        return  # rotated meanwhile: the old file was synced before closing
+                raise
             self._synced = target
 
     def flush(self) -> None:
@@ -331,9 +380,11 @@ def sequence(conn: Connection, directory: Path, *, max_bytes: int = _MAX_ROUND_B
         start = int(offsets.get(path.name, 0))
         try:
             with path.open("rb") as f:
+                if os.fstat(f.fileno()).st_size <= start:
+                    continue  # nothing new (and no sync to force on the writers)
                 # Writers in 'interval' mode leave the sync to the sequencer: whatever
                 # is in the file now becomes durable before it is read.
-                os.fsync(f.fileno())
+                os.fdatasync(f.fileno())
                 f.seek(start)
                 data = f.read(budget + ROTATE_BYTES // 16)
         except FileNotFoundError:

@@ -198,15 +198,20 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
     def _envelope(self, principal: Principal, result: ReadResult, channel: str
                   ) -> tuple[dict[str, Any], dict[str, str]]:
         page = result.page
+        if not page.rows:
+            return {"more": page.more}, _date_headers(page)
+        served = self.exchange.deliver(result)
+        # Recorded before the response exists; a ledger failure serves nothing (503). The
+        # records are synced while the envelope is put together, and are durable before
+        # it is returned.
+        durable = self.exchange.disclose(principal, result, channel, served, wait=False)
         body: dict[str, Any] = {"more": page.more}
-        if page.more and page.rows:
+        if page.more:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
-        if page.rows:
-            served = self.exchange.deliver(result)
-            # Recorded before the response exists; a ledger failure serves nothing (503).
-            self.exchange.disclose(principal, result, channel, served)
-            body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
-        return body, _date_headers(page)
+        body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
+        headers = _date_headers(page)
+        durable()
+        return body, headers
 
     def get_objects(self, api_root: str, collection_id: str, filter_args: Any,
                     allowed_filters: Any, limit: int) -> tuple[dict[str, Any],

@@ -215,7 +215,8 @@ def test_a_member_keeps_a_checkpoint_and_the_hub_can_only_grow(hub: Hub,
     assert "signature" in (out + err).lower()
 
 
-def test_a_read_whose_disclosures_cannot_be_written_serves_nothing(tmp_path: Path) -> None:
+def test_a_read_whose_disclosures_cannot_be_written_serves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     init_home(load_settings(home, env={}))
     settings = load_settings(home, env={})
@@ -253,6 +254,16 @@ def test_a_read_whose_disclosures_cannot_be_written_serves_nothing(tmp_path: Pat
         assert refused.get_json()["title"] == "Storage unavailable"
         assert "indicator--" not in refused.get_data(as_text=True)
         ex.audit.writer.directory = ex.audit.spool_dir
+        # The spool is written but cannot be made durable (the disk fails the sync,
+        # which runs while the response is put together).
+        def failing_sync(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "fdatasync", failing_sync)
+            unsynced = get("pk-reader")
+        assert unsynced.status_code == 503
+        assert "indicator--" not in unsynced.get_data(as_text=True)
         served = get("pk-reader")
         assert served.status_code == 200
         assert len(served.get_json()["objects"]) == 3

@@ -205,3 +205,36 @@ def test_threads_share_syncs_and_interval_mode_syncs_on_flush(tmp_path: Path,
     assert len(calls) == 2
     lazy.flush()  # nothing new
     assert len(calls) == 2
+
+
+def test_a_batch_synced_while_the_caller_goes_on_is_durable_when_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced = threading.Event()
+    release = threading.Event()
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        release.wait(10)
+        real(fd)
+        synced.set()
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    writer = spool.SpoolWriter(tmp_path / "spool")
+    durable = writer.append(_batch(0, 1), wait=False)
+    assert not synced.is_set()  # the caller goes on while the sync runs
+    release.set()
+    durable()
+    assert synced.is_set()
+    assert writer._synced == (writer._generation, writer._size)
+
+
+def test_a_sync_that_fails_after_the_caller_went_on_refuses_when_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    writer = spool.SpoolWriter(tmp_path / "spool")
+    durable = writer.append(_batch(0, 1), wait=False)
+    with pytest.raises(StorageError, match="nothing was served"):
+        durable()

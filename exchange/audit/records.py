@@ -784,7 +784,7 @@ class DisclosureBuilder:
     bytes :func:`record_bytes` writes for the equivalent :class:`Disclosure` (a property
     test holds the two equal) and checks every value as the record's codecs do, but
     checks and encodes a (producer, level, rule) group once per response
-    (:meth:`group`), and an id of the plain STIX shape without the JSON encoder.
+    (:meth:`group`), and ids that need no JSON escape without the JSON encoder.
 
     Args:
         time, channel, recipient_account, recipient_org, collection, policy_digest,
@@ -825,7 +825,7 @@ class DisclosureBuilder:
         self._chunk = _Chunk()
 
     def group(self, producer_org: str | None, tlp: str, rule: str) -> int:
-        """The handle of a (producer, level, rule) group, checked once, for :meth:`add`.
+        """The handle of a (producer, level, rule) group, checked once, for :meth:`add_many`.
 
         Raises:
             InvalidInput: A value a disclosure entry may not hold.
@@ -845,26 +845,13 @@ class DisclosureBuilder:
         self._group_index[key] = handle
         return handle
 
-    def add(self, object_id: str, object_version: int, date_added: int,
-            digest: bytes | None, group: int) -> None:
-        """One disclosure (:meth:`add_many` of one).
-
-        Args:
-            object_id, object_version, date_added: As in :class:`Disclosed`.
-            digest: The SHA-256 (32 bytes) of the exact bytes served, or None when only
-                the version's metadata was served.
-            group: Its producer, level and rule, from :meth:`group`.
-        """
-        self.add_many([object_id], [object_version], [date_added],
-                      None if digest is None else [digest], [group])
-
     def add_many(self, object_ids: Sequence[str], object_versions: Sequence[int],
                  dates_added: Sequence[int], digests: Sequence[bytes] | None,
                  groups: Sequence[int]) -> None:
         """Disclosures, in the order served: the columns of their entries.
 
         Every value is checked column by column, in bulk (one regular-expression match
-        over all the ids of plain STIX shape, set-wise type checks), because this is the
+        over all the ids for what JSON escapes, set-wise type checks), because this is the
         per-object cost of a read.
 
         Args:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -293,18 +294,39 @@ STIX_ID = st.builds(lambda t, u: f"{t}--{u}", st.sampled_from(["indicator", "x-c
     ),
     seq=st.integers(0, 2**53 - 1),
     account=ENTRY_TEXT,
+    cuts=st.lists(st.integers(1, 600), max_size=8),
 )
 def test_the_fast_builder_writes_exactly_the_reference_bytes(
-    rows: list[tuple[Any, ...]], seq: int, account: str
+    rows: list[tuple[Any, ...]], seq: int, account: str, cuts: list[int]
 ) -> None:
+    # The rows arrive in calls of add_many: split at the drawn cuts and wherever the rows
+    # switch between served bytes and metadata only (one call holds one or the other).
+    bounds = sorted({0, len(rows), *(c for c in cuts if c < len(rows)),
+                     *(i for i in range(1, len(rows))
+                       if (rows[i][3] is None) != (rows[i - 1][3] is None))})
+    _check_builder(rows, seq, account, bounds)
+
+
+def test_the_fast_builder_fills_each_record_across_calls() -> None:
+    """Calls that end inside a record and calls longer than one record."""
+    rows = [(f"indicator--00000000-0000-4000-8000-{i:012d}", T0 + i, T0 + 2 * i,
+             b"object %d" % i, "UZ-CERT" if i % 3 else "PK-CERT", "green", f"rule-{i % 2}")
+            for i in range(700)]
+    _check_builder(rows, 9, "pk-soc", [0, 100, 400, 700])
+
+
+def _check_builder(rows: list[tuple[Any, ...]], seq: int, account: str,
+                   bounds: list[int]) -> None:
     common = {"time": T0, "channel": "taxii:get_objects", "recipient_account": account,
               "recipient_org": "PK-CERT", "collection": "c-1", "policy_digest": DIGEST,
               "request_id": "req-1"}
     builder = DisclosureBuilder(**common)
-    for oid, version, added, body, producer, tlp, rule in rows:
-        builder.add(oid, version, added,
-                    None if body is None else hashlib.sha256(body).digest(),
-                    builder.group(producer, tlp, rule))
+    for start, end in itertools.pairwise(bounds):
+        part = rows[start:end]
+        builder.add_many(
+            [row[0] for row in part], [row[1] for row in part], [row[2] for row in part],
+            None if part[0][3] is None else [hashlib.sha256(row[3]).digest() for row in part],
+            [builder.group(row[4], row[5], row[6]) for row in part])
     prepared = builder.records()
     assert len(prepared) == -(-len(rows) // MAX_ENTRIES)
     for number, record in enumerate(prepared):
@@ -341,7 +363,8 @@ def test_the_fast_builder_refuses_what_a_record_may_not_hold(
                                 request_id="r")
     oid, version, added, digest, producer, tlp, rule = row
     with pytest.raises(InvalidInput, match=message):
-        builder.add(oid, version, added, digest, builder.group(producer, tlp, rule))
+        builder.add_many([oid], [version], [added], None if digest is None else [digest],
+                         [builder.group(producer, tlp, rule)])
 
 
 def test_the_fast_builder_refuses_a_group_it_did_not_give() -> None:
@@ -349,4 +372,4 @@ def test_the_fast_builder_refuses_a_group_it_did_not_give() -> None:
                                 recipient_org="o", collection="c", policy_digest=DIGEST,
                                 request_id="r")
     with pytest.raises(InvalidInput, match="group"):
-        builder.add("a--b", 1, 1, None, 0)
+        builder.add_many(["a--b"], [1], [1], None, [0])

@@ -142,10 +142,6 @@ class InclusionProof:
         }
 
 
-def _nothing_to_wait_for() -> None:
-    """Nothing was recorded."""
-
-
 class AuditTrail:
     """The node's ledger: recording, checkpoints and the auditor's questions.
 
@@ -196,7 +192,7 @@ class AuditTrail:
                 returned callable).
         """
         if not records:
-            return _nothing_to_wait_for
+            return spool.already_durable
         durable = self.writer.append(
             [r if isinstance(r, Prepared) else prepare(r) for r in records], wait=wait)
         self._ensure_sequencer()

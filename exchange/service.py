@@ -45,6 +45,7 @@ from exchange.audit.records import (
     Publish,
     Published,
 )
+from exchange.audit.spool import already_durable
 from exchange.auditing import AuditTrail, admin_record, chunks, os_actor
 from exchange.config import SECRET_FILE, Settings
 from exchange.derive import derive, derived_id
@@ -259,10 +260,6 @@ class ReadResult:
     page: Page
     transforms: tuple[Transform, ...]
     reader_org: OrgId
-
-
-def _served_nothing() -> None:
-    """No disclosure was recorded: nothing to wait for."""
 
 
 class Exchange:
@@ -823,7 +820,7 @@ class Exchange:
         """
         rows = result.page.rows
         if not rows:
-            return _served_nothing
+            return already_durable
         rule_of = self._rule_namer(principal, result.collection)
         builder = DisclosureBuilder(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
@@ -859,40 +856,32 @@ class Exchange:
 
     def _rule_namer(self, principal: Principal, collection: Collection
                     ) -> Callable[[StoredVersion], str]:
-        """The id of the rule that lets ``principal`` receive a row (memoised per level).
+        """The id of the rule that lets ``principal`` receive a row.
 
         Within one response a rule depends only on whether the reader's organisation
         produced the row and on the row's effective level; the engine's own
-        :func:`~exchange.policy.decide` names it, once per level.
+        :func:`~exchange.policy.decide` names it. :meth:`disclose` asks once per
+        producer and level.
         """
-        names: dict[tuple[bool, str], str] = {}
         policy = self.policy.current() if self.policy is not None else None
         recipient = self.recipient(principal) if policy is not None else None
         alias = collection.alias or collection.id
         now = now_micros()
 
         def name(row: StoredVersion) -> str:
-            own = row.producer_org == principal.org_id
-            key = (own, row.effective_tlp)
-            found = names.get(key)
-            if found is not None:
-                return found
-            if own:
-                found = "producer"
-            elif policy is None or recipient is None:
-                found = f"baseline-tlp-{row.effective_tlp}"
-            else:
-                level = Tlp(row.effective_tlp)
-                meta = ObjectMeta(
-                    id=row.id, type=row.type, producer_org_name=self.org_name(row.producer_org),
-                    tlp=level, tlp_explicit=row.tlp is not None,
-                    red_recipients=(principal.identity_id,) if level is Tlp.RED else (),
-                    revoked=False, date_added=row.date_added, collection_alias=alias)
-                decision = decide(policy, recipient, meta, now=now)
-                # The SQL filter let the row through; a disagreement is a defect to see.
-                found = decision.rule if decision.allowed else f"sql-filter:{decision.rule}"
-            names[key] = found
-            return found
+            if row.producer_org == principal.org_id:
+                return "producer"
+            if policy is None or recipient is None:
+                return f"baseline-tlp-{row.effective_tlp}"
+            level = Tlp(row.effective_tlp)
+            meta = ObjectMeta(
+                id=row.id, type=row.type, producer_org_name=self.org_name(row.producer_org),
+                tlp=level, tlp_explicit=row.tlp is not None,
+                red_recipients=(principal.identity_id,) if level is Tlp.RED else (),
+                revoked=False, date_added=row.date_added, collection_alias=alias)
+            decision = decide(policy, recipient, meta, now=now)
+            # The SQL filter let the row through; a disagreement is a defect to see.
+            return decision.rule if decision.allowed else f"sql-filter:{decision.rule}"
 
         return name
 

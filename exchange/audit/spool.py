@@ -59,7 +59,7 @@ from exchange.audit.records import Kind, Prepared
 from exchange.errors import StorageError
 from exchange.storage.schema import audit_spool_offsets
 
-__all__ = ["ROTATE_BYTES", "SpoolWriter", "sequence"]
+__all__ = ["ROTATE_BYTES", "Durable", "SpoolWriter", "already_durable", "sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,8 @@ def decode(data: bytes, limit: int | None = None) -> tuple[list[Prepared], int]:
 Durable = Callable[[], None]
 
 
-def _durable() -> None:
-    """A batch already durable (or with nothing to wait for)."""
+def already_durable() -> None:
+    """The :data:`Durable` of a batch already durable, or of nothing written."""
 
 
 class SpoolWriter:
@@ -243,7 +243,7 @@ class SpoolWriter:
                 ``wait`` a failed sync is raised by the returned callable.
         """
         if not records:
-            return _durable
+            return already_durable
         data = encode(records)
         try:
             with self._lock:
@@ -258,7 +258,7 @@ class SpoolWriter:
         except OSError as e:
             raise self._failed(e) from None
         if not self.sync or wait:
-            return _durable
+            return already_durable
         pending = self._sync_thread().submit(self._sync_to, mark)
 
         def durable() -> None:

@@ -42,6 +42,7 @@ from exchange.audit.checkpoint import Checkpoint, NoteKey, verify_checkpoint
 from exchange.audit.records import (
     MAX_ENTRIES,
     Admin,
+    DisclosureBatch,
     Entry,
     Kind,
     PolicyReload,
@@ -170,15 +171,16 @@ class AuditTrail:
         self._sequence_lock = threading.Lock()
 
     # -- recording ---------------------------------------------------------------------
-    def record(self, records: Sequence[Record | Prepared], *, wait: bool = True
-               ) -> spool.Durable:
+    def record(self, records: Sequence[Record | Prepared] | DisclosureBatch, *,
+               wait: bool = True) -> spool.Durable:
         """Record what a response is about to disclose (or refuse), durably, before it
         leaves: into this process's spool (:mod:`exchange.audit.spool`), which the
         sequencer moves into the log as one contiguous batch within
         ``audit_sequence_ms``.
 
         Args:
-            records: The response's records.
+            records: The response's records (a :class:`DisclosureBatch` is rendered by
+                the sequencer, off the request's thread).
             wait: Return once they are durable; with False, they are synced while the
                 caller goes on, and the caller must call the result before the response
                 leaves.
@@ -194,6 +196,7 @@ class AuditTrail:
         if not records:
             return spool.already_durable
         durable = self.writer.append(
+            records if isinstance(records, DisclosureBatch) else
             [r if isinstance(r, Prepared) else prepare(r) for r in records], wait=wait)
         self._ensure_sequencer()
         return durable

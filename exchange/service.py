@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256 as _sha256
+from operator import attrgetter, is_
 from typing import Any
 
 import rfc8785
@@ -41,7 +42,7 @@ from exchange import apikeys
 from exchange.audit.records import (
     Admin,
     Denial,
-    DisclosureBuilder,
+    DisclosureBatch,
     Publish,
     Published,
 )
@@ -126,6 +127,29 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 BASELINE_POLICY_DIGEST = "sha256:" + hashlib.sha256(
     b"cx-policy-digest v1\nbuilt-in baseline: CLEAR, GREEN, AMBER to readers; AMBER+STRICT"
     b" to members; RED to its producer\n").hexdigest()
+
+# The columns of a page's rows that disclose reads, in C (operator.attrgetter).
+_PRODUCER_AND_LEVEL = attrgetter("producer_org", "effective_tlp")
+_ID = attrgetter("id")
+_VERSION = attrgetter("version")
+_DATE_ADDED = attrgetter("date_added")
+
+_BODY = attrgetter("body")
+_BODY_SHA256 = attrgetter("body_sha256")
+
+
+def _served_digests(rows: Sequence[StoredVersion], bodies: Sequence[bytes]) -> list[bytes]:
+    """The SHA-256 of each body served: kept from ingest for a version served as stored
+    (the very bytes object the row holds), computed for a derived copy."""
+    if len(rows) != len(bodies):
+        raise ValueError("one body per row")
+    kept = list(map(_BODY_SHA256, rows))
+    # The common page: every body served as stored, every digest kept (checked in C).
+    if all(map(is_, bodies, map(_BODY, rows))) and None not in kept:
+        return kept
+    return [digest if body is row.body and digest is not None else _sha256(body).digest()
+            for row, body, digest in zip(rows, bodies, kept, strict=True)]
+
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
@@ -822,37 +846,34 @@ class Exchange:
         if not rows:
             return already_durable
         rule_of = self._rule_namer(principal, result.collection)
-        builder = DisclosureBuilder(
+        # A full page is a thousand rows: this is the ledger's cost per object, so it
+        # works column by column, mostly in C, and leaves rendering the records to the
+        # sequencer (DisclosureBatch). The producer, level and rule of a row depend only
+        # on its producer and level: one group per pair, named from its first row.
+        keys = list(map(_PRODUCER_AND_LEVEL, rows))
+        first = dict(zip(reversed(keys), reversed(rows), strict=True))
+        handles: dict[tuple[OrgId | None, str], int] = {}
+        groups: list[tuple[str | None, str, str]] = []
+        for key, row in first.items():
+            handles[key] = len(groups)
+            groups.append((None if key[0] is None else self.org_name(key[0]), key[1],
+                           rule_of(row)))
+        transforms, reader = result.transforms, result.reader_org
+        batch = DisclosureBatch(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
             recipient_org=principal.org_name, collection=result.collection.id,
             policy_digest=self.policy_digest(),
-            request_id=_request_id.get() or f"local:{uuid.uuid4().hex}")
-        # A full page is a thousand rows: this is the ledger's cost per object, so it
-        # works column by column (the same ids as shown_id). The producer, level and rule
-        # of a row depend only on its producer and level.
-        transforms, reader = result.transforms, result.reader_org
-        known: dict[tuple[OrgId | None, str], int] = {}
-        groups = []
-        for row in rows:
-            key = (row.producer_org, row.effective_tlp)
-            group = known.get(key)
-            if group is None:
-                group = known[key] = builder.group(
-                    None if key[0] is None else self.org_name(key[0]), key[1], rule_of(row))
-            groups.append(group)
-        builder.add_many(
-            [row.id for row in rows] if not transforms else
+            request_id=_request_id.get() or f"local:{uuid.uuid4().hex}",
+            groups=groups,
+            # The same ids as shown_id.
+            object_ids=list(map(_ID, rows)) if not transforms else
             [row.id if row.producer_org == reader else derived_id(row.id, transforms)
              for row in rows],
-            [row.version for row in rows],
-            [row.date_added for row in rows],
-            None if bodies is None else [
-                # A version served as stored: its digest from ingest (the same bytes).
-                row.body_sha256 if body is row.body and row.body_sha256 is not None
-                else _sha256(body).digest()
-                for row, body in zip(rows, bodies, strict=True)],
-            groups)
-        return self.audit.record(builder.records(), wait=wait)
+            object_versions=list(map(_VERSION, rows)),
+            dates_added=list(map(_DATE_ADDED, rows)),
+            digests=None if bodies is None else _served_digests(rows, bodies),
+            group_of=list(map(handles.__getitem__, keys)))
+        return self.audit.record(batch, wait=wait)
 
     def _rule_namer(self, principal: Principal, collection: Collection
                     ) -> Callable[[StoredVersion], str]:

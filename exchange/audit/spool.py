@@ -4,8 +4,10 @@ Writing a disclosure into the Merkle log on the read path costs a database write
 transaction per response; SQLite has one writer, so concurrent readers of a node would
 queue for each other's commits (measured: +80 % incremental-poll p99 with 4 clients,
 -20 % full-read throughput at 1M objects, against the 15 % budget of issue 5). Instead
-each server process appends the rendered records of a response
-(:class:`~exchange.audit.records.Prepared`) to a spool file of its own, in one
+each server process appends the disclosures of a response, as checked columns
+(:class:`~exchange.audit.records.DisclosureBatch`, a third of the cost of rendering them
+on the request's thread) or as rendered records
+(:class:`~exchange.audit.records.Prepared`), to a spool file of its own, in one
 ``write`` followed by ``fdatasync`` (the durability ``synchronous=FULL`` gives a
 commit), and only then lets the response go. No lock is shared between processes on
 this path. A sequencer (:func:`sequence`, run every fraction of a second by each server
@@ -20,10 +22,13 @@ File format (``<dir>/<pid>-<start ns>-<n>.spool``), a sequence of frames::
     length                      4 bytes, big-endian: bytes after the checksum
     crc32                       4 bytes, big-endian: of those bytes
     remaining                   2 bytes: frames after this one in the same batch
-    kind                        1 byte: index in exchange.audit.records.Kind
+    kind                        1 byte: index in exchange.audit.records.Kind, or 0xFF
     time                        8 bytes: microseconds
+    then, for a record:
     head, tail                  4-byte length + bytes each
     recipient, producer, object 2-byte length + UTF-8 each (0xFFFF: none)
+    or, for kind 0xFF (always a whole batch on its own):
+    DisclosureBatch.encode()    the response's disclosures, rendered when sequenced
 
 A frame cut short by a crash (its ``write`` never completed, so its response never
 left) is ignored: the sequencer consumes only complete, checksummed batches. A frame
@@ -55,8 +60,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from exchange.audit import ledger
-from exchange.audit.records import Kind, Prepared
-from exchange.errors import StorageError
+from exchange.audit.records import DisclosureBatch, Kind, Prepared
+from exchange.errors import InvalidInput, StorageError
 from exchange.storage.schema import audit_spool_offsets
 
 __all__ = ["ROTATE_BYTES", "Durable", "SpoolWriter", "already_durable", "sequence"]
@@ -69,6 +74,8 @@ ROTATE_BYTES: Final = 64 * 1024 * 1024
 _HEADER = struct.Struct(">4sII")
 _FIXED = struct.Struct(">HBq")
 _NONE: Final = 0xFFFF
+#: The kind byte of a frame holding a :class:`DisclosureBatch` (one frame per response).
+_COLUMNS: Final = 0xFF
 _KINDS: Final = list(Kind)
 _NAME = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)\.spool")
 #: The most bytes one sequencing transaction takes from the spool.
@@ -84,8 +91,11 @@ def _text(value: str | None) -> bytes:
     return struct.pack(">H", len(data)) + data
 
 
-def encode(records: Sequence[Prepared]) -> bytes:
+def encode(records: Sequence[Prepared] | DisclosureBatch) -> bytes:
     """The frames of one batch (the records of one response)."""
+    if isinstance(records, DisclosureBatch):
+        body = _FIXED.pack(0, _COLUMNS, records.time) + records.encode()
+        return _HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
     out = []
     for index, record in enumerate(records):
         body = b"".join((
@@ -110,9 +120,17 @@ def _read_text(body: bytes, at: int) -> tuple[str | None, int]:
     return body[at:at + size].decode("utf-8"), at + size
 
 
-def _decode_body(body: bytes) -> tuple[int, Prepared]:
+def _decode_body(body: bytes) -> tuple[int, list[Prepared]]:
     remaining, kind, when = _FIXED.unpack_from(body, 0)
     at = _FIXED.size
+    if kind == _COLUMNS:
+        try:
+            batch = DisclosureBatch.decode(body[at:])
+            if batch.time != when:
+                raise InvalidInput("its time differs from its frame's")
+            return remaining, batch.records()  # checks every value, as the builder does
+        except InvalidInput as e:
+            raise _Corrupt(f"a disclosure batch that does not check out: {e}") from None
     parts = []
     for _ in range(2):
         (size,) = struct.unpack_from(">I", body, at)
@@ -124,8 +142,8 @@ def _decode_body(body: bytes) -> tuple[int, Prepared]:
     object_id, at = _read_text(body, at)
     if at != len(body) or kind >= len(_KINDS):
         raise _Corrupt("malformed frame")
-    return remaining, Prepared(_KINDS[kind], when, parts[0], parts[1], recipient, producer,
-                               object_id)
+    return remaining, [Prepared(_KINDS[kind], when, parts[0], parts[1], recipient, producer,
+                                object_id)]
 
 
 def decode(data: bytes, limit: int | None = None) -> tuple[list[Prepared], int]:
@@ -151,10 +169,12 @@ def decode(data: bytes, limit: int | None = None) -> tuple[list[Prepared], int]:
         if zlib.crc32(body) != crc:
             raise _Corrupt(f"checksum mismatch at byte {at}")
         try:
-            remaining, record = _decode_body(body)
+            remaining, decoded = _decode_body(body)
         except (struct.error, UnicodeDecodeError, IndexError) as e:
             raise _Corrupt(f"malformed frame at byte {at}") from e
-        batch.append(record)
+        except _Corrupt as e:
+            raise _Corrupt(f"{e} at byte {at}") from None
+        batch += decoded
         at = end
         if remaining == 0:
             records += batch
@@ -225,11 +245,13 @@ class SpoolWriter:
         self._size = os.fstat(self._fd).st_size
         return self._fd
 
-    def append(self, records: Sequence[Prepared], *, wait: bool = True) -> Durable:
+    def append(self, records: Sequence[Prepared] | DisclosureBatch, *, wait: bool = True
+               ) -> Durable:
         """Write one batch (and, with ``sync``, make it durable).
 
         Args:
-            records: The batch.
+            records: The batch: rendered records, or a response's disclosures as
+                columns (rendered by the sequencer, :meth:`DisclosureBatch.records`).
             wait: Return only once the batch is durable. With False the sync runs on this
                 process's sync thread while the caller goes on (rendering the response,
                 say); the caller must call the returned :data:`Durable` before anything

@@ -20,6 +20,7 @@ from exchange.audit.records import (
     Admin,
     Disclosed,
     Disclosure,
+    DisclosureBatch,
     DisclosureBuilder,
     Entry,
     Kind,
@@ -373,3 +374,109 @@ def test_the_fast_builder_refuses_a_group_it_did_not_give() -> None:
                                 request_id="r")
     with pytest.raises(InvalidInput, match="group"):
         builder.add_many(["a--b"], [1], [1], None, [0])
+
+
+BATCH_HEADER = {"time": T0, "channel": "taxii:get_objects", "recipient_org": "PK-CERT",
+                "collection": "c-1", "policy_digest": DIGEST, "request_id": "req-1"}
+
+
+def _batch_of(rows: list[tuple[Any, ...]], served: bool, account: str = "pk-soc"
+              ) -> DisclosureBatch:
+    """rows: (id, version, date_added, producer, tlp, rule); bodies b"object <i>"."""
+    groups = list(dict.fromkeys(row[3:] for row in rows))
+    return DisclosureBatch(
+        **BATCH_HEADER, recipient_account=account, groups=groups,
+        object_ids=[row[0] for row in rows], object_versions=[row[1] for row in rows],
+        dates_added=[row[2] for row in rows],
+        digests=[hashlib.sha256(b"object %d" % i).digest() for i in range(len(rows))]
+        if served else None,
+        group_of=[groups.index(row[3:]) for row in rows])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(STIX_ID, TEXT),
+            st.integers(0, 253_402_300_799_999_999),
+            st.integers(0, 253_402_300_799_999_999),
+            st.one_of(st.none(), ENTRY_TEXT),
+            st.sampled_from([level.value for level in Tlp]),
+            ENTRY_TEXT,
+        ),
+        max_size=600,
+    ),
+    served=st.booleans(),
+    seq=st.integers(0, 2**53 - 1),
+    account=ENTRY_TEXT,
+)
+def test_a_disclosure_batch_renders_the_reference_records_after_its_round_trip(
+    rows: list[tuple[Any, ...]], served: bool, seq: int, account: str
+) -> None:
+    """What the read path spools renders, in the sequencer, to exactly the records of the
+    typed disclosures: before and after its bytes are written and read back."""
+    batch = _batch_of(rows, served, account)
+    assert len(batch) == len(rows)
+    read_back = DisclosureBatch.decode(batch.encode())
+    for prepared in (batch.records(), read_back.records()):
+        assert len(prepared) == -(-len(rows) // MAX_ENTRIES)
+        for number, record in enumerate(prepared):
+            start = number * MAX_ENTRIES
+            typed = Disclosure(**BATCH_HEADER, recipient_account=account, objects=tuple(
+                Disclosed(oid, version, added,
+                          object_digest(b"object %d" % (start + i)) if served else None,
+                          producer, tlp, rule)
+                for i, (oid, version, added, producer, tlp, rule)
+                in enumerate(rows[start:start + MAX_ENTRIES])))
+            assert record.data(seq) == record_bytes(typed, seq)
+            assert (record.kind, record.time) == (Kind.DISCLOSURE, T0)
+            assert (record.recipient_org, record.producer_org, record.object_id) == \
+                index_columns(typed)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"object_ids": ["x" * 513]}, "object_id", id="long-id"),
+        pytest.param({"object_ids": ["a--b\nc--d"]}, "object_id", id="newline-in-id"),
+        pytest.param({"object_ids": [7]}, "object_id", id="id-not-text"),
+        pytest.param({"object_versions": [-1]}, "object_version", id="negative-version"),
+        pytest.param({"dates_added": [True]}, "date_added", id="bool-date"),
+        pytest.param({"object_versions": [1.5]}, "object_version", id="float-version"),
+        pytest.param({"digests": [b"short"]}, "object_digest", id="not-a-digest"),
+        pytest.param({"groups": [("bad\norg", "green", "r")]}, "producer_org",
+                     id="control-char"),
+        pytest.param({"groups": [(None, "white", "r")]}, "tlp", id="unknown-tlp"),
+        pytest.param({"groups": [(None, "green", "")]}, "rule", id="empty-rule"),
+        pytest.param({"group_of": [1]}, "group", id="group-out-of-range"),
+        pytest.param({"group_of": [-1]}, "group", id="negative-group"),
+        pytest.param({"dates_added": []}, "one value per entry", id="short-column"),
+        pytest.param({"policy_digest": "sha256:no"}, "policy_digest", id="bad-policy"),
+        pytest.param({"channel": "TAXII"}, "channel", id="bad-channel"),
+    ],
+)
+def test_a_disclosure_batch_refuses_what_a_record_may_not_hold(
+    change: dict[str, Any], message: str
+) -> None:
+    """Refused on the request's thread, so the sequencer never meets a batch it cannot
+    render (and the response is not served: the ledger could not be written)."""
+    fields: dict[str, Any] = {
+        **BATCH_HEADER, "recipient_account": "a", "groups": [(None, "green", "r")],
+        "object_ids": ["a--b"], "object_versions": [1], "dates_added": [1],
+        "digests": [bytes(32)], "group_of": [0]}
+    with pytest.raises(InvalidInput, match=message):
+        DisclosureBatch(**{**fields, **change})
+
+
+def test_a_disclosure_batch_cut_short_or_padded_is_refused() -> None:
+    rows = [(f"indicator--{i}", T0 + i, T0 + i, "UZ-CERT" if i % 2 else None, "green",
+             "rule") for i in range(3)]
+    data = _batch_of(rows, served=True).encode()
+    assert DisclosureBatch.decode(data).records() == _batch_of(rows, served=True).records()
+    for cut in range(len(data)):
+        with pytest.raises(InvalidInput, match="disclosure batch"):
+            DisclosureBatch.decode(data[:cut])
+    with pytest.raises(InvalidInput, match="bytes after"):
+        DisclosureBatch.decode(data + b"\x00")
+    with pytest.raises(InvalidInput, match="version 2"):
+        DisclosureBatch.decode(b"\x02" + data[1:])

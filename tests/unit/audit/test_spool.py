@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from exchange.audit import ledger, spool
-from exchange.audit.records import Prepared, parse_record, prepare
+from exchange.audit.records import DisclosureBatch, Prepared, parse_record, prepare
 from exchange.audit.tree import Frontier, leaf_hash
 from exchange.errors import StorageError
 from exchange.storage.engines import WRITE_OPTION
-from tests.unit.audit.helpers import disclosure
+from tests.unit.audit.helpers import DIGEST, T0, disclosure
 
 
 def _batch(first: int, count: int) -> list[Prepared]:
@@ -58,6 +58,64 @@ def test_frames_round_trip() -> None:
     decoded, consumed = spool.decode(data)
     assert decoded == records
     assert consumed == len(data)
+
+
+def _columns(first: int, count: int) -> DisclosureBatch:
+    """A response's disclosures as the read path spools them (ids numbered like _batch)."""
+    return DisclosureBatch(
+        time=T0, channel="taxii:get_objects", recipient_account="pk-soc",
+        recipient_org="PK-CERT", collection="c-1", policy_digest=DIGEST, request_id="r-1",
+        groups=[("UZ-CERT", "green", "baseline-tlp-green")],
+        object_ids=[f"indicator--{i:08d}-0000-4000-8000-000000000000"
+                    for i in range(first, first + count)],
+        object_versions=[T0] * count, dates_added=[T0] * count,
+        digests=[bytes(32)] * count, group_of=[0] * count)
+
+
+def test_a_response_spooled_as_columns_is_rendered_when_read_back() -> None:
+    columns = _columns(0, 600)  # three records
+    data = spool.encode(_batch(0, 2)) + spool.encode(columns)
+    decoded, consumed = spool.decode(data)
+    assert decoded == _batch(0, 2) + columns.records()
+    assert len(decoded) == 2 + 3
+    assert consumed == len(data)
+    # Cut anywhere inside the columns' frame: the first batch only, the rest waits.
+    for cut in (1, 20, len(data) - len(spool.encode(_batch(0, 2))) - 1):
+        assert spool.decode(data[:len(spool.encode(_batch(0, 2))) + cut]) == (
+            _batch(0, 2), len(spool.encode(_batch(0, 2))))
+
+
+def test_columns_that_check_out_but_do_not_render_are_corruption(engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    """A frame with a valid checksum around a batch the records refuse (here a TLP level
+    that does not exist) stops the sequencer, as any corrupt frame does."""
+    frame = bytearray(spool.encode(_columns(0, 2)))
+    at = frame.index(b"green")
+    frame[at:at + 5] = b"white"
+    body = bytes(frame[12:])
+    frame[8:12] = spool.zlib.crc32(body).to_bytes(4, "big")
+    with pytest.raises(spool._Corrupt, match=r"disclosure batch.*tlp"):
+        spool.decode(bytes(frame))
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    (directory / "1-1-1.spool").write_bytes(bytes(frame))
+    with pytest.raises(StorageError, match="corrupt"):
+        _sequence(engine, directory)
+    assert _logged(engine) == []
+
+
+def test_columns_enter_the_log_as_one_contiguous_batch(engine: Engine,
+                                                       tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    writer = spool.SpoolWriter(directory, sync=True)
+    writer.append(_columns(0, 300))
+    writer.append(_batch(1000, 1))
+    assert _sequence(engine, directory) == 3
+    with engine.connect() as conn, conn.begin():
+        logged = [parse_record(body).record for _, body, _ in ledger.iter_records(conn)]
+    assert [len(r.objects) for r in logged] == [256, 44, 1]  # type: ignore[union-attr]
+    assert [o.object_id for r in logged[:2] for o in r.objects] == \
+        [f"indicator--{i:08d}-0000-4000-8000-000000000000" for i in range(300)]  # type: ignore[union-attr]
 
 
 @given(cut=st.integers(1, 10_000))

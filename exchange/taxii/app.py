@@ -258,6 +258,20 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    # Registered after _stamp, so it runs before it (Flask runs these in reverse order)
+    # and a refusal it makes is stamped too.
+    @app.after_request
+    def _wait_for_the_ledger(response: Response) -> Response:
+        """Nothing a disclosure record describes leaves before the record is durable
+        (backend.wait_before_sending): its sync overlapped building the response."""
+        try:
+            for durable in g.pop("cx_durable", ()):
+                durable()
+        except StorageError as e:
+            log.error("storage failure (request %s): %s", g.get("cx_request_id"), e.reason)
+            return _taxii_response(e.http_status, e.title, e.reason)
+        return response
+
     @app.errorhandler(ExchangeError)
     def _exchange_error(e: ExchangeError) -> Response:
         if isinstance(e, StorageError):

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from flask import g, request
+from flask import g, has_request_context, request
 from medallion.backends.base import Backend
 from medallion.exceptions import ProcessingError
 
+from exchange.audit.spool import Durable
 from exchange.errors import AuthError, InvalidInput, NotFound
 from exchange.model.objects import CollectionId, Principal
 from exchange.service import Exchange, ReadResult
@@ -106,6 +107,17 @@ def status_resource(status: Status) -> dict[str, Any]:
         if details:
             body[name] = _status_details(details)
     return body
+
+
+def wait_before_sending(durable: Durable) -> None:
+    """Have the response wait for ``durable`` before it leaves: the app's after-request
+    hook (:func:`exchange.taxii.app.create_app`) calls it once the view has built the
+    response, and answers 503 instead when the records could not be made durable.
+    Outside a request it waits now."""
+    if has_request_context():
+        g.setdefault("cx_durable", []).append(durable)
+    else:
+        durable()
 
 
 class ExchangeBackend(Backend):  # type: ignore[misc]
@@ -202,16 +214,15 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
             return {"more": page.more}, _date_headers(page)
         served = self.exchange.deliver(result)
         # Recorded before the response exists; a ledger failure serves nothing (503). The
-        # records are synced while the envelope is put together, and are durable before
-        # it is returned.
+        # records are synced while the envelope is put together and serialised, and are
+        # durable before the response leaves (the app's after-request hook waits).
         durable = self.exchange.disclose(principal, result, channel, served, wait=False)
         body: dict[str, Any] = {"more": page.more}
         if page.more:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
         body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
-        headers = _date_headers(page)
-        durable()
-        return body, headers
+        wait_before_sending(durable)
+        return body, _date_headers(page)
 
     def get_objects(self, api_root: str, collection_id: str, filter_args: Any,
                     allowed_filters: Any, limit: int) -> tuple[dict[str, Any],

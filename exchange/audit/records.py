@@ -777,6 +777,8 @@ _ENTRY = "[{},{},{},{},{}]".format
 
 
 def _json_text(value: str) -> str:
+    if value.isascii() and _ESCAPED.search(value) is None:
+        return f'"{value}"'  # what the encoder writes, without the encoder's cost
     return json.dumps(value, ensure_ascii=False)
 
 

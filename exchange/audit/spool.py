@@ -78,6 +78,8 @@ _NONE: Final = 0xFFFF
 _COLUMNS: Final = 0xFF
 _KINDS: Final = list(Kind)
 _NAME = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)\.spool")
+#: Batches smaller than this are synced on the caller's thread even without ``wait``.
+_INLINE_SYNC_BYTES: Final = 64 * 1024
 #: The most bytes one sequencing transaction takes from the spool.
 _MAX_ROUND_BYTES: Final = 32 * 1024 * 1024
 
@@ -255,7 +257,8 @@ class SpoolWriter:
             wait: Return only once the batch is durable. With False the sync runs on this
                 process's sync thread while the caller goes on (rendering the response,
                 say); the caller must call the returned :data:`Durable` before anything
-                the records describe leaves.
+                the records describe leaves. (A batch under 64 KiB is synced before
+                this returns all the same.)
 
         Returns:
             Call it to wait until the batch is durable (at once with ``wait``).
@@ -275,11 +278,14 @@ class SpoolWriter:
                 mark = (self._generation, self._size)
             if written != len(data):
                 raise OSError("short write")
-            if self.sync and wait:
+            # A small batch is synced here: handing it to the sync thread costs more
+            # than the work it would overlap.
+            inline = wait or written < _INLINE_SYNC_BYTES
+            if self.sync and inline:
                 self._sync_to(mark)
         except OSError as e:
             raise self._failed(e) from None
-        if not self.sync or wait:
+        if not self.sync or inline:
             return already_durable
         pending = self._sync_thread().submit(self._sync_to, mark)
 

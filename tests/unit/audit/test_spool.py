@@ -278,7 +278,7 @@ def test_a_batch_synced_while_the_caller_goes_on_is_durable_when_waited_for(
 
     monkeypatch.setattr(os, "fdatasync", slow)
     writer = spool.SpoolWriter(tmp_path / "spool")
-    durable = writer.append(_batch(0, 1), wait=False)
+    durable = writer.append(_columns(0, 1000), wait=False)  # a full page: over 64 KiB
     assert not synced.is_set()  # the caller goes on while the sync runs
     release.set()
     durable()
@@ -293,6 +293,27 @@ def test_a_sync_that_fails_after_the_caller_went_on_refuses_when_waited_for(
 
     monkeypatch.setattr(os, "fdatasync", failing)
     writer = spool.SpoolWriter(tmp_path / "spool")
-    durable = writer.append(_batch(0, 1), wait=False)
+    durable = writer.append(_columns(0, 1000), wait=False)
     with pytest.raises(StorageError, match="nothing was served"):
         durable()
+    # A small batch is synced before append returns, so its failure is raised there.
+    with pytest.raises(StorageError, match="nothing was served"):
+        writer.append(_columns(0, 10), wait=False)
+
+
+def test_a_small_batch_is_durable_when_append_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs: list[str] = []
+    real = os.fdatasync
+
+    def counted(fd: int) -> None:
+        real(fd)
+        syncs.append(threading.current_thread().name)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
+    writer = spool.SpoolWriter(tmp_path / "spool")
+    durable = writer.append(_columns(0, 10), wait=False)
+    assert syncs == [threading.current_thread().name]  # on the caller's thread, done
+    assert writer._synced == (writer._generation, writer._size)
+    durable()
+    assert len(syncs) == 1

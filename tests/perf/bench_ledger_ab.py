@@ -1,0 +1,156 @@
+"""The audit ledger's cost, A/B: a commit without it against this tree; prints ONE JSON line.
+
+    .venv/bin/python tests/perf/bench_ledger_ab.py --baseline-ref 74b1813 \
+        --size 1000000 --rounds 3
+
+``bench_exchange.py --baseline-ref`` runs the baseline's whole benchmark, then ours: two
+fills and two servers minutes apart, on a shared machine whose speed drifts by 10 % or
+more within minutes. One such pair says little about a 15 % budget (issue 5). Here each
+side is filled once (by its own code, through its own ``bench_exchange.Bench``), the fills
+are flushed to disk, and then the two sides take turns, ABBA: each turn copies its
+filled home, starts that side's real server (``exchange serve``) on 127.0.0.1, makes
+full-collection reads and an incremental-poll latency run, and stops it. The drift then
+falls on both sides alike, and the figures are medians over the turns.
+
+Every loop is bounded in count and in time (the measurements are those of
+``bench_exchange.py``); all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+_HOURS = 3600
+
+
+def _child_bench(tree: Path) -> Any:
+    """The tree's own bench_exchange module (so its own code fills and serves)."""
+    sys.path.insert(0, str(tree / "tests" / "perf"))
+    import bench_exchange  # noqa: PLC0415 - the tree's, chosen at run time
+
+    if Path(bench_exchange.__file__).resolve().parents[2] != tree.resolve():
+        raise RuntimeError(f"imported {bench_exchange.__file__}, not {tree}'s benchmark")
+    return bench_exchange
+
+
+def _fill(tree: Path, workdir: Path, size: int) -> None:
+    b = _child_bench(tree)
+    bench = b.Bench(workdir, size, 2)
+    loaded = bench.fill()
+    meta = {"collection": bench.collection, "key": bench.key, "fill": loaded}
+    (workdir / "meta.json").write_text(json.dumps(meta))
+
+
+def _measure(tree: Path, workdir: Path, size: int, reads: int) -> dict[str, Any]:
+    b = _child_bench(tree)
+    meta = json.loads((workdir / "meta.json").read_text())
+    bench = b.Bench(workdir, size, 2)
+    bench.collection, bench.key = meta["collection"], meta["key"]
+    bench.reader, bench.reader_key = "pub", meta["key"]
+    bench.settings = b.load_settings(bench.home, env={})
+    bench.start()
+    try:
+        full = [bench.full_read()["full_read_objects_per_s"] for _ in range(reads)]
+        poll = bench.latencies()["incremental_poll"]
+    finally:
+        bench.stop()
+    return {"full_read_objects_per_s": full, "incremental_poll": poll}
+
+
+def _run_child(tree: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    env["PYTHONPATH"] = str(tree)
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args],
+                         cwd=tree, env=env, capture_output=True, text=True, check=False,
+                         timeout=2 * _HOURS)
+    if out.returncode != 0:
+        raise RuntimeError(f"{args[0]} in {tree} failed:\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-ref", required=True, metavar="GIT_REF",
+                        help="the commit without the ledger (74b1813)")
+    parser.add_argument("--size", type=int, default=1_000_000, help="stored objects")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="ABBA rounds (each: one turn per side)")
+    parser.add_argument("--reads", type=int, default=2, help="full reads per turn")
+    parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        action, tree, workdir = args.child[0], Path(args.child[1]), Path(args.child[2])
+        if action == "fill":
+            _fill(tree, workdir, args.size)
+        else:
+            print(json.dumps(_measure(tree, workdir, args.size, args.reads)))
+        return
+    if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5:
+        parser.error("--rounds must be 1 to 10 and --reads 1 to 5")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        base_tree = Path(tmp) / "baseline-tree"
+        base_tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_ref],
+                                 capture_output=True, check=True, timeout=120).stdout
+        subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive, check=True,
+                       timeout=120)
+        sides = {"baseline": base_tree, "ledger": ROOT}
+        filled = {name: Path(tmp) / f"filled-{name}" for name in sides}
+        for name, tree in sides.items():
+            print(f"# filling {args.size} objects with the {name} code", file=sys.stderr)
+            filled[name].mkdir()
+            _run_child(tree, "fill", str(tree), str(filled[name]), "--size", str(args.size))
+        turns: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+        for number in range(args.rounds):
+            order = list(sides) if number % 2 == 0 else list(reversed(sides))
+            for name in order:
+                run = Path(tmp) / "run"
+                shutil.rmtree(run, ignore_errors=True)
+                shutil.copytree(filled[name], run)
+                os.sync()  # the copy's writeback is not charged to the turn
+                out = _run_child(sides[name], "measure", str(sides[name]), str(run),
+                                 "--size", str(args.size), "--reads", str(args.reads))
+                turn = json.loads(out.strip().splitlines()[-1])
+                turns[name].append(turn)
+                print(f"# round {number + 1} {name}: {json.dumps(turn)}", file=sys.stderr)
+        shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
+    summary = {name: {
+        "full_read_objects_per_s_median": round(statistics.median(
+            x for t in turns[name] for x in t["full_read_objects_per_s"])),
+        "incremental_poll_p99_ms_median": round(statistics.median(
+            t["incremental_poll"]["p99_ms"] for t in turns[name]), 2),
+        "incremental_poll_p50_ms_median": round(statistics.median(
+            t["incremental_poll"]["p50_ms"] for t in turns[name]), 2),
+    } for name in sides}
+    base, ours = summary["baseline"], summary["ledger"]
+    print(json.dumps({
+        "benchmark": "cert-exchange ledger A/B", "backend": "sqlite", "size": args.size,
+        "baseline_ref": args.baseline_ref, "rounds": args.rounds, "reads": args.reads,
+        "cpus": os.cpu_count(), "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "summary": summary,
+        "relative": {
+            "full_read_objects_per_s_pct": round(
+                100 * (ours["full_read_objects_per_s_median"]
+                       / base["full_read_objects_per_s_median"] - 1), 1),
+            "incremental_poll_p99_pct": round(
+                100 * (ours["incremental_poll_p99_ms_median"]
+                       / base["incremental_poll_p99_ms_median"] - 1), 1),
+        },
+        "turns": turns,
+    }, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

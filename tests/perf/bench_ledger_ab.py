@@ -81,7 +81,7 @@ def _run_child(tree: Path, *args: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline-ref", required=True, metavar="GIT_REF",
+    parser.add_argument("--baseline-ref", metavar="GIT_REF",
                         help="the commit without the ledger (74b1813)")
     parser.add_argument("--size", type=int, default=1_000_000, help="stored objects")
     parser.add_argument("--rounds", type=int, default=3,
@@ -97,6 +97,8 @@ def main() -> None:
         else:
             print(json.dumps(_measure(tree, workdir, args.size, args.reads)))
         return
+    if not args.baseline_ref:
+        parser.error("--baseline-ref is required")
     if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5:
         parser.error("--rounds must be 1 to 10 and --reads 1 to 5")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

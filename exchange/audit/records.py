@@ -1091,11 +1091,12 @@ class DisclosureBatch:
 
     @classmethod
     def decode(cls, data: bytes) -> DisclosureBatch:
-        """A batch from :meth:`encode`'s bytes, checked as when it was built.
+        """A batch from :meth:`encode`'s bytes. Its structure is checked here; its values
+        when :meth:`records` renders them, with the checks the constructor makes.
 
         Raises:
-            InvalidInput: The bytes are not a whole batch, or it holds a value a
-                disclosure may not hold.
+            InvalidInput: The bytes are not a whole batch of this version, or a field a
+                disclosure must hold is missing.
         """
         try:
             version, time, group_count = _BATCH_HEAD.unpack_from(data, 0)
@@ -1152,10 +1153,7 @@ class DisclosureBatch:
         batch._ids = ids
         batch._versions, batch._dates, batch._group_of = versions, dates, group_of
         batch._digests = raw_digests if has_digests else None
-        if sys.byteorder == "big":  # kept little-endian, as built
-            for values in (versions, dates, group_of):
-                values.byteswap()
-        return batch
+        return batch  # its arrays hold little-endian values, as a built batch's do
 
     def records(self) -> list[Prepared]:
         """The records of the batch, rendered (:data:`MAX_ENTRIES` entries each)."""

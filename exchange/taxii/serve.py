@@ -118,8 +118,11 @@ class _Sequencer:
         while not self._stopping.wait(5.0):
             proc = self._proc
             if proc is not None and proc.poll() is not None and not self._stopping.is_set():
-                log.error("the audit sequencer exited with %s; restarting it (the spool"
-                          " keeps the disclosures meanwhile)", proc.returncode)
+                # gunicorn's arbiter reaps every child of its process, this one too, and
+                # then Popen can only report 0: the real status is gone.
+                status = "" if proc.returncode == 0 else f" with status {proc.returncode}"
+                log.error("the audit sequencer stopped%s; restarting it (the spool keeps"
+                          " the disclosures meanwhile)", status)
                 self._proc = subprocess.Popen(self._command)  # noqa: S603 - as in start()
 
     def stop(self) -> None:

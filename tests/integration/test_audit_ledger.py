@@ -378,9 +378,16 @@ def test_the_server_restarts_its_sequencer(hub: Hub) -> None:
         time.sleep(0.5)
     (second,) = _sequencers(hub.home)
     assert second != first
+    # The log says so, without the exit status gunicorn's arbiter took (it reaped the
+    # killed child first; Popen could only have reported 0).
+    logged = (hub.home / "server.log").read_text(encoding="utf-8", errors="replace")
+    assert "the audit sequencer stopped; restarting it" in logged
+    assert "exited with 0" not in logged
     # And it works: what a reader receives reaches the log without any CLI help.
+    _publish(hub, 2, seed=370)  # something to receive, whichever tests ran before
     read = hub.get(f"collections/{hub.jwg}/objects/", "pk-reader", limit=2)
     assert read.status_code == 200
+    assert read.json()["objects"]
     rid = read.headers["X-Request-ID"]
     database = hub.home / "exchange.db"
     for _ in range(40):  # bounded: 20 s

@@ -22,6 +22,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from exchange.audit import spool
 from exchange.cli import main
 from exchange.config import load_settings
 from exchange.generate import generate_indicators
@@ -263,6 +264,15 @@ def test_a_read_whose_disclosures_cannot_be_written_serves_nothing(
             patched.setattr(os, "fdatasync", failing_sync)
             unsynced = get("pk-reader")
         assert unsynced.status_code == 503
+        assert "indicator--" not in unsynced.get_data(as_text=True)
+        # The same for a batch large enough to be synced on the sync thread while the
+        # envelope is serialised: the after-request hook turns the failure into 503.
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "fdatasync", failing_sync)
+            patched.setattr(spool, "_INLINE_SYNC_BYTES", 0)
+            unsynced = get("pk-reader")
+        assert unsynced.status_code == 503
+        assert unsynced.get_json()["title"] == "Storage unavailable"
         assert "indicator--" not in unsynced.get_data(as_text=True)
         served = get("pk-reader")
         assert served.status_code == 200

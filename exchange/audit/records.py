@@ -782,6 +782,41 @@ def _json_text(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _check_disclosure_header(time: int, channel: str, recipient_account: str,
+                             recipient_org: str, collection: str, policy_digest: str,
+                             request_id: str) -> None:
+    """The record-level fields of a disclosure, checked as :class:`Disclosure` does."""
+    _TIME.check("time", time)
+    _CHANNEL_CODEC.check("channel", channel)
+    for name, value in (("recipient_account", recipient_account),
+                        ("recipient_org", recipient_org), ("collection", collection),
+                        ("request_id", request_id)):
+        _TEXT.check(name, value)
+    _DIGEST_CODEC.check("policy_digest", policy_digest)
+
+
+def _check_group(producer_org: str | None, tlp: str, rule: str) -> None:
+    """A (producer, level, rule) group of disclosure entries."""
+    _OPT_TEXT.check("producer_org", producer_org)
+    _TLP.check("tlp", tlp)
+    _TEXT.check("rule", rule)
+
+
+def _check_micros_column(name: str, column: Sequence[int]) -> None:
+    """A non-empty column of microseconds, in bulk (each value checked only on failure,
+    to say which one is wrong)."""
+    if not (set(map(type, column)) == {int} and min(column) >= 0
+            and max(column) <= _MAX_TIME):
+        for value in column:
+            _MICROS.check(name, value)
+
+
+def _check_digests(digests: Sequence[bytes]) -> None:
+    """A column of SHA-256 digests: 32 bytes each."""
+    if not (set(map(type, digests)) == {bytes} and set(map(len, digests)) == {32}):
+        raise _refuse("object_digest", "must be None or the 32 bytes of a SHA-256")
+
+
 class DisclosureBuilder:
     """The disclosure records of one response, rendered straight to canonical bytes.
 
@@ -803,13 +838,8 @@ class DisclosureBuilder:
     def __init__(self, *, time: int, channel: str, recipient_account: str,
                  recipient_org: str, collection: str, policy_digest: str,
                  request_id: str) -> None:
-        _TIME.check("time", time)
-        _CHANNEL_CODEC.check("channel", channel)
-        for name, value in (("recipient_account", recipient_account),
-                            ("recipient_org", recipient_org), ("collection", collection),
-                            ("request_id", request_id)):
-            _TEXT.check(name, value)
-        _DIGEST_CODEC.check("policy_digest", policy_digest)
+        _check_disclosure_header(time, channel, recipient_account, recipient_org,
+                                 collection, policy_digest, request_id)
         self.time = time
         self.recipient_org = recipient_org
         self._head = (
@@ -840,9 +870,7 @@ class DisclosureBuilder:
         found = self._group_index.get(key)
         if found is not None:
             return found
-        _OPT_TEXT.check("producer_org", producer_org)
-        _TLP.check("tlp", tlp)
-        _TEXT.check("rule", rule)
+        _check_group(producer_org, tlp, rule)
         handle = len(self._group_json)
         self._group_json.append(
             f"[{'null' if producer_org is None else _json_text(producer_org)},"
@@ -884,21 +912,16 @@ class DisclosureBuilder:
         if not plain:
             for object_id in object_ids:
                 _TEXT.check("object_id", object_id)
-        for name, column in (("object_version", object_versions),
-                             ("date_added", dates_added)):
-            if not (set(map(type, column)) == {int}
-                    and min(column) >= 0 and max(column) <= _MAX_TIME):
-                for value in column:
-                    _MICROS.check(name, value)
+        _check_micros_column("object_version", object_versions)
+        _check_micros_column("date_added", dates_added)
         if not (set(map(type, groups)) == {int} and min(groups) >= 0
                 and max(groups) < len(self._group_json)):
             raise _refuse("group", "must be a handle from DisclosureBuilder.group")
         if digests is None:
             shown_digests: Sequence[str] = ["null"] * count
-        elif set(map(type, digests)) == {bytes} and set(map(len, digests)) == {32}:
-            shown_digests = [f'"{_b2a_base64(d, newline=False).decode()}"' for d in digests]
         else:
-            raise _refuse("object_digest", "must be None or the 32 bytes of a SHA-256")
+            _check_digests(digests)
+            shown_digests = [f'"{_b2a_base64(d, newline=False).decode()}"' for d in digests]
         shown_ids = object_ids if plain else [_json_text(i) for i in object_ids]
         entry = _PLAIN_ENTRY if plain else _ENTRY
         done = 0
@@ -967,14 +990,11 @@ _NOT_PLAIN_ID = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 def _packed(name: str, column: Sequence[int]) -> array[int]:
     """A column of microseconds as signed 64-bit integers, little-endian, checked."""
-    if set(map(type, column)) == {int} and min(column) >= 0 and max(column) <= _MAX_TIME:
-        packed = array("q", column)
-        if sys.byteorder == "big":
-            packed.byteswap()
-        return packed
-    for value in column:
-        _MICROS.check(name, value)
-    raise AssertionError("unreachable: a value failed the bulk check but not _MICROS")
+    _check_micros_column(name, column)
+    packed = array("q", column)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed
 
 
 class DisclosureBatch:
@@ -1012,19 +1032,12 @@ class DisclosureBatch:
                  groups: Sequence[tuple[str | None, str, str]], object_ids: Sequence[str],
                  object_versions: Sequence[int], dates_added: Sequence[int],
                  digests: Sequence[bytes] | None, group_of: Sequence[int]) -> None:
-        _TIME.check("time", time)
-        _CHANNEL_CODEC.check("channel", channel)
-        for name, value in (("recipient_account", recipient_account),
-                            ("recipient_org", recipient_org), ("collection", collection),
-                            ("request_id", request_id)):
-            _TEXT.check(name, value)
-        _DIGEST_CODEC.check("policy_digest", policy_digest)
+        _check_disclosure_header(time, channel, recipient_account, recipient_org,
+                                 collection, policy_digest, request_id)
         if len(groups) > _MAX_GROUPS:
             raise _refuse("groups", f"must number at most {_MAX_GROUPS} in one response")
-        for producer_org, tlp, rule in groups:
-            _OPT_TEXT.check("producer_org", producer_org)
-            _TLP.check("tlp", tlp)
-            _TEXT.check("rule", rule)
+        for group in groups:
+            _check_group(*group)
         count = len(object_ids)
         if not (len(object_versions) == len(dates_added) == len(group_of) == count
                 and (digests is None or len(digests) == count)):
@@ -1049,12 +1062,9 @@ class DisclosureBatch:
         self._ids = joined
         self._versions = _packed("object_version", object_versions)
         self._dates = _packed("date_added", dates_added)
-        if digests is None:
-            self._digests = None
-        elif set(map(type, digests)) == {bytes} and set(map(len, digests)) == {32}:
-            self._digests = b"".join(digests)
-        else:
-            raise _refuse("object_digest", "must be None or the 32 bytes of a SHA-256")
+        if digests is not None:
+            _check_digests(digests)
+        self._digests = None if digests is None else b"".join(digests)
         if not (set(map(type, group_of)) == {int} and min(group_of) >= 0
                 and max(group_of) < len(self.groups)):
             raise _refuse("group", "must be an index into the batch's groups")

@@ -277,20 +277,18 @@ ENTRY_TEXT = st.one_of(
 )
 STIX_ID = st.builds(lambda t, u: f"{t}--{u}", st.sampled_from(["indicator", "x-cx-y", "a1"]),
                     st.uuids().map(str))
+ENTRY_ID = st.one_of(STIX_ID, TEXT)
+MICROS = st.integers(0, 253_402_300_799_999_999)
+#: The producer, level and rule of an entry.
+GROUP = (st.one_of(st.none(), ENTRY_TEXT), st.sampled_from([level.value for level in Tlp]),
+         ENTRY_TEXT)
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(
-            st.one_of(STIX_ID, TEXT),
-            st.integers(0, 253_402_300_799_999_999),
-            st.integers(0, 253_402_300_799_999_999),
-            st.one_of(st.none(), st.binary(max_size=64)),
-            st.one_of(st.none(), ENTRY_TEXT),
-            st.sampled_from([level.value for level in Tlp]),
-            ENTRY_TEXT,
-        ),
+        st.tuples(ENTRY_ID, MICROS, MICROS, st.one_of(st.none(), st.binary(max_size=64)),
+                  *GROUP),
         min_size=1, max_size=600,
     ),
     seq=st.integers(0, 2**53 - 1),
@@ -396,14 +394,7 @@ def _batch_of(rows: list[tuple[Any, ...]], served: bool, account: str = "pk-soc"
 @settings(max_examples=100, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(
-            st.one_of(STIX_ID, TEXT),
-            st.integers(0, 253_402_300_799_999_999),
-            st.integers(0, 253_402_300_799_999_999),
-            st.one_of(st.none(), ENTRY_TEXT),
-            st.sampled_from([level.value for level in Tlp]),
-            ENTRY_TEXT,
-        ),
+        st.tuples(ENTRY_ID, MICROS, MICROS, *GROUP),
         max_size=600,
     ),
     served=st.booleans(),

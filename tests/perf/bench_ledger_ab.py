@@ -9,9 +9,10 @@ more within minutes. One such pair says little about a 15 % budget (issue 5). He
 side is filled once (by its own code, through its own ``bench_exchange.Bench``), the fills
 are flushed to disk, and then the two sides take turns, ABBA: each turn copies its
 filled home, starts that side's real server (``exchange serve``) on 127.0.0.1, runs the
-latency clients (the incremental poll is the figure kept) and then full-collection reads,
-and stops it. The drift then
-falls on both sides alike, and the figures are medians over the turns.
+latency clients (``--polls`` requests per client and read shape; the incremental poll is
+the figure kept), waits until the ledger's sequencer has caught up with them and flushes
+the disk, then makes full-collection reads, and stops the server. The drift then falls on
+both sides alike, and the figures are medians over the turns.
 
 Every loop is bounded in count and in time (the measurements are those of
 ``bench_exchange.py``); all traffic goes to 127.0.0.1.
@@ -23,10 +24,12 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +56,8 @@ def _fill(tree: Path, workdir: Path, size: int) -> None:
     (workdir / "meta.json").write_text(json.dumps(meta))
 
 
-def _measure(tree: Path, workdir: Path, size: int, reads: int) -> dict[str, Any]:
+def _measure(tree: Path, workdir: Path, size: int, reads: int, polls: int
+             ) -> dict[str, Any]:
     b = _child_bench(tree)
     meta = json.loads((workdir / "meta.json").read_text())
     bench = b.Bench(workdir, size, 2)
@@ -64,11 +68,43 @@ def _measure(tree: Path, workdir: Path, size: int, reads: int) -> dict[str, Any]
     try:
         # The polls first, as in bench_exchange.py: measured after full reads, the ledger's
         # side would also carry their records' writeback (hundreds of MB per 1M read).
-        poll = bench.latencies()["incremental_poll"]
+        poll = bench.latencies(per_client=polls)["incremental_poll"]
+        drained = _drain(bench.home)
         full = [bench.full_read()["full_read_objects_per_s"] for _ in range(reads)]
     finally:
         bench.stop()
-    return {"full_read_objects_per_s": full, "incremental_poll": poll}
+    return {"full_read_objects_per_s": full, "incremental_poll": poll,
+            "spool_drain_s": drained}
+
+
+def _drain(home: Path, seconds: float = 300) -> float:
+    """Wait until the server's sequencer has moved every spooled disclosure into the log,
+    then flush the disk; the seconds waited.
+
+    The latency clients leave a backlog of records on the ledger's side (about 10 ** 6
+    disclosures at 1,000 requests per client and shape) that the sequencer renders and
+    commits over the next seconds; the full reads should not carry it, as the baseline
+    carries nothing. A home without a spool (the baseline) has nothing to wait for.
+    """
+    start = time.monotonic()
+    spool = home / "audit-spool"
+    for _ in range(int(seconds * 10)):
+        files = {p.name: p.stat().st_size for p in spool.glob("*.spool")} \
+            if spool.is_dir() else {}
+        if not files:
+            break
+        db = sqlite3.connect(f"file:{home / 'exchange.db'}?mode=ro", uri=True, timeout=30)
+        try:
+            done = dict(db.execute("SELECT name, consumed FROM audit_spool_offsets"))
+        finally:
+            db.close()
+        if all(done.get(name, 0) >= size for name, size in files.items()):
+            break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"the spool was not sequenced within {seconds} s")
+    os.sync()
+    return round(time.monotonic() - start, 1)
 
 
 def _run_child(tree: Path, *args: str) -> str:
@@ -90,6 +126,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="ABBA rounds (each: one turn per side)")
     parser.add_argument("--reads", type=int, default=2, help="full reads per turn")
+    parser.add_argument("--polls", type=int, default=1000,
+                        help="requests per latency client and read shape (4 clients; the"
+                             " first tenth of each is warm-up)")
     parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -98,12 +137,12 @@ def main() -> None:
         if action == "fill":
             _fill(tree, workdir, args.size)
         else:
-            print(json.dumps(_measure(tree, workdir, args.size, args.reads)))
+            print(json.dumps(_measure(tree, workdir, args.size, args.reads, args.polls)))
         return
     if not args.baseline_ref:
         parser.error("--baseline-ref is required")
-    if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5:
-        parser.error("--rounds must be 1 to 10 and --reads 1 to 5")
+    if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5 or not 50 <= args.polls <= 5000:
+        parser.error("--rounds must be 1 to 10, --reads 1 to 5 and --polls 50 to 5000")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         base_tree = Path(tmp) / "baseline-tree"
         base_tree.mkdir()
@@ -126,7 +165,8 @@ def main() -> None:
                 shutil.copytree(filled[name], run)
                 os.sync()  # the copy's writeback is not charged to the turn
                 out = _run_child(sides[name], "measure", str(sides[name]), str(run),
-                                 "--size", str(args.size), "--reads", str(args.reads))
+                                 "--size", str(args.size), "--reads", str(args.reads),
+                                 "--polls", str(args.polls))
                 turn = json.loads(out.strip().splitlines()[-1])
                 turns[name].append(turn)
                 print(f"# round {number + 1} {name}: {json.dumps(turn)}", file=sys.stderr)
@@ -143,6 +183,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "cert-exchange ledger A/B", "backend": "sqlite", "size": args.size,
         "baseline_ref": args.baseline_ref, "rounds": args.rounds, "reads": args.reads,
+        "polls": args.polls,
         "cpus": os.cpu_count(), "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "summary": summary,
         "relative": {

@@ -1062,9 +1062,11 @@ class DisclosureBatch:
         self._ids = joined
         self._versions = _packed("object_version", object_versions)
         self._dates = _packed("date_added", dates_added)
-        if digests is not None:
+        if digests is None:
+            self._digests = None
+        else:
             _check_digests(digests)
-        self._digests = None if digests is None else b"".join(digests)
+            self._digests = b"".join(digests)
         if not (set(map(type, group_of)) == {int} and min(group_of) >= 0
                 and max(group_of) < len(self.groups)):
             raise _refuse("group", "must be an index into the batch's groups")

@@ -81,6 +81,13 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
+def _written_back() -> None:
+    """Flush a fill to disk before anything is measured: otherwise a response's
+    fdatasync (the audit spool's) waits behind the fill's gigabyte of writeback, which a
+    baseline without fsyncs on its read path never meets."""
+    os.sync()
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {}
@@ -117,10 +124,7 @@ class Bench:
                                            seed=self.size, start=datetime.now(UTC)))
         elapsed = time.perf_counter() - start
         store.close()
-        # Written back before anything is measured: otherwise a response's fdatasync (the
-        # audit spool's) waits behind the fill's gigabyte of writeback, which a baseline
-        # without fsyncs on its read path never meets.
-        os.sync()
+        _written_back()
         self.settings = settings
         return {"stored": loaded, "load_s": round(elapsed, 1),
                 "load_objects_per_s": round(loaded / elapsed)}
@@ -346,10 +350,7 @@ class PolicyBench(Bench):
                                            tlp_weights={Tlp.CLEAR: 0.1, Tlp.RED: 0.9}))
         elapsed = time.perf_counter() - start
         store.close()
-        # Written back before anything is measured: otherwise a response's fdatasync (the
-        # audit spool's) waits behind the fill's gigabyte of writeback, which a baseline
-        # without fsyncs on its read path never meets.
-        os.sync()
+        _written_back()
         self.settings = settings
         return {"stored": loaded, "load_s": round(elapsed, 1)}
 

@@ -3,6 +3,11 @@
     .venv/bin/python tests/perf/bench_ledger_ab.py --baseline-ref 74b1813 \
         --size 1000000 --rounds 3
 
+With ``--postgres URL`` (a loopback server; the URL names a maintenance database such as
+``postgres``) both sides store into PostgreSQL instead of SQLite: each side fills a
+database of its own, and each turn runs on a copy made with ``CREATE DATABASE ...
+TEMPLATE``, dropped afterwards.
+
 ``bench_exchange.py --baseline-ref`` runs the baseline's whole benchmark, then ours: two
 fills and two servers minutes apart, on a shared machine whose speed drifts by 10 % or
 more within minutes. One such pair says little about a 15 % budget (issue 5). Here each
@@ -21,6 +26,7 @@ Every loop is bounded in count and in time (the measurements are those of
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
@@ -36,6 +42,76 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 _HOURS = 3600
+#: The databases this benchmark creates (and drops) on a ``--postgres`` server.
+_PG_PREFIX = "cx_ledger_ab_"
+
+
+def _pg_server(url: str) -> Any:
+    """The parsed ``--postgres`` URL; refuses any host but the loopback."""
+    import sqlalchemy as sa  # noqa: PLC0415 - only with --postgres
+
+    parsed = sa.engine.make_url(url)
+    if not parsed.drivername.startswith(("postgresql", "postgres")):
+        raise SystemExit(f"--postgres: not a PostgreSQL URL: {parsed.drivername}://...")
+    host = parsed.host or "127.0.0.1"
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise SystemExit(f"--postgres: {host} is not the loopback; this benchmark"
+                             " talks only to 127.0.0.1 or ::1")
+    return parsed.set(drivername="postgresql")
+
+
+def _pg_url(server: Any, database: str) -> str:
+    return str(server.set(database=database).render_as_string(hide_password=False))
+
+
+def _pg_admin(server: Any, *statements: str) -> None:
+    """Run statements on the maintenance database, outside a transaction."""
+    import psycopg  # noqa: PLC0415 - only with --postgres
+
+    with psycopg.connect(_pg_url(server, server.database or "postgres"), autocommit=True,
+                         connect_timeout=10) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _use_database(home: Path, url: str | None) -> None:
+    """Point a home at a database (None: its own SQLite file) through its exchange.toml."""
+    config = home / "exchange.toml"
+    lines = [line for line in (config.read_text().splitlines() if config.exists() else [])
+             if not line.startswith("database_url")]
+    if url is not None:
+        lines.append(f"database_url = {json.dumps(url)}")
+    config.write_text("".join(f"{line}\n" for line in lines))
+
+
+def _database_url(home: Path) -> str | None:
+    import tomllib  # noqa: PLC0415
+
+    config = home / "exchange.toml"
+    if not config.exists():
+        return None
+    url = tomllib.loads(config.read_text()).get("database_url")
+    return str(url) if url else None
+
+
+def _query(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the home's database (SQLite file or PostgreSQL)."""
+    url = _database_url(home)
+    if url is None:
+        db = sqlite3.connect(f"file:{home / 'exchange.db'}?mode=ro", uri=True, timeout=30)
+        try:
+            return list(db.execute(sql))
+        finally:
+            db.close()
+    import psycopg  # noqa: PLC0415 - only with --postgres
+
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        return list(conn.execute(sql))
 
 
 def _child_bench(tree: Path) -> Any:
@@ -51,6 +127,10 @@ def _child_bench(tree: Path) -> Any:
 def _fill(tree: Path, workdir: Path, size: int) -> None:
     b = _child_bench(tree)
     bench = b.Bench(workdir, size, 2)
+    url = os.environ.get("CX_AB_DATABASE_URL")
+    if url:
+        bench.home.mkdir(parents=True, mode=0o700)
+        _use_database(bench.home, url)
     loaded = bench.fill()
     meta = {"collection": bench.collection, "key": bench.key, "fill": loaded}
     (workdir / "meta.json").write_text(json.dumps(meta))
@@ -64,6 +144,17 @@ def _measure(tree: Path, workdir: Path, size: int, reads: int, polls: int
     bench.collection, bench.key = meta["collection"], meta["key"]
     bench.reader, bench.reader_key = "pub", meta["key"]
     bench.settings = b.load_settings(bench.home, env={})
+    if _database_url(bench.home) is not None:
+        # The tree's own marks read its SQLite file; the same queries, on PostgreSQL.
+        def marks() -> tuple[str, str, list[str]]:
+            newest, near_end = (_query(bench.home, "SELECT date_added FROM object_versions"
+                                       f" ORDER BY date_added DESC LIMIT 1 OFFSET {n}")[0][0]
+                                for n in (100, 10))
+            ids = _query(bench.home, "SELECT id FROM object_versions ORDER BY random()"
+                                     " LIMIT 400")
+            return (b.from_micros(newest), b.from_micros(near_end), [i[0] for i in ids if i])
+
+        bench._newest_marks = marks
     bench.start()
     try:
         # The polls first, as in bench_exchange.py: measured after full reads, the ledger's
@@ -93,11 +184,7 @@ def _drain(home: Path, seconds: float = 300) -> float:
             if spool.is_dir() else {}
         if not files:
             break
-        db = sqlite3.connect(f"file:{home / 'exchange.db'}?mode=ro", uri=True, timeout=30)
-        try:
-            done = dict(db.execute("SELECT name, consumed FROM audit_spool_offsets"))
-        finally:
-            db.close()
+        done = dict(_query(home, "SELECT name, consumed FROM audit_spool_offsets"))
         if all(done.get(name, 0) >= size for name, size in files.items()):
             break
         time.sleep(0.1)
@@ -107,9 +194,12 @@ def _drain(home: Path, seconds: float = 300) -> float:
     return round(time.monotonic() - start, 1)
 
 
-def _run_child(tree: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+def _run_child(tree: Path, *args: str, database_url: str | None = None) -> str:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EXCHANGE_", "CX_AB_"))}
     env["PYTHONPATH"] = str(tree)
+    if database_url:
+        env["CX_AB_DATABASE_URL"] = database_url
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args],
                          cwd=tree, env=env, capture_output=True, text=True, check=False,
                          timeout=2 * _HOURS)
@@ -130,6 +220,10 @@ def main() -> None:
                         help="requests per latency client and read shape (4 clients; the"
                              " first tenth of each is warm-up)")
     parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="store into PostgreSQL on this loopback server (URL of a"
+                             " maintenance database, e.g. postgresql://postgres@127.0.0.1/"
+                             f"postgres); creates and drops databases named {_PG_PREFIX}*")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -143,6 +237,18 @@ def main() -> None:
         parser.error("--baseline-ref is required")
     if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5 or not 50 <= args.polls <= 5000:
         parser.error("--rounds must be 1 to 10, --reads 1 to 5 and --polls 50 to 5000")
+    server = _pg_server(args.postgres) if args.postgres else None
+    try:
+        turns = _turns(args, server)
+    finally:
+        if server is not None:
+            _pg_admin(server, *(f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)"
+                                for name in ("baseline", "ledger", "run")))
+    _report(args, turns, "postgresql" if server else "sqlite")
+
+
+def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, Any]]]:
+    """Fill both sides, then run the ABBA turns; each side's turns."""
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         base_tree = Path(tmp) / "baseline-tree"
         base_tree.mkdir()
@@ -155,7 +261,13 @@ def main() -> None:
         for name, tree in sides.items():
             print(f"# filling {args.size} objects with the {name} code", file=sys.stderr)
             filled[name].mkdir()
-            _run_child(tree, "fill", str(tree), str(filled[name]), "--size", str(args.size))
+            url = None
+            if server is not None:
+                _pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)",
+                          f"CREATE DATABASE {_PG_PREFIX}{name}")
+                url = _pg_url(server, _PG_PREFIX + name)
+            _run_child(tree, "fill", str(tree), str(filled[name]), "--size", str(args.size),
+                       database_url=url)
         turns: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         for number in range(args.rounds):
             order = list(sides) if number % 2 == 0 else list(reversed(sides))
@@ -163,6 +275,10 @@ def main() -> None:
                 run = Path(tmp) / "run"
                 shutil.rmtree(run, ignore_errors=True)
                 shutil.copytree(filled[name], run)
+                if server is not None:
+                    _pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}run WITH (FORCE)",
+                              f"CREATE DATABASE {_PG_PREFIX}run TEMPLATE {_PG_PREFIX}{name}")
+                    _use_database(next(run.glob("home-*")), _pg_url(server, _PG_PREFIX + "run"))
                 os.sync()  # the copy's writeback is not charged to the turn
                 out = _run_child(sides[name], "measure", str(sides[name]), str(run),
                                  "--size", str(args.size), "--reads", str(args.reads),
@@ -171,6 +287,13 @@ def main() -> None:
                 turns[name].append(turn)
                 print(f"# round {number + 1} {name}: {json.dumps(turn)}", file=sys.stderr)
         shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
+    return turns
+
+
+def _report(args: argparse.Namespace, turns: dict[str, list[dict[str, Any]]], backend: str
+            ) -> None:
+    """Print the one JSON line: medians per side, the ledger's cost, every turn."""
+    sides = list(turns)
     summary = {name: {
         "full_read_objects_per_s_median": round(statistics.median(
             x for t in turns[name] for x in t["full_read_objects_per_s"])),
@@ -181,7 +304,7 @@ def main() -> None:
     } for name in sides}
     base, ours = summary["baseline"], summary["ledger"]
     print(json.dumps({
-        "benchmark": "cert-exchange ledger A/B", "backend": "sqlite", "size": args.size,
+        "benchmark": "cert-exchange ledger A/B", "backend": backend, "size": args.size,
         "baseline_ref": args.baseline_ref, "rounds": args.rounds, "reads": args.reads,
         "polls": args.polls,
         "cpus": os.cpu_count(), "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -8,6 +8,10 @@ With ``--postgres URL`` (a loopback server; the URL names a maintenance database
 database of its own, and each turn runs on a copy made with ``CREATE DATABASE ...
 TEMPLATE``, dropped afterwards.
 
+``--ledger-setting KEY=VALUE`` (a TOML value, repeatable) puts a setting into the ledger
+side's exchange.toml for its turns (not its fill), e.g. a spool on another file system:
+``--ledger-setting 'audit_spool_dir="/dev/shm/cx-ab-spool"'``.
+
 ``bench_exchange.py --baseline-ref`` runs the baseline's whole benchmark, then ours: two
 fills and two servers minutes apart, on a shared machine whose speed drifts by 10 % or
 more within minutes. One such pair says little about a 15 % budget (issue 5). Here each
@@ -36,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,24 +84,46 @@ def _pg_admin(server: Any, *statements: str) -> None:
             conn.execute(statement)
 
 
-def _use_database(home: Path, url: str | None) -> None:
-    """Point a home at a database (None: its own SQLite file) through its exchange.toml."""
+def _configure(home: Path, **values: str | None) -> None:
+    """Set keys of a home's exchange.toml to TOML values (None: remove the key)."""
     config = home / "exchange.toml"
     lines = [line for line in (config.read_text().splitlines() if config.exists() else [])
-             if not line.startswith("database_url")]
-    if url is not None:
-        lines.append(f"database_url = {json.dumps(url)}")
+             if line.partition("=")[0].strip() not in values]
+    lines += [f"{key} = {value}" for key, value in values.items() if value is not None]
     config.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _database_url(home: Path) -> str | None:
-    import tomllib  # noqa: PLC0415
+def _use_database(home: Path, url: str | None) -> None:
+    """Point a home at a database (None: its own SQLite file) through its exchange.toml."""
+    _configure(home, database_url=None if url is None else json.dumps(url))
 
+
+def _config(home: Path) -> dict[str, Any]:
     config = home / "exchange.toml"
-    if not config.exists():
-        return None
-    url = tomllib.loads(config.read_text()).get("database_url")
+    return tomllib.loads(config.read_text()) if config.exists() else {}
+
+
+def _database_url(home: Path) -> str | None:
+    url = _config(home).get("database_url")
     return str(url) if url else None
+
+
+def _spool_dir(home: Path) -> Path:
+    """Where the home's server spools disclosures (the product's default when unset)."""
+    return home / str(_config(home).get("audit_spool_dir") or "audit-spool")
+
+
+def _setting(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` with VALUE a TOML value; refused with the reason otherwise."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    try:
+        if not sep or not key.isidentifier() or key == "database_url":
+            raise ValueError("expected KEY=VALUE (and not database_url: use --postgres)")
+        tomllib.loads(f"{key} = {value}")
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    return key, value
 
 
 def _query(home: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -178,7 +205,7 @@ def _drain(home: Path, seconds: float = 300) -> float:
     carries nothing. A home without a spool (the baseline) has nothing to wait for.
     """
     start = time.monotonic()
-    spool = home / "audit-spool"
+    spool = _spool_dir(home)
     for _ in range(int(seconds * 10)):
         files = {p.name: p.stat().st_size for p in spool.glob("*.spool")} \
             if spool.is_dir() else {}
@@ -220,6 +247,9 @@ def main() -> None:
                         help="requests per latency client and read shape (4 clients; the"
                              " first tenth of each is warm-up)")
     parser.add_argument("--workdir", help="where to build the homes (default: a temp dir)")
+    parser.add_argument("--ledger-setting", metavar="KEY=VALUE", type=_setting,
+                        action="append", default=[],
+                        help="a setting (TOML value) for the ledger side's turns; repeatable")
     parser.add_argument("--postgres", metavar="URL",
                         help="store into PostgreSQL on this loopback server (URL of a"
                              " maintenance database, e.g. postgresql://postgres@127.0.0.1/"
@@ -245,6 +275,30 @@ def main() -> None:
             _pg_admin(server, *(f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)"
                                 for name in ("baseline", "ledger", "run")))
     _report(args, turns, "postgresql" if server else "sqlite")
+
+
+def _prepare_turn(args: argparse.Namespace, server: Any, name: str, home: Path
+                  ) -> Path | None:
+    """Point a turn's fresh home copy at its own database copy and give the ledger side
+    its settings; the spool directory to remove after the turn, if it is outside the home.
+    """
+    if server is not None:
+        # CHECKPOINT: the copy's (and the last turn's) dirty buffers are written now, not
+        # by the server's checkpointer during the turn (it needs a superuser).
+        _pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}run WITH (FORCE)",
+                  f"CREATE DATABASE {_PG_PREFIX}run TEMPLATE {_PG_PREFIX}{name}",
+                  "CHECKPOINT")
+        _use_database(home, _pg_url(server, _PG_PREFIX + "run"))
+    if name != "ledger" or not args.ledger_setting:
+        return None
+    _configure(home, **dict(args.ledger_setting))
+    spool = _spool_dir(home)
+    if spool.is_relative_to(home):
+        return None
+    # A spool outside the home outlives the turn; the next turn's fresh copy has not
+    # consumed it, and would take its records in again.
+    shutil.rmtree(spool, ignore_errors=True)
+    return spool
 
 
 def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, Any]]]:
@@ -275,14 +329,13 @@ def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, An
                 run = Path(tmp) / "run"
                 shutil.rmtree(run, ignore_errors=True)
                 shutil.copytree(filled[name], run)
-                if server is not None:
-                    _pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}run WITH (FORCE)",
-                              f"CREATE DATABASE {_PG_PREFIX}run TEMPLATE {_PG_PREFIX}{name}")
-                    _use_database(next(run.glob("home-*")), _pg_url(server, _PG_PREFIX + "run"))
+                outside = _prepare_turn(args, server, name, next(run.glob("home-*")))
                 os.sync()  # the copy's writeback is not charged to the turn
                 out = _run_child(sides[name], "measure", str(sides[name]), str(run),
                                  "--size", str(args.size), "--reads", str(args.reads),
                                  "--polls", str(args.polls))
+                if outside is not None:
+                    shutil.rmtree(outside, ignore_errors=True)
                 turn = json.loads(out.strip().splitlines()[-1])
                 turns[name].append(turn)
                 print(f"# round {number + 1} {name}: {json.dumps(turn)}", file=sys.stderr)
@@ -306,7 +359,7 @@ def _report(args: argparse.Namespace, turns: dict[str, list[dict[str, Any]]], ba
     print(json.dumps({
         "benchmark": "cert-exchange ledger A/B", "backend": backend, "size": args.size,
         "baseline_ref": args.baseline_ref, "rounds": args.rounds, "reads": args.reads,
-        "polls": args.polls,
+        "polls": args.polls, "ledger_settings": dict(args.ledger_setting),
         "cpus": os.cpu_count(), "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "summary": summary,
         "relative": {

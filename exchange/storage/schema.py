@@ -202,6 +202,7 @@ clock = Table(
 # re-serialise), leaf_hash SHA-256(0x00 || body). recipient_org, producer_org and
 # object_id are copies from the body for the auditor's queries. Append-only: revision
 # 0003 installs triggers that refuse UPDATE and DELETE on the three log tables.
+# Revision 0006: on PostgreSQL 14+ with LZ4, bodies are compressed with LZ4, not pglz.
 audit_records = Table(
     "audit_records",
     metadata,

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from exchange.audit import ledger, witness
 from exchange.audit.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
-from exchange.audit.records import parse_record, record_bytes
+from exchange.audit.records import MAX_ENTRIES, parse_record, record_bytes
 from exchange.audit.tree import (
     Frontier,
     leaf_hash,
@@ -571,6 +571,56 @@ def test_revision_0003_downgrades_and_upgrades_again(engine: Engine) -> None:
         command.upgrade(config, "head")
         assert ledger.current_root(conn).size == 0
         assert ledger.append(conn, [disclosure(0)]) == [0]
+
+
+def _body_compression(conn: Connection) -> str | None:
+    """How PostgreSQL compressed the stored record bodies (None: not compressed, or SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return conn.execute(sa.text("SELECT DISTINCT pg_column_compression(body)"
+                                " FROM audit_records")).scalar()
+
+
+def _lz4_available(conn: Connection) -> bool:
+    choices = conn.execute(sa.text("SELECT enumvals FROM pg_settings"
+                                   " WHERE name = 'default_toast_compression'")).scalar()
+    return choices is not None and "lz4" in choices
+
+
+def test_a_full_record_is_stored_whole_and_lz4_compressed_on_postgresql(conn: Connection
+                                                                        ) -> None:
+    """A record of a full page is stored out of line on PostgreSQL, compressed with LZ4
+    (revision 0006) where the server has it; it reads back byte for byte and verifies."""
+    record = disclosure(0, count=MAX_ENTRIES)
+    with conn.begin():
+        assert ledger.append(conn, [record]) == [0]
+        stored = conn.execute(sa.select(audit_records.c.body)).scalar_one()
+        assert bytes(stored) == record_bytes(record, 0)
+        assert len(stored) > 8192  # large enough to be compressed out of line
+        assert ledger.verify_all(conn, KEYS).records == 1
+        if conn.dialect.name == "postgresql" and _lz4_available(conn):
+            assert _body_compression(conn) == "lz4"
+
+
+def test_revision_0006_downgrades_to_the_default_compression_and_back(engine: Engine
+                                                                     ) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+        ledger.append(conn, [disclosure(0, count=MAX_ENTRIES)])
+        command.upgrade(config, "head")
+        ledger.append(conn, [disclosure(1, count=MAX_ENTRIES)])
+        if conn.dialect.name == "postgresql" and _lz4_available(conn):
+            kinds = conn.execute(sa.text("SELECT pg_column_compression(body) FROM"
+                                         " audit_records ORDER BY seq")).scalars().all()
+            assert kinds == ["pglz", "lz4"]  # written before and after the revision
+        assert [bytes(b) for b in conn.execute(
+            sa.select(audit_records.c.body).order_by(audit_records.c.seq)).scalars()] == [
+            record_bytes(disclosure(0, count=MAX_ENTRIES), 0),
+            record_bytes(disclosure(1, count=MAX_ENTRIES), 1)]
+        assert ledger.verify_all(conn, KEYS).records == 2
 
 
 def test_latest_note_needs_a_checkpoint(conn: Connection) -> None:

@@ -359,7 +359,8 @@ def _report(args: argparse.Namespace, turns: dict[str, list[dict[str, Any]]], ba
     print(json.dumps({
         "benchmark": "cert-exchange ledger A/B", "backend": backend, "size": args.size,
         "baseline_ref": args.baseline_ref, "rounds": args.rounds, "reads": args.reads,
-        "polls": args.polls, "ledger_settings": dict(args.ledger_setting),
+        "polls": args.polls, "ledger_settings": {
+            key: tomllib.loads(f"v = {value}")["v"] for key, value in args.ledger_setting},
         "cpus": os.cpu_count(), "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "summary": summary,
         "relative": {

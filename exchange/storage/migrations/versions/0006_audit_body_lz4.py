@@ -6,7 +6,8 @@ default with its own pglz. Measured on the reference machine, the backend then s
 0.84 ms of CPU per such record with pglz and 0.38 ms with LZ4, for nearly the same size on
 disk (25 against 24 KiB): about 1.8 s of CPU less per million object versions served.
 PostgreSQL 14 and later built with LZ4 take it per column; elsewhere, and on SQLite, which
-does not compress, this revision changes nothing. Bodies written before it keep pglz and read as before.
+does not compress, this revision changes nothing. Bodies written before it keep pglz and
+read as before.
 
 Revision ID: 0006
 Revises: 0005

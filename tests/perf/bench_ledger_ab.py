@@ -58,6 +58,9 @@ def _pg_server(url: str) -> Any:
     parsed = sa.engine.make_url(url)
     if not parsed.drivername.startswith(("postgresql", "postgres")):
         raise SystemExit(f"--postgres: not a PostgreSQL URL: {parsed.drivername}://...")
+    if parsed.password is not None:
+        raise SystemExit("--postgres: the URL holds a password, which would show in the"
+                         " process list; give it in PGPASSWORD or ~/.pgpass instead")
     host = parsed.host or "127.0.0.1"
     if host != "localhost":
         try:
@@ -71,7 +74,7 @@ def _pg_server(url: str) -> Any:
 
 
 def _pg_url(server: Any, database: str) -> str:
-    return str(server.set(database=database).render_as_string(hide_password=False))
+    return str(server.set(database=database).render_as_string())
 
 
 def _pg_admin(server: Any, *statements: str) -> None:

@@ -87,18 +87,18 @@ def _pg_admin(server: Any, *statements: str) -> None:
             conn.execute(statement)
 
 
-def _configure(home: Path, **values: str | None) -> None:
-    """Set keys of a home's exchange.toml to TOML values (None: remove the key)."""
+def _configure(home: Path, **values: str) -> None:
+    """Set keys of a home's exchange.toml to TOML values (replacing any already there)."""
     config = home / "exchange.toml"
     lines = [line for line in (config.read_text().splitlines() if config.exists() else [])
              if line.partition("=")[0].strip() not in values]
-    lines += [f"{key} = {value}" for key, value in values.items() if value is not None]
+    lines += [f"{key} = {value}" for key, value in values.items()]
     config.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _use_database(home: Path, url: str | None) -> None:
-    """Point a home at a database (None: its own SQLite file) through its exchange.toml."""
-    _configure(home, database_url=None if url is None else json.dumps(url))
+def _use_database(home: Path, url: str) -> None:
+    """Point a home at a database through its exchange.toml."""
+    _configure(home, database_url=json.dumps(url))
 
 
 def _config(home: Path) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -57,8 +58,9 @@ import struct
 import sys
 from array import array
 from binascii import b2a_base64 as _b2a_base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal, NamedTuple, get_args
 
@@ -772,8 +774,6 @@ def prepare(record: Record) -> Prepared:
 
 # A character JSON escapes in ASCII text (RFC 8259 section 7), or DEL (no field holds it).
 _ESCAPED = re.compile(r'[\x00-\x1f\x7f"\\]')
-_PLAIN_ENTRY = '["{}",{},{},{},{}]'.format
-_ENTRY = "[{},{},{},{},{}]".format
 
 
 def _json_text(value: str) -> str:
@@ -787,19 +787,65 @@ def _check_disclosure_header(time: int, channel: str, recipient_account: str,
                              request_id: str) -> None:
     """The record-level fields of a disclosure, checked as :class:`Disclosure` does."""
     _TIME.check("time", time)
+    _context_json(channel, recipient_account, recipient_org, collection, policy_digest)
+    _TEXT.check("request_id", request_id)
+
+
+def _render_context(channel: str, recipient_account: str, recipient_org: str,
+                    collection: str, policy_digest: str) -> tuple[bytes, str]:
+    """The fields a response's records share with the requester's other responses,
+    checked, as canonical JSON: the bytes up to the groups, and the text from the end
+    of the groups up to the value of ``"request_id"``."""
     _CHANNEL_CODEC.check("channel", channel)
     for name, value in (("recipient_account", recipient_account),
-                        ("recipient_org", recipient_org), ("collection", collection),
-                        ("request_id", request_id)):
+                        ("recipient_org", recipient_org), ("collection", collection)):
         _TEXT.check(name, value)
     _DIGEST_CODEC.check("policy_digest", policy_digest)
+    head = (f'{{"channel":{_json_text(channel)},"collection":{_json_text(collection)},'
+            f'"groups":[').encode()
+    middle = (f'],"policy_digest":{_json_text(policy_digest)},'
+              f'"recipient_account":{_json_text(recipient_account)},'
+              f'"recipient_org":{_json_text(recipient_org)},"request_id":')
+    return head, middle
 
 
-def _check_group(producer_org: str | None, tlp: str, rule: str) -> None:
-    """A (producer, level, rule) group of disclosure entries."""
+# One node serves a few hundred (account, collection) pairs under one policy at a time:
+# checking and rendering them once per pair, not once per response, is most of what a
+# small response costs the sequencer (tests/perf/README.md, sixth pass).
+_cached_context = functools.lru_cache(maxsize=1024)(_render_context)
+
+
+def _context_json(channel: str, recipient_account: str, recipient_org: str,
+                  collection: str, policy_digest: str) -> tuple[bytes, str]:
+    """:func:`_render_context`, cached for plain strings (anything else is checked, and
+    refused, every time)."""
+    if (type(channel) is str and type(recipient_account) is str
+            and type(recipient_org) is str and type(collection) is str
+            and type(policy_digest) is str):
+        return _cached_context(channel, recipient_account, recipient_org, collection,
+                               policy_digest)
+    return _render_context(channel, recipient_account, recipient_org, collection,
+                           policy_digest)
+
+
+def _render_group(producer_org: str | None, tlp: str, rule: str) -> str:
+    """A (producer, level, rule) group of disclosure entries, checked, as JSON."""
     _OPT_TEXT.check("producer_org", producer_org)
     _TLP.check("tlp", tlp)
     _TEXT.check("rule", rule)
+    return (f"[{'null' if producer_org is None else _json_text(producer_org)},"
+            f"{_json_text(tlp)},{_json_text(rule)}]")
+
+
+_cached_group = functools.lru_cache(maxsize=1024)(_render_group)
+
+
+def _group_json(producer_org: str | None, tlp: str, rule: str) -> str:
+    """:func:`_render_group`, cached for plain strings."""
+    if (producer_org is None or type(producer_org) is str) and type(tlp) is str \
+            and type(rule) is str:
+        return _cached_group(producer_org, tlp, rule)
+    return _render_group(producer_org, tlp, rule)
 
 
 def _check_micros_column(name: str, column: Sequence[int]) -> None:
@@ -824,8 +870,8 @@ class DisclosureBuilder:
     object is the budget (issue 5: at most 15 % of a full read). It writes exactly the
     bytes :func:`record_bytes` writes for the equivalent :class:`Disclosure` (a property
     test holds the two equal) and checks every value as the record's codecs do, but
-    checks and encodes a (producer, level, rule) group once per response
-    (:meth:`group`), and ids that need no JSON escape without the JSON encoder.
+    checks and encodes the requester's fields and each (producer, level, rule) group
+    once per process (cached), and ids that need no JSON escape without the JSON encoder.
 
     Args:
         time, channel, recipient_account, recipient_org, collection, policy_digest,
@@ -838,21 +884,15 @@ class DisclosureBuilder:
     def __init__(self, *, time: int, channel: str, recipient_account: str,
                  recipient_org: str, collection: str, policy_digest: str,
                  request_id: str) -> None:
-        _check_disclosure_header(time, channel, recipient_account, recipient_org,
-                                 collection, policy_digest, request_id)
+        _TIME.check("time", time)
+        self._head, middle = _context_json(channel, recipient_account, recipient_org,
+                                           collection, policy_digest)
+        _TEXT.check("request_id", request_id)
         self.time = time
         self.recipient_org = recipient_org
-        self._head = (
-            f'{{"channel":{_json_text(channel)},"collection":{_json_text(collection)},'
-            f'"groups":['
-        ).encode()
-        self._middle = (
-            f'],"policy_digest":{_json_text(policy_digest)},'
-            f'"recipient_account":{_json_text(recipient_account)},'
-            f'"recipient_org":{_json_text(recipient_org)},'
-            f'"request_id":{_json_text(request_id)},"seq":'
-        ).encode()
-        self._tail = f',"time":{_json_text(from_micros(time))},"v":{RECORD_VERSION}}}'.encode()
+        self._middle = f'{middle}{_json_text(request_id)},"seq":'.encode()
+        # A timestamp holds nothing JSON escapes.
+        self._tail = f',"time":"{from_micros(time)}","v":{RECORD_VERSION}}}'.encode()
         # Per group (an index of group()): its JSON and its producer.
         self._group_json: list[str] = []
         self._group_producer: list[str | None] = []
@@ -870,11 +910,8 @@ class DisclosureBuilder:
         found = self._group_index.get(key)
         if found is not None:
             return found
-        _check_group(producer_org, tlp, rule)
         handle = len(self._group_json)
-        self._group_json.append(
-            f"[{'null' if producer_org is None else _json_text(producer_org)},"
-            f"{_json_text(tlp)},{_json_text(rule)}]")
+        self._group_json.append(_group_json(producer_org, tlp, rule))
         self._group_producer.append(producer_org)
         self._group_index[key] = handle
         return handle
@@ -917,44 +954,70 @@ class DisclosureBuilder:
         if not (set(map(type, groups)) == {int} and min(groups) >= 0
                 and max(groups) < len(self._group_json)):
             raise _refuse("group", "must be a handle from DisclosureBuilder.group")
-        if digests is None:
-            shown_digests: Sequence[str] = ["null"] * count
-        else:
+        if digests is not None:
             _check_digests(digests)
-            shown_digests = [f'"{_b2a_base64(d, newline=False).decode()}"' for d in digests]
+        self._extend(object_ids, plain, object_versions, dates_added,
+                     None if digests is None else b"".join(digests), groups)
+
+    def _extend(self, object_ids: Sequence[str], plain: bool, object_versions: Sequence[int],
+                dates_added: Sequence[int], digests: bytes | None,
+                groups: Sequence[int]) -> None:
+        """Checked columns into the records: ``plain`` when no id needs a JSON escape,
+        ``digests`` the 32-byte digests joined (or None)."""
+        count = len(object_ids)
+        # Base64 of every digest in a few calls: each encodes to 44 characters and a
+        # newline, which splits them.
+        shown_digests: Sequence[str] = [] if digests is None else b"".join(
+            map(_b2a_base64, _EACH_DIGEST.findall(digests))).decode("ascii").split("\n")
         shown_ids = object_ids if plain else [_json_text(i) for i in object_ids]
-        entry = _PLAIN_ENTRY if plain else _ENTRY
+        one_group = len(self._group_json) == 1
         done = 0
         while done < count:
             chunk = self._chunk
-            if len(chunk.entries) == MAX_ENTRIES:
+            if chunk.count == MAX_ENTRIES:
                 self._chunks.append(chunk)
                 chunk = self._chunk = _Chunk()
-            end = min(count, done + MAX_ENTRIES - len(chunk.entries))
-            local = chunk.groups
-            if not chunk.entries:
-                chunk.first_id = object_ids[done]
-            if not chunk.mixed and list(object_ids[done:end]).count(chunk.first_id) != end - done:
+            end = min(count, done + MAX_ENTRIES - chunk.count)
+            if done == 0 and end == count:  # the usual case: the whole column at once
+                ids, shown, versions, dates, handles, hashes = (
+                    object_ids, shown_ids, object_versions, dates_added, groups,
+                    shown_digests)
+            else:
+                ids, shown, versions, dates, handles, hashes = (
+                    object_ids[done:end], shown_ids[done:end], object_versions[done:end],
+                    dates_added[done:end], groups[done:end], shown_digests[done:end])
+            if not chunk.count:
+                chunk.first_id = ids[0]
+            if not chunk.mixed and list(ids).count(chunk.first_id) != end - done:
                 chunk.mixed = True
-            chunk.entries.extend(map(
-                entry, shown_ids[done:end], object_versions[done:end], dates_added[done:end],
-                shown_digests[done:end],
-                [local.setdefault(g, len(local)) for g in groups[done:end]]))
+            local = chunk.groups
+            in_record: Iterable[int]
+            if one_group:
+                in_record = repeat(local.setdefault(handles[0], len(local)))
+            else:
+                in_record = [local.setdefault(g, len(local)) for g in handles]
+            # Not strict: repeat() is endless, and the digests' split ends with "".
+            values = (zip(shown, versions, dates, hashes, in_record, strict=False)
+                      if digests is not None else
+                      zip(shown, versions, dates, in_record, strict=False))
+            chunk.parts.append(_entries(end - done, plain, digests is not None)
+                               % tuple(chain.from_iterable(values)))
+            chunk.count += end - done
             done = end
 
     def __len__(self) -> int:
-        return sum(len(c.entries) for c in self._chunks) + len(self._chunk.entries)
+        return sum(c.count for c in self._chunks) + self._chunk.count
 
     def records(self) -> list[Prepared]:
         """The records, :data:`MAX_ENTRIES` entries each, in the order added."""
         out = []
-        chunks = [*self._chunks, self._chunk] if self._chunk.entries else self._chunks
+        chunks = [*self._chunks, self._chunk] if self._chunk.count else self._chunks
         for chunk in chunks:
             handles = list(chunk.groups)  # in order of first use, as _compact_entries
             producers = {self._group_producer[h] for h in handles}
             body = (",".join(self._group_json[h] for h in handles)
                     + '],"kind":"disclosure","objects":['
-                    + ",".join(chunk.entries)).encode("utf-8")
+                    + ",".join(chunk.parts)).encode("utf-8")
             out.append(Prepared(
                 Kind.DISCLOSURE, self.time, self._head + body + self._middle, self._tail,
                 self.recipient_org, next(iter(producers)) if len(producers) == 1 else None,
@@ -963,13 +1026,26 @@ class DisclosureBuilder:
         return out
 
 
+@functools.lru_cache(maxsize=4 * MAX_ENTRIES)
+def _entries(count: int, plain: bool, digests: bool) -> str:
+    """The format of ``count`` entries: id (already JSON text unless ``plain``), version,
+    date added, the digest's base64 (or null without ``digests``) and group."""
+    entry = ("[%s,%d,%d,", '["%s",%d,%d,')[plain] + ('"%s",%d]' if digests else "null,%d]")
+    return ",".join([entry] * count)
+
+
+#: Each 32-byte digest of a column of them.
+_EACH_DIGEST = re.compile(rb".{32}", re.DOTALL)
+
+
 class _Chunk:
     """The entries of one record being built (:class:`DisclosureBuilder`)."""
 
-    __slots__ = ("entries", "first_id", "groups", "mixed")
+    __slots__ = ("count", "first_id", "groups", "mixed", "parts")
 
     def __init__(self) -> None:
-        self.entries: list[str] = []
+        self.parts: list[str] = []  # runs of rendered entries, joined with commas
+        self.count = 0
         self.groups: dict[int, int] = {}  # builder handle -> index in this record
         self.first_id = ""
         self.mixed = False  # entries with different ids (no object_id index column)
@@ -986,6 +1062,8 @@ _MAX_GROUPS: Final = 0xFFFF
 # Text an id may hold in the fast path: ASCII without control characters (the newline
 # that joins the ids is counted separately).
 _NOT_PLAIN_ID = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+# What JSON escapes in ids joined with newlines (as _ESCAPED, but for the newline).
+_ESCAPED_JOINED = re.compile(r'[\x00-\x09\x0b-\x1f\x7f"\\]')
 
 
 def _packed(name: str, column: Sequence[int]) -> array[int]:
@@ -1037,7 +1115,7 @@ class DisclosureBatch:
         if len(groups) > _MAX_GROUPS:
             raise _refuse("groups", f"must number at most {_MAX_GROUPS} in one response")
         for group in groups:
-            _check_group(*group)
+            _group_json(*group)
         count = len(object_ids)
         if not (len(object_versions) == len(dates_added) == len(group_of) == count
                 and (digests is None or len(digests) == count)):
@@ -1168,7 +1246,12 @@ class DisclosureBatch:
         return batch  # its arrays hold little-endian values, as a built batch's do
 
     def records(self) -> list[Prepared]:
-        """The records of the batch, rendered (:data:`MAX_ENTRIES` entries each)."""
+        """The records of the batch, rendered (:data:`MAX_ENTRIES` entries each).
+
+        Raises:
+            InvalidInput: A value a disclosure may not hold (the checks of the
+                constructor, for a batch read back by :meth:`decode`).
+        """
         builder = DisclosureBuilder(
             time=self.time, channel=self.channel, recipient_account=self.recipient_account,
             recipient_org=self.recipient_org, collection=self.collection,
@@ -1176,18 +1259,30 @@ class DisclosureBatch:
         if not self.count:
             return []
         handles = [builder.group(*group) for group in self.groups]
+        joined = self._ids
+        ids = joined.split("\n")
+        if len(ids) != self.count:
+            raise InvalidInput("disclosure columns must all have one value per entry")
+        # The column types are the arrays' own; the values are checked in bulk, as in
+        # DisclosureBuilder.add_many (each one only to say which is wrong).
+        plain = (joined.isascii() and _ESCAPED_JOINED.search(joined) is None
+                 and min(map(len, ids)) >= 1 and max(map(len, ids)) <= _MAX_TEXT)
+        if not plain:
+            for object_id in ids:
+                _TEXT.check("object_id", object_id)
         versions, dates, group_of = (self._versions, self._dates, self._group_of)
         if sys.byteorder == "big":
             versions, dates, group_of = (array(a.typecode, a) for a in (versions, dates,
                                                                         group_of))
             for a in (versions, dates, group_of):
                 a.byteswap()
-        digests = self._digests
-        builder.add_many(
-            self._ids.split("\n"), versions.tolist(), dates.tolist(),
-            None if digests is None else [digests[i:i + 32]
-                                          for i in range(0, len(digests), 32)],
-            group_of.tolist() if handles == list(range(len(handles))) else
+        for name, column in (("object_version", versions), ("date_added", dates)):
+            if not (min(column) >= 0 and max(column) <= _MAX_TIME):
+                for value in column:
+                    _MICROS.check(name, value)
+        builder._extend(  # the columns are checked above, as add_many checks them
+            ids, plain, versions, dates, self._digests,
+            group_of if handles == list(range(len(handles))) else
             [handles[g] for g in group_of])
         return builder.records()
 

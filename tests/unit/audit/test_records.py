@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import struct
 from typing import Any
 
 import pytest
@@ -471,3 +472,38 @@ def test_a_disclosure_batch_cut_short_or_padded_is_refused() -> None:
         DisclosureBatch.decode(data + b"\x00")
     with pytest.raises(InvalidInput, match="version 2"):
         DisclosureBatch.decode(b"\x02" + data[1:])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        pytest.param(b"indicator--1", b"indic\nator-1", "one value per entry",
+                     id="extra-id"),
+        pytest.param(b"indicator--1", b"indic\x01tor--1", "object_id", id="control-char"),
+        pytest.param(b"indicator--1", b'indic"tor--1', None, id="quote-is-escaped"),
+        pytest.param(struct.pack("<q", T0 + 1), struct.pack("<q", -1), "object_version",
+                     id="negative-version"),
+    ],
+)
+def test_a_spooled_batch_is_checked_again_when_rendered(
+    old: bytes, new: bytes, message: str | None
+) -> None:
+    """Bytes that decode (a spool frame is checksummed, not signed) but hold a value no
+    record may hold are refused by the renderer, as the constructor refuses them; a value
+    that needs a JSON escape renders as the typed record does."""
+    rows = [(f"indicator--{i}", T0 + i, T0 + 10 * i, "UZ-CERT", "green", "rule")
+            for i in range(3)]
+    data = _batch_of(rows, served=True).encode()
+    assert data.count(old) == 1
+    assert len(old) == len(new)
+    changed = DisclosureBatch.decode(data.replace(old, new))
+    if message is not None:
+        with pytest.raises(InvalidInput, match=message):
+            changed.records()
+        return
+    (record,) = changed.records()
+    entry = parse_record(record.data(7))
+    assert isinstance(entry.record, Disclosure)
+    assert [d.object_id for d in entry.record.objects] == [
+        "indicator--0", 'indic"tor--1', "indicator--2"]
+    assert record.data(7) == record_bytes(entry.record, 7)

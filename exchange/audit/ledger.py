@@ -204,9 +204,8 @@ def append(conn: Connection, records: Sequence[Record | Prepared]) -> list[int]:
     return list(range(first, frontier.size))
 
 
-#: The columns of an ``audit_records`` row as :func:`append` builds it.
-_RECORD_COLUMNS: Final = ("seq", "kind", "time", "recipient_org", "producer_org",
-                          "object_id", "body", "leaf_hash")
+#: The columns of an ``audit_records`` row, in the table's order, as :func:`append` builds it.
+_RECORD_COLUMNS: Final = tuple(audit_records.c.keys())
 _COPY_RECORDS: Final = (f"COPY audit_records ({', '.join(_RECORD_COLUMNS)})"
                         " FROM STDIN (FORMAT BINARY)")
 #: Their PostgreSQL types, for binary COPY (revision 0003's columns).

@@ -784,11 +784,14 @@ def _json_text(value: str) -> str:
 
 def _check_disclosure_header(time: int, channel: str, recipient_account: str,
                              recipient_org: str, collection: str, policy_digest: str,
-                             request_id: str) -> None:
-    """The record-level fields of a disclosure, checked as :class:`Disclosure` does."""
+                             request_id: str) -> tuple[bytes, str]:
+    """The record-level fields of a disclosure, checked as :class:`Disclosure` does; the
+    requester's fields rendered (:func:`_context_json`)."""
     _TIME.check("time", time)
-    _context_json(channel, recipient_account, recipient_org, collection, policy_digest)
+    context = _context_json(channel, recipient_account, recipient_org, collection,
+                            policy_digest)
     _TEXT.check("request_id", request_id)
+    return context
 
 
 def _render_context(channel: str, recipient_account: str, recipient_org: str,
@@ -848,6 +851,25 @@ def _group_json(producer_org: str | None, tlp: str, rule: str) -> str:
     return _render_group(producer_org, tlp, rule)
 
 
+def _check_ids(object_ids: Sequence[str], joined: str | None,
+               escaped: re.Pattern[str]) -> bool:
+    """A column of object ids, checked in bulk (each one only when the bulk check fails,
+    to say which is wrong); whether JSON writes every id as it is.
+
+    Args:
+        object_ids: The ids.
+        joined: The ids joined with a separator ``escaped`` does not match, or None when
+            not all of them are strings.
+        escaped: What JSON escapes (ids read from storage never hold it).
+    """
+    plain = (joined is not None and joined.isascii() and escaped.search(joined) is None
+             and min(map(len, object_ids)) >= 1 and max(map(len, object_ids)) <= _MAX_TEXT)
+    if not plain:
+        for object_id in object_ids:
+            _TEXT.check("object_id", object_id)
+    return plain
+
+
 def _check_micros_column(name: str, column: Sequence[int]) -> None:
     """A non-empty column of microseconds, in bulk (each value checked only on failure,
     to say which one is wrong)."""
@@ -884,10 +906,9 @@ class DisclosureBuilder:
     def __init__(self, *, time: int, channel: str, recipient_account: str,
                  recipient_org: str, collection: str, policy_digest: str,
                  request_id: str) -> None:
-        _TIME.check("time", time)
-        self._head, middle = _context_json(channel, recipient_account, recipient_org,
-                                           collection, policy_digest)
-        _TEXT.check("request_id", request_id)
+        self._head, middle = _check_disclosure_header(
+            time, channel, recipient_account, recipient_org, collection, policy_digest,
+            request_id)
         self.time = time
         self.recipient_org = recipient_org
         self._middle = f'{middle}{_json_text(request_id)},"seq":'.encode()
@@ -941,14 +962,8 @@ class DisclosureBuilder:
             raise InvalidInput("disclosure columns must all have one value per entry")
         if not count:
             return
-        joined = "".join(object_ids) if set(map(type, object_ids)) == {str} else None
-        # Text a field may hold that JSON writes as it is: ASCII, no control character,
-        # quote or backslash (one scan of all the ids; ids read from storage always are).
-        plain = (joined is not None and joined.isascii() and _ESCAPED.search(joined) is None
-                 and min(map(len, object_ids)) >= 1 and max(map(len, object_ids)) <= _MAX_TEXT)
-        if not plain:
-            for object_id in object_ids:
-                _TEXT.check("object_id", object_id)
+        plain = _check_ids(object_ids, "".join(object_ids)
+                           if set(map(type, object_ids)) == {str} else None, _ESCAPED)
         _check_micros_column("object_version", object_versions)
         _check_micros_column("date_added", dates_added)
         if not (set(map(type, groups)) == {int} and min(groups) >= 0
@@ -1263,23 +1278,15 @@ class DisclosureBatch:
         ids = joined.split("\n")
         if len(ids) != self.count:
             raise InvalidInput("disclosure columns must all have one value per entry")
-        # The column types are the arrays' own; the values are checked in bulk, as in
-        # DisclosureBuilder.add_many (each one only to say which is wrong).
-        plain = (joined.isascii() and _ESCAPED_JOINED.search(joined) is None
-                 and min(map(len, ids)) >= 1 and max(map(len, ids)) <= _MAX_TEXT)
-        if not plain:
-            for object_id in ids:
-                _TEXT.check("object_id", object_id)
+        plain = _check_ids(ids, joined, _ESCAPED_JOINED)
         versions, dates, group_of = (self._versions, self._dates, self._group_of)
         if sys.byteorder == "big":
             versions, dates, group_of = (array(a.typecode, a) for a in (versions, dates,
                                                                         group_of))
             for a in (versions, dates, group_of):
                 a.byteswap()
-        for name, column in (("object_version", versions), ("date_added", dates)):
-            if not (min(column) >= 0 and max(column) <= _MAX_TIME):
-                for value in column:
-                    _MICROS.check(name, value)
+        _check_micros_column("object_version", versions)
+        _check_micros_column("date_added", dates)
         builder._extend(  # the columns are checked above, as add_many checks them
             ids, plain, versions, dates, self._digests,
             group_of if handles == list(range(len(handles))) else

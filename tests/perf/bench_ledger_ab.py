@@ -51,7 +51,7 @@ _HOURS = 3600
 _PG_PREFIX = "cx_ledger_ab_"
 
 
-def _pg_server(url: str) -> Any:
+def pg_server(url: str) -> Any:
     """The parsed ``--postgres`` URL; refuses any host but the loopback."""
     import sqlalchemy as sa  # noqa: PLC0415 - only with --postgres
 
@@ -73,15 +73,15 @@ def _pg_server(url: str) -> Any:
     return parsed.set(drivername="postgresql")
 
 
-def _pg_url(server: Any, database: str) -> str:
+def pg_url(server: Any, database: str) -> str:
     return str(server.set(database=database).render_as_string())
 
 
-def _pg_admin(server: Any, *statements: str) -> None:
+def pg_admin(server: Any, *statements: str) -> None:
     """Run statements on the maintenance database, outside a transaction."""
     import psycopg  # noqa: PLC0415 - only with --postgres
 
-    with psycopg.connect(_pg_url(server, server.database or "postgres"), autocommit=True,
+    with psycopg.connect(pg_url(server, server.database or "postgres"), autocommit=True,
                          connect_timeout=10) as conn:
         for statement in statements:
             conn.execute(statement)
@@ -270,12 +270,12 @@ def main() -> None:
         parser.error("--baseline-ref is required")
     if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5 or not 50 <= args.polls <= 5000:
         parser.error("--rounds must be 1 to 10, --reads 1 to 5 and --polls 50 to 5000")
-    server = _pg_server(args.postgres) if args.postgres else None
+    server = pg_server(args.postgres) if args.postgres else None
     try:
         turns = _turns(args, server)
     finally:
         if server is not None:
-            _pg_admin(server, *(f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)"
+            pg_admin(server, *(f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)"
                                 for name in ("baseline", "ledger", "run")))
     _report(args, turns, "postgresql" if server else "sqlite")
 
@@ -288,10 +288,10 @@ def _prepare_turn(args: argparse.Namespace, server: Any, name: str, home: Path
     if server is not None:
         # CHECKPOINT: the copy's (and the last turn's) dirty buffers are written now, not
         # by the server's checkpointer during the turn (it needs a superuser).
-        _pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}run WITH (FORCE)",
+        pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}run WITH (FORCE)",
                   f"CREATE DATABASE {_PG_PREFIX}run TEMPLATE {_PG_PREFIX}{name}",
                   "CHECKPOINT")
-        _use_database(home, _pg_url(server, _PG_PREFIX + "run"))
+        _use_database(home, pg_url(server, _PG_PREFIX + "run"))
     if name != "ledger" or not args.ledger_setting:
         return None
     _configure(home, **dict(args.ledger_setting))
@@ -304,15 +304,19 @@ def _prepare_turn(args: argparse.Namespace, server: Any, name: str, home: Path
     return spool
 
 
+def checkout(ref: str, tree: Path) -> Path:
+    """This repository's files at ``ref``, written into the new directory ``tree``."""
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref],
+                             capture_output=True, check=True, timeout=120).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
+    return tree
+
+
 def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, Any]]]:
     """Fill both sides, then run the ABBA turns; each side's turns."""
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        base_tree = Path(tmp) / "baseline-tree"
-        base_tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_ref],
-                                 capture_output=True, check=True, timeout=120).stdout
-        subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive, check=True,
-                       timeout=120)
+        base_tree = checkout(args.baseline_ref, Path(tmp) / "baseline-tree")
         sides = {"baseline": base_tree, "ledger": ROOT}
         filled = {name: Path(tmp) / f"filled-{name}" for name in sides}
         for name, tree in sides.items():
@@ -320,9 +324,9 @@ def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, An
             filled[name].mkdir()
             url = None
             if server is not None:
-                _pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)",
+                pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)",
                           f"CREATE DATABASE {_PG_PREFIX}{name}")
-                url = _pg_url(server, _PG_PREFIX + name)
+                url = pg_url(server, _PG_PREFIX + name)
             _run_child(tree, "fill", str(tree), str(filled[name]), "--size", str(args.size),
                        database_url=url)
         turns: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}

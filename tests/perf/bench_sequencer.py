@@ -28,7 +28,6 @@ is bounded in count; all traffic goes to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import platform
@@ -41,7 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+# The A/B's checkout and its loopback-only PostgreSQL helpers (this script's directory is
+# first on sys.path when it runs).
+from bench_ledger_ab import ROOT, checkout, pg_admin, pg_server, pg_url
+
 _PG_PREFIX = "cx_bench_seq_"
 T0 = 1_764_000_000_000_000  # 2025-11-24, in microseconds
 DIGEST = "sha256:" + "3f" * 32
@@ -121,42 +123,14 @@ def child(size: int, responses: int, round_kib: int, url: str | None) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _admin(server: Any, *statements: str) -> None:
-    import sqlalchemy as sa  # noqa: PLC0415 - only with --postgres
-
-    engine = sa.create_engine(server.set(drivername="postgresql+psycopg"),
-                              isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-def _server(url: str) -> Any:
-    import sqlalchemy as sa  # noqa: PLC0415 - only with --postgres
-
-    parsed = sa.engine.make_url(url)
-    if not parsed.drivername.startswith(("postgresql", "postgres")):
-        raise SystemExit(f"--postgres: not a PostgreSQL URL: {parsed.drivername}://...")
-    host = parsed.host or "127.0.0.1"
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-        raise SystemExit(f"--postgres: {host} is not the loopback; this benchmark stays on it")
-    if parsed.password:
-        raise SystemExit("--postgres: give the password in PGPASSWORD or ~/.pgpass, not in"
-                         " the URL (it would show in the process list)")
-    return parsed
-
-
 def _run(tree: Path, size: int, args: argparse.Namespace, server: Any, turn: int
          ) -> dict[str, Any]:
     url = None
     if server is not None:
         name = f"{_PG_PREFIX}{turn}"
-        _admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")
-        url = server.set(drivername="postgresql+psycopg", database=name) \
-            .render_as_string(hide_password=False)
+        pg_admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+                 f"CREATE DATABASE {name}")
+        url = pg_url(server, name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     env["PYTHONPATH"] = str(tree)
     try:
@@ -166,7 +140,7 @@ def _run(tree: Path, size: int, args: argparse.Namespace, server: Any, turn: int
             cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=1800)
     finally:
         if server is not None:
-            _admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}{turn} WITH (FORCE)")
+            pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}{turn} WITH (FORCE)")
     if out.returncode != 0:
         raise RuntimeError(f"the child in {tree} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout)
@@ -203,16 +177,11 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     if not all(1 <= s <= 10_000 for s in sizes):
         raise SystemExit("--sizes: each between 1 and 10000")
-    server = _server(args.postgres) if args.postgres else None
+    server = pg_server(args.postgres) if args.postgres else None
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        base_tree = Path(tmp) / "baseline-tree"
-        base_tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_ref],
-                                 capture_output=True, check=True, timeout=120).stdout
-        subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive, check=True,
-                       timeout=120)
-        sides = {"baseline": base_tree, "this": ROOT}
+        sides = {"baseline": checkout(args.baseline_ref, Path(tmp) / "baseline-tree"),
+                 "this": ROOT}
         turn = 0
         for size in sizes:
             responses = args.responses if size <= 100 else max(10, args.responses // 10)

@@ -724,8 +724,7 @@ class Exchange:
     # -- reading -------------------------------------------------------------------------
     def recipient(self, principal: Principal, channel: Channel = "taxii") -> Recipient:
         """The policy engine's view of a principal receiving over ``channel``."""
-        parent = (self.store.get_org(principal.parent_org_id).name
-                  if principal.parent_org_id else None)
+        parent = self.org_name(principal.parent_org_id)
         return Recipient(org_name=principal.org_name, org_identity=principal.identity_id,
                          parent_org_name=parent, account_name=principal.account_name,
                          role=principal.role.value, channel=channel)

@@ -21,7 +21,10 @@ filled home, starts that side's real server (``exchange serve``) on 127.0.0.1, r
 latency clients (``--polls`` requests per client and read shape; the incremental poll is
 the figure kept), waits until the ledger's sequencer has caught up with them and flushes
 the disk, then makes full-collection reads, and stops the server. The drift then falls on
-both sides alike, and the figures are medians over the turns.
+both sides alike, and the figures are medians over the turns. Before the rounds, each
+side has ``--warmup`` turns (default 1) that are printed and not counted: in most earlier
+runs the first turn of the run was its side's slowest, and it always fell to the
+baseline, which flattered the ledger.
 
 Every loop is bounded in count and in time (the measurements are those of
 ``bench_exchange.py``); all traffic goes to 127.0.0.1.
@@ -246,6 +249,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="ABBA rounds (each: one turn per side)")
     parser.add_argument("--reads", type=int, default=2, help="full reads per turn")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="uncounted turns per side before the rounds (default 1)")
     parser.add_argument("--polls", type=int, default=1000,
                         help="requests per latency client and read shape (4 clients; the"
                              " first tenth of each is warm-up)")
@@ -268,8 +273,10 @@ def main() -> None:
         return
     if not args.baseline_ref:
         parser.error("--baseline-ref is required")
-    if not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5 or not 50 <= args.polls <= 5000:
-        parser.error("--rounds must be 1 to 10, --reads 1 to 5 and --polls 50 to 5000")
+    if (not 1 <= args.rounds <= 10 or not 1 <= args.reads <= 5
+            or not 50 <= args.polls <= 5000 or not 0 <= args.warmup <= 3):
+        parser.error("--rounds must be 1 to 10, --reads 1 to 5, --polls 50 to 5000 and"
+                     " --warmup 0 to 3")
     server = pg_server(args.postgres) if args.postgres else None
     try:
         turns = _turns(args, server)
@@ -329,23 +336,32 @@ def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, An
                 url = pg_url(server, _PG_PREFIX + name)
             _run_child(tree, "fill", str(tree), str(filled[name]), "--size", str(args.size),
                        database_url=url)
+        def turn(name: str) -> dict[str, Any]:
+            run = Path(tmp) / "run"
+            shutil.rmtree(run, ignore_errors=True)
+            shutil.copytree(filled[name], run)
+            outside = _prepare_turn(args, server, name, next(run.glob("home-*")))
+            os.sync()  # the copy's writeback is not charged to the turn
+            out = _run_child(sides[name], "measure", str(sides[name]), str(run),
+                             "--size", str(args.size), "--reads", str(args.reads),
+                             "--polls", str(args.polls))
+            if outside is not None:
+                shutil.rmtree(outside, ignore_errors=True)
+            return dict(json.loads(out.strip().splitlines()[-1]))
+
+        # The run's first turn was the slowest of its side in most A/Bs (it always fell
+        # to the baseline): warm-up turns, one a side, are measured and not counted.
+        for number in range(args.warmup):
+            for name in sides:
+                print(f"# warm-up {number + 1} {name} (not counted): {json.dumps(turn(name))}",
+                      file=sys.stderr)
         turns: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         for number in range(args.rounds):
             order = list(sides) if number % 2 == 0 else list(reversed(sides))
             for name in order:
-                run = Path(tmp) / "run"
-                shutil.rmtree(run, ignore_errors=True)
-                shutil.copytree(filled[name], run)
-                outside = _prepare_turn(args, server, name, next(run.glob("home-*")))
-                os.sync()  # the copy's writeback is not charged to the turn
-                out = _run_child(sides[name], "measure", str(sides[name]), str(run),
-                                 "--size", str(args.size), "--reads", str(args.reads),
-                                 "--polls", str(args.polls))
-                if outside is not None:
-                    shutil.rmtree(outside, ignore_errors=True)
-                turn = json.loads(out.strip().splitlines()[-1])
-                turns[name].append(turn)
-                print(f"# round {number + 1} {name}: {json.dumps(turn)}", file=sys.stderr)
+                turns[name].append(turn(name))
+                print(f"# round {number + 1} {name}: {json.dumps(turns[name][-1])}",
+                      file=sys.stderr)
         shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
     return turns
 
@@ -366,6 +382,7 @@ def _report(args: argparse.Namespace, turns: dict[str, list[dict[str, Any]]], ba
     print(json.dumps({
         "benchmark": "cert-exchange ledger A/B", "backend": backend, "size": args.size,
         "baseline_ref": args.baseline_ref, "rounds": args.rounds, "reads": args.reads,
+        "warmup": args.warmup,
         "polls": args.polls, "ledger_settings": {
             key: tomllib.loads(f"v = {value}")["v"] for key, value in args.ledger_setting},
         "cpus": os.cpu_count(), "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -283,7 +283,7 @@ def main() -> None:
     finally:
         if server is not None:
             pg_admin(server, *(f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)"
-                                for name in ("baseline", "ledger", "run")))
+                               for name in ("baseline", "ledger", "run")))
     _report(args, turns, "postgresql" if server else "sqlite")
 
 
@@ -296,8 +296,8 @@ def _prepare_turn(args: argparse.Namespace, server: Any, name: str, home: Path
         # CHECKPOINT: the copy's (and the last turn's) dirty buffers are written now, not
         # by the server's checkpointer during the turn (it needs a superuser).
         pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}run WITH (FORCE)",
-                  f"CREATE DATABASE {_PG_PREFIX}run TEMPLATE {_PG_PREFIX}{name}",
-                  "CHECKPOINT")
+                 f"CREATE DATABASE {_PG_PREFIX}run TEMPLATE {_PG_PREFIX}{name}",
+                 "CHECKPOINT")
         _use_database(home, pg_url(server, _PG_PREFIX + "run"))
     if name != "ledger" or not args.ledger_setting:
         return None
@@ -332,10 +332,11 @@ def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, An
             url = None
             if server is not None:
                 pg_admin(server, f"DROP DATABASE IF EXISTS {_PG_PREFIX}{name} WITH (FORCE)",
-                          f"CREATE DATABASE {_PG_PREFIX}{name}")
+                         f"CREATE DATABASE {_PG_PREFIX}{name}")
                 url = pg_url(server, _PG_PREFIX + name)
             _run_child(tree, "fill", str(tree), str(filled[name]), "--size", str(args.size),
                        database_url=url)
+
         def turn(name: str) -> dict[str, Any]:
             run = Path(tmp) / "run"
             shutil.rmtree(run, ignore_errors=True)

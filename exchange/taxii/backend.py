@@ -213,9 +213,10 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         if not page.rows:
             return {"more": page.more}, _date_headers(page)
         served = self.exchange.deliver(result)
-        # Recorded before the response exists; a ledger failure serves nothing (503). The
-        # records are synced while the envelope is put together and serialised, and are
-        # durable before the response leaves (the app's after-request hook waits).
+        # Recorded before the response exists; a ledger failure serves nothing (503). A
+        # large batch is synced while the envelope is put together and serialised (a small
+        # one before disclose returns: SpoolWriter.append), and is durable before the
+        # response leaves (the app's after-request hook waits).
         durable = self.exchange.disclose(principal, result, channel, served, wait=False)
         body: dict[str, Any] = {"more": page.more}
         if page.more:

@@ -855,8 +855,7 @@ class Exchange:
         groups: list[tuple[str | None, str, str]] = []
         for key, row in first.items():
             handles[key] = len(groups)
-            groups.append((None if key[0] is None else self.org_name(key[0]), key[1],
-                           rule_of(row)))
+            groups.append((self.org_name(key[0]), key[1], rule_of(row)))
         transforms, reader = result.transforms, result.reader_org
         batch = DisclosureBatch(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,

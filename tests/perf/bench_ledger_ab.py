@@ -351,7 +351,7 @@ def _turns(args: argparse.Namespace, server: Any) -> dict[str, list[dict[str, An
             return dict(json.loads(out.strip().splitlines()[-1]))
 
         # The run's first turn was the slowest of its side in most A/Bs (it always fell
-        # to the baseline): warm-up turns, one a side, are measured and not counted.
+        # to the baseline): warm-up turns (one a side by default) are measured and not counted.
         for number in range(args.warmup):
             for name in sides:
                 print(f"# warm-up {number + 1} {name} (not counted): {json.dumps(turn(name))}",

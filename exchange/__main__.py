@@ -1,5 +1,5 @@
 """``python -m exchange`` runs the ``exchange`` command."""
 
-from exchange.cli import main
+from exchange.cli.main import main
 
 main()

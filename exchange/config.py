@@ -9,7 +9,7 @@ in the home or from the environment, never from a command-line flag, and are red
 ``repr`` and in :meth:`Settings.redacted`.
 
 This module reads files and the environment; it never creates anything. ``exchange init``
-(see :mod:`exchange.service`) writes the home.
+(see :mod:`exchange.node.service`) writes the home.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def load_settings(
                    "signing_key"):
             continue  # client-side variables read by the CLI, not node settings
         if key == "node_key_passphrase":
-            continue  # a secret read by exchange.keyring.ensure_node_key, never stored here
+            continue  # a secret read by exchange.node.keyring.ensure_node_key, never stored here
         if key not in _TYPED_KEYS:
             raise ConfigError(f"unknown environment variable {name}")
         values[key] = _coerce(key, raw, name)

@@ -38,7 +38,7 @@ from exchange.audit.report import build_report, render_csv, render_html, render_
 from exchange.audit.tree import verify_consistency, verify_inclusion
 from exchange.audit.verify import Report, VerificationFailed
 from exchange.errors import InvalidInput, NotFound, RemoteError, SignatureError
-from exchange.service import now_micros
+from exchange.node.service import now_micros
 from exchange.storage.timestamps import from_micros, to_micros
 
 SAVED_FORMAT: Final = "cx-audit-checkpoint v1"
@@ -130,7 +130,7 @@ def _report_json(report: Report) -> str:
 
 
 def _api_key(key_file: str | None) -> str:
-    from exchange.cli import _api_key as read_key  # noqa: PLC0415 - cli imports this module
+    from exchange.cli.main import _api_key as read_key  # noqa: PLC0415 - cli imports this module
 
     return read_key(key_file)
 
@@ -165,7 +165,7 @@ def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool
 
 def remote_options(f: Any) -> Any:
     """--url, --user, --api-key-file, --insecure: member mode, against the hub."""
-    from exchange.cli import http_options  # noqa: PLC0415 - cli imports this module
+    from exchange.cli.main import http_options  # noqa: PLC0415 - cli imports this module
 
     return http_options(
         required=False, url_help="The hub's API root, e.g. https://hub.example/cx/ (member"

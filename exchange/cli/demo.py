@@ -28,18 +28,18 @@ from typing import Any
 
 import requests
 
-from exchange import client
 from exchange.config import load_settings
 from exchange.errors import ConfigError, RemoteError
-from exchange.generate import generate_indicators
-from exchange.keyring import register_key
+from exchange.member import client
+from exchange.member.generate import generate_indicators
+from exchange.member.signer import sign_all
 from exchange.model.objects import Tlp
-from exchange.procs import stop_child
-from exchange.service import Exchange, init_home
-from exchange.signer import sign_all
+from exchange.node.keyring import register_key
+from exchange.node.service import Exchange, init_home
 from exchange.signing.keyfiles import read_private_key, write_private_key
 from exchange.signing.keys import generate
 from exchange.storage import open_store
+from exchange.taxii.procs import stop_child
 
 MARKER = ".cert-exchange-demo"
 DEMO_SEED = 2026

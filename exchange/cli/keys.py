@@ -3,7 +3,7 @@
 * ``exchange keys generate`` (members, offline): a new key, written encrypted (0600),
   its key id and public key printed;
 * ``exchange keys register|list|rotate|revoke|affected|export`` (node admins, on the
-  node's database; see :mod:`exchange.keyring`);
+  node's database; see :mod:`exchange.node.keyring`);
 * ``exchange sign FILE`` signs each object of a bundle, envelope, list or JSON-lines file;
 * ``exchange verify FILE --registry REGISTRY.json`` checks every object offline against the
   published registry and exits 1 when any is invalid.
@@ -30,23 +30,12 @@ from typing import Any, Final, Protocol, cast
 import click
 import rfc8785
 
-from exchange import keyring
 from exchange.audit import ledger
-from exchange.auditing import admin_record
 from exchange.config import Settings
 from exchange.errors import ConfigError, InvalidInput, MalformedJSON
-from exchange.model.jsonparse import parse_json
-from exchange.model.limits import Limits
-from exchange.nodekey import node_identity
-from exchange.publishing import MAX_INPUT_BYTES, objects_in
-from exchange.signer import SigningReport, sign_all
-from exchange.signing.keyfiles import read_private_key, write_private_key
-from exchange.signing.keys import ALGORITHMS, Algorithm, SigningKey, generate, load_public_pem
-from exchange.signing.registry import KeyRecord, format_micros
-from exchange.storage import open_store
-from exchange.storage.base import Store
-from exchange.storage.timestamps import to_micros
-from exchange.verification import (
+from exchange.member.publishing import MAX_INPUT_BYTES, objects_in
+from exchange.member.signer import SigningReport, sign_all
+from exchange.member.verification import (
     TrustedKeys,
     Verdict,
     check_object,
@@ -54,6 +43,17 @@ from exchange.verification import (
     read_registry,
     summarise,
 )
+from exchange.model.jsonparse import parse_json
+from exchange.model.limits import Limits
+from exchange.node import keyring
+from exchange.node.auditing import admin_record
+from exchange.node.nodekey import node_identity
+from exchange.signing.keyfiles import read_private_key, write_private_key
+from exchange.signing.keys import ALGORITHMS, Algorithm, SigningKey, generate, load_public_pem
+from exchange.signing.registry import KeyRecord, format_micros
+from exchange.storage import open_store
+from exchange.storage.base import Store
+from exchange.storage.timestamps import to_micros
 
 __all__ = [
     "keys",

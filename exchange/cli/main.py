@@ -1,4 +1,4 @@
-"""The ``exchange`` command: a thin layer over :mod:`exchange.service` and the client.
+"""The ``exchange`` command: a thin layer over :mod:`exchange.node.service` and the client.
 
 Every error becomes one readable line on standard error and a non-zero exit status
 (1 for a refusal or failure, 2 for wrong usage). ``--json`` on ``add``, ``create`` and
@@ -24,7 +24,7 @@ from exchange import __version__
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError, InvalidInput
 from exchange.model.objects import OrgId
-from exchange.service import Exchange, init_home
+from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.storage.base import Account, ApiKey, Collection, Grant, Organisation
 
@@ -385,15 +385,15 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
             batch_size: int, sign_key: str | None, passphrase_file: str | None,
             as_json: bool) -> None:
     """Publish a STIX bundle, CSV or IOC list to a collection over TAXII."""
-    from exchange import client  # noqa: PLC0415
-    from exchange.publishing import load_objects  # noqa: PLC0415
+    from exchange.member import client  # noqa: PLC0415
+    from exchange.member.publishing import load_objects  # noqa: PLC0415
 
     objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity,
                            valid_days=valid_days)
     signing: dict[str, Any] = {}
     if sign_key:
-        from exchange.cli_keys import load_signing_key, report_signing  # noqa: PLC0415
-        from exchange.signer import sign_all  # noqa: PLC0415
+        from exchange.cli.keys import load_signing_key, report_signing  # noqa: PLC0415
+        from exchange.member.signer import sign_all  # noqa: PLC0415
 
         key = load_signing_key(sign_key, passphrase_file)
         signed = sign_all(objects, key, normalise=True, identity=identity)
@@ -440,14 +440,14 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
          cursor_file: str | None, page_size: int, check: bool, registry_file: str | None,
          as_json: bool) -> None:
     """Download new objects of a collection incrementally into a JSON-lines file."""
-    from exchange import client  # noqa: PLC0415
+    from exchange.member import client  # noqa: PLC0415
 
     verifier = None
     conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
     try:
         if check:
-            from exchange.cli_keys import read_registry_file  # noqa: PLC0415
-            from exchange.pullcheck import PullVerifier  # noqa: PLC0415
+            from exchange.cli.keys import read_registry_file  # noqa: PLC0415
+            from exchange.member.pullcheck import PullVerifier  # noqa: PLC0415
 
             if registry_file is None:
                 _fail("--verify needs --registry FILE (from 'exchange keys export')", 2)
@@ -464,7 +464,7 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
     text = [f"{report.objects} new objects in {report.pages} page(s) appended to {out};"
             f" cursor {report.cursor or '(none)'}"]
     if verifier is not None:
-        from exchange.verification import describe, summarise  # noqa: PLC0415
+        from exchange.member.verification import describe, summarise  # noqa: PLC0415
 
         counts = summarise(verdicts)
         data["verification"] = counts
@@ -485,15 +485,15 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @pass_ctx
 def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""
-    from exchange.demo import run_demo  # noqa: PLC0415
+    from exchange.cli.demo import run_demo  # noqa: PLC0415
 
     home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
     run_demo(home, port=port, count=count, fresh=fresh)
 
 
 def _register_groups() -> None:
-    from exchange.cli_audit import audit  # noqa: PLC0415
-    from exchange.cli_policy import policy  # noqa: PLC0415
+    from exchange.cli.audit import audit  # noqa: PLC0415
+    from exchange.cli.policy import policy  # noqa: PLC0415
 
     main.add_command(policy)
     main.add_command(audit)
@@ -503,7 +503,7 @@ _register_groups()
 
 
 def _register_signing_commands() -> None:
-    from exchange.cli_keys import keys, sign, verify  # noqa: PLC0415
+    from exchange.cli.keys import keys, sign, verify  # noqa: PLC0415
 
     for command in (keys, sign, verify):
         main.add_command(command)

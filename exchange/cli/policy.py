@@ -15,6 +15,7 @@ import click
 from exchange.errors import ConfigError, InvalidInput
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
+from exchange.node.service import Exchange, now_micros
 from exchange.policy import (
     PolicySet,
     Recipient,
@@ -23,7 +24,6 @@ from exchange.policy import (
     format_dry_run,
     load_policies,
 )
-from exchange.service import Exchange, now_micros
 
 
 def _policy(ctx_obj: Any, directory: str | None) -> PolicySet:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exchange.errors import InvalidInput
-from exchange.iocs import check_identity_id, indicator_pattern, stix_timestamp
+from exchange.member.iocs import check_identity_id, indicator_pattern, stix_timestamp
 from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP2_IDS
 

@@ -2,7 +2,7 @@
 
 Accepted inputs: a STIX 2.1 bundle, a TAXII envelope, a single object or a JSON array of
 objects; or a CSV / plain list of IOCs, which become STIX 2.1 indicators created by the
-publisher's identity and marked with the chosen TLP level (see :mod:`exchange.iocs`).
+publisher's identity and marked with the chosen TLP level (see :mod:`exchange.member.iocs`).
 Pure apart from reading the one file it is given.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.errors import InvalidInput
-from exchange.iocs import iocs_to_objects, parse_ioc_text
+from exchange.member.iocs import iocs_to_objects, parse_ioc_text
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.tlp import parse_level

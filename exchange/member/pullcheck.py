@@ -1,7 +1,7 @@
 """``exchange pull --verify``: check every pulled object against the published registry.
 
 A consumer cannot see when the exchange recorded an object, which is what decides
-whether a rotated or revoked key was still good (:mod:`exchange.verification`). A TAXII
+whether a rotated or revoked key was still good (:mod:`exchange.member.verification`). A TAXII
 page tells it within bounds: every object of a page was recorded between the page's
 ``X-TAXII-Date-Added-First`` and ``X-TAXII-Date-Added-Last``. :class:`PullVerifier`
 checks each object against those bounds as it arrives; when they straddle a change of
@@ -9,8 +9,8 @@ the key's validity (a rotation or compromise inside the page), :meth:`PullVerifi
 asks the collection's manifest for the exact ``date_added`` and checks again. It runs
 after the pull, so the pull's cursor is never read from a manifest response.
 
-What it leaves to others: writing the objects and the cursor (:func:`exchange.client.pull`),
-and the verdicts themselves (:func:`exchange.verification.check_object`).
+What it leaves to others: writing the objects and the cursor (:func:`exchange.member.client.pull`),
+and the verdicts themselves (:func:`exchange.member.verification.check_object`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any, Final
 import requests
 from taxii2client.exceptions import TAXIIServiceException
 
-from exchange.client import Connection, remote_error
 from exchange.errors import InvalidInput
+from exchange.member.client import Connection, remote_error
+from exchange.member.verification import TrustedKeys, Verdict, check_object
 from exchange.storage.timestamps import to_micros
-from exchange.verification import TrustedKeys, Verdict, check_object
 
 __all__ = ["PullVerifier"]
 
@@ -33,7 +33,7 @@ _LOOKUP_BATCH: Final = 50
 
 
 class PullVerifier:
-    """Checks objects as :func:`exchange.client.pull` receives them.
+    """Checks objects as :func:`exchange.member.client.pull` receives them.
 
     Args:
         trusted: The published registry.

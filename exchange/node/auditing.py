@@ -1,7 +1,7 @@
 """The audit trail of one node: what the service records, and what auditors ask of it.
 
 :class:`AuditTrail` joins the pure ledger (:mod:`exchange.audit`) to the node: its store,
-its checkpoint key (the node's Ed25519 key, :mod:`exchange.nodekey`) and its log origin
+its checkpoint key (the node's Ed25519 key, :mod:`exchange.node.nodekey`) and its log origin
 (``settings.audit_origin``). The service calls :meth:`AuditTrail.record` before a
 response leaves (disclosures and denials: durable in this process's spool, then moved
 into the log by the sequencer, :mod:`exchange.audit.spool`), and wires
@@ -150,7 +150,7 @@ class AuditTrail:
         settings: The node settings (origin, checkpoint interval).
         store: The store; its ``audit_sink`` is set to the ledger's append.
         key_loader: Returns the node's checkpoint key when one must be signed
-            (default: :func:`exchange.nodekey.ensure_node_key`); loaded once.
+            (default: :func:`exchange.node.nodekey.ensure_node_key`); loaded once.
     """
 
     def __init__(self, settings: Settings, store: Store, *,
@@ -291,7 +291,7 @@ class AuditTrail:
         with self._lock:
             if self._key is None:
                 if self._key_loader is None:
-                    from exchange.nodekey import ensure_node_key  # noqa: PLC0415 - a cycle
+                    from exchange.node.nodekey import ensure_node_key  # noqa: PLC0415 - a cycle
 
                     self._key = ensure_node_key(self.settings, self.store)
                 else:

@@ -2,7 +2,7 @@
 
 The member registry (issue 4, part 2) lives in the database, table ``member_keys``, and
 is managed by admin commands (``exchange keys register|rotate|revoke``); it is exported
-as the document of :mod:`exchange.verification` for consumers to verify offline. Public
+as the document of :mod:`exchange.member.verification` for consumers to verify offline. Public
 keys only: private keys never reach the exchange, except the node's own, which stays in
 its home, encrypted.
 
@@ -18,17 +18,17 @@ its home, encrypted.
   the node identity. :class:`RegistryCache` rebuilds it at most every few seconds for
   the HTTP workers, so a registration, rotation or revocation takes effect within
   ``ttl_seconds`` on every worker.
-* :func:`verify_for_ingest` is the check :meth:`exchange.service.Exchange.publish` runs on
+* :func:`verify_for_ingest` is the check :meth:`exchange.node.service.Exchange.publish` runs on
   every object: it returns the verified key id, None for an accepted unsigned object, or
   raises :class:`~exchange.errors.SignatureError` with the reason.
 
 The node's own keys are registered here too (purpose ``node``, no organisation) and are
-owned by the node's identity (:func:`exchange.nodekey.node_identity`), which the store
+owned by the node's identity (:func:`exchange.node.nodekey.node_identity`), which the store
 does not know: the functions that build registries take it as an argument and leave
 node keys out when it is not given.
 
 What it leaves to others: HTTP and the command line, the node's private key
-(:mod:`exchange.nodekey`), and when an object counts as recorded (the caller passes the
+(:mod:`exchange.node.nodekey`), and when an object counts as recorded (the caller passes the
 time).
 """
 
@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
+from exchange.member.verification import PublishedKey, registry_document
 from exchange.signing.cxsig import signature_of, verify_object
 from exchange.signing.keys import Algorithm, KeyId, load_public_pem
 from exchange.signing.registry import KeyRecord, KeyStatus, Registry, format_micros
 from exchange.storage.base import MemberKey, Organisation, SignedVersion, Store
-from exchange.verification import PublishedKey, registry_document
 
 __all__ = [
     "AffectedVersion",
@@ -169,7 +169,7 @@ def registry(store: Store, *, node_identity: str | None = None) -> Registry:
 
 
 def export_registry(store: Store, *, node_identity: str) -> str:
-    """The published registry document (see :mod:`exchange.verification`).
+    """The published registry document (see :mod:`exchange.member.verification`).
 
     Args:
         store: The store.

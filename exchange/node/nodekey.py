@@ -11,12 +11,12 @@ members' keys. A passphrase kept beside the key protects only copies of the key 
 made without it (backups); set the environment variable to keep them apart.
 
 The node's identity (:func:`node_identity`) is the one
-:class:`~exchange.service.Exchange` gives the objects it derives (their
+:class:`~exchange.node.service.Exchange` gives the objects it derives (their
 ``created_by_ref``): derived from ``settings.title``, so every worker and every host with
 the same settings agrees on it; renaming the node changes it.
 
 What it leaves to others: using the key (the callers sign), and the registry itself
-(:mod:`exchange.keyring`).
+(:mod:`exchange.node.keyring`).
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ NODE_PASSPHRASE_ENV: Final = "EXCHANGE_NODE_KEY_PASSPHRASE"  # noqa: S105 - a va
 def node_identity(settings: Settings) -> str:
     """The node's STIX identity id: owner of its keys, author of the objects it derives.
 
-    The same id as :attr:`exchange.service.Exchange.node_identity`.
+    The same id as :attr:`exchange.node.service.Exchange.node_identity`.
     """
-    from exchange.service import IDENTITY_NAMESPACE  # noqa: PLC0415 - service imports keyring
+    from exchange.node.service import IDENTITY_NAMESPACE  # noqa: PLC0415 - service imports keyring
 
     return f"identity--{uuid.uuid5(IDENTITY_NAMESPACE, settings.title)}"
 

@@ -2,7 +2,7 @@
 
 This module orchestrates the pure model (validation, TLP), the store and the API-key
 scheme. It knows nothing about HTTP or the command line: the TAXII adapter
-(:mod:`exchange.taxii`) and the CLI (:mod:`exchange.cli`) call it and translate its
+(:mod:`exchange.taxii`) and the CLI (:mod:`exchange.cli.main`) call it and translate its
 :class:`~exchange.errors.ExchangeError` into their own answers.
 
 Access rules applied here (the sharing-policy engine refines the read side):
@@ -38,7 +38,6 @@ from typing import Any
 
 import rfc8785
 
-from exchange import apikeys
 from exchange.audit.records import (
     Admin,
     Denial,
@@ -47,9 +46,7 @@ from exchange.audit.records import (
     Published,
 )
 from exchange.audit.spool import already_durable
-from exchange.auditing import AuditTrail, admin_record, chunks, os_actor
 from exchange.config import SECRET_FILE, Settings
-from exchange.derive import derive, derived_id
 from exchange.errors import (
     AuthError,
     ConfigError,
@@ -58,7 +55,6 @@ from exchange.errors import (
     NotFound,
     PermissionDenied,
 )
-from exchange.keyring import RegistryCache, verify_for_ingest
 from exchange.model.envelope import parse_envelope
 from exchange.model.limits import Limits
 from exchange.model.objects import (
@@ -73,6 +69,11 @@ from exchange.model.objects import (
 )
 from exchange.model.stix import validate_object
 from exchange.model.tlp import is_standard_tlp_definition, parse_level
+from exchange.node import apikeys
+from exchange.node.auditing import AuditTrail, admin_record, chunks, os_actor
+from exchange.node.derive import derive, derived_id
+from exchange.node.keyring import RegistryCache, verify_for_ingest
+from exchange.node.policy_source import PolicySource
 from exchange.policy import (
     Channel,
     Decision,
@@ -88,7 +89,6 @@ from exchange.policy import (
     visible_levels,
 )
 from exchange.policy.tlp import marking_refs_of
-from exchange.policy_source import PolicySource
 from exchange.storage.base import (
     Account,
     AddOutcome,
@@ -248,7 +248,7 @@ def init_home(settings: Settings) -> bool:
     store = open_store(settings, create=True)
     try:
         store.upgrade()
-        from exchange.nodekey import ensure_node_key  # noqa: PLC0415 - imported like open_store
+        from exchange.node.nodekey import ensure_node_key  # noqa: PLC0415 - imported like open_store
 
         ensure_node_key(settings, store)
     finally:
@@ -804,7 +804,7 @@ class Exchange:
 
         Rows the reader's organisation produced, and rows no transform applies to, are
         served byte for byte. Otherwise the reader gets the derived copy that names its
-        original (:func:`exchange.derive.derive`); the original is never altered.
+        original (:func:`exchange.node.derive.derive`); the original is never altered.
         """
         out: list[bytes] = []
         for row in result.page.rows:

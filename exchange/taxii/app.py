@@ -43,17 +43,17 @@ from exchange.errors import (
     PermissionDenied,
     StorageError,
 )
-from exchange.keyring import export_registry
 from exchange.model.objects import Role
-from exchange.policy import CHANNELS
-from exchange.policy_source import PolicySource
-from exchange.service import (
+from exchange.node.keyring import export_registry
+from exchange.node.policy_source import PolicySource
+from exchange.node.service import (
     Exchange,
     begin_request_scope,
     end_request_scope,
     reset_request_id,
     set_request_id,
 )
+from exchange.policy import CHANNELS
 from exchange.signing.definition import extension_definition_json
 from exchange.storage import open_store
 from exchange.taxii.audit_api import register_audit_api

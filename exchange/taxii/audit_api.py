@@ -1,6 +1,6 @@
 """The auditor's HTTP API over the node's tamper-evident audit ledger.
 
-The ledger (:mod:`exchange.audit`, reached through :class:`~exchange.auditing.AuditTrail`)
+The ledger (:mod:`exchange.audit`, reached through :class:`~exchange.node.auditing.AuditTrail`)
 is an RFC 9162 Merkle log whose heads are signed as C2SP checkpoints. This module adds its
 project endpoints under ``/<api_root>/cx/audit/`` to the TAXII application built by
 :func:`exchange.taxii.app.create_app`:
@@ -45,7 +45,7 @@ from exchange.audit.query import MAX_PAGE, RecordFilter
 from exchange.audit.records import Kind, record_bytes
 from exchange.errors import InvalidInput, NotFound, PermissionDenied
 from exchange.model.objects import Principal, Role
-from exchange.service import Exchange
+from exchange.node.service import Exchange
 from exchange.storage.timestamps import from_micros, to_micros
 from exchange.taxii.http import dumps
 
@@ -258,7 +258,7 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
     ``GET proof/<seq>/``
         Admins and auditors: the inclusion proof of record ``seq`` in the newest
         checkpoint, or with ``?size=N`` in the checkpoint of that size
-        (:meth:`~exchange.auditing.InclusionProof.as_dict`); 404 for a record newer
+        (:meth:`~exchange.node.auditing.InclusionProof.as_dict`); 404 for a record newer
         than the checkpoint or a size no checkpoint has.
 
     ``GET consistency/?from=M[&to=N]``

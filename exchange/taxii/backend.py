@@ -20,7 +20,7 @@ from medallion.exceptions import ProcessingError
 from exchange.audit.spool import Durable
 from exchange.errors import AuthError, InvalidInput, NotFound
 from exchange.model.objects import CollectionId, Principal
-from exchange.service import Exchange, ReadResult
+from exchange.node.service import Exchange, ReadResult
 from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, VersionMatch
 from exchange.storage.timestamps import from_micros, to_micros
 from exchange.taxii.http import MEDIA_TYPE_STIX, MEDIA_TYPE_TAXII, NextTokens, RawJSON
@@ -121,7 +121,7 @@ def wait_before_sending(durable: Durable) -> None:
 
 
 class ExchangeBackend(Backend):  # type: ignore[misc]
-    """Serves medallion's views from :class:`~exchange.service.Exchange`."""
+    """Serves medallion's views from :class:`~exchange.node.service.Exchange`."""
 
     def __init__(self, exchange: Exchange, tokens: NextTokens) -> None:
         self.exchange = exchange

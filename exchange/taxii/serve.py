@@ -20,7 +20,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from exchange.config import Settings
-from exchange.procs import stop_child
+from exchange.taxii.procs import stop_child
 
 log = logging.getLogger(__name__)
 

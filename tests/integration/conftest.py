@@ -23,9 +23,9 @@ import pytest
 import requests
 
 from exchange.config import load_settings
-from exchange.procs import stop_child
-from exchange.service import Exchange, init_home
+from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
+from exchange.taxii.procs import stop_child
 
 TAXII = "application/taxii+json;version=2.1"
 

@@ -36,7 +36,7 @@ from exchange.audit.records import (
 from exchange.audit.tree import leaf_hash, verify_consistency, verify_inclusion
 from exchange.config import load_settings
 from exchange.errors import SignatureError
-from exchange.service import Exchange, init_home
+from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.storage.timestamps import from_micros, to_micros
 from exchange.taxii.app import create_app

@@ -23,11 +23,11 @@ import requests
 from click.testing import CliRunner
 
 from exchange.audit import spool
-from exchange.cli import main
+from exchange.cli.main import main
 from exchange.config import load_settings
-from exchange.generate import generate_indicators
+from exchange.member.generate import generate_indicators
 from exchange.model.objects import Tlp
-from exchange.service import Exchange, init_home
+from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.taxii.app import create_app
 from tests.integration.conftest import TAXII, serving

@@ -13,9 +13,9 @@ import pytest
 
 from exchange.audit.query import RecordFilter
 from exchange.audit.records import Disclosure, Kind, PolicyReload
+from exchange.node.policy_source import PolicySource
+from exchange.node.service import Exchange
 from exchange.policy import PolicySet, load_policies
-from exchange.policy_source import PolicySource
-from exchange.service import Exchange
 from tests.integration.test_policy_matrix import TAXII, World
 
 
@@ -154,7 +154,7 @@ def test_a_policy_change_that_cannot_be_recorded_does_not_take_effect(tmp_path: 
 def test_key_changes_are_admin_records(tmp_path: Path, command: list[str]) -> None:
     from click.testing import CliRunner  # noqa: PLC0415
 
-    from exchange.cli import main  # noqa: PLC0415
+    from exchange.cli.main import main  # noqa: PLC0415
 
     world, ex = _world(tmp_path)
     runner = CliRunner()

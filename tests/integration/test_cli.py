@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from exchange.cli import main
+from exchange.cli.main import main
 from tests.integration.conftest import Node
 
 

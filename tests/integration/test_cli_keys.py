@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from exchange.cli import main
+from exchange.cli.main import main
 from exchange.signing.canonical import EXTENSION_ID
 from exchange.signing.registry import format_micros
 from exchange.storage.timestamps import to_micros

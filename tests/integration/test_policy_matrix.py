@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from exchange.config import load_settings
-from exchange.derive import derived_id
+from exchange.node.derive import derived_id
+from exchange.node.service import Exchange, init_home
 from exchange.policy import RED_RECIPIENTS_EXTENSION_ID, Redact
-from exchange.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.taxii.app import create_app
 from tests.integration.stixdata import TLP2
@@ -249,7 +249,7 @@ def test_explain_over_http_for_admins_and_auditors_only(tmp_path: Path) -> None:
 def test_policy_commands(tmp_path: Path) -> None:
     from click.testing import CliRunner  # noqa: PLC0415
 
-    from exchange.cli import main  # noqa: PLC0415
+    from exchange.cli.main import main  # noqa: PLC0415
 
     w = World(tmp_path, "in-force")
     home = str(w.settings.home)

@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 
 from exchange.config import load_settings
 from exchange.model.objects import Tlp
+from exchange.node.policy_source import PolicySource
+from exchange.node.service import Exchange, init_home, now_micros
 from exchange.policy import (
     RED_RECIPIENTS_EXTENSION_ID,
     ObjectMeta,
     decide,
     red_recipients_of,
 )
-from exchange.policy_source import PolicySource
-from exchange.service import Exchange, init_home, now_micros
 from exchange.storage import open_store
 from exchange.storage.base import ObjectQuery, VersionMatch
 from tests.integration.stixdata import TLP2

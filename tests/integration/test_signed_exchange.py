@@ -6,7 +6,7 @@ the exported registry. Then the attacks, each through TAXII and each refused per
 with its reason; and the real STIX 2.1 bundles signed, published, pulled back, verified.
 
 The node's HTTP workers rebuild their key registry every ``cache_seconds``
-(:class:`exchange.keyring.RegistryCache`), so the tests wait that long after changing
+(:class:`exchange.node.keyring.RegistryCache`), so the tests wait that long after changing
 keys.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from exchange.cli import main
+from exchange.cli.main import main
 from exchange.model.objects import CollectionId, OrgId
 from exchange.signing.canonical import EXTENSION_ID, normal_form
 from exchange.signing.cxsig import sign_object

@@ -47,9 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from exchange.config import load_settings  # noqa: E402
-from exchange.generate import generate_indicators  # noqa: E402
+from exchange.member.generate import generate_indicators  # noqa: E402
 from exchange.model.objects import Tlp  # noqa: E402
-from exchange.service import Exchange, init_home  # noqa: E402
+from exchange.node.service import Exchange, init_home  # noqa: E402
 from exchange.storage import open_store  # noqa: E402
 from exchange.storage.timestamps import from_micros  # noqa: E402
 
@@ -495,13 +495,13 @@ def signed_ingest(bench: Bench, envelopes: int = 60, clients: int = 2,
     """Ingest of Ed25519-signed indicators through TAXII (``--signed``).
 
     Registers a member key for the bench organisation, waits for the workers' registry
-    cache (exchange.keyring.RegistryCache, ``cache_seconds``) to pick it up, signs the indicators
-    before the clock starts (signing is the publisher's cost), then posts envelopes of
-    100 from ``clients`` concurrent publishers. Every object is verified at ingest
+    cache (exchange.node.keyring.RegistryCache, ``cache_seconds``) to pick it up, signs
+    the indicators before the clock starts (signing is the publisher's cost), then posts
+    envelopes of 100 from ``clients`` concurrent publishers. Every object is verified at ingest
     (signature, owner, validity) and stored with its key id.
     """
-    from exchange import keyring  # noqa: PLC0415
-    from exchange.signer import sign_all  # noqa: PLC0415
+    from exchange.member.signer import sign_all  # noqa: PLC0415
+    from exchange.node import keyring  # noqa: PLC0415
     from exchange.signing.keys import generate  # noqa: PLC0415
 
     key = generate("Ed25519")

@@ -1,4 +1,4 @@
-"""Tests for exchange.generate: synthetic indicators and identities."""
+"""Tests for exchange.member.generate: synthetic indicators and identities."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import stix2
 from stix2.pattern_visitor import create_pattern_object
 
 from exchange.errors import InvalidInput
-from exchange.generate import (
+from exchange.member.generate import (
     DEFAULT_TLP_WEIGHTS,
     SYNTHETIC_LABEL,
     generate_identity,
     generate_indicators,
     identity_id_for,
 )
-from exchange.iocs import parse_ioc_text
+from exchange.member.iocs import parse_ioc_text
 from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP_MARKING_IDS
 

@@ -1,4 +1,4 @@
-"""Tests for exchange.iocs: analyst IOC text in, STIX 2.1 indicators out."""
+"""Tests for exchange.member.iocs: analyst IOC text in, STIX 2.1 indicators out."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis.provisional import domains, urls
 from stix2.pattern_visitor import create_pattern_object
 
 from exchange.errors import InvalidInput
-from exchange.iocs import (
+from exchange.member.iocs import (
     INDICATOR_NAMESPACE,
     MAX_REPORTED_ERRORS,
     Ioc,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from exchange.member.signer import sign_all
 from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP2_IDS
-from exchange.signer import sign_all
 from exchange.signing.canonical import EXTENSION_ID, canonical
 from exchange.signing.cxsig import sign_object, verify_object
 from tests.unit.signing.helpers import OWNER, SIGNED_AT, fixed_key, indicator, resolver

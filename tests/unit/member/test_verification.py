@@ -9,11 +9,7 @@ from typing import Any
 import pytest
 
 from exchange.errors import SignatureError
-from exchange.signing.canonical import EXTENSION_ID
-from exchange.signing.cxsig import sign_object
-from exchange.signing.keys import SigningKey
-from exchange.signing.registry import KeyRecord, Registry, parse_micros
-from exchange.verification import (
+from exchange.member.verification import (
     PublishedKey,
     check_object,
     describe,
@@ -21,6 +17,10 @@ from exchange.verification import (
     registry_document,
     summarise,
 )
+from exchange.signing.canonical import EXTENSION_ID
+from exchange.signing.cxsig import sign_object
+from exchange.signing.keys import SigningKey
+from exchange.signing.registry import KeyRecord, Registry, parse_micros
 from tests.unit.signing.helpers import OTHER, OWNER, SIGNED_AT, fixed_key, indicator
 
 T = parse_micros

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exchange import apikeys
 from exchange.errors import AuthError
+from exchange.node import apikeys
 
 SECRET = b"server-secret-for-tests"
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from exchange import keyring, nodekey
 from exchange.config import load_settings
 from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
+from exchange.member.verification import read_registry
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
+from exchange.node import keyring, nodekey
 from exchange.signing.canonical import EXTENSION_ID, PAYLOAD_TYPE, canonical, pae
 from exchange.signing.cxsig import b64url_encode, sign_object
 from exchange.signing.keys import SigningKey
@@ -28,7 +29,6 @@ from exchange.storage.base import (
     Status,
 )
 from exchange.storage.sql import SqlStore
-from exchange.verification import read_registry
 from tests.unit.signing.helpers import OTHER, OWNER, SIGNED_AT, fixed_key, indicator
 
 T = parse_micros

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from exchange import keyring, nodekey
 from exchange.config import load_settings
 from exchange.errors import ConfigError
-from exchange.service import Exchange
+from exchange.node import keyring, nodekey
+from exchange.node.service import Exchange
 from exchange.storage.sql import SqlStore
 
 

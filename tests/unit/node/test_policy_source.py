@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from exchange.errors import ConfigError
-from exchange.policy_source import PolicySource
+from exchange.node.policy_source import PolicySource
 
-SHIPPED = Path(__file__).resolve().parents[2] / "policies"
+SHIPPED = Path(__file__).resolve().parents[3] / "policies"
 
 
 def test_reload_applies_good_changes_and_keeps_the_old_set_on_broken_ones(

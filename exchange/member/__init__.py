@@ -1,0 +1,1 @@
+"""The member side: what a member CERT runs against any exchange."""

@@ -1,0 +1,1 @@
+"""The node: what one exchange does over its store."""

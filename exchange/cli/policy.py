@@ -15,7 +15,8 @@ import click
 from exchange.errors import ConfigError, InvalidInput
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
-from exchange.node.service import Exchange, now_micros
+from exchange.node.base import now_micros
+from exchange.node.service import Exchange
 from exchange.policy import (
     PolicySet,
     Recipient,

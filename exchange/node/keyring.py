@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
-from exchange.member.verification import PublishedKey, registry_document
 from exchange.signing.cxsig import signature_of, verify_object
 from exchange.signing.keys import Algorithm, KeyId, load_public_pem
+from exchange.signing.published import PublishedKey, registry_document
 from exchange.signing.registry import KeyRecord, KeyStatus, Registry, format_micros
 from exchange.storage.base import MemberKey, Organisation, SignedVersion, Store
 

@@ -26,13 +26,13 @@ import logging
 import os
 import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from exchange.config import Settings
 from exchange.errors import ConfigError, Conflict, NotFound, SignatureError
+from exchange.node.identity import node_identity_id
 from exchange.signing.keyfiles import read_private_key, write_private_key
 from exchange.signing.keys import SigningKey, generate
 from exchange.storage.base import MemberKey, Store
@@ -57,9 +57,7 @@ def node_identity(settings: Settings) -> str:
 
     The same id as :attr:`exchange.node.service.Exchange.node_identity`.
     """
-    from exchange.node.service import IDENTITY_NAMESPACE  # noqa: PLC0415 - service imports keyring
-
-    return f"identity--{uuid.uuid5(IDENTITY_NAMESPACE, settings.title)}"
+    return node_identity_id(settings.title)
 
 
 def _node_passphrase(home: Path, env: Mapping[str, str], *, may_create: bool) -> bytes:

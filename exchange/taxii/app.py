@@ -44,15 +44,15 @@ from exchange.errors import (
     StorageError,
 )
 from exchange.model.objects import Role
-from exchange.node.keyring import export_registry
-from exchange.node.policy_source import PolicySource
-from exchange.node.service import (
-    Exchange,
+from exchange.node.base import (
     begin_request_scope,
     end_request_scope,
     reset_request_id,
     set_request_id,
 )
+from exchange.node.keyring import export_registry
+from exchange.node.policy_source import PolicySource
+from exchange.node.service import Exchange
 from exchange.policy import CHANNELS
 from exchange.signing.definition import extension_definition_json
 from exchange.storage import open_store

@@ -20,7 +20,8 @@ from medallion.exceptions import ProcessingError
 from exchange.audit.spool import Durable
 from exchange.errors import AuthError, InvalidInput, NotFound
 from exchange.model.objects import CollectionId, Principal
-from exchange.node.service import Exchange, ReadResult
+from exchange.node.base import ReadResult
+from exchange.node.service import Exchange
 from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, VersionMatch
 from exchange.storage.timestamps import from_micros, to_micros
 from exchange.taxii.http import MEDIA_TYPE_STIX, MEDIA_TYPE_TAXII, NextTokens, RawJSON

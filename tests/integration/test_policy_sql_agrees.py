@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from exchange.config import load_settings
 from exchange.model.objects import Tlp
+from exchange.node.base import now_micros
 from exchange.node.policy_source import PolicySource
-from exchange.node.service import Exchange, init_home, now_micros
+from exchange.node.service import Exchange, init_home
 from exchange.policy import (
     RED_RECIPIENTS_EXTENSION_ID,
     ObjectMeta,

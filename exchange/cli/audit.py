@@ -37,8 +37,9 @@ from exchange.audit.records import Kind, record_bytes
 from exchange.audit.report import build_report, render_csv, render_html, render_json
 from exchange.audit.tree import verify_consistency, verify_inclusion
 from exchange.audit.verify import Report, VerificationFailed
+from exchange.cli.options import http_options, read_api_key
 from exchange.errors import InvalidInput, NotFound, RemoteError, SignatureError
-from exchange.node.service import now_micros
+from exchange.node.base import now_micros
 from exchange.storage.timestamps import from_micros, to_micros
 
 SAVED_FORMAT: Final = "cx-audit-checkpoint v1"
@@ -129,19 +130,13 @@ def _report_json(report: Report) -> str:
 # -- HTTP, for members ------------------------------------------------------------------
 
 
-def _api_key(key_file: str | None) -> str:
-    from exchange.cli.main import _api_key as read_key  # noqa: PLC0415 - cli imports this module
-
-    return read_key(key_file)
-
-
 def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool,
             params: dict[str, Any] | None = None) -> dict[str, Any]:
     base = url if url.endswith("/") else url + "/"
     target = f"{base}cx/audit/{path}"  # the project's endpoints below the API root
     try:
         response = requests.get(
-            target, params=params, auth=(user, _api_key(key_file)), timeout=_TIMEOUT,
+            target, params=params, auth=(user, read_api_key(key_file)), timeout=_TIMEOUT,
             verify=not insecure,
             headers={"Accept": "application/taxii+json;version=2.1"},
         )
@@ -165,8 +160,6 @@ def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool
 
 def remote_options(f: Any) -> Any:
     """--url, --user, --api-key-file, --insecure: member mode, against the hub."""
-    from exchange.cli.main import http_options  # noqa: PLC0415 - cli imports this module
-
     return http_options(
         required=False, url_help="The hub's API root, e.g. https://hub.example/cx/ (member"
         " mode).", user_help="Account name (with --url).")(f)

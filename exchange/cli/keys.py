@@ -35,14 +35,7 @@ from exchange.config import Settings
 from exchange.errors import ConfigError, InvalidInput, MalformedJSON
 from exchange.member.publishing import MAX_INPUT_BYTES, objects_in
 from exchange.member.signer import SigningReport, sign_all
-from exchange.member.verification import (
-    TrustedKeys,
-    Verdict,
-    check_object,
-    describe,
-    read_registry,
-    summarise,
-)
+from exchange.member.verification import Verdict, check_object, describe, summarise
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.node import keyring
@@ -50,6 +43,7 @@ from exchange.node.auditing import admin_record
 from exchange.node.nodekey import node_identity
 from exchange.signing.keyfiles import read_private_key, write_private_key
 from exchange.signing.keys import ALGORITHMS, Algorithm, SigningKey, generate, load_public_pem
+from exchange.signing.published import TrustedKeys, read_registry
 from exchange.signing.registry import KeyRecord, format_micros
 from exchange.storage import open_store
 from exchange.storage.base import Store

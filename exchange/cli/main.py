@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,8 +20,20 @@ from typing import Any, NoReturn
 import click
 
 from exchange import __version__
+from exchange.cli.audit import audit
+from exchange.cli.demo import run_demo
+from exchange.cli.keys import (
+    keys,
+    load_signing_key,
+    read_registry_file,
+    report_signing,
+    sign,
+    verify,
+)
+from exchange.cli.options import http_options, read_api_key
+from exchange.cli.policy import policy
 from exchange.config import Settings, load_settings
-from exchange.errors import ExchangeError, InvalidInput
+from exchange.errors import ExchangeError
 from exchange.model.objects import OrgId
 from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
@@ -326,38 +337,6 @@ def serve(c: _Ctx, host: str | None, port: int | None, workers: int | None,
 
 
 # -- client commands ------------------------------------------------------------------
-def _api_key(key_file: str | None) -> str:
-    if key_file:
-        try:
-            return Path(key_file).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise InvalidInput(f"cannot read API key file {key_file}: {e.strerror}") from e
-    key = os.environ.get("EXCHANGE_API_KEY", "").strip()
-    if not key:
-        raise InvalidInput("no API key: set EXCHANGE_API_KEY or pass --api-key-file")
-    return key
-
-
-def http_options(*, required: bool, url_help: str, user_help: str = "Account name."
-                 ) -> Callable[[Any], Any]:
-    """The options of a command that talks to a node: --url, --user, --api-key-file,
-    --insecure (the API key itself never comes from a flag)."""
-    options = [
-        click.option("--url", required=required, envvar="EXCHANGE_URL", help=url_help),
-        click.option("--user", required=required, envvar="EXCHANGE_USER", help=user_help),
-        click.option("--api-key-file", type=click.Path(dir_okay=False),
-                     help="File holding the API key (default: $EXCHANGE_API_KEY)."),
-        click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
-    ]
-
-    def apply(f: Any) -> Any:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return apply
-
-
 client_options = http_options(
     required=True, url_help="Collection URL, e.g. http://127.0.0.1:8421/cx/collections/<id>/")
 
@@ -392,7 +371,6 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
                            valid_days=valid_days)
     signing: dict[str, Any] = {}
     if sign_key:
-        from exchange.cli.keys import load_signing_key, report_signing  # noqa: PLC0415
         from exchange.member.signer import sign_all  # noqa: PLC0415
 
         key = load_signing_key(sign_key, passphrase_file)
@@ -403,7 +381,7 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
         objects = signed.objects
         signing = {"kid": key.kid, "signed": len(signed.signed),
                    "normalised": signed.normalised, "kept": [i for i, _ in signed.kept]}
-    conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
+    conn = client.Connection(user, read_api_key(api_key_file), verify=not insecure)
     try:
         with click.progressbar(length=len(objects), label="publishing",
                                file=sys.stderr) as bar:
@@ -443,10 +421,9 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
     from exchange.member import client  # noqa: PLC0415
 
     verifier = None
-    conn = client.Connection(user, _api_key(api_key_file), verify=not insecure)
+    conn = client.Connection(user, read_api_key(api_key_file), verify=not insecure)
     try:
         if check:
-            from exchange.cli.keys import read_registry_file  # noqa: PLC0415
             from exchange.member.pullcheck import PullVerifier  # noqa: PLC0415
 
             if registry_file is None:
@@ -485,28 +462,9 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @pass_ctx
 def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""
-    from exchange.cli.demo import run_demo  # noqa: PLC0415
-
     home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
     run_demo(home, port=port, count=count, fresh=fresh)
 
 
-def _register_groups() -> None:
-    from exchange.cli.audit import audit  # noqa: PLC0415
-    from exchange.cli.policy import policy  # noqa: PLC0415
-
-    main.add_command(policy)
-    main.add_command(audit)
-
-
-_register_groups()
-
-
-def _register_signing_commands() -> None:
-    from exchange.cli.keys import keys, sign, verify  # noqa: PLC0415
-
-    for command in (keys, sign, verify):
-        main.add_command(command)
-
-
-_register_signing_commands()
+for _command in (policy, audit, keys, sign, verify):
+    main.add_command(_command)

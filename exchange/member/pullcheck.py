@@ -23,7 +23,8 @@ from taxii2client.exceptions import TAXIIServiceException
 
 from exchange.errors import InvalidInput
 from exchange.member.client import Connection, remote_error
-from exchange.member.verification import TrustedKeys, Verdict, check_object
+from exchange.member.verification import Verdict, check_object
+from exchange.signing.published import TrustedKeys
 from exchange.storage.timestamps import to_micros
 
 __all__ = ["PullVerifier"]

@@ -9,17 +9,11 @@ from typing import Any
 import pytest
 
 from exchange.errors import SignatureError
-from exchange.member.verification import (
-    PublishedKey,
-    check_object,
-    describe,
-    read_registry,
-    registry_document,
-    summarise,
-)
+from exchange.member.verification import check_object, describe, summarise
 from exchange.signing.canonical import EXTENSION_ID
 from exchange.signing.cxsig import sign_object
 from exchange.signing.keys import SigningKey
+from exchange.signing.published import PublishedKey, read_registry, registry_document
 from exchange.signing.registry import KeyRecord, Registry, parse_micros
 from tests.unit.signing.helpers import OTHER, OWNER, SIGNED_AT, fixed_key, indicator
 

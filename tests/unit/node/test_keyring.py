@@ -13,12 +13,12 @@ import pytest
 
 from exchange.config import load_settings
 from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
-from exchange.member.verification import read_registry
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
 from exchange.node import keyring, nodekey
 from exchange.signing.canonical import EXTENSION_ID, PAYLOAD_TYPE, canonical, pae
 from exchange.signing.cxsig import b64url_encode, sign_object
 from exchange.signing.keys import SigningKey
+from exchange.signing.published import read_registry
 from exchange.signing.registry import Registry, parse_micros
 from exchange.storage.base import (
     Account,

@@ -16,6 +16,8 @@ DESIGN.md decision 6 and research/security.md section 2. Layers, pure first:
 What it leaves to others: deciding what to record (the TAXII layer, ``exchange pull``,
 the MISP jobs), when to checkpoint (the scheduler or the CLI), where keys live
 (:mod:`exchange.signing`), and presenting reports (the CLI, the auditor API).
+
+Core floor: imports only the core (``model``, ``signing``, ``storage``'s schema).
 """
 
 from exchange.audit.checkpoint import Checkpoint, NoteKey

@@ -14,6 +14,8 @@ Left to others: where policies live and when they are reloaded (the service keep
 old set in force when a reload fails), turning a :class:`VisibilityRule` into SQL
 (storage), building derived objects for transforms and recording disclosures (service,
 audit).
+
+Core floor, pure: imports only ``model`` and ``errors``.
 """
 
 from exchange.policy.dryrun import DryRunEntry, dry_run, format_dry_run

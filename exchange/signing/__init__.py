@@ -15,6 +15,9 @@ so), and within it only ``keys`` does. Its modules, all pure except ``keyfiles``
 What it leaves to others: where keys and registries are stored and how they are
 distributed, and when the exchange recorded an object (the time that decides key
 validity).
+
+Core floor: imports only the core (``model``, ``errors``). The published member
+registry (:mod:`~exchange.signing.published`) is written by the node and read by members.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 PostgreSQL, :mod:`.schema` holds the table definitions, :mod:`.timestamps` converts STIX
 timestamps to the integer microseconds the store keeps, and ``migrations/`` is the Alembic
 environment that creates and upgrades the schema.
+
+Core floor: imports only ``model``, ``config`` and ``errors``.
 """
 
 from __future__ import annotations

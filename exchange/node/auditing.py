@@ -56,6 +56,7 @@ from exchange.audit.verify import Report
 from exchange.audit.witness import verify_against
 from exchange.config import Settings
 from exchange.errors import NotFound
+from exchange.node.nodekey import ensure_node_key
 from exchange.signing.keys import SigningKey, load_public_pem
 from exchange.storage.base import Store
 from exchange.storage.schema import audit_records
@@ -291,8 +292,6 @@ class AuditTrail:
         with self._lock:
             if self._key is None:
                 if self._key_loader is None:
-                    from exchange.node.nodekey import ensure_node_key  # noqa: PLC0415 - a cycle
-
                     self._key = ensure_node_key(self.settings, self.store)
                 else:
                     self._key = self._key_loader()

@@ -52,6 +52,7 @@ BASELINE_POLICY_DIGEST = "sha256:" + hashlib.sha256(
     b"cx-policy-digest v1\nbuilt-in baseline: CLEAR, GREEN, AMBER to readers; AMBER+STRICT"
     b" to members; RED to its producer\n").hexdigest()
 
+
 def current_request_id() -> str | None:
     """The id of the HTTP request being served, if any (see :func:`set_request_id`)."""
     return _request_id.get()
@@ -202,7 +203,7 @@ class NodeBase:
                 out.append((collection, access))
         return out
 
-    # -- reading -------------------------------------------------------------------------
+    # -- what a reader may receive ----------------------------------------------------
     def recipient(self, principal: Principal, channel: Channel = "taxii") -> Recipient:
         """The policy engine's view of a principal receiving over ``channel``."""
         parent = self.org_name(principal.parent_org_id)

@@ -28,6 +28,7 @@ from exchange.storage.base import Collection, ObjectQuery
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class Explanation:
     """One policy decision about one stored object in one collection."""
@@ -48,8 +49,9 @@ class Explanation:
                 "policy_digest": d.policy_digest}
 
 
-
 class Explaining(NodeBase):
+    """Judging stored objects for a named recipient under a policy."""
+
     def recipient_named(self, name: str, channel: Channel = "taxii") -> Recipient:
         """The policy view of an account, or of an organisation as a whole.
 

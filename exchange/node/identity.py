@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 #: Namespace for the deterministic identity ids the exchange gives organisations.
 IDENTITY_NAMESPACE = uuid.UUID("6f2a4f0e-3c4b-5d8e-9a71-0c3e8b5d2f10")
 
+
 def stix_now() -> str:
     """The current time as a STIX timestamp with millisecond precision."""
     t = time.gmtime()
     ms = (time.time_ns() // 1_000_000) % 1000
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ms:03d}Z"
-
 
 
 def make_identity(name: str, *, identity_id: str | None = None, sector: str | None = None

@@ -19,13 +19,14 @@ from exchange.errors import AuthError, InvalidInput
 from exchange.model.objects import AccountId, CollectionId, OrgId, Principal, Role, StixId
 from exchange.model.tlp import parse_level
 from exchange.node import apikeys
-from exchange.node.base import Access, NodeBase, now_micros
+from exchange.node.base import NodeBase, now_micros
 from exchange.node.identity import make_identity
 from exchange.storage.base import Account, ApiKey, Collection, Grant, Organisation
 
 log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+
 
 def _check_name(kind: str, name: str) -> str:
     if not _NAME_RE.fullmatch(name):
@@ -36,9 +37,9 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
-
 class Members(NodeBase):
-    # -- organisations, accounts, API keys --------------------------------------------
+    """Organisations, accounts, API keys, authentication and collections."""
+
     def add_org(
         self,
         name: str,
@@ -226,13 +227,3 @@ class Members(NodeBase):
             self.store.add_collection(collection, grants)
         log.info("collection %s added (%s)", collection.title, collection.id)
         return collection, grants
-
-    def visible_collections(self, principal: Principal, api_root: str
-                            ) -> list[tuple[Collection, Access]]:
-        """The collections of an API root the principal may read or write."""
-        out = []
-        for collection in self.store.list_collections(api_root):
-            access = self.access(principal, collection)
-            if access.visible:
-                out.append((collection, access))
-        return out

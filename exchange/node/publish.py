@@ -38,8 +38,10 @@ from exchange.storage.timestamps import from_micros, to_micros
 
 log = logging.getLogger(__name__)
 
+
 class Publishing(NodeBase):
-    # -- publishing ----------------------------------------------------------------------
+    """Publishing envelopes, deleting versions, reading status resources back."""
+
     def publish(self, principal: Principal, api_root: str, collection_ref: str,
                 body: bytes, *, channel: str = "taxii:add_objects") -> Status:
         """Validate and store one TAXII envelope; report per object in a status resource.

@@ -51,8 +51,9 @@ def _served_digests(rows: Sequence[StoredVersion], bodies: Sequence[bytes]) -> l
             for row, body, digest in zip(rows, bodies, kept, strict=True)]
 
 
-
 class Reading(NodeBase):
+    """Reading pages, delivering their bytes, recording what they disclose."""
+
     def read(self, principal: Principal, api_root: str, collection_ref: str,
              query: ObjectQuery, *, versions_of: str | None = None) -> ReadResult:
         """Read objects (or the versions of one object) the principal may receive.

@@ -39,6 +39,7 @@ from exchange.storage import open_store
 
 log = logging.getLogger(__name__)
 
+
 def init_home(settings: Settings) -> bool:
     """Create the exchange home: directory, server secret, database schema.
 
@@ -68,7 +69,6 @@ def init_home(settings: Settings) -> bool:
     finally:
         store.close()
     return created
-
 
 
 class Exchange(Members, Publishing, Reading, Explaining):

@@ -55,9 +55,25 @@ class Secret:
         return hash(("Secret", len(self._value)))
 
 
+#: ``user:password@`` in a URL's authority (RFC 3986 section 3.2.1).
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@\s]*@")
+#: A secret given as a key=value pair: a URL query parameter (libpq reads ``password``
+#: and ``sslpassword`` from the query of a ``postgresql://`` URL) or a libpq
+#: keyword/value connection string quoted in a driver's error message.
+_SECRET_PARAMETER = re.compile(
+    r"(?i)\b((?:ssl)?password|passwd|pwd|secret|token|api_?key)\s*=\s*"
+    r"('(?:[^'\\]|\\.)*'|[^&\s'\"]*)")
+
+
 def redact_url(url: str) -> str:
-    """Hide the password part of a database URL (``user:pass@`` -> ``user:***@``)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """Hide the secrets of a database URL or of text that quotes one.
+
+    ``user:pass@`` becomes ``user:***@``; a ``password=``, ``sslpassword=`` (or any
+    parameter named like a secret) in the query or in a libpq ``key=value`` string keeps
+    its name and loses its value.
+    """
+    url = _URL_PASSWORD.sub(r"\1:***@", url)
+    return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}=***", url)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from exchange.cli.policy import policy
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError
 from exchange.model.objects import OrgId
+from exchange.node.home import tighten_home
 from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.storage.base import Account, ApiKey, Collection, Grant, Organisation
@@ -110,11 +111,18 @@ def main(ctx: click.Context, home: str | None, verbose: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def init(c: _Ctx, as_json: bool) -> None:
-    """Create the exchange home: server secret and database schema."""
+    """Create the exchange home: server secret and database schema.
+
+    An existing home is narrowed to 0700 and the node's files to 0600, and the command
+    says which permissions it narrowed.
+    """
+    narrowed = tighten_home(c.settings) if c.settings.home.exists() else []
     created = init_home(c.settings)
     data = {"home": str(c.settings.home), "secret_created": created,
-            "database": c.settings.redacted()["database_url"]}
-    _emit(as_json, data, f"exchange home ready at {c.settings.home}"
+            "database": c.settings.redacted()["database_url"],
+            "permissions_narrowed": [str(t) for t in narrowed]}
+    text = "".join(f"narrowed permissions of {t}\n" for t in narrowed)
+    _emit(as_json, data, text + f"exchange home ready at {c.settings.home}"
           + (" (new server secret written)" if created else ""))
 
 

@@ -31,6 +31,7 @@ import secrets
 from exchange.config import SECRET_FILE, Settings
 from exchange.errors import ConfigError
 from exchange.node.explain import Explaining
+from exchange.node.home import create_private_file, sqlite_database_path, tighten_home
 from exchange.node.members import Members
 from exchange.node.nodekey import ensure_node_key
 from exchange.node.publish import Publishing
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 def init_home(settings: Settings) -> bool:
     """Create the exchange home: directory, server secret, database schema.
 
-    Safe to run again: an existing secret is kept and the schema is only upgraded.
+    Safe to run again: an existing secret is kept and the schema is only upgraded. The
+    home ends 0700 and every file the node writes 0600, whatever existed before
+    (:func:`~exchange.node.home.tighten_home`).
 
     Returns:
         True when a new server secret was written.
@@ -55,6 +58,11 @@ def init_home(settings: Settings) -> bool:
     created = False
     try:
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tighten_home(settings)
+        database = sqlite_database_path(settings)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            create_private_file(database)  # SQLite's -wal and -shm files follow its mode
         secret_path = settings.home / SECRET_FILE
         if settings.server_secret is None and not secret_path.exists():
             secret_path.touch(mode=0o600)

@@ -20,6 +20,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from exchange.config import Settings
+from exchange.node.home import tighten_home
 from exchange.taxii.procs import stop_child
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,14 @@ def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> N
     """
     from exchange.storage import open_store  # noqa: PLC0415
 
+    # Whatever the node writes from here on (spool, WAL, keys) is its operator's alone.
+    os.umask(0o077)
     store = open_store(settings)
     try:
         store.check_schema()
     finally:
         store.close()
+    tighten_home(settings)  # a home from an older version, or one copied in: narrow it
     settings.secret_bytes()
     if settings.policy_path is not None:
         from exchange.policy import load_policies  # noqa: PLC0415

@@ -172,3 +172,32 @@ def test_no_api_key_is_refused_before_any_request(tmp_path: Path) -> None:
                         "u", "--identity", "identity--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f")
     assert done.returncode == 1
     assert "EXCHANGE_API_KEY" in done.stderr
+
+
+def test_init_narrows_a_world_readable_home_and_says_so(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o755)
+    (home / "server-secret").write_text("s" * 43 + "\n")
+    os.chmod(home / "server-secret", 0o644)
+    done = exchange_cmd("--home", str(home), "init")
+    assert done.returncode == 0, done.stderr
+    assert f"narrowed permissions of {home}: 0755 -> 0700" in done.stdout
+    assert f"narrowed permissions of {home / 'server-secret'}: 0644 -> 0600" in done.stdout
+    assert "narrowed" not in exchange_cmd("--home", str(home), "init").stdout
+
+
+def test_a_serving_node_writes_nothing_another_user_can_read(node: Node) -> None:
+    import requests  # noqa: PLC0415
+
+    response = requests.get(
+        f"{node.base}/{node.api_root}/collections/{node.collections['jwg']}/objects/",
+        auth=node.auth("uz-reader"), timeout=30,
+        headers={"Accept": "application/taxii+json;version=2.1"})
+    assert response.status_code == 200  # a read: its disclosure goes through the spool
+    exposed = [(p.relative_to(node.home).as_posix(), oct(p.stat().st_mode & 0o777))
+               for p in [node.home, *node.home.rglob("*")]
+               if p.name != "server.log"  # the test harness's own log of the server
+               and p.stat().st_mode & 0o077]
+    assert exposed == []
+    assert any(node.home.rglob("*.db-wal"))

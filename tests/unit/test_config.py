@@ -57,6 +57,30 @@ def test_missing_secret_says_how_to_fix_it(tmp_path: Path) -> None:
         load_settings(tmp_path, env={}).secret_bytes()
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    pytest.param("postgresql://cx:s3cret@db/cx", "postgresql://cx:***@db/cx", id="userinfo"),
+    pytest.param("postgresql://cx@db/cx?password=s3cret&sslmode=require",
+                 "postgresql://cx@db/cx?password=***&sslmode=require", id="query-password"),
+    pytest.param("postgresql://cx@db/cx?sslmode=verify-full&sslpassword=k3y",
+                 "postgresql://cx@db/cx?sslmode=verify-full&sslpassword=***", id="query-sslpassword"),
+    pytest.param("postgresql://cx@db/cx?PASSWORD=s3cret", "postgresql://cx@db/cx?PASSWORD=***",
+                 id="query-upper-case"),
+    pytest.param('connection failed: host=db user=cx password=\'s3 cret\' dbname=cx',
+                 "connection failed: host=db user=cx password=*** dbname=cx",
+                 id="libpq-keyword-value-in-an-error"),
+])
+def test_redact_url_hides_every_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert "s3" not in redact_url(url) and "k3y" not in redact_url(url)
+
+
+def test_config_check_hides_a_password_given_in_the_query(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, env={
+        "EXCHANGE_DATABASE_URL": "postgresql://cx@db/cx?password=s3cret"})
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.redacted())
+
+
 def test_redact_url_keeps_urls_without_passwords() -> None:
     assert redact_url("postgresql://cx@db/cx") == "postgresql://cx@db/cx"
     assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"

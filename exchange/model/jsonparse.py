@@ -2,8 +2,9 @@
 
 The stdlib :mod:`json` accepts things the exchange must not store: duplicate keys (last
 one wins, so two readers can see two different objects), ``NaN``/``Infinity``, lone UTF-16
-surrogates (not Unicode; PostgreSQL and RFC 8785 both refuse them later), integers no
-IEEE double can hold (RFC 8785 and I-JSON, RFC 7493, cannot represent them) and nesting
+surrogates (not Unicode; PostgreSQL and RFC 8785 both refuse them later), numbers of a
+magnitude beyond 2**53-1, integer or not (I-JSON, RFC 7493, cannot carry them exactly, and
+RFC 8785 writes a large double as an integer literal no strict reader takes back) and nesting
 deep enough to exhaust the parser's stack (research/security.md 6.2). :func:`parse_json`
 refuses all of those, plus ``\\u0000`` (PostgreSQL text and jsonb cannot hold it), before
 any STIX work starts.
@@ -65,9 +66,16 @@ def _parse_int(text: str) -> int:
 
 def _parse_float(text: str) -> float:
     value = float(text)
+    shown = text if len(text) <= 24 else f"{text[:20]}..."
     if not math.isfinite(value):
-        shown = text if len(text) <= 24 else f"{text[:20]}..."
         raise MalformedJSON(f"number {shown} is too large for a 64-bit float")
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        # Every double this large is an integer, and RFC 8785 writes those below 1e21 as
+        # integer literals (1e17 -> 100000000000000000) that no strict reader, this one
+        # included, accepts back: the stored bytes could never be served or verified.
+        raise MalformedJSON(
+            f"number {shown} is outside +-(2**53-1); JSON numbers beyond it are not"
+            " exchanged exactly (RFC 7493 section 2.2)")
     return value
 
 
@@ -122,8 +130,8 @@ def parse_json(data: bytes, limits: Limits) -> Any:
         LimitExceeded: The body is larger than ``limits.max_body_bytes`` (HTTP 413) or
             nests deeper than ``limits.max_depth`` (HTTP 400).
         MalformedJSON: The body is not UTF-8 JSON, or it has a byte order mark,
-            duplicate keys, ``NaN``/``Infinity``, an integer beyond +-(2**53-1), a float
-            beyond the double range, a lone surrogate escape or a ``\\u0000`` escape.
+            duplicate keys, ``NaN``/``Infinity``, a number (integer or not) beyond
+            +-(2**53-1), a lone surrogate escape or a ``\\u0000`` escape.
     """
     if len(data) > limits.max_body_bytes:
         raise LimitExceeded(

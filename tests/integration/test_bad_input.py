@@ -35,6 +35,14 @@ REQUEST_LEVEL: list[Any] = [
                  id="infinity"),
     pytest.param(lambda n: b'{"objects": ["\\ud800"]}', {}, 400, "surrogate",
                  id="lone-surrogate"),
+    # Issue 18 item 1: a double beyond 2**53 once passed ingest, was stored as the integer
+    # RFC 8785 writes for it, and then broke every page and pull that held it.
+    pytest.param(lambda n: json.dumps({"objects": [{
+        "type": "location", "spec_version": "2.1", "id": f"location--{uuid.uuid4()}",
+        "created": "2025-01-01T00:00:00.000Z", "modified": "2025-01-01T00:00:00.000Z",
+        "created_by_ref": n.identities[UZ], "latitude": 41.3, "longitude": 69.2,
+        "precision": 1e17}]}).encode(), {}, 400, "outside +-(2**53-1)",
+                 id="double-beyond-2-pow-53"),
     pytest.param(lambda n: _deep(40), {}, 400, "levels deep", id="nesting-depth"),
     pytest.param(lambda n: _deep(100_000), {}, 400, "levels deep",
                  id="nesting-depth-hostile"),

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,10 @@ LIMITS = Limits()
         pytest.param(b'"[[[[\\"]]]"', '[[[["]]]', id="brackets-in-string-with-escaped-quote"),
         pytest.param(b"[9007199254740991]", [MAX_SAFE_INTEGER], id="max-safe-integer"),
         pytest.param(b"[-9007199254740991]", [-MAX_SAFE_INTEGER], id="min-safe-integer"),
-        pytest.param(b"[1e308, -0]", [1e308, 0], id="large-float-and-minus-zero"),
+        pytest.param(b"[1e15, -0, -0.0, 9007199254740991.0]", [1e15, 0, 0.0, 2**53 - 1.0],
+                     id="floats-within-2-pow-53-and-minus-zero"),
+        pytest.param(b"[1.2345678901234567890123456789, 1e-320]",
+                     [1.2345678901234568, 1e-320], id="long-mantissa-and-subnormal"),
         pytest.param('{"name": "Ташкент"}'.encode(), {"name": "Ташкент"}, id="utf-8-text"),
         pytest.param(
             b'{"a": {"a": 1}, "b": {"a": 2}}',
@@ -78,6 +82,16 @@ def test_accepts_strict_json(body: bytes, expected: Any) -> None:
         pytest.param(b"[-9007199254740992]", "outside +-(2**53-1)", id="int-minus-2-pow-53"),
         pytest.param(b"[123456789012345678901234]", "outside +-(2**53-1)", id="int-24-digits"),
         pytest.param(b"[" + b"7" * 5000 + b"]", "(5000 digits)", id="int-5000-digits"),
+        # Doubles beyond 2**53: RFC 8785 would write 1e17 as 100000000000000000, an
+        # integer no strict reader takes back (the denial of service of issue 18 item 1).
+        pytest.param(b'{"precision": 1e17}', "number 1e17 is outside", id="float-1e17"),
+        pytest.param(b"[1E+17]", "number 1E+17 is outside", id="float-upper-case-exponent"),
+        pytest.param(b"[-1e17]", "outside +-(2**53-1)", id="float-minus-1e17"),
+        pytest.param(b"[9007199254740992.0]", "outside +-(2**53-1)", id="float-2-pow-53"),
+        pytest.param(b"[1e16]", "outside +-(2**53-1)", id="float-1e16"),
+        pytest.param(b"[1e21]", "outside +-(2**53-1)", id="float-1e21"),
+        pytest.param(b"[1e308]", "outside +-(2**53-1)", id="float-1e308"),
+        pytest.param(b"[123456789012345678901234.5]", "outside", id="float-24-digit-mantissa"),
     ],
 )
 def test_refuses_malformed_json(body: bytes, reason: str) -> None:
@@ -137,7 +151,7 @@ _JSON_LEAVES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, allow_nan=False),
     st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00")),
 )
 _JSON_VALUES = st.recursive(
@@ -165,3 +179,26 @@ def test_strict_parse_agrees_with_json_on_plain_json(value: Any, ascii_only: boo
     body = json.dumps(value, ensure_ascii=ascii_only).encode()
     assert nesting_depth(body) == _depth(value)
     assert parse_json(body, Limits(max_depth=64)) == json.loads(body)
+
+
+_ANY_NUMBER_TEXT = st.one_of(
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.builds(lambda m, e: f"{m}e{e}", st.integers(-10**20, 10**20), st.integers(-400, 400)),
+    st.builds(lambda i, f, e: f"{i}.{f}E+{e}", st.integers(0, 10**6), st.integers(0, 10**30),
+              st.integers(0, 30)),
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(_ANY_NUMBER_TEXT, min_size=1, max_size=5))
+def test_every_accepted_number_survives_canonicalisation(numbers: list[str]) -> None:
+    """Whatever is accepted can be canonicalised, read back and canonicalised again to
+    the same bytes: what the node stores, it can always serve and verify."""
+    body = ("[" + ", ".join(numbers) + "]").encode()
+    try:
+        value = parse_json(body, LIMITS)
+    except MalformedJSON:
+        return
+    canonical = rfc8785.dumps(value)
+    assert rfc8785.dumps(parse_json(canonical, LIMITS)) == canonical

@@ -68,6 +68,26 @@ _StrictLoader.yaml_implicit_resolvers = {
 }
 
 
+#: Deepest nesting of mappings and sequences a policy file may have (the real ones use 5).
+MAX_YAML_DEPTH = 32
+
+
+def _check_depth(file: str, text: str) -> None:
+    """Refuse deep nesting before PyYAML's recursive composer meets it (found by fuzzing:
+    ``a: [[[[...`` five thousand deep raised RecursionError). The event parser is not
+    recursive, so counting its start and end events is safe at any depth."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_StrictLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                mark = event.start_mark
+                where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+                raise ConfigError(f"{file}: {where}nests deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_yaml(file: str, content: bytes) -> Any:
     """Parse one policy file.
 
@@ -79,13 +99,15 @@ def parse_yaml(file: str, content: bytes) -> Any:
         The parsed document (None for an empty file).
 
     Raises:
-        ConfigError: Not UTF-8, broken YAML, several documents, or a duplicate key.
+        ConfigError: Not UTF-8, broken YAML, several documents, a duplicate key, or
+            nesting deeper than :data:`MAX_YAML_DEPTH`.
     """
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{file}: not UTF-8 text (byte {e.start})") from None
     try:
+        _check_depth(file, text)
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as e:
         line = e.problem_mark.line + 1 if e.problem_mark else "?"

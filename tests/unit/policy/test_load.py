@@ -154,6 +154,9 @@ BAD: list[tuple[str, Edit, str]] = [
      f"{AGREEMENT}: line"),
     ("broken-yaml-tab", put("community.yaml", b"name: x\n\tmembers: []\n"),
      "community.yaml: line 2, column 1: broken YAML"),
+    # Found by tests/fuzz: PyYAML's composer recursed until RecursionError.
+    ("nesting-5000-deep", put("community.yaml", b"a: " + b"[" * 5000 + b"]" * 5000),
+     "community.yaml: line 1, column 35: nests deeper than 32 levels"),
     ("unknown-redaction-profile", sub(AGREEMENT, "constituents: jwg-constituents",
                                       "constituents: soc-light"),
      f"{AGREEMENT}: redaction.constituents: unknown redaction profile 'soc-light'"),

@@ -6,17 +6,22 @@ project endpoints under ``/<api_root>/cx/audit/`` to the TAXII application built
 :func:`exchange.taxii.app.create_app`:
 
 * ``GET records/``: filtered records (admins and auditors);
-* ``GET checkpoint/``: the newest signed checkpoint (any authenticated account);
+* ``GET checkpoint/``: the newest signed checkpoint (witnesses: see below);
 * ``POST checkpoint/``: sign a checkpoint now (admins and auditors);
 * ``GET proof/<seq>/``: a record's inclusion proof (admins and auditors);
-* ``GET consistency/?from=M[&to=N]``: a consistency proof between two checkpoints (any
-  authenticated account).
+* ``GET consistency/?from=M[&to=N]``: a consistency proof between two checkpoints
+  (witnesses).
 
 Records name recipients, producers and objects, so only admins and auditors read them,
 and only they prove a record's inclusion (the proof carries the record). A checkpoint
-reveals nothing but a size and a root, so every member may fetch one and keep it, and may
-later ask for a consistency proof that the log only grew since: that is how members act as
-witnesses of the node's log.
+reveals nothing but a size and a root, so every member organisation may fetch one and keep
+it, and may later ask for a consistency proof that the log only grew since: that is how
+members act as witnesses of the node's log. Witnesses are the accounts of member
+organisations (the community's members under the policy in force; without a policy, the
+organisations that are no other organisation's constituent) and every admin and auditor.
+Constituents (a SOC's tools) and organisations outside the community are refused: the
+log's size over time tells how much is being shared, which is the community's business,
+and they have no part in holding the node to account.
 
 The application's ``before_request`` hook has already authenticated the caller (the
 principal is in ``flask.g.cx_principal``) and checked the media types: every request sends
@@ -243,7 +248,8 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
         page was read.
 
     ``GET checkpoint/``
-        Any account: the newest checkpoint, ``{"origin", "size", "root" (base64),
+        Witnesses (member organisations' accounts, admins, auditors): the newest
+        checkpoint, ``{"origin", "size", "root" (base64),
         "note" (the signed note), "created" (STIX timestamp), "verifier_keys"}``; 404
         before the first one.
 
@@ -262,7 +268,7 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
         than the checkpoint or a size no checkpoint has.
 
     ``GET consistency/?from=M[&to=N]``
-        Any account: the proof that the checkpoint of size ``N`` (default: the newest)
+        Witnesses: the proof that the checkpoint of size ``N`` (default: the newest)
         extends the one of size ``M``: ``{"from", "to", "proof" (base64 hashes),
         "old_checkpoint", "new_checkpoint"}`` (both signed notes); 404 when either
         checkpoint does not exist.
@@ -279,6 +285,20 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
     def check_root(api_root: str) -> None:
         if api_root != api_root_name:
             raise NotFound(f"API root {api_root!r} not found")
+
+    def require_witness(action: str) -> None:
+        principal: Principal = g.cx_principal
+        if principal.role in _AUDIT_ROLES:
+            return
+        if exchange.policy is not None:
+            member = principal.org_name in exchange.policy.current().community.members
+        else:
+            member = principal.parent_org_id is None
+        if not member:
+            raise PermissionDenied(
+                f"only member organisations, admins and auditors may {action}; account"
+                f" {principal.account_name!r} belongs to {principal.org_name!r}, which is"
+                " not a member organisation")
 
     def require_auditor(action: str) -> None:
         principal: Principal = g.cx_principal
@@ -310,8 +330,9 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
 
     @app.get("/<string:api_root>/cx/audit/checkpoint/")
     def _audit_checkpoint(api_root: str) -> Response:
-        """Project endpoint: the newest signed checkpoint, for every member."""
+        """Project endpoint: the newest signed checkpoint, for witnesses."""
         check_root(api_root)
+        require_witness("fetch audit checkpoints")
         _only_parameters(())
         return _json(_checkpoint_body(exchange, trail.latest_checkpoint()))
 
@@ -349,8 +370,9 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
     @app.get("/<string:api_root>/cx/audit/consistency/")
     def _audit_consistency(api_root: str) -> Response:
         """Project endpoint: a consistency proof between two checkpoints, for every
-        member (witnesses)."""
+        witness."""
         check_root(api_root)
+        require_witness("ask for consistency proofs")
         _only_parameters(("from", "to"))
         old_size = _optional_integer("from")
         if old_size is None:

@@ -55,6 +55,7 @@ ACCOUNTS = [
     ("auditor", "Operator", "auditor"),
     ("reader", "PK-CERT", "consumer"),
     ("publisher", "UZ-CERT", "publisher"),
+    ("soc", "UZ-SOC", "consumer"),  # a constituent's tool: not a witness
 ]
 
 # A disclosure whose entries come from two producers: found by the byte search.
@@ -86,6 +87,7 @@ class Node:
         self.ex = Exchange(self.settings, self.store)
         for org in ("Operator", "PK-CERT", "UZ-CERT"):
             self.ex.add_org(org)
+        self.ex.add_org("UZ-SOC", parent="UZ-CERT")
         self.keys: dict[str, str] = {}
         for account, org, role in ACCOUNTS:
             self.ex.add_account(account, org=org, role=role)
@@ -189,6 +191,16 @@ def test_a_consumer_gets_checkpoints_and_consistency_but_no_records_or_proofs(
     for account in ("admin", "auditor"):
         assert node.get("records/", account).status_code == 200
         assert node.get("proof/0/", account).status_code == 200
+
+
+def test_a_constituent_is_no_witness(node: Node) -> None:
+    node.ex.store.append_audit(one_of_each())
+    first = node.checkpoint()
+    for r in (node.get("checkpoint/", "soc"),
+              node.get("consistency/", "soc", {"from": str(first["size"])})):
+        assert r.status_code == 403
+        assert "'UZ-SOC', which is not a member organisation" in description(r)
+        assert "root" not in r.get_json()
 
 
 def test_another_api_root_is_not_found(node: Node) -> None:

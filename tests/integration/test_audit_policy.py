@@ -173,3 +173,26 @@ def test_key_changes_are_admin_records(tmp_path: Path, command: list[str]) -> No
     admin = [e.record for e in ex.audit.each(RecordFilter(kinds=(Kind.ADMIN,)))]
     assert any(getattr(r, "action", "") == f"key.{command[0]}" and getattr(r, "target", "")
                == kid for r in admin)
+
+
+def test_under_a_policy_only_its_members_admins_and_auditors_witness(tmp_path: Path) -> None:
+    world, _ = _world(tmp_path)
+
+    def call(method: str, account: str) -> tuple[int, str]:
+        token = base64.b64encode(f"{account}:{world.keys[account]}".encode()).decode()
+        headers = {"Accept": TAXII, "Authorization": f"Basic {token}"}
+        if method == "POST":
+            headers["Content-Type"] = TAXII
+        r = world.client.open("/cx/cx/audit/checkpoint/", method=method, headers=headers,
+                              # a real client sends Content-Length: 0; Werkzeug drops it
+                              environ_overrides={"CONTENT_LENGTH": "0"}
+                              if method == "POST" else None)
+        return r.status_code, r.get_data(as_text=True)
+
+    assert call("POST", "operator")[0] == 201
+    assert call("GET", "operator")[0] == 200  # an admin of the operator organisation
+    assert call("GET", "pk-pub")[0] == 200  # a member of the community
+    for account, org in (("uz-soc", "UZ-SOC"), ("outsider", "Outsider")):
+        status, body = call("GET", account)
+        assert status == 403, body
+        assert f"{org!r}, which is not a member organisation" in body

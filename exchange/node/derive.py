@@ -115,9 +115,10 @@ def references(obj: Mapping[str, Any]) -> set[str]:
     """Every STIX id the object references, at any depth (its cx-sig entry excluded)."""
     found: set[str] = set()
     for key, value in obj.items():
+        kept = value
         if key == "extensions" and isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k != CX_SIG_EXTENSION_ID}
-        found.update(_walk_refs({key: value}))
+            kept = {k: v for k, v in value.items() if k != CX_SIG_EXTENSION_ID}
+        found.update(_walk_refs({key: kept}))
     return found
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from exchange.errors import ConfigError, NotFound
 from exchange.model.objects import Tlp
 from exchange.node.base import NodeBase, now_micros
+from exchange.node.derive import transform_key
 from exchange.policy import (
     Channel,
     Decision,
@@ -24,7 +25,6 @@ from exchange.policy import (
     decide,
     red_recipients_of,
 )
-from exchange.node.derive import transform_key
 from exchange.storage.base import Collection, DerivedIdEntry, ObjectQuery
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from exchange.errors import ConfigError, PermissionDenied
 from exchange.model.objects import OrgId, Principal, Tlp
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
-from exchange.node.derive import Derived, derive, derived_id, references, transform_key
+from exchange.node.derive import derive, derived_id, references, transform_key
 from exchange.policy import ObjectMeta, PolicySet, Transform, decide
 from exchange.storage.base import (
     Collection,

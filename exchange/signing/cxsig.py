@@ -270,9 +270,10 @@ def sign_object(
     Raises:
         SignatureError: The object already carries a cx-sig entry and ``resign`` is false.
         InvalidObject: The object has no ``created_by_ref`` and ``attest`` is false (the
-            signature binds authorship), ``signed_at`` is malformed, ``extensions`` is not an object, the
-            object is not in normal form (:func:`~exchange.signing.canonical.require_normal_form`),
-            cannot be canonicalised, or fails the strict ingest check
+            signature binds authorship), ``signed_at`` is malformed, ``extensions`` is not
+            an object, the object is not in normal form
+            (:func:`~exchange.signing.canonical.require_normal_form`), cannot be
+            canonicalised, or fails the strict ingest check
             (:func:`~exchange.model.stix.validate_object`), or its canonical bytes would
             not parse back under the strict JSON profile (an integral float beyond 2**53,
             which RFC 8785 writes as an out-of-range integer).

@@ -40,12 +40,12 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from exchange.config import redact_url
@@ -1005,10 +1005,7 @@ class SqlStore(Store):
         d = t.derived_ids
         with self._transaction(write=True) as conn:
             insert: Any
-            if conn.dialect.name == "postgresql":
-                insert = pg_insert(d)
-            else:
-                insert = sqlite_insert(d)
+            insert = pg_insert(d) if conn.dialect.name == "postgresql" else sqlite_insert(d)
             ids = sorted(unique)
             for start in range(0, len(ids), _DERIVED_BATCH):
                 chunk = ids[start:start + _DERIVED_BATCH]

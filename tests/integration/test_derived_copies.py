@@ -262,7 +262,8 @@ def test_a_copy_is_explained_by_its_own_id(world: World) -> None:
     [answer] = r.json()["explanations"]
     assert answer["object_id"] == world.extra["report"]
     assert answer["derived_id"] == copy["id"]
-    assert answer["allowed"] is True and answer["copy_served"] is True
+    assert answer["allowed"] is True
+    assert answer["copy_served"] is True
     assert answer["transforms"] == ["redact(jwg-constituents)"]
     cli = exchange_cmd("--home", str(world.home), "policy", "explain", copy["id"],
                        "--recipient", "uz-soc", "--collection", "jwg")

@@ -141,7 +141,8 @@ POLICY_FILES = {
 
 def _report() -> dict[str, Any]:
     return {
-        "type": "report", "spec_version": "2.1", "id": "report--88888888-8888-4888-8888-888888888888",
+        "type": "report", "spec_version": "2.1",
+        "id": "report--88888888-8888-4888-8888-888888888888",
         "created": "2026-06-01T00:00:00.000Z", "modified": "2026-06-01T00:00:00.000Z",
         "name": "APT report", "description": "analyst narrative", "report_types": ["threat-report"],
         "published": "2026-06-01T00:00:00.000Z", "created_by_ref": AUTHOR,
@@ -165,11 +166,13 @@ def test_a_copy_is_graph_true_records_its_drops_and_verifies_as_node_attested() 
     original = _report()
     copy = derive(original, transforms, policy, resolve, key=key,
                   signed_at="2026-06-01T00:00:00.000Z")
-    assert copy.body is not None and copy.id == derived_id(original["id"], transforms)
+    assert copy.body is not None
+    assert copy.id == derived_id(original["id"], transforms)
     obj = json.loads(copy.body)
     assert obj["id"] == copy.id
     assert obj["object_refs"] == [VIEW[A], VIEW[B]]
-    assert "description" not in obj and "created_by_ref" not in obj
+    assert "description" not in obj
+    assert "created_by_ref" not in obj
     provenance, drop = obj["external_references"]
     assert provenance["source_name"] == PROVENANCE_SOURCE
     assert provenance["external_id"] == original["id"]

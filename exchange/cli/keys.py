@@ -471,7 +471,7 @@ def read_registry_file(path: str) -> TrustedKeys:
 
 def _verdict_json(v: Verdict) -> dict[str, Any]:
     return {"id": v.object_id, "status": v.status, "kid": v.kid, "owner": v.owner,
-            "reason": v.reason or None}
+            "node_attested": v.node_attested, "reason": v.reason or None}
 
 
 @click.command("verify")

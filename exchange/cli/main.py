@@ -454,7 +454,9 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
         counts = summarise(verdicts)
         data["verification"] = counts
         text += [describe(v) for v in verdicts if v.status == "invalid"]
-        text.append(f"verified {len(verdicts)} objects: {counts['valid']} valid,"
+        attested = (f" ({counts['node_attested']} attested by the node)"
+                    if counts["node_attested"] else "")
+        text.append(f"verified {len(verdicts)} objects: {counts['valid']} valid{attested},"
                     f" {counts['unsigned']} unsigned, {counts['invalid']} invalid")
     _emit(as_json, data, "\n".join(text))
     if verifier is not None and data["verification"]["invalid"]:

@@ -84,6 +84,8 @@ def policy_explain(ctx_obj: Any, object_id: str, recipient: str,
         return
     for r in results:
         click.echo(f"collection {r.collection.title} ({r.collection.alias or r.collection.id})")
+        if r.copy is not None:
+            click.echo(r.describe_copy())
         click.echo(explain(r.decision, recipient=r.recipient, obj=r.object))
 
 

@@ -47,6 +47,9 @@ class Verdict:
         reason: Why the object is invalid (empty otherwise).
         needs_recording_time: The object was recorded between two bounds that straddle a
             change of its key's validity: check it again with the exact recording time.
+        node_attested: Signed with one of the node's own keys (purpose ``node``): a copy
+            the exchange derived (redacted or anonymised), attested by the node rather
+            than signed by its author.
     """
 
     object_id: str
@@ -55,6 +58,7 @@ class Verdict:
     owner: str | None = None
     reason: str = ""
     needs_recording_time: bool = False
+    node_attested: bool = False
 
 
 def _label(obj: Mapping[str, Any]) -> str:
@@ -98,12 +102,17 @@ def check_object(
     kid = entry.kid
     try:
         verified = verify_object(obj, trusted.registry.resolve)
+        record = trusted.registry.record(verified.kid)
+        if verified.kid in trusted.node_kids:
+            # A node key is bound to the node, not to the object's author: the node
+            # attests a copy it derived, whose created_by_ref (if any) names the author.
+            _check_time(trusted.registry, record, recorded_between, now)
+            return Verdict(label, "valid", kid, trusted.owner_of(kid), node_attested=True)
         creator = obj.get("created_by_ref")
         if not isinstance(creator, str):
             raise SignatureError(
                 "no created_by_ref, so the signing key cannot be bound to its owner"
             )
-        record = trusted.registry.record(verified.kid)
         if record.owner_identity != creator:
             raise SignatureError(
                 f"key {kid} belongs to {trusted.owner_of(kid)}, not to the object's"
@@ -149,6 +158,9 @@ def _check_time(registry: Registry, record: KeyRecord, recorded_between: tuple[i
 def describe(verdict: Verdict) -> str:
     """One line for a verdict: ``valid <id> (<kid>, <owner>)``, ``unsigned <id>`` or
     ``invalid <id>: <reason>``."""
+    if verdict.status == "valid" and verdict.node_attested:
+        return (f"valid    {verdict.object_id}  ({verdict.kid}, attested by the node"
+                f" {verdict.owner})")
     if verdict.status == "valid":
         return f"valid    {verdict.object_id}  ({verdict.kid}, {verdict.owner})"
     if verdict.status == "unsigned":
@@ -157,12 +169,14 @@ def describe(verdict: Verdict) -> str:
 
 
 def summarise(verdicts: Iterable[Verdict]) -> dict[str, Any]:
-    """Counts per status (``valid``, ``unsigned``, ``invalid``) and the invalid objects."""
+    """Counts per status (``valid``, ``unsigned``, ``invalid``), how many of the valid
+    ones the node attested (``node_attested``), and the invalid objects."""
     listed = list(verdicts)
     counts: dict[str, Any] = {
         status: sum(v.status == status for v in listed)
         for status in ("valid", "unsigned", "invalid")
     }
+    counts["node_attested"] = sum(v.status == "valid" and v.node_attested for v in listed)
     counts["invalid_objects"] = [
         {"id": v.object_id, "reason": v.reason} for v in listed if v.status == "invalid"
     ]

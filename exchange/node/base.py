@@ -29,10 +29,12 @@ from exchange.errors import NotFound
 from exchange.model.limits import Limits
 from exchange.model.objects import OrgId, Principal, Role, Tlp
 from exchange.node.auditing import AuditTrail, admin_record, os_actor
+from exchange.node.derive import Derived
 from exchange.node.identity import node_identity_id
 from exchange.node.keyring import RegistryCache
 from exchange.node.policy_source import PolicySource
 from exchange.policy import Channel, Recipient, Transform, VisibilityRule, visible_levels
+from exchange.signing.keys import SigningKey
 from exchange.storage.base import Collection, ObjectQuery, Page, Store
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ class ReadResult:
     page: Page
     transforms: tuple[Transform, ...]
     reader_org: OrgId
+    #: The read's query with the reader's visibility applied: references in derived
+    #: copies are resolved under the same filter (:meth:`Reading.deliver`).
+    scope: ObjectQuery | None = None
 
 
 class NodeBase:
@@ -117,6 +122,20 @@ class NodeBase:
         # Successful authentications, for settings.cache_seconds (a revoked key stops
         # working within that time); keyed by the HMAC of the secret, never the secret.
         self._auth_cache: dict[tuple[str, str, bytes], tuple[Principal, float]] = {}
+        # Derived copies by (original version, transforms, policy digest, node key,
+        # resolved references), and derived ids known to be recorded (exchange.node.read).
+        self._copies: dict[tuple[Any, ...], Derived] = {}
+        self._recorded_ids: set[str] = set()
+
+    def node_key(self) -> SigningKey:
+        """The node's own signing key (registered with purpose ``node``), which signs the
+        copies it derives and its checkpoints; loaded on first use.
+
+        Raises:
+            ConfigError: The key or its passphrase cannot be read.
+            StorageError: The database failed.
+        """
+        return self.audit.signing_key()
 
     def _policy_changed(self, old: str | None, new: str) -> None:
         """A new policy is about to take effect: record it first (PolicySource.on_change)."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exchange.errors import ConfigError, NotFound
 from exchange.model.objects import Tlp
 from exchange.node.base import NodeBase, now_micros
+from exchange.node.derive import transform_key
 from exchange.policy import (
     Channel,
     Decision,
@@ -24,7 +25,7 @@ from exchange.policy import (
     decide,
     red_recipients_of,
 )
-from exchange.storage.base import Collection, ObjectQuery
+from exchange.storage.base import Collection, DerivedIdEntry, ObjectQuery
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,39 @@ class Explanation:
     object: ObjectMeta
     recipient: Recipient
     decision: Decision
+    #: When asked about a derived copy: its id and the transforms it was made under
+    #: (``object`` is then its original).
+    copy: DerivedIdEntry | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form, for the HTTP explain endpoint and ``--json``."""
         d = self.decision
-        return {"collection": self.collection.alias or self.collection.id,
-                "object_id": self.object.id, "recipient": self.recipient.account_name
-                or self.recipient.org_name, "channel": self.recipient.channel,
-                "allowed": d.allowed, "rule": d.rule, "reason": d.reason,
-                "transforms": [str(t) for t in d.transforms],
-                "policy_digest": d.policy_digest}
+        out = {"collection": self.collection.alias or self.collection.id,
+               "object_id": self.object.id, "recipient": self.recipient.account_name
+               or self.recipient.org_name, "channel": self.recipient.channel,
+               "allowed": d.allowed, "rule": d.rule, "reason": d.reason,
+               "transforms": [str(t) for t in d.transforms],
+               "policy_digest": d.policy_digest}
+        if self.copy is not None:
+            out["derived_id"] = self.copy.derived_id
+            out["derived_transforms"] = self.copy.transforms
+            out["copy_served"] = self.copy_served
+        return out
+
+    @property
+    def copy_served(self) -> bool:
+        """Whether the recipient receives this very copy (allowed, under its transforms)."""
+        return (self.copy is not None and self.decision.allowed
+                and transform_key(self.decision.transforms) == self.copy.transforms)
+
+    def describe_copy(self) -> str:
+        """One line on the derived copy asked about (empty when none was)."""
+        if self.copy is None:
+            return ""
+        served = ("and the recipient receives this copy" if self.copy_served else
+                  "but the recipient does not receive this copy")
+        return (f"{self.copy.derived_id} is the exchange's copy of {self.object.id} under"
+                f" {self.copy.transforms}, {served}")
 
 
 class Explaining(NodeBase):
@@ -87,9 +111,13 @@ class Explaining(NodeBase):
             channel: The path out to judge.
             policy: The policy to judge under (default: the one in force).
 
+        A derived copy's id (one the node has served or referenced) is explained as its
+        original, with the copy named in :attr:`Explanation.copy`.
+
         Raises:
             ConfigError: No policy is configured.
-            NotFound: The object is not stored, or the recipient is unknown.
+            NotFound: The object is not stored (nor a copy of a stored one), or the
+                recipient is unknown.
         """
         if policy is None:
             if self.policy is None:
@@ -117,5 +145,12 @@ class Explaining(NodeBase):
             decision = decide(policy, recipient, meta, now=now)
             out.append(Explanation(collection, meta, recipient, decision))
         if not out:
-            raise NotFound(f"object {object_id!r} is not stored")
+            entry = self.store.original_of(object_id)
+            if entry is None:
+                raise NotFound(f"object {object_id!r} is not stored, nor a copy the"
+                               " exchange has derived")
+            found = self.explain(entry.original_id, recipient_name,
+                                 collection_ref=collection_ref, channel=channel,
+                                 policy=policy)
+            return [replace(e, copy=entry) for e in found]
         return out

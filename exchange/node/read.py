@@ -5,6 +5,18 @@ The policy filter runs in the database (:meth:`~exchange.node.base.NodeBase.visi
 :meth:`Reading.deliver` serves stored bytes unchanged or the derived copy a transform
 calls for; :meth:`Reading.disclose` records every row served, with the rule that let it
 through, before the response leaves.
+
+Derived copies (:mod:`exchange.node.derive`) are graph-true and node-signed. A page's
+references are resolved with one query under the reader's own visibility filter (the
+same decision as the read): a referenced object the reader receives as a copy is named
+by the copy's id, one it receives as stored (its own objects, marking-definitions) by its
+own id, well-known markings stay, anything else is dropped and the drop recorded in the
+copy. A copy that would lose a required reference is withheld from the page (not served,
+not disclosed). Copies are signed with the node's key, claiming as signing time the
+moment the exchange recorded the original version, so the same original, transforms and
+resolved references always give the same bytes; they are cached by exactly that. Every
+derived id served or referenced is recorded (``derived_ids``), so a reader can fetch a
+copy by its own id and an operator can explain it.
 """
 
 from __future__ import annotations
@@ -12,8 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from hashlib import sha256 as _sha256
 from operator import attrgetter, is_
 
@@ -21,10 +33,19 @@ from exchange.audit.records import DisclosureBatch
 from exchange.audit.spool import already_durable
 from exchange.errors import ConfigError, PermissionDenied
 from exchange.model.objects import OrgId, Principal, Tlp
+from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
-from exchange.node.derive import derive, derived_id
-from exchange.policy import ObjectMeta, decide
-from exchange.storage.base import Collection, ObjectQuery, StoredVersion
+from exchange.node.derive import derive, derived_id, references, transform_key
+from exchange.policy import ObjectMeta, PolicySet, Transform, decide
+from exchange.storage.base import (
+    Collection,
+    DerivedIdEntry,
+    ObjectQuery,
+    Page,
+    StoredVersion,
+    VersionMatch,
+)
+from exchange.storage.timestamps import from_micros
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +57,38 @@ _DATE_ADDED = attrgetter("date_added")
 
 _BODY = attrgetter("body")
 _BODY_SHA256 = attrgetter("body_sha256")
+
+#: The type served as stored under every transform: a marking-definition's id is what
+#: it means (objects and tools recognise a marking by it; STIX 2.1 section 7.2).
+_NEVER_COPIED = "marking-definition"
+#: Referenced ids looked up per query when resolving a page's references.
+_RESOLVE_BATCH = 500
+#: Derived copies kept per process (about 2 KB each), and derived ids remembered as
+#: recorded, before the memo starts over.
+_COPY_CACHE_SIZE = 20_000
+_RECORDED_IDS_SIZE = 200_000
+
+
+def copied(result: ReadResult, row: StoredVersion) -> bool:
+    """Whether a reader receives a derived copy of ``row`` (not the stored bytes)."""
+    return (bool(result.transforms) and row.producer_org != result.reader_org
+            and row.type != _NEVER_COPIED)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a reader receives of a page.
+
+    Attributes:
+        result: The read, with only the rows actually served (a copy that would lose a
+            required reference is withheld); disclose this one.
+        bodies: The bytes served, one per row of ``result``.
+        withheld: Original id -> why its copy was withheld.
+    """
+
+    result: ReadResult
+    bodies: list[bytes]
+    withheld: dict[str, str]
 
 
 def _served_digests(rows: Sequence[StoredVersion], bodies: Sequence[bytes]) -> list[bytes]:
@@ -77,31 +130,142 @@ class Reading(NodeBase):
                        f" {collection_ref!r}")
             raise PermissionDenied(f"you may not read collection {collection_ref!r}")
         rule = self.rule_for(principal, collection)
+        transforms = rule.transforms if rule is not None else ()
         q = self.visibility(principal, replace(query, collection_id=collection.id), rule)
+        if transforms:
+            # A copy may be asked for by its own id; whether a copy can be served
+            # coherently needs its body (Reading.deliver), manifests included.
+            q = replace(q, ids=self.original_ids(q.ids, transforms), include_body=True)
         if versions_of is not None:
-            page = self.store.get_versions(replace(q, ids=(versions_of,)))
+            [target] = self.original_ids((versions_of,), transforms) if transforms \
+                else (versions_of,)
+            page = self.store.get_versions(replace(q, ids=(target,)))
         else:
             page = self.store.get_objects(q)
-        transforms = rule.transforms if rule is not None else ()
-        return ReadResult(collection, page, transforms, principal.org_id)
+        return ReadResult(collection, page, transforms, principal.org_id, q)
 
-    def deliver(self, result: ReadResult) -> list[bytes]:
-        """The bytes a reader receives for a page: stored bytes, or derived copies.
+    def original_ids(self, ids: Iterable[str], transforms: Sequence[Transform]
+                     ) -> tuple[str, ...]:
+        """``ids`` with each id of a copy under ``transforms`` replaced by its original's.
 
-        Rows the reader's organisation produced, and rows no transform applies to, are
-        served byte for byte. Otherwise the reader gets the derived copy that names its
-        original (:func:`exchange.node.derive.derive`); the original is never altered.
+        Ids of copies under other transforms (another recipient's copies) stay as they
+        are, and so match nothing.
+
+        Raises:
+            StorageError: The database failed.
         """
-        out: list[bytes] = []
-        for row in result.page.rows:
-            if not result.transforms or row.producer_org == result.reader_org:
-                out.append(row.body)
+        key = transform_key(transforms)
+        out = []
+        for identifier in ids:
+            entry = self.store.original_of(identifier)
+            out.append(entry.original_id if entry is not None and entry.transforms == key
+                       else identifier)
+        return tuple(out)
+
+    def deliver(self, result: ReadResult) -> Delivery:
+        """What a reader receives for a page: stored bytes, or derived copies.
+
+        Rows the reader's organisation produced, marking-definitions, and rows no
+        transform applies to are served byte for byte. Otherwise the reader gets the
+        graph-true, node-signed copy that names its original (module docstring); the
+        original is never altered. A copy that would lose a required reference is
+        withheld.
+
+        Raises:
+            ConfigError: A transform is in effect without a policy.
+            StorageError: The database failed (resolving references, recording ids).
+            InvalidObject: A copy could not be signed.
+        """
+        rows = result.page.rows
+        if not any(copied(result, row) for row in rows):
+            return Delivery(result, [row.body for row in rows], {})
+        if self.policy is None:  # transforms only ever come from a policy
+            raise ConfigError("a transform was requested without a policy in force")
+        policy = self.policy.current()
+        parsed = {row.date_added: json.loads(row.body) for row in rows if copied(result, row)}
+        wanted: set[str] = set()
+        for obj in parsed.values():
+            wanted |= references(obj)
+        resolved = self._resolve(result, policy, wanted)
+        key = self.node_key()
+        cache_base = (transform_key(result.transforms), policy.digest, key.kid)
+        served: list[StoredVersion] = []
+        bodies: list[bytes] = []
+        withheld: dict[str, str] = {}
+        recorded: list[DerivedIdEntry] = []
+        for row in rows:
+            if not copied(result, row):
+                served.append(row)
+                bodies.append(row.body)
                 continue
-            if self.policy is None:  # transforms only ever come from a policy
-                raise ConfigError("a transform was requested without a policy in force")
-            out.append(derive(json.loads(row.body), result.transforms,
-                              self.policy.current(), node_identity=self.node_identity))
+            obj = parsed[row.date_added]
+            refs = tuple(sorted((ref, resolved.get(ref)) for ref in references(obj)))
+            cache_key = (row.id, row.version, row.date_added, *cache_base, refs)
+            copy = self._copies.get(cache_key)
+            if copy is None:
+                copy = derive(obj, result.transforms, policy, resolved.get, key=key,
+                              signed_at=from_micros(row.date_added))
+                if len(self._copies) >= _COPY_CACHE_SIZE:
+                    self._copies.clear()
+                self._copies[cache_key] = copy
+            if copy.body is None:
+                withheld[row.id] = copy.withheld
+                log.info("withheld the copy of %s from %s: %s", row.id,
+                         result.reader_org, copy.withheld)
+                continue
+            served.append(row)
+            bodies.append(copy.body)
+            recorded.append(DerivedIdEntry(copy.id, row.id, cache_base[0]))
+        self._record_derived(recorded + [
+            DerivedIdEntry(shown, original, cache_base[0])
+            for original, shown in resolved.items() if shown is not None and shown != original])
+        if len(served) != len(rows):
+            result = replace(result, page=Page(served, result.page.more))
+        return Delivery(result, bodies, withheld)
+
+    def _resolve(self, result: ReadResult, policy: PolicySet, wanted: set[str]
+                 ) -> dict[str, str | None]:
+        """The id the reader knows each referenced id by, or None (module docstring).
+
+        One query per :data:`_RESOLVE_BATCH` ids, under the read's own visibility filter
+        (``result.scope``): the latest version visible, as GET object would serve it.
+        """
+        out: dict[str, str | None] = {}
+        on_page: dict[str, StoredVersion] = {row.id: row for row in result.page.rows}
+        lookup: list[str] = []
+        for ref in wanted:
+            if ref in TLP_MARKING_IDS or ref in policy.markings:
+                out[ref] = ref  # well-known markings: their id is what they mean
+            elif ref in on_page:
+                out[ref] = self._shown(result, on_page[ref])
+            else:
+                lookup.append(ref)
+        scope = result.scope or ObjectQuery(collection_id=result.collection.id)
+        lookup.sort()
+        for start in range(0, len(lookup), _RESOLVE_BATCH):
+            chunk = tuple(lookup[start:start + _RESOLVE_BATCH])
+            probe = replace(scope, ids=chunk, types=(), spec_versions=(), added_after=None,
+                            cursor=None, versions=VersionMatch.latest(), limit=len(chunk),
+                            include_body=False)
+            for row in self.store.get_objects(probe).rows:
+                out[row.id] = self._shown(result, row)
+        for ref in lookup:
+            out.setdefault(ref, None)
         return out
+
+    @staticmethod
+    def _shown(result: ReadResult, row: StoredVersion) -> str:
+        return derived_id(row.id, result.transforms) if copied(result, row) else row.id
+
+    def _record_derived(self, entries: list[DerivedIdEntry]) -> None:
+        """Record derived ids not yet known to be recorded (by this process)."""
+        fresh = [e for e in entries if e.derived_id not in self._recorded_ids]
+        if not fresh:
+            return
+        self.store.record_derived_ids(fresh)
+        if len(self._recorded_ids) >= _RECORDED_IDS_SIZE:
+            self._recorded_ids.clear()
+        self._recorded_ids.update(e.derived_id for e in fresh)
 
     def disclose(self, principal: Principal, result: ReadResult, channel: str,
                  bodies: Sequence[bytes] | None = None, *, wait: bool = True
@@ -142,7 +306,7 @@ class Reading(NodeBase):
         for key, row in first.items():
             handles[key] = len(groups)
             groups.append((self.org_name(key[0]), key[1], rule_of(row)))
-        transforms, reader = result.transforms, result.reader_org
+        transforms = result.transforms
         batch = DisclosureBatch(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
             recipient_org=principal.org_name, collection=result.collection.id,
@@ -151,8 +315,7 @@ class Reading(NodeBase):
             groups=groups,
             # The same ids as shown_id.
             object_ids=list(map(_ID, rows)) if not transforms else
-            [row.id if row.producer_org == reader else derived_id(row.id, transforms)
-             for row in rows],
+            [self._shown(result, row) for row in rows],
             object_versions=list(map(_VERSION, rows)),
             dates_added=list(map(_DATE_ADDED, rows)),
             digests=None if bodies is None else _served_digests(rows, bodies),
@@ -191,18 +354,20 @@ class Reading(NodeBase):
         return name
 
     def shown_id(self, result: ReadResult, row: StoredVersion) -> str:
-        """The id a reader knows a row by (the derived id when a transform applies)."""
-        if result.transforms and row.producer_org != result.reader_org:
-            return derived_id(row.id, result.transforms)
-        return row.id
+        """The id a reader knows a row by (the derived id when it gets a copy)."""
+        return self._shown(result, row)
 
     def object_visible(self, principal: Principal, collection: Collection,
                        object_id: str) -> bool:
-        """Whether any version of the object is visible to the principal."""
+        """Whether any version of the object (or of the original of a copy the principal
+        receives by that id) is visible to the principal."""
+        rule = self.rule_for(principal, collection)
+        if rule is not None and rule.transforms:
+            [object_id] = self.original_ids((object_id,), rule.transforms)
         probe = self.visibility(
             principal,
             ObjectQuery(collection_id=collection.id, ids=(object_id,), limit=1,
                         include_body=False),
-            self.rule_for(principal, collection),
+            rule,
         )
         return bool(self.store.get_versions(probe).rows)

@@ -1,9 +1,9 @@
 """Apply a redaction profile to a STIX object's properties (pure).
 
 This only computes the redacted property set. Turning it into the derived object a
-recipient receives (a new id, a ``derived-from`` relationship to the original, the
-node's signature, the producer replaced when anonymising) is the service's job; the
-original object is never altered.
+recipient receives (a new id, the provenance naming the original, references resolved
+for the recipient, the node's signature, no ``created_by_ref`` when anonymising) is the
+node's job (:mod:`exchange.node.derive`); the original object is never altered.
 """
 
 from __future__ import annotations

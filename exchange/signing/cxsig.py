@@ -51,6 +51,7 @@ from exchange.signing.canonical import (
     EXTENSION_ID,
     PAYLOAD_TYPE,
     canonical,
+    normal_form,
     pae,
     require_normal_form,
     without_signature,
@@ -246,6 +247,7 @@ def sign_object(
     signed_at: str | None = None,
     resign: bool = False,
     limits: Limits | None = None,
+    attest: bool = False,
 ) -> dict[str, Any]:
     """Sign one STIX object version with cx-sig v1 (research/security.md 1.3, signing steps).
 
@@ -256,16 +258,22 @@ def sign_object(
             milliseconds) when omitted.
         resign: Replace an existing cx-sig entry instead of refusing.
         limits: Limits for the final strict check (default :class:`Limits`).
+        attest: A node attestation (a copy the exchange derived, signed with a key of
+            purpose ``node``): the object need not name a ``created_by_ref``, since a
+            verifier binds a node key to the node, not to the object's author; and it is
+            brought into normal form (:func:`~exchange.signing.canonical.normal_form`)
+            instead of being refused when it is not, since the node writes the copy.
 
     Returns:
         A new dict: the object with the cx-sig entry (``sig`` included) in ``extensions``.
 
     Raises:
         SignatureError: The object already carries a cx-sig entry and ``resign`` is false.
-        InvalidObject: The object has no ``created_by_ref`` (the signature binds
-            authorship), ``signed_at`` is malformed, ``extensions`` is not an object, the
-            object is not in normal form (:func:`~exchange.signing.canonical.require_normal_form`),
-            cannot be canonicalised, or fails the strict ingest check
+        InvalidObject: The object has no ``created_by_ref`` and ``attest`` is false (the
+            signature binds authorship), ``signed_at`` is malformed, ``extensions`` is not
+            an object, the object is not in normal form
+            (:func:`~exchange.signing.canonical.require_normal_form`), cannot be
+            canonicalised, or fails the strict ingest check
             (:func:`~exchange.model.stix.validate_object`), or its canonical bytes would
             not parse back under the strict JSON profile (an integral float beyond 2**53,
             which RFC 8785 writes as an out-of-range integer).
@@ -278,7 +286,7 @@ def sign_object(
             " (resign=True replaces it)"
         )
     creator = obj.get("created_by_ref")
-    if not isinstance(creator, str) or not creator:
+    if not attest and (not isinstance(creator, str) or not creator):
         raise InvalidObject(
             f"{label}: 'created_by_ref' is missing; a cx-sig signature binds authorship,"
             " so the object must name the identity that signs it"
@@ -301,7 +309,11 @@ def sign_object(
         "signed_at": stamp,
     }
     unsigned["extensions"] = extensions
-    require_normal_form(unsigned)
+    if attest:
+        unsigned = normal_form(unsigned)
+        extensions = unsigned["extensions"]
+    else:
+        require_normal_form(unsigned)
     payload = canonical(unsigned)
     _require_round_trip(payload, label, limits or Limits())
     signature = key.sign(pae(PAYLOAD_TYPE, payload))

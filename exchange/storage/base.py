@@ -501,6 +501,19 @@ class Store(abc.ABC):
     def versions_signed_by(self, kid: str) -> list[SignedVersion]:
         """The stored versions (all collections) signed by ``kid``, by ``date_added``."""
 
+    # -- derived copies (revision 0008) ----------------------------------------------------
+    @abc.abstractmethod
+    def record_derived_ids(self, entries: Sequence[DerivedIdEntry]) -> None:
+        """Remember which original and transforms each derived id stands for.
+
+        Idempotent: an id already recorded is left as it is (a derived id is a function
+        of its original and transforms, so a second record can only agree).
+        """
+
+    @abc.abstractmethod
+    def original_of(self, derived_id: str) -> DerivedIdEntry | None:
+        """The original and transforms a derived id stands for, or None."""
+
 
 #: What a signing key is for: a member's object signatures, or this node's own signatures
 #: (derived objects, receipts).
@@ -534,6 +547,21 @@ class MemberKey:
     status: str
     compromised_since: int | None
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedIdEntry:
+    """A derived copy's id and what it was derived from (table ``derived_ids``).
+
+    Attributes:
+        derived_id: The copy's STIX id.
+        original_id: The stored object it is a copy of.
+        transforms: The transforms, as :func:`exchange.node.derive.transform_key` names them.
+    """
+
+    derived_id: str
+    original_id: str
+    transforms: str
 
 
 @dataclass(frozen=True, slots=True)

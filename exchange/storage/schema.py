@@ -259,3 +259,15 @@ audit_spool_offsets = Table(
     Column("name", String(128), primary_key=True),
     Column("consumed", BigInteger, nullable=False),
 )
+
+# Revision 0008: the ids of derived copies (redacted or anonymised objects the node serves
+# in place of an original, exchange.node.derive), so a copy can be fetched and explained
+# by its own id. Filled when a read derives a copy or references one; a derived id is a
+# uuid5 of the original id and the transforms, so each row is written once.
+derived_ids = Table(
+    "derived_ids",
+    metadata,
+    Column("derived_id", String(128), primary_key=True),
+    Column("original_id", String(128), nullable=False),
+    Column("transforms", String(512), nullable=False),
+)

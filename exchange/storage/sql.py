@@ -44,6 +44,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from exchange.config import redact_url
@@ -56,6 +58,7 @@ from exchange.storage.base import (
     AddResult,
     ApiKey,
     Collection,
+    DerivedIdEntry,
     Grant,
     MemberKey,
     NewVersion,
@@ -985,6 +988,47 @@ class SqlStore(Store):
                               row.date_added)
                 for row in conn.execute(query)
             ]
+
+    # -- derived copies (revision 0008) ----------------------------------------------------
+    def record_derived_ids(self, entries: Sequence[DerivedIdEntry]) -> None:
+        """Remember which original and transforms each derived id stands for.
+
+        Idempotent and safe under concurrent writers: ids already recorded are skipped
+        (``ON CONFLICT DO NOTHING`` on both databases).
+
+        Raises:
+            StorageError: The database failed; nothing was recorded.
+        """
+        unique = {e.derived_id: e for e in entries}
+        if not unique:
+            return
+        d = t.derived_ids
+        with self._transaction(write=True) as conn:
+            insert: Any
+            insert = pg_insert(d) if conn.dialect.name == "postgresql" else sqlite_insert(d)
+            ids = sorted(unique)
+            for start in range(0, len(ids), _DERIVED_BATCH):
+                chunk = ids[start:start + _DERIVED_BATCH]
+                conn.execute(insert.on_conflict_do_nothing(index_elements=["derived_id"]),
+                             [{"derived_id": i, "original_id": unique[i].original_id,
+                               "transforms": unique[i].transforms} for i in chunk])
+
+    def original_of(self, derived_id: str) -> DerivedIdEntry | None:
+        """The original and transforms a derived id stands for, or None.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        d = t.derived_ids
+        with self._transaction(write=False) as conn:
+            row = conn.execute(sa.select(d).where(d.c.derived_id == derived_id)).first()
+        if row is None:
+            return None
+        return DerivedIdEntry(row.derived_id, row.original_id, row.transforms)
+
+
+#: Derived ids recorded per INSERT statement.
+_DERIVED_BATCH = 500
 
 
 def _member_key(row: Any) -> MemberKey:

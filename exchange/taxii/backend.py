@@ -213,16 +213,20 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         page = result.page
         if not page.rows:
             return {"more": page.more}, _date_headers(page)
-        served = self.exchange.deliver(result)
+        delivery = self.exchange.deliver(result)
+        served = delivery.bodies
         # Recorded before the response exists; a ledger failure serves nothing (503). A
         # large batch is synced while the envelope is put together and serialised (a small
         # one before disclose returns: SpoolWriter.append), and is durable before the
-        # response leaves (the app's after-request hook waits).
-        durable = self.exchange.disclose(principal, result, channel, served, wait=False)
+        # response leaves (the app's after-request hook waits). Paging follows the rows
+        # read, withheld copies included, so a page of withheld copies still moves on.
+        durable = self.exchange.disclose(principal, delivery.result, channel, served,
+                                         wait=False)
         body: dict[str, Any] = {"more": page.more}
         if page.more:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
-        body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
+        if served:
+            body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
         wait_before_sending(durable)
         return body, _date_headers(page)
 
@@ -263,9 +267,10 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
-        if page.rows:
-            self.exchange.disclose(principal, result, "taxii:get_versions")
-            body["versions"] = [from_micros(row.version) for row in page.rows]
+        served = self._listed(result)
+        if served.page.rows:
+            self.exchange.disclose(principal, served, "taxii:get_versions")
+            body["versions"] = [from_micros(row.version) for row in served.page.rows]
         return body, _date_headers(page)
 
     def get_object_manifest(self, api_root: str, collection_id: str, filter_args: Any,
@@ -279,18 +284,27 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
             body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
-        if page.rows:
-            self.exchange.disclose(principal, result, "taxii:get_manifest")
+        served = self._listed(result)
+        if served.page.rows:
+            self.exchange.disclose(principal, served, "taxii:get_manifest")
             body["objects"] = [
                 {
-                    "id": self.exchange.shown_id(result, row),
+                    "id": self.exchange.shown_id(served, row),
                     "date_added": from_micros(row.date_added),
                     "version": from_micros(row.version),
                     "media_type": MEDIA_TYPE_STIX,
                 }
-                for row in page.rows
+                for row in served.page.rows
             ]
         return body, _date_headers(page)
+
+    def _listed(self, result: ReadResult) -> ReadResult:
+        """The rows a manifest or versions list names: a reader that receives copies is
+        not told of a copy it could not fetch (one withheld for a lost required
+        reference)."""
+        if not result.transforms or not result.page.rows:
+            return result
+        return self.exchange.deliver(result).result
 
     # -- writes ----------------------------------------------------------------------------
     def add_objects(self, api_root: str, collection_id: str, objs: Any,

@@ -24,6 +24,7 @@ from exchange.config import load_settings
 from exchange.node.derive import derived_id
 from exchange.node.service import Exchange, init_home
 from exchange.policy import RED_RECIPIENTS_EXTENSION_ID, Redact
+from exchange.signing.canonical import EXTENSION_ID
 from exchange.storage import open_store
 from exchange.taxii.app import create_app
 from tests.integration.stixdata import TLP2
@@ -189,10 +190,17 @@ def test_constituents_get_a_redacted_derived_copy_never_the_original(tmp_path: P
     assert copy["id"] != original["id"]
     assert "description" not in copy
     assert copy["pattern"] == original["pattern"]
-    assert copy["created_by_ref"] == world.ex.node_identity
-    [provenance] = copy["external_references"]
+    # UZ-CERT's identity is not in the collection: the reference is dropped, and said so
+    assert "created_by_ref" not in copy
+    provenance, dropped = copy["external_references"]
     assert provenance["source_name"] == "cert-exchange-derived-from"
     assert provenance["external_id"] == original["id"]
+    assert dropped["source_name"] == "cert-exchange-dropped-refs"
+    assert dropped["external_id"] == "created_by_ref"
+    assert world.ids["UZ-CERT"] not in json.dumps(copy)
+    # attested with the node's own key
+    [node_key] = world.store.list_member_keys(purpose="node")
+    assert copy["extensions"][EXTENSION_ID]["kid"] == node_key.kid
     # the original is untouched in storage and still served to the party
     party = world.request("GET", f"objects/{original['id']}/", "pk-pub")
     assert party["objects"] == [original]

@@ -4,7 +4,9 @@ The registry document itself (:func:`~exchange.signing.published.read_registry`)
 read by :mod:`exchange.signing.published`; this module judges objects against it.
 
 :func:`check_object` gives the verdict a consumer acts on: ``valid`` (signature, owner
-binding and time binding hold), ``unsigned``, or ``invalid`` with the reason. The time
+binding and time binding hold; an object signed by one of the node's own keys is bound
+to the node, and its owner reads "(node-attested)"), ``unsigned``, or ``invalid`` with
+the reason. The time
 that decides key validity is when the exchange recorded the object, which a consumer
 knows only approximately: exactly, between two bounds (a TAXII page's
 ``X-TAXII-Date-Added-First`` and ``-Last``), or not at all (a file). Without it, a
@@ -99,6 +101,12 @@ def check_object(
     try:
         verified = verify_object(obj, trusted.registry.resolve)
         creator = obj.get("created_by_ref")
+        if verified.kid in trusted.node_kids:
+            # The exchange's own key attests what the node made itself (a revocation an
+            # admin ordered, a derived copy): bound to the node, not to the author.
+            record = trusted.registry.record(verified.kid)
+            _check_time(trusted.registry, record, recorded_between, now)
+            return Verdict(label, "valid", kid, f"{trusted.owner_of(kid)} (node-attested)")
         if not isinstance(creator, str):
             raise SignatureError(
                 "no created_by_ref, so the signing key cannot be bound to its owner"

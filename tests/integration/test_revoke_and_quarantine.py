@@ -27,6 +27,7 @@ from click.testing import CliRunner
 
 from exchange.cli.main import main
 from exchange.config import load_settings
+from exchange.model.stixkinds import parse_timestamp
 from exchange.node.service import Exchange, init_home
 from exchange.signing.canonical import EXTENSION_ID, normal_form
 from exchange.signing.cxsig import sign_object
@@ -257,7 +258,7 @@ def test_a_member_revokes_what_it_published_and_the_soc_receives_it(hub: Hub) ->
     revoked = lines(feed)[-1]
     assert (revoked["id"], revoked["revoked"], revoked["modified"]) == (
         target, True, done["detail"])
-    assert revoked["modified"] > real[0]["modified"]
+    assert parse_timestamp(revoked["modified"]) > parse_timestamp(real[0]["modified"])  # type: ignore[operator]
     assert revocation_reason(revoked) == reason
     assert revoked["extensions"][EXTENSION_ID]["kid"] == hub.signing["UZ-CERT"].kid
 

@@ -32,6 +32,7 @@ from exchange.cli.keys import (
 )
 from exchange.cli.options import http_options, read_api_key
 from exchange.cli.policy import policy
+from exchange.cli.revoke import revoke, revoke_file
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError
 from exchange.model.objects import OrgId
@@ -366,12 +367,21 @@ client_options = http_options(
 @click.option("--passphrase-file", type=click.Path(dir_okay=False),
               help="File holding the signing key's passphrase (default: $EXCHANGE_PASSPHRASE"
                    " or a prompt).")
+@click.option("--revoke", is_flag=True,
+              help="Revoke the objects FILE names (one id per line, or a STIX bundle's ids)"
+                   " instead of publishing it; needs --reason.")
+@click.option("--reason", help="Why the objects are revoked (with --revoke).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: bool,
             fmt: str, tlp: str, identity: str | None, valid_days: int | None,
             batch_size: int, sign_key: str | None, passphrase_file: str | None,
-            as_json: bool) -> None:
+            revoke: bool, reason: str | None, as_json: bool) -> None:
     """Publish a STIX bundle, CSV or IOC list to a collection over TAXII."""
+    if revoke:
+        revoke_file(file, url=url, user=user, api_key_file=api_key_file, insecure=insecure,
+                    reason=reason, sign_key=sign_key, passphrase_file=passphrase_file,
+                    as_json=as_json)
+        return
     from exchange.member import client  # noqa: PLC0415
     from exchange.member.publishing import load_objects  # noqa: PLC0415
 
@@ -417,50 +427,60 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
               help="Cursor file (default: OUT.cursor).")
 @click.option("--page-size", type=int, default=1000, show_default=True)
 @click.option("--verify", "check", is_flag=True,
-              help="Check every pulled object's signature against --registry; exit 1 if any"
-                   " is invalid.")
+              help="Check every pulled object's signature against --registry; invalid ones go"
+                   " to OUT.rejected, never into OUT.")
 @click.option("--registry", "registry_file", type=click.Path(dir_okay=False),
               help="The member registry to verify against ('exchange keys export').")
+@click.option("--reset", is_flag=True,
+              help="Start over: remove OUT, its cursor and OUT.rejected, then pull everything.")
 @click.option("--json", "as_json", is_flag=True)
 def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str,
          cursor_file: str | None, page_size: int, check: bool, registry_file: str | None,
-         as_json: bool) -> None:
-    """Download new objects of a collection incrementally into a JSON-lines file."""
+         reset: bool, as_json: bool) -> None:
+    """Download new objects of a collection incrementally into a JSON-lines file.
+
+    Exits 1 while OUT.rejected holds objects (from this run or an earlier one).
+    """
     from exchange.member import client  # noqa: PLC0415
 
+    if check and registry_file is None:
+        _fail("--verify needs --registry FILE (from 'exchange keys export')", 2)
+    cursor = Path(cursor_file) if cursor_file else None
+    removed = client.reset_pull(Path(out), cursor) if reset else []
     verifier = None
     conn = client.Connection(user, read_api_key(api_key_file), verify=not insecure)
     try:
-        if check:
+        if check and registry_file is not None:
             from exchange.member.pullcheck import PullVerifier  # noqa: PLC0415
 
-            if registry_file is None:
-                _fail("--verify needs --registry FILE (from 'exchange keys export')", 2)
             verifier = PullVerifier(read_registry_file(registry_file), conn, url)
-        report = client.pull(conn, url, Path(out),
-                             cursor_file=Path(cursor_file) if cursor_file else None,
-                             page_size=page_size,
-                             on_object=verifier.on_object if verifier else None)
-        verdicts = verifier.finish() if verifier else []
+        report = client.pull(conn, url, Path(out), cursor_file=cursor, page_size=page_size,
+                             screen=verifier.screen if verifier else None)
     finally:
         conn.close()
     data: dict[str, Any] = {"objects": report.objects, "pages": report.pages,
-                            "cursor": report.cursor}
-    text = [f"{report.objects} new objects in {report.pages} page(s) appended to {out};"
-            f" cursor {report.cursor or '(none)'}"]
+                            "cursor": report.cursor, "appended": report.kept,
+                            "rejected": report.rejected, "rejected_file": str(report.rejected_file),
+                            "quarantined": report.held, "removed": [str(p) for p in removed]}
+    text = [f"removed {', '.join(str(p) for p in removed)} (--reset)"] if removed else []
+    text.append(f"{report.objects} new objects in {report.pages} page(s): {report.kept}"
+                f" appended to {out}; cursor {report.cursor or '(none)'}")
     if verifier is not None:
         from exchange.member.verification import describe, summarise  # noqa: PLC0415
 
-        counts = summarise(verdicts)
+        counts = summarise(verifier.verdicts)
         data["verification"] = counts
-        text += [describe(v) for v in verdicts if v.status == "invalid"]
+        text += [describe(v) for v in verifier.verdicts if v.status == "invalid"]
         attested = (f" ({counts['node_attested']} attested by the node)"
                     if counts["node_attested"] else "")
-        text.append(f"verified {len(verdicts)} objects: {counts['valid']} valid{attested},"
+        text.append(f"verified {len(verifier.verdicts)} objects: {counts['valid']} valid{attested},"
                     f" {counts['unsigned']} unsigned, {counts['invalid']} invalid")
     _emit(as_json, data, "\n".join(text))
-    if verifier is not None and data["verification"]["invalid"]:
-        sys.exit(1)
+    if report.held:
+        earlier = f", {report.held_before} from earlier runs" if report.held_before else ""
+        _fail(f"{report.held} object(s) quarantined in {report.rejected_file}"
+              f" ({report.rejected} rejected by this run{earlier}), not in {out}: inspect"
+              " them, then remove that file, or pull again with --reset to start over")
 
 
 @main.command()
@@ -476,5 +496,5 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     run_demo(home, port=port, count=count, fresh=fresh)
 
 
-for _command in (policy, audit, keys, sign, verify):
+for _command in (policy, audit, keys, sign, verify, revoke):
     main.add_command(_command)

@@ -4,10 +4,12 @@ Uses the real ``taxii2-client`` (the client member CERTs and SOC tools already r
 with two things it lacks by default: a timeout on every request and access to the
 ``X-TAXII-Date-Added-Last`` header, which is the exact cursor for incremental pulls.
 
-``pull`` is at-least-once: objects are appended and flushed to the output file before
-the cursor file is replaced atomically, so a crash can repeat the last page but never
-skip one. Each line is the object's RFC 8785 canonical JSON, which for objects served by
-cert-exchange is exactly the stored bytes (and what a signature covers).
+``pull`` is at-least-once: objects are appended and flushed to the output file (or, when
+a screen rejects them, to its quarantine file) before the cursor file is replaced
+atomically, so a crash can repeat the last page but never skip one. Each line is the
+object's RFC 8785 canonical JSON, which for objects served by cert-exchange is exactly
+the stored bytes (and what a signature covers). A cursor whose feed file is gone is an
+error, never a silent empty pull; :func:`reset_pull` starts a feed over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,30 +174,122 @@ def read_cursor(path: Path, collection_url: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: A screen judges one page of pulled objects: per object, None to keep it in the feed,
+#: or the reason it goes to the quarantine file instead (see :func:`pull`).
+Screen = Callable[[Sequence[dict[str, Any]]], Sequence[str | None]]
+
+
 @dataclass
 class PullReport:
-    """Result of one pull."""
+    """Result of one pull.
+
+    Attributes:
+        objects: Objects received (kept and rejected).
+        pages: Pages read.
+        cursor: The ``added_after`` saved (the one read when nothing new arrived).
+        kept: Objects appended to the feed file.
+        rejected: Objects of this run written to the quarantine file instead.
+        rejected_file: The quarantine file.
+        held_before: Objects the quarantine file already held when the run started.
+    """
 
     objects: int = 0
     pages: int = 0
     cursor: str | None = None
+    kept: int = 0
+    rejected: int = 0
+    rejected_file: Path | None = None
+    held_before: int = 0
+
+    @property
+    def held(self) -> int:
+        """Objects in the quarantine file now."""
+        return self.held_before + self.rejected
+
+
+def pull_files(out: Path, cursor_file: Path | None = None) -> tuple[Path, Path]:
+    """The cursor and quarantine files of a feed file: ``OUT.cursor`` (unless given) and
+    ``OUT.rejected``."""
+    return (cursor_file or out.with_name(out.name + ".cursor"),
+            out.with_name(out.name + ".rejected"))
+
+
+def reset_pull(out: Path, cursor_file: Path | None = None) -> list[Path]:
+    """Start a feed over: remove the feed file, its cursor and its quarantine file.
+
+    Returns:
+        The files removed (those that existed).
+
+    Raises:
+        InvalidInput: A file could not be removed.
+    """
+    removed = []
+    for path in (out, *pull_files(out, cursor_file)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise InvalidInput(f"cannot remove {path}: {e.strerror}") from e
+        removed.append(path)
+    return removed
+
+
+def count_lines(path: Path) -> int:
+    """Non-empty lines of a file (0 when it does not exist).
+
+    Raises:
+        InvalidInput: The file exists but cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror}") from e
+
+
+def quarantine_line(obj: dict[str, Any], reason: str, received: str) -> bytes:
+    """One line of the quarantine file: the object's id, why it was rejected, when it was
+    received, and the object itself, as RFC 8785 canonical JSON."""
+    identifier = obj.get("id")
+    return rfc8785.dumps({
+        "id": identifier if isinstance(identifier, str) else None,
+        "reason": reason,
+        "received": received,
+        "object": obj,
+    }) + b"\n"
 
 
 def pull(conn: Connection, collection_url: str, out: Path, *, cursor_file: Path | None = None,
          page_size: int = 1000, max_pages: int | None = None,
-         on_object: Callable[[dict[str, Any]], None] | None = None,
+         screen: Screen | None = None,
          progress: Callable[[int], None] | None = None) -> PullReport:
     """Append new objects of a collection to a JSON-lines file, resuming from a cursor.
 
+    With ``screen``, each page is judged before anything of it is written: the objects
+    it rejects go to the quarantine file ``OUT.rejected`` (:func:`quarantine_line`),
+    never into ``out``. Both files are flushed to disk before the cursor moves past the
+    page, so the cursor covers exactly what was handled, kept or rejected.
+
     Raises:
         RemoteError: The server failed or refused.
-        InvalidInput: The cursor file is unusable.
+        InvalidInput: The cursor file is unusable, or it exists while ``out`` does not
+            (the feed it counted was removed: pulling on would skip everything before it).
     """
     collection_url = collection_url.rstrip("/") + "/"
-    cursor_path = cursor_file or out.with_name(out.name + ".cursor")
+    cursor_path, rejected_path = pull_files(out, cursor_file)
     added_after = read_cursor(cursor_path, collection_url)
+    if cursor_path.exists() and not out.exists():
+        raise InvalidInput(
+            f"the cursor file {cursor_path} exists but the feed file {out} does not, so"
+            f" pulling on would skip every object before the cursor; run again with"
+            f" --reset to pull everything into a new {out}, or restore {out}"
+        )
     collection = conn.collection(collection_url)
-    report = PullReport(cursor=added_after)
+    report = PullReport(cursor=added_after, rejected_file=rejected_path,
+                        held_before=count_lines(rejected_path))
     token: str | None = None
     with out.open("ab") as sink:
         while max_pages is None or report.pages < max_pages:
@@ -208,15 +303,26 @@ def pull(conn: Connection, collection_url: str, out: Path, *, cursor_file: Path 
             except (requests.RequestException, TAXIIServiceException) as e:
                 raise remote_error(e, "pull failed") from e
             objects = envelope.get("objects", [])
-            for obj in objects:
-                sink.write(rfc8785.dumps(obj) + b"\n")
-                if on_object is not None:
-                    on_object(obj)
+            # read before the screen, which may make requests of its own
+            last = conn.last_headers.get("X-TAXII-Date-Added-Last")
+            reasons = list(screen(objects)) if screen is not None else [None] * len(objects)
+            if len(reasons) != len(objects):
+                raise ValueError("the screen must judge every object of the page")
+            received = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            quarantined = [quarantine_line(obj, reason, received)
+                           for obj, reason in zip(objects, reasons, strict=True)
+                           if reason is not None]
+            if quarantined:
+                _append_synced(rejected_path, quarantined)
+            for obj, reason in zip(objects, reasons, strict=True):
+                if reason is None:
+                    sink.write(rfc8785.dumps(obj) + b"\n")
             sink.flush()
             os.fsync(sink.fileno())
             report.pages += 1
             report.objects += len(objects)
-            last = conn.last_headers.get("X-TAXII-Date-Added-Last")
+            report.rejected += len(quarantined)
+            report.kept += len(objects) - len(quarantined)
             if objects and last:
                 report.cursor = last
                 _write_cursor(cursor_path, {"collection": collection_url, "added_after": last})
@@ -228,6 +334,13 @@ def pull(conn: Connection, collection_url: str, out: Path, *, cursor_file: Path 
             if not token:
                 break
     return report
+
+
+def _append_synced(path: Path, lines: Sequence[bytes]) -> None:
+    with path.open("ab") as f:
+        f.writelines(lines)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_jsonl(path: Path) -> Iterable[dict[str, Any]]:

@@ -3,19 +3,22 @@
 A consumer cannot see when the exchange recorded an object, which is what decides
 whether a rotated or revoked key was still good (:mod:`exchange.member.verification`). A TAXII
 page tells it within bounds: every object of a page was recorded between the page's
-``X-TAXII-Date-Added-First`` and ``X-TAXII-Date-Added-Last``. :class:`PullVerifier`
-checks each object against those bounds as it arrives; when they straddle a change of
-the key's validity (a rotation or compromise inside the page), :meth:`PullVerifier.finish`
-asks the collection's manifest for the exact ``date_added`` and checks again. It runs
-after the pull, so the pull's cursor is never read from a manifest response.
+``X-TAXII-Date-Added-First`` and ``X-TAXII-Date-Added-Last``. :meth:`PullVerifier.screen`
+checks each page against those bounds before any of it is written; when they straddle a
+change of a key's validity (a rotation or compromise inside the page), it asks the
+collection's manifest for the exact ``date_added`` and checks again, so a page is judged
+whole and an invalid object never reaches the feed file (``client.pull`` reads the
+page's cursor before the manifest request).
 
-What it leaves to others: writing the objects and the cursor (:func:`exchange.member.client.pull`),
-and the verdicts themselves (:func:`exchange.member.verification.check_object`).
+What it leaves to others: writing the feed, the quarantine file and the cursor
+(:func:`exchange.member.client.pull`), and the verdicts themselves
+(:func:`exchange.member.verification.check_object`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 import requests
@@ -48,7 +51,6 @@ class PullVerifier:
         self._url = collection_url
         self._now = time.time_ns() // 1000
         self.verdicts: list[Verdict] = []
-        self._pending: list[tuple[int, dict[str, Any]]] = []
 
     def __repr__(self) -> str:
         return f"PullVerifier({len(self.verdicts)} objects checked)"
@@ -64,41 +66,43 @@ class PullVerifier:
         except InvalidInput:
             return None
 
-    def on_object(self, obj: dict[str, Any]) -> None:
-        """Check one received object (the ``on_object`` hook of ``client.pull``)."""
-        verdict = check_object(self._trusted, obj, recorded_between=self._bounds(),
-                               now=self._now)
-        if verdict.needs_recording_time:
-            self._pending.append((len(self.verdicts), obj))
-        self.verdicts.append(verdict)
+    def screen(self, objects: Sequence[dict[str, Any]]) -> list[str | None]:
+        """Judge one page (the ``screen`` of ``client.pull``): per object, None to keep it,
+        or why it is invalid.
 
-    def finish(self) -> list[Verdict]:
-        """Check again, with the exact recording time, the objects that need it.
-
-        Returns:
-            One verdict per object received, in order.
+        Each object is checked against the page's bounds; objects whose bounds straddle a
+        change of their key's validity are checked again with the exact recording time
+        from the collection's manifest before the page is judged, so nothing ambiguous is
+        ever kept.
 
         Raises:
-            RemoteError: A manifest request failed.
+            RemoteError: A manifest request failed (nothing of the page is written).
         """
-        collection = self._conn.collection(self._url)
-        for start in range(0, len(self._pending), _LOOKUP_BATCH):
-            chunk = self._pending[start:start + _LOOKUP_BATCH]
-            ids = sorted({str(obj.get("id")) for _, obj in chunk})
-            versions = sorted({_version(obj) for _, obj in chunk} - {""})
-            try:
-                manifest = collection.get_manifest(id=ids, version=versions or "all",
-                                                   limit=1000)
-            except (requests.RequestException, TAXIIServiceException) as e:
-                raise remote_error(e, "manifest lookup failed") from e
-            recorded = _recording_times(manifest)
-            for index, obj in chunk:
+        bounds = self._bounds()
+        verdicts = [check_object(self._trusted, obj, recorded_between=bounds, now=self._now)
+                    for obj in objects]
+        pending = [i for i, v in enumerate(verdicts) if v.needs_recording_time]
+        for start in range(0, len(pending), _LOOKUP_BATCH):
+            chunk = pending[start:start + _LOOKUP_BATCH]
+            recorded = self._recorded([objects[i] for i in chunk])
+            for index in chunk:
+                obj = objects[index]
                 at = recorded.get((str(obj.get("id")), _micros_or_none(_version(obj))))
                 if at is not None:
-                    self.verdicts[index] = check_object(
-                        self._trusted, obj, recorded_between=(at, at), now=self._now)
-        self._pending = []
-        return self.verdicts
+                    verdicts[index] = check_object(self._trusted, obj,
+                                                   recorded_between=(at, at), now=self._now)
+        self.verdicts.extend(verdicts)
+        return [(v.reason or "invalid") if v.status == "invalid" else None for v in verdicts]
+
+    def _recorded(self, objects: Sequence[dict[str, Any]]) -> dict[tuple[str, int | None], int]:
+        ids = sorted({str(obj.get("id")) for obj in objects})
+        versions = sorted({_version(obj) for obj in objects} - {""})
+        collection = self._conn.collection(self._url)
+        try:
+            manifest = collection.get_manifest(id=ids, version=versions or "all", limit=1000)
+        except (requests.RequestException, TAXIIServiceException) as e:
+            raise remote_error(e, "manifest lookup failed") from e
+        return _recording_times(manifest)
 
 
 def _version(obj: dict[str, Any]) -> str:

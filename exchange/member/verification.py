@@ -4,7 +4,9 @@ The registry document itself (:func:`~exchange.signing.published.read_registry`)
 read by :mod:`exchange.signing.published`; this module judges objects against it.
 
 :func:`check_object` gives the verdict a consumer acts on: ``valid`` (signature, owner
-binding and time binding hold), ``unsigned``, or ``invalid`` with the reason. The time
+binding and time binding hold; an object signed by one of the node's own keys is bound
+to the node, and its owner reads "(node-attested)"), ``unsigned``, or ``invalid`` with
+the reason. The time
 that decides key validity is when the exchange recorded the object, which a consumer
 knows only approximately: exactly, between two bounds (a TAXII page's
 ``X-TAXII-Date-Added-First`` and ``-Last``), or not at all (a file). Without it, a
@@ -105,7 +107,8 @@ def check_object(
         record = trusted.registry.record(verified.kid)
         if verified.kid in trusted.node_kids:
             # A node key is bound to the node, not to the object's author: the node
-            # attests a copy it derived, whose created_by_ref (if any) names the author.
+            # attests what it made itself (a copy it derived, a revocation an admin
+            # ordered), whose created_by_ref (if any) names the author.
             _check_time(trusted.registry, record, recorded_between, now)
             return Verdict(label, "valid", kid, trusted.owner_of(kid), node_attested=True)
         creator = obj.get("created_by_ref")

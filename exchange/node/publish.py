@@ -3,8 +3,8 @@
 Envelope-level problems refuse the request; each object is then judged on its own and
 reported in a status resource: a bad object is never partly stored, the good objects of
 the same envelope are. The stored versions and the ledger's publish records are written
-in one transaction. Also here: deleting versions (TAXII 2.1 section 5.7) and reading a
-status resource back.
+in one transaction. Also here: reading a status resource back. (Deleting, TAXII 2.1
+section 5.7, is a withdrawal by an admin: :mod:`exchange.node.withdraw`.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from exchange.model.envelope import parse_envelope
 from exchange.model.objects import Principal, Role, StixObject, Tlp
 from exchange.model.stix import validate_object
 from exchange.model.tlp import is_standard_tlp_definition
-from exchange.node.auditing import admin_record, chunks
+from exchange.node.auditing import chunks
 from exchange.node.base import BASELINE_POLICY_DIGEST, NodeBase, current_request_id, now_micros
 from exchange.node.keyring import verify_for_ingest
 from exchange.policy import PolicySet, inline_markings, level_of, red_recipients_of
@@ -29,12 +29,10 @@ from exchange.storage.base import (
     AddResult,
     Collection,
     NewVersion,
-    ObjectQuery,
     Status,
     StatusDetail,
-    VersionMatch,
 )
-from exchange.storage.timestamps import from_micros, to_micros
+from exchange.storage.timestamps import to_micros
 
 log = logging.getLogger(__name__)
 
@@ -170,37 +168,6 @@ class Publishing(NodeBase):
             red_recipients=red_recipients_of(obj.data),
         )
 
-    def delete_object(self, principal: Principal, api_root: str, collection_ref: str,
-                      object_id: str, query: ObjectQuery) -> int:
-        """Delete versions of an object (TAXII 2.1 section 5.7).
-
-        Only the producing organisation's publishers, or an admin, may delete.
-
-        Raises:
-            NotFound: The object is not visible.
-            PermissionDenied: The principal may not delete it.
-        """
-        collection, access = self.collection_for(principal, api_root, collection_ref)
-        if not (access.can_read and access.can_write):
-            raise PermissionDenied(f"you may not delete from collection {collection_ref!r}")
-        page = self.store.get_versions(self.visibility(principal, ObjectQuery(
-            collection_id=collection.id, ids=(object_id,), limit=1, include_body=False),
-            self.rule_for(principal, collection)))
-        if not page.rows:
-            raise NotFound(f"object {object_id!r} not found")
-        if principal.role is not Role.ADMIN and page.rows[0].producer_org != principal.org_id:
-            raise PermissionDenied("only the organisation that created an object may delete it")
-        record = admin_record("object.delete", object_id, {
-            "collection": collection.id, "org": principal.org_name,
-            "versions": _describe_versions(query.versions),
-        }, actor=principal.account_name, request_id=current_request_id())
-        with self.store.audited([record]):
-            deleted = self.store.delete_object(collection.id, object_id, query.versions,
-                                               query.spec_versions)
-        log.info("%s deleted %d version(s) of %s from %s", principal.account_name, deleted,
-                 object_id, collection.title)
-        return deleted
-
     def status(self, principal: Principal, api_root: str, status_id: str) -> Status:
         """A status resource, shown only to the organisation that submitted it.
 
@@ -214,15 +181,6 @@ class Publishing(NodeBase):
         if status.org_id != principal.org_id and principal.role is not Role.ADMIN:
             raise NotFound(f"status {status_id!r} not found")
         return status
-
-
-def _describe_versions(match: VersionMatch) -> str:
-    """``match[version]`` as the ledger shows it: ``all``, ``first,last``, timestamps."""
-    if match.all:
-        return "all"
-    parts = [name for name, on in (("first", match.first), ("last", match.last)) if on]
-    parts += [from_micros(v) for v in match.exact]
-    return ",".join(parts)[:512] or "last"
 
 
 def _candidate_field(candidate: object, name: str) -> str | None:

@@ -2,7 +2,8 @@
 
 :class:`Exchange` combines the use-case mixins over the shared state of
 :class:`~exchange.node.base.NodeBase`: members and keys (:mod:`.members`), publishing
-(:mod:`.publish`), reading and disclosure (:mod:`.read`), explaining (:mod:`.explain`).
+(:mod:`.publish`), reading and disclosure (:mod:`.read`), explaining (:mod:`.explain`),
+withdrawing (:mod:`.withdraw`, TAXII DELETE: admins only, as a node-signed revocation).
 Together they orchestrate the pure model (validation, TLP), the store and the API-key
 scheme. It knows nothing about HTTP or the command line: the TAXII adapter
 (:mod:`exchange.taxii`) and the CLI (:mod:`exchange.cli.main`) call it and translate its
@@ -15,6 +16,8 @@ Access rules applied here (the sharing-policy engine refines the read side):
   only read. Admins may read every collection.
 * A collection an account can neither read nor write does not exist for it (404), so
   names of other members' collections do not leak.
+* Only admin accounts may delete (TAXII DELETE), and a delete is a node-signed
+  revocation that reaches every earlier recipient (:mod:`.withdraw`).
 * An account may publish only objects whose ``created_by_ref`` is its own organisation's
   identity (objects without ``created_by_ref``, such as SCOs and marking definitions,
   are attributed to the publishing organisation).
@@ -36,6 +39,7 @@ from exchange.node.members import Members
 from exchange.node.nodekey import ensure_node_key
 from exchange.node.publish import Publishing
 from exchange.node.read import Reading
+from exchange.node.withdraw import Withdrawing
 from exchange.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -79,5 +83,5 @@ def init_home(settings: Settings) -> bool:
     return created
 
 
-class Exchange(Members, Publishing, Reading, Explaining):
+class Exchange(Members, Publishing, Reading, Explaining, Withdrawing):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

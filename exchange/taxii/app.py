@@ -58,6 +58,7 @@ from exchange.signing.definition import extension_definition_json
 from exchange.storage import open_store
 from exchange.taxii.audit_api import register_audit_api
 from exchange.taxii.backend import ExchangeBackend
+from exchange.taxii.delete import register_delete
 from exchange.taxii.http import (
     MEDIA_TYPE_TAXII,
     NextTokens,
@@ -241,6 +242,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
                         mimetype="application/stix+json;version=2.1")
 
     register_audit_api(app, exchange)
+    register_delete(app, settings.api_root)
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:

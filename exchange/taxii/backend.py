@@ -316,6 +316,8 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
 
     def delete_object(self, api_root: str, collection_id: str, object_id: str,
                       filter_args: Any, allowed_filters: Any) -> None:
+        """Withdraw an object (admins only; :mod:`exchange.taxii.delete` routes DELETE
+        here past medallion's own permission check)."""
         principal = current_principal()
         query = ObjectQuery(
             collection_id=CollectionId(""),

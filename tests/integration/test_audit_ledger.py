@@ -333,15 +333,16 @@ def test_refusals_and_admin_changes_are_recorded(hub: Hub) -> None:
     assert not any(secret in out for secret in secrets)
 
     (victim,) = _publish(hub, 1, seed=4)
-    gone = requests.delete(f"{hub.base}/cx/collections/{hub.jwg}/objects/{victim}/",
+    kept = requests.delete(f"{hub.base}/cx/collections/{hub.jwg}/objects/{victim}/",
                            auth=("uz-pub", hub.keys["uz-pub"]), headers={"Accept": TAXII},
                            timeout=30)
-    assert gone.status_code == 200
-    code, out, err = hub.cli("audit", "records", "--kind", "admin", "--object", victim)
+    assert kept.status_code == 403  # only admins delete; a refused write is a denial
+    code, out, err = hub.cli("audit", "records", "--kind", "denial")
     assert code == 0, err
-    (deleted,) = [json.loads(line) for line in out.splitlines()]
-    assert (deleted["action"], deleted["actor"], deleted["details"]["versions"]) == (
-        "object.delete", "uz-pub", "all")
+    (refusal,) = [d for d in map(json.loads, out.splitlines())
+                  if d["request_id"] == kept.headers["X-Request-ID"]]
+    assert (refusal["rule"], refusal["recipient_account"], refusal["collection"]) == (
+        "deny-delete-not-admin", "uz-pub", hub.jwg)
 
 
 def _sequencers(home: Path) -> list[int]:

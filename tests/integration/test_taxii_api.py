@@ -262,14 +262,15 @@ def test_get_unknown_object_is_404(node: Node) -> None:
     assert r.json()["http_status"] == "404"
 
 
-def test_delete_by_creator_only(node: Node) -> None:
+def test_delete_by_admins_only_as_a_revocation(node: Node) -> None:
     obj = indicator(node.identities["UZ-CERT"])
     publish(node, "jwg", obj)
     url = node.collection_url("jwg") + f"objects/{obj['id']}/"
-    denied = requests_delete(node, url, "pk-pub")
-    assert denied.status_code == 403
-    assert requests_delete(node, url, "uz-pub").status_code == 200
-    assert node.get(url).status_code == 404
+    for publisher in ("pk-pub", "uz-pub"):
+        assert requests_delete(node, url, publisher).status_code == 403
+    assert requests_delete(node, url, "admin").status_code == 200
+    served = node.get(url).json()["objects"]
+    assert [(o["id"], o["revoked"]) for o in served] == [(obj["id"], True)]
 
 
 def requests_delete(node: Node, url: str, account: str):  # type: ignore[no-untyped-def]

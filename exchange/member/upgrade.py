@@ -19,6 +19,8 @@ tables of sections 4 to 7):
 * malware gains ``is_family`` ``true``: a 2.0 malware object must have a ``name`` and
   describes what 2.1 calls a family;
 * hash names in ``hashes`` use the 2.1 spelling (``ssdeep`` is ``SSDEEP``);
+* a property the spec defines as one string but given as a one-element list of a string
+  (Unit 42's playbooks write ``"identity_class": ["unknown"]``) holds that string;
 * timestamps are written in the 2.1 form, in UTC with a ``Z`` and, for ``created`` and
   ``modified``, at least millisecond precision (section 3.2); the instant never changes,
   so ``modified`` still names the same version;
@@ -48,8 +50,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from exchange import __version__
-from exchange.model.stixkinds import IDENTIFIER, SCO_TYPES
-from exchange.model.stixtypes import TLP1_IDS
+from exchange.model.envelope import is_stix20_object
+from exchange.model.stixkinds import IDENTIFIER, NonEmptyStr, Str
+from exchange.model.stixtypes import TLP1_IDS, TYPE_SPECS
 
 __all__ = [
     "PROVENANCE_SOURCE",
@@ -131,14 +134,6 @@ class UpgradeReport:
                 + ", ".join(parts))
 
 
-def _is_20_object(obj: Mapping[str, Any]) -> bool:
-    version = obj.get("spec_version")
-    if version == "2.0":
-        return True
-    # 2.0 has no top-level SCOs; a 2.1 SCO may omit spec_version.
-    return version is None and isinstance(obj.get("type"), str) and obj["type"] not in SCO_TYPES
-
-
 def is_stix20(document: Any, objects: Sequence[Mapping[str, Any]]) -> bool:
     """Whether a parsed document is STIX 2.0 content this module should upgrade.
 
@@ -151,7 +146,7 @@ def is_stix20(document: Any, objects: Sequence[Mapping[str, Any]]) -> bool:
     """
     if isinstance(document, Mapping) and document.get("spec_version") == "2.0":
         return True
-    return any(_is_20_object(obj) for obj in objects)
+    return any(is_stix20_object(obj) for obj in objects)
 
 
 def _timestamp(value: str, *, milliseconds: bool) -> str | None:
@@ -273,6 +268,13 @@ def _upgrade_one(original: Mapping[str, Any], renamed: Mapping[str, str]
             changes.add(f"labels -> {target}")
         else:  # not a list: leave it for validation to refuse with its reason
             obj["labels"] = labels
+    spec = TYPE_SPECS.get(obj_type) if isinstance(obj_type, str) else None
+    for key, kind in (spec.properties.items() if spec is not None else ()):
+        value = obj.get(key)
+        if (isinstance(kind, Str | NonEmptyStr) and isinstance(value, list) and len(value) == 1
+                and isinstance(value[0], str)):
+            obj[key] = value[0]
+            changes.add(f"{key} one-element list -> string")
     if obj_type == "indicator" and "pattern_type" not in obj:
         obj["pattern_type"] = "stix"
         changes.add("pattern_type stix")
@@ -316,12 +318,12 @@ def upgrade_objects(objects: Sequence[Mapping[str, Any]]) -> UpgradeReport:
     """
     report = UpgradeReport()
     for obj in objects:
-        if _is_20_object(obj):
+        if is_stix20_object(obj):
             new_id = _new_id(obj)
             if new_id is not None:
                 report.renamed[str(obj["id"])] = new_id
     for original in objects:
-        if not _is_20_object(original):
+        if not is_stix20_object(original):
             kept = dict(original)
             report.objects.append(_follow_renames(kept, report.renamed)
                                   if report.renamed else kept)

@@ -38,8 +38,8 @@ def _policies(tmp: Path) -> Path:
     collections = target / "collections.yaml"
     text = collections.read_text().replace("require_signatures: true",
                                            "require_signatures: false")
-    text = text.replace("owner: UZ-CERT\n", "owner: UZ-CERT\n    custom_content: no-custom-objects\n")
-    text = text.replace("owner: PK-CERT\n", "owner: PK-CERT\n    custom_content: predefined-only\n")
+    for owner, rule in (("UZ-CERT", "no-custom-objects"), ("PK-CERT", "predefined-only")):
+        text = text.replace(f"owner: {owner}\n", f"owner: {owner}\n    custom_content: {rule}\n")
     collections.write_text(text)
     return target
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
@@ -91,7 +92,9 @@ def elevate_xml(data: bytes, path: Path, limits: Limits) -> list[dict[str, Any]]
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             initialize_options(options={"spec_version": "2.1", "silent": True,
                                         "validator_args": "--version 2.1"})
             result = elevate(text)

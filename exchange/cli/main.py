@@ -372,21 +372,26 @@ client_options = http_options(
                    " instead of publishing it; needs --reason.")
 @click.option("--reason", help="Why the objects are revoked (with --revoke).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--verbose", is_flag=True, help="List every refused object, not one line per reason.")
 def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: bool,
             fmt: str, tlp: str, identity: str | None, valid_days: int | None,
             batch_size: int, sign_key: str | None, passphrase_file: str | None,
-            revoke: bool, reason: str | None, as_json: bool) -> None:
-    """Publish a STIX bundle, CSV or IOC list to a collection over TAXII."""
+            revoke: bool, reason: str | None, as_json: bool, verbose: bool) -> None:
+    """Publish a STIX 2.1 or 2.0 bundle, STIX 1.x XML, CSV or IOC list over TAXII."""
     if revoke:
         revoke_file(file, url=url, user=user, api_key_file=api_key_file, insecure=insecure,
                     reason=reason, sign_key=sign_key, passphrase_file=passphrase_file,
                     as_json=as_json)
         return
+    from exchange.cli.refusals import format_refusals, group_refusals  # noqa: PLC0415
     from exchange.member import client  # noqa: PLC0415
-    from exchange.member.publishing import load_objects  # noqa: PLC0415
+    from exchange.member.publishing import read_publishable  # noqa: PLC0415
 
-    objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity,
-                           valid_days=valid_days)
+    loaded = read_publishable(Path(file), fmt=fmt, tlp=tlp, identity=identity,
+                              valid_days=valid_days)
+    objects = loaded.objects
+    for note in loaded.notes:
+        click.echo(note, err=True)
     signing: dict[str, Any] = {}
     if sign_key:
         from exchange.member.signer import sign_all  # noqa: PLC0415
@@ -409,11 +414,16 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
         conn.close()
     data = {"total": report.total, "succeeded": report.succeeded, "failed": report.failed,
             "failures": [{"id": i, "message": m} for i, m in report.failures],
-            "status_ids": report.status_ids}
+            "refusals": [g.as_json() for g in group_refusals(report.failures)],
+            "source": loaded.source, "status_ids": report.status_ids}
+    if loaded.upgrade is not None:
+        data["upgrade"] = {"objects": len(loaded.upgrade.upgraded),
+                           "changes": dict(loaded.upgrade.changes),
+                           "renamed": loaded.upgrade.renamed}
     if signing:
         data["signing"] = signing
     text = [f"{report.succeeded} of {report.total} objects accepted, {report.failed} refused"]
-    text += [f"  refused {i}: {m}" for i, m in report.failures]
+    text += format_refusals(report.failures, verbose=verbose)
     _emit(as_json, data, "\n".join(text))
     if report.failed:
         sys.exit(1)

@@ -1,18 +1,23 @@
 """Turn an analyst's file into the STIX objects ``exchange publish`` sends.
 
-Accepted inputs: a STIX 2.1 bundle, a TAXII envelope, a single object or a JSON array of
-objects; or a CSV / plain list of IOCs, which become STIX 2.1 indicators created by the
-publisher's identity and marked with the chosen TLP level (see :mod:`exchange.member.iocs`).
-Pure apart from reading the one file it is given.
+Accepted inputs: a STIX 2.1 or 2.0 bundle, a TAXII envelope, a single object or a JSON
+array of objects (STIX 2.0 is upgraded to 2.1 by :mod:`exchange.member.upgrade`); STIX 1.x
+XML through the optional stix2-elevator (:mod:`exchange.member.stix1`); or a CSV / plain
+list of IOCs, which become STIX 2.1 indicators created by the publisher's identity and
+marked with the chosen TLP level (see :mod:`exchange.member.iocs`). Pure apart from
+reading the one file it is given.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from exchange.errors import InvalidInput
 from exchange.member.iocs import iocs_to_objects, parse_ioc_text
+from exchange.member.stix1 import elevate_xml
+from exchange.member.upgrade import UpgradeReport, is_stix20, upgrade_objects
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.tlp import parse_level
@@ -41,21 +46,51 @@ def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
     return objects
 
 
+@dataclass
+class Loaded:
+    """What :func:`read_publishable` read.
+
+    Attributes:
+        objects: The STIX 2.1 objects to publish.
+        source: ``stix2.1``, ``stix2.0``, ``stix1`` or ``iocs``.
+        upgrade: For STIX 2.0 input, what the upgrade did.
+        notes: One line each for the analyst (what was converted).
+    """
+
+    objects: list[dict[str, Any]]
+    source: str
+    upgrade: UpgradeReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
                  identity: str | None = None, valid_days: int | None = None
                  ) -> list[dict[str, Any]]:
-    """Read the objects to publish from ``path``.
+    """Read the objects to publish from ``path`` (see :func:`read_publishable`).
+
+    Raises:
+        InvalidInput: As for :func:`read_publishable`.
+    """
+    return read_publishable(path, fmt=fmt, tlp=tlp, identity=identity,
+                            valid_days=valid_days).objects
+
+
+def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
+                     identity: str | None = None, valid_days: int | None = None) -> Loaded:
+    """Read the objects to publish from ``path``, as STIX 2.1.
 
     Args:
         path: The input file.
-        fmt: ``stix``, ``csv``, ``list`` or ``auto`` (JSON if it parses as JSON, CSV if
-            the first line is a header with a ``value`` column, else a plain list).
+        fmt: ``stix``, ``csv``, ``list`` or ``auto`` (JSON if it starts like JSON, STIX
+            1.x XML if it starts with ``<``, CSV if the first line is a header with a
+            ``value`` column, else a plain list).
         tlp: TLP level for indicators made from IOCs.
         identity: The publisher's identity id, required for IOC input.
         valid_days: Optional validity of indicators made from IOCs.
 
     Raises:
-        InvalidInput: Unreadable file, bad JSON, bad IOC lines, missing identity.
+        InvalidInput: Unreadable file, bad JSON, bad IOC lines, missing identity; STIX
+            1.x XML without the ``stix1`` extra installed, or that it cannot convert.
     """
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
@@ -64,9 +99,20 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
     except OSError as e:
         raise InvalidInput(f"cannot read {path}: {e.strerror}") from e
     stripped = data.lstrip()
+    limits = Limits(max_body_bytes=MAX_INPUT_BYTES)
+    if stripped.startswith(b"\xef\xbb\xbf"):
+        stripped = stripped[3:].lstrip()
+    if fmt in ("stix", "auto") and stripped[:1] == b"<":
+        objects = elevate_xml(data, path, limits)
+        return Loaded(objects, "stix1", notes=[
+            f"converted STIX 1.x XML to {len(objects)} STIX 2.1 object(s) with stix2-elevator"])
     if fmt == "stix" or (fmt == "auto" and stripped[:1] in (b"{", b"[")):
-        limits = Limits(max_body_bytes=MAX_INPUT_BYTES)
-        return objects_in(parse_json(data, limits), path)
+        document = parse_json(data, limits)
+        objects = objects_in(document, path)
+        if not is_stix20(document, objects):
+            return Loaded(objects, "stix2.1")
+        upgrade = upgrade_objects(objects)
+        return Loaded(upgrade.objects, "stix2.0", upgrade=upgrade, notes=[upgrade.summary()])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -79,5 +125,5 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
     iocs = parse_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
     if not iocs:
         raise InvalidInput(f"{path}: no indicators found")
-    return iocs_to_objects(iocs, identity_id=identity, tlp=parse_level(tlp),
-                           valid_days=valid_days)
+    return Loaded(iocs_to_objects(iocs, identity_id=identity, tlp=parse_level(tlp),
+                                  valid_days=valid_days), "iocs")

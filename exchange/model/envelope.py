@@ -13,11 +13,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.errors import InvalidInput, LimitExceeded
+from exchange.errors import InvalidInput, InvalidObject, LimitExceeded
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
+from exchange.model.stixkinds import SCO_TYPES
 
 ENVELOPE_KEYS = frozenset({"objects", "more", "next"})
+#: The one refusal of an envelope (or bundle) of STIX 2.0 objects.
+STIX20_REFUSAL = (
+    "STIX 2.0 is not accepted over TAXII 2.1 (its objects have no spec_version \"2.1\");"
+    " upgrade it with `exchange publish FILE`, which converts STIX 2.0 to 2.1 on your side"
+    " before signing and sending"
+)
+
+
+def is_stix20_object(obj: Any) -> bool:
+    """Whether ``obj`` is a STIX 2.0 object.
+
+    True for ``spec_version`` ``"2.0"``, or none on a type that is not a STIX 2.1 SCO
+    (2.0 had no top-level SCOs; a 2.1 SCO may omit ``spec_version``).
+    """
+    if not isinstance(obj, dict):
+        return False
+    version = obj.get("spec_version")
+    if version == "2.0":
+        return True
+    return version is None and isinstance(obj.get("type"), str) and obj["type"] not in SCO_TYPES
+
+
+def refuse_stix20(objects: list[Any]) -> None:
+    """Refuse, once, an envelope whose objects are all STIX 2.0.
+
+    See :func:`is_stix20_object`. An envelope that mixes 2.0 and 2.1 objects is judged
+    object by object.
+
+    Raises:
+        InvalidObject: Every object is a STIX 2.0 object (HTTP 422); the message names
+            the command that upgrades them.
+    """
+    if objects and all(is_stix20_object(obj) for obj in objects):
+        raise InvalidObject(STIX20_REFUSAL)
 
 _JSON_TYPE_NAMES = {
     list: "a JSON array",
@@ -54,6 +89,8 @@ def parse_envelope(data: bytes, limits: Limits) -> list[Any]:
             f"expected a TAXII envelope (a JSON object with an 'objects' list), got {got}"
         )
     if doc.get("type") == "bundle":
+        if doc.get("spec_version") == "2.0":
+            raise InvalidObject(STIX20_REFUSAL)
         raise InvalidInput(
             "expected a TAXII envelope (a JSON object with an 'objects' list), got a STIX"
             ' bundle; send its objects list as {"objects": [...]}'

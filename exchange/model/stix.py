@@ -11,6 +11,17 @@ stix2 by design, because it stores and serves the bytes it received, never stix2
 * top-level property names are lowercase letters, digits and ``_`` starting with a letter;
   ``custom_properties``, ``allow_custom`` and ``interoperability`` (stix2 constructor
   arguments, the first one a way around ``allow_custom=False``) are refused;
+* custom content is accepted as STIX 2.1 section 11 allows (:func:`custom_content_of` says
+  what an object holds, for a policy that restricts it): a property the spec does not
+  define for the type (a legacy ``x_`` property, or one a toplevel-property-extension
+  defines) has a name of 3 to 250 characters that is not one of the common property names
+  (sections 3.2, 6.1) and a value that is not null or an empty list; custom properties
+  inside a predefined SCO extension likewise. stix2 checks the object without them. An
+  object of a type the spec does not define (a legacy ``x-`` custom object, or a
+  ``new-sdo``/``new-sro``/``new-sco`` type of an extension definition, section 7.3) has
+  the common properties of an SDO (``spec_version``, ``created``, ``modified``
+  required), or of an SCO when it declares ``new-sco``, each checked as for predefined
+  types; its own properties follow the custom property rules;
 * ``id`` is ``<type>--<RFC 4122 UUID>`` in the 8-4-4-4-12 form, its prefix equal to
   ``type``; every ``*_ref``/``*_refs`` property, at any depth, holds such identifiers;
 * timestamps are ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (stix2 also reads ``2016-1-1T1:2:3z``)
@@ -41,6 +52,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -58,10 +70,24 @@ from exchange.model.stixkinds import (
     TIMESTAMP_HINT,
     parse_timestamp,
 )
-from exchange.model.stixtypes import TLP1_IDS, TYPE_SPECS, TypeSpec
+from exchange.model.stixtypes import (
+    SCO_COMMON,
+    SDO_COMMON,
+    TLP1_IDS,
+    TYPE_SPECS,
+    VERSIONED,
+    TypeSpec,
+)
 from exchange.model.tlp import TLP2_EXTENSION_ID, TLP_MARKING_IDS, tlp_of
 
-__all__ = ["TYPE_SPECS", "validate_object", "validate_with_stix2"]
+__all__ = [
+    "TYPE_SPECS",
+    "CustomContent",
+    "custom_content_of",
+    "is_custom_type",
+    "validate_object",
+    "validate_with_stix2",
+]
 
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,249}")
@@ -71,6 +97,11 @@ _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _TLP1_COLOURS: Final = {identifier: colour for colour, identifier in TLP1_IDS.items()}
 _TLP2_LEVELS: Final = frozenset(level.value for level in Tlp)
 _EXTENSION_DEFINITION = "extension-definition--"
+#: Names a custom property may not take: the common properties' (STIX 2.1 sections 3.2, 6.1).
+_COMMON_NAMES: Final = frozenset(SDO_COMMON) | frozenset(SCO_COMMON)
+_CUSTOM_NAME_MIN = 3  # STIX 2.1 section 11.1: 3 to 250 characters
+_NEW_OBJECT_KINDS: Final = frozenset({"new-sdo", "new-sco", "new-sro"})
+_STIX20_HINT = " (STIX 2.0? `exchange publish FILE` upgrades it to 2.1 before sending)"
 
 _JSON_NAMES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
@@ -90,6 +121,44 @@ def _label(obj: Mapping[str, Any]) -> str:
 
 
 # --- the exchange's own rules (both paths) ---------------------------------------------
+
+
+def is_custom_type(obj_type: str) -> bool:
+    """Whether STIX 2.1 does not define ``obj_type`` (a custom object, section 11.2 or 7.3)."""
+    return obj_type not in STIX_OBJECT_TYPES and obj_type not in SCO_TYPES
+
+
+def _declared_kind(obj: Mapping[str, Any]) -> str | None:
+    """The ``new-sdo``/``new-sro``/``new-sco`` an object's extensions declare, if any."""
+    extensions = obj.get("extensions")
+    if isinstance(extensions, dict):
+        for key, content in extensions.items():
+            if key.startswith(_EXTENSION_DEFINITION) and isinstance(content, dict):
+                kind = content.get("extension_type")
+                if kind in _NEW_OBJECT_KINDS:
+                    return str(kind)
+    return None
+
+
+def _check_custom_properties(obj: Mapping[str, Any], names: list[str], type_name: str,
+                             where: str = "") -> None:
+    """STIX 2.1 section 11.1 for the properties ``names`` of ``obj`` the spec does not define."""
+    for key in names:
+        shown = f"{where}.{key}" if where else repr(key)
+        if not where and key in _COMMON_NAMES:
+            raise InvalidObject(
+                f"{shown} is not a property of {type_name} in STIX 2.1 (a custom property"
+                " may not take a common property's name)"
+            )
+        if len(key) < _CUSTOM_NAME_MIN:
+            raise InvalidObject(
+                f"custom property {shown} must have at least {_CUSTOM_NAME_MIN} characters"
+                " (STIX 2.1 section 11.1)"
+            )
+        value = obj[key]
+        if value is None or value == []:
+            raise InvalidObject(f"{shown} is {'null' if value is None else 'an empty list'}")
+        _check_value({key: value}, where)
 
 
 def _check_value(value: Any, where: str) -> None:
@@ -214,11 +283,16 @@ def _check_own_rules(obj: Mapping[str, Any], limits: Limits) -> Tlp | None:
         if key in _RESERVED_NAMES:
             raise InvalidObject(f"{key!r} is not a STIX 2.1 property name")
     if "spec_version" not in obj:
-        if obj_type not in SCO_TYPES:
-            raise InvalidObject("spec_version is missing; this exchange accepts STIX 2.1 only")
+        if obj_type not in SCO_TYPES and not (
+            is_custom_type(obj_type) and _declared_kind(obj) == "new-sco"
+        ):
+            raise InvalidObject(
+                "spec_version is missing; this exchange accepts STIX 2.1 only" + _STIX20_HINT
+            )
     elif obj["spec_version"] != "2.1":
         shown = repr(obj["spec_version"])[:20]
-        raise InvalidObject(f"spec_version is {shown}; this exchange accepts STIX 2.1 only")
+        hint = _STIX20_HINT if obj["spec_version"] == "2.0" else ""
+        raise InvalidObject(f"spec_version is {shown}; this exchange accepts STIX 2.1 only{hint}")
     _check_timestamps(obj, obj_type)
     if "confidence" in obj:
         confidence = obj["confidence"]
@@ -261,14 +335,6 @@ def _needs_stix2(obj: Mapping[str, Any], spec: TypeSpec | None) -> bool:
     return spec.name == "observed-data" and "objects" in obj
 
 
-def _has_toplevel_extension(obj: Mapping[str, Any]) -> bool:
-    extensions = obj.get("extensions")
-    return isinstance(extensions, dict) and any(
-        isinstance(content, dict) and content.get("extension_type") == "toplevel-property-extension"
-        for content in extensions.values()
-    )
-
-
 def _check_table(obj: Mapping[str, Any], spec: TypeSpec) -> None:
     properties = spec.properties
     extra: list[str] = []
@@ -283,18 +349,7 @@ def _check_table(obj: Mapping[str, Any], spec: TypeSpec) -> None:
                 reason = "is null" if value is None else "is an empty list"
             raise InvalidObject(f"'{key}' {reason}")
     if extra:
-        if not _has_toplevel_extension(obj):
-            names = ", ".join(repr(key[:40]) for key in sorted(extra)[:5])
-            raise InvalidObject(
-                f"{names} {'is not a property' if len(extra) == 1 else 'are not properties'}"
-                f" of {spec.name} in STIX 2.1 (custom properties need a"
-                " toplevel-property-extension)"
-            )
-        for key in extra:
-            value = obj[key]
-            if value is None or value == []:
-                raise InvalidObject(f"'{key}' is {'null' if value is None else 'an empty list'}")
-            _check_value({key: value}, "")
+        _check_custom_properties(obj, sorted(extra), spec.name)
     missing = spec.required - obj.keys()
     if missing:
         names = " and ".join(f"'{key}'" for key in sorted(missing))
@@ -309,7 +364,71 @@ def _check_table(obj: Mapping[str, Any], spec: TypeSpec) -> None:
             _check_value(content, f"'extensions'.{key}")
 
 
+def _check_granular_shape(value: Any) -> None:
+    """Granular markings of a custom object, which stix2 cannot check (section 7.2.3)."""
+    if not isinstance(value, list) or not value:
+        raise InvalidObject("'granular_markings' must be a non-empty list")
+    for item in value:
+        if not isinstance(item, dict) or item.keys() - {"marking_ref", "lang", "selectors"}:
+            raise InvalidObject("'granular_markings' holds an entry that is not a granular marking")
+        if ("marking_ref" in item) == ("lang" in item):
+            raise InvalidObject("a granular marking needs exactly one of marking_ref and lang")
+        selectors = item.get("selectors")
+        if not (isinstance(selectors, list) and selectors
+                and all(isinstance(s, str) and s for s in selectors)):
+            raise InvalidObject("a granular marking needs a non-empty list of selectors")
+
+
+def _check_custom_object(obj: dict[str, Any]) -> None:
+    """An object of a type STIX 2.1 does not define (sections 11.2 and 7.3)."""
+    if _declared_kind(obj) == "new-sco":
+        spec = TypeSpec(obj["type"], SCO_COMMON, frozenset({"type", "id"}))
+    else:
+        spec = TypeSpec(obj["type"], SDO_COMMON, VERSIONED)
+    _check_value(obj, "")
+    if "granular_markings" in obj:
+        _check_granular_shape(obj["granular_markings"])
+    _check_table(obj, spec)
+
+
 # --- reference path: stix2 itself -------------------------------------------------------
+
+
+def _stix2_properties(kind: str, name: str) -> frozenset[str] | None:
+    """The properties stix2 3.0.2 defines for a 2.1 object type or predefined extension."""
+    from stix2.registry import STIX2_OBJ_MAPS  # noqa: PLC0415 - slow to import
+
+    maps = STIX2_OBJ_MAPS["2.1"]
+    if kind == "extension":
+        cls = maps["extensions"].get(name)
+    else:
+        cls = maps["objects"].get(name) or maps["observables"].get(name)
+    return None if cls is None else frozenset(cls._properties)
+
+
+def _without_custom(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without its custom properties, which are checked here (section 11.1)."""
+    defined = _stix2_properties("object", obj["type"])
+    if defined is None:  # pragma: no cover - only predefined types come here
+        return obj
+    extra = sorted(obj.keys() - defined)
+    _check_custom_properties(obj, extra, obj["type"])
+    core = {key: value for key, value in obj.items() if key in defined}
+    extensions = core.get("extensions")
+    if isinstance(extensions, dict):
+        trimmed: dict[str, Any] = {}
+        for name, content in extensions.items():
+            own = _stix2_properties("extension", name) if isinstance(content, dict) else None
+            if own is not None:
+                inner = sorted(content.keys() - own)
+                _check_custom_properties(content, inner, name, where=f"'extensions'.{name}")
+                trimmed[name] = {key: value for key, value in content.items() if key in own}
+            else:
+                trimmed[name] = content
+        core["extensions"] = trimmed
+    return core
+
+
 
 
 def _stix2_reason(error: Exception) -> str:
@@ -358,11 +477,12 @@ def _same_as_given(given: Any, parsed: Any, where: str) -> None:
 def _check_with_stix2(obj: dict[str, Any]) -> None:
     import stix2  # noqa: PLC0415 - slow to import, needed only off the fast path
 
+    core = _without_custom(obj)
     try:
-        parsed = stix2.parse(obj, allow_custom=False, version="2.1")
+        parsed = stix2.parse(core, allow_custom=False, version="2.1")
     except Exception as e:  # noqa: BLE001 - any stix2 refusal is a per-object failure
         raise InvalidObject(_stix2_reason(e)) from None
-    _same_as_given(obj, parsed, "")
+    _same_as_given(core, parsed, "")
 
 
 # --- public API -------------------------------------------------------------------------
@@ -384,7 +504,9 @@ def _validate(obj: Any, limits: Limits, *, use_tables: bool) -> StixObject:
     try:
         tlp = _check_own_rules(obj, limits)
         spec = TYPE_SPECS.get(obj["type"])
-        if use_tables and spec is not None and not _needs_stix2(obj, spec):
+        if is_custom_type(obj["type"]):
+            _check_custom_object(obj)
+        elif use_tables and spec is not None and not _needs_stix2(obj, spec):
             _check_table(obj, spec)
         else:
             _check_value(obj, "")
@@ -441,3 +563,50 @@ def validate_with_stix2(obj: Any, limits: Limits) -> StixObject:
         InvalidObject: As for :func:`validate_object`.
     """
     return _validate(obj, limits, use_tables=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomContent:
+    """What an object holds beyond the types and properties STIX 2.1 defines.
+
+    Attributes:
+        custom_type: The object's type is not a STIX 2.1 type (section 11.2 or 7.3).
+        properties: Custom properties of a predefined type (section 11.1): top-level
+            names, and ``extensions.<ext>.<name>`` inside predefined SCO extensions.
+    """
+
+    custom_type: bool
+    properties: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        """Whether the object holds no custom content at all."""
+        return not self.custom_type and not self.properties
+
+
+def custom_content_of(obj: Mapping[str, Any]) -> CustomContent:
+    """The custom content of a validated object, for a policy that restricts it.
+
+    Property-extensions (entries of ``extensions`` keyed by an extension-definition id,
+    such as the exchange's own signature) are the spec's own extension mechanism and are
+    not listed.
+
+    Args:
+        obj: An object :func:`validate_object` accepted.
+
+    Returns:
+        Whether its type is custom, and its custom properties.
+    """
+    obj_type = obj.get("type")
+    if not isinstance(obj_type, str) or is_custom_type(obj_type):
+        return CustomContent(custom_type=True, properties=())
+    spec = TYPE_SPECS.get(obj_type)
+    defined = spec.properties.keys() if spec is not None else _stix2_properties("object", obj_type)
+    names = sorted(obj.keys() - (defined or ()))
+    extensions = obj.get("extensions")
+    if isinstance(extensions, dict):
+        for name, content in sorted(extensions.items()):
+            own = _stix2_properties("extension", name) if name in SCO_EXTENSIONS else None
+            if own is not None and isinstance(content, dict):
+                names += [f"extensions.{name}.{key}" for key in sorted(content.keys() - own)]
+    return CustomContent(custom_type=False, properties=tuple(names))

@@ -85,6 +85,11 @@ _SCO_COMMON: Final[dict[str, Kind]] = {
     "granular_markings": GRANULAR_MARKINGS, "defanged": BOOL, "extensions": EXTENSIONS,
 }  # fmt: skip
 _VERSIONED: Final = frozenset({"type", "spec_version", "id", "created", "modified"})
+#: The common properties of SDOs and SROs, and of SCOs (STIX 2.1 sections 3.2 and 6.1): the
+#: tables of custom objects (section 11.2), and names a custom property may not take.
+SDO_COMMON: Final[Mapping[str, Kind]] = _SDO_COMMON
+SCO_COMMON: Final[Mapping[str, Kind]] = _SCO_COMMON
+VERSIONED: Final = _VERSIONED
 
 
 def _later(first: str, last: str, *, strictly: bool = False) -> Constraint:

@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Sequence
 
 from exchange.audit.records import Publish, Published
-from exchange.errors import ExchangeError, NotFound, PermissionDenied
-from exchange.model.envelope import parse_envelope
+from exchange.errors import ExchangeError, NotFound, PermissionDenied, PolicyDenied
+from exchange.model.envelope import parse_envelope, refuse_stix20
 from exchange.model.objects import Principal, Role, StixObject, Tlp
-from exchange.model.stix import validate_object
+from exchange.model.stix import custom_content_of, validate_object
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.auditing import chunks
 from exchange.node.base import BASELINE_POLICY_DIGEST, NodeBase, current_request_id, now_micros
@@ -64,7 +64,9 @@ class Publishing(NodeBase):
             raise PermissionDenied(f"you may not add objects to collection {collection_ref!r}")
         request_time = now_micros()
         candidates = parse_envelope(body, self.limits)
+        refuse_stix20(candidates)
         policy = self.policy.current() if self.policy is not None else None
+        custom_rule = self.custom_content_rule(collection, policy)
         inline = inline_markings(c for c in candidates if isinstance(c, dict))
         required = self.signatures_required(collection, policy)
         registry = self.registry_cache.get()
@@ -73,6 +75,8 @@ class Publishing(NodeBase):
         for index, candidate in enumerate(candidates):
             try:
                 obj = validate_object(candidate, self.limits)
+                if custom_rule != "accept":
+                    _check_custom_content(obj, custom_rule)
                 self._check_authorship(principal, obj)
                 tlp = (level_of(marking_refs_of(obj.data), policy, inline)
                        if policy is not None else obj.tlp)
@@ -142,6 +146,14 @@ class Publishing(NodeBase):
                 return bool(binding.require_signatures)
         return collection.require_signatures
 
+    def custom_content_rule(self, collection: Collection, policy: PolicySet | None) -> str:
+        """The policy's ``custom_content`` for ``collection`` (``accept`` without a binding)."""
+        if policy is not None:
+            binding = policy.collections.get(collection.alias or collection.id)
+            if binding is not None:
+                return binding.custom_content
+        return "accept"
+
     def _check_authorship(self, principal: Principal, obj: StixObject) -> None:
         if obj.created_by_ref is not None and obj.created_by_ref != principal.identity_id:
             raise PermissionDenied(
@@ -181,6 +193,22 @@ class Publishing(NodeBase):
         if status.org_id != principal.org_id and principal.role is not Role.ADMIN:
             raise NotFound(f"status {status_id!r} not found")
         return status
+
+
+def _check_custom_content(obj: StixObject, rule: str) -> None:
+    """Refuse custom content a collection's policy binding does not take."""
+    found = custom_content_of(obj.data)
+    if found.custom_type:
+        raise PolicyDenied(
+            f"{obj.id}: objects of type {obj.type!r}, which STIX 2.1 does not define, are"
+            f" refused in this collection (policy: custom_content {rule})"
+        )
+    if rule == "predefined-only" and found.properties:
+        names = ", ".join(found.properties[:5]) + (" ..." if len(found.properties) > 5 else "")
+        raise PolicyDenied(
+            f"{obj.id}: custom properties ({names}) are refused in this collection"
+            f" (policy: custom_content {rule})"
+        )
 
 
 def _candidate_field(candidate: object, name: str) -> str | None:

@@ -32,6 +32,7 @@ from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.policy.model import (
     ALL_RECEIVABLE,
+    CUSTOM_CONTENT,
     Agreement,
     Attribution,
     CollectionBinding,
@@ -403,12 +404,19 @@ def _collections(root: Node, community: Community, agreements: Mapping[str, Agre
             node.fail(f"{alias!r} is not a collection alias (lowercase letters, digits, '.',"
                       " '_', '-')")
         c = node.fields(optional=("agreement", "community", "owner", "description",
-                                  "constituents_may_receive_amber", "require_signatures"))
+                                  "constituents_may_receive_amber", "require_signatures",
+                                  "custom_content"))
         if ("agreement" in c) == ("community" in c):
             node.fail("bind the collection to exactly one of 'agreement' or 'community'")
         if "description" in c:
             c["description"].string()
         signatures = c["require_signatures"].boolean() if "require_signatures" in c else True
+        custom = "accept"
+        if "custom_content" in c:
+            custom = c["custom_content"].string()
+            if custom not in CUSTOM_CONTENT:
+                c["custom_content"].fail(f"{custom[:40]!r} is not one of "
+                                         + ", ".join(CUSTOM_CONTENT))
         if "agreement" in c:
             for key in ("owner", "constituents_may_receive_amber"):
                 if key in c:
@@ -419,7 +427,8 @@ def _collections(root: Node, community: Community, agreements: Mapping[str, Agre
                 known = ", ".join(sorted(agreements)) or "none"
                 c["agreement"].fail(f"unknown agreement {agreement!r} (agreements/: {known})")
             out[alias] = CollectionBinding(alias=alias, agreement=agreement,
-                                           require_signatures=signatures)
+                                           require_signatures=signatures,
+                                           custom_content=custom)
             continue
         name = c["community"].string(SLUG, "a community name")
         if name != community.name:
@@ -437,6 +446,6 @@ def _collections(root: Node, community: Community, agreements: Mapping[str, Agre
         out[alias] = CollectionBinding(
             alias=alias, community=name, owner=owner,
             constituents_may_receive_amber=amber.boolean() if amber is not None else True,
-            require_signatures=signatures,
+            require_signatures=signatures, custom_content=custom,
         )
     return frozen_map(out)

@@ -33,12 +33,13 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from exchange.model.objects import Tlp
 
 __all__ = [
     "ALL_RECEIVABLE",
+    "CUSTOM_CONTENT",
     "DIGEST_DOMAIN",
     "Agreement",
     "AnonymiseProducer",
@@ -237,6 +238,10 @@ class RedactionProfile:
     replace: Mapping[str, str | int | bool] = field(default_factory=frozen_map)
 
 
+#: The values of a collection binding's ``custom_content``, from most to least permissive.
+CUSTOM_CONTENT: Final = ("accept", "no-custom-objects", "predefined-only")
+
+
 @dataclass(frozen=True, slots=True)
 class CollectionBinding:
     """Which rules govern a collection (``collections.yaml``).
@@ -255,6 +260,16 @@ class CollectionBinding:
             the owner's constituents receive AMBER.
         require_signatures: Whether objects must carry a valid cx-sig signature to be
             accepted (enforced at ingest, not by the engine).
+        custom_content: Which STIX 2.1 section 11 custom content the collection takes
+            (enforced at ingest): one of :data:`CUSTOM_CONTENT` -- ``accept`` (the
+            default) takes custom properties and custom object types; ``no-custom-objects``
+            refuses objects of types STIX 2.1 does not define (legacy ``x-`` types and
+            extension-defined ``new-sdo``/``new-sro``/``new-sco`` types);
+            ``predefined-only`` also refuses properties STIX 2.1 does not define for the
+            type (legacy custom properties, toplevel-property-extension properties and
+            custom properties inside predefined SCO extensions). Property-extensions
+            (``extensions`` keyed by an extension-definition id, the exchange's signature
+            among them) are always accepted.
     """
 
     alias: str
@@ -263,6 +278,7 @@ class CollectionBinding:
     owner: str | None = None
     constituents_may_receive_amber: bool = True
     require_signatures: bool = True
+    custom_content: str = "accept"
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ _IDENTITY = re.compile(
 
 
 def level_of(marking_refs: Iterable[str], policy: PolicySet,
-             inline: Mapping[str, Tlp] | None = None) -> Tlp | None:
+             inline: Mapping[str, Tlp | None] | None = None) -> Tlp | None:
     """The single TLP level an object's markings carry under ``policy``.
 
     Args:
@@ -65,7 +65,7 @@ def level_of(marking_refs: Iterable[str], policy: PolicySet,
             (``object_marking_refs``, and ``marking_ref`` of granular markings).
         policy: The policy in force; its ``markings`` name extra ids.
         inline: Marking-definition ids defined inline in the same envelope -> the TLP
-            level they carry (see :func:`inline_markings`).
+            level they carry, or None for a statement (see :func:`inline_markings`).
 
     Returns:
         The level, or None when the object carries no TLP marking (the collection's
@@ -73,7 +73,7 @@ def level_of(marking_refs: Iterable[str], policy: PolicySet,
 
     Raises:
         InvalidObject: A marking-definition that is neither a known TLP id, nor an inline
-            TLP marking, nor named by the policy; or two different TLP levels.
+            TLP or statement marking, nor named by the policy; or two different TLP levels.
     """
     inline = inline or {}
     levels: set[Tlp] = set()
@@ -81,7 +81,9 @@ def level_of(marking_refs: Iterable[str], policy: PolicySet,
         if ref in TLP_MARKING_IDS:
             levels.add(TLP_MARKING_IDS[ref])
         elif ref in inline:
-            levels.add(inline[ref])
+            inline_level = inline[ref]
+            if inline_level is not None:
+                levels.add(inline_level)
         elif ref in policy.markings:
             level = policy.markings[ref]
             if level is not None:
@@ -155,29 +157,41 @@ def inline_tlp_of(definition: Mapping[str, Any]) -> Tlp | None:
     return next(iter(levels), None)
 
 
-def inline_markings(objects: Iterable[Mapping[str, Any]]) -> dict[str, Tlp]:
-    """The TLP marking-definitions defined inline in an envelope: id -> level.
+def inline_markings(objects: Iterable[Mapping[str, Any]]) -> dict[str, Tlp | None]:
+    """The marking-definitions defined inline in an envelope: id -> TLP level.
 
-    Marking-definitions that are not TLP (statements, PAP, IEP) are left out: they count
-    as known only when the policy names them.
+    A TLP definition maps to its level. A statement (``definition_type`` ``statement``,
+    STIX 2.1 section 7.2.1.3: a copyright or terms-of-use text) maps to None: it says
+    nothing about who may receive the object, and, being self-describing, it is known
+    without the policy naming it. Other marking-definitions (PAP, IEP, an unknown
+    extension) are left out: they count as known only when the policy names them, since
+    what they ask of recipients is not written in them.
 
     Raises:
         InvalidObject: An inline definition reuses a well-known TLP id for another level,
             defines one id twice with different levels, or is unreadable.
     """
-    out: dict[str, Tlp] = {}
+    out: dict[str, Tlp | None] = {}
     for obj in objects:
         if obj.get("type") != "marking-definition":
             continue
         ref = obj.get("id")
         level = inline_tlp_of(obj)
+        if (level is None and isinstance(ref, str) and ref not in TLP_MARKING_IDS
+                and obj.get("definition_type") == "statement"
+                and isinstance(obj.get("definition"), dict)):
+            if out.get(ref) is not None:
+                raise InvalidObject(f"marking-definition {ref} is defined twice, as TLP and as"
+                                    " a statement")
+            out[ref] = None
+            continue
         if not isinstance(ref, str) or level is None:
             continue
         known = TLP_MARKING_IDS.get(ref)
         if known is not None and known is not level:
             raise InvalidObject(f"inline marking-definition {ref} redefines TLP:"
                                 f"{known.value.upper()} as TLP:{level.value.upper()}")
-        if out.get(ref, level) is not level:
+        if ref in out and out[ref] is not level:
             raise InvalidObject(f"marking-definition {ref} is defined twice with different"
                                 " TLP levels")
         out[ref] = level

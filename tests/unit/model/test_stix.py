@@ -134,6 +134,7 @@ def test_every_real_stix_2_0_object_is_refused_as_2_1_only() -> None:
             validate_object(obj, LIMITS)
         assert caught.value.reason == (
             f"{obj['id']}: spec_version is missing; this exchange accepts STIX 2.1 only"
+            " (STIX 2.0? `exchange publish FILE` upgrades it to 2.1 before sending)"
         )
 
 
@@ -281,10 +282,15 @@ MD = {"type": "marking-definition", "spec_version": "2.1", "created": "2017-01-2
             id="valid-until-equals-valid-from",
         ),
         pytest.param(
-            _with(INDICATOR, x_score=5),
-            "'x_score' is not a property of indicator in STIX 2.1"
-            " (custom properties need a toplevel-property-extension)",
-            id="custom-property",
+            _with(INDICATOR, xs=5),
+            "custom property 'xs' must have at least 3 characters (STIX 2.1 section 11.1)",
+            id="custom-property-name-too-short",
+        ),
+        pytest.param(
+            _with(INDICATOR, defanged=True),
+            "'defanged' is not a property of indicator in STIX 2.1 (a custom property may"
+            " not take a common property's name)",
+            id="custom-property-named-like-a-common-one",
         ),
         pytest.param(
             _with(INDICATOR, Name="x"),
@@ -540,8 +546,8 @@ MD = {"type": "marking-definition", "spec_version": "2.1", "created": "2017-01-2
                 "spec_version": "2.1",
                 "id": "x-acme-thing--0c0eaf8c-f6a1-4fa2-a2a3-9bcdf1b5a6c7",
             },
-            "Can't parse unknown object type 'x-acme-thing'!",
-            id="custom-type-without-extension",
+            "'created' and 'modified' are missing",
+            id="legacy-custom-object-without-timestamps",
         ),
         pytest.param(
             _with(

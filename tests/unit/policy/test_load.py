@@ -205,7 +205,20 @@ BAD: list[tuple[str, Edit, str]] = [
     ("not-utf8", put("markings.yaml", b"markings: []\n# \xff\n"), "markings.yaml: not UTF-8"),
     ("non-string-key", sub("collections.yaml", "  pk:", "  1:"),
      "collections: key 1 is not a string"),
+    ("unknown-custom-content", sub("collections.yaml", "    agreement: uz-pk-jwg-2026",
+                                   "    agreement: uz-pk-jwg-2026\n    custom_content: some"),
+     "collections.jwg.custom_content: 'some' is not one of accept, no-custom-objects,"
+     " predefined-only"),
 ]
+
+
+def test_custom_content_binding_defaults_to_accept() -> None:
+    files = shipped()
+    sub("collections.yaml", "    agreement: uz-pk-jwg-2026",
+        "    agreement: uz-pk-jwg-2026\n    custom_content: predefined-only")(files)
+    collections = parse_policies(files).collections
+    assert collections["jwg"].custom_content == "predefined-only"
+    assert collections["uz"].custom_content == "accept"
 
 
 @pytest.mark.parametrize(("edit", "phrase"), [(e, p) for _, e, p in BAD],

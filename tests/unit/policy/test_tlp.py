@@ -99,11 +99,32 @@ def test_inline_tlp_markings_are_known_for_the_envelope() -> None:
         {"type": "indicator", "id": "indicator--22222222-2222-4222-8222-222222222222"},
     ]
     inline = inline_markings(envelope)
-    assert inline == {elastic_clear: Tlp.CLEAR, TLP2_AMBER: Tlp.AMBER}
+    assert inline == {elastic_clear: Tlp.CLEAR, TLP2_AMBER: Tlp.AMBER, UNKNOWN: None}
     assert level_of([elastic_clear], POLICY, inline) is Tlp.CLEAR
-    # An inline statement is not TLP, and the policy does not name it: refused.
+    # An inline statement says what it is and carries no level: known, and the object
+    # gets its TLP from its TLP marking (or its collection's default without one).
+    assert level_of([UNKNOWN], POLICY, inline) is None
+    assert level_of([UNKNOWN, TLP2_AMBER], POLICY, inline) is Tlp.AMBER
+    # Without the statement in the envelope, the policy does not name it: refused.
     with pytest.raises(InvalidObject, match="unknown marking-definition"):
-        level_of([UNKNOWN], POLICY, inline)
+        level_of([UNKNOWN], POLICY, {})
+
+
+def test_an_inline_marking_whose_meaning_is_not_written_in_it_stays_unknown() -> None:
+    pap_like = {"type": "marking-definition", "id": UNKNOWN, "extensions": {
+        "extension-definition--f8d78575-edfd-406e-8e84-6162a8450f5b":
+            {"extension_type": "property-extension", "pap": "amber"}}}
+    assert inline_markings([pap_like]) == {}
+    with pytest.raises(InvalidObject, match="unknown marking-definition"):
+        level_of([UNKNOWN], POLICY, inline_markings([pap_like]))
+
+
+def test_one_id_as_tlp_and_as_statement_is_refused() -> None:
+    statement = {"type": "marking-definition", "id": UNKNOWN, "definition_type": "statement",
+                 "definition": {"statement": "Copyright"}}
+    for envelope in ([_tlp1(UNKNOWN, "green"), statement], [statement, _tlp1(UNKNOWN, "green")]):
+        with pytest.raises(InvalidObject, match="defined twice"):
+            inline_markings(envelope)
 
 
 @pytest.mark.parametrize(("envelope", "phrase"), [

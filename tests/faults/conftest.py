@@ -46,7 +46,7 @@ def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
     if os.geteuid() != 0:
         unavailable("mounting a small tmpfs needs root")
     where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(  # noqa: S603 - fixed arguments
+    mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(where)],
         capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
@@ -54,7 +54,7 @@ def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
     try:
         yield where
     finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)  # noqa: S603, S607
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(directory: Path, leave: int = 0) -> Path:
@@ -140,7 +140,7 @@ def start(home: Path, ex: Exchange, keys: dict[str, str], collection: str,
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     port = free_port()
     log = (home / "server.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603 - our interpreter and module
+    proc = subprocess.Popen(
         [sys.executable, "-m", "exchange", "--home", str(home), "serve", "--port", str(port),
          "--workers", str(workers)], env=env, stdout=log, stderr=log,
         start_new_session=True)
@@ -163,7 +163,7 @@ def start(home: Path, ex: Exchange, keys: dict[str, str], collection: str,
 def recorded_request_ids(home: Path) -> set[str]:
     """The request ids of every disclosure record in the log (through the CLI's own
     ``exchange audit records``, which sequences the spool first)."""
-    out = subprocess.run(  # noqa: S603 - our interpreter and module
+    out = subprocess.run(
         [sys.executable, "-m", "exchange", "--home", str(home), "audit", "records",
          "--kind", "disclosure"], capture_output=True, text=True, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")},
@@ -174,7 +174,7 @@ def recorded_request_ids(home: Path) -> set[str]:
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``exchange --home <home> ...`` in a process of its own."""
-    return subprocess.run(  # noqa: S603 - our interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "exchange", "--home", str(home), *args], capture_output=True,
         text=True, check=False, timeout=120,
         env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")})

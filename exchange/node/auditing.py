@@ -227,6 +227,8 @@ class AuditTrail:
             return  # registered in a parent before a fork
         try:
             moved = self.drain()
+        except RuntimeError:
+            return  # the store was closed by its owner: the next sequencer run moves it
         except Exception as e:  # noqa: BLE001 - at exit; the spool keeps the records
             log.warning("audit: the spool could not be drained at exit (%s); the next"
                         " sequencer run moves it", getattr(e, "reason", e))

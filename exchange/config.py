@@ -111,6 +111,9 @@ class Settings:
     # the niceness `exchange audit sequence --watch` takes (0-19): reads come first, the
     # spool holds their records meanwhile
     audit_sequencer_nice: int = 10
+    # refuse reads (503) while the spool holds this many MiB not yet in the log (0: only
+    # the disk's free space limits it); see README "Fail closed, and nothing lost"
+    audit_spool_max_mb: int = 256
 
     @property
     def policy_path(self) -> Path | None:
@@ -206,6 +209,9 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("audit_spool_sync 'interval' needs audit_sequence_ms above 0")
     if not 0 <= s.audit_sequence_ms <= 60_000:
         raise ConfigError("audit_sequence_ms must be between 0 (only on demand) and 60000")
+    if not 0 <= s.audit_spool_max_mb <= 1_048_576:
+        raise ConfigError("audit_spool_max_mb must be between 0 (no limit but the disk's)"
+                          " and 1048576")
     if not 0 <= s.audit_sequencer_nice <= 19:
         raise ConfigError("audit_sequencer_nice must be between 0 (the servers' own"
                           " priority) and 19 (the lowest)")

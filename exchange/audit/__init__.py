@@ -8,8 +8,12 @@ DESIGN.md decision 6 and research/security.md section 2. Layers, pure first:
   policy-reload) and their canonical JSON bytes (the leaves); no I/O.
 * :mod:`~exchange.audit.checkpoint`: C2SP signed notes and checkpoints (Ed25519); no I/O.
 * :mod:`~exchange.audit.verify`: the streaming verifier and its report; no I/O.
+* :mod:`~exchange.audit.frames`: the disclosure spool's file format, and how a reader
+  tells whole batches from torn writes and corruption; no I/O.
 * :mod:`~exchange.audit.ledger`: the log in the exchange's database (append in the
   caller's transaction, checkpoints, proofs, full verification).
+* :mod:`~exchange.audit.spool`: the disclosure spool (durable before a response leaves,
+  cut back when a write fails, bounded, reclaimed) and its sequencer into the log.
 * :mod:`~exchange.audit.export`: the auditor's export directory and its offline check.
 * :mod:`~exchange.audit.witness`: member-held checkpoints (the log only grew).
 

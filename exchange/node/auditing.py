@@ -22,6 +22,7 @@ the query's own errors pass through.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import getpass
 import logging
@@ -167,8 +168,10 @@ class AuditTrail:
         #: Where this process's disclosures go before they are sequenced into the log.
         self.spool_dir = settings.home / (settings.audit_spool_dir or "audit-spool")
         self.writer = spool.SpoolWriter(self.spool_dir,
-                                        sync=settings.audit_spool_sync == "always")
+                                        sync=settings.audit_spool_sync == "always",
+                                        max_bytes=settings.audit_spool_max_mb * 1024 * 1024)
         self._sequencer_pid = 0
+        self._drain_pid = 0
         self._sequence_lock = threading.Lock()
 
     # -- recording ---------------------------------------------------------------------
@@ -199,8 +202,39 @@ class AuditTrail:
         durable = self.writer.append(
             records if isinstance(records, DisclosureBatch) else
             [r if isinstance(r, Prepared) else prepare(r) for r in records], wait=wait)
+        if self._drain_pid != os.getpid():
+            self._drain_pid = os.getpid()
+            atexit.register(self._drain_at_exit, self._drain_pid)
         self._ensure_sequencer()
         return durable
+
+    def drain(self) -> int:
+        """Close this process's spool file and move the whole spool into the log now (a
+        server process that stops: its last responses' records reach the log before it
+        exits, not at the next start). The records moved.
+
+        Raises:
+            StorageError: The database failed (the records stay in the spool, which the
+                next sequencer run moves).
+        """
+        self.writer.close()
+        return self.sequence()
+
+    def _drain_at_exit(self, pid: int) -> None:
+        """At the exit of a process that spooled records (a gunicorn worker stopped by
+        SIGTERM finishes its requests, then exits normally): drain the spool."""
+        if pid != os.getpid():
+            return  # registered in a parent before a fork
+        try:
+            moved = self.drain()
+        except RuntimeError:
+            return  # the store was closed by its owner: the next sequencer run moves it
+        except Exception as e:  # noqa: BLE001 - at exit; the spool keeps the records
+            log.warning("audit: the spool could not be drained at exit (%s); the next"
+                        " sequencer run moves it", getattr(e, "reason", e))
+            return
+        if moved:
+            log.info("audit: %d spooled records moved into the log at exit", moved)
 
     def _ensure_sequencer(self) -> None:
         """Start this process's background sequencer (once per process, after a fork)."""
@@ -248,7 +282,8 @@ class AuditTrail:
         with self._sequence_lock:
             for _ in range(64):  # bounded: under load the next run takes the rest
                 with self.store.audit_transaction(write=True) as conn:
-                    taken = spool.sequence(conn, self.spool_dir)
+                    taken = spool.sequence(conn, self.spool_dir,
+                                           active=self.writer.current())
                 moved += taken
                 if taken == 0:
                     break

@@ -99,6 +99,10 @@ class _DeferredJSONRequest(Request):
         return _DEFERRED
 
 
+#: What a 503 asks the client to wait: about two sequencer rounds and a file rotation.
+RETRY_AFTER_SECONDS = 5
+
+
 def _taxii_response(status: int, title: str, description: str,
                     headers: dict[str, str] | None = None) -> Response:
     body = error_body(status, title, description, g.get("cx_request_id"))
@@ -107,6 +111,8 @@ def _taxii_response(status: int, title: str, description: str,
         response.headers[k] = v
     if status == 401:
         response.headers["WWW-Authenticate"] = REALM
+    if status == 503:  # storage or the audit spool: transient (RFC 9110 section 10.2.3)
+        response.headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
     return response
 
 

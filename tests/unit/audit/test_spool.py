@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ def test_columns_that_check_out_but_do_not_render_are_corruption(engine: Engine,
     at = frame.index(b"green")
     frame[at:at + 5] = b"white"
     body = bytes(frame[12:])
-    frame[8:12] = spool.zlib.crc32(body).to_bytes(4, "big")
+    frame[8:12] = zlib.crc32(body).to_bytes(4, "big")
     with pytest.raises(spool._Corrupt, match=r"disclosure batch.*tlp"):
         spool.decode(bytes(frame))
     directory = tmp_path / "spool"

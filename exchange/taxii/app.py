@@ -195,6 +195,10 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
             if request.content_length is None:
                 return _taxii_response(411, "Length required",
                                        "send a Content-Length header with the envelope")
+            if request.content_length == 0:
+                return _taxii_response(400, "Bad request",
+                                       "the request body is empty; send a TAXII envelope"
+                                       ' ({"objects": [...]})')
             if request.content_length > settings.max_content_length:
                 return _taxii_response(
                     413, "Request entity too large",

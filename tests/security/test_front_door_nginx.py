@@ -234,7 +234,8 @@ REFUSALS = [
                                    ).replace(b"Content-Length: 0",
                                              f"Content-Length: {11 * 1024 * 1024}".encode()),
                  413, id="declared-11mib-nginx"),
-    pytest.param(lambda p: request("GET", "/.cx-errors/400", p.auth), 404, id="internal-page-nginx"),
+    pytest.param(lambda p: request("GET", "/.cx-errors/400", p.auth), 404,
+                 id="internal-page-nginx"),
     pytest.param(lambda p: request("POST", p.objects, {**p.auth, "Content-Type": TAXII}), 400,
                  id="empty-post-body-app"),
 ]

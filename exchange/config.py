@@ -97,6 +97,11 @@ class Settings:
     max_pattern_bytes: int = 8 * 1024
     max_pattern_observations: int = 256
     max_page_size: int = 1000
+    # the front door (exchange.taxii.front): a request's head must arrive within this many
+    # seconds of the connection (or the previous response); its body may pause this long
+    # between reads and must end within this plus one second per 64 KiB
+    request_header_timeout: int = 10
+    request_body_timeout: int = 30
     default_tlp: str = "amber"
     log_level: str = "INFO"
     cache_seconds: int = 5  # how long a worker trusts an authentication it checked
@@ -196,6 +201,9 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("api_root must be 1-64 letters, digits, '-' or '_'")
     if s.max_page_size < 1 or s.max_objects_per_envelope < 1:
         raise ConfigError("max_page_size and max_objects_per_envelope must be positive")
+    if not 1 <= s.request_header_timeout <= 300 or not 1 <= s.request_body_timeout <= 300:
+        raise ConfigError("request_header_timeout and request_body_timeout must be between 1"
+                          " and 300 seconds")
     if not 0 <= s.cache_seconds <= 300:
         raise ConfigError("cache_seconds must be between 0 and 300")
     if not 0 <= s.audit_checkpoint_seconds <= 86_400:

@@ -202,6 +202,12 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
             if request.content_length is None:
                 return _taxii_response(411, "Length required",
                                        "send a Content-Length header with the envelope")
+            if request.content_length == 0 and request.path.endswith("/objects/"):
+                # add objects needs an envelope (TAXII 2.1 section 5.5); medallion would
+                # call the empty body 413 "Content-Length not valid"
+                return _taxii_response(400, "Bad request",
+                                       "the request body is empty; send a TAXII envelope"
+                                       ' ({"objects": [...]})')
             if request.content_length > settings.max_content_length:
                 return _taxii_response(
                     413, "Request entity too large",

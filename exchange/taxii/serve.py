@@ -30,6 +30,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self._settings = settings
         self._options = options
+        # read by the front-door worker (exchange.taxii.front) for its limits
+        self.exchange_settings = settings
         super().__init__()
 
     def load_config(self) -> None:
@@ -46,13 +48,18 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 def gunicorn_options(settings: Settings, *, threads: int = 4, access_log: bool = True
                      ) -> dict[str, Any]:
-    """The gunicorn settings for a node (see deploy/gunicorn.conf.py for production)."""
+    """The gunicorn settings for a node (see deploy/gunicorn.conf.py for production).
+
+    The worker is the front door (:mod:`exchange.taxii.front`): requests are read whole,
+    under deadlines, before a thread takes them, so gunicorn alone can face a LAN.
+    """
     return {
         "bind": f"{settings.host}:{settings.port}" if ":" not in settings.host
         else f"[{settings.host}]:{settings.port}",
         "workers": settings.workers,
-        "worker_class": "gthread",
+        "worker_class": "exchange.taxii.front.FrontDoorWorker",
         "threads": threads,
+        "worker_connections": 1000,
         "timeout": 60,
         "graceful_timeout": 10,
         "keepalive": 5,

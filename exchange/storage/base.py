@@ -244,6 +244,35 @@ class ObjectQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservableSearch:
+    """A search of the observable index (revision 0009) across collections.
+
+    Attributes:
+        kinds: Index kinds to look in (:data:`exchange.model.observables.KINDS`).
+        keys: Exact index keys; a version naming any of them matches.
+        prefix: A key prefix (ending in ``.``): versions naming a key that starts with it
+            match too (a domain's subdomains).
+        scopes: One query per collection searched: its ``collection_id`` and visibility
+            fields (``visible_tlps``, ``own_org``, ``red_identity``,
+            ``revoked_needs_prior``) apply as in a read; its other fields are ignored.
+        after: Only versions with ``date_added`` after this (the previous page's cursor).
+        limit: The page size.
+        include_body: Whether to fetch the object bytes.
+
+    Only the latest version of each object is searched: a value an object no longer names
+    does not find it.
+    """
+
+    kinds: tuple[str, ...]
+    keys: tuple[str, ...]
+    scopes: tuple[ObjectQuery, ...]
+    prefix: str | None = None
+    after: int | None = None
+    limit: int = 100
+    include_body: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a read, in ``date_added`` order; ``more`` says whether rows remain."""
 
@@ -433,6 +462,16 @@ class Store(abc.ABC):
     def get_versions(self, query: ObjectQuery) -> Page:
         """Like :meth:`get_objects` for one id (``query.ids``) with every version
         matching ``added_after``/``spec_versions``; ``query.versions`` is ignored."""
+
+    @abc.abstractmethod
+    def search_observables(self, search: ObservableSearch) -> Page:
+        """Latest versions, visible under their collection's scope, naming a searched
+        value; ``date_added`` ascending, at most ``limit``.
+
+        Raises:
+            ValueError: ``search.limit`` is less than 1.
+            StorageError: The database failed.
+        """
 
     @abc.abstractmethod
     def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:

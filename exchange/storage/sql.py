@@ -60,6 +60,7 @@ from exchange.storage.base import (
     MemberKey,
     NewVersion,
     ObjectQuery,
+    ObservableSearch,
     Organisation,
     Page,
     PublishAudit,
@@ -88,6 +89,7 @@ from exchange.storage.queries import (
     org_record,
     ov,
     page_statement,
+    search_statement,
     stored_record,
     version_condition,
 )
@@ -700,6 +702,8 @@ class SqlStore(Store):
                 conn.execute(ov.insert(), plan.rows)
                 if plan.red_rows:
                     conn.execute(t.object_red_recipients.insert(), plan.red_rows)
+                if plan.observable_rows:
+                    conn.execute(t.observables.insert(), plan.observable_rows)
                 conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
             final = final_status(status, versions, plan.results)
             self._insert_status(conn, final)
@@ -783,6 +787,24 @@ class SqlStore(Store):
         return Page(rows=[stored_record(row, query.include_body) for row in rows[: query.limit]],
                     more=more)
 
+    def search_observables(self, search: ObservableSearch) -> Page:
+        """Latest visible versions naming a searched value, ``date_added`` ascending.
+
+        Raises:
+            ValueError: ``search.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+        if search.limit < 1:
+            raise ValueError("limit must be at least 1")
+        statement = search_statement(search)
+        if statement is None:
+            return Page(rows=[], more=False)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(statement).all()
+        more = len(rows) > search.limit
+        return Page(rows=[stored_record(row, search.include_body)
+                          for row in rows[: search.limit]], more=more)
+
     def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:
         """Whether any version of ``object_id`` is in the collection.
 
@@ -817,6 +839,11 @@ class SqlStore(Store):
         if spec_versions:
             conditions.append(ov.c.spec_version.in_(spec_versions))
         with self._transaction(write=True) as conn:
+            gone = [row.date_added for row in
+                    conn.execute(sa.select(ov.c.date_added).where(*conditions))]
+            for chunk in id_chunks(conn, gone):
+                conn.execute(t.observables.delete().where(
+                    t.observables.c.date_added.in_(chunk)))
             deleted = conn.execute(ov.delete().where(*conditions)).rowcount
             if deleted:
                 remaining = conn.execute(

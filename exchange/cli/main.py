@@ -32,6 +32,7 @@ from exchange.cli.keys import (
 )
 from exchange.cli.options import http_options, read_api_key
 from exchange.cli.policy import policy
+from exchange.cli.search import objects, search, show
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError
 from exchange.model.objects import OrgId
@@ -466,5 +467,5 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     run_demo(home, port=port, count=count, fresh=fresh)
 
 
-for _command in (policy, audit, keys, sign, verify):
+for _command in (policy, audit, keys, sign, verify, search, show, objects):
     main.add_command(_command)

@@ -298,6 +298,7 @@ def _from_comparison(test: Comparison) -> Iterator[Observable]:
         return
     path = test.path
     names = [step for step in path if isinstance(step, str)]
+    found: Observable | None
     if test.operator == "ISSUBSET" and test.object_type in ("ipv4-addr", "ipv6-addr") \
             and path == ("value",):
         for text in test.values:
@@ -308,7 +309,7 @@ def _from_comparison(test: Comparison) -> Iterator[Observable]:
     if test.operator not in _EXACT_OPERATORS or not names:
         return
     for text in test.values:
-        found: Observable | None = None
+        found = None
         if len(path) >= 2 and path[-2] == "hashes" and isinstance(path[-1], str):
             found = _hash(path[-1], text)
         elif names[-1] != "value":

@@ -35,6 +35,7 @@ from exchange.node.members import Members
 from exchange.node.nodekey import ensure_node_key
 from exchange.node.publish import Publishing
 from exchange.node.read import Reading
+from exchange.node.search import Searching
 from exchange.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -71,5 +72,5 @@ def init_home(settings: Settings) -> bool:
 
 
 
-class Exchange(Members, Publishing, Reading, Explaining):
+class Exchange(Members, Publishing, Searching, Reading, Explaining):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

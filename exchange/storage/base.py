@@ -273,6 +273,31 @@ class ObservableSearch:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectListing:
+    """An operator's listing of stored objects (``exchange objects list``), node-local.
+
+    Attributes:
+        collection_ids: Only these collections (empty: all).
+        types: Only these STIX types (empty: all).
+        producer_orgs: Only versions these organisations published (empty: all).
+        tlps: Only these effective TLP levels (empty: all).
+        since: Only versions stored at or after this (µs since the epoch).
+        until: Only versions stored before this.
+        latest_only: Only each object's latest version in its collection.
+        limit: At most this many, newest first.
+    """
+
+    collection_ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    producer_orgs: tuple[str, ...] = ()
+    tlps: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    latest_only: bool = True
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a read, in ``date_added`` order; ``more`` says whether rows remain."""
 
@@ -470,6 +495,16 @@ class Store(abc.ABC):
 
         Raises:
             ValueError: ``search.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+
+    @abc.abstractmethod
+    def list_objects(self, listing: ObjectListing) -> Page:
+        """Stored versions matching an operator's filters, newest ``date_added`` first,
+        without bodies; ``more`` says whether more matched than ``limit``.
+
+        Raises:
+            ValueError: ``listing.limit`` is less than 1.
             StorageError: The database failed.
         """
 

@@ -59,6 +59,7 @@ from exchange.storage.base import (
     Grant,
     MemberKey,
     NewVersion,
+    ObjectListing,
     ObjectQuery,
     ObservableSearch,
     Organisation,
@@ -74,6 +75,7 @@ from exchange.storage.engines import WRITE_OPTION, SqliteOptions, create_engine
 from exchange.storage.envelopes import EnvelopePlan, ExistingVersion, StoredVersions, final_status
 from exchange.storage.queries import (
     LOCK_CLOCK,
+    META_COLUMNS,
     UPDATE_FLAGS,
     account_record,
     api_key_record,
@@ -804,6 +806,35 @@ class SqlStore(Store):
         more = len(rows) > search.limit
         return Page(rows=[stored_record(row, search.include_body)
                           for row in rows[: search.limit]], more=more)
+
+    def list_objects(self, listing: ObjectListing) -> Page:
+        """Versions matching an operator's filters, newest first, without bodies.
+
+        Raises:
+            ValueError: ``listing.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+        if listing.limit < 1:
+            raise ValueError("limit must be at least 1")
+        conditions: list[sa.ColumnElement[bool]] = []
+        for column, values in ((ov.c.collection_id, listing.collection_ids),
+                               (ov.c.type, listing.types),
+                               (ov.c.producer_org, listing.producer_orgs),
+                               (ov.c.effective_tlp, listing.tlps)):
+            if values:
+                conditions.append(column.in_(values))
+        if listing.since is not None:
+            conditions.append(ov.c.date_added >= listing.since)
+        if listing.until is not None:
+            conditions.append(ov.c.date_added < listing.until)
+        if listing.latest_only:
+            conditions.append(ov.c.is_latest == sa.true())
+        statement = (sa.select(*META_COLUMNS).where(*conditions)
+                     .order_by(ov.c.date_added.desc()).limit(listing.limit + 1))
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(statement).all()
+        return Page(rows=[stored_record(row, False) for row in rows[: listing.limit]],
+                    more=len(rows) > listing.limit)
 
     def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:
         """Whether any version of ``object_id`` is in the collection.

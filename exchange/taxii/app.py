@@ -66,6 +66,7 @@ from exchange.taxii.http import (
     dumps,
     error_body,
 )
+from exchange.taxii.search_api import register_search_api
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
                         mimetype="application/stix+json;version=2.1")
 
     register_audit_api(app, exchange)
+    register_search_api(app, exchange)
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:

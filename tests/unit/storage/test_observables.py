@@ -16,11 +16,12 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from exchange.model.observables import search_terms
 from exchange.model.objects import StixId
+from exchange.model.observables import search_terms
 from exchange.storage import schema
 from exchange.storage.base import (
     NewVersion,
+    ObjectListing,
     ObjectQuery,
     ObservableSearch,
     StoredVersion,
@@ -178,3 +179,29 @@ def test_a_store_without_matching_kinds_or_scopes_finds_nothing(indexed: SqlStor
                                               scopes=(ObjectQuery(COLL),))).rows == []
     with pytest.raises(ValueError, match="limit"):
         indexed.search_observables(replace(search, limit=0))
+
+
+# -- the operator's listing (exchange objects list) -------------------------------------
+
+
+def test_listing_filters_and_orders_newest_first(world: SqlStore) -> None:
+    first, _ = add(world, [indicator(1, "[ipv4-addr:value = '192.0.2.1']", tlp="green"),
+                           sco(2, "domain-name", "a.example", tlp="amber")])
+    add(world, [indicator(1, "[ipv4-addr:value = '192.0.2.2']", T0 + SECOND)])
+    add(world, [indicator(3, "[ipv4-addr:value = '192.0.2.3']", producer=ORG_B,
+                          tlp="red")], OTHER_COLL, org_id=ORG_B)
+
+    def listed(**kw: object) -> list[str]:
+        return [r.id for r in world.list_objects(ObjectListing(**kw)).rows]  # type: ignore[arg-type]
+
+    assert listed() == [oid(3), oid(1), oid(2, "domain-name")]
+    assert listed(latest_only=False) == [oid(3), oid(1), oid(2, "domain-name"), oid(1)]
+    assert listed(collection_ids=(OTHER_COLL,)) == [oid(3)]
+    assert listed(types=("domain-name",)) == [oid(2, "domain-name")]
+    assert listed(producer_orgs=(ORG_B,)) == [oid(3)]
+    assert listed(tlps=("amber", "red")) == [oid(3), oid(2, "domain-name")]
+    assert listed(until=first[1].date_added + 1, since=first[1].date_added) == \
+        [oid(2, "domain-name")]
+    page = world.list_objects(ObjectListing(limit=2))
+    assert (len(page.rows), page.more) == (2, True)
+    assert page.rows[0].body == b""

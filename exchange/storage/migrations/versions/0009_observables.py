@@ -54,7 +54,7 @@ def upgrade() -> None:
             .limit(BATCH)).all()
         if not rows:
             break
-        entries = []
+        entries: list[dict[str, object]] = []
         for row in rows:
             try:
                 obj = json.loads(bytes(row.body))

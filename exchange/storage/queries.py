@@ -177,9 +177,13 @@ def search_statement(search: ObservableSearch) -> sa.Select[Any] | None:
     version and passes the visibility filter of its collection's scope.
     """
     obs = t.observables
+    # The collection tests are written as expressions (in_collection_by_id) so that no
+    # index leading with collection_id can drive the query: the versions must come from
+    # the observables found, one rowid (primary key) lookup each, never from a walk of a
+    # collection probing the found set.
     scopes = [
-        sa.and_(ov.c.collection_id == scope.collection_id, visibility_condition(scope))
-        if scope.visible_tlps is not None else ov.c.collection_id == scope.collection_id
+        sa.and_(in_collection_by_id(scope.collection_id), visibility_condition(scope))
+        if scope.visible_tlps is not None else in_collection_by_id(scope.collection_id)
         for scope in search.scopes
         if scope.visible_tlps is None or scope.visible_tlps or scope.own_org is not None
     ]

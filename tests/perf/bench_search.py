@@ -115,7 +115,7 @@ class Corpus:
             url = f"http://{self.domain()}/{r.randrange(10**6)}/index.php?id={r.randrange(999)}"
             return f"url:value = '{url}'", url
         if kind < 0.95:
-            digest = "%064x" % r.getrandbits(256)
+            digest = f"{r.getrandbits(256):064x}"
             return f"file:hashes.'SHA-256' = '{digest}'", digest
         email = f"user{r.randrange(10**6)}@{self.domain()}"
         return f"email-addr:value = '{email}'", email
@@ -154,11 +154,14 @@ class Corpus:
         return obj, red
 
 
-def fill(ex: Exchange, collection: str, producer: OrgId, account: str, size: int,
+def fill(ex: Exchange | None, collection: str, producer: OrgId, account: str, size: int,
          seed: int) -> tuple[Corpus, float]:
-    """Store ``size`` objects through the store in envelopes of BATCH; seconds taken."""
+    """Store ``size`` objects through the store in envelopes of BATCH; seconds taken.
+
+    Without ``ex`` nothing is stored: the same objects are generated again (same seed),
+    only to rebuild the queries for a home filled by an earlier run (``--reuse``).
+    """
     corpus = Corpus(seed)
-    store = ex.store
     start = time.perf_counter()
     for first in range(0, size, BATCH):
         versions = []
@@ -170,12 +173,14 @@ def fill(ex: Exchange, collection: str, producer: OrgId, account: str, size: int
                 version=T0 if obj["type"] == "indicator" else None, created=None,
                 modified=None, producer_org=producer, tlp="red" if red else "green",
                 effective_tlp="red" if red else "green", revoked=False, body=body))
+        if ex is None:
+            continue
         status = Status(id=str(uuid.uuid4()), api_root=ex.settings.api_root,
                         collection_id=collection, account_id=account,  # type: ignore[arg-type]
                         org_id=producer, request_timestamp=T0, status="pending",
                         total_count=len(versions), success_count=0, failure_count=0,
                         pending_count=0)
-        store.add_objects(collection, versions, status)  # type: ignore[arg-type]
+        ex.store.add_objects(collection, versions, status)  # type: ignore[arg-type]
         if (first // BATCH) % 20 == 0:
             print(f"stored {first + len(versions)} of {size}"
                   f" ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
@@ -208,7 +213,7 @@ def _client(url: str, user: str, key: str, queries: list[tuple[str, dict[str, st
     return samples, problems
 
 
-def main() -> None:  # noqa: PLR0915 - one linear script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=2000, help="searches in all")
@@ -216,6 +221,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--postgres", metavar="URL", help="store in PostgreSQL (loopback)")
     parser.add_argument("--workdir", help="where to build the home (default: a temp dir)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure again on the home an earlier run filled in --workdir"
+                             " (SQLite)")
     args = parser.parse_args()
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cx-bench-search-"))
@@ -243,23 +251,32 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         settings_env = {"EXCHANGE_DATABASE_URL": env["EXCHANGE_DATABASE_URL"]} \
             if args.postgres else {}
         settings = load_settings(home, env=settings_env)
-        init_home(settings)
-        settings = load_settings(home, env=settings_env)
-        store = open_store(settings)
-        ex = Exchange(settings, store)
-        producer = ex.add_org("UZ-CERT")
-        publisher = ex.add_account("uz-pub", org="UZ-CERT", role="publisher")
-        ex.add_org("PK-CERT")
-        ex.add_account("pk-soc", org="PK-CERT", role="consumer")
-        key = ex.create_api_key("pk-soc")[1]
-        collection = ex.add_collection("bench", readers=["UZ-CERT", "PK-CERT"],
-                                       writers=["UZ-CERT"], default_tlp="green")[0].id
-        corpus, took = fill(ex, collection, producer.id, publisher.id, args.size,
-                              seed=args.size)
-        store.close()
-        os.sync()
-        result["fill_s"] = round(took, 1)
-        result["fill_objects_per_s"] = round(args.size / took)
+        if args.reuse:
+            if args.postgres or not (home / "exchange.db").exists():
+                raise SystemExit("--reuse needs an SQLite home filled by an earlier run")
+            store = open_store(settings)
+            ex = Exchange(settings, store)
+            key = ex.create_api_key("pk-soc")[1]
+            corpus, _ = fill(None, "", OrgId(""), "", args.size, seed=args.size)
+            store.close()
+        else:
+            init_home(settings)
+            settings = load_settings(home, env=settings_env)
+            store = open_store(settings)
+            ex = Exchange(settings, store)
+            producer = ex.add_org("UZ-CERT")
+            publisher = ex.add_account("uz-pub", org="UZ-CERT", role="publisher")
+            ex.add_org("PK-CERT")
+            ex.add_account("pk-soc", org="PK-CERT", role="consumer")
+            key = ex.create_api_key("pk-soc")[1]
+            collection = ex.add_collection("bench", readers=["UZ-CERT", "PK-CERT"],
+                                           writers=["UZ-CERT"], default_tlp="green")[0].id
+            corpus, took = fill(ex, collection, producer.id, publisher.id, args.size,
+                                seed=args.size)
+            store.close()
+            os.sync()
+            result["fill_s"] = round(took, 1)
+            result["fill_objects_per_s"] = round(args.size / took)
 
         rng = random.Random(7)
         used = set(corpus.hits)

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from taxii2client.v21 import Collection
 
+from exchange.errors import NotFound
+from exchange.model.objects import Role
 from exchange.storage.base import Grant
 from tests.integration.conftest import Node
 
@@ -49,14 +51,21 @@ CASES = [
 
 
 def _publisher_for(node: Node, identity: str | None) -> str:
-    """The account that may publish objects created by ``identity`` (made on first use)."""
-    name = "search-loader" if identity is None else f"author-{identity[10:18]}"
-    account = f"{name}-pub"
-    if account not in node.keys:
-        node.exchange.add_org(name, identity_id=identity)
-        node.exchange.add_account(account, org=name, role="publisher")
-        node.keys[account] = node.exchange.create_api_key(account)[1]
-    return account
+    """The account that may publish objects created by ``identity`` (made on first use;
+    other tests of the session may have registered the identity already)."""
+    store = node.exchange.store
+    name = "loader" if identity is None else f"author-{identity[10:18]}"
+    try:
+        org = store.find_org(identity or name)
+    except NotFound:
+        org = node.exchange.add_org(name, identity_id=identity)
+    for account in store.list_accounts(org.id):
+        if account.role is Role.PUBLISHER and account.name in node.keys:
+            return account.name
+    account_name = f"{org.name}-search-pub"
+    node.exchange.add_account(account_name, org=org.name, role="publisher")
+    node.keys[account_name] = node.exchange.create_api_key(account_name)[1]
+    return account_name
 
 
 def _publish_file(node: Node, relative: str) -> str:
@@ -69,7 +78,8 @@ def _publish_file(node: Node, relative: str) -> str:
     for obj in objects:
         by_account.setdefault(_publisher_for(node, obj.get("created_by_ref")), []).append(obj)
     for account, objs in by_account.items():
-        org = node.exchange.store.find_org(account.removesuffix("-pub"))
+        org = node.exchange.store.find_org(
+            node.exchange.store.find_account(account).org_id)
         node.exchange.store.set_grant(Grant(collection_id, org.id, True, True))
         user, key = node.auth(account)
         status = Collection(node.collection_url(alias), user=user,

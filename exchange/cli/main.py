@@ -33,6 +33,7 @@ from exchange.cli.keys import (
 from exchange.cli.options import http_options, read_api_key
 from exchange.cli.policy import policy
 from exchange.cli.revoke import revoke, revoke_file
+from exchange.cli.search import objects, search, show
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError
 from exchange.model.objects import OrgId
@@ -506,5 +507,5 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     run_demo(home, port=port, count=count, fresh=fresh)
 
 
-for _command in (policy, audit, keys, sign, verify, revoke):
+for _command in (policy, audit, keys, sign, verify, revoke, search, show, objects):
     main.add_command(_command)

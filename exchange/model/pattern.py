@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from stix2patterns.v21.object_validator import HASHES_REGEX
@@ -88,6 +89,28 @@ class _Star:
     """The ``[*]`` index step."""
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One comparison expression of a pattern, as :func:`comparisons` reports it.
+
+    Attributes:
+        object_type: The object type of the path (``ipv4-addr``, ``file``...).
+        path: The property path after the type: names, list indexes, and None for
+            ``[*]`` (``file:hashes.'SHA-256'`` is ``("hashes", "SHA-256")``).
+        operator: ``EQ``, ``NEQ``, ``LT``, ``LE``, ``GT``, ``GE``, ``IN``, ``LIKE``,
+            ``MATCHES``, ``ISSUBSET`` or ``ISSUPERSET``.
+        negated: Whether ``NOT`` precedes the operator.
+        values: The string literals compared with, unquoted (one, or a set's items);
+            numbers, booleans, binary, hex and timestamp literals are left out.
+    """
+
+    object_type: str
+    path: tuple[str | int | None, ...]
+    operator: str
+    negated: bool
+    values: tuple[str, ...]
+
+
 _STAR: Final = _Star()
 _PathStep = str | int | _Star
 
@@ -144,6 +167,9 @@ class _Parser:
         self.depth = 0
         self.negative_index = False
         self.comparisons: list[tuple[list[_PathStep], str]] = []
+        #: Every comparison in full, for :func:`comparisons`.
+        self.tests: list[Comparison] = []
+        self._set_items: list[str] = []
 
     # helpers ------------------------------------------------------------------------
 
@@ -265,25 +291,37 @@ class _Parser:
             return
         if kind not in ("ID", "IDH"):
             raise self.fail("an object path such as file:name, '(' or EXISTS")
+        object_type = self.texts[self.i]
         path = self.object_path()
-        if self.kinds[self.i] == "NOT":
+        negated = self.kinds[self.i] == "NOT"
+        if negated:
             self.i += 1
         op = self.kinds[self.i]
         if op in ("EQ", "NEQ"):
             self.i += 1
             value = self.literal(_PRIMITIVE)
+            items = [value]
         elif op in ("GT", "LT", "GE", "LE"):
             self.i += 1
             value = self.literal(_ORDERABLE)
+            items = [value]
         elif op == "IN":
             self.i += 1
             value = self.set_literal()
+            items = self._set_items
         elif op in _STRING_OPS:
             self.i += 1
             value = self.expect("STR", "a string literal")
+            items = [value]
         else:
             raise self.fail("a comparison operator")
         self.comparisons.append((path, value))
+        self.tests.append(Comparison(
+            object_type=object_type,
+            path=tuple(None if isinstance(step, _Star) else step for step in path),
+            operator=op, negated=negated,
+            values=tuple(_unquote(item) for item in items if item.startswith("'")),
+        ))
 
     def object_path(self) -> list[_PathStep]:
         if self.kinds[self.i] not in ("ID", "IDH"):
@@ -337,12 +375,14 @@ class _Parser:
         self.expect("LPAREN", "'(' opening a set")
         if self.kinds[self.i] == "RPAREN":
             self.i += 1
+            self._set_items = []
             return "()"
         items = [self.literal(_PRIMITIVE)]
         while self.kinds[self.i] == "COMMA":
             self.i += 1
             items.append(self.literal(_PRIMITIVE))
         self.expect("RPAREN", "')' or ','")
+        self._set_items = items
         return "(" + ",".join(items) + ")"
 
     def check_hashes(self) -> None:
@@ -417,3 +457,21 @@ def check_pattern(pattern: str, limits: Limits) -> None:
         errors = _reference_errors(pattern)
         if errors:
             raise InvalidObject("pattern: " + errors[0].removeprefix("FAIL: ")) from None
+
+
+def comparisons(pattern: str, limits: Limits) -> list[Comparison]:
+    """The comparison expressions of a valid STIX 2.1 pattern, in the order written.
+
+    Used to index the observable values an indicator names
+    (:mod:`exchange.model.observables`); the grammar is checked as in
+    :func:`check_pattern`, with the same caps.
+
+    Raises:
+        LimitExceeded: The pattern exceeds ``max_pattern_bytes`` or
+            ``max_pattern_observations``.
+        InvalidObject: The pattern is not a valid STIX 2.1 pattern.
+    """
+    check_pattern(pattern, limits)
+    parser = _Parser(pattern)
+    parser.parse()
+    return parser.tests

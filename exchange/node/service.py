@@ -39,6 +39,7 @@ from exchange.node.members import Members
 from exchange.node.nodekey import ensure_node_key
 from exchange.node.publish import Publishing
 from exchange.node.read import Reading
+from exchange.node.search import Searching
 from exchange.node.withdraw import Withdrawing
 from exchange.storage import open_store
 
@@ -83,5 +84,5 @@ def init_home(settings: Settings) -> bool:
     return created
 
 
-class Exchange(Members, Publishing, Reading, Explaining, Withdrawing):
+class Exchange(Members, Publishing, Searching, Reading, Explaining, Withdrawing):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

@@ -244,6 +244,60 @@ class ObjectQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservableSearch:
+    """A search of the observable index (revision 0008) across collections.
+
+    Attributes:
+        kinds: Index kinds to look in (:data:`exchange.model.observables.KINDS`).
+        keys: Exact index keys; a version naming any of them matches.
+        prefix: A key prefix (ending in ``.``): versions naming a key that starts with it
+            match too (a domain's subdomains).
+        scopes: One query per collection searched: its ``collection_id`` and visibility
+            fields (``visible_tlps``, ``own_org``, ``red_identity``,
+            ``revoked_needs_prior``) apply as in a read; its other fields are ignored.
+        after: Only versions with ``date_added`` after this (the previous page's cursor).
+        limit: The page size.
+        include_body: Whether to fetch the object bytes.
+
+    Only the latest version of each object is searched: a value an object no longer names
+    does not find it.
+    """
+
+    kinds: tuple[str, ...]
+    keys: tuple[str, ...]
+    scopes: tuple[ObjectQuery, ...]
+    prefix: str | None = None
+    after: int | None = None
+    limit: int = 100
+    include_body: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectListing:
+    """An operator's listing of stored objects (``exchange objects list``), node-local.
+
+    Attributes:
+        collection_ids: Only these collections (empty: all).
+        types: Only these STIX types (empty: all).
+        producer_orgs: Only versions these organisations published (empty: all).
+        tlps: Only these effective TLP levels (empty: all).
+        since: Only versions stored at or after this (µs since the epoch).
+        until: Only versions stored before this.
+        latest_only: Only each object's latest version in its collection.
+        limit: At most this many, newest first.
+    """
+
+    collection_ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    producer_orgs: tuple[str, ...] = ()
+    tlps: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    latest_only: bool = True
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a read, in ``date_added`` order; ``more`` says whether rows remain."""
 
@@ -435,6 +489,26 @@ class Store(abc.ABC):
         matching ``added_after``/``spec_versions``; ``query.versions`` is ignored."""
 
     @abc.abstractmethod
+    def search_observables(self, search: ObservableSearch) -> Page:
+        """Latest versions, visible under their collection's scope, naming a searched
+        value; ``date_added`` ascending, at most ``limit``.
+
+        Raises:
+            ValueError: ``search.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+
+    @abc.abstractmethod
+    def list_objects(self, listing: ObjectListing) -> Page:
+        """Stored versions matching an operator's filters, newest ``date_added`` first,
+        without bodies; ``more`` says whether more matched than ``limit``.
+
+        Raises:
+            ValueError: ``listing.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+
+    @abc.abstractmethod
     def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:
         """Whether any version of ``object_id`` is in the collection."""
 
@@ -501,7 +575,7 @@ class Store(abc.ABC):
     def versions_signed_by(self, kid: str) -> list[SignedVersion]:
         """The stored versions (all collections) signed by ``kid``, by ``date_added``."""
 
-    # -- derived copies (revision 0008) ----------------------------------------------------
+    # -- derived copies (revision 0007) ----------------------------------------------------
     @abc.abstractmethod
     def record_derived_ids(self, entries: Sequence[DerivedIdEntry]) -> None:
         """Remember which original and transforms each derived id stands for.

@@ -10,11 +10,13 @@ outcomes into the TAXII status resource.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from exchange.model.observables import observables_of
 from exchange.storage.base import AddOutcome, AddResult, NewVersion, Status, StatusDetail
 from exchange.storage.timestamps import from_micros
 
@@ -68,6 +70,8 @@ class EnvelopePlan:
         self.results: list[AddResult] = []
         self.rows: list[dict[str, Any]] = []
         self.red_rows: list[dict[str, Any]] = []
+        #: Rows of the observable index (exchange.model.observables) for the new rows.
+        self.observable_rows: list[dict[str, Any]] = []
         self.next_date_added = 0
         # Per id, in this collection: version -> date_added, stored and newly added.
         self._versions: dict[str, dict[int, int]] = {}
@@ -121,6 +125,7 @@ class EnvelopePlan:
         })
         self.red_rows.extend({"date_added": date_added, "identity_id": identity}
                              for identity in dict.fromkeys(new.red_recipients))
+        self.observable_rows.extend(observable_rows(new.body, date_added))
         return AddResult(new.id, version, AddOutcome.ADDED, date_added)
 
     def set_flags(self) -> list[dict[str, Any]]:
@@ -141,6 +146,18 @@ class EnvelopePlan:
                     changed.append({"b_date_added": e.date_added, "b_latest": latest,
                                     "b_first": first})
         return changed
+
+
+def observable_rows(body: bytes, date_added: int) -> list[dict[str, Any]]:
+    """The observable index rows of one stored version (none when the body names none)."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return []  # never for a validated body; an unreadable one has nothing to index
+    if not isinstance(obj, dict):
+        return []
+    return [{"key": o.key, "kind": o.kind, "date_added": date_added}
+            for o in observables_of(obj)]
 
 
 def final_status(

@@ -24,6 +24,7 @@ from exchange.storage.base import (
     Collection,
     Grant,
     ObjectQuery,
+    ObservableSearch,
     Organisation,
     StatusDetail,
     StoredVersion,
@@ -166,6 +167,46 @@ def page_statement(query: ObjectQuery, versions: VersionMatch) -> sa.Select[Any]
         sa.select(*columns).where(*conditions).order_by(ov.c.date_added)
         .limit(query.limit + 1)
     )
+
+
+def search_statement(search: ObservableSearch) -> sa.Select[Any] | None:
+    """The SELECT of one page of an observable search (None: no scope can see anything).
+
+    The versions naming a searched key come from the ``observables`` primary key (exact
+    keys, and a prefix as one key range); each is kept when it is its object's latest
+    version and passes the visibility filter of its collection's scope.
+    """
+    obs = t.observables
+    # The collection tests are written as expressions (in_collection_by_id) so that no
+    # index leading with collection_id can drive the query: the versions must come from
+    # the observables found, one rowid (primary key) lookup each, never from a walk of a
+    # collection probing the found set.
+    scopes = [
+        sa.and_(in_collection_by_id(scope.collection_id), visibility_condition(scope))
+        if scope.visible_tlps is not None else in_collection_by_id(scope.collection_id)
+        for scope in search.scopes
+        if scope.visible_tlps is None or scope.visible_tlps or scope.own_org is not None
+    ]
+    if not scopes or not search.kinds or not (search.keys or search.prefix):
+        return None
+    wanted: list[sa.ColumnElement[bool]] = []
+    if search.keys:
+        wanted.append(obs.c.key.in_(search.keys))
+    if search.prefix:
+        # Keys starting with the prefix (which ends in "."): from it up to, not
+        # including, the same text ending in "/", the next character.
+        wanted.append(sa.and_(obs.c.key >= search.prefix,
+                              obs.c.key < search.prefix[:-1] + "/"))
+    matching = sa.select(obs.c.date_added).where(
+        obs.c.kind.in_(search.kinds), sa.or_(*wanted))
+    columns = [*META_COLUMNS, ov.c.body, ov.c.body_sha256] if search.include_body \
+        else META_COLUMNS
+    conditions = [ov.c.date_added.in_(matching), ov.c.is_latest == sa.true(),
+                  sa.or_(*scopes)]
+    if search.after is not None:
+        conditions.append(ov.c.date_added > search.after)
+    return (sa.select(*columns).where(*conditions).order_by(ov.c.date_added)
+            .limit(search.limit + 1))
 
 
 def in_collection_by_id(collection_id: str) -> sa.ColumnElement[bool]:

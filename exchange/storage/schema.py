@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects import postgresql
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -260,7 +261,7 @@ audit_spool_offsets = Table(
     Column("consumed", BigInteger, nullable=False),
 )
 
-# Revision 0008: the ids of derived copies (redacted or anonymised objects the node serves
+# Revision 0007: the ids of derived copies (redacted or anonymised objects the node serves
 # in place of an original, exchange.node.derive), so a copy can be fetched and explained
 # by its own id. Filled when a read derives a copy or references one; a derived id is a
 # uuid5 of the original id and the transforms, so each row is written once.
@@ -271,3 +272,25 @@ derived_ids = Table(
     Column("original_id", String(128), nullable=False),
     Column("transforms", String(512), nullable=False),
 )
+
+#: The index key's type: byte-order comparison on PostgreSQL too (collation "C"), so that
+#: a domain's subdomains are one key range whatever the database's default collation.
+KEY_TEXT = String(512).with_variant(postgresql.VARCHAR(512, collation="C"), "postgresql")
+
+# Revision 0008: the observable values each stored version names
+# (exchange.model.observables), written in the transaction that stores the version.
+# One row per (version, kind, key); the key is the normalised value (a domain with its
+# labels reversed, so subdomains share a prefix). Searches look keys up exactly (an
+# address together with every network that could contain it) or, for subdomains, as
+# one key range; the primary key is that lookup's index, and on SQLite the table is
+# stored in it (WITHOUT ROWID). ix_observables_date_added finds a version's rows when
+# it is deleted.
+observables = Table(
+    "observables",
+    metadata,
+    Column("key", KEY_TEXT, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("date_added", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
+)
+Index("ix_observables_date_added", observables.c.date_added)

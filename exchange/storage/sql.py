@@ -62,7 +62,9 @@ from exchange.storage.base import (
     Grant,
     MemberKey,
     NewVersion,
+    ObjectListing,
     ObjectQuery,
+    ObservableSearch,
     Organisation,
     Page,
     PublishAudit,
@@ -76,6 +78,7 @@ from exchange.storage.engines import WRITE_OPTION, SqliteOptions, create_engine
 from exchange.storage.envelopes import EnvelopePlan, ExistingVersion, StoredVersions, final_status
 from exchange.storage.queries import (
     LOCK_CLOCK,
+    META_COLUMNS,
     UPDATE_FLAGS,
     account_record,
     api_key_record,
@@ -91,6 +94,7 @@ from exchange.storage.queries import (
     org_record,
     ov,
     page_statement,
+    search_statement,
     stored_record,
     version_condition,
 )
@@ -703,6 +707,8 @@ class SqlStore(Store):
                 conn.execute(ov.insert(), plan.rows)
                 if plan.red_rows:
                     conn.execute(t.object_red_recipients.insert(), plan.red_rows)
+                if plan.observable_rows:
+                    conn.execute(t.observables.insert(), plan.observable_rows)
                 conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
             final = final_status(status, versions, plan.results)
             self._insert_status(conn, final)
@@ -786,6 +792,53 @@ class SqlStore(Store):
         return Page(rows=[stored_record(row, query.include_body) for row in rows[: query.limit]],
                     more=more)
 
+    def search_observables(self, search: ObservableSearch) -> Page:
+        """Latest visible versions naming a searched value, ``date_added`` ascending.
+
+        Raises:
+            ValueError: ``search.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+        if search.limit < 1:
+            raise ValueError("limit must be at least 1")
+        statement = search_statement(search)
+        if statement is None:
+            return Page(rows=[], more=False)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(statement).all()
+        more = len(rows) > search.limit
+        return Page(rows=[stored_record(row, search.include_body)
+                          for row in rows[: search.limit]], more=more)
+
+    def list_objects(self, listing: ObjectListing) -> Page:
+        """Versions matching an operator's filters, newest first, without bodies.
+
+        Raises:
+            ValueError: ``listing.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+        if listing.limit < 1:
+            raise ValueError("limit must be at least 1")
+        conditions: list[sa.ColumnElement[bool]] = []
+        for column, values in ((ov.c.collection_id, listing.collection_ids),
+                               (ov.c.type, listing.types),
+                               (ov.c.producer_org, listing.producer_orgs),
+                               (ov.c.effective_tlp, listing.tlps)):
+            if values:
+                conditions.append(column.in_(values))
+        if listing.since is not None:
+            conditions.append(ov.c.date_added >= listing.since)
+        if listing.until is not None:
+            conditions.append(ov.c.date_added < listing.until)
+        if listing.latest_only:
+            conditions.append(ov.c.is_latest == sa.true())
+        statement = (sa.select(*META_COLUMNS).where(*conditions)
+                     .order_by(ov.c.date_added.desc()).limit(listing.limit + 1))
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(statement).all()
+        return Page(rows=[stored_record(row, False) for row in rows[: listing.limit]],
+                    more=len(rows) > listing.limit)
+
     def object_exists(self, collection_id: CollectionId, object_id: str) -> bool:
         """Whether any version of ``object_id`` is in the collection.
 
@@ -820,6 +873,11 @@ class SqlStore(Store):
         if spec_versions:
             conditions.append(ov.c.spec_version.in_(spec_versions))
         with self._transaction(write=True) as conn:
+            gone = [row.date_added for row in
+                    conn.execute(sa.select(ov.c.date_added).where(*conditions))]
+            for chunk in id_chunks(conn, gone):
+                conn.execute(t.observables.delete().where(
+                    t.observables.c.date_added.in_(chunk)))
             deleted = conn.execute(ov.delete().where(*conditions)).rowcount
             if deleted:
                 remaining = conn.execute(
@@ -989,7 +1047,7 @@ class SqlStore(Store):
                 for row in conn.execute(query)
             ]
 
-    # -- derived copies (revision 0008) ----------------------------------------------------
+    # -- derived copies (revision 0007) ----------------------------------------------------
     def record_derived_ids(self, entries: Sequence[DerivedIdEntry]) -> None:
         """Remember which original and transforms each derived id stands for.
 

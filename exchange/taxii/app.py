@@ -67,6 +67,7 @@ from exchange.taxii.http import (
     dumps,
     error_body,
 )
+from exchange.taxii.search_api import register_search_api
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
 
     register_audit_api(app, exchange)
     register_delete(app, settings.api_root)
+    register_search_api(app, exchange)
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:

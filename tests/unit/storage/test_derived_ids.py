@@ -1,4 +1,4 @@
-"""Contract: the derived-id table (revision 0008), on SQLite and PostgreSQL."""
+"""Contract: the derived-id table (revision 0007), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -87,3 +87,27 @@ def test_delete_finds_the_versions_by_id(engine: sa.Engine) -> None:
     assert plan(engine, statement) == [
         "SEARCH object_versions USING INDEX sqlite_autoindex_object_versions_1 (id=?)"
     ]
+
+
+@pytest.mark.parametrize(("value", "subdomains"), [("203.0.113.7", False),
+                                                   ("evil.example", True)],
+                         ids=["address-with-networks", "domain-with-subdomains"])
+def test_a_search_starts_from_the_observables_found(engine: sa.Engine, value: str,
+                                                    subdomains: bool) -> None:
+    """Never a walk of a collection probing the found set (a full scan at 1M rows)."""
+    from exchange.model.observables import search_terms  # noqa: PLC0415
+    from exchange.storage.base import ObservableSearch  # noqa: PLC0415
+    from exchange.storage.queries import search_statement  # noqa: PLC0415
+
+    term = search_terms(value, subdomains=subdomains)
+    scopes = (ObjectQuery("c", red_identity="identity--x", revoked_needs_prior=True,
+                          **VISIBLE), ObjectQuery("d", **VISIBLE))
+    statement = search_statement(ObservableSearch(
+        kinds=term.kinds, keys=term.keys, prefix=term.prefix, scopes=scopes, after=5))
+    assert statement is not None
+    steps = plan(engine, statement)
+    assert steps[0] == "SEARCH object_versions USING INTEGER PRIMARY KEY (rowid=?)"
+    assert any(s.startswith("SEARCH observables USING PRIMARY KEY (key=? AND kind=?)")
+               for s in steps)
+    assert not any("object_versions USING INDEX" in s for s in steps)
+    assert not any(s.startswith("SCAN") for s in steps)

@@ -5,7 +5,7 @@ receives copies with ids of their own (``exchange.node.derive``): a uuid5 of the
 id and the transforms, which cannot be inverted. This table maps each derived id the node
 has served or referenced back to its original and transforms; reads fill it.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-02
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
+revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

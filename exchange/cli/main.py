@@ -358,23 +358,39 @@ client_options = http_options(
 @click.option("--passphrase-file", type=click.Path(dir_okay=False),
               help="File holding the signing key's passphrase (default: $EXCHANGE_PASSPHRASE"
                    " or a prompt).")
+@click.option("--skip-bad-lines", is_flag=True,
+              help="IOC lists: publish the valid lines and report the bad ones (default:"
+                   " refuse the whole list, listing every bad line).")
+@click.option("--ioc-state", type=click.Path(dir_okay=False),
+              help="IOC lists: what was published before, so unchanged IOCs are sent"
+                   " unchanged (default: <home>/published-iocs.sqlite).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: bool,
-            fmt: str, tlp: str, identity: str | None, valid_days: int | None,
+@click.pass_context
+def publish(ctx: click.Context, file: str, url: str, user: str, api_key_file: str | None,
+            insecure: bool, fmt: str, tlp: str, identity: str | None, valid_days: int | None,
             batch_size: int, sign_key: str | None, passphrase_file: str | None,
-            as_json: bool) -> None:
+            skip_bad_lines: bool, ioc_state: str | None, as_json: bool) -> None:
     """Publish a STIX bundle, CSV or IOC list to a collection over TAXII."""
+    from exchange.cli.iocrun import IocRun, state_path  # noqa: PLC0415
     from exchange.member import client  # noqa: PLC0415
-    from exchange.member.publishing import load_objects  # noqa: PLC0415
+    from exchange.member.publishing import describe_bad_lines, load_input  # noqa: PLC0415
 
-    objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity,
-                           valid_days=valid_days)
+    loaded = load_input(Path(file), fmt=fmt, tlp=tlp, identity=identity,
+                        valid_days=valid_days, skip_bad_lines=skip_bad_lines)
+    for line in describe_bad_lines(loaded.bad_lines):
+        click.echo(f"skipped {line}", err=True)
+    objects = loaded.objects
+    key = load_signing_key(sign_key, passphrase_file) if sign_key else None
+    home = getattr(ctx.find_object(_Ctx), "home", None)
+    run = (IocRun.begin(objects, path=state_path(home, ioc_state), valid_days=valid_days,
+                        key=key) if loaded.from_iocs else None)
+    objects = run.objects if run else objects
     signing: dict[str, Any] = {}
-    if sign_key:
+    if key is not None:
         from exchange.member.signer import sign_all  # noqa: PLC0415
 
-        key = load_signing_key(sign_key, passphrase_file)
-        signed = sign_all(objects, key, normalise=True, identity=identity)
+        signed = (run.sign(key, identity) if run
+                  else sign_all(objects, key, normalise=True, identity=identity))
         report_signing(signed, key)
         if signed.refused:
             _fail("nothing was published: sign or fix the objects above first")
@@ -387,13 +403,24 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
                                file=sys.stderr) as bar:
             report = client.publish(conn, url, objects, batch_size=batch_size,
                                     progress=bar.update)
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
     finally:
         conn.close()
+    if run is not None:
+        run.finish(objects, report)
     data = {"total": report.total, "succeeded": report.succeeded, "failed": report.failed,
             "failures": [{"id": i, "message": m} for i, m in report.failures],
             "status_ids": report.status_ids}
     if signing:
         data["signing"] = signing
+    if loaded.bad_lines:
+        data["skipped_lines"] = [{"line": n, "reason": r} for n, r in loaded.bad_lines]
+    if run is not None:
+        data["unchanged"] = len(run.settled.unchanged)
+        data["new_versions"] = len(run.settled.new_versions)
     text = [f"{report.succeeded} of {report.total} objects accepted, {report.failed} refused"]
     text += [f"  refused {i}: {m}" for i, m in report.failures]
     _emit(as_json, data, "\n".join(text))

@@ -8,17 +8,46 @@ Pure apart from reading the one file it is given.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from exchange.errors import InvalidInput
-from exchange.member.iocs import iocs_to_objects, parse_ioc_text
+from exchange.member.iocs import iocs_to_objects, read_ioc_text
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.tlp import parse_level
 
 #: Files larger than this are refused before reading (the server splits nothing).
 MAX_INPUT_BYTES = 512 * 1024 * 1024
+
+#: How many bad IOC lines a refusal lists (the count is always complete).
+MAX_LISTED_BAD_LINES: Final = 100
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_input` read.
+
+    Attributes:
+        objects: The objects to publish.
+        from_iocs: True when they were made from an IOC list or CSV (so they are
+            indicators this tool generated, with deterministic ids).
+        bad_lines: ``(line, reason)`` of the IOC lines skipped (only with
+            ``skip_bad_lines``).
+    """
+
+    objects: list[dict[str, Any]]
+    from_iocs: bool = False
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def describe_bad_lines(bad_lines: list[tuple[int, str]]) -> list[str]:
+    """One ``line N: reason`` per bad line, at most :data:`MAX_LISTED_BAD_LINES`."""
+    shown = [f"line {line}: {reason}" for line, reason in bad_lines[:MAX_LISTED_BAD_LINES]]
+    if len(bad_lines) > MAX_LISTED_BAD_LINES:
+        shown.append(f"... and {len(bad_lines) - MAX_LISTED_BAD_LINES} more")
+    return shown
 
 
 def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
@@ -44,6 +73,20 @@ def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
 def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
                  identity: str | None = None, valid_days: int | None = None
                  ) -> list[dict[str, Any]]:
+    """Read the objects to publish from ``path``, refusing an IOC list with a bad line.
+
+    As :func:`load_input` without ``skip_bad_lines``.
+
+    Raises:
+        InvalidInput: As for :func:`load_input`.
+    """
+    return load_input(path, fmt=fmt, tlp=tlp, identity=identity,
+                      valid_days=valid_days).objects
+
+
+def load_input(path: Path, *, fmt: str = "auto", tlp: str = "amber",
+               identity: str | None = None, valid_days: int | None = None,
+               skip_bad_lines: bool = False) -> Loaded:
     """Read the objects to publish from ``path``.
 
     Args:
@@ -53,9 +96,13 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
         tlp: TLP level for indicators made from IOCs.
         identity: The publisher's identity id, required for IOC input.
         valid_days: Optional validity of indicators made from IOCs.
+        skip_bad_lines: Make indicators of the valid lines of an IOC list and report the
+            bad ones in :attr:`Loaded.bad_lines`, instead of refusing the whole list.
 
     Raises:
-        InvalidInput: Unreadable file, bad JSON, bad IOC lines, missing identity.
+        InvalidInput: Unreadable file, bad JSON, missing identity, an unusable CSV
+            header, an IOC list without one valid IOC, or (without ``skip_bad_lines``)
+            any bad IOC line: the reason then lists every bad line with its number.
     """
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
@@ -66,7 +113,7 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
     stripped = data.lstrip()
     if fmt == "stix" or (fmt == "auto" and stripped[:1] in (b"{", b"[")):
         limits = Limits(max_body_bytes=MAX_INPUT_BYTES)
-        return objects_in(parse_json(data, limits), path)
+        return Loaded(objects_in(parse_json(data, limits), path))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -76,8 +123,18 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
             "IOC lists need your organisation's identity id: pass --identity or set "
             "EXCHANGE_IDENTITY (see 'exchange org list')"
         )
-    iocs = parse_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
-    if not iocs:
+    parsed = read_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
+    bad = parsed.bad_lines
+    if bad and not skip_bad_lines:
+        noun = "line is" if len(bad) == 1 else "lines are"
+        valid = len(parsed.iocs)
+        hint = (f"pass --skip-bad-lines to publish the {valid} valid IOC(s) and skip them"
+                if valid else "no line holds a valid IOC")
+        raise InvalidInput("\n  ".join(
+            [f"{path}: {len(bad)} {noun} not a valid IOC, so nothing was published"
+             f" (fix them, or {hint}):", *describe_bad_lines(bad)]))
+    if not parsed.iocs:
         raise InvalidInput(f"{path}: no indicators found")
-    return iocs_to_objects(iocs, identity_id=identity, tlp=parse_level(tlp),
-                           valid_days=valid_days)
+    objects = iocs_to_objects(parsed.iocs, identity_id=identity, tlp=parse_level(tlp),
+                              valid_days=valid_days)
+    return Loaded(objects, from_iocs=True, bad_lines=list(bad))

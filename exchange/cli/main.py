@@ -484,8 +484,9 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @click.option("--port", type=int, default=8421, show_default=True)
 @click.option("--count", type=int, default=300, show_default=True,
               help="Indicators to generate and publish.")
-@click.option("--fresh/--keep", default=True, show_default=True,
-              help="Start from an empty home (the default) or reuse it.")
+@click.option("--fresh/--keep", default=False,
+              help="Start over from an empty demo home, or (the default) serve the one an"
+                   " earlier run built, with its data.")
 @pass_ctx
 def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""

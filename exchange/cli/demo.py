@@ -58,6 +58,8 @@ DATA_DONE = ".demo-data-published"
 DEMO_SEED = 2026
 #: How many of the newest indicators the printed curl command fetches.
 NEWEST = 5
+#: The guide's last line.
+GUIDE_END = "Ctrl-C stops the demo; 'exchange demo' again resumes it with the same data."
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -403,5 +405,6 @@ def guide(base: str, api_root: str, world: dict[str, Any], home: Path, *,
         f"    {node} audit export {evidence} && {exe} audit verify --export {evidence}"
         f" --key \"$({node} audit key)\"",
         "",
+        GUIDE_END,
     ]
     return "\n".join(lines)

@@ -380,6 +380,7 @@ def publish(ctx: click.Context, file: str, url: str, user: str, api_key_file: st
     for line in describe_bad_lines(loaded.bad_lines):
         click.echo(f"skipped {line}", err=True)
     objects = loaded.objects
+    api_key = read_api_key(api_key_file)
     key = load_signing_key(sign_key, passphrase_file) if sign_key else None
     home = getattr(ctx.find_object(_Ctx), "home", None)
     run = (IocRun.begin(objects, path=state_path(home, ioc_state), valid_days=valid_days,
@@ -397,7 +398,7 @@ def publish(ctx: click.Context, file: str, url: str, user: str, api_key_file: st
         objects = signed.objects
         signing = {"kid": key.kid, "signed": len(signed.signed),
                    "normalised": signed.normalised, "kept": [i for i, _ in signed.kept]}
-    conn = client.Connection(user, read_api_key(api_key_file), verify=not insecure)
+    conn = client.Connection(user, api_key, verify=not insecure)
     try:
         with click.progressbar(length=len(objects), label="publishing",
                                file=sys.stderr) as bar:

@@ -133,6 +133,9 @@ def _report_json(report: Report) -> str:
 def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool,
             params: dict[str, Any] | None = None) -> dict[str, Any]:
     base = url if url.endswith("/") else url + "/"
+    marker = base.find("/collections/")
+    if marker >= 0:  # a collection's URL (as publish and pull take): its API root
+        base = base[:marker + 1]
     target = f"{base}cx/audit/{path}"  # the project's endpoints below the API root
     try:
         response = requests.get(
@@ -161,8 +164,8 @@ def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool
 def remote_options(f: Any) -> Any:
     """--url, --user, --api-key-file, --insecure: member mode, against the hub."""
     return http_options(
-        required=False, url_help="The hub's API root, e.g. https://hub.example/cx/ (member"
-        " mode).", user_help="Account name (with --url).")(f)
+        required=False, url_help="The hub's API root, e.g. https://hub.example/cx/, or a"
+        " collection URL under it (member mode).", user_help="Account name (with --url).")(f)
 
 
 def _read_saved(path: str) -> tuple[str, list[NoteKey]]:

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -124,6 +125,13 @@ def paste(command: str, user_home: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=COMMAND_SECONDS, check=False)
 
 
+def readme_demo_block() -> str:
+    """The first ``sh`` block of the README's "Publishing and pulling" section."""
+    text = (PROJECT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Publishing and pulling", 1)[1].split("\n### ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
 def _all_indicators(url: str, key: str) -> list[dict[str, object]]:
     objects: list[dict[str, object]] = []
     params: dict[str, str] = {"match[type]": "indicator", "limit": "1000"}
@@ -199,6 +207,20 @@ def test_every_printed_command_runs_as_pasted_and_ctrl_c_exits_0(
     resumed = paste(second.command(" pull "), user_home)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("2 new objects"), resumed.stdout  # the two IOCs
+
+    # the README's "Publishing and pulling" example, as written, against this demo
+    script = readme_demo_block().replace(".exchange/demo", shlex.quote(str(home)))
+    script = script.replace("127.0.0.1:8421", f"127.0.0.1:{port}")
+    done = paste(f"set -euo pipefail\nsource .venv/bin/activate\n{script}", user_home)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "3 indicator(s) unchanged" in done.stderr  # the second publish of iocs.txt
+    NoteKey.parse(done.stdout.strip().splitlines()[-1])  # exchange audit key
+    feed = [json.loads(line) for line in (home / "feed.jsonl").read_text().splitlines()]
+    patterns = " ".join(str(o.get("pattern", "")) for o in feed)
+    assert "evil-login.example.com" in patterns
+    assert "203.0.113.9" in patterns
+    assert set(PROJECT.iterdir()) == before
     code, _ = second.stop()
     assert code == 0
 

@@ -27,7 +27,8 @@ def state_path(home: str | None, state_file: str | None) -> Path:
     """The IOC state file: ``--ioc-state``, else ``<home>/published-iocs.sqlite``."""
     if state_file:
         return Path(state_file)
-    return (Path(home) if home else DEFAULT_HOME) / STATE_FILE
+    # the user's home as it is now (DEFAULT_HOME was fixed when the package was imported)
+    return (Path(home) if home else Path.home() / DEFAULT_HOME.name) / STATE_FILE
 
 
 class IocRun:

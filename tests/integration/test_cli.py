@@ -15,12 +15,6 @@ from exchange.cli.main import main
 from tests.integration.conftest import Node
 
 
-@pytest.fixture(autouse=True)
-def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A user home of the test's own: ``publish`` keeps its IOC state under it."""
-    monkeypatch.setenv("HOME", str(tmp_path / "user"))
-
-
 def run(home: Path, *args: str) -> tuple[int, str, str]:
     runner = CliRunner()
     result = runner.invoke(main, ["--home", str(home), *args],

@@ -8,6 +8,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make demo DEMO_ARGS=--fresh starts the demo over from an empty home
+DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/exchange demo
+	$(BIN)/exchange demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check exchange tests

@@ -4,7 +4,7 @@ On the hub (with the node's home): ``report`` (what one recipient received, as H
 or JSON, checked against the newest signed checkpoint), ``records`` (filtered records as
 JSON lines), ``verify`` (recompute the whole log, check every checkpoint), ``proof``
 (one record's inclusion proof), ``export`` (the evidence for an offline check) and
-``checkpoint`` (sign one now).
+``checkpoint`` (sign one now), ``key`` (the checkpoint verifier key to hand auditors).
 
 Anywhere, without a database or a server: ``verify --export DIR`` checks an export.
 
@@ -133,6 +133,9 @@ def _report_json(report: Report) -> str:
 def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool,
             params: dict[str, Any] | None = None) -> dict[str, Any]:
     base = url if url.endswith("/") else url + "/"
+    marker = base.find("/collections/")
+    if marker >= 0:  # a collection's URL (as publish and pull take): its API root
+        base = base[:marker + 1]
     target = f"{base}cx/audit/{path}"  # the project's endpoints below the API root
     try:
         response = requests.get(
@@ -161,8 +164,8 @@ def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool
 def remote_options(f: Any) -> Any:
     """--url, --user, --api-key-file, --insecure: member mode, against the hub."""
     return http_options(
-        required=False, url_help="The hub's API root, e.g. https://hub.example/cx/ (member"
-        " mode).", user_help="Account name (with --url).")(f)
+        required=False, url_help="The hub's API root, e.g. https://hub.example/cx/, or a"
+        " collection URL under it (member mode).", user_help="Account name (with --url).")(f)
 
 
 def _read_saved(path: str) -> tuple[str, list[NoteKey]]:
@@ -428,6 +431,39 @@ def audit_checkpoint(ctx_obj: Any, save_to: str | None, verifiers: tuple[str, ..
         click.echo(note, nl=False)
         if save_to:
             click.echo(f"saved to {save_to}", err=True)
+
+
+@audit.command("key")
+@remote_options
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit_key(ctx_obj: Any, url: str | None, user: str | None, api_key_file: str | None,
+              insecure: bool, as_json: bool) -> None:
+    """Print the log's checkpoint verifier key(s), one per line.
+
+    This is what ``exchange audit verify --export DIR --key KEY`` and ``checkpoint
+    --key`` take: a C2SP signed-note verifier key ``<origin>+<key id>+<public key>``.
+    On the hub it is read from the node's registry; with ``--url`` it is fetched from
+    the hub's auditor API, which proves only what the hub says: compare it with the
+    hub's operator out of band before you trust it.
+    """
+    if url:
+        if not user:
+            raise InvalidInput("--url needs --user")
+        answer = _remote(url, "key/", user, api_key_file, insecure)
+        keys = _keys_from([str(v) for v in answer.get("verifier_keys", [])])
+        origin = str(answer.get("origin", ""))
+    else:
+        with ctx_obj.exchange() as ex:
+            keys = ex.audit.keys()
+            origin = ex.audit.origin
+    if not keys:
+        raise NotFound("the node has no checkpoint key yet (run 'exchange init')")
+    if as_json:
+        click.echo(json.dumps({"origin": origin,
+                               "verifier_keys": [k.verifier() for k in keys]}, indent=2))
+    else:
+        click.echo("\n".join(k.verifier() for k in keys))
 
 
 @audit.command("sequence")

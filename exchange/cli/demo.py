@@ -1,21 +1,30 @@
 """``exchange demo``: a complete node for the UZ-CERT / PK-CERT working group, locally.
 
-It builds a fresh home (SQLite, nothing to install), registers the two founding CERTs,
-Uzbekistan's national SOC as a constituent of UZ-CERT and an operator organisation,
-creates a publisher per CERT, a SOC consumer, an auditor and an admin, a joint
-collection and one per country; starts the TAXII server under gunicorn on 127.0.0.1;
-publishes generated, realistic indicators through the real TAXII path (taxii2-client);
-and prints URLs, credentials and commands to try. Ctrl-C stops the server it started.
+The first run builds a demo home (SQLite, nothing to install): the two founding CERTs,
+Uzbekistan's national SOC as a constituent of UZ-CERT and an operator organisation; a
+publisher per CERT, a SOC consumer, an auditor and an admin; a joint collection and one
+per country; a signing key per CERT. It starts the TAXII server under gunicorn on
+127.0.0.1, publishes generated, realistic indicators through the real TAXII path
+(taxii2-client), and prints URLs, credentials and commands to try. Later runs serve the
+same home and data again, so what a printed command left behind (a feed file and its
+cursor, the IOC state) stays valid; ``--fresh`` starts over. Ctrl-C (or SIGTERM) stops
+the server it started and exits 0.
 
-The demo's API keys are written to ``demo-credentials.json`` in the demo home (mode 0600)
-because showing them is the point of a demo; a real node never stores a key.
+Every printed command runs as pasted into a new shell in the directory the demo was
+started from (the project root for ``make demo``): it names the ``exchange`` script by
+its path, passes ``--home`` where the command reads the home, and takes API keys, the
+signing key and its passphrase from files in the demo home (mode 0600, in a 0700
+directory). The demo's API keys are also in ``demo-credentials.json`` there, because
+showing them is the point of a demo; a real node never stores a key.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,32 +37,58 @@ from typing import Any
 
 import requests
 
-from exchange.config import load_settings
+from exchange.config import Settings, load_settings
 from exchange.errors import ConfigError, RemoteError
 from exchange.member import client
 from exchange.member.generate import generate_indicators
 from exchange.member.signer import sign_all
-from exchange.model.objects import Tlp
+from exchange.model.objects import CollectionId, Tlp
 from exchange.node.keyring import register_key
 from exchange.node.service import Exchange, init_home
 from exchange.signing.keyfiles import read_private_key, write_private_key
 from exchange.signing.keys import generate
 from exchange.storage import open_store
+from exchange.storage.base import ObjectQuery, VersionMatch
+from exchange.storage.timestamps import from_micros
 from exchange.taxii.procs import stop_child
 
 MARKER = ".cert-exchange-demo"
+CREDENTIALS = "demo-credentials.json"
+DATA_DONE = ".demo-data-published"
 DEMO_SEED = 2026
+#: How many of the newest indicators the printed curl command fetches.
+NEWEST = 5
+#: The guide's last line.
+GUIDE_END = "Ctrl-C stops the demo; 'exchange demo' again resumes it with the same data."
 
 
-def _prepare_home(home: Path, fresh: bool) -> None:
-    if home.exists() and fresh:
-        if any(home.iterdir()) and not (home / MARKER).exists():
-            raise ConfigError(
-                f"{home} exists and is not a demo home; choose another --home or use --keep"
-            )
+def _private_file(path: Path, text: str) -> None:
+    """Write ``text`` to a new file only its owner may read (0600 from the start)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _prepare_home(home: Path, fresh: bool) -> bool:
+    """Make ``home`` a demo home; True when it already holds a complete demo.
+
+    Raises:
+        ConfigError: ``home`` exists, is not empty and was not made by the demo.
+    """
+    if home.exists() and any(home.iterdir()) and not (home / MARKER).exists():
+        raise ConfigError(f"{home} exists and is not a demo home; choose another --home")
+    complete = (home / CREDENTIALS).exists() and (home / DATA_DONE).exists()
+    if home.exists() and (fresh or not complete):
+        if not fresh and any(p.name != MARKER for p in home.iterdir()):
+            print(f"the demo home {home} is incomplete (an earlier run was interrupted"
+                  " while building it): starting over", file=sys.stderr)
         shutil.rmtree(home)
+        complete = False
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.chmod(0o700)
     (home / MARKER).write_text("created by 'exchange demo'\n", encoding="utf-8")
+    return complete
 
 
 def _wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
@@ -61,7 +96,8 @@ def _wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RemoteError(f"the TAXII server exited with status {proc.returncode}")
+            raise RemoteError(f"the TAXII server exited with status {proc.returncode}"
+                              " (is the port in use? see server.log in the demo home)")
         try:
             r = requests.get(url, auth=(user, key), timeout=2,
                              headers={"Accept": "application/taxii+json;version=2.1"})
@@ -76,8 +112,9 @@ def _wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
 def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
     """Create the working group's organisations, accounts, keys and collections.
 
-    Each CERT gets an Ed25519 signing key (written encrypted to the demo home, the
-    passphrase beside it: a demo convenience) whose public half is registered, so the
+    Each account's API key is written to ``api-keys/<account>.key`` (0600). Each CERT
+    gets an Ed25519 signing key (written encrypted to the demo home, the passphrase
+    beside it, 0600: a demo convenience) whose public half is registered, so the
     demo's indicators are signed as the shipped policy requires.
     """
     uz = ex.add_org("UZ-CERT", sector="government-national")
@@ -92,16 +129,19 @@ def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
         "admin": ("JWG-Operator", "admin"),
     }
     keys: dict[str, str] = {}
+    key_dir = home / "api-keys"
+    key_dir.mkdir(mode=0o700, exist_ok=True)
     for name, (org, role) in accounts.items():
         ex.add_account(name, org=org, role=role)
         keys[name] = ex.create_api_key(name, label="demo")[1]
+        _private_file(key_dir / f"{name}.key", keys[name] + "\n")
     signing: dict[str, str] = {}
     for org in ("UZ-CERT", "PK-CERT"):
         key = generate("Ed25519")
         passphrase = secrets.token_urlsafe(24)
         path = home / f"{org.lower()}-signing.key"
         write_private_key(path, key, passphrase.encode())
-        (home / f"{org.lower()}-signing.passphrase").write_text(passphrase, encoding="utf-8")
+        _private_file(path.with_suffix(".passphrase"), passphrase + "\n")
         register_key(ex.store, org, key.public_pem())
         signing[org] = str(path)
     joint, _ = ex.add_collection(
@@ -122,15 +162,16 @@ def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
     }
 
 
-def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = True) -> None:
-    """Build the demo home, serve it, publish indicators, print how to use it; block.
+def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = False) -> None:
+    """Build (or reuse) the demo home, serve it, print how to use it; block until stopped.
 
     Raises:
         ConfigError: The home is not a demo home.
-        RemoteError: The server did not start or refused the demo's data.
+        RemoteError: The server did not start, stopped by itself, or refused the demo's
+            data.
     """
-    home = home.resolve()
-    _prepare_home(home, fresh)
+    home = home.absolute()
+    complete = _prepare_home(home, fresh)
     settings = replace(load_settings(home), port=port, host="127.0.0.1")
     shipped = Path(__file__).resolve().parents[1] / "policies"
     config = home / "exchange.toml"
@@ -138,46 +179,82 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Tr
         # the demo runs under the shipped UZ-CERT / PK-CERT working-group policy
         config.write_text(f'policy_dir = "{shipped}"\n', encoding="utf-8")
     init_home(settings)
-    settings = load_settings(home)
-    settings = replace(settings, port=port, host="127.0.0.1")
-    creds_path = home / "demo-credentials.json"
-    if creds_path.exists():
+    settings = replace(load_settings(home), port=port, host="127.0.0.1")
+    creds_path = home / CREDENTIALS
+    if complete:
         world = json.loads(creds_path.read_text(encoding="utf-8"))
-        publish_now = False
     else:
         store = open_store(settings)
         try:
             world = setup_world(Exchange(settings, store), home)
         finally:
             store.close()
-        creds_path.touch(mode=0o600)
-        creds_path.write_text(json.dumps(world, indent=2), encoding="utf-8")
-        publish_now = True
+        _private_file(creds_path, json.dumps(world, indent=2))
 
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_PORT": str(port),
            "EXCHANGE_HOST": "127.0.0.1"}
+
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop is a Ctrl-C too
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exchange", "serve"], env=env,
-        stdout=subprocess.DEVNULL, stderr=(home / "server.log").open("ab"))
+    # A service manager's stop, or the terminal closing, is a Ctrl-C too.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        with (home / "server.log").open("ab") as log:
+            # Its own process group: the terminal's Ctrl-C reaches this process only,
+            # which then stops the server in order (no race with a dying child).
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "exchange", "serve"], env=env,
+                stdout=subprocess.DEVNULL, stderr=log, process_group=0)
         keys = world["keys"]
         _wait_ready(f"{base}/taxii2/", "uz-analyst", keys["uz-analyst"], proc)
-        if publish_now:
+        if not complete:
             _publish_demo_data(base, settings.api_root, world, count)
-        _print_guide(base, settings.api_root, world, home)
+            (home / DATA_DONE).write_text("demo data published\n", encoding="utf-8")
+        newest = _newest_cutoff(settings, world)
+        print(guide(base, settings.api_root, world, home, newest_after=newest), flush=True)
         while proc.poll() is None:
             time.sleep(0.5)
-        raise RemoteError(f"the TAXII server stopped (status {proc.returncode}); see "
-                          f"{home / 'server.log'}")
+        raise RemoteError(f"the TAXII server stopped by itself (status {proc.returncode});"
+                          f" see {home / 'server.log'}")
     except KeyboardInterrupt:
-        print("\nstopping the demo server ...", file=sys.stderr)
+        print("\ndemo stopped", file=sys.stderr, flush=True)
     finally:
-        stop_child(proc, timeout=15)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
+        if proc is not None:
+            stop_child(proc, timeout=15)
+
+
+def _newest_cutoff(settings: Settings, world: dict[str, Any]) -> str | None:
+    """The ``added_after`` at which the SOC's last :data:`NEWEST` indicators of the joint
+    collection begin, or None when it may read no more than that many.
+
+    TAXII 2.1 (section 3.4) serves objects oldest ``date_added`` first and has no
+    reverse order, so "the newest N" is "after the date_added of the (N+1)th newest".
+    Read node-locally through the same visibility rules as the SOC's TAXII reads, and
+    without recording a disclosure: nothing leaves the node here.
+    """
+    store = open_store(settings)
+    try:
+        ex = Exchange(settings, store)
+        principal = ex.authenticate("uz-soc", world["keys"]["uz-soc"])
+        tail: collections.deque[int] = collections.deque(maxlen=NEWEST + 1)
+        cursor: int | None = None
+        while True:
+            query = ObjectQuery(collection_id=CollectionId(""), types=("indicator",),
+                                versions=VersionMatch.latest(), limit=1000, cursor=cursor,
+                                include_body=False)
+            page = ex.read(principal, settings.api_root, "jwg", query).page
+            tail.extend(row.date_added for row in page.rows)
+            if not page.more or not page.rows:
+                break
+            cursor = page.rows[-1].date_added
+    finally:
+        store.close()
+    return from_micros(tail[0]) if len(tail) > NEWEST else None
 
 
 def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: int) -> None:
@@ -195,7 +272,7 @@ def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: i
         objects = list(generate_indicators(n, identity_id=world["orgs"][org],
                                            seed=seed, tlp_weights=weights, start=now))
         key_path = Path(world["signing_keys"][org])
-        passphrase = key_path.with_suffix(".passphrase").read_text(encoding="utf-8")
+        passphrase = key_path.with_suffix(".passphrase").read_text(encoding="utf-8").strip()
         signed = sign_all(objects, read_private_key(key_path, passphrase.encode()),
                           normalise=True)
         if signed.refused:
@@ -213,47 +290,121 @@ def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: i
             raise RemoteError(f"the demo data was refused: {report.failures[:3]}")
 
 
-def _print_guide(base: str, api_root: str, world: dict[str, Any], home: Path) -> None:
+def _shown(path: Path) -> str:
+    """A path as the user should type it here: relative when under the current
+    directory (``.venv/bin/exchange``, ``.exchange/demo``), else absolute."""
+    try:
+        relative = path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return str(path.absolute())
+    return str(relative) if relative.parts else "."
+
+
+def exchange_command() -> str:
+    """How to run this installation's ``exchange`` from the current directory."""
+    script = Path(sys.executable).parent / "exchange"
+    if script.is_file() and os.access(script, os.X_OK):
+        shown = _shown(script)
+        return shlex.quote(shown if "/" in shown else f"./{shown}")
+    return f"{shlex.quote(sys.executable)} -m exchange"
+
+
+def guide(base: str, api_root: str, world: dict[str, Any], home: Path, *,
+          newest_after: str | None) -> str:
+    """What the demo prints: URLs, accounts, keys, and commands to paste.
+
+    Every line that is a command starts with exactly four spaces (and nothing else
+    does), so it can be copied whole, and tests can find and run each one.
+    """
     keys = world["keys"]
-    jwg = f"{base}/{api_root}/collections/{world['collections']['jwg']}/"
+    exe = exchange_command()
+    venv = Path(sys.executable).parent
+    python = shlex.quote(_shown(venv / "python") if (venv / "python").exists()
+                         else sys.executable)
+    h = shlex.quote(_shown(home))
+    node = f"{exe} --home {h}"
+    root = f"{base}/{api_root}/"
+    jwg = f"{root}collections/{world['collections']['jwg']}/"
+    uz_id = world["orgs"]["UZ-CERT"]
+
+    def keyfile(account: str) -> str:
+        return shlex.quote(_shown(home / "api-keys" / f"{account}.key"))
+
+    def at(name: str) -> str:
+        return shlex.quote(_shown(home / name))
+
+    roles = {"uz-analyst": "publisher, UZ-CERT", "pk-analyst": "publisher, PK-CERT",
+             "uz-soc": "consumer, UZ-SOC (constituent of UZ-CERT)",
+             "auditor": "auditor, JWG-Operator", "admin": "admin, JWG-Operator"}
+    newest = f"&added_after={newest_after}" if newest_after else ""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    evidence = at(f"evidence-{stamp}")
+    activate = _shown(venv / "activate")
     lines = [
         "",
-        "cert-exchange demo is running (Ctrl-C stops it)",
+        f"cert-exchange demo is running at {base}/ (Ctrl-C stops it; run it again to"
+        " resume with the same data, or with --fresh to start over)",
         "",
         f"  discovery     {base}/taxii2/",
-        f"  API root      {base}/{api_root}/",
-        f"  joint (jwg)   {jwg}",
-        f"  UZ national   {base}/{api_root}/collections/{world['collections']['uz']}/",
-        f"  PK national   {base}/{api_root}/collections/{world['collections']['pk']}/",
+        f"  API root      {root}",
+        f"  joint (jwg)   {jwg}   (also {root}collections/jwg/)",
+        f"  UZ national   {root}collections/{world['collections']['uz']}/   (alias uz)",
+        f"  PK national   {root}collections/{world['collections']['pk']}/   (alias pk)",
+        f"  demo home     {_shown(home)}   (database, server.log, keys; mode 0700)",
         "",
-        "  accounts (user / API key; sent as HTTP Basic user / password):",
+        "  accounts (user, API key sent as the HTTP Basic password, role); each key is also"
+        f" in {_shown(home / 'api-keys')}/<user>.key:",
     ]
-    lines += [f"    {name:<11} {key}" for name, key in keys.items()]
+    lines += [f"  - {name:<11} {key}  {roles.get(name, '')}" for name, key in keys.items()]
     lines += [
-        f"  (also saved in {home / 'demo-credentials.json'})",
+        "  signing keys (Ed25519, encrypted, registered with the node; the shipped policy"
+        " makes every collection require signatures):",
+    ]
+    for org, path in world["signing_keys"].items():
+        key_path = Path(path)
+        lines.append(f"  - {org:<8} key {_shown(key_path)}, passphrase in"
+                     f" {_shown(key_path.with_suffix('.passphrase'))} (both mode 0600)")
+    lines += [
         "",
-        "  pull the joint collection as the UZ national SOC:",
-        f"    EXCHANGE_API_KEY={keys['uz-soc']} exchange pull --url {jwg} --user uz-soc "
-        "--out jwg.jsonl",
+        f"Commands to paste in this directory ({Path.cwd().absolute()}); the CLI is"
+        f" {exe} (or run 'source {activate}' and call it as 'exchange'):",
         "",
-        "  the newest indicators with curl:",
+        "  pull the joint collection as the UZ national SOC (again: only what is new):",
+        f"    {exe} pull --url {jwg} --user uz-soc --api-key-file {keyfile('uz-soc')}"
+        f" --out {at('jwg.jsonl')}",
+        "",
+        f"  the {NEWEST} newest indicators the SOC may read, with curl (TAXII 2.1 lists oldest"
+        f" first; added_after starts after the {NEWEST + 1}th newest as of now):",
         f"    curl -sg -u uz-soc:{keys['uz-soc']} -H 'Accept: application/taxii+json;"
-        f"version=2.1' '{jwg}objects/?match[type]=indicator&limit=5'",
+        f"version=2.1' '{jwg}objects/?match[type]=indicator{newest}&limit={NEWEST}'",
         "",
-        "  with taxii2-client in Python:",
-        "    from taxii2client.v21 import Collection",
-        f"    c = Collection('{jwg}', user='uz-soc', password='{keys['uz-soc']}')",
-        "    print(len(c.get_objects(limit=50)['objects']))",
+        "  with taxii2-client, from Python:",
+        f"    {python} -c 'from taxii2client.v21 import Collection;"
+        f" c = Collection(\"{jwg}\", user=\"uz-soc\", password=\"{keys['uz-soc']}\");"
+        " print(len(c.get_objects(limit=50)[\"objects\"]), \"objects\")'",
         "",
-        "  publish an IOC list as UZ-CERT:",
-        f"    printf 'evil.example.com\\n203.0.113.7\\n' > iocs.txt && EXCHANGE_API_KEY="
-        f"{keys['uz-analyst']} exchange publish iocs.txt --url {jwg} --user uz-analyst "
-        f"--identity {world['orgs']['UZ-CERT']} --tlp green",
+        "  publish an IOC list as UZ-CERT, signed with UZ-CERT's key (the joint collection"
+        " requires signatures; publishing it again sends nothing new):",
+        f"    printf 'evil.example.com\\n203.0.113.7\\n' > {at('iocs.txt')}",
+        f"    {node} publish {at('iocs.txt')} --url {root}collections/jwg/ --user uz-analyst"
+        f" --api-key-file {keyfile('uz-analyst')} --identity {uz_id} --tlp green"
+        f" --sign-key {at('uz-cert-signing.key')}"
+        f" --passphrase-file {at('uz-cert-signing.passphrase')}",
+        "",
+        "  check the signatures of what the SOC pulled, against the node's key registry:",
+        f"    {node} keys export --out {at('registry.json')} && {exe} verify"
+        f" {at('jwg.jsonl')} --registry {at('registry.json')}",
         "",
         "  what the UZ national SOC received, from the audit ledger (after a pull):",
-        f"    exchange --home {home} audit checkpoint >/dev/null && exchange --home {home}"
-        " audit report --recipient UZ-SOC --format html --out uz-soc-report.html",
-        f"    exchange --home {home} audit verify",
+        f"    {node} audit checkpoint >/dev/null && {node} audit report --recipient UZ-SOC"
+        f" --format html --out {at('uz-soc-report.html')}",
+        f"    {node} audit verify",
         "",
+        "  the hub's checkpoint verifier key, and an offline check of the evidence with it:",
+        f"    {node} audit key",
+        f"    {node} audit export {evidence} && {exe} audit verify --export {evidence}"
+        f" --key \"$({node} audit key)\"",
+        "",
+        GUIDE_END,
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)

@@ -372,47 +372,70 @@ client_options = http_options(
               help="Revoke the objects FILE names (one id per line, or a STIX bundle's ids)"
                    " instead of publishing it; needs --reason.")
 @click.option("--reason", help="Why the objects are revoked (with --revoke).")
+@click.option("--skip-bad-lines", is_flag=True,
+              help="IOC lists: publish the valid lines and report the bad ones (default:"
+                   " refuse the whole list, listing every bad line).")
+@click.option("--ioc-state", type=click.Path(dir_okay=False),
+              help="IOC lists: what was published before, so unchanged IOCs are sent"
+                   " unchanged (default: <home>/published-iocs.sqlite).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--verbose", is_flag=True, help="List every refused object, not one line per reason.")
-def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: bool,
-            fmt: str, tlp: str, identity: str | None, valid_days: int | None,
+@click.pass_context
+def publish(ctx: click.Context, file: str, url: str, user: str, api_key_file: str | None,
+            insecure: bool, fmt: str, tlp: str, identity: str | None, valid_days: int | None,
             batch_size: int, sign_key: str | None, passphrase_file: str | None,
-            revoke: bool, reason: str | None, as_json: bool, verbose: bool) -> None:
+            revoke: bool, reason: str | None, skip_bad_lines: bool, ioc_state: str | None,
+            as_json: bool, verbose: bool) -> None:
     """Publish a STIX 2.1 or 2.0 bundle, STIX 1.x XML, CSV or IOC list over TAXII."""
     if revoke:
         revoke_file(file, url=url, user=user, api_key_file=api_key_file, insecure=insecure,
                     reason=reason, sign_key=sign_key, passphrase_file=passphrase_file,
                     as_json=as_json)
         return
+    from exchange.cli.iocrun import IocRun, state_path  # noqa: PLC0415
     from exchange.cli.refusals import format_refusals, group_refusals  # noqa: PLC0415
     from exchange.member import client  # noqa: PLC0415
-    from exchange.member.publishing import read_publishable  # noqa: PLC0415
+    from exchange.member.publishing import describe_bad_lines, read_publishable  # noqa: PLC0415
 
     loaded = read_publishable(Path(file), fmt=fmt, tlp=tlp, identity=identity,
-                              valid_days=valid_days)
-    objects = loaded.objects
+                              valid_days=valid_days, skip_bad_lines=skip_bad_lines)
     for note in loaded.notes:
         click.echo(note, err=True)
+    for line in describe_bad_lines(loaded.bad_lines):
+        click.echo(f"skipped {line}", err=True)
+    objects = loaded.objects
+    api_key = read_api_key(api_key_file)
+    key = load_signing_key(sign_key, passphrase_file) if sign_key else None
+    home = getattr(ctx.find_object(_Ctx), "home", None)
+    run = (IocRun.begin(objects, path=state_path(home, ioc_state), valid_days=valid_days,
+                        key=key) if loaded.from_iocs else None)
+    objects = run.objects if run else objects
     signing: dict[str, Any] = {}
-    if sign_key:
+    if key is not None:
         from exchange.member.signer import sign_all  # noqa: PLC0415
 
-        key = load_signing_key(sign_key, passphrase_file)
-        signed = sign_all(objects, key, normalise=True, identity=identity)
+        signed = (run.sign(key, identity) if run
+                  else sign_all(objects, key, normalise=True, identity=identity))
         report_signing(signed, key)
         if signed.refused:
             _fail("nothing was published: sign or fix the objects above first")
         objects = signed.objects
         signing = {"kid": key.kid, "signed": len(signed.signed),
                    "normalised": signed.normalised, "kept": [i for i, _ in signed.kept]}
-    conn = client.Connection(user, read_api_key(api_key_file), verify=not insecure)
+    conn = client.Connection(user, api_key, verify=not insecure)
     try:
         with click.progressbar(length=len(objects), label="publishing",
                                file=sys.stderr) as bar:
             report = client.publish(conn, url, objects, batch_size=batch_size,
                                     progress=bar.update)
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
     finally:
         conn.close()
+    if run is not None:
+        run.finish(objects, report)
     data = {"total": report.total, "succeeded": report.succeeded, "failed": report.failed,
             "failures": [{"id": i, "message": m} for i, m in report.failures],
             "refusals": [g.as_json() for g in group_refusals(report.failures)],
@@ -423,6 +446,11 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
                            "renamed": loaded.upgrade.renamed}
     if signing:
         data["signing"] = signing
+    if loaded.bad_lines:
+        data["skipped_lines"] = [{"line": n, "reason": r} for n, r in loaded.bad_lines]
+    if run is not None:
+        data["unchanged"] = len(run.settled.unchanged)
+        data["new_versions"] = len(run.settled.new_versions)
     text = [f"{report.succeeded} of {report.total} objects accepted, {report.failed} refused"]
     text += format_refusals(report.failures, verbose=verbose)
     _emit(as_json, data, "\n".join(text))
@@ -498,8 +526,9 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @click.option("--port", type=int, default=8421, show_default=True)
 @click.option("--count", type=int, default=300, show_default=True,
               help="Indicators to generate and publish.")
-@click.option("--fresh/--keep", default=True, show_default=True,
-              help="Start from an empty home (the default) or reuse it.")
+@click.option("--fresh/--keep", default=False,
+              help="Start over from an empty demo home, or (the default) serve the one an"
+                   " earlier run built, with its data.")
 @pass_ctx
 def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""

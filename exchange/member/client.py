@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import rfc8785
@@ -29,9 +30,53 @@ from taxii2client.common import _HTTPConnection
 from taxii2client.exceptions import TAXIIServiceException
 from taxii2client.v21 import Collection
 
-from exchange.errors import InvalidInput, RemoteError
+from exchange.errors import ExchangeError, InvalidInput, RemoteError
 
 DEFAULT_TIMEOUT = 60.0
+
+_TAXII: Final = "application/taxii+json;version=2.1"
+_EXAMPLE: Final = "http://127.0.0.1:8421/cx/collections/<id or alias>/"
+
+
+def check_url(url: str) -> str:
+    """``url`` with a trailing slash, if it can be a TAXII URL at all.
+
+    Raises:
+        InvalidInput: Not an http(s) URL with a host, or it has a query, a fragment,
+            credentials or whitespace.
+    """
+    shown = url if len(url) <= 120 else url[:117] + "..."
+    if not url or any(ch.isspace() for ch in url) or not url.isprintable():
+        raise InvalidInput(f"--url {shown!r} is not a URL (e.g. {_EXAMPLE})")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise InvalidInput(f"--url {shown!r} is not a valid URL (e.g. {_EXAMPLE})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"--url {shown!r} is not an http:// or https:// URL with a host"
+                           f" (e.g. {_EXAMPLE})")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("--url must not carry credentials: pass --user, and the API key"
+                           " in EXCHANGE_API_KEY or --api-key-file")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise InvalidInput(f"--url {shown!r} has a query or fragment; give the collection's"
+                           f" URL alone (e.g. {_EXAMPLE})")
+    return url if url.endswith("/") else url + "/"
+
+
+def _kind(body: dict[str, Any], url: str) -> str:
+    """What a TAXII resource is, from its members (TAXII 2.1 sections 4.1, 4.2, 5.1, 5.2)."""
+    if "id" in body and "can_read" in body and "can_write" in body:
+        return "collection"
+    if "api_roots" in body or ("title" in body and "versions" not in body
+                               and "collections" not in body and "default" in body):
+        return "discovery"
+    if "versions" in body and "max_content_length" in body:
+        return "api-root"
+    if "collections" in body or (not body and urlsplit(url).path.endswith("/collections/")):
+        return "collections"
+    return "unknown"
 
 
 class _TimeoutSession(requests.Session):
@@ -57,6 +102,8 @@ class Connection:
         session.verify = verify
         session.hooks["response"].append(self._remember)
         self._conn.session = session
+        self._user = user
+        self._collections: dict[str, Collection] = {}
         self.last_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -66,10 +113,107 @@ class Connection:
         self.last_headers = dict(response.headers)
 
     def collection(self, url: str) -> Collection:
-        """A taxii2-client Collection over this connection."""
-        if not url.endswith("/"):
-            url += "/"
-        return Collection(url, conn=self._conn)
+        """The taxii2-client Collection at ``url``, which may name the collection by id
+        or by alias; its ``url`` is the canonical one (by id).
+
+        Raises:
+            InvalidInput: ``url`` is malformed, or is a discovery, API-root or
+                collections URL rather than a collection's (the reason lists the
+                collections this account can see).
+            RemoteError: The server cannot be reached, refuses the account, or has no
+                collection there that this account may use.
+        """
+        url = check_url(url)
+        known = self._collections.get(url)
+        if known is not None:
+            return known
+        body, status = self._get(url)
+        if status == 404:
+            raise self._not_a_collection(url, "there is no collection at {url} that account"
+                                         " {user} may read or write")
+        kind = _kind(body, url)
+        if kind != "collection":
+            what = {"discovery": "a TAXII discovery URL", "api-root": "an API root",
+                    "collections": "a collection list"}.get(kind, "not a TAXII collection")
+            raise self._not_a_collection(url, f"{{url}} is {what}, not a collection")
+        identifier = str(body["id"])
+        path = urlsplit(url).path
+        segment = path.rstrip("/").rsplit("/", 1)[-1]
+        # named by its alias: address the collection by its id from now on
+        canonical = url if segment == identifier else urljoin(url, f"../{identifier}/")
+        collection = Collection(canonical, conn=self._conn, collection_info=body)
+        self._collections[url] = self._collections[canonical] = collection
+        return collection
+
+    def _get(self, url: str) -> tuple[dict[str, Any], int]:
+        """GET a TAXII resource: its JSON object and status (200 or 404)."""
+        try:
+            response = self._conn.session.get(url, headers={"Accept": _TAXII})
+        except requests.RequestException as e:
+            raise remote_error(e, f"cannot reach {url}") from e
+        if response.status_code in (401, 403):
+            raise RemoteError(f"{url}: HTTP {response.status_code}: the server refused"
+                              f" account {self._user!r} (check --user and the API key)")
+        if response.status_code == 404:
+            return {}, 404
+        if response.status_code != 200:
+            raise remote_error(requests.HTTPError(response=response), f"GET {url} failed")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise RemoteError(f"{url} did not answer with a TAXII resource (JSON object);"
+                              " is it a TAXII 2.1 server?")
+        return body, 200
+
+    def _collections_listing(self, url: str) -> tuple[str, list[dict[str, Any]]] | None:
+        """The collections of the API root ``url`` is in or under, as far as it can tell."""
+        candidates: list[str] = []
+        body, status = self._get(url)
+        kind = _kind(body, url) if status == 200 else "unknown"
+        if kind == "discovery":
+            roots = [str(r) for r in body.get("api_roots", [])]
+            default = body.get("default")
+            if isinstance(default, str) and default in roots:
+                roots.remove(default)
+                roots.insert(0, default)
+            candidates = [urljoin(url, r) for r in roots]
+        elif kind == "api-root":
+            candidates = [url]
+        elif kind == "collections":
+            candidates = [urljoin(url, "../")]
+        else:
+            path = urlsplit(url).path
+            marker = path.rfind("/collections/")
+            if marker >= 0:
+                candidates = [urljoin(url, path[:marker + 1])]
+        for root in candidates:
+            listing, status = self._get(urljoin(root if root.endswith("/") else root + "/",
+                                                "collections/"))
+            if status == 200 and isinstance(listing.get("collections", []), list):
+                items = [c for c in listing.get("collections", []) if isinstance(c, dict)]
+                return (root if root.endswith("/") else root + "/"), items
+        return None
+
+    def _not_a_collection(self, url: str, problem: str) -> ExchangeError:
+        first = problem.format(url=url, user=repr(self._user))
+        found = self._collections_listing(url)
+        if found is None:
+            return RemoteError(f"{first}; give a collection URL such as {_EXAMPLE}")
+        root, items = found
+        if not items:
+            return RemoteError(f"{first}; account {self._user!r} can see no collection"
+                               f" under {root}")
+        lines = [f"{first}; the collections account {self._user!r} can see:"]
+        for item in items:
+            access = "/".join(a for a, flag in (("read", item.get("can_read")),
+                                                ("write", item.get("can_write"))) if flag)
+            name = item.get("alias") or item.get("id")
+            lines.append(f"  {root}collections/{item.get('alias') or item.get('id')}/"
+                         f"  {item.get('title', '')} ({access or 'no access'})"
+                         + ("" if name == item.get("id") else f" id {item.get('id')}"))
+        return InvalidInput("\n".join(lines))
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -278,7 +422,8 @@ def pull(conn: Connection, collection_url: str, out: Path, *, cursor_file: Path 
         InvalidInput: The cursor file is unusable, or it exists while ``out`` does not
             (the feed it counted was removed: pulling on would skip everything before it).
     """
-    collection_url = collection_url.rstrip("/") + "/"
+    collection = conn.collection(collection_url)
+    collection_url = collection.url  # by id, also when the caller named an alias
     cursor_path, rejected_path = pull_files(out, cursor_file)
     added_after = read_cursor(cursor_path, collection_url)
     if cursor_path.exists() and not out.exists():
@@ -287,7 +432,6 @@ def pull(conn: Connection, collection_url: str, out: Path, *, cursor_file: Path 
             f" pulling on would skip every object before the cursor; run again with"
             f" --reset to pull everything into a new {out}, or restore {out}"
         )
-    collection = conn.collection(collection_url)
     report = PullReport(cursor=added_after, rejected_file=rejected_path,
                         held_before=count_lines(rejected_path))
     token: str | None = None

@@ -4,10 +4,12 @@ Analysts paste indicators of compromise as they find them in reports: one per li
 often "defanged" (``hxxp://``, ``example[.]com``, ``user[@]example.com``), or as a CSV
 export with a ``type`` column. :func:`parse_ioc_text` turns such text into validated
 :class:`Ioc` values or refuses it with one :class:`~exchange.errors.InvalidInput` naming
-every bad line (up to :data:`MAX_REPORTED_ERRORS`). :func:`ioc_to_indicator` turns one
-:class:`Ioc` into a STIX 2.1 ``indicator`` dict with a deterministic id, so republishing
-the same IOC by the same organisation replaces the earlier version instead of adding a
-new object.
+every bad line (up to :data:`MAX_REPORTED_ERRORS`); :func:`read_ioc_text` returns the
+valid IOCs and every bad line with its reason, for callers that report and go on.
+:func:`ioc_to_indicator` turns one :class:`Ioc` into a STIX 2.1 ``indicator`` dict with
+a deterministic id, so republishing the same IOC by the same organisation makes a version
+of the same object, never a new object (:mod:`exchange.member.iocstate` keeps an
+unchanged IOC from making a new version at all).
 
 Pure code: no I/O, no clock unless ``now`` is omitted. What happens to the dicts next
 (strict validation, signing, storage, publishing) belongs to other modules.
@@ -155,8 +157,21 @@ class _BadValueError(Exception):
 # ---------------------------------------------------------------------------------------
 
 
-def parse_ioc_text(text: str, *, fmt: Literal["auto", "csv", "list"] = "auto") -> list[Ioc]:
-    """Parse analyst IOC input into validated, de-duplicated IOCs.
+@dataclass(frozen=True)
+class IocParse:
+    """What :func:`read_ioc_text` found.
+
+    Attributes:
+        iocs: The valid IOCs, de-duplicated, in input order.
+        bad_lines: ``(line, reason)`` of every line that is not a valid IOC, in order.
+    """
+
+    iocs: list[Ioc]
+    bad_lines: list[tuple[int, str]]
+
+
+def read_ioc_text(text: str, *, fmt: Literal["auto", "csv", "list"] = "auto") -> IocParse:
+    """Parse analyst IOC input, keeping the valid IOCs and every bad line with its reason.
 
     Two formats are understood:
 
@@ -178,12 +193,11 @@ def parse_ioc_text(text: str, *, fmt: Literal["auto", "csv", "list"] = "auto") -
         fmt: ``auto``, ``csv`` or ``list``.
 
     Returns:
-        The IOCs in input order; an empty list when the input holds none.
+        The valid IOCs and the bad lines (``line 7: 'foo' is not a valid ipv4 address``).
 
     Raises:
-        InvalidInput: Any line is bad, or the CSV header is unusable. The reason names
-            the first :data:`MAX_REPORTED_ERRORS` bad lines and what is wrong with each
-            (``line 7: 'foo' is not a valid ipv4 address``).
+        InvalidInput: The format is unknown or the CSV header is unusable (then no line
+            can be read).
     """
     text = text.removeprefix("\ufeff")
     if fmt == "auto":
@@ -194,15 +208,36 @@ def parse_ioc_text(text: str, *, fmt: Literal["auto", "csv", "list"] = "auto") -
         iocs, errors = _parse_list(text)
     else:
         raise InvalidInput(f"unknown IOC format {fmt!r}; use auto, csv or list")
-    if errors:
-        raise InvalidInput(_summarise(errors))
     seen: set[tuple[str, str]] = set()
     unique: list[Ioc] = []
     for ioc in iocs:
         if (ioc.kind, ioc.value) not in seen:
             seen.add((ioc.kind, ioc.value))
             unique.append(ioc)
-    return unique
+    return IocParse(unique, errors)
+
+
+def parse_ioc_text(text: str, *, fmt: Literal["auto", "csv", "list"] = "auto") -> list[Ioc]:
+    """Parse analyst IOC input into validated, de-duplicated IOCs, refusing any bad line.
+
+    The formats are those of :func:`read_ioc_text`.
+
+    Args:
+        text: The input, as pasted or read from a file.
+        fmt: ``auto``, ``csv`` or ``list``.
+
+    Returns:
+        The IOCs in input order; an empty list when the input holds none.
+
+    Raises:
+        InvalidInput: Any line is bad, or the CSV header is unusable. The reason names
+            the first :data:`MAX_REPORTED_ERRORS` bad lines and what is wrong with each
+            (``line 7: 'foo' is not a valid ipv4 address``).
+    """
+    parsed = read_ioc_text(text, fmt=fmt)
+    if parsed.bad_lines:
+        raise InvalidInput(_summarise(parsed.bad_lines))
+    return parsed.iocs
 
 
 def _looks_like_csv(text: str) -> bool:
@@ -579,6 +614,20 @@ def stix_timestamp(moment: datetime) -> str:
     return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
+def _instant(moment: datetime) -> str:
+    """``valid_from`` / ``valid_until`` spelt as the reference library re-emits them.
+
+    STIX 2.1 section 3.2 fixes millisecond precision for ``created`` and ``modified``
+    only; for the other timestamps stix2 drops trailing zeros of the fraction (and a
+    zero fraction). Spelling them so keeps generated indicators in normal form, so
+    signing them never has to rewrite (and report) them.
+    """
+    stamp = stix_timestamp(moment)
+    head, _, fraction = stamp[:-1].partition(".")
+    fraction = fraction.rstrip("0")
+    return f"{head}.{fraction}Z" if fraction else f"{head}Z"
+
+
 def check_identity_id(identity_id: str) -> str:
     """Return ``identity_id`` if it is a STIX identity id (``identity--<RFC 4122 uuid>``).
 
@@ -658,13 +707,13 @@ def ioc_to_indicator(
         "pattern": indicator_pattern(ioc.kind, value),
         "pattern_type": "stix",
         "pattern_version": "2.1",
-        "valid_from": stamp,
+        "valid_from": _instant(moment),
         "object_marking_refs": [TLP2_IDS[tlp]],
     }
     if ioc.description:
         indicator["description"] = ioc.description
     if valid_days is not None:
-        indicator["valid_until"] = stix_timestamp(moment + timedelta(days=valid_days))
+        indicator["valid_until"] = _instant(moment + timedelta(days=valid_days))
     if ioc.labels:
         indicator["labels"] = list(ioc.labels)
     return indicator

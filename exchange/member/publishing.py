@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from exchange.errors import InvalidInput
-from exchange.member.iocs import iocs_to_objects, parse_ioc_text
+from exchange.member.iocs import iocs_to_objects, read_ioc_text
 from exchange.member.stix1 import elevate_xml
 from exchange.member.upgrade import UpgradeReport, is_stix20, upgrade_objects
 from exchange.model.jsonparse import parse_json
@@ -24,6 +24,42 @@ from exchange.model.tlp import parse_level
 
 #: Files larger than this are refused before reading (the server splits nothing).
 MAX_INPUT_BYTES = 512 * 1024 * 1024
+
+#: How many bad IOC lines a refusal lists (the count is always complete).
+MAX_LISTED_BAD_LINES: Final = 100
+
+
+@dataclass
+class Loaded:
+    """What :func:`read_publishable` read.
+
+    Attributes:
+        objects: The STIX 2.1 objects to publish.
+        source: ``stix2.1``, ``stix2.0``, ``stix1`` or ``iocs``.
+        upgrade: For STIX 2.0 input, what the upgrade did.
+        notes: One line each for the analyst (what was converted).
+        bad_lines: ``(line, reason)`` of the IOC lines skipped (only with
+            ``skip_bad_lines``).
+    """
+
+    objects: list[dict[str, Any]]
+    source: str
+    upgrade: UpgradeReport | None = None
+    notes: list[str] = field(default_factory=list)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def from_iocs(self) -> bool:
+        """Made from an IOC list or CSV: indicators this tool generated."""
+        return self.source == "iocs"
+
+
+def describe_bad_lines(bad_lines: list[tuple[int, str]]) -> list[str]:
+    """One ``line N: reason`` per bad line, at most :data:`MAX_LISTED_BAD_LINES`."""
+    shown = [f"line {line}: {reason}" for line, reason in bad_lines[:MAX_LISTED_BAD_LINES]]
+    if len(bad_lines) > MAX_LISTED_BAD_LINES:
+        shown.append(f"... and {len(bad_lines) - MAX_LISTED_BAD_LINES} more")
+    return shown
 
 
 def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
@@ -46,27 +82,10 @@ def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
     return objects
 
 
-@dataclass
-class Loaded:
-    """What :func:`read_publishable` read.
-
-    Attributes:
-        objects: The STIX 2.1 objects to publish.
-        source: ``stix2.1``, ``stix2.0``, ``stix1`` or ``iocs``.
-        upgrade: For STIX 2.0 input, what the upgrade did.
-        notes: One line each for the analyst (what was converted).
-    """
-
-    objects: list[dict[str, Any]]
-    source: str
-    upgrade: UpgradeReport | None = None
-    notes: list[str] = field(default_factory=list)
-
-
 def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
                  identity: str | None = None, valid_days: int | None = None
                  ) -> list[dict[str, Any]]:
-    """Read the objects to publish from ``path`` (see :func:`read_publishable`).
+    """Read the objects to publish from ``path``, refusing an IOC list with a bad line.
 
     Raises:
         InvalidInput: As for :func:`read_publishable`.
@@ -76,7 +95,8 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
 
 
 def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
-                     identity: str | None = None, valid_days: int | None = None) -> Loaded:
+                     identity: str | None = None, valid_days: int | None = None,
+                     skip_bad_lines: bool = False) -> Loaded:
     """Read the objects to publish from ``path``, as STIX 2.1.
 
     Args:
@@ -87,9 +107,13 @@ def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
         tlp: TLP level for indicators made from IOCs.
         identity: The publisher's identity id, required for IOC input.
         valid_days: Optional validity of indicators made from IOCs.
+        skip_bad_lines: Make indicators of the valid lines of an IOC list and report the
+            bad ones in :attr:`Loaded.bad_lines`, instead of refusing the whole list.
 
     Raises:
-        InvalidInput: Unreadable file, bad JSON, bad IOC lines, missing identity; STIX
+        InvalidInput: Unreadable file, bad JSON, missing identity, an unusable CSV
+            header, an IOC list without one valid IOC, or (without ``skip_bad_lines``)
+            any bad IOC line: the reason then lists every bad line with its number; STIX
             1.x XML without the ``stix1`` extra installed, or that it cannot convert.
     """
     try:
@@ -122,8 +146,18 @@ def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
             "IOC lists need your organisation's identity id: pass --identity or set "
             "EXCHANGE_IDENTITY (see 'exchange org list')"
         )
-    iocs = parse_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
-    if not iocs:
+    parsed = read_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
+    bad = parsed.bad_lines
+    if bad and not skip_bad_lines:
+        noun = "line is" if len(bad) == 1 else "lines are"
+        valid = len(parsed.iocs)
+        hint = (f"pass --skip-bad-lines to publish the {valid} valid IOC(s) and skip them"
+                if valid else "no line holds a valid IOC")
+        raise InvalidInput("\n  ".join(
+            [f"{path}: {len(bad)} {noun} not a valid IOC, so nothing was published"
+             f" (fix them, or {hint}):", *describe_bad_lines(bad)]))
+    if not parsed.iocs:
         raise InvalidInput(f"{path}: no indicators found")
-    return Loaded(iocs_to_objects(iocs, identity_id=identity, tlp=parse_level(tlp),
-                                  valid_days=valid_days), "iocs")
+    objects = iocs_to_objects(parsed.iocs, identity_id=identity, tlp=parse_level(tlp),
+                              valid_days=valid_days)
+    return Loaded(objects, "iocs", bad_lines=list(bad))

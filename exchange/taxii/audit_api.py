@@ -261,6 +261,12 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
         non-empty body is refused. Answers 201 with the new checkpoint (same shape as
         the GET), or 200 with the newest one when the log has not grown since.
 
+    ``GET key/``
+        Any account: the log's checkpoint verifier keys, ``{"origin",
+        "verifier_keys"}`` (C2SP signed-note verifier keys, what ``exchange audit
+        verify --key`` takes). Compare them with the hub's operator out of band before
+        trusting them: a key fetched from the hub proves only what the hub says.
+
     ``GET proof/<seq>/``
         Admins and auditors: the inclusion proof of record ``seq`` in the newest
         checkpoint, or with ``?size=N`` in the checkpoint of that size
@@ -335,6 +341,14 @@ def register_audit_api(app: Flask, exchange: Exchange) -> None:
         require_witness("fetch audit checkpoints")
         _only_parameters(())
         return _json(_checkpoint_body(exchange, trail.latest_checkpoint()))
+
+    @app.get("/<string:api_root>/cx/audit/key/")
+    def _audit_key(api_root: str) -> Response:
+        """Project endpoint: the checkpoint verifier keys, for every member."""
+        check_root(api_root)
+        _only_parameters(())
+        return _json({"origin": trail.origin,
+                      "verifier_keys": [k.verifier() for k in trail.keys()]})  # noqa: SIM118 - a method
 
     @app.post("/<string:api_root>/cx/audit/checkpoint/")
     def _audit_make_checkpoint(api_root: str) -> Response:

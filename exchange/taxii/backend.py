@@ -132,7 +132,10 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
     # -- server information -------------------------------------------------------------
     def server_discovery(self) -> dict[str, Any]:
         current_principal()
-        root = f"{request.host_url}{self.settings.api_root}/"
+        # TAXII 2.1 section 4.1.1: API root URLs are absolute https:// URLs or relative
+        # ones beginning with a single "/". A relative URL holds behind any TLS proxy
+        # and never echoes the request's Host header back to the client.
+        root = f"/{self.settings.api_root}/"
         body: dict[str, Any] = {
             "title": self.settings.title,
             "description": self.settings.description,

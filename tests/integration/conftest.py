@@ -30,6 +30,14 @@ from exchange.taxii.procs import stop_child
 TAXII = "application/taxii+json;version=2.1"
 
 
+@pytest.fixture(autouse=True)
+def _user_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+               ) -> None:
+    """A user home of the test's own: what the CLI keeps under ``~`` (the IOC state of
+    ``exchange publish`` without ``--home``) never lands in the real one."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("user-home")))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

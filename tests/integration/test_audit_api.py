@@ -391,6 +391,21 @@ def test_checkpoint_is_missing_then_made_then_served_and_verifies(node: Node) ->
     assert json_of(grown)["size"] == body["size"] + 1
 
 
+def test_the_verifier_key_is_served_to_any_member_before_any_checkpoint(node: Node) -> None:
+    r = node.get("key/", "reader")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    body = json_of(r)
+    assert body["origin"] == node.ex.audit.origin
+    trusted = node.ex.audit.keys()  # a method, not a mapping
+    assert body["verifier_keys"] == [k.verifier() for k in trusted]
+    assert len(body["verifier_keys"]) == 1
+    node.ex.store.append_audit(one_of_each())
+    made = json_of(node.post_checkpoint())
+    keys = [NoteKey.parse(k) for k in body["verifier_keys"]]
+    assert verify_checkpoint(made["note"], keys).size == made["size"]
+    assert node.get("key/", "reader", {"x": "1"}).status_code == 400
+
+
 def test_checkpoint_post_takes_no_body_and_no_parameters(node: Node) -> None:
     r = node.post_checkpoint(body=b"{}")
     assert r.status_code == 400

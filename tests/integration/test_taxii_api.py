@@ -35,6 +35,18 @@ def test_discovery_and_api_root_through_taxii2_client(node: Node) -> None:
     assert root.max_content_length == 10 * 1024 * 1024
 
 
+def test_discovery_advertises_relative_api_roots_the_client_follows(node: Node) -> None:
+    # TAXII 2.1 section 4.1.1: absolute https:// or relative; never absolute http://
+    body = node.get(f"{node.base}/taxii2/", "uz-soc").json()
+    assert body["api_roots"] == [f"/{node.api_root}/"]
+    assert body["default"] == f"/{node.api_root}/"
+    user, key = node.auth("uz-soc")
+    server = Server(f"{node.base}/taxii2/", user=user, password=key)
+    assert server.default is not None
+    assert server.default.url == node.root
+    assert "jwg" in {c.alias for c in server.default.collections}
+
+
 def test_collections_list_shows_only_what_the_account_may_read_or_write(node: Node) -> None:
     def titles(account: str) -> set[str]:
         body = node.get(node.root + "collections/", account).json()

@@ -545,3 +545,29 @@ def test_every_indicator_passes_stix2_parse(
     assert pattern_parts(indicator["pattern"])[2] == ioc.value
     # The normalised value is a fixed point: parsing it again as its own kind changes nothing.
     assert only(as_csv([[ioc.kind, ioc.value, "", ""]]), fmt="csv").value == ioc.value
+
+
+@pytest.mark.parametrize("micros", [0, 100_000, 120_000, 123_000, 891_234, 5_000],
+                         ids=["whole-second", "100ms", "120ms", "123ms", "sub-ms", "5ms"])
+@pytest.mark.parametrize("valid_days", [None, 30])
+def test_generated_indicators_are_already_in_normal_form(micros: int,
+                                                         valid_days: int | None) -> None:
+    # signing would otherwise rewrite them and print "normalised" once per indicator
+    from exchange.signing.canonical import canonical, normal_form  # noqa: PLC0415
+
+    moment = NOW.replace(microsecond=micros)
+    for text in ("evil.example", "203.0.113.7", "hxxp://bad.example/x", MD5):
+        indicator = ioc_to_indicator(only(text), identity_id=ORG, tlp=Tlp.GREEN, now=moment,
+                                     valid_days=valid_days)
+        assert canonical(normal_form(indicator)) == canonical(indicator)
+
+
+def test_read_ioc_text_keeps_the_good_lines_and_every_bad_one() -> None:
+    from exchange.member.iocs import read_ioc_text  # noqa: PLC0415
+
+    text = "evil.example\nnot an ioc\n203.0.113.7\n999.1.1.1\n# comment\nevil.example\n"
+    parsed = read_ioc_text(text)
+    assert [(i.kind, i.value, i.line) for i in parsed.iocs] == [
+        ("domain", "evil.example", 1), ("ipv4", "203.0.113.7", 3)]
+    assert [line for line, _ in parsed.bad_lines] == [2, 4]
+    assert "999.1.1.1" in parsed.bad_lines[1][1]

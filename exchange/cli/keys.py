@@ -471,6 +471,7 @@ def read_registry_file(path: str) -> TrustedKeys:
 
 def _verdict_json(v: Verdict) -> dict[str, Any]:
     return {"id": v.object_id, "status": v.status, "kid": v.kid, "owner": v.owner,
+            "signed_by": v.signed_by, "verdict": v.attestation or None,
             "reason": v.reason or None}
 
 

@@ -446,7 +446,9 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
         counts = summarise(verdicts)
         data["verification"] = counts
         text += [describe(v) for v in verdicts if v.status == "invalid"]
-        text.append(f"verified {len(verdicts)} objects: {counts['valid']} valid,"
+        text.append(f"verified {len(verdicts)} objects: {counts['valid']} valid"
+                    f" ({counts['signed_by_author']} signed by the author,"
+                    f" {counts['attested_by_contributor']} attested by a contributor),"
                     f" {counts['unsigned']} unsigned, {counts['invalid']} invalid")
     _emit(as_json, data, "\n".join(text))
     if verifier is not None and data["verification"]["invalid"]:

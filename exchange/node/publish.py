@@ -3,7 +3,12 @@
 Envelope-level problems refuse the request; each object is then judged on its own and
 reported in a status resource: a bad object is never partly stored, the good objects of
 the same envelope are. The stored versions and the ledger's publish records are written
-in one transaction. Also here: deleting versions (TAXII 2.1 section 5.7) and reading a
+in one transaction.
+
+The publishing organisation is every stored version's *contributor* (``producer_org``,
+what policy decides by and whose key must sign); ``created_by_ref`` is the *author*,
+which may be the contributor, a non-member or nobody, never another registered
+organisation (:func:`check_authorship`). Also here: deleting versions (TAXII 2.1 section 5.7) and reading a
 status resource back.
 """
 
@@ -11,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from exchange.audit.records import Publish, Published
 from exchange.errors import ExchangeError, NotFound, PermissionDenied
 from exchange.model.envelope import parse_envelope
 from exchange.model.objects import Principal, Role, StixObject, Tlp
-from exchange.model.stix import validate_object
+from exchange.model.stix import is_observable, validate_object
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.auditing import admin_record, chunks
 from exchange.node.base import BASELINE_POLICY_DIGEST, NodeBase, current_request_id, now_micros
@@ -28,6 +33,7 @@ from exchange.storage.base import (
     AddOutcome,
     AddResult,
     Collection,
+    IdOwnership,
     NewVersion,
     ObjectQuery,
     Status,
@@ -68,16 +74,17 @@ class Publishing(NodeBase):
         inline = inline_markings(c for c in candidates if isinstance(c, dict))
         required = self.signatures_required(collection, policy)
         registry = self.registry_cache.get()
+        registered = self.registered_identities()
         failures: list[StatusDetail] = []
         versions: list[NewVersion] = []
         for index, candidate in enumerate(candidates):
             try:
                 obj = validate_object(candidate, self.limits)
-                self._check_authorship(principal, obj)
+                check_authorship(principal, obj, registered)
                 tlp = (level_of(marking_refs_of(obj.data), policy, inline)
                        if policy is not None else obj.tlp)
                 signed_kid = verify_for_ingest(
-                    registry, obj.data, producer_identity=principal.identity_id,
+                    registry, obj.data, contributor_identity=principal.identity_id,
                     recorded_at=request_time,
                     required=required and not is_standard_tlp_definition(obj.type, obj.id))
                 versions.append(self._new_version(principal, collection, obj, tlp,
@@ -142,12 +149,18 @@ class Publishing(NodeBase):
                 return bool(binding.require_signatures)
         return collection.require_signatures
 
-    def _check_authorship(self, principal: Principal, obj: StixObject) -> None:
-        if obj.created_by_ref is not None and obj.created_by_ref != principal.identity_id:
-            raise PermissionDenied(
-                f"created_by_ref {obj.created_by_ref} is not your organisation's identity "
-                f"({principal.identity_id}); you may only publish your own objects"
-            )
+    def registered_identities(self) -> dict[str, str]:
+        """Identity id -> name of every registered organisation, and the node's own.
+
+        Read at every publish (one small query), so an organisation's identity is
+        reserved from the moment it is registered.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        names = {org.identity_id: org.name for org in self.store.list_orgs()}
+        names.setdefault(self.node_identity, NODE_IDENTITY_NAME)
+        return names
 
     def _new_version(self, principal: Principal, collection: Collection,
                      obj: StixObject, tlp: Tlp | None, signed_kid: str | None
@@ -166,6 +179,7 @@ class Publishing(NodeBase):
             body=obj.canonical,
             signed_kid=signed_kid,
             red_recipients=red_recipients_of(obj.data),
+            ownership=ownership_of(principal, obj),
         )
 
     def delete_object(self, principal: Principal, api_root: str, collection_ref: str,
@@ -212,6 +226,62 @@ class Publishing(NodeBase):
         if status.org_id != principal.org_id and principal.role is not Role.ADMIN:
             raise NotFound(f"status {status_id!r} not found")
         return status
+
+
+#: How the node's own identity is named in refusals.
+NODE_IDENTITY_NAME = "this exchange node"
+
+
+def check_authorship(principal: Principal, obj: StixObject, registered: Mapping[str, str]
+                     ) -> None:
+    """Refuse an object that claims another registered organisation's identity.
+
+    The publishing organisation is the object's contributor whatever the object says;
+    ``created_by_ref`` is its author and may name the contributor itself, a non-member
+    (a vendor whose report is relayed) or nobody (DESIGN.md decision 8). What no
+    member may do is name another member, or the node, as author, or publish an
+    ``identity`` object under another registered organisation's identity id (issue 18
+    item 2): a registered identity belongs to its organisation alone.
+
+    Args:
+        principal: The publisher.
+        obj: The validated object.
+        registered: Identity id -> name of every registered organisation and the node
+            (:meth:`Publishing.registered_identities`).
+
+    Raises:
+        PermissionDenied: The object claims another registered identity.
+    """
+    own = principal.identity_id
+    author = obj.created_by_ref
+    if author is not None and author != own and author in registered:
+        raise PermissionDenied(
+            f"created_by_ref {author} is the registered identity of {registered[author]};"
+            f" you may publish objects authored by your own organisation ({own}), by a"
+            " non-member, or with no author, never in another member's name"
+        )
+    if obj.type == "identity" and obj.id != own and obj.id in registered:
+        raise PermissionDenied(
+            f"{obj.id} is the registered identity of {registered[obj.id]}; only"
+            f" {registered[obj.id]} may publish an identity object under it"
+        )
+
+
+def ownership_of(principal: Principal, obj: StixObject) -> IdOwnership:
+    """Who may add versions of the object's id (:class:`IdOwnership`).
+
+    SCOs: every contributor keeps its own versions (docs/adr/0001-sco-contributions.md);
+    the standard TLP definitions: anyone may re-post them; an organisation's own
+    identity object: earlier contributions under that id by others do not block it;
+    everything else: the first contributor only.
+    """
+    if is_observable(obj.data):
+        return IdOwnership.CONTRIBUTOR
+    if is_standard_tlp_definition(obj.type, obj.id):
+        return IdOwnership.OPEN
+    if obj.type == "identity" and obj.id == principal.identity_id:
+        return IdOwnership.REGISTERED
+    return IdOwnership.CREATOR
 
 
 def _describe_versions(match: VersionMatch) -> str:

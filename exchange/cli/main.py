@@ -349,7 +349,9 @@ client_options = http_options(
 @click.option("--tlp", default="amber", show_default=True,
               help="TLP level for indicators made from CSV or IOC lists.")
 @click.option("--identity", envvar="EXCHANGE_IDENTITY",
-              help="Your organisation's identity id (created_by_ref for IOC lists).")
+              help="Author of the indicators made from a CSV or IOC list (default: your"
+                   " organisation's identity, asked from the server). STIX input keeps"
+                   " its own created_by_ref.")
 @click.option("--valid-days", type=int, help="valid_until = now + N days for IOC lists.")
 @click.option("--batch-size", type=int, default=100, show_default=True)
 @click.option("--sign-key", type=click.Path(dir_okay=False), envvar="EXCHANGE_SIGNING_KEY",
@@ -367,14 +369,21 @@ def publish(file: str, url: str, user: str, api_key_file: str | None, insecure: 
     from exchange.member import client  # noqa: PLC0415
     from exchange.member.publishing import load_objects  # noqa: PLC0415
 
-    objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity,
+    def own_identity() -> str:  # asked only for an IOC list, when --identity is not given
+        asking = client.Connection(user, read_api_key(api_key_file), verify=not insecure)
+        try:
+            return str(asking.whoami(url)["identity"])
+        finally:
+            asking.close()
+
+    objects = load_objects(Path(file), fmt=fmt, tlp=tlp, identity=identity or own_identity,
                            valid_days=valid_days)
     signing: dict[str, Any] = {}
     if sign_key:
         from exchange.member.signer import sign_all  # noqa: PLC0415
 
         key = load_signing_key(sign_key, passphrase_file)
-        signed = sign_all(objects, key, normalise=True, identity=identity)
+        signed = sign_all(objects, key, normalise=True)
         report_signing(signed, key)
         if signed.refused:
             _fail("nothing was published: sign or fix the objects above first")

@@ -3,11 +3,14 @@
 Accepted inputs: a STIX 2.1 bundle, a TAXII envelope, a single object or a JSON array of
 objects; or a CSV / plain list of IOCs, which become STIX 2.1 indicators created by the
 publisher's identity and marked with the chosen TLP level (see :mod:`exchange.member.iocs`).
+STIX objects keep the authorship they have: ``created_by_ref`` naming the member, a
+non-member (a vendor's report being relayed) or nobody.
 Pure apart from reading the one file it is given.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +45,26 @@ def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
-                 identity: str | None = None, valid_days: int | None = None
-                 ) -> list[dict[str, Any]]:
+                 identity: str | Callable[[], str] | None = None,
+                 valid_days: int | None = None) -> list[dict[str, Any]]:
     """Read the objects to publish from ``path``.
+
+    STIX input is returned as it is: its authorship (``created_by_ref``, or none) is the
+    author's and never changed here. Indicators made from an IOC list are the member's
+    own work, authored by ``identity``.
 
     Args:
         path: The input file.
         fmt: ``stix``, ``csv``, ``list`` or ``auto`` (JSON if it parses as JSON, CSV if
             the first line is a header with a ``value`` column, else a plain list).
         tlp: TLP level for indicators made from IOCs.
-        identity: The publisher's identity id, required for IOC input.
+        identity: The publisher's identity id, or a function that finds it (asked only
+            for IOC input; ``exchange publish`` asks the server).
         valid_days: Optional validity of indicators made from IOCs.
 
     Raises:
         InvalidInput: Unreadable file, bad JSON, bad IOC lines, missing identity.
+        RemoteError: ``identity`` is a function and asking for the identity failed.
     """
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
@@ -71,13 +80,14 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InvalidInput(f"{path}: not UTF-8 text") from e
-    if not identity:
+    iocs = parse_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
+    if not iocs:
+        raise InvalidInput(f"{path}: no indicators found")
+    author = identity() if callable(identity) else identity
+    if not author:
         raise InvalidInput(
             "IOC lists need your organisation's identity id: pass --identity or set "
             "EXCHANGE_IDENTITY (see 'exchange org list')"
         )
-    iocs = parse_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
-    if not iocs:
-        raise InvalidInput(f"{path}: no indicators found")
-    return iocs_to_objects(iocs, identity_id=identity, tlp=parse_level(tlp),
+    return iocs_to_objects(iocs, identity_id=author, tlp=parse_level(tlp),
                            valid_days=valid_days)

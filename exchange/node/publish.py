@@ -3,13 +3,13 @@
 Envelope-level problems refuse the request; each object is then judged on its own and
 reported in a status resource: a bad object is never partly stored, the good objects of
 the same envelope are. The stored versions and the ledger's publish records are written
-in one transaction.
+in one transaction. Also here: deleting versions (TAXII 2.1 section 5.7) and reading a
+status resource back.
 
 The publishing organisation is every stored version's *contributor* (``producer_org``,
 what policy decides by and whose key must sign); ``created_by_ref`` is the *author*,
 which may be the contributor, a non-member or nobody, never another registered
-organisation (:func:`check_authorship`). Also here: deleting versions (TAXII 2.1 section 5.7) and reading a
-status resource back.
+organisation (:func:`check_authorship`).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class Publishing(NodeBase):
         Raises:
             StorageError: The database failed.
         """
-        names = {org.identity_id: org.name for org in self.store.list_orgs()}
+        names: dict[str, str] = {org.identity_id: org.name for org in self.store.list_orgs()}
         names.setdefault(self.node_identity, NODE_IDENTITY_NAME)
         return names
 

@@ -122,14 +122,14 @@ def _check_value(value: Any, where: str) -> None:
                 raise InvalidObject(f"{inner} is null")
             if key.endswith("_ref"):
                 if non_canonical_case(item):
-                    raise InvalidObject(f"{inner}: {case_reason(item)}")
+                    raise InvalidObject(f"{inner} {case_reason(item)}")
                 if not isinstance(item, str) or IDENTIFIER.fullmatch(item) is None:
                     raise InvalidObject(f"{inner} must be an identifier <type>--<UUID>")
             elif key.endswith("_refs"):
                 upper = next((ref for ref in item if non_canonical_case(ref)), None) \
                     if isinstance(item, list) else None
                 if upper is not None:
-                    raise InvalidObject(f"{inner}: {case_reason(upper)}")
+                    raise InvalidObject(f"{inner} {case_reason(upper)}")
                 if not isinstance(item, list) or not all(
                     isinstance(ref, str) and IDENTIFIER.fullmatch(ref) for ref in item
                 ):

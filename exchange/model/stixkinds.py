@@ -90,8 +90,10 @@ def non_canonical_case(value: object) -> bool:
 
 
 def case_reason(value: str) -> str:
-    """Why an upper-case spelling of an identifier is refused, with the spelling to use."""
-    return (f"{value[:120]} is not a canonical STIX identifier: identifiers are lower-case"
+    """Why an upper-case spelling of an identifier is refused, with the spelling to use:
+    ``is <value> in upper case: STIX identifiers are lower-case (use <value>)``, to
+    follow the name of what holds it."""
+    return (f"is {value[:120]} in upper case: STIX identifiers are lower-case"
             f" (use {value[:120].lower()})")
 _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?Z"
@@ -246,7 +248,7 @@ def check_reference(value: Any, types: frozenset[str]) -> str | None:
     m = IDENTIFIER.fullmatch(value) if isinstance(value, str) else None
     if m is None:
         if non_canonical_case(value):
-            return f"must be a lower-case identifier ({case_reason(value)})"
+            return case_reason(value)
         return "must be an identifier <type>--<RFC 4122 UUID>"
     if m.group(1) not in types:
         return f"must refer to {_type_names(types)}, not {m.group(1)}"

@@ -67,7 +67,7 @@ def _canonical_id(object_id: str) -> str:
         InvalidInput: ``object_id`` is a STIX id with upper-case letters.
     """
     if non_canonical_case(object_id):
-        raise InvalidInput(case_reason(object_id))
+        raise InvalidInput(f"object id {case_reason(object_id)}")
     return object_id
 
 

@@ -282,7 +282,7 @@ def test_publish_with_a_key_sends_nothing_when_an_object_cannot_be_signed(
                          env={"EXCHANGE_API_KEY": "cx_0_0",
                               "EXCHANGE_SIGNING_KEY": str(tmp_path / "uz.key")})
     assert (code, out) == (1, "")
-    assert f"is not a canonical STIX identifier: identifiers are lower-case (use" \
+    assert f"'id' is {bad['id']} in upper case: STIX identifiers are lower-case (use" \
         f" {bad['id'].lower()})" in err
     assert err.splitlines()[-1] == ("error: nothing was published: sign or fix the objects"
                                     " above first")

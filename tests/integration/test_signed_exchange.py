@@ -35,7 +35,7 @@ from exchange.storage.base import Collection, Grant
 from exchange.storage.envelopes import MSG_NOT_CREATOR
 from tests.integration.conftest import Node
 from tests.integration.stixdata import TLP2, envelope, indicator
-from tests.integration.test_real_data import STIX21, _publisher_for
+from tests.integration.test_real_data import STIX21, _publisher_for, author_of
 
 PASSPHRASE = "a long analyst passphrase 2026"
 
@@ -115,7 +115,7 @@ def world(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     w.generate_and_register("pk", "PK-CERT")
     w.generate_and_register("rv", "RV-CERT")
     for path in STIX21:  # every creator of the real bundles, and the loader
-        creators = {o.get("created_by_ref") for o in json.loads(path.read_text())["objects"]}
+        creators = {author_of(o) for o in json.loads(path.read_text())["objects"]}
         for creator in creators:
             account = _publisher_for(node, creator)
             org = account.removesuffix("-pub")
@@ -321,7 +321,7 @@ def test_real_bundles_signed_published_pulled_and_verified(world: World, path: P
     objects = json.loads(path.read_text())["objects"]
     by_creator: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
-        by_creator.setdefault(_publisher_for(node, obj.get("created_by_ref")), []).append(obj)
+        by_creator.setdefault(_publisher_for(node, author_of(obj)), []).append(obj)
     orgs = [account.removesuffix("-pub") for account in by_creator]
     alias = world.collection(required=True, writers=orgs, readers=orgs)
     for account, group in by_creator.items():

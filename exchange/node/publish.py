@@ -186,7 +186,8 @@ class Publishing(NodeBase):
                       object_id: str, query: ObjectQuery) -> int:
         """Delete versions of an object (TAXII 2.1 section 5.7).
 
-        Only the producing organisation's publishers, or an admin, may delete.
+        Only the producing organisation's publishers, or an admin, may delete; a
+        publisher deletes its own organisation's contributions only.
 
         Raises:
             NotFound: The object is not visible.
@@ -200,7 +201,12 @@ class Publishing(NodeBase):
             self.rule_for(principal, collection)))
         if not page.rows:
             raise NotFound(f"object {object_id!r} not found")
-        if principal.role is not Role.ADMIN and page.rows[0].producer_org != principal.org_id:
+        # A publisher deletes its own contributions only: an SCO other members also
+        # contributed keeps theirs (docs/adr/0001-sco-contributions.md).
+        producer = None if principal.role is Role.ADMIN else principal.org_id
+        if producer is not None and not self.store.get_versions(ObjectQuery(
+                collection_id=collection.id, ids=(object_id,), limit=1, include_body=False,
+                visible_tlps=frozenset(), own_org=producer)).rows:
             raise PermissionDenied("only the organisation that created an object may delete it")
         record = admin_record("object.delete", object_id, {
             "collection": collection.id, "org": principal.org_name,
@@ -208,7 +214,7 @@ class Publishing(NodeBase):
         }, actor=principal.account_name, request_id=current_request_id())
         with self.store.audited([record]):
             deleted = self.store.delete_object(collection.id, object_id, query.versions,
-                                               query.spec_versions)
+                                               query.spec_versions, producer_org=producer)
         log.info("%s deleted %d version(s) of %s from %s", principal.account_name, deleted,
                  object_id, collection.title)
         return deleted

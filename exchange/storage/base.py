@@ -475,10 +475,13 @@ class Store(abc.ABC):
         object_id: str,
         versions: VersionMatch,
         spec_versions: tuple[str, ...] = (),
+        producer_org: OrgId | None = None,
     ) -> int:
         """Delete matching versions; fixes ``is_latest``. Returns the number deleted.
 
-        ``versions`` reads as in :meth:`get_objects`; empty ``spec_versions`` matches any.
+        ``versions`` reads as in :meth:`get_objects` (per contribution line);
+        empty ``spec_versions`` matches any; ``producer_org`` limits the delete to one
+        contributor's versions (an SCO others contributed too keeps theirs).
         """
 
     @abc.abstractmethod

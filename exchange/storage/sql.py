@@ -798,11 +798,13 @@ class SqlStore(Store):
         object_id: str,
         versions: VersionMatch,
         spec_versions: tuple[str, ...] = (),
+        producer_org: OrgId | None = None,
     ) -> int:
         """Delete the matching versions of one object and fix the id's first/latest flags.
 
         ``versions`` is read as in :meth:`get_objects` (OR-ed, empty means ``last``);
-        empty ``spec_versions`` matches every spec version.
+        empty ``spec_versions`` matches every spec version; ``producer_org``, when
+        given, limits the delete to that contributor's versions.
 
         Returns:
             The number of versions deleted.
@@ -816,6 +818,8 @@ class SqlStore(Store):
             conditions.append(matching_versions)
         if spec_versions:
             conditions.append(ov.c.spec_version.in_(spec_versions))
+        if producer_org is not None:
+            conditions.append(ov.c.producer_org == producer_org)
         with self._transaction(write=True) as conn:
             deleted = conn.execute(ov.delete().where(*conditions)).rowcount
             if deleted:

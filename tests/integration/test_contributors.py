@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import rfc8785
 from taxii2client.v21 import Collection as TaxiiCollection
 from taxii2client.v21 import as_pages
@@ -35,7 +36,7 @@ from exchange.signing.cxsig import sign_object
 from exchange.storage import open_store
 from exchange.storage.base import Grant, ObjectQuery
 from exchange.storage.envelopes import MSG_NOT_CREATOR
-from tests.integration.conftest import Node, serving
+from tests.integration.conftest import TAXII, Node, serving
 from tests.integration.stixdata import TLP2, indicator
 from tests.integration.test_signed_exchange import (
     World,
@@ -256,6 +257,13 @@ def test_the_same_sco_from_two_members_reaches_each_reader_as_policy_allows(
         f"valid    {pk_sco['id']}  attested by contributor PK-CERT ({world.keys['pk'].kid})",
         f"valid    {uz_sco['id']}  attested by contributor UZ-CERT ({world.keys['uz'].kid})",
     ]
+
+    # PK-CERT withdrawing its contribution leaves UZ-CERT's alone
+    user, key = node.auth("pk-pub")
+    r = requests.delete(node.collection_url(alias) + f"objects/{pk_sco['id']}/",
+                        auth=(user, key), headers={"Accept": TAXII}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert received("uz-reader") == [uz_sco]
 
 
 # -- what no member may do ----------------------------------------------------------------

@@ -546,8 +546,13 @@ def test_two_members_contribute_the_same_sco_each_in_its_own_line(world: SqlStor
     assert [(r.producer_org, r.body) for r in green.rows] == [(ORG_B, uz)]
     first_rows = world.get_objects(ObjectQuery(COLL, versions=VersionMatch(first=True))).rows
     assert [(r.producer_org, r.body) for r in first_rows] == [(ORG_A, uz), (ORG_B, pk)]
+    # one contributor deletes its own contributions only
+    assert world.delete_object(COLL, oid(7, "ipv4-addr"), VersionMatch(last=True),
+                               producer_org=ORG_A) == 1
+    left = world.get_objects(ObjectQuery(COLL)).rows
+    assert [(r.producer_org, r.body) for r in left] == [(ORG_B, uz)]
     # deleting each line's last leaves B's earlier contribution as B's last
-    assert world.delete_object(COLL, oid(7, "ipv4-addr"), VersionMatch(last=True)) == 2
+    assert world.delete_object(COLL, oid(7, "ipv4-addr"), VersionMatch(last=True)) == 1
     left = world.get_objects(ObjectQuery(COLL)).rows
     assert [(r.producer_org, r.body) for r in left] == [(ORG_B, pk)]
 

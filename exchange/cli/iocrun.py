@@ -61,14 +61,14 @@ class IocRun:
         """The indicators to send (unchanged ones as they were sent before)."""
         return self.settled.objects
 
-    def sign(self, key: SigningKey, identity: str | None) -> SigningReport:
+    def sign(self, key: SigningKey) -> SigningReport:
         """Sign the new indicators and new versions; unchanged ones keep their signature.
 
         The report's ``objects`` are all of them, in order; ``kept`` stays empty for the
         unchanged ones (they are counted by :meth:`finish` instead).
         """
         fresh = [o for o in self.objects if o["id"] not in self.settled.unchanged]
-        report = sign_all(fresh, key, normalise=True, identity=identity)
+        report = sign_all(fresh, key, normalise=True)
         signed = iter(report.objects)
         report.objects = [o if o["id"] in self.settled.unchanged else next(signed)
                           for o in self.objects]

@@ -432,15 +432,17 @@ def report_signing(report: SigningReport, key: SigningKey) -> None:
 @click.option("--normalise", is_flag=True,
               help="Sign the normal form (as the STIX library re-emits it) of objects that"
                    " are not in it, instead of refusing them.")
-@click.option("--identity", envvar="EXCHANGE_IDENTITY",
-              help="created_by_ref for objects that have none (your organisation's identity).")
 @_passphrase_option
-def sign(file: str, key_file: str, out: str | None, normalise: bool, identity: str | None,
+def sign(file: str, key_file: str, out: str | None, normalise: bool,
          passphrase_file: str | None) -> None:
-    """Sign each object of a bundle, envelope, list or JSON-lines FILE."""
+    """Sign each object of a bundle, envelope, list or JSON-lines FILE.
+
+    Every object is signed as it is, SCOs and objects without created_by_ref included:
+    the signature makes you the contributor, never the author.
+    """
     shape, document, objects = read_objects(file)
     key = load_signing_key(key_file, passphrase_file)
-    report = sign_all(objects, key, normalise=normalise, identity=identity)
+    report = sign_all(objects, key, normalise=normalise)
     report_signing(report, key)
     if report.refused:
         raise InvalidInput(f"nothing written: {len(report.refused)} object(s) could not be"
@@ -471,7 +473,8 @@ def read_registry_file(path: str) -> TrustedKeys:
 
 def _verdict_json(v: Verdict) -> dict[str, Any]:
     return {"id": v.object_id, "status": v.status, "kid": v.kid, "owner": v.owner,
-            "node_attested": v.node_attested, "reason": v.reason or None}
+            "node_attested": v.node_attested, "signed_by": v.signed_by,
+            "verdict": v.attestation or None, "reason": v.reason or None}
 
 
 @click.command("verify")

@@ -359,7 +359,9 @@ client_options = http_options(
 @click.option("--tlp", default="amber", show_default=True,
               help="TLP level for indicators made from CSV or IOC lists.")
 @click.option("--identity", envvar="EXCHANGE_IDENTITY",
-              help="Your organisation's identity id (created_by_ref for IOC lists).")
+              help="Author of the indicators made from a CSV or IOC list (default: your"
+                   " organisation's identity, asked from the server). STIX input keeps"
+                   " its own created_by_ref.")
 @click.option("--valid-days", type=int, help="valid_until = now + N days for IOC lists.")
 @click.option("--batch-size", type=int, default=100, show_default=True)
 @click.option("--sign-key", type=click.Path(dir_okay=False), envvar="EXCHANGE_SIGNING_KEY",
@@ -397,14 +399,22 @@ def publish(ctx: click.Context, file: str, url: str, user: str, api_key_file: st
     from exchange.member import client  # noqa: PLC0415
     from exchange.member.publishing import describe_bad_lines, read_publishable  # noqa: PLC0415
 
-    loaded = read_publishable(Path(file), fmt=fmt, tlp=tlp, identity=identity,
+    api_key = read_api_key(api_key_file)
+
+    def own_identity() -> str:  # asked only for an IOC list, when --identity is not given
+        asking = client.Connection(user, api_key, verify=not insecure)
+        try:
+            return str(asking.whoami(url)["identity"])
+        finally:
+            asking.close()
+
+    loaded = read_publishable(Path(file), fmt=fmt, tlp=tlp, identity=identity or own_identity,
                               valid_days=valid_days, skip_bad_lines=skip_bad_lines)
     for note in loaded.notes:
         click.echo(note, err=True)
     for line in describe_bad_lines(loaded.bad_lines):
         click.echo(f"skipped {line}", err=True)
     objects = loaded.objects
-    api_key = read_api_key(api_key_file)
     key = load_signing_key(sign_key, passphrase_file) if sign_key else None
     home = getattr(ctx.find_object(_Ctx), "home", None)
     run = (IocRun.begin(objects, path=state_path(home, ioc_state), valid_days=valid_days,
@@ -414,8 +424,7 @@ def publish(ctx: click.Context, file: str, url: str, user: str, api_key_file: st
     if key is not None:
         from exchange.member.signer import sign_all  # noqa: PLC0415
 
-        signed = (run.sign(key, identity) if run
-                  else sign_all(objects, key, normalise=True, identity=identity))
+        signed = run.sign(key) if run else sign_all(objects, key, normalise=True)
         report_signing(signed, key)
         if signed.refused:
             _fail("nothing was published: sign or fix the objects above first")
@@ -510,9 +519,11 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
         counts = summarise(verifier.verdicts)
         data["verification"] = counts
         text += [describe(v) for v in verifier.verdicts if v.status == "invalid"]
-        attested = (f" ({counts['node_attested']} attested by the node)"
+        attested = (f", {counts['node_attested']} attested by the node"
                     if counts["node_attested"] else "")
-        text.append(f"verified {len(verifier.verdicts)} objects: {counts['valid']} valid{attested},"
+        text.append(f"verified {len(verifier.verdicts)} objects: {counts['valid']} valid"
+                    f" ({counts['signed_by_author']} signed by the author,"
+                    f" {counts['attested_by_contributor']} attested by a contributor{attested}),"
                     f" {counts['unsigned']} unsigned, {counts['invalid']} invalid")
     _emit(as_json, data, "\n".join(text))
     if report.held:

@@ -219,6 +219,32 @@ class Connection:
         """Close the HTTP session."""
         self._conn.close()
 
+    def whoami(self, collection_url: str) -> dict[str, Any]:
+        """Who the server says this connection is: ``account``, ``role``,
+        ``organisation`` and ``identity`` (``GET <API root>/cx/whoami/``).
+
+        Raises:
+            InvalidInput: The URL is not a collection URL (``.../collections/<id>/``).
+            RemoteError: The server refused or could not be reached.
+        """
+        root, sep, _ = collection_url.partition("/collections/")
+        if not sep:
+            raise InvalidInput(
+                f"{collection_url!r} is not a collection URL (.../collections/<id>/), so"
+                " the API root to ask for your identity is unknown"
+            )
+        try:
+            response = self._conn.session.get(
+                root.rstrip("/") + "/cx/whoami/",
+                headers={"Accept": "application/taxii+json;version=2.1"})
+            response.raise_for_status()
+            document = response.json()
+        except (requests.RequestException, ValueError) as e:
+            raise remote_error(e, "asking the server for your identity failed") from e
+        if not isinstance(document, dict) or not isinstance(document.get("identity"), str):
+            raise RemoteError("the server's answer about your identity has no identity id")
+        return document
+
 
 def remote_error(e: Exception, what: str) -> RemoteError:
     """Turn a client-side failure into one readable line (TAXII error text if any)."""

@@ -4,12 +4,14 @@ Accepted inputs: a STIX 2.1 or 2.0 bundle, a TAXII envelope, a single object or 
 array of objects (STIX 2.0 is upgraded to 2.1 by :mod:`exchange.member.upgrade`); STIX 1.x
 XML through the optional stix2-elevator (:mod:`exchange.member.stix1`); or a CSV / plain
 list of IOCs, which become STIX 2.1 indicators created by the publisher's identity and
-marked with the chosen TLP level (see :mod:`exchange.member.iocs`). Pure apart from
-reading the one file it is given.
+marked with the chosen TLP level (see :mod:`exchange.member.iocs`). STIX objects keep the
+authorship they have: ``created_by_ref`` naming the member, a non-member (a vendor's
+report being relayed) or nobody. Pure apart from reading the one file it is given.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -83,8 +85,8 @@ def objects_in(document: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
-                 identity: str | None = None, valid_days: int | None = None
-                 ) -> list[dict[str, Any]]:
+                 identity: str | Callable[[], str] | None = None,
+                 valid_days: int | None = None) -> list[dict[str, Any]]:
     """Read the objects to publish from ``path``, refusing an IOC list with a bad line.
 
     Raises:
@@ -95,9 +97,13 @@ def load_objects(path: Path, *, fmt: str = "auto", tlp: str = "amber",
 
 
 def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
-                     identity: str | None = None, valid_days: int | None = None,
-                     skip_bad_lines: bool = False) -> Loaded:
+                     identity: str | Callable[[], str] | None = None,
+                     valid_days: int | None = None, skip_bad_lines: bool = False) -> Loaded:
     """Read the objects to publish from ``path``, as STIX 2.1.
+
+    STIX input is returned as it is: its authorship (``created_by_ref``, or none) is the
+    author's and never changed here. Indicators made from an IOC list are the member's
+    own work, authored by ``identity``.
 
     Args:
         path: The input file.
@@ -105,7 +111,8 @@ def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
             1.x XML if it starts with ``<``, CSV if the first line is a header with a
             ``value`` column, else a plain list).
         tlp: TLP level for indicators made from IOCs.
-        identity: The publisher's identity id, required for IOC input.
+        identity: The publisher's identity id, or a function that finds it (asked only
+            for IOC input; ``exchange publish`` asks the server).
         valid_days: Optional validity of indicators made from IOCs.
         skip_bad_lines: Make indicators of the valid lines of an IOC list and report the
             bad ones in :attr:`Loaded.bad_lines`, instead of refusing the whole list.
@@ -115,6 +122,7 @@ def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
             header, an IOC list without one valid IOC, or (without ``skip_bad_lines``)
             any bad IOC line: the reason then lists every bad line with its number; STIX
             1.x XML without the ``stix1`` extra installed, or that it cannot convert.
+        RemoteError: ``identity`` is a function and asking for the identity failed.
     """
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
@@ -141,11 +149,6 @@ def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InvalidInput(f"{path}: not UTF-8 text") from e
-    if not identity:
-        raise InvalidInput(
-            "IOC lists need your organisation's identity id: pass --identity or set "
-            "EXCHANGE_IDENTITY (see 'exchange org list')"
-        )
     parsed = read_ioc_text(text, fmt="auto" if fmt == "auto" else fmt)  # type: ignore[arg-type]
     bad = parsed.bad_lines
     if bad and not skip_bad_lines:
@@ -158,6 +161,12 @@ def read_publishable(path: Path, *, fmt: str = "auto", tlp: str = "amber",
              f" (fix them, or {hint}):", *describe_bad_lines(bad)]))
     if not parsed.iocs:
         raise InvalidInput(f"{path}: no indicators found")
-    objects = iocs_to_objects(parsed.iocs, identity_id=identity, tlp=parse_level(tlp),
+    author = identity() if callable(identity) else identity
+    if not author:
+        raise InvalidInput(
+            "IOC lists need your organisation's identity id: pass --identity or set "
+            "EXCHANGE_IDENTITY (see 'exchange org list')"
+        )
+    objects = iocs_to_objects(parsed.iocs, identity_id=author, tlp=parse_level(tlp),
                               valid_days=valid_days)
     return Loaded(objects, "iocs", bad_lines=list(bad))

@@ -6,8 +6,11 @@ Per object, in order:
 * the predefined TLP marking definitions are never signed (they are the standard's
   objects, not the member's) and objects that already carry a cx-sig signature are kept
   as they are: both are passed through and listed in ``kept``;
-* an object without ``created_by_ref`` gets ``identity`` when one is given (a signature
-  binds authorship, so a signed object must name its author);
+* authorship is never changed: an object is signed as it is, whether its
+  ``created_by_ref`` names the member, a non-member (a vendor's report being relayed) or
+  nobody (an SCO, or a report whose author is not named). The signature binds the
+  signing member as the object's contributor; the exchange refuses it unless that member
+  publishes it (DESIGN.md decision 8);
 * with ``normalise``, the object is replaced by
   :func:`~exchange.signing.canonical.normal_form` (what the reference STIX library
   re-emits) and listed in ``normalised`` when that changed it; without it, an object not
@@ -33,7 +36,6 @@ from exchange.signing.keys import SigningKey
 __all__ = ["SigningReport", "sign_all"]
 
 _NORMALISE_HINT = "; run with --normalise to sign the normal form instead"
-_IDENTITY_HINT = " (pass --identity to set it)"
 
 
 @dataclass
@@ -67,16 +69,15 @@ def sign_all(
     key: SigningKey,
     *,
     normalise: bool,
-    identity: str | None = None,
     signed_at: str | None = None,
 ) -> SigningReport:
-    """Sign every object that can and should be signed.
+    """Sign every object that can and should be signed: SDOs, SROs and SCOs, with or
+    without ``created_by_ref``.
 
     Args:
         objects: The objects (not modified).
         key: The member's signing key.
         normalise: Sign the normal form of objects that are not in normal form.
-        identity: ``created_by_ref`` for objects that have none.
         signed_at: The claimed signing time (default: now).
 
     Returns:
@@ -95,8 +96,6 @@ def sign_all(
                 report.kept.append((label, "already signed"))
                 report.objects.append(obj)
                 continue
-            if "created_by_ref" not in obj and identity is not None:
-                obj["created_by_ref"] = identity
             if normalise:
                 fixed = normal_form(obj)
                 if canonical(fixed) != canonical(obj):
@@ -107,8 +106,6 @@ def sign_all(
             reason = e.reason.removeprefix(f"{label}: ")
             if not normalise and "not in normal form" in reason:
                 reason = reason.removesuffix("; sign normal_form(obj) instead") + _NORMALISE_HINT
-            elif "'created_by_ref' is missing" in reason:
-                reason += _IDENTITY_HINT
             report.refused.append((label, reason))
             report.objects.append(dict(original))
             continue

@@ -4,9 +4,19 @@ The registry document itself (:func:`~exchange.signing.published.read_registry`)
 read by :mod:`exchange.signing.published`; this module judges objects against it.
 
 :func:`check_object` gives the verdict a consumer acts on: ``valid`` (signature, owner
-binding and time binding hold; an object signed by one of the node's own keys is bound
-to the node, and its owner reads "(node-attested)"), ``unsigned``, or ``invalid`` with
-the reason. The time
+binding and time binding hold), ``unsigned``, or ``invalid`` with the reason.
+
+Who a valid signature speaks for (DESIGN.md decision 8): the exchange accepts a
+signature only from the member that contributed the object, so the key's registered
+owner *is* the contributor. When it is also the object's ``created_by_ref``, the object
+is **signed by the author**; otherwise (a non-member author, such as a vendor whose
+report a member relays, or no author at all, as for SCOs) it is **attested by
+contributor** <owner>: the member vouches for the bytes, not for having written them.
+An object whose ``created_by_ref`` names another registered key owner than the signer is
+invalid: no member may publish in another member's name, and the exchange refuses it.
+An object signed by one of the node's own keys is **attested by the node**: a copy the
+node derived or a revocation an admin ordered, bound to the node whatever its
+``created_by_ref`` says. The time
 that decides key validity is when the exchange recorded the object, which a consumer
 knows only approximately: exactly, between two bounds (a TAXII page's
 ``X-TAXII-Date-Added-First`` and ``-Last``), or not at all (a file). Without it, a
@@ -45,7 +55,9 @@ class Verdict:
         object_id: The object's id (``"object"`` when it has no usable id).
         status: ``"valid"``, ``"unsigned"`` or ``"invalid"``.
         kid: The key named by the signature, when there is one.
-        owner: The key owner's name, for valid signatures.
+        owner: The key owner's name, for valid signatures: the contributor.
+        signed_by: For valid signatures, ``"author"`` when the key owner is the object's
+            ``created_by_ref``, ``"contributor"`` otherwise.
         reason: Why the object is invalid (empty otherwise).
         needs_recording_time: The object was recorded between two bounds that straddle a
             change of its key's validity: check it again with the exact recording time.
@@ -60,7 +72,20 @@ class Verdict:
     owner: str | None = None
     reason: str = ""
     needs_recording_time: bool = False
+    signed_by: Literal["author", "contributor"] | None = None
     node_attested: bool = False
+
+    @property
+    def attestation(self) -> str:
+        """``signed by the author X``, ``attested by contributor X`` or ``attested by the
+        node X`` (valid only)."""
+        if self.status != "valid":
+            return ""
+        if self.node_attested:
+            return f"attested by the node {self.owner}"
+        if self.signed_by == "author":
+            return f"signed by the author {self.owner}"
+        return f"attested by contributor {self.owner}"
 
 
 def _label(obj: Mapping[str, Any]) -> str:
@@ -112,21 +137,26 @@ def check_object(
             _check_time(trusted.registry, record, recorded_between, now)
             return Verdict(label, "valid", kid, trusted.owner_of(kid), node_attested=True)
         creator = obj.get("created_by_ref")
-        if not isinstance(creator, str):
-            raise SignatureError(
-                "no created_by_ref, so the signing key cannot be bound to its owner"
-            )
-        if record.owner_identity != creator:
+        signer = record.owner_identity
+        if isinstance(creator, str) and creator != signer and creator in _key_owners(trusted):
+            name = trusted.owner_names.get(creator, creator[:80])
             raise SignatureError(
                 f"key {kid} belongs to {trusted.owner_of(kid)}, not to the object's"
-                f" created_by_ref {creator[:80]}"
+                f" created_by_ref {name}, another member: no member may publish in"
+                " another member's name"
             )
         _check_time(trusted.registry, record, recorded_between, now)
     except _Ambiguous as e:
         return Verdict(label, "invalid", kid, reason=str(e), needs_recording_time=True)
     except (SignatureError, InvalidObject) as e:
         return Verdict(label, "invalid", kid, reason=e.reason.removeprefix(f"{label}: "))
-    return Verdict(label, "valid", kid, trusted.owner_of(kid))
+    return Verdict(label, "valid", kid, trusted.owner_of(kid),
+                   signed_by="author" if creator == signer else "contributor")
+
+
+def _key_owners(trusted: TrustedKeys) -> frozenset[str]:
+    """The identities the registry knows as key owners: members and the node."""
+    return frozenset(record.owner_identity for record in trusted.registry)
 
 
 def _check_time(registry: Registry, record: KeyRecord, recorded_between: tuple[int, int] | None,
@@ -159,26 +189,27 @@ def _check_time(registry: Registry, record: KeyRecord, recorded_between: tuple[i
 
 
 def describe(verdict: Verdict) -> str:
-    """One line for a verdict: ``valid <id> (<kid>, <owner>)``, ``unsigned <id>`` or
-    ``invalid <id>: <reason>``."""
-    if verdict.status == "valid" and verdict.node_attested:
-        return (f"valid    {verdict.object_id}  ({verdict.kid}, attested by the node"
-                f" {verdict.owner})")
+    """One line for a verdict: ``valid <id>  signed by the author <owner> (<kid>)``,
+    ``valid <id>  attested by contributor <owner> (<kid>)``, ``valid <id>  attested by
+    the node <owner> (<kid>)``, ``unsigned <id>`` or ``invalid <id>: <reason>``."""
     if verdict.status == "valid":
-        return f"valid    {verdict.object_id}  ({verdict.kid}, {verdict.owner})"
+        return f"valid    {verdict.object_id}  {verdict.attestation} ({verdict.kid})"
     if verdict.status == "unsigned":
         return f"unsigned {verdict.object_id}"
     return f"invalid  {verdict.object_id}: {verdict.reason}"
 
 
 def summarise(verdicts: Iterable[Verdict]) -> dict[str, Any]:
-    """Counts per status (``valid``, ``unsigned``, ``invalid``), how many of the valid
-    ones the node attested (``node_attested``), and the invalid objects."""
+    """Counts per status (``valid``, ``unsigned``, ``invalid``), the valid ones split into
+    ``signed_by_author``, ``attested_by_contributor`` and ``node_attested``, and the
+    invalid objects."""
     listed = list(verdicts)
     counts: dict[str, Any] = {
         status: sum(v.status == status for v in listed)
         for status in ("valid", "unsigned", "invalid")
     }
+    counts["signed_by_author"] = sum(v.signed_by == "author" for v in listed)
+    counts["attested_by_contributor"] = sum(v.signed_by == "contributor" for v in listed)
     counts["node_attested"] = sum(v.status == "valid" and v.node_attested for v in listed)
     counts["invalid_objects"] = [
         {"id": v.object_id, "reason": v.reason} for v in listed if v.status == "invalid"

@@ -22,8 +22,10 @@ stix2 by design, because it stores and serves the bytes it received, never stix2
   the common properties of an SDO (``spec_version``, ``created``, ``modified``
   required), or of an SCO when it declares ``new-sco``, each checked as for predefined
   types; its own properties follow the custom property rules;
-* ``id`` is ``<type>--<RFC 4122 UUID>`` in the 8-4-4-4-12 form, its prefix equal to
-  ``type``; every ``*_ref``/``*_refs`` property, at any depth, holds such identifiers;
+* ``id`` is ``<type>--<RFC 4122 UUID>`` in the 8-4-4-4-12 form, in lower case, its
+  prefix equal to ``type``; every ``*_ref``/``*_refs`` property, at any depth, holds such
+  identifiers (an upper-case spelling is refused with the lower-case one to use, never
+  folded: one object has one id);
 * timestamps are ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (stix2 also reads ``2016-1-1T1:2:3z``)
   and ``modified`` is not earlier than ``created`` (stix2 accepts ``modified < created``);
 * values have their JSON type: stix2 turns ``5`` into ``"5"``, ``"true"`` into ``true``, a
@@ -68,6 +70,8 @@ from exchange.model.stixkinds import (
     SCO_TYPES,
     STIX_OBJECT_TYPES,
     TIMESTAMP_HINT,
+    case_reason,
+    non_canonical_case,
     parse_timestamp,
 )
 from exchange.model.stixtypes import (
@@ -85,6 +89,7 @@ __all__ = [
     "CustomContent",
     "custom_content_of",
     "is_custom_type",
+    "is_observable",
     "validate_object",
     "validate_with_stix2",
 ]
@@ -118,6 +123,23 @@ def _label(obj: Mapping[str, Any]) -> str:
         if isinstance(value, str) and 0 < len(value) <= 120 and value.isprintable():
             return value
     return "object"
+
+
+def is_observable(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is a STIX Cyber-observable Object (STIX 2.1 section 6).
+
+    A predefined SCO type, or a custom one: an object whose ``extensions`` hold an
+    extension-definition entry of ``extension_type`` ``new-sco`` (section 7.3). SCOs
+    have deterministic ids and no versions of their own, so the same SCO may be
+    contributed by several members (docs/adr/0001-sco-contributions.md).
+    """
+    if obj.get("type") in SCO_TYPES:
+        return True
+    extensions = obj.get("extensions")
+    return isinstance(extensions, Mapping) and any(
+        isinstance(entry, Mapping) and entry.get("extension_type") == "new-sco"
+        for key, entry in extensions.items() if key.startswith(_EXTENSION_DEFINITION)
+    )
 
 
 # --- the exchange's own rules (both paths) ---------------------------------------------
@@ -169,9 +191,15 @@ def _check_value(value: Any, where: str) -> None:
             if item is None:
                 raise InvalidObject(f"{inner} is null")
             if key.endswith("_ref"):
+                if non_canonical_case(item):
+                    raise InvalidObject(f"{inner} {case_reason(item)}")
                 if not isinstance(item, str) or IDENTIFIER.fullmatch(item) is None:
                     raise InvalidObject(f"{inner} must be an identifier <type>--<UUID>")
             elif key.endswith("_refs"):
+                upper = next((ref for ref in item if non_canonical_case(ref)), None) \
+                    if isinstance(item, list) else None
+                if upper is not None:
+                    raise InvalidObject(f"{inner} {case_reason(upper)}")
                 if not isinstance(item, list) or not all(
                     isinstance(ref, str) and IDENTIFIER.fullmatch(ref) for ref in item
                 ):
@@ -271,6 +299,8 @@ def _check_own_rules(obj: Mapping[str, Any], limits: Limits) -> Tlp | None:
         raise InvalidObject("'id' is missing" if identifier is None else "'id' is not a string")
     m = IDENTIFIER.fullmatch(identifier)
     if m is None:
+        if non_canonical_case(identifier):
+            raise InvalidObject(f"'id' {case_reason(identifier)}")
         raise InvalidObject(f"'id' must be {obj_type}--<RFC 4122 UUID>")
     if m.group(1) != obj_type:
         raise InvalidObject(f"'id' must start with '{obj_type}--', not '{m.group(1)}--'")

@@ -68,11 +68,33 @@ HASH_VALUE_CHECKS: Final = {
 }
 _HEX_VALUE = re.compile(r"^([a-fA-F0-9]{2})+$")
 
-#: ``<type>--<RFC 4122 UUID>``; group 1 is the type.
+#: ``<type>--<RFC 4122 UUID>`` in canonical lower case; group 1 is the type.
+#: RFC 4122 section 3 writes UUIDs in lower-case hex and reads them in either case, so
+#: ``indicator--ABC...`` and ``indicator--abc...`` would name one object; the exchange
+#: accepts only the lower-case spelling (issue 18 item 3), so one object has one id.
 IDENTIFIER: Final = re.compile(
-    r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*)--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
-    r"-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+    r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*)--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}"
+    r"-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 )
+_IDENTIFIER_ANY_CASE: Final = re.compile(IDENTIFIER.pattern, re.IGNORECASE)
+
+
+def non_canonical_case(value: object) -> bool:
+    """Whether ``value`` is a STIX identifier spelt with upper-case letters.
+
+    Such an id is refused everywhere (ingest, references, TAXII reads) rather than
+    folded, so that no two spellings of one id can coexist.
+    """
+    return (isinstance(value, str) and IDENTIFIER.fullmatch(value) is None
+            and _IDENTIFIER_ANY_CASE.fullmatch(value) is not None)
+
+
+def case_reason(value: str) -> str:
+    """Why an upper-case spelling of an identifier is refused, with the spelling to use:
+    ``is <value> in upper case: STIX identifiers are lower-case (use <value>)``, to
+    follow the name of what holds it."""
+    return (f"is {value[:120]} in upper case: STIX identifiers are lower-case"
+            f" (use {value[:120].lower()})")
 _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?Z"
 )
@@ -225,6 +247,8 @@ def check_reference(value: Any, types: frozenset[str]) -> str | None:
     """Why ``value`` is not an identifier of one of ``types`` (None when it is)."""
     m = IDENTIFIER.fullmatch(value) if isinstance(value, str) else None
     if m is None:
+        if non_canonical_case(value):
+            return case_reason(value)
         return "must be an identifier <type>--<RFC 4122 UUID>"
     if m.group(1) not in types:
         return f"must refer to {_type_names(types)}, not {m.group(1)}"

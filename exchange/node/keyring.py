@@ -392,22 +392,25 @@ def verify_for_ingest(
     registry: Registry,
     obj: Mapping[str, Any],
     *,
-    producer_identity: str,
+    contributor_identity: str,
     recorded_at: int,
     required: bool,
 ) -> str | None:
     """Check one object's signature as the exchange records it.
 
     A signed object must carry a signature that verifies under a registered key of the
-    same algorithm, made by a key whose owner is the object's ``created_by_ref`` (or the
-    producer, for an object without one) and that was valid at ``recorded_at``: not
-    before ``valid_from``, not at or after ``valid_until``, not at or after a revoked
-    key's ``compromised_since``.
+    same algorithm, made by a key whose owner is the *contributor* (the organisation
+    publishing it), whatever ``created_by_ref`` names (DESIGN.md decision 8): a member
+    relaying a vendor's report, or an SCO that has no author, signs it with its own key
+    and so attests it. The key must also have been valid at ``recorded_at``: not before
+    ``valid_from``, not at or after ``valid_until``, not at or after a revoked key's
+    ``compromised_since``. The signed bytes are cx-sig v1's, unchanged: the binding of
+    signer to contributor is made here and by the registry, never by the payload.
 
     Args:
         registry: The trusted keys (:meth:`RegistryCache.get`).
         obj: The object, as parsed.
-        producer_identity: The identity of the organisation publishing it.
+        contributor_identity: The identity of the organisation publishing it.
         recorded_at: The exchange's recording time for the object (µs since the epoch).
         required: Whether the collection requires signed objects.
 
@@ -418,8 +421,9 @@ def verify_for_ingest(
     Raises:
         SignatureError: The object is unsigned and signatures are required, or the
             signature is malformed, made by an unknown key, claims another algorithm
-            than its key's, does not verify, was made by a key of another owner, or by
-            a key not valid at ``recorded_at``. The reason says which.
+            than its key's, does not verify, was made by a key that is not the
+            contributor's, or by a key not valid at ``recorded_at``. The reason says
+            which.
         InvalidObject: The object cannot be canonicalised.
     """
     try:
@@ -429,9 +433,13 @@ def verify_for_ingest(
                 raise SignatureError(UNSIGNED_IN_REQUIRED)
             return None
         verified = verify_object(obj, registry.resolve)
-        creator = obj.get("created_by_ref")
-        owner = creator if isinstance(creator, str) else producer_identity
-        registry.check(verified.kid, owner_identity=owner, at=recorded_at)
+        owner = registry.record(verified.kid).owner_identity
+        if owner != contributor_identity:
+            raise SignatureError(
+                f"key {verified.kid} belongs to {owner}, not to the publishing"
+                f" organisation ({contributor_identity}); sign with your own key"
+            )
+        registry.check(verified.kid, owner_identity=contributor_identity, at=recorded_at)
     except SignatureError as e:
         if e.reason == UNSIGNED_IN_REQUIRED:
             raise

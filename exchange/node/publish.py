@@ -5,19 +5,24 @@ reported in a status resource: a bad object is never partly stored, the good obj
 the same envelope are. The stored versions and the ledger's publish records are written
 in one transaction. Also here: reading a status resource back. (Deleting, TAXII 2.1
 section 5.7, is a withdrawal by an admin: :mod:`exchange.node.withdraw`.)
+
+The publishing organisation is every stored version's *contributor* (``producer_org``,
+what policy decides by and whose key must sign); ``created_by_ref`` is the *author*,
+which may be the contributor, a non-member or nobody, never another registered
+organisation (:func:`check_authorship`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from exchange.audit.records import Publish, Published
 from exchange.errors import ExchangeError, NotFound, PermissionDenied, PolicyDenied
 from exchange.model.envelope import parse_envelope, refuse_stix20
 from exchange.model.objects import Principal, Role, StixObject, Tlp
-from exchange.model.stix import custom_content_of, validate_object
+from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.auditing import chunks
 from exchange.node.base import BASELINE_POLICY_DIGEST, NodeBase, current_request_id, now_micros
@@ -28,6 +33,7 @@ from exchange.storage.base import (
     AddOutcome,
     AddResult,
     Collection,
+    IdOwnership,
     NewVersion,
     Status,
     StatusDetail,
@@ -70,6 +76,7 @@ class Publishing(NodeBase):
         inline = inline_markings(c for c in candidates if isinstance(c, dict))
         required = self.signatures_required(collection, policy)
         registry = self.registry_cache.get()
+        registered = self.registered_identities()
         failures: list[StatusDetail] = []
         versions: list[NewVersion] = []
         for index, candidate in enumerate(candidates):
@@ -77,11 +84,11 @@ class Publishing(NodeBase):
                 obj = validate_object(candidate, self.limits)
                 if custom_rule != "accept":
                     _check_custom_content(obj, custom_rule)
-                self._check_authorship(principal, obj)
+                check_authorship(principal, obj, registered)
                 tlp = (level_of(marking_refs_of(obj.data), policy, inline)
                        if policy is not None else obj.tlp)
                 signed_kid = verify_for_ingest(
-                    registry, obj.data, producer_identity=principal.identity_id,
+                    registry, obj.data, contributor_identity=principal.identity_id,
                     recorded_at=request_time,
                     required=required and not is_standard_tlp_definition(obj.type, obj.id))
                 versions.append(self._new_version(principal, collection, obj, tlp,
@@ -154,12 +161,18 @@ class Publishing(NodeBase):
                 return binding.custom_content
         return "accept"
 
-    def _check_authorship(self, principal: Principal, obj: StixObject) -> None:
-        if obj.created_by_ref is not None and obj.created_by_ref != principal.identity_id:
-            raise PermissionDenied(
-                f"created_by_ref {obj.created_by_ref} is not your organisation's identity "
-                f"({principal.identity_id}); you may only publish your own objects"
-            )
+    def registered_identities(self) -> dict[str, str]:
+        """Identity id -> name of every registered organisation, and the node's own.
+
+        Read at every publish (one small query), so an organisation's identity is
+        reserved from the moment it is registered.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        names: dict[str, str] = {org.identity_id: org.name for org in self.store.list_orgs()}
+        names.setdefault(self.node_identity, NODE_IDENTITY_NAME)
+        return names
 
     def _new_version(self, principal: Principal, collection: Collection,
                      obj: StixObject, tlp: Tlp | None, signed_kid: str | None
@@ -178,6 +191,7 @@ class Publishing(NodeBase):
             body=obj.canonical,
             signed_kid=signed_kid,
             red_recipients=red_recipients_of(obj.data),
+            ownership=ownership_of(principal, obj),
         )
 
     def status(self, principal: Principal, api_root: str, status_id: str) -> Status:
@@ -209,6 +223,62 @@ def _check_custom_content(obj: StixObject, rule: str) -> None:
             f"{obj.id}: custom properties ({names}) are refused in this collection"
             f" (policy: custom_content {rule})"
         )
+
+
+#: How the node's own identity is named in refusals.
+NODE_IDENTITY_NAME = "this exchange node"
+
+
+def check_authorship(principal: Principal, obj: StixObject, registered: Mapping[str, str]
+                     ) -> None:
+    """Refuse an object that claims another registered organisation's identity.
+
+    The publishing organisation is the object's contributor whatever the object says;
+    ``created_by_ref`` is its author and may name the contributor itself, a non-member
+    (a vendor whose report is relayed) or nobody (DESIGN.md decision 8). What no
+    member may do is name another member, or the node, as author, or publish an
+    ``identity`` object under another registered organisation's identity id (issue 18
+    item 2): a registered identity belongs to its organisation alone.
+
+    Args:
+        principal: The publisher.
+        obj: The validated object.
+        registered: Identity id -> name of every registered organisation and the node
+            (:meth:`Publishing.registered_identities`).
+
+    Raises:
+        PermissionDenied: The object claims another registered identity.
+    """
+    own = principal.identity_id
+    author = obj.created_by_ref
+    if author is not None and author != own and author in registered:
+        raise PermissionDenied(
+            f"created_by_ref {author} is the registered identity of {registered[author]};"
+            f" you may publish objects authored by your own organisation ({own}), by a"
+            " non-member, or with no author, never in another member's name"
+        )
+    if obj.type == "identity" and obj.id != own and obj.id in registered:
+        raise PermissionDenied(
+            f"{obj.id} is the registered identity of {registered[obj.id]}; only"
+            f" {registered[obj.id]} may publish an identity object under it"
+        )
+
+
+def ownership_of(principal: Principal, obj: StixObject) -> IdOwnership:
+    """Who may add versions of the object's id (:class:`IdOwnership`).
+
+    SCOs: every contributor keeps its own versions (docs/adr/0001-sco-contributions.md);
+    the standard TLP definitions: anyone may re-post them; an organisation's own
+    identity object: earlier contributions under that id by others do not block it;
+    everything else: the first contributor only.
+    """
+    if is_observable(obj.data):
+        return IdOwnership.CONTRIBUTOR
+    if is_standard_tlp_definition(obj.type, obj.id):
+        return IdOwnership.OPEN
+    if obj.type == "identity" and obj.id == principal.identity_id:
+        return IdOwnership.REGISTERED
+    return IdOwnership.CREATOR
 
 
 def _candidate_field(candidate: object, name: str) -> str | None:

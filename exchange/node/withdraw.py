@@ -12,7 +12,10 @@ revoked one. The earlier versions stay stored, as
 the ledger's disclosure records refer to them and the versions endpoint lists them.
 
 Objects STIX 2.1 cannot revoke (no ``modified``: cyber-observables, marking
-definitions) are removed outright; nothing can tell their recipients.
+definitions) are removed outright; nothing can tell their recipients. A publisher may
+DELETE its own organisation's contribution of a cyber-observable (several members may
+contribute the same one, docs/adr/0001-sco-contributions.md): that removes its
+contribution only, as an admin record; the others' stay.
 
 The revoked version, its publish record and the admin record commit in one transaction.
 Every refused DELETE is a denial in the ledger with its rule: ``deny-delete-not-admin``,
@@ -30,7 +33,7 @@ from typing import Any, Literal
 
 from exchange.audit.records import Publish, Published
 from exchange.errors import Conflict, InvalidInput, InvalidObject, NotFound, PermissionDenied
-from exchange.model.objects import Principal, Role
+from exchange.model.objects import OrgId, Principal, Role
 from exchange.model.stix import validate_object
 from exchange.node.auditing import admin_record
 from exchange.node.base import NodeBase, current_request_id, now_micros
@@ -97,15 +100,25 @@ class Withdrawing(NodeBase):
             InvalidInput: A version or spec-version filter was given.
             StorageError: The database or the ledger failed; nothing changed.
         """
-        collection, _ = self.collection_for(principal, api_root, collection_ref,
-                                            channel=CHANNEL)
+        collection, access = self.collection_for(principal, api_root, collection_ref,
+                                                 channel=CHANNEL)
         if principal.role is not Role.ADMIN:
+            own = self._own_unversioned(principal, collection, object_id, access.can_write)
+            if own is not None:
+                if query.spec_versions or not query.versions.all:
+                    raise InvalidInput(
+                        "a cyber-observable has no versions to choose: leave out"
+                        " match[version] and match[spec_version]")
+                return self._remove(principal, collection, object_id, {
+                    "collection": collection.id, "org": principal.org_name,
+                    "versions": "all", "producer": principal.org_name}, producer=own)
             self._deny(principal, collection, CHANNEL, "deny-delete-not-admin",
                        f"{principal.account_name} ({principal.role.value}) asked to delete"
                        f" {object_id[:120]}; only admin accounts may")
             raise PermissionDenied(
                 "only admin accounts may delete objects; a publisher withdraws its own"
-                " objects with 'exchange revoke'"
+                " objects with 'exchange revoke', and its own cyber-observables (which"
+                " have no versions to revoke) with DELETE"
             )
         if query.spec_versions or not query.versions.all:
             raise InvalidInput(
@@ -134,14 +147,32 @@ class Withdrawing(NodeBase):
             return self._remove(principal, collection, object_id, details)
         return self._revoke(principal, collection, newest, data, details)
 
+    def _own_unversioned(self, principal: Principal, collection: Collection,
+                         object_id: str, can_write: bool) -> OrgId | None:
+        """The publisher's organisation, when ``object_id`` is a type without versions
+        (a cyber-observable, which STIX 2.1 cannot revoke) that this organisation
+        contributed to the collection: it may withdraw its own contribution with DELETE,
+        and only its own (docs/adr/0001-sco-contributions.md)."""
+        if principal.role is not Role.PUBLISHER or not can_write:
+            return None
+        page = self.store.get_objects(ObjectQuery(
+            collection_id=collection.id, ids=(object_id,), limit=1,
+            versions=VersionMatch.latest(), include_body=True,
+            visible_tlps=frozenset(), own_org=principal.org_id))
+        mine = [row for row in page.rows if row.producer_org == principal.org_id]
+        if not mine or "modified" in json.loads(mine[0].body):
+            return None
+        return principal.org_id
+
     def _remove(self, principal: Principal, collection: Collection, object_id: str,
-                details: dict[str, str | int | bool | None]) -> Withdrawal:
-        record = admin_record("object.delete", object_id,
-                              {**details, "outcome": "deleted-unversioned"},
+                details: dict[str, str | int | bool | None], *,
+                producer: OrgId | None = None) -> Withdrawal:
+        outcome = "deleted-unversioned" if producer is None else "deleted-own-contribution"
+        record = admin_record("object.delete", object_id, {**details, "outcome": outcome},
                               actor=principal.account_name, request_id=current_request_id())
         with self.store.audited([record]):
             removed = self.store.delete_object(collection.id, object_id,
-                                               VersionMatch(all=True))
+                                               VersionMatch(all=True), producer_org=producer)
         log.info("%s deleted %s (%d versions; its type has no versions to revoke)",
                  principal.account_name, object_id, removed)
         return Withdrawal(object_id, "deleted", removed=removed)

@@ -20,13 +20,20 @@ canonical object with only ``sig`` removed, so every other member of the entry i
 The entry must have exactly these members; ``sig`` must be the canonical unpadded base64url
 of 64 bytes, so one signature has one spelling and a signed object has one byte form.
 
+Any object can be signed: SDOs, SROs and SCOs (STIX 2.1 allows ``extensions`` on all of
+them), with or without ``created_by_ref``. The signature says which key signed, not who
+wrote the object: the signer is the member that contributes it, which may be the author
+(``created_by_ref``), a member relaying a non-member's report, or a member reporting an
+SCO, which has no author (DESIGN.md decision 8).
+
 What this module checks: the entry's shape, that the key the caller's resolver returns
 has the key id and algorithm the entry names (the algorithm comes from the key, never from
 the message), and the signature. What it leaves to the caller (research/security.md 1.3,
-verification steps 4-6): that the key's registered owner is the object's
-``created_by_ref`` and that the key was valid when the exchange recorded the object;
-:class:`exchange.signing.registry.Registry` does both. ``signed_at`` is the signer's
-claim, informational only.
+verification steps 4-6): that the key's registered owner is the organisation that
+contributed the object (the exchange checks this at ingest,
+:func:`exchange.node.keyring.verify_for_ingest`) and that the key was valid when the
+exchange recorded the object; :class:`exchange.signing.registry.Registry` does both.
+``signed_at`` is the signer's claim, informational only.
 
 Pure code, no I/O. The detached DSSE form is :mod:`exchange.signing.envelope`.
 """
@@ -253,7 +260,8 @@ def sign_object(
 
     Args:
         obj: The object; it is not modified.
-        key: The signing key of the identity in ``created_by_ref``.
+        key: The signing key of the member contributing the object (the author's, or
+            the relaying member's for a non-member's object or an SCO).
         signed_at: The claimed signing time, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``; now (UTC,
             milliseconds) when omitted.
         resign: Replace an existing cx-sig entry instead of refusing.
@@ -269,11 +277,9 @@ def sign_object(
 
     Raises:
         SignatureError: The object already carries a cx-sig entry and ``resign`` is false.
-        InvalidObject: The object has no ``created_by_ref`` and ``attest`` is false (the
-            signature binds authorship), ``signed_at`` is malformed, ``extensions`` is not
-            an object, the object is not in normal form
-            (:func:`~exchange.signing.canonical.require_normal_form`), cannot be
-            canonicalised, or fails the strict ingest check
+        InvalidObject: ``signed_at`` is malformed, ``extensions`` is not an object, the
+            object is not in normal form (:func:`~exchange.signing.canonical.require_normal_form`),
+            cannot be canonicalised, or fails the strict ingest check
             (:func:`~exchange.model.stix.validate_object`), or its canonical bytes would
             not parse back under the strict JSON profile (an integral float beyond 2**53,
             which RFC 8785 writes as an out-of-range integer).
@@ -284,12 +290,6 @@ def sign_object(
         raise SignatureError(
             f"{label}: already carries a cx-sig signature; re-signing must be explicit"
             " (resign=True replaces it)"
-        )
-    creator = obj.get("created_by_ref")
-    if not attest and (not isinstance(creator, str) or not creator):
-        raise InvalidObject(
-            f"{label}: 'created_by_ref' is missing; a cx-sig signature binds authorship,"
-            " so the object must name the identity that signs it"
         )
     stamp = _now() if signed_at is None else signed_at
     if parse_timestamp(stamp) is None:

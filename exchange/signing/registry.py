@@ -3,8 +3,11 @@
 cx-sig verification proves that a key signed; the registry answers the two questions the
 signature cannot (research/security.md 1.3 verification steps 4-5, 1.5):
 
-* **Owner binding.** The key's registered owner must be the object's ``created_by_ref``;
-  this is what defeats a forged ``created_by_ref``.
+* **Owner binding.** The key's registered owner must be the organisation that
+  contributed the object: at ingest, the publishing member, whatever ``created_by_ref``
+  says (DESIGN.md decision 8). A consumer, who sees no contributor, learns it from the
+  key: the owner of a valid key is the contributor, and is the author too when it is
+  the object's ``created_by_ref`` (:mod:`exchange.member.verification`).
 * **Time binding.** The key must have been valid at the time *the exchange recorded* the
   object (its log time, in microseconds since the epoch), never at the signer-claimed
   ``signed_at``. A ``retired`` key (rotated out; ``valid_until`` set) keeps verifying
@@ -187,7 +190,7 @@ class Registry:
 
         Args:
             kid: The key that signed.
-            owner_identity: The object's ``created_by_ref``.
+            owner_identity: The identity the key must belong to (the contributor).
             at: When the exchange recorded the object, µs since the epoch.
 
         Returns:
@@ -222,29 +225,37 @@ class Registry:
             raise SignatureError(f"key {kid} expired at {format_micros(record.valid_until)}")
         return record
 
-    def verify_object(self, obj: Mapping[str, Any], *, recorded_at: int) -> VerifiedSignature:
+    def verify_object(self, obj: Mapping[str, Any], *, recorded_at: int,
+                      contributor_identity: str | None = None) -> VerifiedSignature:
         """Verify an object's signature, its owner binding and its time binding.
 
         Args:
             obj: The signed object.
             recorded_at: When the exchange recorded it (log time), µs since the epoch.
+            contributor_identity: The identity of the organisation that contributed it,
+                which must own the key; by default the object's ``created_by_ref`` (an
+                object its author published itself).
 
         Returns:
             What :func:`~exchange.signing.cxsig.verify_object` returns.
 
         Raises:
             SignatureError: As for :func:`~exchange.signing.cxsig.verify_object` and
-                :meth:`check` (the object's ``created_by_ref`` is the owner checked).
+                :meth:`check`, or neither a contributor nor a ``created_by_ref`` is
+                known to bind the key to.
             InvalidObject: The object cannot be canonicalised.
         """
         verified = verify_object(obj, self.resolve)
-        creator = obj.get("created_by_ref")
-        if not isinstance(creator, str):
-            raise SignatureError(
-                f"{obj.get('id', 'object')!s:.80}: no created_by_ref, so key {verified.kid}"
-                " cannot be bound to its owner"
-            )
-        self.check(verified.kid, owner_identity=creator, at=recorded_at)
+        owner = contributor_identity
+        if owner is None:
+            creator = obj.get("created_by_ref")
+            if not isinstance(creator, str):
+                raise SignatureError(
+                    f"{obj.get('id', 'object')!s:.80}: no contributor given and no"
+                    f" created_by_ref, so key {verified.kid} cannot be bound to its owner"
+                )
+            owner = creator
+        self.check(verified.kid, owner_identity=owner, at=recorded_at)
         return verified
 
     def to_json(self) -> str:

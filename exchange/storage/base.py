@@ -93,6 +93,31 @@ class Grant:
     can_write: bool
 
 
+class IdOwnership(enum.StrEnum):
+    """Who may add versions of an id (DESIGN.md decision 8; docs/adr/0001).
+
+    Whatever the kind, ``is_latest``/``is_first`` are kept per contribution line, that is
+    per (collection, id, producer organisation): a reader who may see only one
+    contributor's versions still gets that contributor's ``last``.
+    """
+
+    #: Only the organisation that first contributed the id (in any collection) may add
+    #: versions of it: SDOs, SROs, marking definitions, custom objects.
+    CREATOR = "creator"
+    #: Each contributing organisation keeps its own line of versions of the id: SCOs,
+    #: whose ids are deterministic and which carry no version of their own, so two
+    #: members reporting the same observable share the id.
+    CONTRIBUTOR = "contributor"
+    #: The standard's own objects (the predefined TLP marking definitions): anyone may
+    #: re-post them; identical bytes are already stored, nothing else is accepted.
+    OPEN = "open"
+    #: The id is the registered identity of the producing organisation (an ``identity``
+    #: object the organisation publishes about itself): contributions others made
+    #: under that id, before the organisation was registered, do not block it (the
+    #: service refuses them from registration on). Same id and version: as CREATOR.
+    REGISTERED = "registered"
+
+
 @dataclass(frozen=True, slots=True)
 class NewVersion:
     """An object version the service has validated and wants stored."""
@@ -110,6 +135,7 @@ class NewVersion:
     body: bytes  # canonical JSON
     signed_kid: str | None = None  # key id of a verified cx-sig signature, None if unsigned
     red_recipients: tuple[str, ...] = ()  # identity ids named as RED recipients
+    ownership: IdOwnership = IdOwnership.CREATOR  # who may add versions of the id
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,12 +490,16 @@ class Store(abc.ABC):
         caller's successes and failures, then the store's (in input order); its counts
         are recomputed from those lists, it has no pendings and is ``complete``.
 
-        Per version: if another organisation created the id (in any collection) it is
-        NOT_CREATOR - checked first, so nobody else can probe an object's content through
-        EXISTS/CONFLICT; else the same id and version already in the collection (or
-        earlier in the envelope) is EXISTS when the bytes are identical, CONFLICT when
-        not. A version-less object (``version`` None) is versioned by its ``date_added``,
-        unless identical bytes are already stored for its id (EXISTS).
+        Per version (see :class:`IdOwnership`): for a ``CREATOR`` id, if another
+        organisation created the id (in any collection) it is NOT_CREATOR - checked
+        first, so nobody else can probe an object's content through EXISTS/CONFLICT;
+        else the same id and version already in the collection (or earlier in the
+        envelope) is EXISTS when the bytes are identical, CONFLICT when not. For a
+        ``CONTRIBUTOR`` id the same test runs within the producer's own line only, and
+        for an ``OPEN`` or ``REGISTERED`` id without the creator test. A version-less object
+        (``version`` None) is versioned by its ``date_added``, unless identical bytes
+        are already stored for its id (in its line, for ``CONTRIBUTOR``): EXISTS.
+        ``is_latest``/``is_first`` are set per (collection, id, producer).
 
         Returns:
             One result per input version (same order) and the status as stored.
@@ -519,10 +549,13 @@ class Store(abc.ABC):
         object_id: str,
         versions: VersionMatch,
         spec_versions: tuple[str, ...] = (),
+        producer_org: OrgId | None = None,
     ) -> int:
         """Delete matching versions; fixes ``is_latest``. Returns the number deleted.
 
-        ``versions`` reads as in :meth:`get_objects`; empty ``spec_versions`` matches any.
+        ``versions`` reads as in :meth:`get_objects` (per contribution line);
+        empty ``spec_versions`` matches any; ``producer_org`` limits the delete to one
+        contributor's versions (an SCO others contributed too keeps theirs).
         """
 
     @abc.abstractmethod

@@ -14,10 +14,17 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from exchange.model.observables import observables_of
-from exchange.storage.base import AddOutcome, AddResult, NewVersion, Status, StatusDetail
+from exchange.storage.base import (
+    AddOutcome,
+    AddResult,
+    IdOwnership,
+    NewVersion,
+    Status,
+    StatusDetail,
+)
 from exchange.storage.timestamps import from_micros
 
 MSG_CONFLICT = "a different object with this id and version already exists"
@@ -58,6 +65,14 @@ class StoredVersions:
                    for e in self.by_id.get(object_id, ()))
 
 
+#: A contribution line: the versions one organisation contributed of one id, in this
+#: collection. ``is_latest``/``is_first`` are kept per line.
+Line = tuple[str, str | None]
+
+#: Kinds of id whose versions are compared within the producer's own line only.
+_OWN_LINE: Final = frozenset({IdOwnership.CONTRIBUTOR})
+
+
 class EnvelopePlan:
     """Decides each version of an envelope and the rows and flag changes that follow.
 
@@ -73,21 +88,33 @@ class EnvelopePlan:
         #: Rows of the observable index (exchange.model.observables) for the new rows.
         self.observable_rows: list[dict[str, Any]] = []
         self.next_date_added = 0
-        # Per id, in this collection: version -> date_added, stored and newly added.
-        self._versions: dict[str, dict[int, int]] = {}
+        # Per line, in this collection: version -> date_added, stored and newly added.
+        self._lines: dict[Line, dict[int, int]] = {}
         self._bodies = dict(stored.bodies)
         self._producers: dict[str, set[str | None]] = {
             object_id: {e.producer_org for e in existing}
             for object_id, existing in stored.by_id.items()
         }
 
-    def _versions_of(self, object_id: str) -> dict[int, int]:
-        known = self._versions.get(object_id)
+    def _line(self, object_id: str, producer: str | None) -> dict[int, int]:
+        key = (object_id, producer)
+        known = self._lines.get(key)
         if known is None:
             known = {e.version: e.date_added for e in self.stored.by_id.get(object_id, ())
-                     if e.collection_id == self.collection_id}
-            self._versions[object_id] = known
+                     if e.collection_id == self.collection_id and e.producer_org == producer}
+            self._lines[key] = known
         return known
+
+    def _comparable(self, new: NewVersion) -> dict[int, int]:
+        """The versions a new version is compared with: its own line for SCOs, every
+        line of the id in this collection otherwise."""
+        producers = self._producers.get(new.id, set())
+        if new.ownership in _OWN_LINE or producers <= {new.producer_org}:
+            return self._line(new.id, new.producer_org)
+        merged: dict[int, int] = {}
+        for producer in producers:
+            merged.update(self._line(new.id, producer))
+        return merged
 
     def decide(self, versions: Sequence[NewVersion], first_date_added: int) -> None:
         """Decide every version in order, assigning ``date_added`` from the given value."""
@@ -97,9 +124,10 @@ class EnvelopePlan:
 
     def _decide_one(self, new: NewVersion) -> AddResult:
         producers = self._producers.get(new.id)
-        if producers and producers != {new.producer_org}:
+        if (new.ownership is IdOwnership.CREATOR and producers
+                and producers != {new.producer_org}):
             return AddResult(new.id, new.version, AddOutcome.NOT_CREATOR)
-        known = self._versions_of(new.id)
+        known = self._comparable(new)
         if new.version is not None and new.version in known:
             outcome = (AddOutcome.EXISTS if self._bodies[(new.id, new.version)] == new.body
                        else AddOutcome.CONFLICT)
@@ -112,7 +140,7 @@ class EnvelopePlan:
         date_added = self.next_date_added
         self.next_date_added += 1
         version = new.version if new.version is not None else date_added
-        known[version] = date_added
+        self._line(new.id, new.producer_org)[version] = date_added
         self._bodies[(new.id, version)] = new.body
         self._producers.setdefault(new.id, set()).add(new.producer_org)
         self.rows.append({
@@ -129,19 +157,26 @@ class EnvelopePlan:
         return AddResult(new.id, version, AddOutcome.ADDED, date_added)
 
     def set_flags(self) -> list[dict[str, Any]]:
-        """Set the flags of the new rows; return the flag changes stored rows need."""
+        """Set the flags of the new rows; return the flag changes stored rows need.
+
+        ``is_latest`` and ``is_first`` are per line (id and producer): for an id only
+        its creator may add to, that is per id, as before; for an SCO two members
+        contributed, each member's newest contribution is its ``last``.
+        """
         changed: list[dict[str, Any]] = []
-        touched = {row["id"] for row in self.rows}
-        newest = {i: max(self._versions[i]) for i in touched}
-        oldest = {i: min(self._versions[i]) for i in touched}
+        touched = {(row["id"], row["producer_org"]) for row in self.rows}
+        newest = {line: max(self._lines[line]) for line in touched}
+        oldest = {line: min(self._lines[line]) for line in touched}
         for row in self.rows:
-            row["is_latest"] = row["version"] == newest[row["id"]]
-            row["is_first"] = row["version"] == oldest[row["id"]]
-        for object_id in touched:
+            line = (row["id"], row["producer_org"])
+            row["is_latest"] = row["version"] == newest[line]
+            row["is_first"] = row["version"] == oldest[line]
+        for object_id, producer in touched:
+            line = (object_id, producer)
             for e in self.stored.by_id.get(object_id, ()):
-                if e.collection_id != self.collection_id:
+                if e.collection_id != self.collection_id or e.producer_org != producer:
                     continue
-                latest, first = e.version == newest[object_id], e.version == oldest[object_id]
+                latest, first = e.version == newest[line], e.version == oldest[line]
                 if (latest, first) != (e.is_latest, e.is_first):
                     changed.append({"b_date_added": e.date_added, "b_latest": latest,
                                     "b_first": first})

@@ -854,11 +854,13 @@ class SqlStore(Store):
         object_id: str,
         versions: VersionMatch,
         spec_versions: tuple[str, ...] = (),
+        producer_org: OrgId | None = None,
     ) -> int:
         """Delete the matching versions of one object and fix the id's first/latest flags.
 
         ``versions`` is read as in :meth:`get_objects` (OR-ed, empty means ``last``);
-        empty ``spec_versions`` matches every spec version.
+        empty ``spec_versions`` matches every spec version; ``producer_org``, when
+        given, limits the delete to that contributor's versions.
 
         Returns:
             The number of versions deleted.
@@ -872,6 +874,8 @@ class SqlStore(Store):
             conditions.append(matching_versions)
         if spec_versions:
             conditions.append(ov.c.spec_version.in_(spec_versions))
+        if producer_org is not None:
+            conditions.append(ov.c.producer_org == producer_org)
         with self._transaction(write=True) as conn:
             gone = [row.date_added for row in
                     conn.execute(sa.select(ov.c.date_added).where(*conditions))]
@@ -881,21 +885,27 @@ class SqlStore(Store):
             deleted = conn.execute(ov.delete().where(*conditions)).rowcount
             if deleted:
                 remaining = conn.execute(
-                    sa.select(ov.c.date_added, ov.c.version, ov.c.is_latest, ov.c.is_first)
+                    sa.select(ov.c.date_added, ov.c.version, ov.c.producer_org,
+                              ov.c.is_latest, ov.c.is_first)
                     .where(*one_object(collection_id, object_id))
                 ).all()
-                if remaining:
-                    newest = max(r.version for r in remaining)
-                    oldest = min(r.version for r in remaining)
-                    updates = [
+                # Flags are per contribution line (producer): see IdOwnership.
+                lines: dict[str | None, list[Any]] = {}
+                for r in remaining:
+                    lines.setdefault(r.producer_org, []).append(r)
+                updates = []
+                for rows in lines.values():
+                    newest = max(r.version for r in rows)
+                    oldest = min(r.version for r in rows)
+                    updates += [
                         {"b_date_added": r.date_added, "b_latest": r.version == newest,
                          "b_first": r.version == oldest}
-                        for r in remaining
+                        for r in rows
                         if bool(r.is_latest) != (r.version == newest)
                         or bool(r.is_first) != (r.version == oldest)
                     ]
-                    if updates:
-                        conn.execute(UPDATE_FLAGS, updates)
+                if updates:
+                    conn.execute(UPDATE_FLAGS, updates)
         return int(deleted)
 
     def get_status(self, api_root: str, status_id: str) -> Status:

@@ -246,6 +246,19 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
         document = export_registry(exchange.store, node_identity=exchange.node_identity)
         return Response(document, status=200, mimetype="application/json")
 
+    @app.get("/<string:api_root>/cx/whoami/")
+    def _whoami(api_root: str) -> Response:
+        """Project endpoint: the authenticated account, its organisation and the
+        organisation's registered STIX identity (what ``exchange publish`` names as
+        author of the indicators it makes from an IOC list)."""
+        if api_root != settings.api_root:
+            raise NotFound(f"API root {api_root!r} not found")
+        principal = g.cx_principal
+        return Response(dumps({
+            "account": principal.account_name, "role": principal.role.value,
+            "organisation": principal.org_name, "identity": principal.identity_id,
+        }), status=200, mimetype="application/json")
+
     @app.get("/<string:api_root>/cx/extension-definitions/cx-sig-v1/")
     def _cx_sig_definition(api_root: str) -> Response:
         """Project endpoint: the STIX extension-definition of cx-sig v1 signatures."""

@@ -20,6 +20,7 @@ from medallion.exceptions import ProcessingError
 from exchange.audit.spool import Durable
 from exchange.errors import AuthError, InvalidInput, NotFound
 from exchange.model.objects import CollectionId, Principal
+from exchange.model.stixkinds import case_reason, non_canonical_case
 from exchange.node.base import ReadResult
 from exchange.node.service import Exchange
 from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, VersionMatch
@@ -53,6 +54,21 @@ def _timestamp(name: str, text: str) -> int:
         raise InvalidInput(
             f"{name} value {text!r} is not a timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z)"
         ) from None
+
+
+def _canonical_id(object_id: str) -> str:
+    """An object id from a URL or ``match[id]``, refused when spelt in upper case.
+
+    Stored ids are always lower-case (ingest refuses any other spelling), so an
+    upper-case id names nothing here: the reader is told the spelling to use, the same
+    answer whether or not such an object exists.
+
+    Raises:
+        InvalidInput: ``object_id`` is a STIX id with upper-case letters.
+    """
+    if non_canonical_case(object_id):
+        raise InvalidInput(f"object id {case_reason(object_id)}")
+    return object_id
 
 
 def _version_match(default: VersionMatch) -> VersionMatch:
@@ -202,7 +218,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         return ObjectQuery(
             collection_id=CollectionId(""),
             added_after=_timestamp("added_after", added_after) if added_after else None,
-            ids=tuple(_values("match[id]")) if with_id_type else (),
+            ids=tuple(_canonical_id(v) for v in _values("match[id]")) if with_id_type else (),
             types=tuple(_values("match[type]")) if with_id_type else (),
             spec_versions=tuple(_values("match[spec_version]")),
             versions=versions,
@@ -246,6 +262,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
                    filter_args: Any, allowed_filters: Any, limit: int
                    ) -> tuple[dict[str, Any], dict[str, str]]:
         principal = current_principal()
+        _canonical_id(object_id)
         query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
                             with_id_type=False)
         result = self.exchange.read(principal, api_root, collection_id,
@@ -259,6 +276,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
                             filter_args: Any, allowed_filters: Any, limit: int
                             ) -> tuple[dict[str, Any], dict[str, str]]:
         principal = current_principal()
+        _canonical_id(object_id)
         query = self._query(principal, limit, versions=VersionMatch(all=True),
                             with_id_type=False, include_body=False)
         result = self.exchange.read(principal, api_root, collection_id, query,
@@ -322,6 +340,7 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         """Withdraw an object (admins only; :mod:`exchange.taxii.delete` routes DELETE
         here past medallion's own permission check)."""
         principal = current_principal()
+        _canonical_id(object_id)
         query = ObjectQuery(
             collection_id=CollectionId(""),
             spec_versions=tuple(_values("match[spec_version]")),

@@ -125,12 +125,14 @@ def test_publish_ioc_list_then_pull_incrementally(node: Node, tmp_path: Path) ->
 
     more = tmp_path / "more.txt"
     more.write_text("203.0.113.99\n")
-    exchange_cmd("publish", str(more), "--url", url, "--user", "uz-pub", "--identity",
-                 node.identities["UZ-CERT"], env=pub_env)
+    exchange_cmd("publish", str(more), "--url", url, "--user", "uz-pub",
+                 env=pub_env)  # without --identity: the server names UZ-CERT's identity
     third = exchange_cmd("pull", "--url", url, "--user", "uz-soc", "--out", str(out),
                          "--json", env=soc_env)
     assert json.loads(third.stdout)["objects"] == 1
     assert len(out.read_text().splitlines()) == 5
+    newest = json.loads(out.read_text().splitlines()[-1])
+    assert newest["created_by_ref"] == node.identities["UZ-CERT"]
 
 
 def test_publish_reports_refused_objects_and_exits_non_zero(node: Node,
@@ -150,7 +152,8 @@ def test_publish_reports_refused_objects_and_exits_non_zero(node: Node,
                         "--user", "uz-pub", env={"EXCHANGE_API_KEY": node.keys["uz-pub"]})
     assert done.returncode == 1
     assert "0 of 1 objects accepted" in done.stdout
-    assert "not your organisation's identity" in done.stdout
+    assert (f"created_by_ref {node.identities['PK-CERT']} is the registered identity of"
+            " PK-CERT") in done.stdout
 
 
 def test_wrong_key_is_one_clear_line(node: Node, tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_analyst_signs_a_bundle_and_a_consumer_verifies_it_offline(
     uz = identity(home, "UZ-CERT")
     source = REAL / "indicator-for-malicious-url.json"
 
-    code, _, err = run("sign", str(source), "--key", str(tmp_path / "uz.key"), "--identity", uz,
+    code, _, err = run("sign", str(source), "--key", str(tmp_path / "uz.key"),
                        "--passphrase-file", str(passfile), "--out", str(tmp_path / "x.json"))
     assert code == 1
     assert "run with --normalise" in err
@@ -186,7 +186,7 @@ def test_analyst_signs_a_bundle_and_a_consumer_verifies_it_offline(
     assert not (tmp_path / "x.json").exists()
 
     signed = tmp_path / "signed.json"
-    code, _, err = run("sign", str(source), "--key", str(tmp_path / "uz.key"), "--identity", uz,
+    code, _, err = run("sign", str(source), "--key", str(tmp_path / "uz.key"),
                        "--normalise", "--out", str(signed),
                        env={"EXCHANGE_PASSPHRASE": PASSPHRASE})
     assert code == 0, err
@@ -194,10 +194,23 @@ def test_analyst_signs_a_bundle_and_a_consumer_verifies_it_offline(
     bundle = json.loads(signed.read_text())
     assert bundle["type"] == "bundle"
     assert all(EXTENSION_ID in o["extensions"] for o in bundle["objects"])
+    # the OASIS example names no author, and signing does not make UZ-CERT its author
+    assert all("created_by_ref" not in o for o in bundle["objects"])
 
     code, out, _ = run("verify", str(signed), "--registry", str(registry))
     assert code == 0
     assert out.splitlines()[-1] == "3 valid, 0 unsigned, 0 invalid"
+    assert all("attested by contributor UZ-CERT" in line for line in out.splitlines()[:3])
+    # an object UZ-CERT writes itself is signed by its author
+    own = {**bundle["objects"][0], "created_by_ref": uz}
+    del own["extensions"]
+    (tmp_path / "own.json").write_text(json.dumps(own))
+    code, _, err = run("sign", str(tmp_path / "own.json"), "--key", str(tmp_path / "uz.key"),
+                       "--out", str(tmp_path / "own.signed.json"),
+                       env={"EXCHANGE_PASSPHRASE": PASSPHRASE})
+    assert code == 0, err
+    code, out, _ = run("verify", str(tmp_path / "own.signed.json"), "--registry", str(registry))
+    assert "signed by the author UZ-CERT" in out.splitlines()[0]
     assert all(line.startswith("valid") and "UZ-CERT" in line for line in out.splitlines()[:-1])
 
     # a single changed byte, a forged creator, an unsigned object: per-object verdicts
@@ -259,14 +272,18 @@ def test_publish_with_a_key_sends_nothing_when_an_object_cannot_be_signed(
     tmp_path: Path, passfile: Path,
 ) -> None:
     generate(tmp_path, "uz", passfile)
-    source = REAL / "indicator-for-malicious-url.json"  # no created_by_ref, no --identity
+    bundle = json.loads((REAL / "indicator-for-malicious-url.json").read_text())
+    bad = bundle["objects"][0]
+    bad["id"] = bad["id"].upper().replace("INDICATOR--", "indicator--")  # not canonical
+    source = tmp_path / "upper-case-id.json"
+    source.write_text(json.dumps(bundle))
     code, out, err = run("publish", str(source), "--url", "http://127.0.0.1:9/cx/collections/x/",
                          "--user", "uz-pub", "--passphrase-file", str(passfile),
                          env={"EXCHANGE_API_KEY": "cx_0_0",
                               "EXCHANGE_SIGNING_KEY": str(tmp_path / "uz.key")})
     assert (code, out) == (1, "")
-    assert "'created_by_ref' is missing" in err
-    assert "(pass --identity to set it)" in err
+    assert f"'id' is {bad['id']} in upper case: STIX identifiers are lower-case (use" \
+        f" {bad['id'].lower()})" in err
     assert err.splitlines()[-1] == ("error: nothing was published: sign or fix the objects"
                                     " above first")
     assert "cannot connect" not in err  # refused before any request

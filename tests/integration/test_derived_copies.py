@@ -227,7 +227,8 @@ def test_pull_verify_reports_every_copy_valid_and_node_attested(
                          "--out", str(tmp_path / "again.jsonl"), "--verify",
                          "--registry", str(registry),
                          env={"EXCHANGE_API_KEY": world.keys[account]})
-    assert f"{len(copies)} valid ({len(copies)} attested by the node)" in human.stdout
+    assert (f"{len(copies)} valid (0 signed by the author, 0 attested by a contributor,"
+            f" {len(copies)} attested by the node)") in human.stdout
 
 
 @pytest.mark.parametrize(("alias", "account"), COPY_READERS)

@@ -6,7 +6,9 @@ level, RED recipients, revocation) published through the service; then every rea
 read through the service (SQL) is compared with ``decide`` run object by object. A
 revoked version counts as received earlier when an earlier unrevoked version of the same
 object is allowed (the service's rule until the disclosure ledger answers it exactly).
-Also: nobody ever receives more than their TLP ceiling allows.
+Also: nobody ever receives more than their TLP ceiling allows, and ``match[version]=last``
+gives each reader the newest version of every contribution line it may see (an SCO two
+members contributed is two lines: docs/adr/0001-sco-contributions.md).
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ class Lab:
             "created_by_ref": self.identity[producer],
             "object_marking_refs": [TLP2[spec["level"]]],
         }
+        if spec["sco"] is not None:  # one of two shared observables, contributed by either
+            obj = {"type": "ipv4-addr", "spec_version": "2.1", "id": SCO_IDS[spec["sco"]],
+                   "value": f"203.0.113.{spec['sco']}",
+                   "object_marking_refs": [TLP2[spec["level"]]]}
         if spec["red_to"]:
             obj["extensions"] = {RED_EXT: {"extension_type": "property-extension",
                                            "recipients": [self.identity[n]
@@ -111,6 +117,8 @@ class Lab:
         account = "uz-pub" if producer == "UZ-CERT" else "pk-pub"
         revoked = {**obj, "modified": "2026-07-01T00:00:00.000Z", "revoked": True}
         versions = {"no": [obj], "after": [obj, revoked], "only": [revoked]}[spec["revoked"]]
+        if spec["sco"] is not None:
+            versions = [obj]  # SCOs are not revoked; they are contributed again
         body = json.dumps({"objects": versions}).encode()
         status = self.ex.publish(self.principals[account], "cx", alias, body)
         assert status.failure_count == 0, status.failures
@@ -136,7 +144,11 @@ objects = st.lists(st.fixed_dictionaries({
     "red_to": st.lists(st.sampled_from(["PK-CERT", "UZ-SOC", "Outsider"]), unique=True,
                        max_size=2),
     "revoked": st.sampled_from(["no", "after", "only"]),
+    "sco": st.sampled_from([None, None, 1, 2]),
 }), min_size=1, max_size=8)
+#: Deterministic-looking ids of two observables several members may contribute.
+SCO_IDS = {1: "ipv4-addr--3a1f5e2c-6b7d-5c8e-9f01-23456789abcd",
+           2: "ipv4-addr--4b2f6e3d-7c8e-5d9f-8a12-3456789abcde"}
 CEILING = {"uz-soc": {"clear", "green", "amber", "red"}, "outsider": {"clear", "red"},
            "operator": {"clear", "red"}, "uz-pub": set(LEVELS), "pk-pub": set(LEVELS)}
 
@@ -179,3 +191,16 @@ def test_sql_filter_equals_engine(lab: Lab, agreement: dict[str, Any],
             collection_id=collection.id, versions=VersionMatch(all=True), limit=1000))
         got = {(r.id, r.date_added) for r in result.page.rows}
         assert got == expected, (account, agreement)
+        # match[version]=last: the newest version of each contribution line (id and
+        # contributor), when this reader may receive it; an SCO another member
+        # contributed later never hides the one this reader may see
+        newest: dict[tuple[str, str | None], int] = {}
+        for row in everything:
+            line = (row.id, row.producer_org)
+            newest[line] = max(newest.get(line, 0), row.version)
+        expected_last = {(row.id, row.date_added) for row in everything
+                         if (row.id, row.date_added) in expected
+                         and row.version == newest[(row.id, row.producer_org)]}
+        last = lab.ex.read(principal, "cx", alias, ObjectQuery(
+            collection_id=collection.id, versions=VersionMatch(last=True), limit=1000))
+        assert {(r.id, r.date_added) for r in last.page.rows} == expected_last, account

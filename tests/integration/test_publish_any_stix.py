@@ -165,18 +165,25 @@ NO_EXTRA = "the stix1 extra is not installed: pip install 'cert-exchange[stix1]'
 def test_refusals_are_grouped_one_line_per_reason(relay: Relay) -> None:
     node = relay.node
     alias = relay.collection(required=True)
-    path = REAL / "stix20" / "unit42-dearcry-ransomware.json"
-    count = len(json.loads(path.read_text())["objects"])
+    objects = json.loads((REAL / "stix20" / "unit42-dearcry-ransomware.json").read_text())
+    count = len(objects["objects"])
+    # Three objects claim another member as their author: a second reason for refusal.
+    for obj in objects["objects"][:3]:
+        obj["created_by_ref"] = node.identities["UZ-CERT"]
+    path = relay.workdir / "dearcry-three-claiming-uz-cert.json"
+    path.write_text(json.dumps(objects))
     args = ("publish", str(path), "--url", node.collection_url(alias), "--user", "relay-pub")
     code, out, _ = relay.cli(*args)  # unsigned, into a collection that requires signatures
     assert code == 1
     lines = out.splitlines()
     assert lines[0] == f"0 of {count} objects accepted, {count} refused"
     refused = [line for line in lines if line.startswith("  refused ")]
-    assert len(refused) == 2  # unsigned (87), and MITRE-authored attack-patterns (7)
-    assert refused[0].startswith("  refused 87: ")
-    assert ", ... 84 more)" in refused[0]
-    assert refused[1].startswith("  refused 7: ")
+    assert len(refused) == 2  # unsigned, and another member named as author
+    assert refused[0].startswith(f"  refused {count - 3}: ")
+    assert "requires signed objects" in refused[0]
+    assert f", ... {count - 6} more)" in refused[0]
+    assert refused[1].startswith("  refused 3: ")
+    assert "registered identity of UZ-CERT" in refused[1]
     assert lines[-1] == "  (one line per reason; --verbose or --json lists every object)"
 
     code, out, _ = relay.cli(*args, "--verbose")
@@ -185,7 +192,7 @@ def test_refusals_are_grouped_one_line_per_reason(relay: Relay) -> None:
     code, out, _ = relay.cli(*args, "--json")
     data = json.loads(out)
     assert len(data["failures"]) == count
-    assert [g["count"] for g in data["refusals"]] == [87, 7]
+    assert [g["count"] for g in data["refusals"]] == [count - 3, 3]
     assert sum(len(g["ids"]) for g in data["refusals"]) == count
 
 

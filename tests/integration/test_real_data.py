@@ -1,7 +1,8 @@
 """Real STIX 2.1 and TAXII data (../shared/data/real, read in place) in and out unchanged.
 
 Each object is published by the account of the organisation its ``created_by_ref`` names
-(objects without one by a loader organisation), over TAXII with taxii2-client, and read
+(an identity object by the organisation it describes; objects without an author by a
+loader organisation), over TAXII with taxii2-client, and read
 back with every version: the served bytes are the RFC 8785 form of what was sent.
 """
 
@@ -26,6 +27,13 @@ def _medallion_objects() -> list[dict[str, Any]]:
     return [o for c in data["trustgroup1"]["collections"] for o in c.get("objects", [])]
 
 
+def author_of(obj: dict[str, Any]) -> str | None:
+    """Whose organisation publishes ``obj`` here: its ``created_by_ref``, or for an
+    identity object the organisation it describes (a registered organisation's identity
+    object may be published by that organisation only)."""
+    return str(obj["id"]) if obj.get("type") == "identity" else obj.get("created_by_ref")
+
+
 def _publisher_for(node: Node, identity: str | None) -> str:
     """The account that may publish objects created by ``identity``."""
     name = "loader" if identity is None else f"org-{identity[10:18]}"
@@ -41,7 +49,7 @@ def _publish_all(node: Node, alias: str, objects: list[dict[str, Any]]) -> dict[
     """Publish each object by its creator; return failure messages by object id."""
     by_account: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
-        by_account.setdefault(_publisher_for(node, obj.get("created_by_ref")), []).append(obj)
+        by_account.setdefault(_publisher_for(node, author_of(obj)), []).append(obj)
     failures: dict[str, str] = {}
     for account, objs in by_account.items():
         user, key = node.auth(account)
@@ -76,12 +84,12 @@ def test_real_stix21_bundles_round_trip_unchanged(node: Node, reader: None, path
     objects = json.loads(path.read_text())["objects"]
     alias = node.new_collection(readers=[], writers=[], default_tlp="green")
     for obj in objects:
-        account = _publisher_for(node, obj.get("created_by_ref"))
+        account = _publisher_for(node, author_of(obj))
         org = account.removesuffix("-pub")
         node.exchange.store.set_grant(_grant(node, alias, org))
     failures = _publish_all(node, alias, objects)
     assert failures == {}
-    publishers = sorted({_publisher_for(node, o.get("created_by_ref")) for o in objects})
+    publishers = sorted({_publisher_for(node, author_of(o)) for o in objects})
     served = _all_versions(node, alias, ["reader", *publishers])
     assert sorted(served) == sorted(rfc8785.dumps(o) for o in objects)
 

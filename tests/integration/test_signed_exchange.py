@@ -35,7 +35,7 @@ from exchange.storage.base import Collection, Grant
 from exchange.storage.envelopes import MSG_NOT_CREATOR
 from tests.integration.conftest import Node
 from tests.integration.stixdata import TLP2, envelope, indicator
-from tests.integration.test_real_data import STIX21, _publisher_for
+from tests.integration.test_real_data import STIX21, _publisher_for, author_of
 
 PASSPHRASE = "a long analyst passphrase 2026"
 
@@ -115,7 +115,7 @@ def world(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     w.generate_and_register("pk", "PK-CERT")
     w.generate_and_register("rv", "RV-CERT")
     for path in STIX21:  # every creator of the real bundles, and the loader
-        creators = {o.get("created_by_ref") for o in json.loads(path.read_text())["objects"]}
+        creators = {author_of(o) for o in json.loads(path.read_text())["objects"]}
         for creator in creators:
             account = _publisher_for(node, creator)
             org = account.removesuffix("-pub")
@@ -151,8 +151,8 @@ def test_analyst_publishes_signed_indicators_and_the_soc_verifies_them_offline(
     iocs.write_text("198.51.100.23\nc2.bad-domain.example\nhttp://203.0.113.9/payload.bin\n")
     code, out, err = cli(node, "publish", str(iocs), "--url", node.collection_url(alias),
                          "--user", "uz-pub", "--format", "list", "--tlp", "green",
-                         "--identity", node.identities["UZ-CERT"], "--sign-key",
-                         str(world.key_file("uz")), "--json", account="uz-pub")
+                         "--sign-key", str(world.key_file("uz")), "--json",
+                         account="uz-pub")  # the CLI asks the server for UZ-CERT's identity
     assert code == 0, err
     published = json.loads(out)
     assert (published["succeeded"], published["failed"]) == (3, 0)
@@ -181,7 +181,8 @@ def test_analyst_publishes_signed_indicators_and_the_soc_verifies_them_offline(
     assert code == 0
     valid = [line for line in out.splitlines() if line.startswith("valid")]
     assert len(valid) == 3
-    assert all(f"({world.keys['uz'].kid}, UZ-CERT)" in line for line in valid)
+    assert all(f"signed by the author UZ-CERT ({world.keys['uz'].kid})" in line
+               for line in valid)
 
 
 # -- the attacks, through TAXII ----------------------------------------------------------
@@ -203,7 +204,7 @@ def test_attacks_are_refused_per_object_with_their_reason(world: World) -> None:
     changed["name"] = changed["name"][:-1] + "X"
     bad_sig = copy.deepcopy(signed_indicator(world, "uz", "UZ-CERT"))
     bad_sig["extensions"][EXTENSION_ID]["sig"] = _flip(bad_sig["extensions"][EXTENSION_ID]["sig"])
-    forged = signed_indicator(world, "pk", "UZ-CERT")  # PK's key, UZ's created_by_ref
+    forged = signed_indicator(world, "pk", "UZ-CERT")  # PK's key, published by UZ
 
     status = post(node, alias, [good, stripped, moved, changed, bad_sig, forged], "uz-pub")
     refused = failures(status)
@@ -214,8 +215,8 @@ def test_attacks_are_refused_per_object_with_their_reason(world: World) -> None:
         changed["id"]: "signature refused: signature does not verify",
         bad_sig["id"]: "signature refused: signature does not verify",
         forged["id"]: f"signature refused: key {world.keys['pk'].kid} belongs to"
-                      f" {node.identities['PK-CERT']}, not created_by_ref"
-                      f" {node.identities['UZ-CERT']}",
+                      f" {node.identities['PK-CERT']}, not to the publishing organisation"
+                      f" ({node.identities['UZ-CERT']}); sign with your own key",
     }
 
     # an old signature replayed on a new version
@@ -320,7 +321,7 @@ def test_real_bundles_signed_published_pulled_and_verified(world: World, path: P
     objects = json.loads(path.read_text())["objects"]
     by_creator: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
-        by_creator.setdefault(_publisher_for(node, obj.get("created_by_ref")), []).append(obj)
+        by_creator.setdefault(_publisher_for(node, author_of(obj)), []).append(obj)
     orgs = [account.removesuffix("-pub") for account in by_creator]
     alias = world.collection(required=True, writers=orgs, readers=orgs)
     for account, group in by_creator.items():
@@ -329,9 +330,8 @@ def test_real_bundles_signed_published_pulled_and_verified(world: World, path: P
         source.write_text(json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
                                       "objects": group}))
         signed = world.workdir / f"{alias}-{org}.signed.json"
-        identity = node.exchange.store.find_org(org).identity_id
         code, _, err = cli(node, "sign", str(source), "--key", str(world.key_file(org)),
-                           "--normalise", "--identity", identity, "--out", str(signed))
+                           "--normalise", "--out", str(signed))
         assert code == 0, err
         code, out, err = cli(node, "publish", str(signed), "--url", node.collection_url(alias),
                              "--user", account, "--json", account=account)

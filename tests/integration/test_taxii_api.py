@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 
 import pytest
 import rfc8785
@@ -120,14 +121,15 @@ def test_only_the_creator_may_add_versions(node: Node) -> None:
     assert "only the organisation that created this object" in status["failures"][0]["message"]
 
 
-def test_forged_created_by_ref_is_refused_per_object(node: Node) -> None:
+def test_another_members_identity_as_author_is_refused_per_object(node: Node) -> None:
     good = indicator(node.identities["UZ-CERT"])
     forged = indicator(node.identities["PK-CERT"])
-    status = publish(node, "jwg", good, forged)
-    assert status["total_count"] == 2
-    assert status["success_count"] == 1
+    vendor = indicator(f"identity--{uuid.uuid4()}")  # a non-member author
+    status = publish(node, "jwg", good, forged, vendor)
+    assert status["total_count"] == 3
+    assert status["success_count"] == 2
     assert [f["id"] for f in status["failures"]] == [forged["id"]]
-    assert "not your organisation's identity" in status["failures"][0]["message"]
+    assert "is the registered identity of PK-CERT" in status["failures"][0]["message"]
     missing = node.get(node.collection_url("jwg") + f"objects/{forged['id']}/")
     assert missing.status_code == 404
 

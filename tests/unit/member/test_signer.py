@@ -1,4 +1,4 @@
-"""Signing what a member publishes: normal form, authorship and what is left alone."""
+"""Signing what a member publishes: normal form, authorship kept, and what is left alone."""
 
 from __future__ import annotations
 
@@ -55,20 +55,26 @@ def test_normalise_signs_the_normal_form_and_reports_it() -> None:
     verify_object(report.objects[1], resolver(KEY))
 
 
-def test_identity_fills_in_a_missing_creator_only() -> None:
+def test_authorship_is_kept_as_it_is_and_scos_are_signed() -> None:
     orphan = indicator()
-    del orphan["created_by_ref"]
-    refused = sign_all([orphan], KEY, normalise=True)
-    assert refused.refused[0][1].endswith("(pass --identity to set it)")
-    other = "identity--7e1d2c3b-4a59-4687-9f0e-1d2c3b4a5968"
-    report = sign_all([orphan, indicator()], KEY, normalise=True, identity=other)
-    assert [o["created_by_ref"] for o in report.objects] == [other, OWNER]
+    del orphan["created_by_ref"]  # a report whose author is not named
+    vendor = indicator(id="indicator--0a0b0c0d-0e0f-4a1b-8c2d-3e4f5a6b7c8d",
+                       created_by_ref="identity--7e1d2c3b-4a59-4687-9f0e-1d2c3b4a5968")
+    sco = {"type": "ipv4-addr", "spec_version": "2.1",
+           "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+    report = sign_all([orphan, vendor, sco, indicator()], KEY, normalise=True,
+                      signed_at=SIGNED_AT)
+    assert report.refused == []
+    assert [o.get("created_by_ref") for o in report.objects] == [
+        None, vendor["created_by_ref"], None, OWNER]
+    for signed in report.objects:
+        assert verify_object(signed, resolver(KEY)).kid == KEY.kid
 
 
 def test_tlp_definitions_and_signed_objects_are_kept_as_they_are() -> None:
     already = sign_object(indicator(), fixed_key("ECDSA-P256"), signed_at=SIGNED_AT)
     tlp2 = {"type": "marking-definition", "id": TLP2_IDS[Tlp.GREEN]}
-    report = sign_all([TLP1_AMBER, already, tlp2], KEY, normalise=True, identity=OWNER)
+    report = sign_all([TLP1_AMBER, already, tlp2], KEY, normalise=True)
     assert report.kept == [(TLP1_AMBER["id"], "predefined TLP marking definition"),
                            (already["id"], "already signed"),
                            (tlp2["id"], "predefined TLP marking definition")]

@@ -54,8 +54,9 @@ CASES: list[Any] = [
     pytest.param(tampered(signed(UZ), confidence=1), None, "invalid",
                  "signature does not verify", id="changed-content"),
     pytest.param(signed(PK), None, "invalid",
-                 f"belongs to PK-CERT, not to the object's created_by_ref {OWNER}",
-                 id="forged-created-by-ref"),
+                 "belongs to PK-CERT, not to the object's created_by_ref UZ-CERT, another"
+                 " member: no member may publish in another member's name",
+                 id="another-members-identity-claimed"),
     pytest.param(signed(fixed_key("Ed25519", 9)), None, "invalid", "is not registered",
                  id="unknown-key"),
     pytest.param(signed(FUTURE), None, "invalid", "not yet valid", id="key-not-yet-valid"),
@@ -90,6 +91,27 @@ def test_verdicts(obj: dict[str, Any], between: tuple[int, int] | None, status: 
     assert verdict.needs_recording_time == ("valid only from" in reason)
     if status == "valid":
         assert verdict.owner == "UZ-CERT"
+        assert verdict.attestation == "signed by the author UZ-CERT"
+
+
+VENDOR = "identity--f431f809-377b-45e0-aa1c-6a4751cae5ff"  # a non-member author
+
+
+def test_a_contributor_attests_what_it_did_not_write() -> None:
+    relayed = check_object(TRUSTED, signed(PK, created_by_ref=VENDOR), now=NOW)
+    assert (relayed.status, relayed.signed_by) == ("valid", "contributor")
+    assert relayed.attestation == "attested by contributor PK-CERT"
+    no_author = indicator()
+    del no_author["created_by_ref"]
+    sco = {"type": "ipv4-addr", "spec_version": "2.1",
+           "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+    for obj in (no_author, sco):
+        verdict = check_object(TRUSTED, sign_object(obj, UZ, signed_at=SIGNED_AT), now=NOW)
+        assert verdict.attestation == "attested by contributor UZ-CERT", verdict
+    # a revoked key is judged the same whoever the author is
+    late = check_object(TRUSTED, signed(UZ_REVOKED, created_by_ref=VENDOR),
+                        recorded_between=(MAR, JUN), now=NOW)
+    assert (late.status, late.signed_by) == ("invalid", None)
 
 
 def test_summary_and_lines() -> None:
@@ -97,8 +119,12 @@ def test_summary_and_lines() -> None:
                 for obj in (signed(UZ), indicator(), signed(PK))]
     counts = summarise(verdicts)
     assert (counts["valid"], counts["unsigned"], counts["invalid"]) == (1, 1, 1)
+    assert (counts["signed_by_author"], counts["attested_by_contributor"]) == (1, 0)
     assert counts["invalid_objects"][0]["reason"].startswith(f"key {PK.kid} belongs to")
     lines = [describe(v) for v in verdicts]
-    assert lines[0] == f"valid    {indicator()['id']}  ({UZ.kid}, UZ-CERT)"
+    assert lines[0] == f"valid    {indicator()['id']}  signed by the author UZ-CERT ({UZ.kid})"
+    relayed = check_object(TRUSTED, signed(UZ, created_by_ref=VENDOR), now=NOW)
+    assert describe(relayed) == (f"valid    {indicator()['id']}  attested by contributor"
+                                 f" UZ-CERT ({UZ.kid})")
     assert lines[1] == f"unsigned {indicator()['id']}"
     assert lines[2].startswith(f"invalid  {indicator()['id']}: key {PK.kid}")

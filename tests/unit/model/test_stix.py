@@ -33,7 +33,7 @@ from exchange.errors import ExchangeError, InvalidObject, LimitExceeded
 from exchange.model import stixkinds as k
 from exchange.model.limits import Limits
 from exchange.model.objects import Tlp
-from exchange.model.stix import TYPE_SPECS, validate_object, validate_with_stix2
+from exchange.model.stix import TYPE_SPECS, is_observable, validate_object, validate_with_stix2
 from exchange.model.stixtypes import GRANULAR_MARKINGS, TLP1_IDS
 from exchange.model.tlp import TLP2_EXTENSION_ID, TLP2_IDS
 from tests.unit.model.stix_strategies import (
@@ -238,6 +238,29 @@ MD = {"type": "marking-definition", "spec_version": "2.1", "created": "2017-01-2
             _with(INDICATOR, id="indicator--8e2e2d2b-17d4-4cbf-138f-98ee46b3cd3f"),
             "'id' must be indicator--<RFC 4122 UUID>",
             id="id-uuid-not-rfc4122-variant",
+        ),
+        pytest.param(
+            _with(INDICATOR, id="indicator--8E2E2D2B-17D4-4CBF-938F-98EE46B3CD3F"),
+            "'id' is indicator--8E2E2D2B-17D4-4CBF-938F-98EE46B3CD3F in upper case: STIX"
+            " identifiers are lower-case (use indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f)",
+            id="id-upper-case",
+        ),
+        pytest.param(
+            _with(INDICATOR, id="indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cD3f"),
+            "'id' is indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cD3f in upper case",
+            id="id-one-upper-case-letter",
+        ),
+        pytest.param(
+            _with(INDICATOR, created_by_ref="identity--A0C22599-9E58-4DA4-96AC-7051603FA951"),
+            "'created_by_ref' is identity--A0C22599-9E58-4DA4-96AC-7051603FA951 in upper case",
+            id="reference-upper-case",
+        ),
+        pytest.param(
+            _with(INDICATOR, object_marking_refs=[
+                "marking-definition--F88D31F6-486F-44DA-B317-01333BDE0B82"]),
+            "'object_marking_refs' is marking-definition--F88D31F6-486F-44DA-B317-01333BDE0B82"
+            " in upper case",
+            id="reference-list-upper-case",
         ),
         pytest.param(
             _with(INDICATOR, spec_version=...),
@@ -570,6 +593,21 @@ def test_refusals(obj: Any, reason: str) -> None:
     assert reason in caught.value.reason
     assert caught.value.http_status == 422
     assert _verdict(validate_with_stix2, obj) == "InvalidObject"
+
+
+@pytest.mark.parametrize(("obj", "observable"), [
+    pytest.param({"type": "ipv4-addr", "value": "203.0.113.7"}, True, id="predefined-sco"),
+    pytest.param({"type": "x-acme-sensor", "extensions": {
+        "extension-definition--0c0eaf8c-f6a1-4fa2-a2a3-9bcdf1b5a6c7":
+            {"extension_type": "new-sco"}}}, True, id="custom-sco"),
+    pytest.param({"type": "x-acme-thing", "extensions": {
+        "extension-definition--0c0eaf8c-f6a1-4fa2-a2a3-9bcdf1b5a6c7":
+            {"extension_type": "new-sdo"}}}, False, id="custom-sdo"),
+    pytest.param(INDICATOR, False, id="sdo"),
+])
+def test_observables_are_recognised_custom_ones_included(obj: dict[str, Any],
+                                                         observable: bool) -> None:
+    assert is_observable(obj) is observable
 
 
 def _stix2_accepts(obj: dict[str, Any]) -> bool:

@@ -308,8 +308,12 @@ def _strip(obj: dict[str, Any]) -> None:
     del obj["extensions"]
 
 
+#: A non-member author (a vendor whose report a member relays).
+VENDOR = "identity--f431f809-377b-45e0-aa1c-6a4751cae5ff"
+
+
 def _manually_signed_without_creator(key: SigningKey) -> dict[str, Any]:
-    """A signed object with no created_by_ref (sign_object refuses to make one)."""
+    """A signed SCO with no created_by_ref, signed by hand (not with sign_object)."""
     obj: dict[str, Any] = {
         "type": "ipv4-addr", "spec_version": "2.1",
         "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3",
@@ -322,7 +326,7 @@ def _manually_signed_without_creator(key: SigningKey) -> dict[str, Any]:
     return obj
 
 
-# (object, producer identity, recorded at, required, expected key id or refusal reason)
+# (object, contributor identity, recorded at, required, expected key id or refusal reason)
 INGEST: list[Any] = [
     pytest.param(lambda: signed(UZ_KEY), OWNER, MAR, True, UZ_KEY.kid, id="valid-ed25519"),
     pytest.param(lambda: signed(UZ_EC_KEY), OWNER, MAR, True, UZ_EC_KEY.kid,
@@ -353,8 +357,16 @@ INGEST: list[Any] = [
                                 .update(extra=1)), OWNER, MAR, False,
                  "signature refused: the cx-sig entry has unexpected member", id="malformed-entry"),
     pytest.param(lambda: signed(PK_KEY), OWNER, MAR, False,
-                 f"signature refused: key {PK_KEY.kid} belongs to {OTHER}, not created_by_ref"
-                 f" {OWNER}", id="forged-created-by-ref"),
+                 f"signature refused: key {PK_KEY.kid} belongs to {OTHER}, not to the"
+                 f" publishing organisation ({OWNER}); sign with your own key",
+                 id="key-of-another-member"),
+    pytest.param(lambda: signed(UZ_KEY, created_by_ref=VENDOR), OWNER, MAR, True, UZ_KEY.kid,
+                 id="third-party-author-signed-by-contributor"),
+    pytest.param(lambda: signed(PK_KEY, created_by_ref=VENDOR), OWNER, MAR, True,
+                 "belongs to", id="third-party-author-signed-by-another-member"),
+    pytest.param(lambda: signed(UZ_KEY), OTHER, MAR - 1, True,
+                 f"key {UZ_KEY.kid} belongs to {OWNER}, not to the publishing organisation",
+                 id="author-key-but-another-contributor"),
     pytest.param(lambda: signed(fixed_key("Ed25519", 3)), OWNER, MAR, False,
                  "was not yet valid at 2025-03-01", id="key-not-yet-valid"),
     pytest.param(lambda: signed(fixed_key("Ed25519", 4)), OWNER, MAR - 1, False,
@@ -367,9 +379,9 @@ INGEST: list[Any] = [
     pytest.param(lambda: signed(PK_KEY, created_by_ref=OTHER), OTHER, MAR, False,
                  "is retired since 2025-03-01", id="rotated-key-recorded-after-rotation"),
     pytest.param(lambda: _manually_signed_without_creator(fixed_key("Ed25519", 5)), OWNER,
-                 MAR, True, fixed_key("Ed25519", 5).kid, id="no-creator-bound-to-producer"),
+                 MAR, True, fixed_key("Ed25519", 5).kid, id="no-creator-bound-to-contributor"),
     pytest.param(lambda: _manually_signed_without_creator(fixed_key("Ed25519", 5)), OTHER,
-                 MAR, True, "belongs to", id="no-creator-other-producer"),
+                 MAR, True, "belongs to", id="no-creator-other-contributor"),
 ]
 
 
@@ -379,11 +391,11 @@ def test_verify_for_ingest(ingest_registry: Registry, make: Callable[[], dict[st
                            expected: str | None) -> None:
     obj = make()
     if expected is None or expected.startswith("sha256:"):
-        assert keyring.verify_for_ingest(ingest_registry, obj, producer_identity=producer,
+        assert keyring.verify_for_ingest(ingest_registry, obj, contributor_identity=producer,
                                          recorded_at=recorded_at, required=required) == expected
         return
     with pytest.raises(SignatureError) as caught:
-        keyring.verify_for_ingest(ingest_registry, obj, producer_identity=producer,
+        keyring.verify_for_ingest(ingest_registry, obj, contributor_identity=producer,
                                   recorded_at=recorded_at, required=required)
     assert expected in caught.value.reason
     assert "\n" not in caught.value.reason
@@ -392,6 +404,6 @@ def test_verify_for_ingest(ingest_registry: Registry, make: Callable[[], dict[st
 def test_ingest_reason_for_an_unknown_key_names_it(ingest_registry: Registry) -> None:
     stranger = fixed_key("Ed25519", 9)
     with pytest.raises(SignatureError) as caught:
-        keyring.verify_for_ingest(ingest_registry, signed(stranger), producer_identity=OWNER,
+        keyring.verify_for_ingest(ingest_registry, signed(stranger), contributor_identity=OWNER,
                                   recorded_at=MAR, required=False)
     assert caught.value.reason == f"signature refused: key {stranger.kid} is not registered"

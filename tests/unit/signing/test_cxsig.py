@@ -148,13 +148,16 @@ def test_resign_replaces_the_old_signature(key: SigningKey) -> None:
         verify_object(resigned, resolver(key))
 
 
-def test_sign_requires_created_by_ref(key: SigningKey) -> None:
+def test_objects_without_created_by_ref_are_signed_too(key: SigningKey) -> None:
+    """An SCO has no author and a relayed report may name none: the contributor signs."""
     obj = indicator()
     del obj["created_by_ref"]
-    with pytest.raises(
-        InvalidObject, match="'created_by_ref' is missing; a cx-sig signature binds"
-    ):
-        sign_object(obj, key)
+    verify_object(sign_object(obj, key), resolver(key))
+    sco = {"type": "ipv4-addr", "spec_version": "2.1",
+           "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+    signed = sign_object(sco, key)
+    assert signed["extensions"][EXTENSION_ID]["kid"] == key.kid
+    assert verify_object(signed, resolver(key)).kid == key.kid
 
 
 def test_sign_refuses_objects_not_in_normal_form(key: SigningKey) -> None:

@@ -40,6 +40,7 @@ from exchange.storage.base import (
     ApiKey,
     Collection,
     Grant,
+    IdOwnership,
     NewVersion,
     ObjectQuery,
     Page,
@@ -70,13 +71,14 @@ def nv(
     producer: OrgId | None = ORG_A,
     tlp: str | None = "green",
     spec: str = "2.1",
+    ownership: IdOwnership = IdOwnership.CREATOR,
 ) -> NewVersion:
     if body is None:
         body = json.dumps({"id": object_id, "v": version}, separators=(",", ":")).encode()
     return NewVersion(
         id=StixId(object_id), type=object_id.split("--", maxsplit=1)[0], spec_version=spec,
         version=version, created=version, modified=version, producer_org=producer, tlp=tlp,
-        effective_tlp=tlp or "amber", revoked=False, body=body,
+        effective_tlp=tlp or "amber", revoked=False, body=body, ownership=ownership,
     )
 
 
@@ -515,6 +517,68 @@ def test_versionless_objects_are_versioned_by_date_added(world: SqlStore) -> Non
     assert changed[0].outcome is AddOutcome.ADDED
     latest = world.get_objects(ObjectQuery(COLL)).rows
     assert [(r.version, r.is_latest) for r in latest] == [(changed[0].version, True)]
+
+
+def sco(body: bytes, producer: OrgId, tlp: str = "green") -> NewVersion:
+    return nv(oid(7, "ipv4-addr"), None, body=body, producer=producer, tlp=tlp,
+              ownership=IdOwnership.CONTRIBUTOR)
+
+
+def test_two_members_contribute_the_same_sco_each_in_its_own_line(world: SqlStore) -> None:
+    uz = b'{"id":"ipv4-addr--7","value":"203.0.113.7","x":"signed by A"}'
+    pk = b'{"id":"ipv4-addr--7","value":"203.0.113.7","x":"signed by B"}'
+    first, _ = add(world, [sco(uz, ORG_A, "red")])
+    second, final = add(world, [sco(pk, ORG_B)], org_id=ORG_B)
+    assert outcomes(first + second) == [AddOutcome.ADDED, AddOutcome.ADDED]
+    assert final.failure_count == 0
+    # identical bytes from the other member are still its own contribution, stored apart
+    same, _ = add(world, [sco(uz, ORG_B)], org_id=ORG_B)
+    assert same[0].outcome is AddOutcome.ADDED
+    again, _ = add(world, [sco(uz, ORG_A, "red")])
+    assert (again[0].outcome, again[0].date_added) == (AddOutcome.EXISTS, first[0].date_added)
+    # match[version]=last gives each contributor's newest: a reader who may see only
+    # A's RED contribution (its producer) still gets it, though B contributed later
+    latest = world.get_objects(ObjectQuery(COLL)).rows
+    assert [(r.producer_org, r.body) for r in latest] == [(ORG_A, uz), (ORG_B, uz)]
+    own_only = world.get_objects(ObjectQuery(COLL, visible_tlps=frozenset(), own_org=ORG_A))
+    assert [r.body for r in own_only.rows] == [uz]
+    green = world.get_objects(ObjectQuery(COLL, visible_tlps=frozenset({"green"})))
+    assert [(r.producer_org, r.body) for r in green.rows] == [(ORG_B, uz)]
+    first_rows = world.get_objects(ObjectQuery(COLL, versions=VersionMatch(first=True))).rows
+    assert [(r.producer_org, r.body) for r in first_rows] == [(ORG_A, uz), (ORG_B, pk)]
+    # one contributor deletes its own contributions only
+    assert world.delete_object(COLL, oid(7, "ipv4-addr"), VersionMatch(last=True),
+                               producer_org=ORG_A) == 1
+    left = world.get_objects(ObjectQuery(COLL)).rows
+    assert [(r.producer_org, r.body) for r in left] == [(ORG_B, uz)]
+    # deleting each line's last leaves B's earlier contribution as B's last
+    assert world.delete_object(COLL, oid(7, "ipv4-addr"), VersionMatch(last=True)) == 1
+    left = world.get_objects(ObjectQuery(COLL)).rows
+    assert [(r.producer_org, r.body) for r in left] == [(ORG_B, pk)]
+
+
+def test_an_sdo_id_stays_with_its_creator_and_open_ids_may_be_reposted(
+    world: SqlStore,
+) -> None:
+    tlp = oid(9, "marking-definition")
+    add(world, [nv(oid(1)), nv(tlp, ownership=IdOwnership.OPEN)])
+    results, _ = add(world, [nv(oid(1), T0 + SECOND, producer=ORG_B),
+                             nv(tlp, producer=ORG_B, ownership=IdOwnership.OPEN),
+                             nv(tlp, producer=ORG_B, ownership=IdOwnership.OPEN)],
+                     OTHER_COLL, ORG_B)
+    assert outcomes(results) == [AddOutcome.NOT_CREATOR, AddOutcome.ADDED, AddOutcome.EXISTS]
+    reposted, _ = add(world, [nv(tlp, producer=ORG_B, ownership=IdOwnership.OPEN)],
+                      org_id=ORG_B)
+    assert reposted[0].outcome is AddOutcome.EXISTS  # the same bytes, already here
+
+
+def test_a_registered_identity_is_not_blocked_by_an_earlier_squatter(world: SqlStore) -> None:
+    me = oid(5, "identity")
+    add(world, [nv(me, producer=ORG_B)], org_id=ORG_B)  # before ORG_A registered it
+    results, _ = add(world, [nv(me, T0 + SECOND, ownership=IdOwnership.REGISTERED)])
+    assert outcomes(results) == [AddOutcome.ADDED]
+    clash, _ = add(world, [nv(me, T0, body=b'{"mine":1}', ownership=IdOwnership.REGISTERED)])
+    assert outcomes(clash) == [AddOutcome.CONFLICT]  # same version, other bytes
 
 
 def test_validation_failures_stay_in_the_status(world: SqlStore) -> None:

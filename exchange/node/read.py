@@ -36,7 +36,7 @@ from exchange.model.objects import OrgId, Principal, Tlp
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
 from exchange.node.derive import derive, derived_id, references, transform_key
-from exchange.policy import ObjectMeta, PolicySet, Transform, decide
+from exchange.policy import AnonymiseProducer, ObjectMeta, PolicySet, Transform, decide
 from exchange.storage.base import (
     Collection,
     DerivedIdEntry,
@@ -187,6 +187,9 @@ class Reading(NodeBase):
         for obj in parsed.values():
             wanted |= references(obj)
         resolved = self._resolve(result, policy, wanted)
+        providers = self._providers_hidden(result)
+        for ref in wanted & providers:
+            resolved[ref] = None  # a reference naming a provider is dropped, not rewritten
         key = self.node_key()
         cache_base = (transform_key(result.transforms), policy.digest, key.kid)
         served: list[StoredVersion] = []
@@ -197,6 +200,10 @@ class Reading(NodeBase):
             if not copied(result, row):
                 served.append(row)
                 bodies.append(row.body)
+                continue
+            if row.type == "identity" and row.id in providers:
+                withheld[row.id] = ("a providing organisation's own identity, under"
+                                    " provider_attribution must-not")
                 continue
             obj = parsed[row.date_added]
             refs = tuple(sorted((ref, resolved.get(ref)) for ref in references(obj)))
@@ -222,6 +229,16 @@ class Reading(NodeBase):
         if len(served) != len(rows):
             result = replace(result, page=Page(served, result.page.more))
         return Delivery(result, bodies, withheld)
+
+    def _providers_hidden(self, result: ReadResult) -> frozenset[str]:
+        """The identities a reader under ``provider_attribution: must-not`` may not see:
+        every registered organisation's but its own. Their identity objects are withheld
+        and references to them dropped, as they would name the provider that an
+        anonymised copy leaves out (FIRST IEP 2.0 PROVIDER_ATTRIBUTION)."""
+        if not any(isinstance(t, AnonymiseProducer) for t in result.transforms):
+            return frozenset()
+        return frozenset(org.identity_id for org in self.store.list_orgs()
+                         if org.id != result.reader_org)
 
     def _resolve(self, result: ReadResult, policy: PolicySet, wanted: set[str]
                  ) -> dict[str, str | None]:

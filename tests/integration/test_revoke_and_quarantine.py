@@ -107,11 +107,13 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     store = open_store(load_settings(home, env={}))
     ex = Exchange(load_settings(home, env={}), store)
     h = Hub(base="", home=home, work=work, exchange=ex)
-    for name in ("UZ-CERT", "PK-CERT", "Operator"):
+    # TJ-CERT's key is the one found stolen (quarantine test); the others stay good.
+    for name in ("UZ-CERT", "PK-CERT", "TJ-CERT", "Operator"):
         h.identities[name] = ex.add_org(name).identity_id
     h.identities["UZ-SOC"] = ex.add_org("UZ-SOC", parent="UZ-CERT").identity_id
     for account, org, role in [("uz-pub", "UZ-CERT", "publisher"),
                                ("pk-pub", "PK-CERT", "publisher"),
+                               ("tj-pub", "TJ-CERT", "publisher"),
                                ("uz-soc", "UZ-SOC", "consumer"),
                                ("admin", "Operator", "admin")]:
         ex.add_account(account, org=org, role=role)
@@ -119,8 +121,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     for alias, required in (("open", False), ("signed", True)):
         h.collections[alias] = ex.add_collection(
             alias, alias=alias, readers=["UZ-CERT", "PK-CERT", "UZ-SOC"],
-            writers=["UZ-CERT", "PK-CERT"], require_signatures=required)[0].id
-    for org in ("UZ-CERT", "PK-CERT"):  # generated and registered before the server starts
+            writers=["UZ-CERT", "PK-CERT", "TJ-CERT"], require_signatures=required)[0].id
+    for org in ("UZ-CERT", "PK-CERT", "TJ-CERT"):  # registered before the server starts
         key_file, public = work / f"{org}.key", work / f"{org}.pub"
         assert h.cli("keys", "generate", "--out", str(key_file), "--public-out",
                      str(public))[0] == 0
@@ -148,14 +150,14 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 # -- pull --verify quarantines ------------------------------------------------------------
 def test_pull_verify_quarantines_what_does_not_verify(hub: Hub) -> None:
-    """PK-CERT's key turns out to have been stolen before it signed an object: a SOC's feed
+    """TJ-CERT's key turns out to have been stolen before it signed an object: a SOC's feed
     never holds that object, the quarantine does, and says why."""
     good = [hub.signed("UZ-CERT"), hub.signed("UZ-CERT")]
     hub.post("open", good, "uz-pub")
     stolen_since = from_micros(time.time_ns() // 1000)
-    forged = hub.signed("PK-CERT")
-    hub.post("open", [forged], "pk-pub")
-    code, _, err = hub.cli("keys", "revoke", hub.signing["PK-CERT"].kid,
+    forged = hub.signed("TJ-CERT")
+    hub.post("open", [forged], "tj-pub")
+    code, _, err = hub.cli("keys", "revoke", hub.signing["TJ-CERT"].kid,
                            "--compromised-since", stolen_since, admin=True)
     assert code == 0, err
     export_registry(hub)

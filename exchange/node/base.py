@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ from exchange.audit.records import Admin, Denial
 from exchange.config import Settings
 from exchange.errors import NotFound
 from exchange.model.limits import Limits
-from exchange.model.objects import OrgId, Principal, Role, Tlp
+from exchange.model.objects import CollectionId, OrgId, Principal, Role, Tlp
 from exchange.node.auditing import AuditTrail, admin_record, os_actor
 from exchange.node.derive import Derived
 from exchange.node.identity import node_identity_id
@@ -181,7 +182,11 @@ class NodeBase:
                        channel: str = "taxii") -> tuple[Collection, Access]:
         """A collection the principal can see, by id or alias.
 
-        A refusal of an existing collection is recorded in the audit ledger (a denial).
+        Every refusal is recorded in the audit ledger as a denial: ``deny-no-grant`` for
+        a collection the principal may neither read nor write, ``deny-no-such-collection``
+        for a reference that names none. Both answer the same NotFound and do the same
+        work (a collection lookup, a grant lookup, one ledger record), so that neither the
+        answer nor its timing tells a hidden collection from a missing one.
 
         Raises:
             NotFound: No such collection, or the principal may neither read nor write it.
@@ -197,10 +202,15 @@ class NodeBase:
         try:
             collection = self.store.get_collection(api_root, ref)
         except NotFound:
+            # the grant lookup a hidden collection costs, so both refusals do one each
+            self.store.grant_for(CollectionId(ref), principal.org_id)
+            shown = printable_ref(ref)
+            self._deny(principal, shown, channel, "deny-no-such-collection",
+                       f"no collection {shown!r} in API root {printable_ref(api_root)!r}")
             raise NotFound(f"collection {ref!r} not found") from None
         access = self.access(principal, collection)
         if not access.visible:
-            self._deny(principal, collection, channel, "deny-no-grant",
+            self._deny(principal, collection.id, channel, "deny-no-grant",
                        f"{principal.org_name} has no grant on collection {ref!r}")
             raise NotFound(f"collection {ref!r} not found")
         if memo is not None:
@@ -269,14 +279,33 @@ class NodeBase:
             allowed.add(Tlp.AMBER_STRICT.value)
         return replace(query, visible_tlps=frozenset(allowed), own_org=principal.org_id)
 
-    def _deny(self, principal: Principal, collection: Collection, channel: str, rule: str,
-              reason: str) -> None:
-        """Record a refusal of a collection in the audit ledger."""
+    def _deny(self, principal: Principal, collection: Collection | str, channel: str,
+              rule: str, reason: str) -> None:
+        """Record a refusal of a collection (or of a collection reference that names
+        none, given as printable text) in the audit ledger."""
+        target = collection.id if isinstance(collection, Collection) else collection
         self.audit.record([Denial(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
-            recipient_org=principal.org_name, collection=collection.id, rule=rule,
-            reason=reason, policy_digest=self.policy_digest(),
+            recipient_org=principal.org_name, collection=target, rule=rule,
+            reason=reason[:_MAX_REASON], policy_digest=self.policy_digest(),
             request_id=_request_id.get() or f"local:{uuid.uuid4().hex}")])
+
+
+#: How much of a collection reference that names nothing the ledger keeps.
+MAX_SHOWN_REF = 120
+#: What a denial's reason may hold (the ledger's limit on ``reason``).
+_MAX_REASON = 1000
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def printable_ref(ref: str) -> str:
+    """A client's collection reference as the ledger records it: control characters and
+    lone surrogates replaced by ``?``, at most :data:`MAX_SHOWN_REF` characters (marked
+    ``...`` when cut), never empty."""
+    shown = _UNPRINTABLE.sub("?", ref)
+    if len(shown) > MAX_SHOWN_REF:
+        shown = shown[:MAX_SHOWN_REF - 3] + "..."
+    return shown or "(empty)"
 
 
 def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:

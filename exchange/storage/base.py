@@ -101,8 +101,9 @@ class IdOwnership(enum.StrEnum):
     contributor's versions still gets that contributor's ``last``.
     """
 
-    #: Only the organisation that first contributed the id (in any collection) may add
-    #: versions of it: SDOs, SROs, marking definitions, custom objects.
+    #: Only the organisation that first contributed the id to the collection may add
+    #: versions of it there: SDOs, SROs, marking definitions, custom objects. Ownership
+    #: is per collection (docs/adr/0002-id-ownership-per-collection.md).
     CREATOR = "creator"
     #: Each contributing organisation keeps its own line of versions of the id: SCOs,
     #: whose ids are deterministic and which carry no version of their own, so two
@@ -490,8 +491,10 @@ class Store(abc.ABC):
         caller's successes and failures, then the store's (in input order); its counts
         are recomputed from those lists, it has no pendings and is ``complete``.
 
+        Ownership is decided within the collection only (docs/adr/0002): versions of
+        the same id in other collections never change an outcome.
         Per version (see :class:`IdOwnership`): for a ``CREATOR`` id, if another
-        organisation created the id (in any collection) it is NOT_CREATOR - checked
+        organisation created the id in this collection it is NOT_CREATOR - checked
         first, so nobody else can probe an object's content through EXISTS/CONFLICT;
         else the same id and version already in the collection (or earlier in the
         envelope) is EXISTS when the bytes are identical, CONFLICT when not. For a

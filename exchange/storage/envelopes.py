@@ -45,7 +45,8 @@ class ExistingVersion:
 
 
 class StoredVersions:
-    """What the database already holds for the ids of one envelope."""
+    """What the database already holds for the ids of one envelope, in its collection
+    (versions in other collections, if a caller adds them, are ignored by the plan)."""
 
     def __init__(self) -> None:
         self.by_id: dict[str, list[ExistingVersion]] = defaultdict(list)
@@ -91,10 +92,13 @@ class EnvelopePlan:
         # Per line, in this collection: version -> date_added, stored and newly added.
         self._lines: dict[Line, dict[int, int]] = {}
         self._bodies = dict(stored.bodies)
-        self._producers: dict[str, set[str | None]] = {
-            object_id: {e.producer_org for e in existing}
-            for object_id, existing in stored.by_id.items()
-        }
+        # Contributors of each id in this collection only (docs/adr/0002): ownership of
+        # an id is per collection, so a collection the poster cannot read never shows.
+        self._producers: dict[str, set[str | None]] = {}
+        for object_id, existing in stored.by_id.items():
+            here = {e.producer_org for e in existing if e.collection_id == collection_id}
+            if here:
+                self._producers[object_id] = here
 
     def _line(self, object_id: str, producer: str | None) -> dict[int, int]:
         key = (object_id, producer)

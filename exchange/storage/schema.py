@@ -123,7 +123,7 @@ object_versions = Table(
     # because SQLite cannot add a NOT NULL column to a filled table; the migration
     # fills every older row, and every insert sets it.
     Column("body_sha256", LargeBinary(32), nullable=True),
-    # One index by id serves the creator check (an id in any collection), the
+    # One index by id serves the creator check (an id in its collection), the
     # per-envelope existence check and match[id] reads (id and collection_id), and
     # match[version]=<exact>. Leading with id rather than collection_id lets it replace a
     # second index on id alone: ids are random UUIDs, so each such index costs a random

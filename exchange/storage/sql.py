@@ -719,13 +719,20 @@ class SqlStore(Store):
     def _load_existing(
         self, conn: Connection, collection_id: str, versions: Sequence[NewVersion]
     ) -> StoredVersions:
-        """The stored versions of the envelope's ids (all collections), bodies where needed."""
+        """The stored versions of the envelope's ids in this collection, bodies where needed.
+
+        Only this collection: who may add versions of an id is decided per collection
+        (docs/adr/0002-id-ownership-per-collection.md), so what other collections hold,
+        readable by the poster or not, never changes the outcome or the work done.
+        """
         stored = StoredVersions()
         ids = list(dict.fromkeys(v.id for v in versions))
         columns = (ov.c.collection_id, ov.c.id, ov.c.version, ov.c.date_added,
                    ov.c.producer_org, ov.c.is_latest, ov.c.is_first)
         for chunk in id_chunks(conn, ids):
-            for row in conn.execute(sa.select(*columns).where(id_in(conn, chunk))):
+            query = sa.select(*columns).where(id_in(conn, chunk),
+                                              in_collection_by_id(collection_id))
+            for row in conn.execute(query):
                 stored.add(row.id, ExistingVersion(
                     row.collection_id, row.version, row.date_added, row.producer_org,
                     bool(row.is_latest), bool(row.is_first),

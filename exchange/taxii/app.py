@@ -56,6 +56,7 @@ from exchange.node.service import Exchange
 from exchange.policy import CHANNELS
 from exchange.signing.definition import extension_definition_json
 from exchange.storage import open_store
+from exchange.taxii.add import register_add
 from exchange.taxii.audit_api import register_audit_api
 from exchange.taxii.backend import ExchangeBackend
 from exchange.taxii.delete import register_delete
@@ -269,6 +270,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
 
     register_audit_api(app, exchange)
     register_delete(app, settings.api_root)
+    register_add(app, settings.api_root)
     register_search_api(app, exchange)
 
     @app.teardown_request

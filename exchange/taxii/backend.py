@@ -25,7 +25,13 @@ from exchange.node.base import ReadResult
 from exchange.node.service import Exchange
 from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, VersionMatch
 from exchange.storage.timestamps import from_micros, to_micros
-from exchange.taxii.http import MEDIA_TYPE_STIX, MEDIA_TYPE_TAXII, NextTokens, RawJSON
+from exchange.taxii.http import (
+    MEDIA_TYPE_STIX,
+    MEDIA_TYPE_TAXII,
+    NextTokens,
+    RawJSON,
+    token_scope,
+)
 
 
 def current_principal() -> Principal:
@@ -211,8 +217,22 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         return self._collection_resource(current_principal(), api_root, collection_id)
 
     # -- reads -----------------------------------------------------------------------------
-    def _query(self, principal: Principal, limit: int, *, versions: VersionMatch,
-               with_id_type: bool, include_body: bool = True) -> ObjectQuery:
+    def _scope(self, principal: Principal, api_root: str, collection_ref: str,
+               endpoint: str) -> str:
+        """What this request's ``next`` tokens are bound to: the collection (by id,
+        whichever way the URL names it), the endpoint and every filter but ``limit``.
+
+        Raises:
+            NotFound: The collection is not visible to the principal (a denial).
+        """
+        collection, _ = self.exchange.collection_for(principal, api_root, collection_ref)
+        filters = [(name, _values(name)) for name in dict.fromkeys(request.args)
+                   if name not in ("next", "limit")]
+        return token_scope(collection.id, endpoint, filters)
+
+    def _query(self, principal: Principal, limit: int, scope: str, *,
+               versions: VersionMatch, with_id_type: bool,
+               include_body: bool = True) -> ObjectQuery:
         added_after = request.args.get("added_after")
         token = request.args.get("next")
         return ObjectQuery(
@@ -223,11 +243,11 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
             spec_versions=tuple(_values("match[spec_version]")),
             versions=versions,
             limit=limit,
-            cursor=self.tokens.open(token, principal.account_id) if token else None,
+            cursor=self.tokens.open(token, principal.account_id, scope) if token else None,
             include_body=include_body,
         )
 
-    def _envelope(self, principal: Principal, result: ReadResult, channel: str
+    def _envelope(self, principal: Principal, result: ReadResult, channel: str, scope: str
                   ) -> tuple[dict[str, Any], dict[str, str]]:
         page = result.page
         if not page.rows:
@@ -243,7 +263,8 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
                                          wait=False)
         body: dict[str, Any] = {"more": page.more}
         if page.more:
-            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
+            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id,
+                                            scope)
         if served:
             body["objects"] = [RawJSON(raw.decode("utf-8")) for raw in served]
         wait_before_sending(durable)
@@ -253,31 +274,34 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
                     allowed_filters: Any, limit: int) -> tuple[dict[str, Any],
                                                                dict[str, str]]:
         principal = current_principal()
-        query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
-                            with_id_type=True)
+        scope = self._scope(principal, api_root, collection_id, "objects")
+        query = self._query(principal, limit, scope,
+                            versions=_version_match(VersionMatch.latest()), with_id_type=True)
         result = self.exchange.read(principal, api_root, collection_id, query)
-        return self._envelope(principal, result, "taxii:get_objects")
+        return self._envelope(principal, result, "taxii:get_objects", scope)
 
     def get_object(self, api_root: str, collection_id: str, object_id: str,
                    filter_args: Any, allowed_filters: Any, limit: int
                    ) -> tuple[dict[str, Any], dict[str, str]]:
         principal = current_principal()
         _canonical_id(object_id)
-        query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
-                            with_id_type=False)
+        scope = self._scope(principal, api_root, collection_id, f"object:{object_id}")
+        query = self._query(principal, limit, scope,
+                            versions=_version_match(VersionMatch.latest()), with_id_type=False)
         result = self.exchange.read(principal, api_root, collection_id,
                                     _with_id(query, object_id))
         if not result.page.rows and not self.exchange.object_visible(
                 principal, result.collection, object_id):
             raise ProcessingError(f"Object '{object_id}' not found", 404)
-        return self._envelope(principal, result, "taxii:get_object")
+        return self._envelope(principal, result, "taxii:get_object", scope)
 
     def get_object_versions(self, api_root: str, collection_id: str, object_id: str,
                             filter_args: Any, allowed_filters: Any, limit: int
                             ) -> tuple[dict[str, Any], dict[str, str]]:
         principal = current_principal()
         _canonical_id(object_id)
-        query = self._query(principal, limit, versions=VersionMatch(all=True),
+        scope = self._scope(principal, api_root, collection_id, f"versions:{object_id}")
+        query = self._query(principal, limit, scope, versions=VersionMatch(all=True),
                             with_id_type=False, include_body=False)
         result = self.exchange.read(principal, api_root, collection_id, query,
                                     versions_of=object_id)
@@ -287,7 +311,8 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
             raise ProcessingError(f"Object '{object_id}' not found", 404)
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
-            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
+            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id,
+                                            scope)
         served = self._listed(result)
         if served.page.rows:
             self.exchange.disclose(principal, served, "taxii:get_versions")
@@ -298,13 +323,16 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
                             allowed_filters: Any, limit: int
                             ) -> tuple[dict[str, Any], dict[str, str]]:
         principal = current_principal()
-        query = self._query(principal, limit, versions=_version_match(VersionMatch.latest()),
-                            with_id_type=True, include_body=False)
+        scope = self._scope(principal, api_root, collection_id, "manifest")
+        query = self._query(principal, limit, scope,
+                            versions=_version_match(VersionMatch.latest()), with_id_type=True,
+                            include_body=False)
         result = self.exchange.read(principal, api_root, collection_id, query)
         page = result.page
         body: dict[str, Any] = {"more": page.more}
         if page.more and page.rows:
-            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id)
+            body["next"] = self.tokens.mint(page.rows[-1].date_added, principal.account_id,
+                                            scope)
         served = self._listed(result)
         if served.page.rows:
             self.exchange.disclose(principal, served, "taxii:get_manifest")

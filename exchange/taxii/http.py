@@ -7,8 +7,9 @@
   ``http_status`` as a string, never HTML, a stack trace or internal exception text.
 * Envelopes carry stored object bytes verbatim: :class:`RawJSON` values are spliced
   into the response instead of being parsed and re-serialised.
-* ``next`` tokens are opaque, bound to the account that received them, and
-  authenticated with an HMAC so a client cannot forge a position.
+* ``next`` tokens are opaque, bound to the account that received them and to the
+  collection, endpoint and filters of the listing they continue, and authenticated with
+  an HMAC so a client can neither forge a position nor reuse one elsewhere.
 
 Pure functions over strings and bytes; the Flask wiring is in :mod:`exchange.taxii.app`.
 """
@@ -122,26 +123,59 @@ def error_body(status: int, title: str, description: str, error_id: str | None =
     return body
 
 
+def token_scope(collection_id: str, endpoint: str,
+                filters: Iterable[tuple[str, Iterable[str]]]) -> str:
+    """The digest a ``next`` token is bound to: the collection, the endpoint and the
+    filters of the request that received it.
+
+    Filters are compared by meaning, not spelling: parameter order, repeated parameters
+    and the order of comma-separated values do not matter. ``limit`` is left out by the
+    caller (a client may change its page size while paging: the position stays valid).
+
+    Args:
+        collection_id: The collection's id (not the alias the URL may use).
+        endpoint: Which listing (``objects``, ``manifest``, ``versions:<id>`` ...).
+        filters: Each filter parameter's name and its values.
+
+    Returns:
+        32 lower-case hex digits.
+    """
+    canonical = sorted((name, sorted(set(values))) for name, values in filters)
+    text = json.dumps([collection_id, endpoint, canonical], ensure_ascii=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+
+
 class NextTokens:
-    """Mint and open ``next`` tokens bound to an account."""
+    """Mint and open ``next`` tokens (TAXII 2.1 section 3.4) bound to an account and to
+    the collection, endpoint and filters of the listing they continue.
+
+    A token is ``<cursor>:<scope>:<account id>`` and a truncated HMAC-SHA256 under a key
+    derived from the server secret, base64url-encoded: a client can neither forge a
+    position nor carry one over to another account, collection or set of filters.
+    """
+
+    _SCOPE_LEN = 32
 
     def __init__(self, server_secret: bytes) -> None:
-        self._key = hmac.new(server_secret, b"cx next-token v1", hashlib.sha256).digest()
+        self._key = hmac.new(server_secret, b"cx next-token v2", hashlib.sha256).digest()
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
 
-    def mint(self, cursor: int, account_id: str) -> str:
-        """A token for resuming after ``cursor`` (a ``date_added``)."""
-        payload = f"{cursor}:{account_id}".encode()
+    def mint(self, cursor: int, account_id: str, scope: str) -> str:
+        """A token for resuming after ``cursor`` (a ``date_added``) in ``scope``
+        (:func:`token_scope`)."""
+        payload = f"{cursor}:{scope}:{account_id}".encode()
         raw = payload + b"." + self._mac(payload)
         return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
-    def open(self, token: str, account_id: str) -> int:
-        """The cursor inside a token.
+    def open(self, token: str, account_id: str, scope: str) -> int:
+        """The cursor inside a token minted for this account and scope.
 
         Raises:
-            InvalidInput: The token is malformed, forged, or was issued to someone else.
+            InvalidInput: The token is malformed, forged, or was issued to someone else;
+                or it continues another collection, endpoint or set of filters.
         """
         bad = InvalidInput("the 'next' parameter is not a token this server issued to you")
         try:
@@ -152,7 +186,15 @@ class NextTokens:
         payload, sep, mac = raw[:-13], raw[-13:-12], raw[-12:]
         if sep != b"." or not hmac.compare_digest(mac, self._mac(payload)):
             raise bad
-        cursor_text, _, owner = payload.decode("ascii", "replace").partition(":")
-        if owner != account_id or not cursor_text.isdigit():
+        cursor_text, _, rest = payload.decode("ascii", "replace").partition(":")
+        bound, sep_text, owner = (rest[:self._SCOPE_LEN], rest[self._SCOPE_LEN:][:1],
+                                  rest[self._SCOPE_LEN + 1:])
+        if sep_text != ":" or owner != account_id or not cursor_text.isdigit():
             raise bad
+        if not hmac.compare_digest(bound, scope):
+            raise InvalidInput(
+                "the 'next' token continues another listing: it was issued for another"
+                " collection, endpoint or set of filters (added_after, match[...]); repeat"
+                " the request that returned it with only 'next' (and 'limit') changed, or"
+                " start again without 'next'")
         return int(cursor_text)

@@ -478,15 +478,31 @@ def test_only_the_creator_may_add_versions(world: SqlStore) -> None:
                                  nv(oid(1), T0, producer=ORG_B)], org_id=ORG_B)
     assert outcomes(results) == [AddOutcome.NOT_CREATOR, AddOutcome.NOT_CREATOR]
     assert {f.message for f in final.failures} == {MSG_NOT_CREATOR}
-    # ... in any collection: the id is taken node-wide
-    results, _ = add(world, [nv(oid(1), T0 + SECOND, producer=ORG_B)], OTHER_COLL, ORG_B)
-    assert outcomes(results) == [AddOutcome.NOT_CREATOR]
     # the creator itself may, here and in another collection
     results, _ = add(world, [nv(oid(1), T0 + SECOND)])
     assert outcomes(results) == [AddOutcome.ADDED]
     results, _ = add(world, [nv(oid(1), T0)], OTHER_COLL)
     assert outcomes(results) == [AddOutcome.ADDED]
     assert world.count_objects() == 3
+
+
+def test_ownership_is_per_collection(world: SqlStore) -> None:
+    """docs/adr/0002: what another collection holds never changes the answer."""
+    add(world, [nv(oid(1))], OTHER_COLL)  # ORG_A's, in a collection ORG_B may not read
+    held, held_final = add(world, [nv(oid(1), producer=ORG_B)], org_id=ORG_B)
+    fresh, fresh_final = add(world, [nv(oid(2), producer=ORG_B)], org_id=ORG_B)
+    assert outcomes(held) == outcomes(fresh) == [AddOutcome.ADDED]
+    assert (held_final.success_count, held_final.failure_count) == (1, 0)
+    assert [d.message for d in held_final.successes] == [
+        d.message for d in fresh_final.successes]
+    # from then on each collection has its own first contributor
+    results, _ = add(world, [nv(oid(1), T0 + SECOND)])
+    assert outcomes(results) == [AddOutcome.NOT_CREATOR]
+    results, _ = add(world, [nv(oid(1), T0 + SECOND, producer=ORG_B)], OTHER_COLL, ORG_B)
+    assert outcomes(results) == [AddOutcome.NOT_CREATOR]
+    rows = {r.collection_id: r.producer_org
+            for c in (COLL, OTHER_COLL) for r in world.get_objects(ObjectQuery(c)).rows}
+    assert rows == {COLL: ORG_B, OTHER_COLL: ORG_A}
 
 
 def test_duplicates_inside_one_envelope(world: SqlStore) -> None:
@@ -557,7 +573,7 @@ def test_two_members_contribute_the_same_sco_each_in_its_own_line(world: SqlStor
     assert [(r.producer_org, r.body) for r in left] == [(ORG_B, pk)]
 
 
-def test_an_sdo_id_stays_with_its_creator_and_open_ids_may_be_reposted(
+def test_an_sdo_id_is_owned_per_collection_and_open_ids_may_be_reposted(
     world: SqlStore,
 ) -> None:
     tlp = oid(9, "marking-definition")
@@ -566,7 +582,8 @@ def test_an_sdo_id_stays_with_its_creator_and_open_ids_may_be_reposted(
                              nv(tlp, producer=ORG_B, ownership=IdOwnership.OPEN),
                              nv(tlp, producer=ORG_B, ownership=IdOwnership.OPEN)],
                      OTHER_COLL, ORG_B)
-    assert outcomes(results) == [AddOutcome.NOT_CREATOR, AddOutcome.ADDED, AddOutcome.EXISTS]
+    # another collection: ORG_B is the first contributor of oid(1) there (docs/adr/0002)
+    assert outcomes(results) == [AddOutcome.ADDED, AddOutcome.ADDED, AddOutcome.EXISTS]
     reposted, _ = add(world, [nv(tlp, producer=ORG_B, ownership=IdOwnership.OPEN)],
                       org_id=ORG_B)
     assert reposted[0].outcome is AddOutcome.EXISTS  # the same bytes, already here
@@ -844,11 +861,14 @@ def test_delete_by_spec_version_and_of_nothing(world: SqlStore) -> None:
     assert world.delete_object(OTHER_COLL, oid(1), VersionMatch(all=True)) == 0
 
 
-def test_creator_check_spans_collections_after_a_delete(world: SqlStore) -> None:
+def test_creator_check_stays_in_its_collection_after_a_delete(world: SqlStore) -> None:
     add(world, [nv(oid(1)), nv(oid(1), T0, producer=ORG_A)], OTHER_COLL)
     add(world, [nv(oid(1))])
     world.delete_object(COLL, oid(1), VersionMatch(all=True))
+    # removed outright from COLL: the id is free there, still ORG_A's in OTHER_COLL
     results, _ = add(world, [nv(oid(1), T0 + 1, producer=ORG_B)], org_id=ORG_B)
+    assert outcomes(results) == [AddOutcome.ADDED]
+    results, _ = add(world, [nv(oid(1), T0 + 1, producer=ORG_B)], OTHER_COLL, ORG_B)
     assert outcomes(results) == [AddOutcome.NOT_CREATOR]
 
 

@@ -14,6 +14,7 @@ from exchange.taxii.http import (
     content_type_ok,
     dumps,
     error_body,
+    token_scope,
 )
 
 
@@ -52,26 +53,51 @@ def test_raw_json_is_spliced_verbatim() -> None:
     assert json.loads(text) == {"more": False, "objects": [{"b": 1, "a": "\u00fc"}, {}]}
 
 
+SCOPE = token_scope("coll-1", "objects", [("match[type]", ["indicator"])])
+
+
 def test_next_tokens_are_bound_to_the_account_and_unforgeable() -> None:
     tokens = NextTokens(b"secret")
-    token = tokens.mint(1234567, "acct-1")
-    assert tokens.open(token, "acct-1") == 1234567
+    token = tokens.mint(1234567, "acct-1", SCOPE)
+    assert tokens.open(token, "acct-1", SCOPE) == 1234567
+    with pytest.raises(InvalidInput, match="not a token this server issued to you"):
+        tokens.open(token, "acct-2", SCOPE)
     with pytest.raises(InvalidInput):
-        tokens.open(token, "acct-2")
-    with pytest.raises(InvalidInput):
-        NextTokens(b"other").open(token, "acct-1")
+        NextTokens(b"other").open(token, "acct-1", SCOPE)
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     with pytest.raises(InvalidInput):
-        tokens.open(forged, "acct-1")
+        tokens.open(forged, "acct-1", SCOPE)
     with pytest.raises(InvalidInput):
-        tokens.open("!!!", "acct-1")
+        tokens.open("!!!", "acct-1", SCOPE)
+
+
+def test_next_tokens_are_bound_to_collection_endpoint_and_filters() -> None:
+    tokens = NextTokens(b"secret")
+    token = tokens.mint(99, "acct", SCOPE)
+    for other in (token_scope("coll-2", "objects", [("match[type]", ["indicator"])]),
+                  token_scope("coll-1", "manifest", [("match[type]", ["indicator"])]),
+                  token_scope("coll-1", "objects", [("match[type]", ["malware"])]),
+                  token_scope("coll-1", "objects", [])):
+        with pytest.raises(InvalidInput, match="continues another listing"):
+            tokens.open(token, "acct", other)
+
+
+def test_token_scope_compares_filters_by_meaning() -> None:
+    a = token_scope("c", "objects", [("match[type]", ["indicator", "malware"]),
+                                     ("added_after", ["2026-01-01T00:00:00Z"])])
+    b = token_scope("c", "objects", [("added_after", ["2026-01-01T00:00:00Z"]),
+                                     ("match[type]", ["malware", "indicator", "malware"])])
+    assert a == b
+    assert len(a) == 32
+    assert set(a) <= set("0123456789abcdef")
+    assert a != token_scope("c", "objects", [("match[type]", ["indicator", "malware"])])
 
 
 def test_every_cursor_round_trips() -> None:
     """MACs are binary: some contain the separator byte; all tokens must still open."""
     tokens = NextTokens(b"secret")
     for cursor in range(1_700_000_000_000_000, 1_700_000_000_002_000):
-        assert tokens.open(tokens.mint(cursor, "acct"), "acct") == cursor
+        assert tokens.open(tokens.mint(cursor, "acct", SCOPE), "acct", SCOPE) == cursor
 
 
 def test_error_body_has_string_status() -> None:

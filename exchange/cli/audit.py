@@ -23,7 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,29 +37,16 @@ from exchange.audit.records import Kind, record_bytes
 from exchange.audit.report import build_report, render_csv, render_html, render_json
 from exchange.audit.tree import verify_consistency, verify_inclusion
 from exchange.audit.verify import Report, VerificationFailed
-from exchange.cli.options import http_options, read_api_key
+from exchange.cli.options import http_options, parse_when, read_api_key
 from exchange.errors import InvalidInput, NotFound, RemoteError, SignatureError
 from exchange.node.base import now_micros
-from exchange.storage.timestamps import from_micros, to_micros
+from exchange.storage.timestamps import from_micros
 
 SAVED_FORMAT: Final = "cx-audit-checkpoint v1"
 _TIMEOUT: Final = 30.0
 _QUARTER = re.compile(r"([0-9]{4})-?[Qq]([1-4])")
 
 
-def _time(text: str | None, option: str) -> int | None:
-    """A date (``2026-07-01``, midnight UTC) or a STIX timestamp, as microseconds."""
-    if not text:
-        return None
-    try:
-        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-            day = date.fromisoformat(text)
-            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) \
-                * 1_000_000
-        return to_micros(text)
-    except (ValueError, InvalidInput):
-        raise InvalidInput(f"{option} must be a date YYYY-MM-DD or a timestamp"
-                           f" YYYY-MM-DDTHH:MM:SSZ, not {text!r}") from None
 
 
 def _quarter(text: str) -> tuple[int, int]:
@@ -79,7 +66,7 @@ def _period(since: str | None, until: str | None, quarter: str | None
         if since or until:
             raise InvalidInput("give --quarter or --since/--until, not both")
         return _quarter(quarter)
-    return _time(since, "--since"), _time(until, "--until")
+    return parse_when(since, "--since"), parse_when(until, "--until")
 
 
 def _write(out: str | None, text: str) -> None:
@@ -273,7 +260,7 @@ def audit_records(ctx_obj: Any, recipient: str | None, producer: str | None,
     """Print matching records as JSON lines (their canonical bytes)."""
     f = RecordFilter(kinds=tuple(Kind(k) for k in kinds), recipient_org=recipient,
                      producer_org=producer, object_id=object_id, policy_digest=policy_digest,
-                     since=_time(since, "--since"), until=_time(until, "--until"))
+                     since=parse_when(since, "--since"), until=parse_when(until, "--until"))
     printed = 0
     after = -1
     with ctx_obj.exchange() as ex:

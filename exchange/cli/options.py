@@ -7,13 +7,16 @@ flag (a flag would show in the process list and shell history).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from exchange.errors import InvalidInput
+from exchange.storage.timestamps import to_micros
 
 
 def read_api_key(key_file: str | None) -> str:
@@ -51,3 +54,23 @@ def http_options(*, required: bool, url_help: str, user_help: str = "Account nam
         return f
 
     return apply
+
+
+def parse_when(text: str | None, option: str) -> int | None:
+    """A ``--since``/``--until`` value: a date (``2026-07-01``, midnight UTC) or a STIX
+    timestamp, as microseconds since the epoch; None when not given.
+
+    Raises:
+        InvalidInput: Neither a date nor a timestamp (the message names ``option``).
+    """
+    if not text:
+        return None
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            day = date.fromisoformat(text)
+            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) \
+                * 1_000_000
+        return to_micros(text)
+    except (ValueError, InvalidInput):
+        raise InvalidInput(f"{option} must be a date YYYY-MM-DD or a timestamp"
+                           f" YYYY-MM-DDTHH:MM:SSZ, not {text!r}") from None

@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, date, datetime
 from typing import Any, Final, Protocol
 
 import click
 
-from exchange.cli.options import http_options, read_api_key
+from exchange.cli.options import http_options, parse_when, read_api_key
 from exchange.config import Settings
 from exchange.errors import InvalidInput, NotFound
 from exchange.member.lookup import NodeClient
@@ -32,7 +31,7 @@ from exchange.model.objects import Tlp
 from exchange.signing.published import read_registry
 from exchange.storage import open_store
 from exchange.storage.base import ObjectListing
-from exchange.storage.timestamps import from_micros, to_micros
+from exchange.storage.timestamps import from_micros
 
 __all__ = ["objects", "search", "show"]
 
@@ -144,19 +143,6 @@ def show(object_id: str, url: str, user: str, api_key_file: str | None, insecure
 # -- operators, on the node's database ----------------------------------------------------
 
 
-def _when(text: str | None, option: str) -> int | None:
-    """A date (midnight UTC) or a STIX timestamp, as microseconds."""
-    if not text:
-        return None
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) \
-                * 1_000_000
-        return to_micros(text)
-    except (ValueError, InvalidInput):
-        raise InvalidInput(f"{option} must be a date YYYY-MM-DD or a timestamp"
-                           f" YYYY-MM-DDTHH:MM:SSZ, not {text!r}") from None
 
 
 @click.group()
@@ -194,7 +180,7 @@ def objects_list(ctx_obj: _Home, collections: tuple[str, ...], types: tuple[str,
         page = store.list_objects(ObjectListing(
             collection_ids=tuple(c.id for c in chosen), types=types,
             producer_orgs=tuple(o.id for o in orgs), tlps=tlps,
-            since=_when(since, "--since"), until=_when(until, "--until"),
+            since=parse_when(since, "--since"), until=parse_when(until, "--until"),
             latest_only=not all_versions, limit=limit))
     finally:
         store.close()

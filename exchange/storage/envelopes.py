@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from exchange.model.observables import observables_of
+from exchange.signing.canonical import EXTENSION_ID
 from exchange.storage.base import (
     AddOutcome,
     AddResult,
@@ -42,6 +43,32 @@ class ExistingVersion:
     producer_org: str | None
     is_latest: bool
     is_first: bool
+
+
+def _without_signature(body: bytes) -> Any:
+    obj = json.loads(body)
+    extensions = obj.get("extensions")
+    if isinstance(extensions, dict) and EXTENSION_ID in extensions:
+        extensions = {k: v for k, v in extensions.items() if k != EXTENSION_ID}
+        if extensions:
+            obj["extensions"] = extensions
+        else:
+            del obj["extensions"]
+    return obj
+
+
+def same_object(stored: bytes, new: bytes) -> bool:
+    """Whether ``new`` is the stored version again: the same bytes, or the same object
+    under another cx-sig signature (a member re-publishing a version it already sent,
+    e.g. an identity or event that two of its exports share, signs it afresh).
+
+    The caller compares only versions ``new``'s contributor may add to (its own, for an
+    id only its creator may extend); ``new`` was verified at ingest, and the stored
+    signature is kept.
+    """
+    if stored == new:
+        return True
+    return bool(_without_signature(stored) == _without_signature(new))
 
 
 class StoredVersions:
@@ -133,7 +160,8 @@ class EnvelopePlan:
             return AddResult(new.id, new.version, AddOutcome.NOT_CREATOR)
         known = self._comparable(new)
         if new.version is not None and new.version in known:
-            outcome = (AddOutcome.EXISTS if self._bodies[(new.id, new.version)] == new.body
+            outcome = (AddOutcome.EXISTS
+                       if same_object(self._bodies[(new.id, new.version)], new.body)
                        else AddOutcome.CONFLICT)
             date_added = known[new.version] if outcome is AddOutcome.EXISTS else None
             return AddResult(new.id, new.version, outcome, date_added)

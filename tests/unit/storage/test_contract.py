@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from exchange.errors import ConfigError, Conflict, NotFound, StorageError
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
+from exchange.signing.canonical import EXTENSION_ID
 from exchange.storage import schema
 from exchange.storage.base import (
     Account,
@@ -470,6 +471,29 @@ def test_same_version_different_bytes_conflicts(world: SqlStore) -> None:
     assert final.failures == (StatusDetail(oid(1), from_micros(T0), MSG_CONFLICT),)
     assert (final.success_count, final.failure_count, final.total_count) == (0, 1, 1)
     assert world.get_objects(ObjectQuery(COLL)).rows[0].body == nv(oid(1)).body
+
+
+def _signed(object_id: str, signature: str, **extra: object) -> bytes:
+    body = {"id": object_id, "name": "CIRCL", **extra,
+            "extensions": {EXTENSION_ID: {"extension_type": "property-extension",
+                                          "sig": signature}}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def test_the_same_version_signed_again_exists(world: SqlStore) -> None:
+    """A member publishing two exports that share an object (MISP's event and attribute
+    exports share the event's identity) signs it afresh each time: the same version,
+    another signature. It was refused as a different object (issue 17)."""
+    first = _signed(oid(1), "first")
+    add(world, [nv(oid(1), body=first)])
+    results, final = add(world, [nv(oid(1), body=_signed(oid(1), "second"))])
+    assert outcomes(results) == [AddOutcome.EXISTS]
+    assert final.failure_count == 0
+    assert world.get_objects(ObjectQuery(COLL)).rows[0].body == first  # the first kept
+    # other content under the same version is still a different object
+    results, final = add(world, [nv(oid(1), body=_signed(oid(1), "third", x_changed=1))])
+    assert outcomes(results) == [AddOutcome.CONFLICT]
+    assert final.failures[0].message == MSG_CONFLICT
 
 
 def test_only_the_creator_may_add_versions(world: SqlStore) -> None:

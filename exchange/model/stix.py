@@ -348,9 +348,12 @@ def _check_own_rules(obj: Mapping[str, Any], limits: Limits) -> Tlp | None:
     if obj_type == "marking-definition":
         _check_tlp_definition(obj, identifier)
     refs = obj.get("object_marking_refs")
+    markings = obj.get("granular_markings")
+    granular = [m["marking_ref"] for m in (markings if isinstance(markings, list) else [])
+                if isinstance(m, dict) and isinstance(m.get("marking_ref"), str)]
     if isinstance(refs, list) and all(isinstance(ref, str) for ref in refs):
-        return tlp_of(refs)
-    return None
+        return tlp_of(refs, granular)
+    return tlp_of((), granular)
 
 
 # --- fast path: the property tables ---------------------------------------------------

@@ -75,20 +75,24 @@ def parse_level(text: str) -> Tlp:
         ) from None
 
 
-def tlp_of(marking_refs: Iterable[str]) -> Tlp | None:
-    """The single TLP level named by an object's ``object_marking_refs``.
+def tlp_of(marking_refs: Iterable[str], granular: Iterable[str] = ()) -> Tlp | None:
+    """The TLP level of an object: its ``object_marking_refs`` must agree on one level,
+    and the object is held at the strictest level found anywhere in it, granular
+    markings included (the exchange serves objects whole).
 
     Args:
         marking_refs: The object's marking references (non-TLP markings are ignored).
+        granular: The ``marking_ref`` of each granular marking.
 
     Returns:
         The level, or None when no TLP marking is present.
 
     Raises:
-        InvalidObject: Two different TLP levels are present.
+        InvalidObject: Two different TLP levels among the object-level markings.
     """
     levels = {TLP_MARKING_IDS[ref] for ref in marking_refs if ref in TLP_MARKING_IDS}
     if len(levels) > 1:
         names = ", ".join(sorted(level.value.upper() for level in levels))
         raise InvalidObject(f"conflicting TLP markings on one object: {names}")
-    return next(iter(levels), None)
+    levels |= {TLP_MARKING_IDS[ref] for ref in granular if ref in TLP_MARKING_IDS}
+    return max(levels, key=lambda level: level.rank, default=None)

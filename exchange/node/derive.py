@@ -37,6 +37,7 @@ from typing import Any, Final
 
 import rfc8785
 
+from exchange.model.stix import is_observable
 from exchange.policy import AnonymiseProducer, PolicySet, Redact, Transform, redact_properties
 from exchange.signing.canonical import EXTENSION_ID as CX_SIG_EXTENSION_ID
 from exchange.signing.cxsig import sign_object
@@ -290,7 +291,12 @@ def derive(original: Mapping[str, Any], transforms: Sequence[Transform], policy:
         "description": f"{count} reference(s) dropped: the referenced objects are not"
                        " shared with this recipient in this collection",
     } for path, count in rewritten.dropped.items())
-    copy["external_references"] = kept_refs
+    if is_observable(original):
+        # A (custom) cyber-observable may not carry external references (STIX 2.1
+        # section 6): its provenance is the node's signature and the derived-id record.
+        copy.pop("external_references", None)
+    else:
+        copy["external_references"] = kept_refs
     if key is not None:
         copy = sign_object(copy, key, signed_at=signed_at, attest=True)
     return Derived(new_id, rfc8785.dumps(copy), "", rewritten.dropped)

@@ -28,7 +28,7 @@ from exchange.node.auditing import chunks
 from exchange.node.base import BASELINE_POLICY_DIGEST, NodeBase, current_request_id, now_micros
 from exchange.node.keyring import verify_for_ingest
 from exchange.policy import PolicySet, inline_markings, level_of, red_recipients_of
-from exchange.policy.tlp import marking_refs_of
+from exchange.policy.tlp import split_marking_refs
 from exchange.storage.base import (
     AddOutcome,
     AddResult,
@@ -85,8 +85,11 @@ class Publishing(NodeBase):
                 if custom_rule != "accept":
                     _check_custom_content(obj, custom_rule)
                 check_authorship(principal, obj, registered)
-                tlp = (level_of(marking_refs_of(obj.data), policy, inline)
-                       if policy is not None else obj.tlp)
+                if policy is not None:
+                    object_level, granular = split_marking_refs(obj.data)
+                    tlp = level_of(object_level, policy, inline, granular=granular)
+                else:
+                    tlp = obj.tlp
                 signed_kid = verify_for_ingest(
                     registry, obj.data, contributor_identity=principal.identity_id,
                     recorded_at=request_time,

@@ -33,10 +33,18 @@ from exchange.audit.records import DisclosureBatch
 from exchange.audit.spool import already_durable
 from exchange.errors import ConfigError, PermissionDenied
 from exchange.model.objects import OrgId, Principal, Tlp
+from exchange.model.stixkinds import SCO_TYPES
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
 from exchange.node.derive import derive, derived_id, references, transform_key
-from exchange.policy import AnonymiseProducer, ObjectMeta, PolicySet, Transform, decide
+from exchange.policy import (
+    AnonymiseProducer,
+    ObjectMeta,
+    PolicySet,
+    Redact,
+    Transform,
+    decide,
+)
 from exchange.storage.base import (
     Collection,
     DerivedIdEntry,
@@ -58,9 +66,13 @@ _DATE_ADDED = attrgetter("date_added")
 _BODY = attrgetter("body")
 _BODY_SHA256 = attrgetter("body_sha256")
 
-#: The type served as stored under every transform: a marking-definition's id is what
-#: it means (objects and tools recognise a marking by it; STIX 2.1 section 7.2).
-_NEVER_COPIED = "marking-definition"
+#: The types served as stored under every transform. A marking-definition's id is what
+#: it means (objects and tools recognise a marking by it; STIX 2.1 section 7.2). A
+#: cyber-observable is a fact about a value, not anyone's analysis: it names no author,
+#: carries no narrative and may not carry external references (section 6), and its id
+#: is derived from its value, which every tool dedupes by; a copy under a new id would
+#: break that. One a redaction profile would change is withheld instead (deliver).
+_NEVER_COPIED = frozenset({"marking-definition", *SCO_TYPES})
 #: Referenced ids looked up per query when resolving a page's references.
 _RESOLVE_BATCH = 500
 #: Derived copies kept per process (about 2 KB each), and derived ids remembered as
@@ -72,7 +84,24 @@ _RECORDED_IDS_SIZE = 200_000
 def copied(result: ReadResult, row: StoredVersion) -> bool:
     """Whether a reader receives a derived copy of ``row`` (not the stored bytes)."""
     return (bool(result.transforms) and row.producer_org != result.reader_org
-            and row.type != _NEVER_COPIED)
+            and row.type not in _NEVER_COPIED)
+
+
+def _redacted_observable(result: ReadResult, row: StoredVersion, policy: PolicySet) -> str:
+    """Why a cyber-observable served as stored must be withheld from this reader: a
+    redaction profile in force names a property it has (empty when it may be served)."""
+    if (row.type not in SCO_TYPES or not result.transforms
+            or row.producer_org == result.reader_org):
+        return ""
+    properties = set(json.loads(row.body))
+    for transform in result.transforms:
+        if isinstance(transform, Redact):
+            profile = policy.redaction_profiles[transform.profile]
+            named = properties & (set(profile.drop) | set(profile.replace))
+            if named:
+                return (f"redaction profile {transform.profile} names its"
+                        f" {', '.join(sorted(named))}, and a cyber-observable is never copied")
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +206,8 @@ class Reading(NodeBase):
             InvalidObject: A copy could not be signed.
         """
         rows = result.page.rows
-        if not any(copied(result, row) for row in rows):
+        if not result.transforms or not any(
+                copied(result, row) or row.type in SCO_TYPES for row in rows):
             return Delivery(result, [row.body for row in rows], {})
         if self.policy is None:  # transforms only ever come from a policy
             raise ConfigError("a transform was requested without a policy in force")
@@ -198,6 +228,10 @@ class Reading(NodeBase):
         recorded: list[DerivedIdEntry] = []
         for row in rows:
             if not copied(result, row):
+                why = _redacted_observable(result, row, policy)
+                if why:
+                    withheld[row.id] = why
+                    continue
                 served.append(row)
                 bodies.append(row.body)
                 continue

@@ -18,7 +18,12 @@ from exchange.errors import InvalidObject
 from exchange.model.objects import Tlp
 from exchange.policy.engine import Decision, ObjectMeta, Recipient, decide
 from exchange.policy.model import PolicySet
-from exchange.policy.tlp import inline_markings, level_of, marking_refs_of, red_recipients_of
+from exchange.policy.tlp import (
+    inline_markings,
+    level_of,
+    red_recipients_of,
+    split_marking_refs,
+)
 
 __all__ = ["DryRunEntry", "dry_run", "format_dry_run"]
 
@@ -96,7 +101,8 @@ def dry_run(policy: PolicySet, objects: Sequence[Mapping[str, Any]],
         try:
             if envelope_error is not None:
                 raise InvalidObject(envelope_error)
-            level = level_of(marking_refs_of(obj), policy, inline)
+            object_level, granular = split_marking_refs(obj)
+            level = level_of(object_level, policy, inline, granular=granular)
             red = red_recipients_of(obj)
         except InvalidObject as e:
             entries.append(DryRunEntry(object_id, kind, None, False,

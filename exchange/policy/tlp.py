@@ -57,15 +57,21 @@ _IDENTITY = re.compile(
 
 
 def level_of(marking_refs: Iterable[str], policy: PolicySet,
-             inline: Mapping[str, Tlp | None] | None = None) -> Tlp | None:
-    """The single TLP level an object's markings carry under ``policy``.
+             inline: Mapping[str, Tlp | None] | None = None, *,
+             granular: Iterable[str] = ()) -> Tlp | None:
+    """The TLP level an object's markings carry under ``policy``.
+
+    The object-level markings must agree on one level. Granular markings may mark parts
+    of the object at other levels (the OASIS example marks a description AMBER and an
+    indicator type RED); the exchange serves objects whole, so the object is held at the
+    strictest level found anywhere in it.
 
     Args:
-        marking_refs: The marking-definition ids the object references
-            (``object_marking_refs``, and ``marking_ref`` of granular markings).
+        marking_refs: The object-level marking-definition ids (``object_marking_refs``).
         policy: The policy in force; its ``markings`` name extra ids.
         inline: Marking-definition ids defined inline in the same envelope -> the TLP
             level they carry, or None for a statement (see :func:`inline_markings`).
+        granular: The ``marking_ref`` of each granular marking.
 
     Returns:
         The level, or None when the object carries no TLP marking (the collection's
@@ -73,11 +79,21 @@ def level_of(marking_refs: Iterable[str], policy: PolicySet,
 
     Raises:
         InvalidObject: A marking-definition that is neither a known TLP id, nor an inline
-            TLP or statement marking, nor named by the policy; or two different TLP levels.
+            TLP or statement marking, nor named by the policy; or two different TLP
+            levels among the object-level markings.
     """
-    inline = inline or {}
+    levels = _levels(marking_refs, policy, inline or {})
+    if len(levels) > 1:
+        names = ", ".join(level.value.upper() for level in sorted(levels, key=_rank))
+        raise InvalidObject(f"conflicting TLP markings on one object: {names}")
+    levels |= _levels(granular, policy, inline or {})
+    return max(levels, key=_rank, default=None)
+
+
+def _levels(refs: Iterable[str], policy: PolicySet,
+            inline: Mapping[str, Tlp | None]) -> set[Tlp]:
     levels: set[Tlp] = set()
-    for ref in marking_refs:
+    for ref in refs:
         if ref in TLP_MARKING_IDS:
             levels.add(TLP_MARKING_IDS[ref])
         elif ref in inline:
@@ -93,10 +109,7 @@ def level_of(marking_refs: Iterable[str], policy: PolicySet,
                 f"unknown marking-definition {ref[:80]!r}; refused (fail closed) unless a"
                 " policy names it (markings.yaml)"
             )
-    if len(levels) > 1:
-        names = ", ".join(level.value.upper() for level in sorted(levels, key=_rank))
-        raise InvalidObject(f"conflicting TLP markings on one object: {names}")
-    return next(iter(levels), None)
+    return levels
 
 
 def _rank(level: Tlp) -> int:
@@ -109,14 +122,23 @@ def marking_refs_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
     Raises:
         InvalidObject: ``object_marking_refs`` or ``granular_markings`` is malformed.
     """
-    refs: list[str] = []
+    object_level, granular = split_marking_refs(obj)
+    return object_level + granular
+
+
+def split_marking_refs(obj: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """An object's object-level marking ids and its granular markings' ``marking_ref``s.
+
+    Raises:
+        InvalidObject: ``object_marking_refs`` or ``granular_markings`` is malformed.
+    """
     object_refs = obj.get("object_marking_refs", [])
     if not isinstance(object_refs, list) or not all(isinstance(r, str) for r in object_refs):
         raise InvalidObject("'object_marking_refs' must be a list of identifiers")
-    refs.extend(object_refs)
     granular = obj.get("granular_markings", [])
     if not isinstance(granular, list):
         raise InvalidObject("'granular_markings' must be a list")
+    refs: list[str] = []
     for marking in granular:
         if not isinstance(marking, dict):
             raise InvalidObject("each granular marking must be an object")
@@ -125,7 +147,7 @@ def marking_refs_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
             if not isinstance(ref, str):
                 raise InvalidObject("'marking_ref' must be an identifier")
             refs.append(ref)
-    return tuple(refs)
+    return tuple(object_refs), tuple(refs)
 
 
 def inline_tlp_of(definition: Mapping[str, Any]) -> Tlp | None:

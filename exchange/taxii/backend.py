@@ -27,6 +27,9 @@ from exchange.storage.base import ObjectQuery, Page, Status, StatusDetail, Versi
 from exchange.storage.timestamps import from_micros, to_micros
 from exchange.taxii.http import MEDIA_TYPE_STIX, MEDIA_TYPE_TAXII, NextTokens, RawJSON
 
+#: medallion's endpoint serving one collection resource (TAXII 2.1 section 5.2).
+_COLLECTION_ENDPOINT = "collections.get_collection"
+
 
 def current_principal() -> Principal:
     """The principal our authentication hook placed in request scope.
@@ -208,7 +211,16 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         return {"collections": items} if items else {}
 
     def get_collection(self, api_root: str, collection_id: str) -> dict[str, Any] | None:
-        return self._collection_resource(current_principal(), api_root, collection_id)
+        resource = self._collection_resource(current_principal(), api_root, collection_id)
+        if (resource is not None and request.method == "GET"
+                and request.endpoint != _COLLECTION_ENDPOINT):
+            # medallion asks for the resource before a read only to refuse it itself when
+            # can_read is false, and then our code never runs: the refusal would leave no
+            # denial in the ledger. The node decides instead (Exchange.read records the
+            # denial and raises PermissionDenied); the resource a client receives from the
+            # collection endpoint still says what the caller may do.
+            resource = {**resource, "can_read": True}
+        return resource
 
     # -- reads -----------------------------------------------------------------------------
     def _query(self, principal: Principal, limit: int, *, versions: VersionMatch,

@@ -33,6 +33,9 @@ from exchange.taxii.http import (
     token_scope,
 )
 
+#: medallion's endpoint serving one collection resource (TAXII 2.1 section 5.2).
+_COLLECTION_ENDPOINT = "collections.get_collection"
+
 
 def current_principal() -> Principal:
     """The principal our authentication hook placed in request scope.
@@ -214,7 +217,16 @@ class ExchangeBackend(Backend):  # type: ignore[misc]
         return {"collections": items} if items else {}
 
     def get_collection(self, api_root: str, collection_id: str) -> dict[str, Any] | None:
-        return self._collection_resource(current_principal(), api_root, collection_id)
+        resource = self._collection_resource(current_principal(), api_root, collection_id)
+        if (resource is not None and request.method == "GET"
+                and request.endpoint != _COLLECTION_ENDPOINT):
+            # medallion asks for the resource before a read only to refuse it itself when
+            # can_read is false, and then our code never runs: the refusal would leave no
+            # denial in the ledger. The node decides instead (Exchange.read records the
+            # denial and raises PermissionDenied); the resource a client receives from the
+            # collection endpoint still says what the caller may do.
+            resource = {**resource, "can_read": True}
+        return resource
 
     # -- reads -----------------------------------------------------------------------------
     def _scope(self, principal: Principal, api_root: str, collection_ref: str,

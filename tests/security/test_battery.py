@@ -10,8 +10,8 @@ and, at the end of the module, that no object of a refused write is readable by 
 Sections: malformed input (bodies, numbers, unicode, depth, sizes, headers, parameters,
 ids, patterns); the access matrix (every caller x every path x a readable, an
 unreadable, a hidden and a non-existent collection); TLP on every read path against the
-pure policy engine; Hypothesis at the edges; and, last, the cases a colleague's branch
-fixes (marked xfail strict, to be unmarked when it is merged).
+pure policy engine; Hypothesis at the edges; the oracles and refusals of issue 18 items
+4, 7 and 9 (id ownership, refused POSTs in the ledger, bound next tokens).
 """
 
 from __future__ import annotations
@@ -363,8 +363,9 @@ def _seed_allowed(b: Battery, account: str, alias: str) -> bool:
                   now=now_micros()).allowed
 
 
-#: POSTs that medallion refuses before our code runs: no denial today (h9-oracles)
-def _h9_post(account: str | None, path: str, alias: str) -> bool:
+#: POSTs of an account that sees a collection but may not write it (medallion used to
+#: refuse them before our code ran, with no denial recorded: issue 18 item 7)
+def _refused_post(account: str | None, path: str, alias: str) -> bool:
     if account is None or path != "post" or alias == "missing":
         return False
     return sees(account, alias) and not may_write(account, alias)
@@ -449,7 +450,7 @@ def test_access_matrix(battery: Battery, account: str | None, path: str, alias: 
     if (account is not None and alias != "missing" and not sees(account, alias)
             and path not in ("post", "delete")):
         _same_as_missing(battery, r, alias)
-    if want.rule is not None and not _h9_post(account, path, alias):
+    if want.rule is not None:
         assert_denied(battery, r, want.rule)
     if want.status == 202:
         assert r.json()["success_count"] == 1, r.text
@@ -725,14 +726,13 @@ def test_hypothesis_envelopes_never_take_the_server_down(battery: Battery, value
     battery.healthy()
 
 
-# -- 5. what a colleague's branch fixes (h9-oracles) ---------------------------------------
+# -- 5. the oracles and refusals of issue 18 items 4, 7 and 9 ------------------------------
 
-H9_POSTS = [(a, p, c) for a, p, c in MATRIX if _h9_post(a, p, c)]
+REFUSED_POSTS = [(a, p, c) for a, p, c in MATRIX if _refused_post(a, p, c)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 item 7: fixed by h9-oracles")
 @pytest.mark.parametrize(("account", "path", "alias"),
-                         [pytest.param(*case, id=f"{case[0]}-{case[2]}") for case in H9_POSTS])
+                         [pytest.param(*case, id=f"{case[0]}-{case[2]}") for case in REFUSED_POSTS])
 def test_a_refused_post_is_a_denial_in_the_ledger(battery: Battery, account: str, path: str,
                                                   alias: str) -> None:
     r = _matrix_request(battery, account, path, alias)
@@ -740,7 +740,6 @@ def test_a_refused_post_is_a_denial_in_the_ledger(battery: Battery, account: str
     assert_denied(battery, r, "deny-no-write-grant")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 item 4: fixed by h9-oracles")
 def test_an_id_held_in_an_unreadable_collection_answers_like_a_fresh_one(battery: Battery
                                                                         ) -> None:
     hidden = battery.sign(battery.indicator("UZ-CERT", "green"), "UZ-CERT")
@@ -751,7 +750,6 @@ def test_an_id_held_in_an_unreadable_collection_answers_like_a_fresh_one(battery
     assert [(a["success_count"], a["failure_count"]) for a in answers] == [(1, 0), (1, 0)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 item 9: fixed by h9-oracles")
 @pytest.mark.parametrize("elsewhere", ["other-collection", "other-filter"])
 def test_a_next_token_is_bound_to_its_collection_and_filters(battery: Battery,
                                                             elsewhere: str) -> None:

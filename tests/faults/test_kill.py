@@ -60,6 +60,7 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_object(
 def test_kill_9_mid_read_loses_no_disclosure_record(
         home: tuple[Served, SigningKey], tmp_path: Path) -> None:
     served, _ = home
+    served.stop()  # one server on the home: this test's
     first = start(served.home, served.exchange, served.keys, served.collection)
     load = Load(first, None, tag=2)
     load.begin(writers=0, readers=4, pages=300, seconds=60)

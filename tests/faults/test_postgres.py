@@ -54,7 +54,7 @@ def test_postgres_restarted_under_load(pg_node: tuple[Served, SigningKey],
         after = load.seen.count(ACKED), len(load.seen.received)
     finally:
         load.stop()
-    assert served.proc.poll() is None
+    assert served.proc.poll() is None, (served.home / "server.log").read_text()[-4000:]
     assert load.seen.bad == []  # only 2xx and TAXII 503s with Retry-After
     assert after[0] >= acked + 3
     assert after[1] >= received + 10

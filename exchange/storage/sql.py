@@ -105,6 +105,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 
 #: Key of the PostgreSQL advisory lock held while the schema is upgraded.
 _MIGRATION_LOCK = 0x63785F736368656D  # "cx_schem"
+#: Key of the PostgreSQL advisory lock that queues writers of the audit ledger: the
+#: sequencers of every process (and ``exchange audit`` commands) read the spool offsets
+#: and the log's tail, then append; on SQLite ``BEGIN IMMEDIATE`` queues them already.
+_AUDIT_LOCK = 0x63785F6C65646772  # "cx_ledgr"
 
 
 def _describe(error: BaseException) -> str:
@@ -322,6 +326,8 @@ class SqlStore(Store):
                 with conn.begin():
                     if write and lock_clock:
                         conn.execute(LOCK_CLOCK)
+                    if write and conn.dialect.name == "postgresql":
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_AUDIT_LOCK)))
                     yield conn
                     if write:
                         self._write_audit(conn, self.take_pending_audit())

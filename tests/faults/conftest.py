@@ -28,6 +28,7 @@ from exchange.member.generate import generate_indicators
 from exchange.model.objects import Tlp
 from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
+from tests.faults.postgres import ClusterUnavailable, PrivateCluster
 from tests.integration.conftest import TAXII, free_port
 
 START = datetime(2026, 7, 1, tzinfo=UTC)
@@ -115,10 +116,15 @@ class Served:
 
 
 def make_home(home: Path, config: str) -> tuple[Exchange, dict[str, str], str]:
-    """A home with UZ-CERT (publisher) and PK-CERT (reader) sharing one collection."""
-    init_home(load_settings(home, env={}))
+    """A home with UZ-CERT (publisher) and PK-CERT (reader) sharing one collection.
+
+    ``config`` (TOML lines, ``database_url`` among them if wanted) is written before the
+    home is initialised, so the schema is made in the database it names.
+    """
+    home.mkdir(parents=True, exist_ok=True)
     with (home / "exchange.toml").open("a", encoding="utf-8") as f:
         f.write(config)
+    init_home(load_settings(home, env={}))
     settings = load_settings(home, env={})
     ex = Exchange(settings, open_store(settings))
     keys = {}
@@ -132,6 +138,23 @@ def make_home(home: Path, config: str) -> tuple[Exchange, dict[str, str], str]:
     collection = ex.add_collection("Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
                                    writers=["UZ-CERT"])[0].id
     return ex, keys, collection
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this module's own, which its tests may restart."""
+    try:
+        cluster = PrivateCluster()
+    except ClusterUnavailable as e:
+        unavailable(f"no private PostgreSQL cluster: {e}")
+    try:
+        try:
+            cluster.create()
+        except ClusterUnavailable as e:
+            unavailable(f"no private PostgreSQL cluster: {e}")
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def start(home: Path, ex: Exchange, keys: dict[str, str], collection: str,

@@ -153,7 +153,10 @@ class Load:
                 with self.seen.lock:
                     self.seen.received.append(answer.headers["X-Request-ID"])
             if body.get("more"):
-                params = {"limit": "7", "next": body["next"]}
+                # the same listing's next page: its filters again, with the token (a
+                # token is bound to the collection and the filters it was issued for)
+                params = {**{k: v for k, v in params.items() if k != "next"},
+                          "next": body["next"]}
             else:  # again from just before the first page's end: added_after
                 first = answer.headers.get("X-TAXII-Date-Added-First")
                 params = {"limit": "7", **({"added_after": first} if first else {})}

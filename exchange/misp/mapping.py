@@ -18,7 +18,7 @@ What it decides (DESIGN.md decision 7):
   or grouping is one event with the report's UUID, holding the indicators it references;
   any other indicator goes to an event per contributor and UTC day of its ``created``
   (``producer-day``, the default), per contributor and month, or per indicator
-  (:class:`~exchange.misp.targets. EventGrouping`), with a UUIDv5 name under
+  (:class:`~exchange.misp.targets.EventGrouping`), with a UUIDv5 name under
   :data:`NAMESPACE`. ``created`` is the same in every version, so a new version lands in
   the same event as the first. An indicator the target already holds stays in its event
   (``PushOptions.placed``, kept by the sync).

@@ -29,14 +29,20 @@ def test_shipped_example_names_both_cert_instances() -> None:
     assert set(targets) == {"uz-cert-misp", "pk-cert-misp"}
     uz, pk = targets["uz-cert-misp"], targets["pk-cert-misp"]
     assert (uz.owner, pk.owner) == ("UZ-CERT", "PK-CERT")
-    assert uz.direction is Direction.BOTH and uz.direction.pushes and uz.direction.pulls
+    assert uz.direction is Direction.BOTH
+    assert uz.direction.pushes
+    assert uz.direction.pulls
     assert uz.schedule == Schedule(interval=900)
     assert pk.schedule == Schedule(cron="*/10 * * * *")
-    assert uz.api_key_file is not None and uz.api_key_env is None
-    assert pk.api_key_env == "EXCHANGE_MISP_KEY_PK_CERT" and pk.api_key_file is None
-    assert uz.filters.tlp_ceiling is Tlp.AMBER and uz.filters.exclude_tags == ("test",)
+    assert uz.api_key_file is not None
+    assert uz.api_key_env is None
+    assert pk.api_key_env == "EXCHANGE_MISP_KEY_PK_CERT"
+    assert pk.api_key_file is None
+    assert uz.filters.tlp_ceiling is Tlp.AMBER
+    assert uz.filters.exclude_tags == ("test",)
     assert pk.filters.collections == ("jwg", "pk")
-    assert pk.timeout == 45.0 and pk.event_grouping is EventGrouping.PRODUCER_DAY
+    assert pk.timeout == 45.0
+    assert pk.event_grouping is EventGrouping.PRODUCER_DAY
     check_owners(targets.values(), load_policies(REPO / "policies"), F)
 
 
@@ -60,8 +66,10 @@ targets:
 
 def test_minimal_target_takes_the_defaults() -> None:
     (target,) = parse_targets(F, MINIMAL.encode())
-    assert target.timeout == 30.0 and target.ca_file is None
-    assert target.filters.collections == () and target.filters.tlp_ceiling is Tlp.RED
+    assert target.timeout == 30.0
+    assert target.ca_file is None
+    assert target.filters.collections == ()
+    assert target.filters.tlp_ceiling is Tlp.RED
     assert target.event_grouping is EventGrouping.PRODUCER_DAY
 
 
@@ -78,15 +86,17 @@ def _edit(old: str, new: str) -> bytes:
 
 
 BROKEN: list[tuple[str, bytes, str]] = [
-    ("not-yaml", b"targets: [", "feeds/misp-targets.yaml: line 1, column 11: broken YAML: expected the node"
-                          " content, but found '<stream end>'"),
+    ("not-yaml", b"targets: [",
+     "feeds/misp-targets.yaml: line 1, column 11: broken YAML: expected the node content, but"
+     " found '<stream end>'"),
     ("empty", b"", "feeds/misp-targets.yaml: top level: empty file; expected a mapping with"
                    " 'targets'"),
     ("duplicate-key", _edit("    owner: PK-CERT\n", "    owner: PK-CERT\n    owner: UZ-CERT\n"),
      "feeds/misp-targets.yaml: line 6: duplicate key 'owner' (each key may appear once)"),
     ("unknown-top-key", MINIMAL.encode() + b"extra: 1\n",
      "feeds/misp-targets.yaml: extra: unknown key 'extra' (allowed here: targets, version)"),
-    ("unknown-target-key", _edit("    direction: push\n", "    direction: push\n    verify: false\n"),
+    ("unknown-target-key",
+     _edit("    direction: push\n", "    direction: push\n    verify: false\n"),
      "feeds/misp-targets.yaml: targets.pk.verify: unknown key 'verify' (allowed here: "
      "api_key_env, api_key_file, ca_file, description, direction, event_grouping, filters, "
      "owner, schedule, timeout, url)"),

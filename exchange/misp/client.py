@@ -169,6 +169,11 @@ class MispClient:
                                           f" error ({_quote(first)})")) from None
         except PyMISPError as e:
             text = str(e).replace(self._key, "***")
+            if text.startswith("Unable to connect"):
+                # The constructor's wrapping of a refused, reset or timed-out connection.
+                raise RemoteError(self._where(
+                    f"{doing} failed: MISP could not be reached (connection refused, reset,"
+                    " timed out or TLS not verified)")) from None
             if "user settings" in text or "authorization" in text.lower():
                 raise AuthError(self._where(f"{doing}: MISP refused the API key")) from None
             raise RemoteError(self._where(f"{doing} failed: {_quote(text)}")) from None
@@ -218,7 +223,9 @@ class MispClient:
         """Add the event, or bring the existing event with its UUID up to date.
 
         An existing event whose fields, tags and attributes already match gets no write
-        request. Attributes MISP holds that ``event`` does not name are left alone.
+        request. Attributes MISP holds that ``event`` does not name are left alone, and
+        so is an attribute soft-deleted on MISP (its owner's decision, which MISP's edit
+        cannot undo anyway).
 
         Args:
             event: A mapped event (:mod:`exchange.misp.mapping`). An incomplete one
@@ -232,7 +239,8 @@ class MispClient:
             NotFound: ``event`` is incomplete and the target does not hold its event.
             AuthError: MISP refused the API key.
             PermissionDenied: MISP refused the write (other than "not newer").
-            MispRefused: Another refusal (e.g. an attribute MISP does not accept).
+            MispRefused: Another refusal, or MISP saved the event without some of its
+                attributes (it drops values it finds invalid without an error).
             RemoteError: MISP failed, timed out or could not be reached.
         """
         existing = self.get_event(event.uuid)
@@ -245,8 +253,9 @@ class MispClient:
             doing = f"adding event {event.uuid}"
             # PyMISP sends a flat dict as it is (its annotation names only MISPEvent); the
             # mapping's JSON goes to MISP unchanged, without a MISPEvent round trip.
-            self._checked(doing, self._call(
+            answer = self._checked(doing, self._call(
                 doing, lambda: api.add_event(body)))  # type: ignore[arg-type]
+            self._check_kept(doing, body, answer)
             return PushResult.CREATED
         if _up_to_date(body, existing):
             return PushResult.UNCHANGED
@@ -254,14 +263,28 @@ class MispClient:
             body = {**{k: existing[k] for k in _EVENT_FIELDS if k in existing}, **body}
         doing = f"updating event {event.uuid}"
         try:
-            self._checked(doing, self._call(
+            answer = self._checked(doing, self._call(
                 doing, lambda: api.update_event(
                     body, event_id=event.uuid)))  # type: ignore[arg-type]
         except PermissionDenied as e:
             if _NOT_NEWER in e.reason:
                 return PushResult.UNCHANGED
             raise
+        self._check_kept(doing, body, answer)
         return PushResult.UPDATED
+
+    def _check_kept(self, doing: str, body: Mapping[str, Any], answer: Any) -> None:
+        """MISP saves an event but silently drops attributes it finds invalid: say so."""
+        event = answer.get("Event") if isinstance(answer, dict) else None
+        if not isinstance(event, dict):
+            raise RemoteError(self._where(f"{doing}: MISP answered without the event"))
+        kept = {a.get("uuid") for a in event.get("Attribute") or ()}
+        dropped = sorted(str(a.get("uuid")) for a in body.get("Attribute") or ()
+                         if a.get("uuid") not in kept)
+        if dropped:
+            raise MispRefused(self._where(
+                f"{doing}: MISP saved the event but dropped {len(dropped)} attribute(s) it"
+                f" found invalid: {', '.join(dropped[:5])}"))
 
     def delete_attribute(self, attribute_uuid: str, event_uuid: str) -> bool:
         """Soft-delete an attribute (MISP keeps it, marked deleted).
@@ -323,6 +346,10 @@ def _up_to_date(body: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
         have = held.get(attribute.get("uuid"))
         if have is None or not _tag_names(attribute) <= _tag_names(have):
             return False
+        if have.get("deleted") and not attribute.get("deleted"):
+            # Deleted on MISP (by its owner): MISP's edit cannot restore it, and the push
+            # does not undo its owner's decision, so there is nothing to write.
+            continue
         wanted = {"deleted": False, **attribute}
         for name in _ATTRIBUTE_FIELDS:
             if name in wanted and not _same(name, wanted[name], have.get(name)):

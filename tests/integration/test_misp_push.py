@@ -80,7 +80,8 @@ def mapping() -> PushMapping:
                 for o in fresh("poisonivy.json", salt)]
     result = map_for_target(offered, policy=load_policies(REPO / "policies"), recipient=PK,
                             options=PushOptions(grouping=EventGrouping.INDICATOR), now=NOW)
-    assert len(result.events) >= 2 and all(e.complete for e in result.events)
+    assert len(result.events) >= 2
+    assert all(e.complete for e in result.events)
     return result
 
 
@@ -102,7 +103,8 @@ def pushed(client: MispClient, mapping: PushMapping) -> list[PushResult]:
 
 def read_back(reader: PyMISP, event: MispEvent) -> dict[str, Any]:
     answer = reader.get_event(event.uuid, deleted=True)
-    assert isinstance(answer, dict) and "Event" in answer, answer
+    assert isinstance(answer, dict), answer
+    assert "Event" in answer, answer
     held: dict[str, Any] = answer["Event"]
     return held
 
@@ -177,7 +179,8 @@ def test_wrong_key_is_an_auth_error_without_the_key(misp_uz: Misp) -> None:
     bad = MispClient(target(misp_uz.url), wrong)
     with pytest.raises(AuthError) as caught:
         bad.get_event(str(uuid.uuid4()))
-    assert wrong not in str(caught.value) and misp_uz.key not in str(caught.value)
+    assert wrong not in str(caught.value)
+    assert misp_uz.key not in str(caught.value)
     assert "pk-cert-misp" in str(caught.value)
     assert wrong not in repr(bad)
 

@@ -58,6 +58,11 @@ _COMPARISON = re.compile(
     rf"{_WS}(?P<type>[a-z0-9-]+):(?P<path>{_STEP}(?:\.{_STEP})*){_WS}={_WS}{_STRING}{_WS}"
 )
 _OR = re.compile(r"OR\b")
+#: A host name MISP accepts as a ``domain`` (RFC 1123 labels; ``_`` as seen in the wild).
+#: MISP silently drops a ``domain`` attribute whose value is not one, so such a value
+#: (``'domain autuo.xicp.net'`` in a real bundle) keeps the pattern whole instead.
+_DOMAIN = re.compile(r"(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                     r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?")
 
 
 def _unescape(text: str) -> str:
@@ -83,7 +88,10 @@ def _comparisons(body: str) -> list[MispValue] | None:
         found = _lookup(match["type"], match["path"])
         if found is None:
             return None
-        out.append(MispValue(found[0], found[1], _unescape(match["value"])))
+        value = _unescape(match["value"])
+        if found[0] == "domain" and not _DOMAIN.fullmatch(value):
+            return None
+        out.append(MispValue(found[0], found[1], value))
         pos = match.end()
         if pos == len(body):
             return out

@@ -156,3 +156,47 @@ def serving(home: Path, auth: tuple[str, str], workers: int = 2) -> Iterator[str
     finally:
         stop_child(proc, timeout=20)
         log.close()
+
+
+#: The real MISP 2.5.1 of ../shared/misp (its README), started once per session.
+MISP_SCRIPT = Path(__file__).resolve().parents[3] / "shared" / "misp" / "start-misp.sh"
+
+
+@dataclass(frozen=True)
+class Misp:
+    """A running real MISP instance: its base URL and its site admin's API key."""
+
+    name: str
+    url: str
+    key: str = field(repr=False)
+
+
+def _misp_unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the MISP tests against real MISP")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def misp_uz() -> Iterator[Misp]:
+    """UZ-CERT's MISP (instance ``cx-uz``), started by ``start-misp.sh`` once per session
+    and stopped (data kept, not reset) at its end. Outside CI a MISP that cannot start
+    skips the tests that ask for it, with the reason; in CI (``CI=true``) they fail."""
+    name = "cx-uz"
+    if not MISP_SCRIPT.is_file():
+        _misp_unavailable(f"{MISP_SCRIPT} is missing")
+    try:
+        done = subprocess.run([str(MISP_SCRIPT), "start", name], capture_output=True,
+                              text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _misp_unavailable(f"MISP {name} did not start ({type(e).__name__})")
+    values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    url, key = values.get("MISP_URL", ""), values.get("MISP_KEY", "")
+    if done.returncode != 0 or not url or not key:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        _misp_unavailable(f"MISP {name} did not start (exit {done.returncode}: {tail[0]})")
+    try:
+        yield Misp(name, url, key)
+    finally:
+        subprocess.run([str(MISP_SCRIPT), "stop", name], capture_output=True, timeout=120,
+                       check=False)

@@ -170,6 +170,9 @@ PATTERNS = [
      [("stix2-pattern", "Payload delivery")]),
     ("unknown-path", "[x509-certificate:issuer = 'CN=WEBMAIL']",
      [("stix2-pattern", "Payload delivery")]),
+    # poisonivy.json's value: MISP would silently drop it as a domain attribute.
+    ("not-a-host-name", "[domain-name:value = 'domain autuo.xicp.net' OR ipv4-addr:value"
+     " = '60.10.1.115']", [("stix2-pattern", "Payload delivery")]),
 ]
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import click
-import requests
 
 from exchange.audit.checkpoint import Checkpoint, NoteKey, verify_checkpoint
 from exchange.audit.export import verify_export
@@ -39,11 +38,11 @@ from exchange.audit.tree import verify_consistency, verify_inclusion
 from exchange.audit.verify import Report, VerificationFailed
 from exchange.cli.options import http_options, parse_when, read_api_key
 from exchange.errors import InvalidInput, NotFound, RemoteError, SignatureError
+from exchange.member.lookup import NodeClient
 from exchange.node.base import now_micros
 from exchange.storage.timestamps import from_micros
 
 SAVED_FORMAT: Final = "cx-audit-checkpoint v1"
-_TIMEOUT: Final = 30.0
 _QUARTER = re.compile(r"([0-9]{4})-?[Qq]([1-4])")
 
 
@@ -118,34 +117,13 @@ def _report_json(report: Report) -> str:
 
 
 def _remote(url: str, path: str, user: str, key_file: str | None, insecure: bool,
-            params: dict[str, Any] | None = None) -> dict[str, Any]:
+            params: dict[str, str] | None = None) -> dict[str, Any]:
     base = url if url.endswith("/") else url + "/"
     marker = base.find("/collections/")
     if marker >= 0:  # a collection's URL (as publish and pull take): its API root
         base = base[:marker + 1]
-    target = f"{base}cx/audit/{path}"  # the project's endpoints below the API root
-    try:
-        response = requests.get(
-            target, params=params, auth=(user, read_api_key(key_file)), timeout=_TIMEOUT,
-            verify=not insecure,
-            headers={"Accept": "application/taxii+json;version=2.1"},
-        )
-    except requests.RequestException as e:
-        raise RemoteError(f"cannot reach {target}: {type(e).__name__}") from None
-    if response.status_code != 200:
-        try:
-            detail = response.json().get("description", "")
-        except ValueError:
-            detail = ""
-        raise RemoteError(f"{target}: HTTP {response.status_code}"
-                          + (f": {detail}" if detail else ""))
-    try:
-        document = response.json()
-    except ValueError:
-        raise RemoteError(f"{target} did not answer with JSON") from None
-    if not isinstance(document, dict):
-        raise RemoteError(f"{target} did not answer with a JSON object")
-    return document
+    node = NodeClient(base, user, read_api_key(key_file), verify=not insecure)
+    return node.get_json(f"audit/{path}", params)  # the project's endpoints below the root
 
 
 def remote_options(f: Any) -> Any:
@@ -323,7 +301,7 @@ def _verify_against(ctx_obj: Any, saved: str, keys: list[NoteKey], export_dir: s
         if not user:
             raise InvalidInput("--url needs --user")
         answer = _remote(url, "consistency/", user, api_key_file, insecure,
-                         params={"from": old.size})
+                         params={"from": str(old.size)})
         new_note = answer.get("new_checkpoint")
         if not isinstance(new_note, str):
             raise RemoteError("the hub's answer has no new_checkpoint")

@@ -59,13 +59,25 @@ class NodeClient:
                               + (f": {detail}" if detail else ""))
         return response
 
-    def _document(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON object a project endpoint (``<api root>/cx/<path>``) answers.
+
+        Raises:
+            RemoteError: The node could not be reached, refused (with its description),
+                or did not answer with a JSON object.
+        """
         response = self._get(path, params)
         try:
             document = response.json()
         except ValueError:
             raise RemoteError(f"the node's {path} did not answer with JSON") from None
-        if not isinstance(document, dict) or not isinstance(document.get("hits"), list):
+        if not isinstance(document, dict):
+            raise RemoteError(f"the node's {path} did not answer with a JSON object")
+        return document
+
+    def _document(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        document = self.get_json(path, params)
+        if not isinstance(document.get("hits"), list):
             raise RemoteError(f"the node's {path} did not answer with a list of hits")
         return document
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from exchange.audit.records import Publish, Published
 from exchange.errors import ExchangeError, NotFound, PermissionDenied, PolicyDenied
 from exchange.model.envelope import parse_envelope, refuse_stix20
-from exchange.model.objects import Principal, Role, StixObject, Tlp
+from exchange.model.objects import OrgId, Principal, Role, StixObject, Tlp
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.auditing import chunks
@@ -180,22 +180,10 @@ class Publishing(NodeBase):
     def _new_version(self, principal: Principal, collection: Collection,
                      obj: StixObject, tlp: Tlp | None, signed_kid: str | None
                      ) -> NewVersion:
-        return NewVersion(
-            id=obj.id,
-            type=obj.type,
-            spec_version=obj.spec_version,
-            version=to_micros(obj.version) if obj.version else None,
-            created=to_micros(obj.created) if obj.created else None,
-            modified=to_micros(obj.modified) if obj.modified else None,
-            producer_org=principal.org_id,
-            tlp=tlp.value if tlp else None,
+        return version_to_store(
+            obj, producer_org=principal.org_id, tlp=tlp.value if tlp else None,
             effective_tlp=tlp.value if tlp else collection.default_tlp,
-            revoked=obj.revoked,
-            body=obj.canonical,
-            signed_kid=signed_kid,
-            red_recipients=red_recipients_of(obj.data),
-            ownership=ownership_of(principal, obj),
-        )
+            signed_kid=signed_kid, ownership=ownership_of(principal, obj))
 
     def status(self, principal: Principal, api_root: str, status_id: str) -> Status:
         """A status resource, shown only to the organisation that submitted it.
@@ -265,6 +253,29 @@ def check_authorship(principal: Principal, obj: StixObject, registered: Mapping[
             f"{obj.id} is the registered identity of {registered[obj.id]}; only"
             f" {registered[obj.id]} may publish an identity object under it"
         )
+
+
+def version_to_store(obj: StixObject, *, producer_org: OrgId | None, tlp: str | None,
+                     effective_tlp: str, signed_kid: str | None,
+                     ownership: IdOwnership = IdOwnership.CREATOR) -> NewVersion:
+    """The stored version of a validated object: its times as microseconds, its RED
+    recipients, the contributor and the levels the caller decided."""
+    return NewVersion(
+        id=obj.id,
+        type=obj.type,
+        spec_version=obj.spec_version,
+        version=to_micros(obj.version) if obj.version else None,
+        created=to_micros(obj.created) if obj.created else None,
+        modified=to_micros(obj.modified) if obj.modified else None,
+        producer_org=producer_org,
+        tlp=tlp,
+        effective_tlp=effective_tlp,
+        revoked=obj.revoked,
+        body=obj.canonical,
+        signed_kid=signed_kid,
+        red_recipients=red_recipients_of(obj.data),
+        ownership=ownership,
+    )
 
 
 def ownership_of(principal: Principal, obj: StixObject) -> IdOwnership:

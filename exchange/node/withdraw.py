@@ -37,7 +37,7 @@ from exchange.model.objects import OrgId, Principal, Role
 from exchange.model.stix import validate_object
 from exchange.node.auditing import admin_record
 from exchange.node.base import NodeBase, current_request_id, now_micros
-from exchange.policy import red_recipients_of
+from exchange.node.publish import version_to_store
 from exchange.signing.canonical import normal_form
 from exchange.signing.cxsig import sign_object
 from exchange.signing.revocation import revoked_version
@@ -45,13 +45,12 @@ from exchange.storage.base import (
     AddOutcome,
     AddResult,
     Collection,
-    NewVersion,
     ObjectQuery,
     Status,
     StoredVersion,
     VersionMatch,
 )
-from exchange.storage.timestamps import from_micros, to_micros
+from exchange.storage.timestamps import from_micros
 
 __all__ = ["CHANNEL", "Withdrawal", "Withdrawing"]
 
@@ -186,7 +185,7 @@ class Withdrawing(NodeBase):
                   f" (admin account {principal.account_name}, TAXII DELETE"
                   + (f", request {request})" if request else ")"))
         revoked = revoked_version(data, reason)
-        key = self.audit.signing_key()
+        key = self.node_key()
         signed_kid: str | None = key.kid
         try:
             revoked = sign_object(normal_form(revoked), key)
@@ -196,14 +195,8 @@ class Withdrawing(NodeBase):
             log.warning("the revocation of %s is stored unsigned: %s", newest.id, e.reason)
             signed_kid = None
         obj = validate_object(revoked, self.limits)
-        version = NewVersion(
-            id=obj.id, type=obj.type, spec_version=obj.spec_version,
-            version=to_micros(obj.version) if obj.version else None,
-            created=to_micros(obj.created) if obj.created else None,
-            modified=to_micros(obj.modified) if obj.modified else None,
-            producer_org=newest.producer_org, tlp=newest.tlp,
-            effective_tlp=newest.effective_tlp, revoked=True, body=obj.canonical,
-            signed_kid=signed_kid, red_recipients=red_recipients_of(obj.data))
+        version = version_to_store(obj, producer_org=newest.producer_org, tlp=newest.tlp,
+                                   effective_tlp=newest.effective_tlp, signed_kid=signed_kid)
         status = Status(
             id=str(uuid.uuid4()), api_root=self.settings.api_root,
             collection_id=collection.id, account_id=principal.account_id,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256 as _sha256
 from operator import attrgetter, is_
@@ -87,20 +87,29 @@ def copied(result: ReadResult, row: StoredVersion) -> bool:
             and row.type not in _NEVER_COPIED)
 
 
-def _redacted_observable(result: ReadResult, row: StoredVersion, policy: PolicySet) -> str:
-    """Why a cyber-observable served as stored must be withheld from this reader: a
-    redaction profile in force names a property it has (empty when it may be served)."""
-    if (row.type not in SCO_TYPES or not result.transforms
-            or row.producer_org == result.reader_org):
-        return ""
-    properties = set(json.loads(row.body))
+def _redacted_names(result: ReadResult, policy: PolicySet) -> dict[str, frozenset[str]]:
+    """Redaction profile -> the properties it drops or replaces, for the reader's Redact
+    transforms (empty without one)."""
+    out: dict[str, frozenset[str]] = {}
     for transform in result.transforms:
         if isinstance(transform, Redact):
             profile = policy.redaction_profiles[transform.profile]
-            named = properties & (set(profile.drop) | set(profile.replace))
-            if named:
-                return (f"redaction profile {transform.profile} names its"
-                        f" {', '.join(sorted(named))}, and a cyber-observable is never copied")
+            out[transform.profile] = frozenset(profile.drop) | frozenset(profile.replace)
+    return out
+
+
+def _redacted_observable(result: ReadResult, row: StoredVersion,
+                         redacted: Mapping[str, frozenset[str]]) -> str:
+    """Why a cyber-observable served as stored must be withheld from this reader: a
+    redaction profile in force names a property it has (empty when it may be served)."""
+    if not redacted or row.type not in SCO_TYPES or row.producer_org == result.reader_org:
+        return ""
+    properties = set(json.loads(row.body))
+    for profile, names in redacted.items():
+        named = properties & names
+        if named:
+            return (f"redaction profile {profile} names its {', '.join(sorted(named))},"
+                    " and a cyber-observable is never copied")
     return ""
 
 
@@ -206,12 +215,14 @@ class Reading(NodeBase):
             InvalidObject: A copy could not be signed.
         """
         rows = result.page.rows
-        if not result.transforms or not any(
-                copied(result, row) or row.type in SCO_TYPES for row in rows):
+        if not any(copied(result, row) for row in rows) and not (
+                any(isinstance(t, Redact) for t in result.transforms)
+                and any(row.type in SCO_TYPES for row in rows)):
             return Delivery(result, [row.body for row in rows], {})
         if self.policy is None:  # transforms only ever come from a policy
             raise ConfigError("a transform was requested without a policy in force")
         policy = self.policy.current()
+        redacted = _redacted_names(result, policy)
         parsed = {row.date_added: json.loads(row.body) for row in rows if copied(result, row)}
         wanted: set[str] = set()
         for obj in parsed.values():
@@ -228,7 +239,7 @@ class Reading(NodeBase):
         recorded: list[DerivedIdEntry] = []
         for row in rows:
             if not copied(result, row):
-                why = _redacted_observable(result, row, policy)
+                why = _redacted_observable(result, row, redacted)
                 if why:
                     withheld[row.id] = why
                     continue

@@ -15,15 +15,20 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from exchange.config import Settings
+from exchange.errors import StorageError
 from exchange.node.home import tighten_home
 from exchange.taxii.procs import stop_child
 
 log = logging.getLogger(__name__)
+
+#: How long a booting worker waits for an unavailable database (gunicorn's timeout is 60 s).
+_BOOT_WAIT_SECONDS = 30.0
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -43,7 +48,20 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
         # The audit sequencer runs in a process of its own (serve() starts it): a thread
         # in each worker would take the GIL from requests every few hundred ms.
-        return create_app(dataclasses.replace(self._settings, audit_sequence_ms=0))
+        settings = dataclasses.replace(self._settings, audit_sequence_ms=0)
+        # serve() checked the database before starting; a worker that boots later (a
+        # replacement) may meet it restarting. gunicorn stops the whole server when a
+        # worker fails to boot, so wait for it, bounded well within the boot timeout.
+        deadline = time.monotonic() + _BOOT_WAIT_SECONDS
+        while True:
+            try:
+                return create_app(settings)
+            except StorageError as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("worker %d: the database is unavailable (%s); retrying",
+                            os.getpid(), e.reason)
+                time.sleep(0.5)
 
 
 def gunicorn_options(settings: Settings, *, threads: int = 4, access_log: bool = True

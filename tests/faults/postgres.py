@@ -83,6 +83,14 @@ class PrivateCluster:
         ``immediate`` (every server process killed; crash recovery at start)."""
         self._ctl("restart", "-m", mode)
 
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: the database is away until :meth:`start`."""
+        self._ctl("stop", "-m", "fast")
+
+    def start(self) -> None:
+        """Start the stopped cluster again."""
+        self._ctl("start")
+
     def destroy(self) -> None:
         """Stop the cluster (immediately) and remove its directory."""
         if (self.data / "postmaster.pid").exists():

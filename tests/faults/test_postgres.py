@@ -10,8 +10,11 @@ all; every response received has its records; ``exchange audit verify`` passes.
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,39 @@ def test_postgres_restarted_under_load(pg_node: tuple[Served, SigningKey],
     assert after[1] >= received + 10
     assert_stored_once_and_whole(served, load.seen)
     assert set(load.seen.received) <= recorded_request_ids(served.home)
+
+
+def _workers(served: Served) -> list[int]:
+    """The gunicorn workers of a served node: the master's children that are not the
+    audit sequencer it also starts."""
+    children = Path(f"/proc/{served.proc.pid}/task/{served.proc.pid}/children")
+    pids = [int(pid) for pid in children.read_text().split()]
+    return [pid for pid in pids
+            if b"sequence" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_worker_that_boots_while_the_database_is_down_waits_for_it(
+        pg_node: tuple[Served, SigningKey], private_postgres: PrivateCluster) -> None:
+    """gunicorn stops the whole server when a worker fails to boot: a replacement worker
+    that meets the database away must wait for it (found in CI: a worker replaced during
+    a PostgreSQL restart took the server down)."""
+    served, _ = pg_node
+    (victim, *_) = _workers(served)
+    private_postgres.stop()
+    try:
+        os.kill(victim, signal.SIGKILL)  # a worker of the server this module started
+        deadline = time.monotonic() + 20
+        while victim in _workers(served) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # the replacement is booting and meets no database
+        assert served.proc.poll() is None, (served.home / "server.log").read_text()[-4000:]
+    finally:
+        private_postgres.start()
+    deadline = time.monotonic() + 30
+    while served.read().status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert served.proc.poll() is None, (served.home / "server.log").read_text()[-4000:]
+    assert served.read().status_code == 200
 
 
 def test_sigterm_under_load_on_postgres_drains_the_spool(

@@ -249,6 +249,7 @@ def _check_extensions(extensions: Any) -> None:
         if key == TLP2_EXTENSION_ID and (
             content.keys() - {"extension_type", "tlp_2_0"}
             or content.get("extension_type") != "property-extension"
+            or not isinstance(content.get("tlp_2_0"), str)
             or content.get("tlp_2_0") not in _TLP2_LEVELS
         ):
             raise InvalidObject(

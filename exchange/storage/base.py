@@ -624,6 +624,49 @@ class Store(abc.ABC):
     def original_of(self, derived_id: str) -> DerivedIdEntry | None:
         """The original and transforms a derived id stands for, or None."""
 
+    # -- MISP sync state (revision 0009) ----------------------------------------------------
+    @abc.abstractmethod
+    def misp_state(self, target: str, direction: str) -> MispSyncState | None:
+        """The sync state of one target and direction, or None before its first run."""
+
+    @abc.abstractmethod
+    def misp_states(self) -> list[MispSyncState]:
+        """Every recorded sync state, by target and direction."""
+
+    @abc.abstractmethod
+    def save_misp_state(self, state: MispSyncState) -> None:
+        """Insert or replace the sync state of ``state.target`` and ``state.direction``."""
+
+    @abc.abstractmethod
+    def misp_pushed(self, target: str, object_ids: Sequence[str] | None = None
+                    ) -> dict[str, MispPushed]:
+        """What was pushed to a target, by STIX id (all of it, or only ``object_ids``)."""
+
+    @abc.abstractmethod
+    def misp_pushed_events(self, target: str, event_uuids: Sequence[str]) -> set[str]:
+        """Which of ``event_uuids`` hold something the exchange pushed to ``target``."""
+
+    @abc.abstractmethod
+    def record_misp_pushed(self, entries: Sequence[MispPushed]) -> None:
+        """Insert or replace pushed entries (by target and object id), in one transaction."""
+
+    @abc.abstractmethod
+    def misp_sharing_groups(self, target: str) -> dict[str, tuple[int, str]]:
+        """Agreement id -> (sharing group id, UUID) created on a target."""
+
+    @abc.abstractmethod
+    def save_misp_sharing_group(self, target: str, agreement: str, group_id: int,
+                                group_uuid: str) -> None:
+        """Remember the sharing group created on a target for an agreement."""
+
+    @abc.abstractmethod
+    def misp_pulled(self, target: str, event_uuids: Sequence[str]) -> dict[str, int]:
+        """Event UUID -> the event timestamp last imported from ``target``."""
+
+    @abc.abstractmethod
+    def record_misp_pulled(self, target: str, events: dict[str, int], at: int) -> None:
+        """Insert or replace the imported timestamp of each event UUID."""
+
 
 #: What a signing key is for: a member's object signatures, or this node's own signatures
 #: (derived objects, receipts).
@@ -682,3 +725,61 @@ class SignedVersion:
     id: StixId
     version: int
     date_added: int
+
+
+@dataclass(frozen=True, slots=True)
+class MispSyncState:
+    """One MISP target's sync state in one direction (table ``misp_sync_state``).
+
+    Attributes:
+        target: The target's name (feeds/misp-targets.yaml).
+        direction: ``"push"`` or ``"pull"``.
+        cursor: Where the next run starts: for push the last ``date_added`` fully
+            pushed, for pull the MISP event timestamp (MISP's clock) last fully imported;
+            None before the first success.
+        last_started: When the last run started (µs since the epoch).
+        last_finished: When it finished.
+        outcome: ``never``, ``ok``, ``partial``, ``failed``, ``auth-failed`` or ``running``.
+        message: One sentence on the outcome (the failure's message; never a secret).
+        counts: Counts of the last run: created, updated, unchanged, deleted, skipped,
+            failed, imported...
+        reasons: One entry per item skipped or failed in the last run:
+            ``{"id": ..., "rule": ..., "reason": ...}``.
+        failures: Consecutive failed runs (the scheduler's backoff).
+        next_run: When the scheduler runs it next, if known.
+    """
+
+    target: str
+    direction: str
+    cursor: str | None = None
+    last_started: int | None = None
+    last_finished: int | None = None
+    outcome: str = "never"
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    reasons: list[dict[str, str]] = field(default_factory=list)
+    failures: int = 0
+    next_run: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MispPushed:
+    """An object version pushed to a MISP target (table ``misp_pushed``).
+
+    Attributes:
+        target: The target's name.
+        object_id: The STIX id.
+        version: The version pushed (``modified`` or ``created``).
+        event_uuid: The MISP event holding it.
+        attribute_uuids: The attributes it became.
+        deleted: Whether they were soft-deleted (a revocation pushed).
+        pushed_at: When (µs since the epoch).
+    """
+
+    target: str
+    object_id: str
+    version: str
+    event_uuid: str
+    attribute_uuids: tuple[str, ...]
+    deleted: bool
+    pushed_at: int

@@ -294,3 +294,52 @@ observables = Table(
     sqlite_with_rowid=False,
 )
 Index("ix_observables_date_added", observables.c.date_added)
+
+# Revision 0009: the MISP sync's state (exchange.misp; issue 19). Per target and
+# direction: cursor, last outcome, counts, reasons (JSON), consecutive failures, next run.
+misp_sync_state = Table(
+    "misp_sync_state",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("direction", String(8), primary_key=True),
+    Column("cursor", String(64), nullable=True),
+    Column("last_started", BigInteger, nullable=True),
+    Column("last_finished", BigInteger, nullable=True),
+    Column("outcome", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("next_run", BigInteger, nullable=True),
+)
+# Per target and STIX object: the version last pushed, its event and attributes (JSON).
+misp_pushed = Table(
+    "misp_pushed",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("object_id", String(128), primary_key=True),
+    Column("version", String(40), nullable=False),
+    Column("event_uuid", String(36), nullable=False),
+    Column("attribute_uuids", Text, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("pushed_at", BigInteger, nullable=False),
+)
+Index("ix_misp_pushed_event", misp_pushed.c.target, misp_pushed.c.event_uuid)
+# Per target and agreement: the sharing group the sync created for it (once).
+misp_sharing_groups = Table(
+    "misp_sharing_groups",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("agreement", String(128), primary_key=True),
+    Column("sharing_group_id", Integer, nullable=False),
+    Column("sharing_group_uuid", String(36), nullable=False),
+)
+# Per target and MISP event: the event timestamp last imported by a pull.
+misp_pulled = Table(
+    "misp_pulled",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("event_uuid", String(36), primary_key=True),
+    Column("event_timestamp", BigInteger, nullable=False),
+    Column("imported_at", BigInteger, nullable=False),
+)

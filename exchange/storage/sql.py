@@ -61,6 +61,8 @@ from exchange.storage.base import (
     DerivedIdEntry,
     Grant,
     MemberKey,
+    MispPushed,
+    MispSyncState,
     NewVersion,
     ObjectListing,
     ObjectQuery,
@@ -1108,6 +1110,167 @@ class SqlStore(Store):
         return DerivedIdEntry(row.derived_id, row.original_id, row.transforms)
 
 
+    # -- MISP sync state (revision 0009) ----------------------------------------------------
+    def _upsert(self, conn: Connection, table: sa.Table, keys: list[str],
+                rows: list[dict[str, Any]]) -> None:
+        insert: Any = (pg_insert(table) if conn.dialect.name == "postgresql"
+                       else sqlite_insert(table))
+        for row in rows:
+            stmt = insert.values(**row)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=keys,
+                set_={k: stmt.excluded[k] for k in row if k not in keys}))
+
+    def misp_state(self, target: str, direction: str) -> MispSyncState | None:
+        """The sync state of one target and direction, or None before its first run.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        s = t.misp_sync_state
+        with self._transaction(write=False) as conn:
+            row = conn.execute(sa.select(s).where(
+                s.c.target == target, s.c.direction == direction)).first()
+        return None if row is None else _sync_state(row)
+
+    def misp_states(self) -> list[MispSyncState]:
+        """Every recorded sync state, by target and direction.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        s = t.misp_sync_state
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(s).order_by(s.c.target, s.c.direction)).all()
+        return [_sync_state(r) for r in rows]
+
+    def save_misp_state(self, state: MispSyncState) -> None:
+        """Insert or replace a sync state.
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        row = {"target": state.target, "direction": state.direction,
+               "cursor": state.cursor, "last_started": state.last_started,
+               "last_finished": state.last_finished, "outcome": state.outcome,
+               "message": state.message,
+               "counts": json.dumps(state.counts, sort_keys=True),
+               "reasons": json.dumps(state.reasons, sort_keys=True),
+               "failures": state.failures, "next_run": state.next_run}
+        with self._transaction(write=True) as conn:
+            self._upsert(conn, t.misp_sync_state, ["target", "direction"], [row])
+
+    def misp_pushed(self, target: str, object_ids: Sequence[str] | None = None
+                    ) -> dict[str, MispPushed]:
+        """What was pushed to a target, by STIX id.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        p = t.misp_pushed
+        out: dict[str, MispPushed] = {}
+        with self._transaction(write=False) as conn:
+            if object_ids is None:
+                chunks: list[Sequence[str] | None] = [None]
+            else:
+                ids = sorted(set(object_ids))
+                chunks = [ids[i:i + _DERIVED_BATCH] for i in range(0, len(ids),
+                                                                   _DERIVED_BATCH)]
+            for chunk in chunks:
+                query = sa.select(p).where(p.c.target == target)
+                if chunk is not None:
+                    query = query.where(p.c.object_id.in_(chunk))
+                for row in conn.execute(query):
+                    out[row.object_id] = MispPushed(
+                        row.target, row.object_id, row.version, row.event_uuid,
+                        tuple(json.loads(row.attribute_uuids)), bool(row.deleted),
+                        row.pushed_at)
+        return out
+
+    def misp_pushed_events(self, target: str, event_uuids: Sequence[str]) -> set[str]:
+        """Which of ``event_uuids`` hold something the exchange pushed to ``target``.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        p = t.misp_pushed
+        found: set[str] = set()
+        wanted = sorted(set(event_uuids))
+        with self._transaction(write=False) as conn:
+            for i in range(0, len(wanted), _DERIVED_BATCH):
+                found.update(conn.execute(sa.select(p.c.event_uuid).distinct().where(
+                    p.c.target == target,
+                    p.c.event_uuid.in_(wanted[i:i + _DERIVED_BATCH]))).scalars())
+        return found
+
+    def record_misp_pushed(self, entries: Sequence[MispPushed]) -> None:
+        """Insert or replace pushed entries, in one transaction.
+
+        Raises:
+            StorageError: The database failed; nothing was recorded.
+        """
+        if not entries:
+            return
+        rows = [{"target": e.target, "object_id": e.object_id, "version": e.version,
+                 "event_uuid": e.event_uuid, "attribute_uuids": json.dumps(
+                     list(e.attribute_uuids)), "deleted": e.deleted,
+                 "pushed_at": e.pushed_at} for e in entries]
+        with self._transaction(write=True) as conn:
+            self._upsert(conn, t.misp_pushed, ["target", "object_id"], rows)
+
+    def misp_sharing_groups(self, target: str) -> dict[str, tuple[int, str]]:
+        """Agreement id -> (sharing group id, UUID) created on a target.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        g = t.misp_sharing_groups
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(g).where(g.c.target == target)).all()
+        return {r.agreement: (r.sharing_group_id, r.sharing_group_uuid) for r in rows}
+
+    def save_misp_sharing_group(self, target: str, agreement: str, group_id: int,
+                                group_uuid: str) -> None:
+        """Remember the sharing group created on a target for an agreement.
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        with self._transaction(write=True) as conn:
+            self._upsert(conn, t.misp_sharing_groups, ["target", "agreement"], [
+                {"target": target, "agreement": agreement, "sharing_group_id": group_id,
+                 "sharing_group_uuid": group_uuid}])
+
+    def misp_pulled(self, target: str, event_uuids: Sequence[str]) -> dict[str, int]:
+        """Event UUID -> the event timestamp last imported from ``target``.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        p = t.misp_pulled
+        out: dict[str, int] = {}
+        wanted = sorted(set(event_uuids))
+        with self._transaction(write=False) as conn:
+            for i in range(0, len(wanted), _DERIVED_BATCH):
+                for row in conn.execute(sa.select(p.c.event_uuid, p.c.event_timestamp).where(
+                        p.c.target == target,
+                        p.c.event_uuid.in_(wanted[i:i + _DERIVED_BATCH]))):
+                    out[row.event_uuid] = row.event_timestamp
+        return out
+
+    def record_misp_pulled(self, target: str, events: dict[str, int], at: int) -> None:
+        """Insert or replace the imported timestamp of each event UUID.
+
+        Raises:
+            StorageError: The database failed; nothing was recorded.
+        """
+        if not events:
+            return
+        with self._transaction(write=True) as conn:
+            self._upsert(conn, t.misp_pulled, ["target", "event_uuid"], [
+                {"target": target, "event_uuid": u, "event_timestamp": ts,
+                 "imported_at": at} for u, ts in sorted(events.items())])
+
 #: Derived ids recorded per INSERT statement.
 _DERIVED_BATCH = 500
 
@@ -1121,3 +1284,11 @@ def _member_key(row: Any) -> MemberKey:
     )
 
 
+
+
+def _sync_state(row: Any) -> MispSyncState:
+    return MispSyncState(
+        target=row.target, direction=row.direction, cursor=row.cursor,
+        last_started=row.last_started, last_finished=row.last_finished,
+        outcome=row.outcome, message=row.message, counts=json.loads(row.counts),
+        reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run)

@@ -177,12 +177,7 @@ def _misp_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def misp_uz() -> Iterator[Misp]:
-    """UZ-CERT's MISP (instance ``cx-uz``), started by ``start-misp.sh`` once per session
-    and stopped (data kept, not reset) at its end. Outside CI a MISP that cannot start
-    skips the tests that ask for it, with the reason; in CI (``CI=true``) they fail."""
-    name = "cx-uz"
+def _start_misp(name: str) -> Misp:
     if not MISP_SCRIPT.is_file():
         _misp_unavailable(f"{MISP_SCRIPT} is missing")
     try:
@@ -195,8 +190,32 @@ def misp_uz() -> Iterator[Misp]:
     if done.returncode != 0 or not url or not key:
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
         _misp_unavailable(f"MISP {name} did not start (exit {done.returncode}: {tail[0]})")
+    return Misp(name, url, key)
+
+
+def _stop_misp(name: str) -> None:
+    subprocess.run([str(MISP_SCRIPT), "stop", name], capture_output=True, timeout=120,
+                   check=False)
+
+
+@pytest.fixture(scope="session")
+def misp_uz() -> Iterator[Misp]:
+    """UZ-CERT's MISP (instance ``cx-uz``), started by ``start-misp.sh`` once per session
+    and stopped (data kept, not reset) at its end. Outside CI a MISP that cannot start
+    skips the tests that ask for it, with the reason; in CI (``CI=true``) they fail."""
+    misp = _start_misp("cx-uz")
     try:
-        yield Misp(name, url, key)
+        yield misp
     finally:
-        subprocess.run([str(MISP_SCRIPT), "stop", name], capture_output=True, timeout=120,
-                       check=False)
+        _stop_misp(misp.name)
+
+
+@pytest.fixture(scope="session")
+def misp_pk() -> Iterator[Misp]:
+    """PK-CERT's MISP (instance ``cx-pk``), like :func:`misp_uz`: a second, separate
+    MISP (own database, own port) so sync between two member CERTs is tested for real."""
+    misp = _start_misp("cx-pk")
+    try:
+        yield misp
+    finally:
+        _stop_misp(misp.name)

@@ -177,7 +177,9 @@ def _misp_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _start_misp(name: str) -> Misp:
+def _start_misp(member: str) -> Misp:
+    # CX_MISP_PREFIX keeps several checkouts' test runs on separate instances.
+    name = f"{os.environ.get('CX_MISP_PREFIX', 'cx')}-{member}"
     if not MISP_SCRIPT.is_file():
         _misp_unavailable(f"{MISP_SCRIPT} is missing")
     try:
@@ -200,10 +202,10 @@ def _stop_misp(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def misp_uz() -> Iterator[Misp]:
-    """UZ-CERT's MISP (instance ``cx-uz``), started by ``start-misp.sh`` once per session
+    """UZ-CERT's MISP (instance ``cx-uz``; the prefix is ``$CX_MISP_PREFIX``), started by ``start-misp.sh`` once per session
     and stopped (data kept, not reset) at its end. Outside CI a MISP that cannot start
     skips the tests that ask for it, with the reason; in CI (``CI=true``) they fail."""
-    misp = _start_misp("cx-uz")
+    misp = _start_misp("uz")
     try:
         yield misp
     finally:
@@ -214,7 +216,7 @@ def misp_uz() -> Iterator[Misp]:
 def misp_pk() -> Iterator[Misp]:
     """PK-CERT's MISP (instance ``cx-pk``), like :func:`misp_uz`: a second, separate
     MISP (own database, own port) so sync between two member CERTs is tested for real."""
-    misp = _start_misp("cx-pk")
+    misp = _start_misp("pk")
     try:
         yield misp
     finally:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -316,6 +316,152 @@ class MispClient:
                     return False
             raise NotFound(self._where(f"attribute {attribute_uuid} is not in event"
                                        f" {event_uuid}")) from None
+
+
+    # -- what the push run needs besides events (exchange.misp.push) ----------------------
+
+    def would_push(self, event: MispEvent) -> PushResult:
+        """What :meth:`push_event` would do with ``event``; reads only, writes nothing.
+
+        Raises:
+            NotFound: ``event`` is incomplete and the target does not hold its event.
+            AuthError, PermissionDenied, MispRefused, RemoteError: As for reading it.
+        """
+        existing = self.get_event(event.uuid)
+        if existing is None:
+            if not event.complete:
+                raise NotFound(self._where(f"event {event.uuid} is not on the target, so"
+                                           " attributes cannot be added to it"))
+            return PushResult.CREATED
+        return PushResult.UNCHANGED if _up_to_date(event.body, existing) else \
+            PushResult.UPDATED
+
+    def _role_allows(self, *permissions: str) -> bool:
+        role = getattr(self._connect(), "_current_role", None)
+        return any(bool(getattr(role, name, False)) for name in permissions)
+
+    def is_sync_user(self) -> bool:
+        """Whether the account's role has ``perm_sync`` (it may set an event's Orgc).
+
+        Raises:
+            AuthError, RemoteError: Connecting failed.
+        """
+        return self._role_allows("perm_sync")
+
+    def may_create_sharing_groups(self) -> bool:
+        """Whether the account's role has ``perm_sharing_group`` (or is site admin).
+
+        Raises:
+            AuthError, RemoteError: Connecting failed.
+        """
+        return self._role_allows("perm_sharing_group", "perm_site_admin")
+
+    def own_organisation(self) -> tuple[str, str]:
+        """The account's own organisation on the target: (name, UUID).
+
+        Raises:
+            AuthError, PermissionDenied, MispRefused, RemoteError: MISP refused or failed.
+        """
+        api = self._connect()
+        org_id = getattr(getattr(api, "_current_user", None), "org_id", None)
+        doing = "reading the account's organisation"
+        if org_id is None:
+            raise RemoteError(self._where(f"{doing}: MISP did not say which it is"))
+        answer = self._checked(doing, self._call(
+            doing, lambda: api.get_organisation(org_id)))
+        org = answer.get("Organisation") if isinstance(answer, dict) else None
+        if not isinstance(org, dict) or not org.get("uuid"):
+            raise RemoteError(self._where(f"{doing}: MISP answered without an organisation"))
+        return str(org.get("name", "")), str(org["uuid"])
+
+    def find_organisation(self, name: str) -> str | None:
+        """The UUID of the organisation named exactly ``name`` on the target, or None.
+
+        Raises:
+            AuthError, PermissionDenied, MispRefused, RemoteError: MISP refused or failed.
+        """
+        api = self._connect()
+        doing = f"looking up organisation {name!r}"
+        answer = self._checked(doing, self._call(
+            doing, lambda: api.organisations(scope="all", search=name)))
+        for item in answer if isinstance(answer, list) else ():
+            org = item.get("Organisation", item) if isinstance(item, dict) else None
+            if isinstance(org, dict) and org.get("name") == name and org.get("uuid"):
+                return str(org["uuid"])
+        return None
+
+    def ensure_sharing_group(self, group_uuid: str, name: str, description: str,
+                             organisations: Sequence[tuple[str, str]]) -> int:
+        """The id of the sharing group with this UUID, created when the target lacks it.
+
+        The group holds ``organisations`` (name, UUID; MISP creates the organisations
+        it lacks, as it does for synced data) and the account's own organisation, so the
+        account may use it; it is local to the target (not roaming). A group the target
+        already holds is used as it is.
+
+        Returns:
+            The sharing group's id on the target.
+
+        Raises:
+            PermissionDenied: The account may not create sharing groups.
+            AuthError, MispRefused, RemoteError: MISP refused or failed.
+        """
+        api = self._connect()
+        doing = f"reading sharing group {group_uuid}"
+        try:
+            found = self._checked(doing, self._call(
+                doing, lambda: api.get_sharing_group(group_uuid)))
+        except (NotFound, PermissionDenied, MispRefused):
+            found = None
+        group = found.get("SharingGroup") if isinstance(found, dict) else None
+        if isinstance(group, dict) and group.get("id"):
+            return int(group["id"])
+        doing = f"creating sharing group {name!r}"
+        if not self.may_create_sharing_groups():
+            raise PermissionDenied(self._where(f"{doing}: the account's role lacks"
+                                               " perm_sharing_group"))
+        own_name, own_uuid = self.own_organisation()
+        members = [(own_name, own_uuid), *((n, u) for n, u in organisations
+                                           if u != own_uuid)]
+        body = {
+            "uuid": group_uuid, "name": name, "description": description,
+            "releasability": "the parties of a cert-exchange agreement",
+            "active": True, "roaming": False,
+            "SharingGroupOrg": [{"extend": False, "Organisation": {"name": n, "uuid": u}}
+                                for n, u in members],
+        }
+        answer = self._checked(doing, self._call(
+            doing, lambda: api.add_sharing_group(body)))  # type: ignore[arg-type]
+        group = answer.get("SharingGroup", answer) if isinstance(answer, dict) else None
+        if not isinstance(group, dict) or not group.get("id"):
+            raise MispRefused(self._where(f"{doing}: MISP did not create it"
+                                          f" ({_quote(answer)})"))
+        return int(group["id"])
+
+    def publish_event(self, event_uuid: str, *, if_needed: bool = False) -> bool:
+        """Publish an event (MISP syncs only published events), without alert e-mails.
+
+        Args:
+            event_uuid: The event.
+            if_needed: Read the event first and publish only if it is not published.
+
+        Returns:
+            Whether a publish request was made.
+
+        Raises:
+            NotFound: The target does not hold the event.
+            AuthError, PermissionDenied, MispRefused, RemoteError: MISP refused or failed.
+        """
+        if if_needed:
+            existing = self.get_event(event_uuid)
+            if existing is None:
+                raise NotFound(self._where(f"event {event_uuid} is not on the target"))
+            if existing.get("published") in (True, 1, "1"):
+                return False
+        api = self._connect()
+        doing = f"publishing event {event_uuid}"
+        self._checked(doing, self._call(doing, lambda: api.publish(event_uuid, alert=False)))
+        return True
 
 
 def _same(field: str, wanted: object, held: object) -> bool:

@@ -441,7 +441,11 @@ class _Run:
                 uuids[producer] = self._org_uuid(producer)
             body = {**event.body, "Orgc": {"name": producer, "uuid": uuids[producer]}}
             out.append(replace(event, body=body))
-        return out
+        # A sync user publishes what it writes in the same request, as MISP's own push
+        # does (MISP's publish action is for the creator organisation only), and marks
+        # the event a synced copy (``locked``), which a sync user may edit later.
+        return [replace(e, body={**e.body, "published": True, "locked": True})
+                for e in out]
 
     def _disclose(self, new: Sequence[MappedObject]) -> bool:
         """Record one disclosure per new object version, per collection; False (and the
@@ -485,25 +489,30 @@ class _Run:
     def _push(self, event: MispEvent, objects: Sequence[MappedObject]) -> None:
         """Push one event, soft-delete its revoked attributes, publish it, remember it."""
         client, counts = self.client, self.report.counts
-        deletions = [u for m in objects if m.deleted for u in m.attribute_uuids]
+        # Revocations not pushed yet (one already soft-deleted costs no request).
+        deletions = [u for m in objects if m.deleted and self._is_new(m)
+                     for u in m.attribute_uuids]
         body = dict(event.body)
         attributes = [a for a in body.get("Attribute") or () if not a.get("deleted")]
         body["Attribute"] = attributes
-        changed = False
-        if event.complete or attributes:
+        written = deleted = False
+        sent = event.complete or bool(attributes)
+        if sent:
             result = client.push_event(replace(event, body=body))
             counts[result.value] += 1
-            changed = result is not PushResult.UNCHANGED
+            written = result is not PushResult.UNCHANGED
         for attribute_uuid in deletions:
             try:
                 if client.delete_attribute(attribute_uuid, event.uuid):
                     counts["deleted"] += 1
-                    changed = True
+                    deleted = True
             except NotFound:
                 pass  # not on the target (removed there): nothing left to delete
-        if changed:
+        # A soft delete unpublishes the event; a write without "published" leaves it
+        # unpublished; an event left as it was is published only if it is not.
+        if deleted or (written and not body.get("published")):
             client.publish_event(event.uuid)
-        elif event.complete or attributes:
+        elif sent and not written:
             client.publish_event(event.uuid, if_needed=True)
         new = [m for m in objects if self._is_new(m)]
         at = now_micros()
@@ -531,7 +540,7 @@ class _Run:
                 f" {event.body.get('distribution', 'kept')}, {len(live)} attribute(s)) for"
                 f" {ids}{more}: {why}")
         for mapped in objects:
-            if mapped.deleted:
+            if mapped.deleted and self._is_new(mapped):
                 for attribute_uuid in mapped.attribute_uuids:
                     report.plan.append(
                         f"soft-delete attribute {attribute_uuid} of event {event.uuid}:"

@@ -155,8 +155,8 @@ def fresh(name: str, salt: uuid.UUID) -> list[dict[str, Any]]:
 
 def marked(objects: list[dict[str, Any]], level: Tlp) -> list[dict[str, Any]]:
     out = []
-    for obj in objects:
-        obj = {k: v for k, v in obj.items() if k != "granular_markings"}
+    for original in objects:
+        obj = {k: v for k, v in original.items() if k != "granular_markings"}
         if obj["type"] != "marking-definition":
             obj["object_marking_refs"] = [TLP2_IDS[level]]
         out.append(obj)
@@ -258,7 +258,8 @@ def attribute(instance: Instance, indicator: dict[str, Any]) -> dict[str, Any] |
 
 def event_of(instance: Instance, attr: dict[str, Any]) -> dict[str, Any]:
     answer = instance.admin.get_event(attr["event_id"], deleted=True)
-    assert isinstance(answer, dict) and "Event" in answer, answer
+    assert isinstance(answer, dict), answer
+    assert "Event" in answer, answer
     event: dict[str, Any] = answer["Event"]
     return event
 
@@ -269,7 +270,8 @@ def test_first_push_creates_published_events_on_both(first: World) -> None:
         assert report.counts["created"] >= 3, (label, report.counts)
         assert report.counts["pushed"] >= 3
         assert report.counts["failed"] == 0
-        assert report.cursor_after is not None and report.cursor_before is None
+        assert report.cursor_after is not None
+        assert report.cursor_before is None
         for name in ("indicator-for-malicious-url.json", "poisonivy.json"):
             for indicator in indicators(first, name):
                 attr = attribute(instance, indicator)
@@ -281,8 +283,10 @@ def test_first_push_creates_published_events_on_both(first: World) -> None:
 def test_a_second_run_makes_no_write_request(first: World) -> None:
     # With the cursor saved: nothing new, so MISP is not even asked.
     again = first.push(first.pk, "pk-2")
-    assert again.counts == {} and again.outcome is Outcome.OK
-    assert first.counters["pk-2"].calls == [] and first.counters["pk-2"].built == 0
+    assert again.counts == {}
+    assert again.outcome is Outcome.OK
+    assert first.counters["pk-2"].calls == []
+    assert first.counters["pk-2"].built == 0
     # From the beginning again (a lost cursor): every event is compared, none written.
     first.ex.store.save_misp_state(MispSyncState(first.pk.target.name, "push"))
     redo = first.push(first.pk, "pk-redo")
@@ -334,7 +338,8 @@ def test_distribution_follows_tlp(first: World) -> None:
     # AMBER+STRICT: to the producer's own instance only, organisation-only there.
     for indicator in indicators(first, "apt1.json"):
         attr = attribute(first.uz, indicator)
-        assert attr is not None and attr["distribution"] == "0"
+        assert attr is not None
+        assert attr["distribution"] == "0"
         assert attribute(first.pk, indicator) is None
     rules = {i.id: i.rule for i in first.runs["pk-1"].items}
     assert all(rules[o["id"]].startswith("deny-reshare-misp")
@@ -356,7 +361,8 @@ def test_the_sharing_group_is_created_once(first: World) -> None:
     assert not [c for c in calls if "haring" in c[1]], calls
     [indicator] = [o for o in extra if o["type"] == "indicator"]
     attr = attribute(first.pk, indicator)
-    assert attr is not None and attr["distribution"] == "4"
+    assert attr is not None
+    assert attr["distribution"] == "4"
 
 
 def test_orgc_is_the_contributor_with_a_sync_user(first: World) -> None:
@@ -374,7 +380,8 @@ def test_the_ledger_holds_one_disclosure_per_pushed_version(first: World) -> Non
     entries = first.ex.audit.each(RecordFilter(kinds=(Kind.DISCLOSURE,),
                                                recipient_org="PK-CERT"))
     records = [e.record for e in entries if isinstance(e.record, Disclosure)]
-    assert records and all(r.channel == "misp" for r in records)
+    assert records
+    assert all(r.channel == "misp" for r in records)
     assert {r.recipient_account for r in records} == {f"misp:{first.pk.target.name}"}
     disclosed = [d.object_id for r in records for d in r.objects]
     assert len(disclosed) == len(set(disclosed))  # the redo disclosed nothing again
@@ -393,13 +400,16 @@ def test_revocation_becomes_a_soft_delete(first: World) -> None:
     report = first.push(first.pk, "pk-revoke")
     # The indicator's attribute and the one carrying its signature.
     assert report.counts["deleted"] == 2, (report.counts, report.items)
-    assert report.counts["pushed"] == 1 and report.outcome is Outcome.OK
+    assert report.counts["pushed"] == 1
+    assert report.outcome is Outcome.OK
     attr = attribute(first.pk, victim)
-    assert attr is not None and attr["deleted"] is True
+    assert attr is not None
+    assert attr["deleted"] is True
     event = event_of(first.pk, attr)
     assert event["published"] is True  # published again after the delete
     gone = set(first.ex.store.misp_pushed(first.pk.target.name)[victim["id"]].attribute_uuids)
-    assert attr["uuid"] in gone and len(gone) == 2
+    assert attr["uuid"] in gone
+    assert len(gone) == 2
     held = {a["uuid"]: a["deleted"] for a in event["Attribute"]}
     assert all(held[u] for u in gone)
     assert [u for u, deleted in held.items() if not deleted]  # the others stay
@@ -417,14 +427,17 @@ def test_a_dry_run_writes_nothing_and_says_why(first: World) -> None:
     pushed = first.ex.store.misp_pushed(first.uz.target.name)
     before = len(first.ex.audit.each(RecordFilter(kinds=(Kind.DISCLOSURE,))))
     dry = first.push(first.uz, "uz-dry", dry_run=True)
-    assert dry.dry_run and first.counters["uz-dry"].writes == []
+    assert dry.dry_run
+    assert first.counters["uz-dry"].writes == []
     # Since UZ's last push: another AMBER indicator, a revocation, and this one.
     [line] = [p for p in dry.plan if indicator["id"] in p]
-    assert line.startswith("create event") and "distribution 1" in line
+    assert line.startswith("create event")
+    assert "distribution 1" in line
     creates = [p for p in dry.plan if p.startswith("create event")]
     deletes = [p for p in dry.plan if p.startswith("soft-delete attribute")]
     assert dry.counts["created"] == len(creates) == 2
-    assert len(deletes) == 2 and all("is revoked" in p for p in deletes)
+    assert len(deletes) == 2
+    assert all("is revoked" in p for p in deletes)
     assert {i.rule for i in dry.items} == {"unsupported-type"}  # the malware, the relationship
     assert attribute(first.uz, indicator) is None
     assert first.ex.store.misp_state(first.uz.target.name, "push") == state

@@ -20,6 +20,9 @@ only when the request surely never reached MISP (connection refused or not estab
 in time): after a 5xx, a read timeout or a reset the event may exist, and the next run
 finds it and brings it up to date instead of adding it twice.
 
+PyMISP logs request headers and MISP's answers at DEBUG level; a filter on its logger takes
+the API keys out of those records (``exchange -v`` must not print a key).
+
 What the push needs: :meth:`MispClient.get_event` (by UUID, soft-deleted attributes
 included), :meth:`MispClient.push_event` (add or update by UUID, idempotent: an event
 that already holds the same content gets no write request at all, and MISP's 403 "not
@@ -105,6 +108,40 @@ class Retry:
         """Seconds to wait after ``tried`` failed tries (1 for the first failure)."""
         full = min(self.cap, self.base * float(2 ** max(tried - 1, 0)))
         return full * (1 - self.jitter) + full * self.jitter * draw()
+
+
+class _KeyRedactor(logging.Filter):
+    """Takes the API keys out of PyMISP's log records.
+
+    At DEBUG level PyMISP logs every request's headers (``Authorization`` among them)
+    and MISP's answers (a user's ``authkey`` among them); ``exchange -v`` turns DEBUG on.
+    """
+
+    _FIELD = re.compile(r"""(?i)(['"](?:authorization|x-misp-auth|authkey)['"]\s*:\s*)"""
+                        r"""(['"])[^'"]*\2""")
+
+    def __init__(self) -> None:
+        super().__init__("pymisp")
+        self.keys: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        redacted = self._FIELD.sub(r"\1'***'", text)
+        for key in tuple(self.keys):
+            redacted = redacted.replace(key, "***")
+        if redacted != text:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_REDACTOR: Final = _KeyRedactor()
+
+
+def _hide_in_pymisp_logs(key: str) -> None:
+    _REDACTOR.keys.add(key)
+    pymisp_log = logging.getLogger("pymisp")
+    if _REDACTOR not in pymisp_log.filters:
+        pymisp_log.addFilter(_REDACTOR)
 
 
 class _Retryable(enum.Enum):
@@ -193,6 +230,7 @@ class MispClient:
             raise ConfigError(f"target {target.name!r}: empty API key")
         self.target = target
         self._key = api_key.strip()
+        _hide_in_pymisp_logs(self._key)
         self._factory = factory
         self._api: PyMISP | None = None
         self.retry = retry or Retry()

@@ -16,11 +16,11 @@ A job does not run when its target should rest (:func:`skip_reason`):
 
 Leadership: several nodes may run ``exchange scheduler`` (or ``exchange serve``) on one
 database; exactly one runs the jobs. On PostgreSQL the leader holds a session-level
-``pg_try_advisory_lock`` on a connection of its own (named ``cx-scheduler <pid>`` in
-``pg_stat_activity``); the others try again every ``poll`` seconds and take over within
-seconds when the leader stops or dies, since PostgreSQL releases the lock with the
-session. On SQLite an ``fcntl`` lock on ``<database>.scheduler-lock`` does the same for
-the processes of one machine.
+``pg_try_advisory_lock`` (one per database schema) on a connection of its own (named
+``cx-scheduler <pid>`` in ``pg_stat_activity``); the others try again every ``poll``
+seconds and take over within seconds when the leader stops or dies, since PostgreSQL
+releases the lock with the session. On SQLite an ``fcntl`` lock on
+``<database>.scheduler-lock`` does the same for the processes of one machine.
 
 The leader also re-reads the targets file when it changes (a broken file is refused with
 its message and the jobs stay as they were) and writes each job's next run into the
@@ -30,7 +30,6 @@ sync state for ``exchange sync status``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -82,9 +81,10 @@ log = logging.getLogger(__name__)
 
 #: The job store's table in the exchange database (created by APScheduler on first use).
 JOB_TABLE: Final = "cx_scheduler_jobs"
-#: The PostgreSQL advisory lock key of the scheduler leader (from a fixed name).
-LOCK_KEY: Final = int.from_bytes(
-    hashlib.sha256(b"cert-exchange misp scheduler leader").digest()[:8], "big", signed=True)
+#: The PostgreSQL advisory lock of the scheduler leader: a hash of this name and the
+#: schema, so exchanges in separate schemas of one database do not share a leader.
+_LOCK_KEY_SQL: Final = sa.text(
+    "SELECT hashtextextended('cert-exchange misp scheduler leader ' || current_schema(), 0)")
 _JOB_PREFIX: Final = "misp-"
 _WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DOW_ITEM = re.compile(r"(\*|[0-7a-z]+)(?:-([0-7a-z]+))?(?:/([0-9]+))?")
@@ -287,6 +287,7 @@ class PostgresLeadership:
         self._engine = create_engine(url, SqliteOptions()).execution_options(
             isolation_level="AUTOCOMMIT")
         self._conn: sa.Connection | None = None
+        self._key = 0
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free."""
@@ -300,7 +301,8 @@ class PostgresLeadership:
         try:
             conn.execute(sa.text("SELECT set_config('application_name', :name, false)"),
                          {"name": f"cx-scheduler {os.getpid()}"})
-            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(LOCK_KEY))).scalar()
+            self._key = int(conn.execute(_LOCK_KEY_SQL).scalar_one())
+            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self._key))).scalar()
         except sa.exc.SQLAlchemyError as e:
             log.warning("scheduler: cannot ask for the leader lock (%s)", type(e).__name__)
             conn.close()
@@ -335,7 +337,7 @@ class PostgresLeadership:
         """Unlock and close the connection."""
         if self._conn is not None:
             try:
-                self._conn.execute(sa.select(sa.func.pg_advisory_unlock(LOCK_KEY)))
+                self._conn.execute(sa.select(sa.func.pg_advisory_unlock(self._key)))
                 self._conn.close()
             except sa.exc.SQLAlchemyError:
                 self._drop()

@@ -106,6 +106,8 @@ class Settings:
     log_level: str = "INFO"
     cache_seconds: int = 5  # how long a worker trusts an authentication it checked
     policy_dir: str = ""  # the policies/ directory in force; empty: the built-in baseline
+    # the MISP targets file (feeds/misp-targets.yaml); empty: no MISP sync configured
+    misp_targets: str = ""
     audit_origin: str = ""  # the audit log's checkpoint origin; empty: from the title
     audit_checkpoint_seconds: int = 60  # sign a checkpoint this often when the log grew
     audit_spool_dir: str = ""  # where disclosures wait to be sequenced; empty: <home>/audit-spool
@@ -126,6 +128,14 @@ class Settings:
         if not self.policy_dir:
             return None
         path = Path(self.policy_dir).expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    @property
+    def misp_targets_path(self) -> Path | None:
+        """The MISP targets file (relative paths are relative to the home), or None."""
+        if not self.misp_targets:
+            return None
+        path = Path(self.misp_targets).expanduser()
         return path if path.is_absolute() else self.home / path
 
     @property
@@ -290,6 +300,8 @@ def load_settings(
             continue  # client-side variables read by the CLI, not node settings
         if key == "node_key_passphrase":
             continue  # a secret read by exchange.node.keyring.ensure_node_key, never stored here
+        if key.startswith("misp_key_"):
+            continue  # a MISP API key a target's api_key_env names (feeds/misp-targets.yaml)
         if key not in _TYPED_KEYS:
             raise ConfigError(f"unknown environment variable {name}")
         values[key] = _coerce(key, raw, name)

@@ -34,6 +34,7 @@ from exchange.cli.options import http_options, read_api_key
 from exchange.cli.policy import policy
 from exchange.cli.revoke import revoke, revoke_file
 from exchange.cli.search import objects, search, show
+from exchange.cli.sync import scheduler, sync
 from exchange.config import Settings, load_settings
 from exchange.errors import ExchangeError
 from exchange.model.objects import OrgId
@@ -326,12 +327,20 @@ def collection_list(c: _Ctx, as_json: bool) -> None:
 @click.option("--workers", type=int, help="gunicorn worker processes.")
 @click.option("--threads", type=int, default=4, show_default=True,
               help="Threads per worker.")
+@click.option("--no-scheduler", is_flag=True,
+              help="Do not run the MISP sync jobs beside the server (run 'exchange"
+                   " scheduler' elsewhere, or no sync at all).")
 @pass_ctx
 def serve(c: _Ctx, host: str | None, port: int | None, workers: int | None,
-          threads: int) -> None:
-    """Serve TAXII 2.1 under gunicorn."""
+          threads: int, no_scheduler: bool) -> None:
+    """Serve TAXII 2.1 under gunicorn, with the MISP sync jobs beside it.
+
+    The jobs run in an 'exchange scheduler' child when misp_targets is set, unless
+    --no-scheduler; with several servers on one PostgreSQL database, one of them leads.
+    """
     from dataclasses import replace  # noqa: PLC0415
 
+    from exchange.misp.sync import load_node_targets  # noqa: PLC0415
     from exchange.taxii.serve import serve as run  # noqa: PLC0415
 
     settings = c.settings
@@ -343,7 +352,10 @@ def serve(c: _Ctx, host: str | None, port: int | None, workers: int | None,
     if workers:
         changes["workers"] = workers
     logging.getLogger().setLevel(settings.log_level)
-    run(replace(settings, **changes), threads=threads)
+    with_scheduler = not no_scheduler and settings.misp_targets_path is not None
+    if with_scheduler:
+        load_node_targets(settings)  # refuse to start on a broken targets file
+    run(replace(settings, **changes), threads=threads, scheduler=with_scheduler)
 
 
 # -- client commands ------------------------------------------------------------------
@@ -547,5 +559,6 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
     run_demo(home, port=port, count=count, fresh=fresh)
 
 
-for _command in (policy, audit, keys, sign, verify, revoke, search, show, objects):
+for _command in (policy, audit, keys, sign, verify, revoke, search, show, objects, sync,
+                 scheduler):
     main.add_command(_command)

@@ -8,8 +8,17 @@ Modules so far (pure, no network):
   (the JSON PyMISP sends) with deterministic UUIDs, TLP tags and distributions
   (:func:`map_for_target`), and a reason for every object it leaves out.
 
-Left to the rest of issue 19: the PyMISP client wrapper (push and pull against real MISP),
-sharing-group creation, cursors, the scheduler and the ``exchange sync`` commands.
+With the network:
+
+* :mod:`~exchange.misp.client`: PyMISP with every result checked and transient failures
+  retried with backoff;
+* :mod:`~exchange.misp.sync`: one run of one target and direction (:func:`run_target`),
+  recorded as the target's sync state (cursor, outcome, counts, reasons, failures);
+* :mod:`~exchange.misp.scheduler`: the APScheduler jobs, one per target and direction,
+  in the exchange database, run by one leader among the node's schedulers.
+
+Left to the rest of issue 19: push and pull against real MISP (``push.run_push``,
+``pull.run_pull``, found by name by :mod:`~exchange.misp.sync`), sharing-group creation.
 
 A door: imports the core (``errors``, ``model``, ``policy``, ``signing``) and ``node``;
 never ``member`` or another door (tests/unit/test_layout.py).

@@ -12,6 +12,17 @@ PyMISP has two habits this module exists to tame (DESIGN.md decision 7, research
   connections become :class:`~exchange.errors.RemoteError` saying what failed. Messages
   name the target and the operation, never the API key.
 
+Transient failures are retried (:class:`Retry`): a 5xx answer, a timeout, a refused or
+reset connection, a response cut off mid-way, up to ``attempts`` tries in all with
+exponential backoff and jitter between them. A 4xx answer is never retried (it will not
+change by asking again), nor is a TLS verification failure. Adding an event is retried
+only when the request surely never reached MISP (connection refused or not established
+in time): after a 5xx, a read timeout or a reset the event may exist, and the next run
+finds it and brings it up to date instead of adding it twice.
+
+PyMISP logs request headers and MISP's answers at DEBUG level; a filter on its logger takes
+the API keys out of those records (``exchange -v`` must not print a key).
+
 What the push needs: :meth:`MispClient.get_event` (by UUID, soft-deleted attributes
 included), :meth:`MispClient.push_event` (add or update by UUID, idempotent: an event
 that already holds the same content gets no write request at all, and MISP's 403 "not
@@ -22,8 +33,13 @@ newer than the local copy" counts as up to date) and :meth:`MispClient.delete_at
 from __future__ import annotations
 
 import enum
+import logging
 import os
+import random
+import re
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +47,7 @@ from typing import Any, Final
 import requests
 from pymisp import PyMISP
 from pymisp.exceptions import MISPServerError, PyMISPError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from exchange.errors import (
     AuthError,
@@ -43,7 +60,9 @@ from exchange.errors import (
 from exchange.misp.mapping import MispEvent
 from exchange.misp.targets import MispTarget
 
-__all__ = ["MispClient", "MispRefused", "PushResult", "read_api_key"]
+__all__ = ["MispClient", "MispRefused", "PushResult", "Retry", "read_api_key"]
+
+log = logging.getLogger(__name__)
 
 #: Event fields the exchange sets and compares (MISP's numbers as strings).
 _EVENT_FIELDS: Final = ("info", "date", "distribution", "sharing_group_id",
@@ -56,6 +75,81 @@ _TIME_FIELDS: Final = frozenset({"first_seen", "last_seen"})
 _NOT_NEWER: Final = "not newer than the local copy"
 #: Longest piece of MISP's answer quoted in a message.
 _MAX_QUOTE: Final = 300
+#: PyMISP's message for a 5xx answer (it says 500 whatever the status was).
+_SERVER_ERROR = re.compile(r"Error code 5[0-9][0-9]\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How transient failures are retried: exponential backoff with jitter.
+
+    The wait before try ``n + 1`` is ``min(cap, base * 2 ** (n - 1))`` seconds, of which
+    the fraction ``jitter`` is random (so clients that failed together do not come back
+    together).
+
+    Attributes:
+        attempts: Tries in all (1: never retry).
+        base: The first wait, in seconds.
+        cap: The longest wait, in seconds.
+        jitter: The random fraction of each wait, 0 to 1.
+    """
+
+    attempts: int = 4
+    base: float = 1.0
+    cap: float = 30.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base < 0 or self.cap < 0 or not 0 <= self.jitter <= 1:
+            raise ConfigError("retry: attempts must be at least 1, base and cap not"
+                              " negative, jitter between 0 and 1")
+
+    def delay(self, tried: int, draw: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after ``tried`` failed tries (1 for the first failure)."""
+        full = min(self.cap, self.base * float(2 ** max(tried - 1, 0)))
+        return full * (1 - self.jitter) + full * self.jitter * draw()
+
+
+class _KeyRedactor(logging.Filter):
+    """Takes the API keys out of PyMISP's log records.
+
+    At DEBUG level PyMISP logs every request's headers (``Authorization`` among them)
+    and MISP's answers (a user's ``authkey`` among them); ``exchange -v`` turns DEBUG on.
+    """
+
+    _FIELD = re.compile(r"""(?i)(['"](?:authorization|x-misp-auth|authkey)['"]\s*:\s*)"""
+                        r"""(['"])[^'"]*\2""")
+
+    def __init__(self) -> None:
+        super().__init__("pymisp")
+        self.keys: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        redacted = self._FIELD.sub(r"\1'***'", text)
+        for key in tuple(self.keys):
+            redacted = redacted.replace(key, "***")
+        if redacted != text:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_REDACTOR: Final = _KeyRedactor()
+
+
+def _hide_in_pymisp_logs(key: str) -> None:
+    _REDACTOR.keys.add(key)
+    pymisp_log = logging.getLogger("pymisp")
+    if _REDACTOR not in pymisp_log.filters:
+        pymisp_log.addFilter(_REDACTOR)
+
+
+class _Retryable(enum.Enum):
+    """Whether a failed request may be tried again."""
+
+    NO = "no"
+    UNSENT = "unsent"  # it never reached MISP: safe to repeat anything
+    UNCERTAIN = "uncertain"  # it may have reached MISP: repeat only what is idempotent
 
 
 class MispRefused(ExchangeError):
@@ -115,16 +209,19 @@ class MispClient:
     The API key is held privately and appears in no message or repr.
     """
 
-    __slots__ = ("_api", "_factory", "_key", "target")
+    __slots__ = ("_api", "_factory", "_key", "_sleep", "retry", "target")
 
     def __init__(self, target: MispTarget, api_key: str,
-                 factory: Callable[..., PyMISP] = PyMISP) -> None:
+                 factory: Callable[..., PyMISP] = PyMISP, *, retry: Retry | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         """Prepare a client; no network call is made until the first operation.
 
         Args:
             target: The target (URL, CA file, timeout).
             api_key: Its API key (see :func:`read_api_key`).
             factory: What builds the PyMISP client (PyMISP itself).
+            retry: How transient failures are retried (default :class:`Retry`'s).
+            sleep: How to wait between tries.
 
         Raises:
             ConfigError: The key is empty.
@@ -133,8 +230,11 @@ class MispClient:
             raise ConfigError(f"target {target.name!r}: empty API key")
         self.target = target
         self._key = api_key.strip()
+        _hide_in_pymisp_logs(self._key)
         self._factory = factory
         self._api: PyMISP | None = None
+        self.retry = retry or Retry()
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"MispClient({self.target.name!r}, {self.target.url!r})"
@@ -150,33 +250,71 @@ class MispClient:
                 tool="cert-exchange"))
         return self._api
 
-    def _call(self, doing: str, action: Callable[[], Any]) -> Any:
-        """Run one PyMISP call and turn every failure into an ExchangeError."""
-        try:
-            return action()
-        except requests.Timeout:
-            raise RemoteError(self._where(f"{doing} timed out after"
-                                          f" {self.target.timeout:g} s")) from None
-        except requests.ConnectionError as e:
-            kind = type(e).__name__
-            raise RemoteError(self._where(f"{doing} failed: connection refused, reset or"
-                                          f" not verified ({kind})")) from None
-        except requests.RequestException as e:
-            raise RemoteError(self._where(f"{doing} failed ({type(e).__name__})")) from None
-        except MISPServerError as e:
+    def _call(self, doing: str, action: Callable[[], Any], *, idempotent: bool = True
+              ) -> Any:
+        """Run one PyMISP call, retrying transient failures, and turn every failure into an
+        ExchangeError.
+
+        Args:
+            doing: What the call does, for messages ("reading event ...").
+            action: The call.
+            idempotent: Whether repeating a call that may have reached MISP is harmless.
+        """
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                return action()
+            except (requests.RequestException, PyMISPError) as e:
+                kind, message, retryable = self._failure(doing, e)
+            allowed = (retryable is _Retryable.UNSENT
+                       or (retryable is _Retryable.UNCERTAIN and idempotent))
+            if not allowed or tried >= self.retry.attempts:
+                attempts = f" (after {tried} attempts)" if tried > 1 else ""
+                raise kind(self._where(message + attempts)) from None
+            wait = self.retry.delay(tried)
+            log.warning("%s; trying again in %.1f s (attempt %d of %d)",
+                        self._where(message), wait, tried + 1, self.retry.attempts)
+            self._sleep(wait)
+
+    def _failure(self, doing: str, e: BaseException
+                 ) -> tuple[type[ExchangeError], str, _Retryable]:
+        """What a failed PyMISP call becomes (error class and message without the
+        target), and whether it may be tried again."""
+        if isinstance(e, requests.exceptions.SSLError):
+            return (RemoteError, f"{doing} failed: the TLS connection could not be verified",
+                    _Retryable.NO)
+        if isinstance(e, requests.Timeout):
+            unsent = isinstance(e, requests.ConnectTimeout)
+            return (RemoteError, f"{doing} timed out after {self.target.timeout:g} s",
+                    _Retryable.UNSENT if unsent else _Retryable.UNCERTAIN)
+        if isinstance(e, requests.ConnectionError):
+            unsent = _never_connected(e)
+            what = "connection refused" if unsent else "connection reset or closed"
+            return (RemoteError, f"{doing} failed: {what} ({type(e).__name__})",
+                    _Retryable.UNSENT if unsent else _Retryable.UNCERTAIN)
+        if isinstance(e, requests.exceptions.ChunkedEncodingError):
+            return (RemoteError, f"{doing} failed: the connection broke off in the middle of"
+                    " MISP's answer", _Retryable.UNCERTAIN)
+        if isinstance(e, requests.RequestException):
+            return RemoteError, f"{doing} failed ({type(e).__name__})", _Retryable.NO
+        if isinstance(e, MISPServerError):
             first = str(e).split("\n", 1)[0]
-            raise RemoteError(self._where(f"{doing} failed: MISP answered with a server"
-                                          f" error ({_quote(first)})")) from None
-        except PyMISPError as e:
-            text = str(e).replace(self._key, "***")
-            if text.startswith("Unable to connect"):
-                # The constructor's wrapping of a refused, reset or timed-out connection.
-                raise RemoteError(self._where(
-                    f"{doing} failed: MISP could not be reached (connection refused, reset,"
-                    " timed out or TLS not verified)")) from None
-            if "user settings" in text or "authorization" in text.lower():
-                raise AuthError(self._where(f"{doing}: MISP refused the API key")) from None
-            raise RemoteError(self._where(f"{doing} failed: {_quote(text)}")) from None
+            retry = _Retryable.UNCERTAIN if _SERVER_ERROR.match(first) else _Retryable.NO
+            return (RemoteError, f"{doing} failed: MISP answered with a server error"
+                    f" ({_quote(first)})", retry)
+        text = str(e).replace(self._key, "***")
+        if text.startswith("Unable to connect"):
+            # The constructor's wrapping of a refused, reset or timed-out connection; the
+            # requests exception it wraps says which.
+            cause = e.__cause__ or e.__context__
+            retry = (self._failure(doing, cause)[2]
+                     if isinstance(cause, requests.RequestException) else _Retryable.NO)
+            return (RemoteError, f"{doing} failed: MISP could not be reached (connection"
+                    " refused, reset, timed out or TLS not verified)", retry)
+        if "user settings" in text or "authorization" in text.lower():
+            return AuthError, f"{doing}: MISP refused the API key", _Retryable.NO
+        return RemoteError, f"{doing} failed: {_quote(text)}", _Retryable.NO
 
     def _checked(self, doing: str, result: Any) -> Any:
         """Raise for PyMISP's error dicts; return anything else unchanged."""
@@ -254,7 +392,8 @@ class MispClient:
             # PyMISP sends a flat dict as it is (its annotation names only MISPEvent); the
             # mapping's JSON goes to MISP unchanged, without a MISPEvent round trip.
             answer = self._checked(doing, self._call(
-                doing, lambda: api.add_event(body)))  # type: ignore[arg-type]
+                doing, lambda: api.add_event(body),  # type: ignore[arg-type]
+                idempotent=False))
             self._check_kept(doing, body, answer)
             return PushResult.CREATED
         if _up_to_date(body, existing):
@@ -430,8 +569,10 @@ class MispClient:
             "SharingGroupOrg": [{"extend": False, "Organisation": {"name": n, "uuid": u}}
                                 for n, u in members],
         }
+        # Not retried blindly: a create that reached MISP is found by UUID next run.
         answer = self._checked(doing, self._call(
-            doing, lambda: api.add_sharing_group(body)))  # type: ignore[arg-type]
+            doing, lambda: api.add_sharing_group(body),  # type: ignore[arg-type]
+            idempotent=False))
         group = answer.get("SharingGroup", answer) if isinstance(answer, dict) else None
         if not isinstance(group, dict) or not group.get("id"):
             raise MispRefused(self._where(f"{doing}: MISP did not create it"
@@ -485,6 +626,21 @@ class MispClient:
         event = answer.get("Event") if isinstance(answer, dict) else None
         if not isinstance(event, dict) or event.get("published") not in (True, 1, "1"):
             raise MispRefused(self._where(f"{doing}: MISP kept the event unpublished"))
+
+
+def _never_connected(e: requests.ConnectionError) -> bool:
+    """Whether a connection error happened before the request was sent (refused)."""
+    seen: set[int] = set()
+    cause: object = e
+    while isinstance(cause, BaseException) and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, NewConnectionError | ConnectTimeoutError):
+            return True
+        nested = getattr(cause, "reason", None)
+        if nested is None and cause.args and isinstance(cause.args[0], BaseException):
+            nested = cause.args[0]
+        cause = nested
+    return False
 
 
 def _same(field: str, wanted: object, held: object) -> bool:

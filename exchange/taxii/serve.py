@@ -4,7 +4,9 @@ Each gunicorn worker builds its own app (and so its own database connections) af
 fork; the master process only checks the configuration first, so a broken home fails
 fast with one clear line instead of a crash loop of workers. Beside the workers runs one
 ``exchange audit sequence --watch`` process, which moves the workers' spooled disclosures
-into the audit log (:mod:`exchange.audit.spool`) and makes the periodic checkpoints.
+into the audit log (:mod:`exchange.audit.spool`) and makes the periodic checkpoints, and,
+when asked, one ``exchange scheduler`` process, which runs the MISP sync jobs (or waits
+while another node's scheduler leads). Both stop with the server.
 """
 
 from __future__ import annotations
@@ -93,8 +95,15 @@ def gunicorn_options(settings: Settings, *, threads: int = 4, access_log: bool =
     }
 
 
-def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> None:
+def serve(settings: Settings, *, threads: int = 4, access_log: bool = True,
+          scheduler: bool = False) -> None:
     """Serve until interrupted. Blocks.
+
+    Args:
+        settings: The node's settings.
+        threads: Threads per worker.
+        access_log: Log each request.
+        scheduler: Also run ``exchange scheduler`` (the MISP sync jobs) as a child.
 
     Raises:
         ConfigError: The settings or the database schema are not usable.
@@ -117,26 +126,36 @@ def serve(settings: Settings, *, threads: int = 4, access_log: bool = True) -> N
         load_policies(settings.policy_path)  # refuse to start on a broken policy
     log.info("serving TAXII 2.1 on http://%s:%d/taxii2/ with %d worker(s)",
              settings.host, settings.port, settings.workers)
-    sequencer = _Sequencer(settings)
-    sequencer.start()
+    children = [_Child(settings, "the audit sequencer", ["audit", "sequence", "--watch"],
+                       "the spool keeps the disclosures meanwhile")]
+    if scheduler:
+        children.append(_Child(settings, "the MISP scheduler", ["scheduler"],
+                               "the sync jobs wait meanwhile"))
+    for child in children:
+        child.start()
     try:
         _Gunicorn(settings, gunicorn_options(settings, threads=threads,
                                              access_log=access_log)).run()
     finally:
-        sequencer.stop()
+        for child in children:
+            child.stop()
 
 
-class _Sequencer:
-    """The ``exchange audit sequence --watch`` child beside the workers, restarted (after
-    a pause) if it ever exits on its own: until then the spool keeps every disclosure
-    and the auditor's commands sequence on demand, but checkpoints wait."""
+class _Child:
+    """An ``exchange`` child beside the workers (the audit sequencer, the MISP scheduler),
+    restarted (after a pause) if it ever exits on its own. For the sequencer: until then
+    the spool keeps every disclosure and the auditor's commands sequence on demand, but
+    checkpoints wait; for the scheduler, the sync jobs wait."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, label: str, command: list[str],
+                 meanwhile: str) -> None:
+        self._label = label
+        self._meanwhile = meanwhile
         self._command = [sys.executable, "-m", "exchange", "--home", str(settings.home),
-                         "audit", "sequence", "--watch", "--parent-pid", str(os.getpid())]
+                         *command, "--parent-pid", str(os.getpid())]
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
-        self._watch = threading.Thread(target=self._keep_running, name="cx-sequencer-watch",
+        self._watch = threading.Thread(target=self._keep_running, name="cx-child-watch",
                                        daemon=True)
 
     def start(self) -> None:
@@ -150,8 +169,8 @@ class _Sequencer:
                 # gunicorn's arbiter reaps every child of its process, this one too, and
                 # then Popen can only report 0: the real status is gone.
                 status = "" if proc.returncode == 0 else f" with status {proc.returncode}"
-                log.error("the audit sequencer stopped%s; restarting it (the spool keeps"
-                          " the disclosures meanwhile)", status)
+                log.error("%s stopped%s; restarting it (%s)", self._label, status,
+                          self._meanwhile)
                 self._proc = subprocess.Popen(self._command)  # noqa: S603 - as in start()
 
     def stop(self) -> None:

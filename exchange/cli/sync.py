@@ -1,0 +1,193 @@
+"""``exchange sync`` and ``exchange scheduler``: the MISP sync by hand, its status, its jobs.
+
+Thin over :mod:`exchange.misp.sync` (one run, and the state it records) and
+:mod:`exchange.misp.scheduler` (the jobs). The targets are the node's ``misp_targets``
+file, checked against its sharing policy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from exchange.errors import ExchangeError
+from exchange.misp.report import Outcome, RunReport
+from exchange.misp.scheduler import SchedulerOptions, SyncScheduler, changed_at, skip_reason
+from exchange.misp.sync import (
+    directions_for,
+    load_node_targets,
+    open_node,
+    run_target,
+    summary,
+    target_named,
+)
+from exchange.misp.targets import MispTarget, load_targets
+from exchange.node.base import now_micros
+from exchange.storage.base import MispSyncState
+
+#: Counts ``sync status`` always shows, even at zero.
+SHOWN_COUNTS = ("created", "updated", "skipped", "failed")
+
+
+def _when(micros: int | None) -> str | None:
+    if micros is None:
+        return None
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+def _item_line(item: dict[str, str]) -> str:
+    return f"  {item['kind']} {item['id']} [{item['rule']}]: {item['reason']}"
+
+
+@click.group()
+def sync() -> None:
+    """MISP sync: run a target by hand, show how each target stands."""
+
+
+@sync.command("run")
+@click.argument("target")
+@click.option("--direction", type=click.Choice(["push", "pull", "both"]), default="both",
+              show_default=True, help="Which way (narrowed to what the target is set up for).")
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be pushed or pulled and why; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def sync_run(ctx_obj: Any, target: str, direction: str, dry_run: bool, as_json: bool) -> None:
+    """Sync one MISP target now (exits 1 unless every direction ends ok)."""
+    settings = ctx_obj.settings
+    with open_node(settings) as node:
+        chosen = target_named(load_node_targets(settings, node), target)
+        reports = [run_target(node, chosen, d, dry_run=dry_run)
+                   for d in directions_for(chosen, direction)]
+    if as_json:
+        click.echo(json.dumps([_report_json(r) for r in reports], indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(line for r in reports for line in _report_lines(r)))
+    if any(r.outcome is not Outcome.OK for r in reports):
+        sys.exit(1)
+
+
+def _report_json(report: RunReport) -> dict[str, Any]:
+    return {"target": report.target, "direction": report.direction,
+            "dry_run": report.dry_run, "outcome": report.outcome.value,
+            "message": report.message, "counts": dict(report.counts),
+            "items": [i.as_dict() for i in report.items], "plan": list(report.plan),
+            "cursor_before": report.cursor_before, "cursor_after": report.cursor_after}
+
+
+def _report_lines(report: RunReport) -> list[str]:
+    dry = " (dry run: nothing was written)" if report.dry_run else ""
+    lines = [f"{report.direction} {report.target}: {report.outcome.value}{dry}",
+             f"  {summary(report)}"]
+    if report.message and report.message != summary(report):
+        lines.append(f"  {report.message}")
+    if report.cursor_after is not None or report.cursor_before is not None:
+        lines.append(f"  cursor: {report.cursor_before or '(start)'} ->"
+                     f" {report.cursor_after or report.cursor_before or '(start)'}")
+    verb = "would" if report.dry_run else "did"
+    lines += [f"  {verb}: {step}" for step in report.plan]
+    lines += [_item_line(item.as_dict()) for item in report.items]
+    return lines
+
+
+@sync.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def sync_status(ctx_obj: Any, as_json: bool) -> None:
+    """Each target and direction: last run, outcome, counts, reasons, cursor, next run."""
+    settings = ctx_obj.settings
+    targets: dict[str, MispTarget] = {}
+    problem = None
+    if settings.misp_targets_path is not None:
+        try:
+            targets = {t.name: t for t in load_targets(settings.misp_targets_path)}
+        except ExchangeError as e:
+            problem = e.reason
+    wanted = [(t.name, d) for t in targets.values() for d in directions_for(t)]
+    with ctx_obj.exchange() as ex:
+        states = {(s.target, s.direction): s for s in ex.store.misp_states()}
+    now = now_micros()
+    rows = []
+    for key in [*wanted, *sorted(k for k in states if k not in wanted)]:
+        state = states.get(key) or MispSyncState(*key)
+        target = targets.get(key[0])
+        resting = skip_reason(state, now, SchedulerOptions().backoff,
+                              changed_at(target, settings.misp_targets_path)
+                              if target else None) if state.outcome != "never" else None
+        rows.append(_state_json(state, configured=key in wanted, resting=resting))
+    if as_json:
+        click.echo(json.dumps({"targets": rows, "problem": problem}, indent=2,
+                              sort_keys=True))
+        return
+    lines = [f"targets file: {problem}"] if problem else []
+    if not rows:
+        lines.append("no MISP targets configured (set misp_targets in exchange.toml)")
+    for row in rows:
+        lines += _state_lines(row)
+    click.echo("\n".join(lines))
+
+
+def _state_json(state: MispSyncState, *, configured: bool, resting: str | None
+                ) -> dict[str, Any]:
+    counts = dict.fromkeys(SHOWN_COUNTS, 0) | state.counts
+    return {"target": state.target, "direction": state.direction,
+            "configured": configured, "outcome": state.outcome, "message": state.message,
+            "last_started": _when(state.last_started),
+            "last_finished": _when(state.last_finished),
+            "counts": counts, "reasons": state.reasons, "cursor": state.cursor,
+            "failures": state.failures, "next_run": _when(state.next_run),
+            "resting": resting}
+
+
+def _state_lines(row: dict[str, Any]) -> list[str]:
+    gone = "" if row["configured"] else " (no longer in the targets file)"
+    last = row["last_finished"] or row["last_started"] or "never"
+    lines = [f"{row['target']} {row['direction']}{gone}: {row['outcome']}, last run {last},"
+             f" next run {row['next_run'] or 'not scheduled'}"]
+    counts = row["counts"]
+    shown = [f"{k} {counts[k]}" for k in SHOWN_COUNTS]
+    shown += [f"{k} {v}" for k, v in sorted(counts.items()) if k not in SHOWN_COUNTS]
+    lines.append(f"  {', '.join(shown)}")
+    lines.append(f"  cursor: {row['cursor'] or '(start)'}")
+    if row["message"]:
+        lines.append(f"  {row['message']}")
+    if row["failures"]:
+        lines.append(f"  consecutive failed runs: {row['failures']}")
+    if row["resting"]:
+        lines.append(f"  {row['resting']}")
+    lines += [_item_line(item) for item in row["reasons"]]
+    return lines
+
+
+@click.command("scheduler")
+@click.option("--poll", type=click.FloatRange(0.1, 60.0), default=5.0, show_default=True,
+              help="Seconds between a follower's attempts to take over (and the leader's"
+                   " checks of its lock and of the targets file).")
+@click.option("--parent-pid", type=int, hidden=True,
+              help="Stop when this process is gone (exchange serve starts it so).")
+@click.pass_obj
+def scheduler(ctx_obj: Any, poll: float, parent_pid: int | None) -> None:
+    """Run the MISP sync jobs in the foreground until SIGTERM or SIGINT.
+
+    Several schedulers may run on one database: one leads and runs the jobs, the others
+    wait and take over within --poll seconds when it stops.
+    """
+    settings = ctx_obj.settings
+    logging.getLogger().setLevel(min(logging.getLogger().level,
+                                     logging.getLevelName(settings.log_level.upper())))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    SyncScheduler(settings, options=SchedulerOptions(poll=poll),
+                  keep_going=lambda: parent_pid is None or os.getppid() == parent_pid
+                  ).run(stop)
+    click.echo("scheduler stopped", err=True)

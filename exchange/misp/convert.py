@@ -201,7 +201,7 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
         parser = MISPtoSTIX21Parser()
         parser.parse_misp_event({"Event": source})
         objects: list[dict[str, Any]] = json.loads(parser.bundle.serialize())["objects"]
-    except Exception as e:  # misp-stix raises anything from stix2, its own errors, KeyError
+    except Exception as e:  # noqa: BLE001 - misp-stix raises stix2 errors, KeyError, ...
         text = str(e).splitlines()[0][:300] if str(e) else ""
         raise ConversionFailed(f"misp-stix could not convert event {event_uuid}:"
                                f" {type(e).__name__}: {text}") from None
@@ -286,8 +286,7 @@ def _compensate(event: Mapping[str, Any], event_uuid: str, timestamp: int,
                 value = obj.get(name)
                 if not isinstance(value, str) or value > ceiling or not value[:4].isdigit():
                     obj[name] = ceiling
-            if obj["created"] > obj["modified"]:
-                obj["created"] = obj["modified"]
+            obj["created"] = min(obj["created"], obj["modified"])
         for name in _LATER_TIMES:
             value = obj.get(name)
             if isinstance(value, str) and value > ceiling:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -318,8 +318,8 @@ class MispClient:
                                        f" {event_uuid}")) from None
 
 
-    def search_index(self, since: str | None, *, page: int = 1,
-                     limit: int = 500) -> list[dict[str, Any]]:
+    def search_index(self, since: str | None, *, page: int = 1, limit: int = 500,
+                     tags: Sequence[str] = ()) -> list[dict[str, Any]]:
         """One page of published events whose timestamp is at or after ``since``.
 
         MISP's filter is inclusive (research/misp.md 4.4), so the caller de-duplicates
@@ -330,6 +330,7 @@ class MispClient:
             since: The cursor (epoch seconds as text), or None for every event.
             page: The 1-based page.
             limit: Rows per page.
+            tags: Only events carrying one of these tags (none: every event).
 
         Raises:
             AuthError: MISP refused the API key.
@@ -342,7 +343,8 @@ class MispClient:
         doing = f"listing published events since {since or 'the beginning'} (page {page})"
         answer = self._checked(doing, self._call(doing, lambda: api.search_index(
             published=True, minimal=True, timestamp=since, sort="timestamp", desc=False,
-            limit=limit, page=page)))
+            limit=limit, page=page,
+            tags=list(tags) or None)))  # type: ignore[type-var]  # PyMISP: str lists are fine
         if not isinstance(answer, list):
             raise RemoteError(self._where(f"{doing}: MISP answered without an event list"))
         rows = [row for row in answer if isinstance(row, dict)

@@ -144,7 +144,7 @@ def run_pull(node: Exchange, target: MispTarget, client: MispClient, *,
     try:
         owner = node.store.find_org(target.owner)
         collection = import_collection(node, target, owner)
-        listed = _list_events(client, report.cursor_before)
+        listed = _list_events(client, report.cursor_before, target.filters.include_tags)
     except AuthError as e:
         return _stopped(report, Outcome.AUTH_FAILED, e.reason)
     except (ExchangeError, NotFound) as e:
@@ -229,11 +229,13 @@ def import_collection(node: Exchange, target: MispTarget, owner: Organisation) -
                    " the pull has nowhere to import to")
 
 
-def _list_events(client: MispClient, cursor: str | None) -> list[tuple[str, int]]:
-    """(uuid, timestamp) of every listed event, oldest first, each UUID once."""
+def _list_events(client: MispClient, cursor: str | None, tags: Sequence[str]
+                 ) -> list[tuple[str, int]]:
+    """(uuid, timestamp) of every listed event, oldest first, each UUID once; with
+    ``tags``, MISP lists only events carrying one of them."""
     seen: dict[str, int] = {}
     for page in range(1, MAX_PAGES + 1):
-        rows = client.search_index(cursor, page=page, limit=PAGE_SIZE)
+        rows = client.search_index(cursor, page=page, limit=PAGE_SIZE, tags=tags)
         for row in rows:
             seen[row["uuid"]] = max(seen.get(row["uuid"], 0), int(row["timestamp"]))
         if len(rows) < PAGE_SIZE:

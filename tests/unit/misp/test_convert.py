@@ -24,8 +24,8 @@ from exchange.misp.convert import (
     measure_losses,
     normal_pattern,
 )
-from exchange.model.tlp import TLP2_IDS, TLP_MARKING_IDS
 from exchange.model.objects import Tlp
+from exchange.model.tlp import TLP2_IDS, TLP_MARKING_IDS
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 
 REPO = Path(__file__).resolve().parents[3]

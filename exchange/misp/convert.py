@@ -27,6 +27,10 @@ what misp-stix gets wrong for the exchange (sections 5.2-5.4):
   attributes, the sighting organisations' identities) with the export time. Every
   ``created``/``modified`` later than the event's timestamp, or missing, is set to the
   event's timestamp, so converting the same event twice gives the same objects.
+* **Custom types.** misp-stix writes attributes and objects STIX has no type for
+  (comments, free text, unknown MISP objects) as ``x-misp-attribute``/``x-misp-object``,
+  which STIX objects may not reference; each becomes a ``note`` with the same UUID on
+  the event's report or grouping, its value (and comment) as the note's content.
 * **Sightings** are kept as misp-stix writes them (``sighting`` objects, and
   ``opinion`` objects for false positives).
 
@@ -249,8 +253,69 @@ def _deleted(event: Mapping[str, Any]) -> set[str]:
     return out
 
 
+def _as_note(obj: Mapping[str, Any], container: str | None) -> dict[str, Any] | None:
+    """misp-stix's custom ``x-misp-attribute``/``x-misp-object`` as a STIX ``note`` on the
+    event's report or grouping (a custom type cannot be referenced by STIX objects)."""
+    key = _uuid_of(obj.get("id"))
+    if key is None or container is None:
+        return None
+    if obj.get("type") == "x-misp-attribute":
+        content = f"{obj.get('x_misp_type', 'attribute')}: {obj.get('x_misp_value', '')}"
+        comment = obj.get("x_misp_comment")
+        abstract = f"MISP attribute ({obj.get('x_misp_category', 'Other')})"
+    else:
+        lines = [f"{a.get('object_relation', a.get('type', '?'))}: {a.get('value', '')}"
+                 for a in obj.get("x_misp_attributes") or () if isinstance(a, Mapping)]
+        content = "\n".join([f"MISP object {obj.get('x_misp_name', '?')}", *lines])
+        comment = obj.get("x_misp_comment")
+        abstract = f"MISP object {obj.get('x_misp_name', '?')}"
+    if isinstance(comment, str) and comment:
+        content += f"\n{comment}"
+    note: dict[str, Any] = {"type": "note", "spec_version": "2.1", "id": f"note--{key}",
+                            "abstract": abstract[:200], "content": content,
+                            "object_refs": [container]}
+    for name in ("created_by_ref", "created", "modified", "labels"):
+        if name in obj:
+            note[name] = obj[name]
+    return note
+
+
+_REF_LISTS: Final = ("object_refs", "where_sighted_refs", "observed_data_refs")
+_REFS: Final = ("source_ref", "target_ref", "sighting_of_ref")
+
+
+def _notes_for_custom(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    container = next((str(o["id"]) for o in objects
+                      if o.get("type") in ("report", "grouping")), None)
+    renamed: dict[str, str | None] = {}
+    out: list[dict[str, Any]] = []
+    for obj in objects:
+        if obj.get("type") in ("x-misp-attribute", "x-misp-object"):
+            note = _as_note(obj, container)
+            renamed[str(obj["id"])] = note["id"] if note is not None else None
+            if note is not None:
+                out.append(note)
+        else:
+            out.append(obj)
+    if not renamed:
+        return out
+    kept: list[dict[str, Any]] = []
+    for obj in out:
+        for name in _REF_LISTS:
+            if isinstance(obj.get(name), list):
+                obj[name] = [renamed.get(r, r) for r in obj[name] if renamed.get(r, r)]
+        if any(obj.get(name) in renamed and renamed[obj[name]] is None for name in _REFS):
+            continue
+        for name in _REFS:
+            if obj.get(name) in renamed:
+                obj[name] = renamed[obj[name]]
+        kept.append(obj)
+    return kept
+
+
 def _compensate(event: Mapping[str, Any], event_uuid: str, timestamp: int,
                 objects: list[dict[str, Any]], owner_identity: str) -> Conversion:
+    objects = _notes_for_custom(objects)
     event_level, event_restricted, per = _levels(event)
     deleted = _deleted(event)
     dropped_markings = {o["id"] for o in objects if o.get("type") == "marking-definition"}
@@ -287,13 +352,15 @@ def _compensate(event: Mapping[str, Any], event_uuid: str, timestamp: int,
                 if not isinstance(value, str) or value > ceiling or not value[:4].isdigit():
                     obj[name] = ceiling
             obj["created"] = min(obj["created"], obj["modified"])
+            if key in deleted:
+                obj["revoked"] = True
+                revoked.add(str(obj["id"]))
+        else:
+            obj.pop("revoked", None)  # a cyber-observable has no versions to revoke
         for name in _LATER_TIMES:
             value = obj.get(name)
             if isinstance(value, str) and value > ceiling:
                 obj[name] = ceiling
-            if key in deleted:
-                obj["revoked"] = True
-                revoked.add(str(obj["id"]))
         out.append(obj)
     return Conversion(event_uuid, timestamp, tuple(out), frozenset(revoked),
                       frozenset(restricted))

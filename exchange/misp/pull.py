@@ -74,6 +74,7 @@ from exchange.misp.targets import MispTarget
 from exchange.model.objects import StixObject
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
+from exchange.node.auditing import chunks
 from exchange.node.base import now_micros
 from exchange.node.publish import version_to_store
 from exchange.node.service import Exchange
@@ -527,15 +528,14 @@ def _store(ctx: _Context, conversion: Conversion, versions: list[NewVersion],
         total_count=len(versions), success_count=0, failure_count=0, pending_count=0)
 
     def publish_records(results: Sequence[AddResult], final: Status) -> list[Publish]:
-        added = [r for r in results if r.outcome is AddOutcome.ADDED]
-        return [Publish(
-            time=now_micros(), channel=CHANNEL, account=account.name, org=owner.name,
-            collection=collection.id, policy_digest=node.policy_digest(),
-            request_id=request[:200], objects=tuple(Published(
-                object_id=r.id, object_version=r.version or r.date_added or 0,
-                date_added=r.date_added or 0, signed_kid=kid,
-                signature="verified" if kid else "unsigned") for r in added))
-        ] if added else []
+        added = [Published(object_id=r.id, object_version=r.version or r.date_added or 0,
+                           date_added=r.date_added or 0, signed_kid=kid,
+                           signature="verified" if kid else "unsigned")
+                 for r in results if r.outcome is AddOutcome.ADDED]
+        return [Publish(time=now_micros(), channel=CHANNEL, account=account.name,
+                        org=owner.name, collection=collection.id,
+                        policy_digest=node.policy_digest(), request_id=request[:200],
+                        objects=tuple(part)) for part in chunks(added)]
 
     results, _ = node.store.add_objects(collection.id, versions, status,
                                         audit=publish_records)

@@ -203,8 +203,9 @@ def _stop_misp(name: str) -> None:
 @pytest.fixture(scope="session")
 def misp_uz() -> Iterator[Misp]:
     """UZ-CERT's MISP (instance ``cx-uz``; the prefix is ``$CX_MISP_PREFIX``), started by
-    ``start-misp.sh`` once per session and stopped (data kept, not reset) at its end. Outside CI a MISP that cannot start
-    skips the tests that ask for it, with the reason; in CI (``CI=true``) they fail."""
+    ``start-misp.sh`` once per session and stopped (data kept, not reset) at its end.
+    Outside CI a MISP that cannot start skips the tests that ask for it, with the reason;
+    in CI (``CI=true``) they fail."""
     misp = _start_misp("uz")
     try:
         yield misp

@@ -28,7 +28,9 @@
   (no registered organisation's identity as author), and the policy's TLP reading.
   The node signs each version as an attestation (DESIGN.md decision 8, the key of
   :meth:`~exchange.node.base.NodeBase.node_key`), and the versions and their publish
-  record (channel ``misp:pull``) commit in one transaction per event.
+  record (channel ``misp:pull``, account ``misp-sync-<target>`` of the owner, created on
+  first use without an API key) commit in one transaction per event. See
+  docs/adr/0003-misp-pull.md for these choices and the limits measured against MISP.
 * **Versions.** An object already held identical (signature and ``modified`` aside) is
   ``unchanged``: re-pulling an unchanged event makes no new version. A changed object
   becomes a new version whose ``modified`` is the MISP timestamp, or one millisecond

@@ -469,3 +469,17 @@ def test_real_bundles_round_trip_with_the_golden_losses(first: RunReport,
         found[relative] = dict(sorted(total.items()))
     expected = json.loads(GOLDEN.read_text())["stix-round-trip"]
     assert found == expected
+
+
+def test_dry_run_writes_nothing_and_says_what_it_would_import(first: RunReport,
+                                                             world: World) -> None:
+    event_uuid = _small_event(world, "dry-run")
+    state = world.ex.store.misp_state(world.target.name, "pull")
+    report = run_pull(world.ex, world.target, world.client, dry_run=True)
+    assert report.dry_run
+    assert report.counts["imported"] >= 1
+    assert any(event_uuid in line and "UZ-CERT" in line for line in report.plan)
+    assert world.stored(f"report--{event_uuid}") is None
+    assert world.stored(f"grouping--{event_uuid}") is None
+    assert world.ex.store.misp_pulled(world.target.name, [event_uuid]) == {}
+    assert world.ex.store.misp_state(world.target.name, "pull") == state

@@ -627,6 +627,40 @@ class MispClient:
         if not isinstance(event, dict) or event.get("published") not in (True, 1, "1"):
             raise MispRefused(self._where(f"{doing}: MISP kept the event unpublished"))
 
+    def search_index(self, since: str | None, *, page: int = 1, limit: int = 500,
+                     tags: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """One page of published events whose timestamp is at or after ``since``.
+
+        MISP's filter is inclusive (research/misp.md 4.4), so the caller de-duplicates
+        on (uuid, timestamp). Rows are sorted by timestamp, oldest first, and carry at
+        least ``uuid`` and ``timestamp`` (MISP's clock, epoch seconds as text).
+
+        Args:
+            since: The cursor (epoch seconds as text), or None for every event.
+            page: The 1-based page.
+            limit: Rows per page.
+            tags: Only events carrying one of these tags (none: every event).
+
+        Raises:
+            AuthError: MISP refused the API key.
+            PermissionDenied: The key may not list events.
+            MispRefused: Another refusal.
+            RemoteError: MISP failed, timed out, could not be reached, or answered
+                something other than a list.
+        """
+        api = self._connect()
+        doing = f"listing published events since {since or 'the beginning'} (page {page})"
+        answer = self._checked(doing, self._call(doing, lambda: api.search_index(
+            published=True, minimal=True, timestamp=since, sort="timestamp", desc=False,
+            limit=limit, page=page,
+            tags=list(tags) or None)))  # type: ignore[type-var]  # PyMISP: str lists are fine
+        if not isinstance(answer, list):
+            raise RemoteError(self._where(f"{doing}: MISP answered without an event list"))
+        rows = [row for row in answer if isinstance(row, dict)
+                and isinstance(row.get("uuid"), str)
+                and str(row.get("timestamp", "")).isdigit()]
+        return sorted(rows, key=lambda r: (int(r["timestamp"]), r["uuid"]))
+
 
 def _never_connected(e: requests.ConnectionError) -> bool:
     """Whether a connection error happened before the request was sent (refused)."""
@@ -680,3 +714,4 @@ def _up_to_date(body: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
             if name in wanted and not _same(name, wanted[name], have.get(name)):
                 return False
     return True
+

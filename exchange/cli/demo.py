@@ -10,6 +10,14 @@ same home and data again, so what a printed command left behind (a feed file and
 cursor, the IOC state) stays valid; ``--fresh`` starts over. Ctrl-C (or SIGTERM) stops
 the server it started and exits 0.
 
+With ``--misp URL`` the demo also keeps a MISP instance in sync (issue 19): it writes a
+targets file to the demo home naming that instance as UZ-CERT's (push and pull), with
+its API key copied to a 0600 file beside it (from ``--misp-key-file`` or the variable
+``EXCHANGE_MISP_KEY_DEMO``; never from the command line), and the server runs the
+scheduler beside itself, which syncs at once and then every five minutes. The demo
+waits for the first push and pull and prints how they went. Without ``--misp`` it says
+how to get a MISP to try it with.
+
 Every printed command runs as pasted into a new shell in the directory the demo was
 started from (the project root for ``make demo``): it names the ``exchange`` script by
 its path, passes ``--home`` where the command reads the home, and takes API keys, the
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from exchange.config import Settings, load_settings
 from exchange.errors import ConfigError, RemoteError
@@ -48,7 +57,7 @@ from exchange.node.service import Exchange, init_home
 from exchange.signing.keyfiles import read_private_key, write_private_key
 from exchange.signing.keys import generate
 from exchange.storage import open_store
-from exchange.storage.base import ObjectQuery, VersionMatch
+from exchange.storage.base import MispSyncState, ObjectQuery, VersionMatch
 from exchange.storage.timestamps import from_micros
 from exchange.taxii.procs import stop_child
 
@@ -58,6 +67,15 @@ DATA_DONE = ".demo-data-published"
 DEMO_SEED = 2026
 #: How many of the newest indicators the printed curl command fetches.
 NEWEST = 5
+#: The project's policies/ (the UZ-CERT / PK-CERT working group), which the demo runs under.
+SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+#: The demo's MISP target, its files in the demo home, and the key's variable.
+MISP_TARGET = "demo-misp"
+MISP_TARGETS_FILE = "misp-targets.yaml"
+MISP_KEY_FILE = "misp-demo.key"
+MISP_KEY_ENV = "EXCHANGE_MISP_KEY_DEMO"
+#: How long the demo waits for the first sync of each direction.
+MISP_WAIT_SECONDS = 180
 #: The guide's last line.
 GUIDE_END = "Ctrl-C stops the demo; 'exchange demo' again resumes it with the same data."
 
@@ -162,22 +180,36 @@ def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
     }
 
 
-def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = False) -> None:
+def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = False,
+             misp_url: str | None = None, misp_key: str | None = None) -> None:
     """Build (or reuse) the demo home, serve it, print how to use it; block until stopped.
 
+    Args:
+        home: The demo home.
+        port: The TAXII server's port on 127.0.0.1.
+        count: Indicators to generate and publish on the first run.
+        fresh: Start over from an empty home.
+        misp_url: A MISP instance to keep in sync as UZ-CERT's (None: no MISP sync,
+            or the one an earlier run set up).
+        misp_key: Its API key (required with ``misp_url``).
+
     Raises:
-        ConfigError: The home is not a demo home.
+        ConfigError: The home is not a demo home, or a MISP URL came without a key.
         RemoteError: The server did not start, stopped by itself, or refused the demo's
             data.
     """
     home = home.absolute()
     complete = _prepare_home(home, fresh)
     settings = replace(load_settings(home), port=port, host="127.0.0.1")
-    shipped = Path(__file__).resolve().parents[1] / "policies"
+    shipped = SHIPPED_POLICIES
     config = home / "exchange.toml"
-    if shipped.is_dir() and not config.exists():
+    if shipped.is_dir() and not any(line.startswith("policy_dir") for line in (
+            config.read_text(encoding="utf-8").splitlines() if config.exists() else [])):
         # the demo runs under the shipped UZ-CERT / PK-CERT working-group policy
-        config.write_text(f'policy_dir = "{shipped}"\n', encoding="utf-8")
+        kept = config.read_text(encoding="utf-8") if config.exists() else ""
+        config.write_text(f'policy_dir = "{shipped}"\n{kept}', encoding="utf-8")
+    if misp_url is not None:
+        _setup_misp(home, config, misp_url, misp_key)
     init_home(settings)
     settings = replace(load_settings(home), port=port, host="127.0.0.1")
     creds_path = home / CREDENTIALS
@@ -215,7 +247,9 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
             _publish_demo_data(base, settings.api_root, world, count)
             (home / DATA_DONE).write_text("demo data published\n", encoding="utf-8")
         newest = _newest_cutoff(settings, world)
-        print(guide(base, settings.api_root, world, home, newest_after=newest), flush=True)
+        misp = _misp_outcome(settings, proc) if settings.misp_targets_path else None
+        print(guide(base, settings.api_root, world, home, newest_after=newest, misp=misp),
+              flush=True)
         while proc.poll() is None:
             time.sleep(0.5)
         raise RemoteError(f"the TAXII server stopped by itself (status {proc.returncode});"
@@ -226,6 +260,65 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
         if proc is not None:
             stop_child(proc, timeout=15)
+
+
+def _setup_misp(home: Path, config: Path, url: str, key: str | None) -> None:
+    """Name ``url`` as UZ-CERT's MISP in a targets file of the demo home (key beside it,
+    0600) and point the home's configuration at it."""
+    if not key or not key.strip():
+        raise ConfigError(f"--misp needs the MISP API key: put it in a file given with"
+                          f" --misp-key-file, or in the variable {MISP_KEY_ENV}")
+    key_path = home / MISP_KEY_FILE
+    _private_file(key_path, key.strip() + "\n")
+    targets = {
+        "version": 1,
+        "targets": {MISP_TARGET: {
+            "description": "the demo's MISP, kept in sync as UZ-CERT's instance",
+            "url": url,
+            "api_key_file": str(key_path),
+            "owner": "UZ-CERT",
+            "direction": "both",
+            "schedule": {"interval": 300},
+            "filters": {"collections": ["jwg", "uz"]},
+            "timeout": 60,
+        }},
+    }
+    text = ("# Written by 'exchange demo --misp' (see feeds/misp-targets.yaml for every key)\n"
+            + yaml.safe_dump(targets, sort_keys=False))
+    _private_file(home / MISP_TARGETS_FILE, text)
+    lines = [line for line in config.read_text(encoding="utf-8").splitlines()
+             if not line.startswith("misp_targets")] if config.exists() else []
+    lines.append(f'misp_targets = "{MISP_TARGETS_FILE}"')
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _misp_outcome(settings: Settings, proc: subprocess.Popen[bytes]) -> list[str]:
+    """Wait (bounded) for the scheduler's first push and pull; one line on each."""
+    deadline = time.monotonic() + MISP_WAIT_SECONDS
+    states: dict[str, MispSyncState] = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        store = open_store(settings)
+        try:
+            states = {s.direction: s for s in store.misp_states()
+                      if s.target == MISP_TARGET}
+        finally:
+            store.close()
+        if len(states) == 2 and all(s.outcome not in ("never", "running")
+                                    for s in states.values()):
+            break
+        time.sleep(1.0)
+    lines = []
+    for direction in ("push", "pull"):
+        state = states.get(direction)
+        if state is None or state.outcome in ("never", "running"):
+            lines.append(f"{direction}: not finished within {MISP_WAIT_SECONDS} s (the"
+                         " scheduler goes on; see sync status)")
+            continue
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(state.counts.items()) if v)
+        lines.append(f"{direction}: {state.outcome}"
+                     + (f" ({counts or 'nothing to do'})" if state.outcome in ("ok", "partial")
+                        else f": {state.message}"))
+    return lines
 
 
 def _newest_cutoff(settings: Settings, world: dict[str, Any]) -> str | None:
@@ -290,6 +383,29 @@ def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: i
             raise RemoteError(f"the demo data was refused: {report.failures[:3]}")
 
 
+def _misp_guide(node: str, misp: list[str] | None) -> list[str]:
+    if misp is None:
+        return [
+            "  MISP sync is not set up. To try it, run the demo with a MISP instance to keep"
+            " in sync as UZ-CERT's:",
+            f"  'exchange demo --misp URL', its API key in the variable {MISP_KEY_ENV} or a"
+            " file given with --misp-key-file (a sync user's key keeps each contributor as"
+            " the events' creator). A test MISP needs no Docker: see ../shared/misp/README.md"
+            " beside the project, or MISP's own install guides.",
+            "",
+        ]
+    return [
+        f"  MISP sync with {MISP_TARGET} (UZ-CERT's instance; the server's scheduler syncs"
+        " every 5 minutes):",
+        *(f"  - {line}" for line in misp),
+        "  how each direction stands, and every item skipped with its reason:",
+        f"    {node} sync status",
+        "  what a sync would push and pull now, and why, writing nothing:",
+        f"    {node} sync run {MISP_TARGET} --dry-run",
+        "",
+    ]
+
+
 def _shown(path: Path) -> str:
     """A path as the user should type it here: relative when under the current
     directory (``.venv/bin/exchange``, ``.exchange/demo``), else absolute."""
@@ -310,7 +426,7 @@ def exchange_command() -> str:
 
 
 def guide(base: str, api_root: str, world: dict[str, Any], home: Path, *,
-          newest_after: str | None) -> str:
+          newest_after: str | None, misp: list[str] | None = None) -> str:
     """What the demo prints: URLs, accounts, keys, and commands to paste.
 
     Every line that is a command starts with exactly four spaces (and nothing else
@@ -405,6 +521,7 @@ def guide(base: str, api_root: str, world: dict[str, Any], home: Path, *,
         f"    {node} audit export {evidence} && {exe} audit verify --export {evidence}"
         f" --key \"$({node} audit key)\"",
         "",
-        GUIDE_END,
     ]
+    lines += _misp_guide(node, misp)
+    lines += [GUIDE_END]
     return "\n".join(lines)

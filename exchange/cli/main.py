@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ import click
 
 from exchange import __version__
 from exchange.cli.audit import audit
-from exchange.cli.demo import run_demo
+from exchange.cli.demo import MISP_KEY_ENV, run_demo
 from exchange.cli.keys import (
     keys,
     load_signing_key,
@@ -552,11 +553,21 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @click.option("--fresh/--keep", default=False,
               help="Start over from an empty demo home, or (the default) serve the one an"
                    " earlier run built, with its data.")
+@click.option("--misp", "misp_url", metavar="URL",
+              help="A MISP instance to keep in sync as UZ-CERT's (push and pull); its API"
+                   f" key from --misp-key-file or the variable {MISP_KEY_ENV}.")
+@click.option("--misp-key-file", type=click.Path(exists=True, dir_okay=False),
+              help="A file holding only the MISP API key.")
 @pass_ctx
-def demo(c: _Ctx, port: int, count: int, fresh: bool) -> None:
+def demo(c: _Ctx, port: int, count: int, fresh: bool, misp_url: str | None,
+         misp_key_file: str | None) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""
     home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
-    run_demo(home, port=port, count=count, fresh=fresh)
+    key = None
+    if misp_url is not None:
+        key = (Path(misp_key_file).read_text(encoding="utf-8") if misp_key_file
+               else os.environ.get(MISP_KEY_ENV))
+    run_demo(home, port=port, count=count, fresh=fresh, misp_url=misp_url, misp_key=key)
 
 
 for _command in (policy, audit, keys, sign, verify, revoke, search, show, objects, sync,

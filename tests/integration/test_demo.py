@@ -27,10 +27,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from pymisp import PyMISP
 
 from exchange.audit.checkpoint import NoteKey
 from exchange.cli.demo import GUIDE_END
-from tests.integration.conftest import TAXII, free_port
+from tests.integration.conftest import TAXII, Misp, free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 180  # init, a few hundred signatures, gunicorn: far less on any machine
@@ -161,6 +162,10 @@ def test_every_printed_command_runs_as_pasted_and_ctrl_c_exits_0(
         assert oct((home / secret).stat().st_mode & 0o777) == "0o600", secret
     assert oct(home.stat().st_mode & 0o777) == "0o700"
     assert not any(c.startswith("exchange ") for c in demo.commands)  # never bare
+    # the demo runs under the project's working-group policy, not the built-in baseline
+    policies = PROJECT / "policies"
+    assert f'policy_dir = "{policies}"' in (home / "exchange.toml").read_text()
+    assert "MISP sync is not set up" in guide  # and says how to set it up
     credentials = json.loads((home / "demo-credentials.json").read_text())
     soc_key = credentials["keys"]["uz-soc"]
     jwg = f"http://127.0.0.1:{port}/cx/collections/{credentials['collections']['jwg']}/"
@@ -232,3 +237,52 @@ def test_every_printed_command_runs_as_pasted_and_ctrl_c_exits_0(
     assert fresh_pull.returncode == 0, fresh_pull.stderr
     code, _ = third.stop()
     assert code == 0
+
+
+def test_the_demo_keeps_a_real_misp_in_sync_and_its_sync_commands_run_as_pasted(
+        start: object, tmp_path: Path, misp_uz: Misp) -> None:
+    home = tmp_path / "demo-misp"
+    user_home = tmp_path / "user"
+    user_home.mkdir()
+    key_file = tmp_path / "misp.key"
+    key_file.write_text(misp_uz.key + "\n")
+    key_file.chmod(0o600)
+    demo = start(home, free_port(), "--misp", misp_uz.url,  # type: ignore[operator]
+                 "--misp-key-file", str(key_file))
+    guide = "\n".join(demo.lines)
+    assert misp_uz.key not in guide
+    assert re.search(r"^  - push: ok \(.*created \d+", guide, re.M), guide
+    assert re.search(r"^  - pull: ok", guide, re.M), guide
+    assert oct((home / "misp-demo.key").stat().st_mode & 0o777) == "0o600"
+    assert misp_uz.key not in (home / "misp-targets.yaml").read_text()
+
+    for command in (demo.command(" sync status"), demo.command(" sync run ")):
+        done = paste(command, user_home)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert misp_uz.key not in done.stdout + done.stderr
+        assert "demo-misp" in done.stdout
+    status = paste(demo.command(" sync status"), user_home).stdout
+    assert "demo-misp push: ok" in status
+    assert "demo-misp pull: ok" in status
+
+    # what the demo published to the joint collection is on the MISP instance, by UUID
+    credentials = json.loads((home / "demo-credentials.json").read_text())
+    port = demo.command(" pull ").split("127.0.0.1:", 1)[1].split("/", 1)[0]
+    jwg = f"http://127.0.0.1:{port}/cx/collections/{credentials['collections']['jwg']}/"
+    r = requests.get(jwg + "objects/", params={"match[type]": "indicator", "limit": "5"},
+                     auth=("uz-analyst", credentials["keys"]["uz-analyst"]),
+                     headers={"Accept": TAXII}, timeout=60)
+    assert r.status_code == 200, r.text
+    reader = PyMISP(misp_uz.url, misp_uz.key, timeout=30)
+    found = 0
+    for indicator in r.json()["objects"]:
+        if indicator.get("object_marking_refs") and "red" in json.dumps(indicator).lower():
+            continue
+        hits = reader.search(controller="attributes", uuid=indicator["id"].split("--")[1],
+                             pythonify=False)
+        found += len(hits.get("Attribute", [])) if isinstance(hits, dict) else 0
+    assert found > 0
+
+    code, stderr = demo.stop()
+    assert code == 0, stderr
+    assert misp_uz.key not in stderr

@@ -285,8 +285,8 @@ class _Run:
         self.node, self.target, self.client, self.policy = node, target, client, policy
         self.report, self.offer, self.pushed = report, offer, pushed
         self.dry_run, self.now = dry_run, now
-        #: (id, version string) -> the row the mapping saw for it.
-        self.rows: dict[tuple[str, str], StoredVersion] = {}
+        #: (id, version string, collection alias) -> the row the mapping saw for it.
+        self.rows: dict[tuple[str, str, str], StoredVersion] = {}
         self.notes: list[str] = []
 
     # -- mapping ---------------------------------------------------------------------
@@ -299,7 +299,7 @@ class _Run:
                 obj, self.node.org_name(row.producer_org),
                 collection.alias or collection.id, Tlp(collection.default_tlp),
                 received_earlier=row.id in self.pushed))
-            self.rows[(row.id, _version_of(obj))] = row
+            self.rows[(row.id, _version_of(obj), collection.alias or collection.id)] = row
         return sources
 
     def _agreements(self) -> tuple[set[str], dict[str, int]]:
@@ -433,7 +433,7 @@ class _Run:
             entry.deleted != mapped.deleted
 
     def _row(self, mapped: MappedObject) -> StoredVersion:
-        return self.rows[(mapped.object_id, mapped.version)]
+        return self.rows[(mapped.object_id, mapped.version, mapped.collection)]
 
     def _ordered(self, events: Sequence[MispEvent],
                  by_event: Mapping[str, list[MappedObject]]) -> list[MispEvent]:

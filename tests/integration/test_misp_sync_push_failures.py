@@ -22,9 +22,11 @@ this module's own: three GREEN indicators published one after the other (so thei
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -77,13 +79,14 @@ class Node:
         return report
 
 
-def indicator(value: str, level: Tlp) -> dict[str, Any]:
+def indicator(value: str, level: Tlp, day: date) -> dict[str, Any]:
+    stamp = f"{day.isoformat()}T08:00:00.000Z"
     return {
         "type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}",
-        "created": "2026-05-20T08:00:00.000Z", "modified": "2026-05-20T08:00:00.000Z",
+        "created": stamp, "modified": stamp,
         "name": f"failure test {value}", "pattern": f"[domain-name:value = '{value}']",
         "pattern_type": "stix", "pattern_version": "2.1",
-        "valid_from": "2026-05-20T08:00:00Z", "object_marking_refs": [TLP2_IDS[level]],
+        "valid_from": stamp, "object_marking_refs": [TLP2_IDS[level]],
     }
 
 
@@ -91,6 +94,10 @@ def indicator(value: str, level: Tlp) -> dict[str, Any]:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     ex, principal, signing = new_node(tmp_path_factory.mktemp("misp-push-failures"))
     tag = uuid.uuid4().hex[:10]
+    # The instances keep their data between sessions and a producer-day event's UUID
+    # follows from the day: a day of this module's own (one in 36,500), so an event
+    # another session's account created is not this one's.
+    day = date(1990, 1, 1) + timedelta(days=random.randrange(36_500))
 
     def publish(objects: list[dict[str, Any]]) -> None:
         signed = sign_all(objects, signing, normalise=True)
@@ -99,10 +106,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         status = ex.publish(principal, ex.settings.api_root, "jwg", body)
         assert status.failure_count == 0, status.failures
 
-    green = [indicator(f"{n}-{tag}.failures.example", Tlp.GREEN) for n in ("a", "b", "c")]
+    green = [indicator(f"{n}-{tag}.failures.example", Tlp.GREEN, day) for n in ("a", "b", "c")]
     for obj in green:  # one publish each: date_added in this order
         publish([obj])
-    amber = indicator(f"amber-{tag}.failures.example", Tlp.AMBER)
+    amber = indicator(f"amber-{tag}.failures.example", Tlp.AMBER, day)
     publish([amber])
     try:
         yield Node(ex, publish, green, amber, tag)

@@ -463,8 +463,11 @@ class _Run:
         # A sync user publishes what it writes in the same request, as MISP's own push
         # does (MISP's publish action is for the creator organisation only), and marks
         # the event a synced copy (``locked``), which a sync user may edit later.
+        # MISP refuses a published event without attributes ("Received a published
+        # event that was empty"): such an event (a report whose indicators went
+        # elsewhere or were left out) is written unpublished and stays so.
         return [replace(e, body={**e.body, "published": True, "locked": True})
-                for e in out]
+                if _live(e.body) else e for e in out]
 
     def _disclose(self, new: Sequence[MappedObject]) -> bool:
         """Record one disclosure per new object version, per collection; False (and the
@@ -529,7 +532,9 @@ class _Run:
                 pass  # not on the target (removed there): nothing left to delete
         # A soft delete unpublishes the event; a write without "published" leaves it
         # unpublished; an event left as it was is published only if it is not.
-        if deleted or (written and not body.get("published")):
+        if not attributes and event.complete:
+            pass  # MISP does not publish an event without attributes (see _with_orgc)
+        elif deleted or (written and not body.get("published")):
             client.publish_event(event.uuid)
         elif sent and not written:
             client.publish_event(event.uuid, if_needed=True)
@@ -594,6 +599,11 @@ class _Run:
             report.message = f"{report.message}; {notes}" if notes else report.message
             return
         report.message = f"{text}; {notes}" if notes else text
+
+
+def _live(body: Mapping[str, Any]) -> bool:
+    """Whether an event body holds an attribute that is not deleted."""
+    return any(not a.get("deleted") for a in body.get("Attribute") or ())
 
 
 def _contributor(event: MispEvent) -> str | None:

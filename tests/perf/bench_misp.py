@@ -299,9 +299,8 @@ def run_timed(node: Node, misp: Misp, key: str, name: str
     return report, total, parts, client
 
 
-def attributes_written(report: RunReport, misp: Misp, names: list[str]) -> int:
+def attributes_written(misp: Misp, names: list[str]) -> int:
     """Attributes the pushed events hold on MISP (read back as site admin)."""
-    del report
     admin = PyMISP(misp.url, misp.key, timeout=120)
     total = 0
     for event_uuid in names:
@@ -382,11 +381,12 @@ def exchange_push(misp: Misp, tmp: Path, count: int, tag: str) -> dict[str, Any]
         report, seconds, parts, client = run_timed(node, misp, key, "pk-misp-bench")
         events = sorted({e.event_uuid for e in node.ex.store.misp_pushed(
             "pk-misp-bench").values()})
-        written = attributes_written(report, misp, events)
+        written = attributes_written(misp, events)
         assert written == count, (written, count)
         [sent] = client.added
         same_body = misp_same_body(misp, sent, key)
-        return {"indicators": count, "misp_add_event_same_body": same_body, "events": len(events), "attributes": written,
+        return {"indicators": count, "misp_add_event_same_body": same_body,
+                "events": len(events), "attributes": written,
                 "publish_seconds": round(published, 3), "seconds": round(seconds, 3),
                 "attrs_per_s": round(written / seconds, 1), "breakdown_s": parts,
                 "counts": dict(report.counts)}
@@ -410,7 +410,7 @@ def emotet_push(misp: Misp, tmp: Path, tag: str) -> dict[str, Any]:
         report, seconds, parts, _ = run_timed(node, misp, key, "pk-misp-emotet")
         pushed = node.ex.store.misp_pushed("pk-misp-emotet")
         events = sorted({e.event_uuid for e in pushed.values()})
-        written = attributes_written(report, misp, events)
+        written = attributes_written(misp, events)
         return {"indicators": indicators, "objects_stored": stored,
                 "objects_pushed": len(pushed), "events": len(events),
                 "attributes": written, "upgrade_publish_seconds": round(published, 3),

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -174,7 +174,7 @@ class Skipped:
         version: Its ``modified`` (or ``created``).
         rule: A stable id: the policy rule (``deny-tlp-red-not-named``), or
             ``filter-collection``, ``filter-tlp-ceiling``, ``filter-tags``,
-            ``unsupported-type``, ``invalid-markings``, ``superseded``,
+            ``unsupported-type``, ``invalid-markings``, ``superseded``, ``other-copy``,
             ``revoked-container``, ``red-not-named``.
         reason: One sentence for people.
     """
@@ -200,6 +200,8 @@ class MappedObject:
         deleted: Whether it maps to soft deletions (a revoked indicator).
         notes: What the mapping could not keep (values already in the event, a
             signature too large to carry).
+        collection: The collection of the copy that goes (an id stored in several
+            collections goes from one of them, see :func:`map_for_target`).
     """
 
     object_id: str
@@ -210,6 +212,7 @@ class MappedObject:
     decision: Decision
     deleted: bool = False
     notes: tuple[str, ...] = ()
+    collection: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +309,8 @@ def map_for_target(objects: Sequence[SourceObject], *, policy: PolicySet,
 
     Args:
         objects: Stored object versions (any order; several versions of one id allowed:
-            only the latest is mapped).
+            only the latest is mapped; an id stored in several collections is mapped
+            from the copy the owner may receive, the latest such version).
         policy: The policy in force.
         recipient: The target's owner, channel ``misp``.
         options: Grouping, sharing groups, placements and filters.
@@ -324,20 +328,19 @@ def map_for_target(objects: Sequence[SourceObject], *, policy: PolicySet,
         raise InvalidInput(f"a MISP push judges recipients on channel 'misp', not "
                            f"{recipient.channel!r}")
     skipped: list[Skipped] = []
-    latest = _latest_versions(objects, skipped)
+    copies = _latest_versions(objects, skipped)
     try:
-        inline = inline_markings([s.obj for s in latest])
+        inline = inline_markings([s.obj for group in copies.values() for s in group])
         inline_error: str | None = None
     except InvalidObject as e:
         inline, inline_error = {}, e.reason
 
     allowed: dict[str, _Allowed] = {}
-    for source in latest:
-        verdict = _judge(source, policy, recipient, options, now, inline, inline_error)
-        if isinstance(verdict, Skipped):
-            skipped.append(verdict)
-        else:
-            allowed[source.id] = verdict
+    for object_id in sorted(copies):
+        verdict = _choose(copies[object_id], skipped, lambda source: _judge(
+            source, policy, recipient, options, now, inline, inline_error))
+        if verdict is not None:
+            allowed[object_id] = verdict
 
     drafts: dict[str, _EventDraft] = {}
     mapped: list[MappedObject] = []
@@ -363,16 +366,49 @@ def map_for_target(objects: Sequence[SourceObject], *, policy: PolicySet,
 
 
 def _latest_versions(objects: Iterable[SourceObject], skipped: list[Skipped]
-                     ) -> list[SourceObject]:
-    by_id: dict[str, SourceObject] = {}
-    for source in sorted(objects, key=lambda s: (s.id, s.version)):
-        earlier = by_id.get(source.id)
+                     ) -> dict[str, list[SourceObject]]:
+    """Id -> the latest version of it in each collection that holds it, latest version
+    first (then by collection); the older versions are skipped as superseded."""
+    by_copy: dict[tuple[str, str], SourceObject] = {}
+    for source in sorted(objects, key=lambda s: (s.id, s.collection_alias, s.version)):
+        key = (source.id, source.collection_alias)
+        earlier = by_copy.get(key)
         if earlier is not None:
             skipped.append(Skipped(earlier.id, earlier.type, earlier.version, "superseded",
                                    f"version {source.version} of {source.id} is in the same"
                                    " run; MISP holds one version, the latest"))
-        by_id[source.id] = source
-    return [by_id[k] for k in sorted(by_id)]
+        by_copy[key] = source
+    out: dict[str, list[SourceObject]] = {}
+    for (object_id, _), source in sorted(by_copy.items()):
+        out.setdefault(object_id, []).append(source)
+    for group in out.values():
+        group.sort(key=lambda s: s.collection_alias)
+        group.sort(key=lambda s: s.version, reverse=True)
+    return out
+
+
+def _choose(copies: Sequence[SourceObject], skipped: list[Skipped],
+            judge: Callable[[SourceObject], _Allowed | Skipped]) -> _Allowed | None:
+    """The copy of one id that goes to the target, when it is stored in several
+    collections: the latest version among the copies the owner may receive (the owner
+    may read each of them where it is stored, so the collection that lets it through
+    decides). The other copies are skipped as ``other-copy``; when none may go, each
+    copy's own reason is given."""
+    refused: list[Skipped] = []
+    for index, source in enumerate(copies):
+        verdict = judge(source)
+        if isinstance(verdict, Skipped):
+            refused.append(verdict)
+            continue
+        for other in [*copies[:index], *copies[index + 1:]]:
+            skipped.append(Skipped(
+                other.id, other.type, other.version, "other-copy",
+                f"also stored in collection {other.collection_alias!r}; the copy in"
+                f" {source.collection_alias!r} (version {source.version}) is the one the"
+                " target receives"))
+        return verdict
+    skipped.extend(refused)
+    return None
 
 
 def _judge(source: SourceObject, policy: PolicySet, recipient: Recipient,
@@ -468,7 +504,8 @@ def _containers(allowed: Mapping[str, _Allowed], options: PushOptions,
         signature = _signature_attribute(item, draft)
         attribute_uuids = (signature[0],) if signature[0] else ()
         mapped.append(MappedObject(object_id, source.version, event_uuid, attribute_uuids,
-                                   item.tlp, item.decision, notes=signature[1]))
+                                   item.tlp, item.decision, notes=signature[1],
+                                   collection=source.collection_alias))
         refs = source.obj.get("object_refs")
         for ref in refs if isinstance(refs, list) else ():
             if isinstance(ref, str) and ref not in home and ref not in options.placed:
@@ -609,7 +646,7 @@ def _add_indicator(item: _Allowed, draft: _EventDraft) -> MappedObject:
         draft.producer = source.producer_org_name
     return MappedObject(source.id, source.version, draft.uuid, tuple(uuids), item.tlp,
                         item.decision, deleted=obj.get("revoked") is True,
-                        notes=tuple(notes))
+                        notes=tuple(notes), collection=source.collection_alias)
 
 
 def _finish(draft: _EventDraft) -> MispEvent:

@@ -17,7 +17,8 @@
    revocation reaches the target only if it received the object (``received_earlier``).
 3. **Sharing groups.** AMBER content of a collection governed by an agreement goes to
    a sharing group of the agreement's parties on the target (distribution 4), created
-   once with a UUID derived from the agreement and remembered
+   once (after the disclosures are in the ledger, step 5: a run that cannot write the
+   ledger writes nothing to MISP) with a UUID derived from the agreement and remembered
    (:meth:`~exchange.storage.base.Store.save_misp_sharing_group`). An account that may
    not create one leaves AMBER at distribution 0 (the owner's organisation only), and
    the report says why.
@@ -284,8 +285,8 @@ class _Run:
         self.node, self.target, self.client, self.policy = node, target, client, policy
         self.report, self.offer, self.pushed = report, offer, pushed
         self.dry_run, self.now = dry_run, now
-        #: (id, version string) -> the row the mapping saw for it.
-        self.rows: dict[tuple[str, str], StoredVersion] = {}
+        #: (id, version string, collection alias) -> the row the mapping saw for it.
+        self.rows: dict[tuple[str, str, str], StoredVersion] = {}
         self.notes: list[str] = []
 
     # -- mapping ---------------------------------------------------------------------
@@ -298,12 +299,12 @@ class _Run:
                 obj, self.node.org_name(row.producer_org),
                 collection.alias or collection.id, Tlp(collection.default_tlp),
                 received_earlier=row.id in self.pushed))
-            self.rows[(row.id, _version_of(obj))] = row
+            self.rows[(row.id, _version_of(obj), collection.alias or collection.id)] = row
         return sources
 
-    def _sharing_groups(self) -> dict[str, int]:
-        """Agreement -> sharing group id, for the agreements whose AMBER content the
-        run offers (created on the target when missing; a dry run only plans it)."""
+    def _agreements(self) -> tuple[set[str], dict[str, int]]:
+        """The agreements whose AMBER content the run offers to a party, and the ids of
+        the sharing groups the target already has for them (agreement -> id)."""
         agreements: set[str] = set()
         for row in self.offer.rows:
             collection = self.offer.collections[row.collection_id]
@@ -313,7 +314,13 @@ class _Run:
                 if agreement is not None and self._party(agreement.parties):
                     agreements.add(binding.agreement)
         known = {a: g[0] for a, g in self.node.store.misp_sharing_groups(
-            self.target.name).items()}
+            self.target.name).items() if a in agreements}
+        return agreements, known
+
+    def _sharing_groups(self, agreements: set[str], known: Mapping[str, int]
+                        ) -> dict[str, int]:
+        """Agreement -> sharing group id, for ``agreements`` (created on the target when
+        missing; a dry run only plans it, with id 0)."""
         out: dict[str, int] = {}
         for agreement_id in sorted(agreements):
             if agreement_id in known:
@@ -368,25 +375,29 @@ class _Run:
     def go(self, recipient: Recipient) -> None:
         report = self.report
         sources = self._sources()
-        groups = self._sharing_groups()
-        placed = {k: v.event_uuid for k, v in self.pushed.items()}
-        options = PushOptions(grouping=self.target.event_grouping, sharing_groups=groups,
-                              placed=placed, filters=self.target.filters)
-        mapping = map_for_target(sources, policy=self.policy, recipient=recipient,
-                                 options=options, now=self.now)
+        agreements, known = self._agreements()
+        # Sharing groups the target lacks are created only once the ledger holds the
+        # disclosures (nothing reaches MISP before); until then the mapping sees id 0
+        # for them, which decides no object's fate, only its distribution.
+        groups = {a: known.get(a, 0) for a in agreements}
+        mapping = self._map(sources, recipient, groups)
         fresh = {(r.id, _version_of(json.loads(r.body))) for r in self.offer.rows}
         for skipped in mapping.skipped:
             if (skipped.object_id, skipped.version) in fresh:
                 report.skip(skipped.object_id, skipped.rule, skipped.reason)
-        events = self._with_orgc(mapping) if mapping.events else []
-        by_event: dict[str, list[MappedObject]] = defaultdict(list)
-        for mapped in mapping.mapped:
-            by_event[mapped.event_uuid].append(mapped)
         new = [m for m in mapping.mapped if self._is_new(m)]
         failed_at: list[int] = []
         if not self.dry_run and new and not self._disclose(new):
             failed_at.append(self.offer.rows[0].date_added)
-            events = []
+            mapping = replace(mapping, events=())
+        elif agreements - set(known):
+            made = self._sharing_groups(agreements, known)
+            if made != groups:
+                mapping = self._map(sources, recipient, made)
+        events = self._with_orgc(mapping) if mapping.events else []
+        by_event: dict[str, list[MappedObject]] = defaultdict(list)
+        for mapped in mapping.mapped:
+            by_event[mapped.event_uuid].append(mapped)
         for event in self._ordered(events, by_event):
             objects = by_event[event.uuid]
             try:
@@ -408,13 +419,21 @@ class _Run:
         self._advance(failed_at)
         self._finish_message()
 
+    def _map(self, sources: Sequence[SourceObject], recipient: Recipient,
+             groups: Mapping[str, int]) -> PushMapping:
+        placed = {k: v.event_uuid for k, v in self.pushed.items()}
+        options = PushOptions(grouping=self.target.event_grouping, sharing_groups=groups,
+                              placed=placed, filters=self.target.filters)
+        return map_for_target(sources, policy=self.policy, recipient=recipient,
+                              options=options, now=self.now)
+
     def _is_new(self, mapped: MappedObject) -> bool:
         entry = self.pushed.get(mapped.object_id)
         return entry is None or entry.version != mapped.version or \
             entry.deleted != mapped.deleted
 
     def _row(self, mapped: MappedObject) -> StoredVersion:
-        return self.rows[(mapped.object_id, mapped.version)]
+        return self.rows[(mapped.object_id, mapped.version, mapped.collection)]
 
     def _ordered(self, events: Sequence[MispEvent],
                  by_event: Mapping[str, list[MappedObject]]) -> list[MispEvent]:
@@ -444,8 +463,11 @@ class _Run:
         # A sync user publishes what it writes in the same request, as MISP's own push
         # does (MISP's publish action is for the creator organisation only), and marks
         # the event a synced copy (``locked``), which a sync user may edit later.
+        # MISP refuses a published event without attributes ("Received a published
+        # event that was empty"): such an event (a report whose indicators went
+        # elsewhere or were left out) is written unpublished and stays so.
         return [replace(e, body={**e.body, "published": True, "locked": True})
-                for e in out]
+                if _live(e.body) else e for e in out]
 
     def _disclose(self, new: Sequence[MappedObject]) -> bool:
         """Record one disclosure per new object version, per collection; False (and the
@@ -510,7 +532,9 @@ class _Run:
                 pass  # not on the target (removed there): nothing left to delete
         # A soft delete unpublishes the event; a write without "published" leaves it
         # unpublished; an event left as it was is published only if it is not.
-        if deleted or (written and not body.get("published")):
+        if not attributes and event.complete:
+            pass  # MISP does not publish an event without attributes (see _with_orgc)
+        elif deleted or (written and not body.get("published")):
             client.publish_event(event.uuid)
         elif sent and not written:
             client.publish_event(event.uuid, if_needed=True)
@@ -575,6 +599,11 @@ class _Run:
             report.message = f"{report.message}; {notes}" if notes else report.message
             return
         report.message = f"{text}; {notes}" if notes else text
+
+
+def _live(body: Mapping[str, Any]) -> bool:
+    """Whether an event body holds an attribute that is not deleted."""
+    return any(not a.get("deleted") for a in body.get("Attribute") or ())
 
 
 def _contributor(event: MispEvent) -> str | None:

@@ -163,7 +163,11 @@ def marked(objects: list[dict[str, Any]], level: Tlp) -> list[dict[str, Any]]:
     return out
 
 
-def sync_user(misp: Misp, owner: str, tag: str) -> Instance:
+def sync_user(misp: Misp, owner: str, tag: str, *, role: str = SYNC_ROLE,
+              name: str | None = None,
+              grouping: EventGrouping = EventGrouping.INDICATOR) -> Instance:
+    """A fresh organisation on ``misp`` with one user of ``role`` (the exchange's
+    account), and the target reaching it as ``owner``'s instance."""
     admin = PyMISP(misp.url, misp.key, timeout=30)
     org = MISPOrganisation()
     org.name = f"cert-exchange {tag}"
@@ -173,7 +177,7 @@ def sync_user(misp: Misp, owner: str, tag: str) -> Instance:
     user = MISPUser()
     user.email = f"sync-{tag}@exchange.test"
     user.org_id = made.id
-    user.role_id = roles[SYNC_ROLE]
+    user.role_id = roles[role]
     added = admin.add_user(user, pythonify=True)
     assert isinstance(added, MISPUser), added
     # This MISP runs without advanced auth keys (its README), where the key add_user
@@ -181,17 +185,15 @@ def sync_user(misp: Misp, owner: str, tag: str) -> Instance:
     # key store would accept).
     key = str(added.authkey)
     assert len(key) == 40
-    name = f"{owner.lower()}-misp"
-    target = MispTarget(name, misp.url, None, "CX_UNUSED", owner, Direction.PUSH,
-                        Schedule(interval=900), TargetFilters(), None, 30.0,
-                        EventGrouping.INDICATOR)
+    target = MispTarget(name or f"{owner.lower()}-misp", misp.url, None, "CX_UNUSED",
+                        owner, Direction.PUSH, Schedule(interval=900), TargetFilters(),
+                        None, 30.0, grouping)
     return Instance(misp, owner, key, org.name, admin, target)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, misp_uz: Misp, misp_pk: Misp
-          ) -> Iterator[World]:
-    home = tmp_path_factory.mktemp("misp-push-home")
+def new_node(home: Path) -> tuple[Exchange, Principal, Any]:
+    """A fresh exchange in ``home`` under the shipped policies: members UZ-CERT, PK-CERT
+    and UZ-SOC, collection ``jwg``, UZ-CERT's publisher and its registered signing key."""
     (home / "exchange.toml").write_text(f'policy_dir = "{REPO / "policies"}"\n')
     init_home(load_settings(home, env={}))
     settings = load_settings(home, env={})
@@ -210,8 +212,16 @@ def world(tmp_path_factory: pytest.TempPathFactory, misp_uz: Misp, misp_pk: Misp
                       default_tlp="amber", require_signatures=True)
     signing = generate("Ed25519")
     register_key(store, "UZ-CERT", signing.public_pem())
+    return ex, ex.authenticate("uz-pub", secret), signing
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, misp_uz: Misp, misp_pk: Misp
+          ) -> Iterator[World]:
+    ex, principal, signing = new_node(tmp_path_factory.mktemp("misp-push-home"))
+    store = ex.store
     tag = uuid.uuid4().hex[:10]
-    w = World(ex, ex.authenticate("uz-pub", secret), signing, uuid.uuid4(),
+    w = World(ex, principal, signing, uuid.uuid4(),
               sync_user(misp_uz, "UZ-CERT", tag), sync_user(misp_pk, "PK-CERT", tag),
               red_value=f"http://red-{tag}.uz-only.example/beacon")
     for name, level in LEVELS.items():

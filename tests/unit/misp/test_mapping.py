@@ -389,3 +389,47 @@ def test_a_recipient_on_another_channel_is_refused(shipped: PolicySet) -> None:
     taxii = Recipient("PK-CERT", PK_IDENTITY, None, None, "consumer", "taxii")
     with pytest.raises(InvalidInput, match="channel 'misp'"):
         map_for_target([], policy=shipped, recipient=taxii, options=OPTIONS, now=NOW)
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["jwg-first", "uz-first"])
+def test_an_id_in_two_collections_goes_from_the_copy_the_policy_allows(
+        order: int, shipped: PolicySet) -> None:
+    # AMBER in UZ-CERT's national feed is for its constituents, not PK-CERT; the same
+    # indicator in the joint working group's collection is PK-CERT's under the agreement.
+    obj = indicator("[domain-name:value = 'two-copies.example']", Tlp.AMBER)
+    copies = [*offer([obj], alias="jwg"), *offer([copy.deepcopy(obj)], alias="uz")]
+    result = map_for_target(copies[::order], policy=shipped, recipient=PK,
+                            options=OPTIONS, now=NOW)
+    [mapped] = result.mapped
+    assert (mapped.object_id, mapped.collection) == (obj["id"], "jwg")
+    assert [a["value"] for a in attributes(result)] == ["two-copies.example"]
+    assert [a["distribution"] for a in attributes(result)] == ["4"]
+    [other] = result.skipped
+    assert other.rule == "other-copy"
+    assert "'uz'" in other.reason
+    assert "'jwg'" in other.reason
+    # Alone, the copy in 'uz' is refused by the policy (the control).
+    alone = map_for_target(copies[1:], policy=shipped, recipient=PK, options=OPTIONS,
+                           now=NOW)
+    assert alone.mapped == ()
+    assert alone.skipped[0].rule != "other-copy"
+
+
+def test_a_later_version_the_owner_may_not_receive_leaves_the_allowed_copy(
+        shipped: PolicySet) -> None:
+    v1 = indicator("[domain-name:value = 'copy-v1.example']", Tlp.AMBER)
+    v2 = dict(v1, modified="2026-03-05T00:00:00.000Z",
+              pattern="[domain-name:value = 'copy-v2.example']")
+    result = map_for_target([*offer([v1], alias="jwg"), *offer([v2], alias="uz")],
+                            policy=shipped, recipient=PK, options=OPTIONS, now=NOW)
+    assert [a["value"] for a in attributes(result)] == ["copy-v1.example"]
+    assert [(s.version, s.rule) for s in result.skipped] == [(v2["modified"], "other-copy")]
+
+
+def test_no_copy_allowed_gives_each_copy_its_own_reason(shipped: PolicySet) -> None:
+    obj = indicator("[domain-name:value = 'red-copies.example']", Tlp.RED)
+    result = map_for_target([*offer([obj], alias="jwg"), *offer([obj], alias="uz")],
+                            policy=shipped, recipient=PK, options=OPTIONS, now=NOW)
+    assert result.mapped == ()
+    assert len(result.skipped) == 2
+    assert all(s.rule != "other-copy" and s.reason for s in result.skipped)

@@ -1,0 +1,446 @@
+"""The MISP push against real MISP, measured beside MISP's own speed; ONE JSON line.
+
+    .venv/bin/python tests/perf/bench_misp.py
+    .venv/bin/python tests/perf/bench_misp.py --attributes 1000
+    CX_BENCH_MISP_KEY=... .venv/bin/python tests/perf/bench_misp.py --misp-url URL
+
+Without ``--misp-url`` it starts its own real MISP 2.5.1 with ``../shared/misp/start-misp.sh``
+(instance ``cx-bench``, data kept between runs) and stops it at the end; with it, it uses
+that MISP, whose site admin's API key is in ``CX_BENCH_MISP_KEY`` (never on the command
+line). In the same run, one function per measurement:
+
+* :func:`misp_bulk_add` (``misp_add_event``): MISP's own rate, one ``add_event`` of N
+  attributes (``--attributes``, half ``ip-dst``, half ``domain``, distinct values of this
+  run) through plain PyMISP, as the site admin -> attributes/s;
+* :func:`exchange_push` (``exchange_push``): a fresh SQLite home with the shipped policies
+  (signatures not required), N indicators published by UZ-CERT (half TLP:GREEN, half
+  TLP:CLEAR, all created the same UTC day, so producer-day grouping makes one event),
+  pushed by :func:`exchange.misp.push.run_push` to a target owned by PK-CERT, through a
+  sync user of a fresh organisation -> attributes/s, its ratio to MISP's rate
+  (``ratio_to_misp``, the target is >= 0.8), and where the time goes: store reads,
+  mapping, ledger, store writes and MISP calls (the client's methods wrapped with timers;
+  a call inside another is counted once, in the outer one), the rest as ``other``;
+* :func:`emotet_push` (``emotet``): the Unit 42 Emotet playbook
+  (../shared/data/real/stix20/unit42-emotet.json, STIX 2.0, 886 indicators) upgraded to
+  2.1 (:mod:`exchange.member.upgrade`), published by UZ-CERT and pushed end to end:
+  seconds to publish, to push, attributes pushed, attributes/s.
+
+MISP keeps its data between runs, so every run uses values, ids and a producer day of
+its own (the Emotet ids get a UUIDv5 under a fresh salt; its hash values repeat across
+runs, so MISP correlates them with earlier runs' copies, as it would in production).
+Progress goes to standard error; everything is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from pymisp import MISPOrganisation, MISPUser, PyMISP  # noqa: E402
+
+import exchange.misp.push as push_module  # noqa: E402
+from exchange.config import load_settings  # noqa: E402
+from exchange.member.upgrade import upgrade_objects  # noqa: E402
+from exchange.misp.client import MispClient  # noqa: E402
+from exchange.misp.report import Outcome, RunReport  # noqa: E402
+from exchange.misp.targets import (  # noqa: E402
+    Direction,
+    EventGrouping,
+    MispTarget,
+    Schedule,
+    TargetFilters,
+)
+from exchange.model.objects import Principal  # noqa: E402
+from exchange.node.policy_source import PolicySource  # noqa: E402
+from exchange.node.service import Exchange, init_home  # noqa: E402
+from exchange.storage import open_store  # noqa: E402
+
+START_MISP = ROOT.parent / "shared" / "misp" / "start-misp.sh"
+EMOTET = ROOT.parent / "shared" / "data" / "real" / "stix20" / "unit42-emotet.json"
+GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
+#: Inside the shipped agreement's term, whatever the machine's clock says.
+NOW = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp()) * 1_000_000
+ENVELOPE = 1000
+_ID = re.compile(r'"((?!marking-definition)[a-z0-9-]+)--([0-9a-f-]{36})"')
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- MISP ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Misp:
+    url: str
+    key: str = field(repr=False)
+
+
+@contextlib.contextmanager
+def misp_instance(url: str | None) -> Iterator[Misp]:
+    """The MISP to measure: ``url`` (key in CX_BENCH_MISP_KEY), or instance cx-bench
+    started here and stopped at the end."""
+    if url:
+        key = os.environ.get("CX_BENCH_MISP_KEY", "").strip()
+        if not key:
+            raise SystemExit("--misp-url needs the site admin's API key in CX_BENCH_MISP_KEY")
+        yield Misp(url, key)
+        return
+    _log("starting MISP instance cx-bench ...")
+    done = subprocess.run([str(START_MISP), "start", "cx-bench"], capture_output=True,
+                          text=True, timeout=900, check=False)
+    values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    if done.returncode != 0 or "MISP_URL" not in values:
+        tail = done.stderr.strip().splitlines()[-3:]
+        raise SystemExit(f"MISP cx-bench did not start (exit {done.returncode}): {tail}")
+    try:
+        yield Misp(values["MISP_URL"], values["MISP_KEY"])
+    finally:
+        subprocess.run([str(START_MISP), "stop", "cx-bench"], capture_output=True,
+                       timeout=120, check=False)
+        _log("stopped MISP instance cx-bench")
+
+
+def sync_account(misp: Misp, tag: str) -> str:
+    """A fresh organisation with a sync user, as a deployment sets one up; its key."""
+    admin = PyMISP(misp.url, misp.key, timeout=120)
+    org = MISPOrganisation()
+    org.name = f"cert-exchange bench {tag}"
+    made = admin.add_organisation(org, pythonify=True)
+    assert isinstance(made, MISPOrganisation), made
+    roles = {r["Role"]["name"]: r["Role"]["id"] for r in admin.roles()}  # type: ignore[index, union-attr]
+    user = MISPUser()
+    user.email = f"bench-{tag}@exchange.test"
+    user.org_id = made.id
+    user.role_id = roles["Sync user"]
+    added = admin.add_user(user, pythonify=True)
+    assert isinstance(added, MISPUser), added
+    return str(added.authkey)
+
+
+def values(count: int, tag: str, prefix: str) -> list[tuple[str, str]]:
+    """``count`` distinct (MISP type, value): half ip-dst, half domain, of this run."""
+    seed = random.Random(f"{tag}/{prefix}")
+    base = seed.randrange(1 << 20)
+    out = []
+    for n in range(count):
+        if n % 2 == 0:
+            x = base + n
+            out.append(("ip-dst", f"10.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"))
+        else:
+            out.append(("domain", f"{prefix}-{n}-{tag}.bench.example"))
+    return out
+
+
+# -- the exchange ------------------------------------------------------------------------
+
+class Node:
+    """A fresh exchange home with the shipped policies, signatures not required."""
+
+    def __init__(self, tmp: Path) -> None:
+        policies = tmp / "policies"
+        shutil.copytree(ROOT / "policies", policies)
+        collections = policies / "collections.yaml"
+        collections.write_text(collections.read_text().replace(
+            "require_signatures: true", "require_signatures: false"))
+        home = tmp / "home"
+        home.mkdir()
+        (home / "exchange.toml").write_text(f'policy_dir = "{policies}"\n')
+        init_home(load_settings(home, env={}))
+        settings = load_settings(home, env={})
+        assert settings.policy_path is not None
+        policy = PolicySource(settings.policy_path)
+        policy.load()
+        self.ex = Exchange(settings, open_store(settings), policy=policy)
+        self.uz = self.ex.add_org("UZ-CERT").identity_id
+        self.ex.add_org("PK-CERT")
+        self.ex.add_account("uz-pub", org="UZ-CERT", role="publisher")
+        secret = self.ex.create_api_key("uz-pub")[1]
+        self.principal: Principal = self.ex.authenticate("uz-pub", secret)
+        self.ex.add_collection("UZ-PK Joint Working Group", alias="jwg",
+                               readers=["UZ-CERT", "PK-CERT"], writers=["UZ-CERT"],
+                               default_tlp="green")
+
+    def publish(self, objects: list[dict[str, Any]]) -> int:
+        stored = 0
+        for start in range(0, len(objects), ENVELOPE):
+            body = json.dumps({"objects": objects[start:start + ENVELOPE]}).encode()
+            status = self.ex.publish(self.principal, self.ex.settings.api_root, "jwg", body)
+            if status.failure_count:
+                raise SystemExit(f"publish refused objects: {status.failures[:3]}")
+            stored += status.success_count
+        return stored
+
+    def close(self) -> None:
+        self.ex.audit.drain()
+        self.ex.store.close()
+
+
+class Timers:
+    """Seconds per part of a push, outermost calls only (no double counting)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._depth = 0
+
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.seconds[part] += time.perf_counter() - t0
+                    self.calls[part] += 1
+        return timed
+
+
+class TimedClient(MispClient):
+    """The real client, each public method timed as ``misp:<name>`` (the first call
+    includes PyMISP's constructor, which talks to MISP); inside them, PyMISP's own calls
+    timed apart (``inner``) and the bodies of the events added kept (``added``)."""
+
+    def __init__(self, target: MispTarget, key: str, timers: Timers) -> None:
+        self.inner = Timers()
+        self.added: list[dict[str, Any]] = []
+
+        def factory(*args: Any, **kwargs: Any) -> PyMISP:
+            api = PyMISP(*args, **kwargs)
+            add = api.add_event
+
+            def keep(event: Any, *a: Any, **k: Any) -> Any:
+                self.added.append(event)
+                return add(event, *a, **k)
+
+            api.add_event = keep  # type: ignore[method-assign]
+            for name in ("get_event", "add_event", "update_event", "publish",
+                         "delete_attribute", "organisations", "get_sharing_group",
+                         "add_sharing_group"):
+                setattr(api, name, self.inner.wrap(f"pymisp:{name}", getattr(api, name)))
+            return api
+
+        super().__init__(target, key, factory=factory)
+        for name in ("get_event", "push_event", "delete_attribute", "would_push",
+                     "is_sync_user", "may_create_sharing_groups", "own_organisation",
+                     "find_organisation", "ensure_sharing_group", "publish_event"):
+            setattr(self, name, timers.wrap(f"misp:{name}", getattr(self, name)))
+
+
+@contextlib.contextmanager
+def timed_push(node: Node, timers: Timers) -> Iterator[None]:
+    """Time the store's reads and writes, the mapping and the ledger during a push."""
+    store, audit = node.ex.store, node.ex.audit
+    saved: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, part: str) -> None:
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, timers.wrap(part, getattr(owner, name)))
+
+    for name in ("get_objects", "list_collections", "grant_for", "misp_state",
+                 "misp_pushed", "misp_sharing_groups", "find_org"):
+        patch(store, name, "store read")
+    for name in ("record_misp_pushed", "save_misp_sharing_group"):
+        patch(store, name, "store write")
+    patch(audit, "record", "ledger")
+    patch(push_module, "map_for_target", "mapping")
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
+
+
+def run_timed(node: Node, misp: Misp, key: str, name: str
+              ) -> tuple[RunReport, float, dict[str, Any], TimedClient]:
+    target = MispTarget(name, misp.url, None, "CX_UNUSED", "PK-CERT", Direction.PUSH,
+                        Schedule(interval=900), TargetFilters(), None, 600.0,
+                        EventGrouping.PRODUCER_DAY)
+    timers = Timers()
+    client = TimedClient(target, key, timers)
+    with timed_push(node, timers):
+        t0 = time.perf_counter()
+        report = push_module.run_push(node.ex, target, client, now=NOW)
+        total = time.perf_counter() - t0
+    if report.outcome is not Outcome.OK:
+        raise SystemExit(f"push {name}: {report.outcome.value}: {report.message}")
+    parts = {k: round(v, 3) for k, v in sorted(timers.seconds.items())}
+    misp = sum(v for k, v in timers.seconds.items() if k.startswith("misp:"))
+    parts["misp (all calls)"] = round(misp, 3)
+    parts["other"] = round(total - sum(timers.seconds.values()), 3)
+    parts["calls"] = dict(sorted(timers.calls.items()))
+    parts["inside misp calls"] = {k: round(v, 3) for k, v in sorted(
+        client.inner.seconds.items())}
+    return report, total, parts, client
+
+
+def attributes_written(misp: Misp, names: list[str]) -> int:
+    """Attributes the pushed events hold on MISP (read back as site admin)."""
+    admin = PyMISP(misp.url, misp.key, timeout=120)
+    total = 0
+    for event_uuid in names:
+        event = admin.get_event(event_uuid)
+        assert isinstance(event, dict), event
+        assert "Event" in event, event
+        total += len(event["Event"].get("Attribute", []))
+    return total
+
+
+# -- the measurements --------------------------------------------------------------------
+
+def misp_bulk_add(misp: Misp, count: int, tag: str) -> dict[str, Any]:
+    """MISP's own rate: one add_event of ``count`` attributes through plain PyMISP."""
+    api = PyMISP(misp.url, misp.key, timeout=600)
+    attributes = [{"type": t, "category": "Network activity", "value": v, "to_ids": True,
+                   "distribution": "1", "comment": "bench"}
+                  for t, v in values(count, tag, "misp")]
+    event = {"uuid": str(uuid.uuid4()), "info": f"bench {tag} MISP bulk add",
+             "distribution": "1", "threat_level_id": "4", "analysis": "2",
+             "Tag": [{"name": "tlp:green"}], "Attribute": attributes}
+    _log(f"MISP: one add_event of {count} attributes ...")
+    t0 = time.perf_counter()
+    answer = api.add_event(event)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - t0
+    assert isinstance(answer, dict), answer
+    assert "Event" in answer, str(answer)[:300]
+    kept = len(answer["Event"].get("Attribute", []))
+    assert kept == count, (kept, count)
+    return {"attributes": count, "seconds": round(seconds, 3),
+            "attrs_per_s": round(count / seconds, 1)}
+
+
+def misp_same_body(misp: Misp, sent: dict[str, Any], key: str) -> dict[str, Any]:
+    """MISP's rate for the very event the exchange sent (fields, tags per attribute,
+    published by the same sync user in the add), through plain PyMISP, with UUIDs and
+    values of its own (so MISP correlates nothing new): what MISP itself costs for the
+    exchange's payload."""
+    body = json.loads(json.dumps(sent))
+    body["uuid"] = str(uuid.uuid4())
+    body["info"] = f"{body['info']} (same body, plain PyMISP)"
+    for attribute in body["Attribute"]:
+        attribute["uuid"] = str(uuid.uuid4())
+        value = str(attribute["value"])
+        attribute["value"] = ("11." + value[3:] if attribute["type"] == "ip-dst"
+                              else f"same-{value}")
+    api = PyMISP(misp.url, key, timeout=600)
+    t0 = time.perf_counter()
+    answer = api.add_event(body)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - t0
+    assert isinstance(answer, dict), answer
+    assert "Event" in answer, str(answer)[:300]
+    count = len(answer["Event"].get("Attribute", []))
+    return {"attributes": count, "seconds": round(seconds, 3),
+            "attrs_per_s": round(count / seconds, 1)}
+
+
+def exchange_push(misp: Misp, tmp: Path, count: int, tag: str) -> dict[str, Any]:
+    """The exchange's push rate: ``count`` indicators of one producer-day, one run."""
+    node = Node(tmp / "push")
+    try:
+        day = date(1990, 1, 1) + timedelta(days=random.Random(tag).randrange(36_500))
+        stamp = f"{day.isoformat()}T09:00:00.000Z"
+        patterns = {"ip-dst": "ipv4-addr", "domain": "domain-name"}
+        objects = [{
+            "type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}",
+            "created": stamp, "modified": stamp, "name": f"bench {n}",
+            "pattern": f"[{patterns[t]}:value = '{v}']", "pattern_type": "stix",
+            "pattern_version": "2.1", "valid_from": stamp, "created_by_ref": node.uz,
+            "object_marking_refs": [GREEN if n % 2 else CLEAR],
+        } for n, (t, v) in enumerate(values(count, tag, "push"))]
+        _log(f"exchange: publishing {count} indicators ...")
+        t0 = time.perf_counter()
+        node.publish(objects)
+        published = time.perf_counter() - t0
+        key = sync_account(misp, f"push-{tag}")
+        _log("exchange: pushing ...")
+        report, seconds, parts, client = run_timed(node, misp, key, "pk-misp-bench")
+        events = sorted({e.event_uuid for e in node.ex.store.misp_pushed(
+            "pk-misp-bench").values()})
+        written = attributes_written(misp, events)
+        assert written == count, (written, count)
+        [sent] = client.added
+        same_body = misp_same_body(misp, sent, key)
+        return {"indicators": count, "misp_add_event_same_body": same_body,
+                "events": len(events), "attributes": written,
+                "publish_seconds": round(published, 3), "seconds": round(seconds, 3),
+                "attrs_per_s": round(written / seconds, 1), "breakdown_s": parts,
+                "counts": dict(report.counts)}
+    finally:
+        node.close()
+
+
+def emotet_push(misp: Misp, tmp: Path, tag: str) -> dict[str, Any]:
+    """The Unit 42 Emotet playbook, upgraded, published and pushed end to end."""
+    salt = uuid.uuid5(uuid.NAMESPACE_URL, f"cx-bench/{tag}")
+    text = _ID.sub(lambda m: f'"{m[1]}--{uuid.uuid5(salt, m[2])}"', EMOTET.read_text())
+    node = Node(tmp / "emotet")
+    try:
+        t0 = time.perf_counter()
+        upgraded = upgrade_objects(json.loads(text)["objects"]).objects
+        indicators = sum(1 for o in upgraded if o.get("type") == "indicator")
+        stored = node.publish(upgraded)
+        published = time.perf_counter() - t0
+        key = sync_account(misp, f"emotet-{tag}")
+        _log(f"Emotet: {indicators} indicators published, pushing ...")
+        report, seconds, parts, _ = run_timed(node, misp, key, "pk-misp-emotet")
+        pushed = node.ex.store.misp_pushed("pk-misp-emotet")
+        events = sorted({e.event_uuid for e in pushed.values()})
+        written = attributes_written(misp, events)
+        return {"indicators": indicators, "objects_stored": stored,
+                "objects_pushed": len(pushed), "events": len(events),
+                "attributes": written, "upgrade_publish_seconds": round(published, 3),
+                "push_seconds": round(seconds, 3),
+                "end_to_end_seconds": round(published + seconds, 3),
+                "attrs_per_s": round(written / seconds, 1), "breakdown_s": parts,
+                "counts": dict(report.counts)}
+    finally:
+        node.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--attributes", type=int, default=1000)
+    parser.add_argument("--misp-url", default=None,
+                        help="use this MISP (site admin key in CX_BENCH_MISP_KEY)")
+    args = parser.parse_args()
+    tag = uuid.uuid4().hex[:10]
+    result: dict[str, Any] = {"benchmark": "misp_push", "attributes": args.attributes}
+    with tempfile.TemporaryDirectory(prefix="cx-bench-misp-") as tmp, \
+            misp_instance(args.misp_url) as misp:
+        misp_rate = misp_bulk_add(misp, args.attributes, tag)
+        result["misp_add_event"] = misp_rate
+        pushed = exchange_push(misp, Path(tmp), args.attributes, tag)
+        pushed["ratio_to_misp"] = round(pushed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
+        result["exchange_push"] = pushed
+        result["emotet"] = emotet_push(misp, Path(tmp), tag)
+    result["python"] = platform.python_version()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -703,7 +703,9 @@ def _up_to_date(body: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
     held = {a.get("uuid"): a for a in existing.get("Attribute") or ()}
     for attribute in body.get("Attribute") or ():
         have = held.get(attribute.get("uuid"))
-        if have is None or not _tag_names(attribute) <= _tag_names(have):
+        # The event's tags apply to its attributes (exchange.misp.mapping).
+        if have is None or not _tag_names(attribute) <= (_tag_names(have)
+                                                         | _tag_names(existing)):
             return False
         if have.get("deleted") and not attribute.get("deleted"):
             # Deleted on MISP (by its owner): MISP's edit cannot restore it, and the push

@@ -22,13 +22,16 @@ What it decides (DESIGN.md decision 7):
   :data:`NAMESPACE`. ``created`` is the same in every version, so a new version lands in
   the same event as the first. An indicator the target already holds stays in its event
   (``PushOptions.placed``, kept by the sync).
-* **TLP and distribution agree.** Each attribute carries its own ``tlp:`` tag and the
-  distribution of its level: CLEAR 3 (all communities), GREEN 1 (this community), AMBER 4
-  with the sharing group of the collection's agreement when the sync has one on that
-  instance, else 0 (the owner's organisation), AMBER+STRICT 0, RED 0. An event takes the
+* **TLP and distribution agree.** Each attribute carries the distribution of its level:
+  CLEAR 3 (all communities), GREEN 1 (this community), AMBER 4 with the sharing group
+  of the collection's agreement when the sync has one on that instance, else 0 (the
+  owner's organisation), AMBER+STRICT 0, RED 0. An event takes the
   level of its report (report events), or the least restrictive level among its
   attributes (other events), with the matching tag; MISP shows an attribute only within
   both its own and its event's distribution, so nothing becomes wider than its level.
+  An attribute has its own ``tlp:`` tag unless its level is the event's: an event's tags
+  apply to all its attributes (MISP's reading, misp-stix's and the pull's). Attributes
+  added to an event the target already holds are always tagged.
 * **Patterns.** Simple patterns become typed attributes (:mod:`exchange.misp.patterns`),
   all with ``to_ids`` true; any other pattern is kept whole as one ``stix2-pattern``
   attribute. MISP keeps one attribute per type and value in an event; a value another
@@ -649,6 +652,12 @@ def _add_indicator(item: _Allowed, draft: _EventDraft) -> MappedObject:
                         notes=tuple(notes), collection=source.collection_alias)
 
 
+def _without_tag(attribute: dict[str, Any], event_tag: dict[str, str]) -> dict[str, Any]:
+    if attribute.get("Tag") != [event_tag]:
+        return attribute
+    return {k: v for k, v in attribute.items() if k != "Tag"}
+
+
 def _finish(draft: _EventDraft) -> MispEvent:
     attributes = [draft.attributes[k] for k in sorted(draft.attributes)]
     if not draft.complete:
@@ -663,6 +672,10 @@ def _finish(draft: _EventDraft) -> MispEvent:
         level, distribution, sharing_group = min(
             draft.levels, key=lambda x: (x[0].rank, _NARROWNESS[x[1]]))
     tags = [{"name": tlp_tag(level)}]
+    # An event's tags apply to every attribute in it (MISP's and misp-stix's reading,
+    # and the pull's): an attribute at the event's level needs no tag of its own, and
+    # MISP takes about a fifth longer to store an event whose every attribute is tagged.
+    attributes = [_without_tag(a, tags[0]) for a in attributes]
     if draft.producer is not None:
         tags.append({"name": f'cert-exchange:contributor="{draft.producer}"'})
     body: dict[str, Any] = {

@@ -226,7 +226,8 @@ def test_distribution_and_tag_of_each_level(level: Tlp, producer: str, with_sg: 
     (attribute,) = event.body["Attribute"]
     assert attribute["distribution"] == distribution
     assert attribute.get("sharing_group_id") == sg
-    assert attribute["Tag"] == [{"name": f"tlp:{level.value}"}]
+    # At the event's level the attribute needs no tag of its own: the event's applies.
+    assert "Tag" not in attribute
     # The event has the level of its only attribute: tag and distribution agree.
     assert event.body["distribution"] == distribution
     assert event.body.get("sharing_group_id") == sg
@@ -319,8 +320,8 @@ def test_signature_travels_as_the_detached_envelope(shipped: PolicySet) -> None:
     assert key.kid in url_attr["comment"]
     assert sig_uuid in url_attr["comment"]
     assert sig_attr["to_ids"] is False
-    assert (sig_attr["distribution"], sig_attr["Tag"]) == (url_attr["distribution"],
-                                                           url_attr["Tag"])
+    assert (sig_attr["distribution"], sig_attr.get("Tag")) == (url_attr["distribution"],
+                                                               url_attr.get("Tag"))
 
 
 def test_indicators_outside_reports_group_by_producer_and_day(shipped: PolicySet) -> None:
@@ -433,3 +434,19 @@ def test_no_copy_allowed_gives_each_copy_its_own_reason(shipped: PolicySet) -> N
     assert result.mapped == ()
     assert len(result.skipped) == 2
     assert all(s.rule != "other-copy" and s.reason for s in result.skipped)
+
+
+def test_in_a_mixed_event_only_attributes_below_the_events_level_carry_a_tag(
+        shipped: PolicySet) -> None:
+    clear = indicator("[domain-name:value = 'clear.mixed.example']", Tlp.CLEAR)
+    green = indicator("[domain-name:value = 'green.mixed.example']", Tlp.GREEN)
+    result = map_for_target(offer([clear, green]), policy=shipped, recipient=PK,
+                            options=PushOptions(grouping=EventGrouping.PRODUCER_DAY),
+                            now=NOW)
+    (event,) = result.events  # same producer, same day: one event, at the wider level
+    assert {"name": "tlp:clear"} in event.body["Tag"]
+    assert event.body["distribution"] == "3"
+    held = by_uuid(result)
+    assert "Tag" not in held[clear["id"].split("--")[1]]
+    assert held[green["id"].split("--")[1]]["Tag"] == [{"name": "tlp:green"}]
+    assert held[green["id"].split("--")[1]]["distribution"] == "1"

@@ -16,12 +16,13 @@ What it decides (DESIGN.md decision 7):
   indicator's UUID (an ``OR`` of several values: the first value the event does not
   already hold keeps it, the others get UUIDv5 names under the indicator's UUID). A report
   or grouping is one event with the report's UUID, holding the indicators it references;
-  any other indicator goes to an event per contributor and UTC day of its ``created``
-  (``producer-day``, the default), per contributor and month, or per indicator
-  (:class:`~exchange.misp.targets.EventGrouping`), with a UUIDv5 name under
-  :data:`NAMESPACE`. ``created`` is the same in every version, so a new version lands in
-  the same event as the first. An indicator the target already holds stays in its event
-  (``PushOptions.placed``, kept by the sync).
+  any other indicator goes to an event per contributor, UTC day of its ``created`` and
+  TLP level (``producer-day``, the default), per contributor, month and level, or per
+  indicator (:class:`~exchange.misp.targets.EventGrouping`), with a UUIDv5 name under
+  :data:`NAMESPACE`. One level per event keeps the event's tag true of everything in
+  it, for the many MISP consumers that read only event tags. ``created`` is the same in
+  every version, so a new version lands in the same event as the first. An indicator
+  the target already holds stays in its event (``PushOptions.placed``, kept by the sync).
 * **TLP and distribution agree.** Each attribute carries the distribution of its level:
   CLEAR 3 (all communities), GREEN 1 (this community), AMBER 4 with the sharing group
   of the collection's agreement when the sync has one on that instance, else 0 (the
@@ -516,6 +517,10 @@ def _containers(allowed: Mapping[str, _Allowed], options: PushOptions,
     return home
 
 
+def _label(level: Tlp) -> str:
+    return f"TLP:{level.value.upper()}"
+
+
 def _draft_for(item: _Allowed, container: str | None, options: PushOptions,
                drafts: dict[str, _EventDraft]) -> _EventDraft:
     """The event an indicator goes to, opened on first use."""
@@ -532,12 +537,13 @@ def _draft_for(item: _Allowed, container: str | None, options: PushOptions,
         key, info, date = f"indicator/{source.id}", str(
             source.obj.get("name") or f"Indicator {source.id}"), day
     elif options.grouping is EventGrouping.PRODUCER_MONTH:
-        key, info, date = (f"producer-month/{producer}/{day[:7]}",
-                           f"{producer} indicators, {day[:7]} (cert-exchange)",
-                           f"{day[:7]}-01")
+        key, info, date = (f"producer-month/{producer}/{day[:7]}/{item.tlp.value}",
+                           f"{producer} indicators, {day[:7]}, {_label(item.tlp)}"
+                           " (cert-exchange)", f"{day[:7]}-01")
     else:
-        key, info, date = (f"producer-day/{producer}/{day}",
-                           f"{producer} indicators, {day} (cert-exchange)", day)
+        key, info, date = (f"producer-day/{producer}/{day}/{item.tlp.value}",
+                           f"{producer} indicators, {day}, {_label(item.tlp)}"
+                           " (cert-exchange)", day)
     event_uuid = _named(key)
     if event_uuid not in drafts:
         drafts[event_uuid] = _EventDraft(event_uuid, complete=True, info=info, date=date,

@@ -82,9 +82,9 @@ class Direction(enum.StrEnum):
 class EventGrouping(enum.StrEnum):
     """Which MISP event an indicator that no report or grouping holds goes to.
 
-    ``producer-day``: one event per contributing organisation and UTC day of the
-    indicator's ``created`` (the default); ``producer-month``: per organisation and month;
-    ``indicator``: one event per indicator.
+    ``producer-day``: one event per contributing organisation, UTC day of the
+    indicator's ``created`` and TLP level (the default); ``producer-month``: per
+    organisation, month and level; ``indicator``: one event per indicator.
     """
 
     PRODUCER_DAY = "producer-day"

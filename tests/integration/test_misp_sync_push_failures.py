@@ -208,4 +208,4 @@ def test_a_user_without_sync_rights_pushes_as_the_exchange_and_says_why(
         assert event["Org"]["name"] == instance.org_name
         assert 'cert-exchange:contributor="UZ-CERT"' in {t["name"] for t in event["Tag"]}
         assert event["published"] is True
-    assert len(events) == 1  # one producer, one day: one event
+    assert len(events) == 2  # one producer, one day, two levels (GREEN, AMBER)

@@ -331,12 +331,17 @@ def test_indicators_outside_reports_group_by_producer_and_day(shipped: PolicySet
                   created="2026-03-02T08:00:00.000Z", modified="2026-03-02T08:00:00.000Z")
     result = map_for_target(offer([a, b, c]), policy=shipped, recipient=PK, options=OPTIONS,
                             now=NOW)
-    events = {e.body["date"]: e for e in result.events}
-    assert set(events) == {"2026-03-01", "2026-03-02"}
-    first = events["2026-03-01"]
-    assert first.uuid == str(uuid.uuid5(NAMESPACE, "producer-day/UZ-CERT/2026-03-01"))
-    # The widest level inside sets the event's tag and distribution (CLEAR here).
-    assert (first.body["distribution"], first.body["Tag"][0]) == ("3", {"name": "tlp:clear"})
+    events = {(e.body["date"], e.body["Tag"][0]["name"]): e for e in result.events}
+    # One event per producer, day and level: each event's tag is true of all it holds.
+    assert set(events) == {("2026-03-01", "tlp:green"), ("2026-03-01", "tlp:clear"),
+                           ("2026-03-02", "tlp:green")}
+    first = events["2026-03-01", "tlp:green"]
+    assert first.uuid == str(uuid.uuid5(NAMESPACE, "producer-day/UZ-CERT/2026-03-01/green"))
+    assert first.body["info"] == "UZ-CERT indicators, 2026-03-01, TLP:GREEN (cert-exchange)"
+    assert first.body["distribution"] == "1"
+    assert events["2026-03-01", "tlp:clear"].body["distribution"] == "3"
+    assert all("Tag" not in attribute for e in result.events
+               for attribute in e.body["Attribute"])
     # A new version stays in the event of the first (created does not change).
     a2 = dict(a, modified="2026-04-10T00:00:00.000Z", description="updated")
     later = map_for_target(offer([a2]), policy=shipped, recipient=PK, options=OPTIONS,
@@ -436,14 +441,20 @@ def test_no_copy_allowed_gives_each_copy_its_own_reason(shipped: PolicySet) -> N
     assert all(s.rule != "other-copy" and s.reason for s in result.skipped)
 
 
-def test_in_a_mixed_event_only_attributes_below_the_events_level_carry_a_tag(
+def test_in_a_mixed_report_only_attributes_below_the_events_level_carry_a_tag(
         shipped: PolicySet) -> None:
     clear = indicator("[domain-name:value = 'clear.mixed.example']", Tlp.CLEAR)
     green = indicator("[domain-name:value = 'green.mixed.example']", Tlp.GREEN)
-    result = map_for_target(offer([clear, green]), policy=shipped, recipient=PK,
-                            options=PushOptions(grouping=EventGrouping.PRODUCER_DAY),
-                            now=NOW)
-    (event,) = result.events  # same producer, same day: one event, at the wider level
+    report = {"type": "report", "spec_version": "2.1",
+              "id": "report--8a1b6c1e-2f7d-4b55-9a57-5c4d2e3f1a90",
+              "created": "2026-03-01T10:00:00.000Z", "modified": "2026-03-01T10:00:00.000Z",
+              "name": "mixed", "published": "2026-03-01T10:00:00Z",
+              "object_refs": [clear["id"], green["id"]],
+              "object_marking_refs": [TLP2_IDS[Tlp.CLEAR]]}
+    result = map_for_target(offer([report, clear, green]), policy=shipped, recipient=PK,
+                            options=OPTIONS, now=NOW)
+    (event,) = result.events  # the report's event, at the report's level
+    assert event.uuid == report["id"].split("--")[1]
     assert {"name": "tlp:clear"} in event.body["Tag"]
     assert event.body["distribution"] == "3"
     held = by_uuid(result)

@@ -259,6 +259,10 @@ class AuditTrail:
         interval = max(self.settings.audit_sequence_ms, 50) / 1000
         failing = False
         while not stop.wait(interval) and keep_going():
+            if not self.store.is_open:
+                # Closed by its owner (a command that is done): whatever is still
+                # spooled stays there for the next sequencer, as after a crash.
+                return
             try:
                 self.writer.flush()
                 self.sequence()
@@ -267,6 +271,8 @@ class AuditTrail:
                     log.info("audit sequencer: the spool is moving into the log again")
                 failing = False
             except Exception as e:  # noqa: BLE001 - keep trying; the spool keeps the data
+                if not self.store.is_open:
+                    return  # closed while it ran (above)
                 if not failing:
                     log.error("audit sequencer: %s (retrying; nothing is lost, the records"
                               " stay in the spool)", getattr(e, "reason", type(e).__name__))

@@ -387,6 +387,11 @@ class Store(abc.ABC):
         """Append records to the audit ledger in a transaction of their own; their seqs."""
 
     # -- lifecycle -----------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open (between :meth:`open` and :meth:`close`)."""
+        return True
+
     @abc.abstractmethod
     def open(self) -> None:
         """Connect (create the engine). Does not change the schema."""

@@ -229,6 +229,11 @@ class SqlStore(Store):
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` was called and :meth:`close` not since."""
+        return self._engine is not None
+
+    @property
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``.
 

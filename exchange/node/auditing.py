@@ -259,7 +259,7 @@ class AuditTrail:
         interval = max(self.settings.audit_sequence_ms, 50) / 1000
         failing = False
         while not stop.wait(interval) and keep_going():
-            if not self.store.is_open:
+            if self._store_closed():
                 # Closed by its owner (a command that is done): whatever is still
                 # spooled stays there for the next sequencer, as after a crash.
                 return
@@ -271,12 +271,15 @@ class AuditTrail:
                     log.info("audit sequencer: the spool is moving into the log again")
                 failing = False
             except Exception as e:  # noqa: BLE001 - keep trying; the spool keeps the data
-                if not self.store.is_open:
+                if self._store_closed():
                     return  # closed while it ran (above)
                 if not failing:
                     log.error("audit sequencer: %s (retrying; nothing is lost, the records"
                               " stay in the spool)", getattr(e, "reason", type(e).__name__))
                 failing = True
+
+    def _store_closed(self) -> bool:
+        return not self.store.is_open
 
     def sequence(self) -> int:
         """Move every complete spooled batch into the log now; the records moved.

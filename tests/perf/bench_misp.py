@@ -1,4 +1,4 @@
-"""The MISP push against real MISP, measured beside MISP's own speed; ONE JSON line.
+"""The MISP push and pull against real MISP, measured beside MISP's own speed; ONE JSON line.
 
     .venv/bin/python tests/perf/bench_misp.py
     .venv/bin/python tests/perf/bench_misp.py --attributes 1000
@@ -23,7 +23,16 @@ line). In the same run, one function per measurement:
 * :func:`emotet_push` (``emotet``): the Unit 42 Emotet playbook
   (../shared/data/real/stix20/unit42-emotet.json, STIX 2.0, 886 indicators) upgraded to
   2.1 (:mod:`exchange.member.upgrade`), published by UZ-CERT and pushed end to end:
-  seconds to publish, to push, attributes pushed, attributes/s.
+  seconds to publish, to push, attributes pushed, attributes/s;
+* :func:`misp_rest_search` (``misp_rest_search``): MISP's own rate serving attributes
+  (a restSearch page of the pull's events, the bulk event, and the pull's own index +
+  ``get_event`` calls) -> attributes/s;
+* :func:`exchange_pull` (``exchange_pull``): N attributes in ``--pull-events`` published
+  events of a fresh organisation carrying this run's tag (:func:`pull_source`), pulled
+  by :func:`exchange.misp.pull.run_pull` for a target owned by UZ-CERT that takes only
+  that tag -> attributes/s and where the time goes (:class:`SelfTimers`);
+* :func:`emotet_pull` (``emotet.pull``): the Emotet events pulled back into a second
+  fresh node, the listing limited to them by the target's cursor.
 
 MISP keeps its data between runs, so every run uses values, ids and a producer day of
 its own (the Emotet ids get a UUIDv5 under a fresh salt; its hash values repeat across

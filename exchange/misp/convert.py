@@ -55,9 +55,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from misp_stix_converter import MISPtoSTIX21Parser
+from stix2.serialization import serialize
 
 from exchange.errors import ExchangeError
 from exchange.model.objects import Tlp
+from exchange.model.pattern import stix2_indicator_class
 from exchange.model.tlp import TLP2_IDS, TLP_MARKING_IDS
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 
@@ -175,6 +177,19 @@ def _without(event: Mapping[str, Any], drop: Collection[str]) -> dict[str, Any]:
     return out
 
 
+class _Parser(MISPtoSTIX21Parser):  # type: ignore[misc]
+    """misp-stix's parser, building its indicators with the exchange's fast grammar check
+    (:func:`~exchange.model.pattern.stix2_indicator_class`: the same verdicts as the
+    ANTLR validator stix2 runs, at a fraction of its cost; a third of a pull's time went
+    there)."""
+
+    @staticmethod
+    def _create_indicator(indicator_args: dict[str, Any]) -> Any:
+        defaults = {"pattern_type": "stix", "pattern_version": "2.1"}
+        fields = {k: v for k, v in indicator_args.items() if v is not None or k not in defaults}
+        return stix2_indicator_class()(**{**defaults, **fields, "spec_version": "2.1"})
+
+
 def convert_event(event: Mapping[str, Any], *, owner_identity: str,
                   drop: Collection[str] = ()) -> Conversion:
     """Convert one MISP event (``{"Event": ...}`` or the bare event) to STIX 2.1.
@@ -202,9 +217,11 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
                                " timestamp")
     source = _without(body, drop)
     try:
-        parser = MISPtoSTIX21Parser()
+        parser = _Parser()
         parser.parse_misp_event({"Event": source})
-        objects: list[dict[str, Any]] = json.loads(parser.bundle.serialize())["objects"]
+        # The objects as stix2 writes them, without the bundle: building one re-checks
+        # every object (a fifth of the conversion).
+        objects: list[dict[str, Any]] = json.loads(serialize(list(parser.stix_objects)))
     except Exception as e:  # noqa: BLE001 - misp-stix raises stix2 errors, KeyError, ...
         text = str(e).splitlines()[0][:300] if str(e) else ""
         raise ConversionFailed(f"misp-stix could not convert event {event_uuid}:"

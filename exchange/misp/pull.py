@@ -411,6 +411,7 @@ def _import(ctx: _Context, conversion: Conversion, report: RunReport) -> None:
     registered = node.registered_identities()
     held = _latest(ctx, collection, [str(o["id"]) for o in conversion.objects], body=True)
     key = None if ctx.dry_run else node.node_key()
+    signed_at = _signed_at(ctx.now)
     versions: list[NewVersion] = []
     for candidate in conversion.objects:
         object_id = str(candidate["id"])
@@ -420,10 +421,12 @@ def _import(ctx: _Context, conversion: Conversion, report: RunReport) -> None:
             if prepared is None:
                 report.counts["unchanged"] += 1
                 continue
-            obj = validate_object(prepared, node.limits)
-            if key is not None:
-                obj = validate_object(sign_object(prepared, key, signed_at=_signed_at(ctx.now),
-                                                  attest=True), node.limits)
+            if key is None:
+                obj = validate_object(prepared, node.limits)
+            else:  # sign_object checks what it signs (strict profile, the same limits)
+                obj = validate_object(sign_object(prepared, key, signed_at=signed_at,
+                                                  attest=True, limits=node.limits),
+                                      node.limits)
             if policy is not None:
                 object_level, granular = split_marking_refs(obj.data)
                 tlp = level_of(object_level, policy, {}, granular=granular)

@@ -27,10 +27,11 @@ Pure code, no I/O.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from stix2patterns.v21.object_validator import HASHES_REGEX
 
@@ -475,3 +476,39 @@ def comparisons(pattern: str, limits: Limits) -> list[Comparison]:
     parser = _Parser(pattern)
     parser.parse()
     return parser.tests
+
+
+#: No size caps: the reference validator has none either; callers apply theirs.
+_UNCAPPED: Final = Limits(max_pattern_bytes=1 << 62, max_pattern_observations=1 << 62)
+
+
+@functools.cache
+def stix2_indicator_class() -> type[Any]:
+    """``stix2``'s ``Indicator`` (v2.1) with its grammar check done by :func:`check_pattern`.
+
+    ``stix2`` runs the ANTLR validator on every indicator it builds (about 0.5 ms, more
+    than the rest of the object). This subclass checks a STIX 2.1 pattern with
+    :func:`check_pattern` instead, which gives the same verdict (module docstring), and
+    is otherwise the library's class: same properties, same constraints, same output.
+    Patterns of another ``pattern_version`` still go to the reference validator.
+    """
+    from stix2.exceptions import InvalidValueError  # noqa: PLC0415 - slow import
+    from stix2.v21.sdo import Indicator  # noqa: PLC0415
+
+    class FastIndicator(Indicator):  # type: ignore[misc]
+        def _check_object_constraints(self) -> None:
+            pattern = self.get("pattern")
+            if (self.get("pattern_type") != "stix" or not isinstance(pattern, str)
+                    or self.get("pattern_version", "2.1") != "2.1"):
+                super()._check_object_constraints()
+                return
+            super(Indicator, self)._check_object_constraints()
+            valid_from, valid_until = self.get("valid_from"), self.get("valid_until")
+            if valid_from and valid_until and valid_until <= valid_from:
+                raise ValueError(f"{self.id} 'valid_until' must be greater than 'valid_from'")
+            try:
+                check_pattern(pattern, _UNCAPPED)
+            except InvalidObject as e:
+                raise InvalidValueError(Indicator, "pattern", e.reason) from None
+
+    return FastIndicator

@@ -1,4 +1,4 @@
-"""The MISP push against real MISP, measured beside MISP's own speed; ONE JSON line.
+"""The MISP push and pull against real MISP, measured beside MISP's own speed; ONE JSON line.
 
     .venv/bin/python tests/perf/bench_misp.py
     .venv/bin/python tests/perf/bench_misp.py --attributes 1000
@@ -23,7 +23,16 @@ line). In the same run, one function per measurement:
 * :func:`emotet_push` (``emotet``): the Unit 42 Emotet playbook
   (../shared/data/real/stix20/unit42-emotet.json, STIX 2.0, 886 indicators) upgraded to
   2.1 (:mod:`exchange.member.upgrade`), published by UZ-CERT and pushed end to end:
-  seconds to publish, to push, attributes pushed, attributes/s.
+  seconds to publish, to push, attributes pushed, attributes/s;
+* :func:`misp_rest_search` (``misp_rest_search``): MISP's own rate serving attributes
+  (a restSearch page of the pull's events, the bulk event, and the pull's own index +
+  ``get_event`` calls) -> attributes/s;
+* :func:`exchange_pull` (``exchange_pull``): N attributes in ``--pull-events`` published
+  events of a fresh organisation carrying this run's tag (:func:`pull_source`), pulled
+  by :func:`exchange.misp.pull.run_pull` for a target owned by UZ-CERT that takes only
+  that tag -> attributes/s and where the time goes (:class:`SelfTimers`);
+* :func:`emotet_pull` (``emotet.pull``): the Emotet events pulled back into a second
+  fresh node, the listing limited to them by the target's cursor.
 
 MISP keeps its data between runs, so every run uses values, ids and a producer day of
 its own (the Emotet ids get a UUIDv5 under a fresh salt; its hash values repeat across
@@ -57,8 +66,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pymisp import MISPOrganisation, MISPUser, PyMISP  # noqa: E402
+from pymisp import MISPOrganisation, MISPTag, MISPUser, PyMISP  # noqa: E402
 
+import exchange.misp.convert as convert_module  # noqa: E402
+import exchange.misp.pull as pull_module  # noqa: E402
 import exchange.misp.push as push_module  # noqa: E402
 from exchange.config import load_settings  # noqa: E402
 from exchange.member.upgrade import upgrade_objects  # noqa: E402
@@ -75,6 +86,7 @@ from exchange.model.objects import Principal  # noqa: E402
 from exchange.node.policy_source import PolicySource  # noqa: E402
 from exchange.node.service import Exchange, init_home  # noqa: E402
 from exchange.storage import open_store  # noqa: E402
+from exchange.storage.base import MispSyncState  # noqa: E402
 
 START_MISP = ROOT.parent / "shared" / "misp" / "start-misp.sh"
 EMOTET = ROOT.parent / "shared" / "data" / "real" / "stix20" / "unit42-emotet.json"
@@ -123,8 +135,9 @@ def misp_instance(url: str | None) -> Iterator[Misp]:
         _log("stopped MISP instance cx-bench")
 
 
-def sync_account(misp: Misp, tag: str) -> str:
-    """A fresh organisation with a sync user, as a deployment sets one up; its key."""
+def sync_account(misp: Misp, tag: str, role: str = "Sync user") -> str:
+    """A fresh organisation with a user of ``role`` (a sync user, as a deployment sets
+    one up for the exchange); the user's key."""
     admin = PyMISP(misp.url, misp.key, timeout=120)
     org = MISPOrganisation()
     org.name = f"cert-exchange bench {tag}"
@@ -134,7 +147,7 @@ def sync_account(misp: Misp, tag: str) -> str:
     user = MISPUser()
     user.email = f"bench-{tag}@exchange.test"
     user.org_id = made.id
-    user.role_id = roles["Sync user"]
+    user.role_id = roles[role]
     added = admin.add_user(user, pythonify=True)
     assert isinstance(added, MISPUser), added
     return str(added.authkey)
@@ -218,6 +231,32 @@ class Timers:
                 if self._depth == 0:
                     self.seconds[part] += time.perf_counter() - t0
                     self.calls[part] += 1
+        return timed
+
+
+class SelfTimers:
+    """Seconds per part of a pull, each call's own time: a timed call inside another is
+    taken out of the outer one's (so parts nest, add up, and never count twice)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._inner: list[float] = []
+
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._inner.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                nested = self._inner.pop()
+                self.seconds[part] += spent - nested
+                self.calls[part] += 1
+                if self._inner:
+                    self._inner[-1] += spent
         return timed
 
 
@@ -311,6 +350,255 @@ def attributes_written(misp: Misp, names: list[str]) -> int:
     return total
 
 
+# -- the pull ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PullSource:
+    """Published events on MISP for the pull to read: a fresh organisation's, all
+    carrying this run's tag (``tag``), which the pull's target takes alone."""
+
+    tag: str
+    events: tuple[str, ...]
+    attributes: int
+    reader_key: str = field(repr=False)
+
+
+def make_tag(admin: PyMISP, name: str) -> None:
+    """Create an exportable tag (MISP's users may attach tags, only admins create them);
+    one that exists already is fine."""
+    tag = MISPTag()
+    tag.name, tag.exportable = name, True
+    admin.add_tag(tag)
+
+
+def pull_source(misp: Misp, count: int, events: int, tag: str) -> PullSource:
+    """``count`` attributes in ``events`` published events of a fresh organisation (a
+    Publisher user of its own), half ``ip-dst``, half ``domain``, ``to_ids`` on three in
+    four (the rest become observed-data), TLP:GREEN, this run's tag on each event; and
+    the exchange's account on this MISP (a sync user of another fresh organisation)."""
+    admin = PyMISP(misp.url, misp.key, timeout=120)
+    name = f"cx-bench-pull:{tag}"
+    make_tag(admin, name)
+    make_tag(admin, "tlp:green")
+    api = PyMISP(misp.url, sync_account(misp, f"source-{tag}", "Publisher"), timeout=600)
+    rows = values(count, tag, "pull")
+    size = -(-count // events)
+    made = []
+    _log(f"MISP: adding {events} published events of {count} attributes in all ...")
+    for n in range(events):
+        part = rows[n * size:(n + 1) * size]
+        attributes = [{"type": t, "category": "Network activity", "value": v,
+                       "to_ids": i % 4 != 3, "distribution": "5", "comment": f"bench {i}"}
+                      for i, (t, v) in enumerate(part)]
+        event = {"uuid": str(uuid.uuid4()), "info": f"bench {tag} pull source {n}",
+                 "distribution": "3", "threat_level_id": "2", "analysis": "2",
+                 "published": True, "Tag": [{"name": "tlp:green"}, {"name": name}],
+                 "Attribute": attributes}
+        answer = api.add_event(event)  # type: ignore[arg-type]
+        assert isinstance(answer, dict), answer
+        assert "Event" in answer, str(answer)[:300]
+        assert answer["Event"].get("published") in (True, 1, "1"), str(answer)[:300]
+        made.append(event["uuid"])
+    return PullSource(name, tuple(made), count, sync_account(misp, f"pull-{tag}"))
+
+
+def _attribute_count(event: dict[str, Any]) -> int:
+    body = event.get("Event", event)
+    inner = sum(len(o.get("Attribute") or ()) for o in body.get("Object") or ())
+    return len(body.get("Attribute") or ()) + inner
+
+
+def _median_run(rounds: int, run: Callable[[], int]) -> tuple[float, int]:
+    """Median seconds of ``rounds`` runs of ``run``, and the attributes it served."""
+    times, served = [], 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        served = run()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2], served
+
+
+def misp_rest_search(misp: Misp, bulk_uuid: str, source: PullSource,
+                     rounds: int = 3) -> dict[str, Any]:
+    """MISP's own rate serving attributes through plain PyMISP (median of ``rounds``):
+
+    * ``restsearch_page``: one ``search(controller="events")`` page holding every event
+      of the pull's source (the tag filter, published only), as the exchange's account;
+    * ``bulk_event``: ``search(controller="events")`` of the single bulk event of
+      :func:`misp_bulk_add` (N attributes), as the site admin;
+    * ``index_and_get``: what the pull asks for: the index of published events with the
+      tag (``search_index``, minimal), then each event by UUID with soft-deleted
+      attributes (``get_event(deleted=True)``), as the exchange's account.
+    """
+    reader = PyMISP(misp.url, source.reader_key, timeout=600)
+    admin = PyMISP(misp.url, misp.key, timeout=600)
+
+    def page() -> int:
+        found = reader.search(controller="events", tags=[source.tag], published=True,
+                              limit=len(source.events), page=1)
+        assert isinstance(found, list), str(found)[:300]
+        return sum(_attribute_count(e) for e in found)
+
+    def bulk() -> int:
+        found = admin.search(controller="events", uuid=bulk_uuid)
+        assert isinstance(found, list), str(found)[:300]
+        return sum(_attribute_count(e) for e in found)
+
+    def index_and_get() -> int:
+        rows = reader.search_index(published=True, minimal=True, tags=[source.tag],
+                                   sort="timestamp", desc=False, limit=500, page=1)
+        assert isinstance(rows, list), str(rows)[:300]
+        total = 0
+        for row in rows:
+            event = reader.get_event(row["uuid"], deleted=True)
+            assert isinstance(event, dict), str(event)[:300]
+            assert "Event" in event, str(event)[:300]
+            total += _attribute_count(event)
+        return total
+
+    _log("MISP: restSearch rates ...")
+    out: dict[str, Any] = {"rounds": rounds}
+    for name, run in (("restsearch_page", page), ("bulk_event", bulk),
+                      ("index_and_get", index_and_get)):
+        seconds, served = _median_run(rounds, run)
+        out[name] = {"attributes": served, "seconds": round(seconds, 3),
+                     "attrs_per_s": round(served / seconds, 1)}
+    out["attrs_per_s"] = out["restsearch_page"]["attrs_per_s"]
+    return out
+
+
+class TimedPullClient(MispClient):
+    """The real client for a pull, its methods and PyMISP's beneath them timed (self
+    time, :class:`SelfTimers`): ``misp: HTTP`` is PyMISP's request with MISP's answer
+    read, ``misp: JSON decode`` PyMISP's parse of it; the events fetched are counted."""
+
+    def __init__(self, target: MispTarget, key: str, timers: SelfTimers) -> None:
+        self.served = 0
+        self.fetched = 0
+
+        def factory(*args: Any, **kwargs: Any) -> PyMISP:
+            api = PyMISP.__new__(PyMISP)
+            api._prepare_request = timers.wrap(  # type: ignore[method-assign]
+                "misp: HTTP", functools.partial(PyMISP._prepare_request, api))
+            api._check_json_response = timers.wrap(  # type: ignore[method-assign]
+                "misp: JSON decode", functools.partial(PyMISP._check_json_response, api))
+            timers.wrap("misp: PyMISP constructor (rest)", api.__init__)(*args, **kwargs)
+            for name in ("search_index", "get_event"):
+                setattr(api, name, timers.wrap(f"misp: pymisp.{name} (rest)",
+                                               getattr(api, name)))
+            return api
+
+        super().__init__(target, key, factory=factory)
+        get_event = self.get_event
+
+        def counted(event_uuid: str) -> dict[str, Any] | None:
+            event = get_event(event_uuid)
+            if event is not None:
+                self.fetched += 1
+                self.served += _attribute_count(event)
+            return event
+
+        self.get_event = timers.wrap("misp: client checks", counted)  # type: ignore[method-assign]
+        self.search_index = timers.wrap(  # type: ignore[method-assign]
+            "misp: client checks", self.search_index)
+
+
+class _TimedParser(convert_module._Parser):
+    """misp-stix's parser, filled in by :func:`timed_pull` with its timers."""
+
+    timers: SelfTimers
+
+    def __init__(self) -> None:
+        self.timers.wrap("misp-stix: parser construction", super().__init__)()
+
+    def parse_misp_event(self, *args: Any, **kwargs: Any) -> Any:
+        return self.timers.wrap("misp-stix: parse", super().parse_misp_event)(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def timed_pull(node: Node, timers: SelfTimers) -> Iterator[None]:
+    """Time the parts of a pull: store reads and writes, the ledger, misp-stix and the
+    compensation, echo detection, validation and node signing (self times)."""
+    store = node.ex.store
+    saved: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, part: str) -> None:
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, timers.wrap(part, getattr(owner, name)))
+
+    for name in ("get_objects", "list_collections", "get_collection", "grant_for",
+                 "misp_state", "misp_pulled", "misp_pushed_events", "find_org",
+                 "find_account", "list_orgs"):
+        if hasattr(store, name):
+            patch(store, name, "store read")
+    patch(store, "add_objects", "store write")
+    patch(store, "record_misp_pulled", "store write")
+    patch(store, "_write_audit", "ledger")
+    patch(pull_module, "convert_event", "misp-stix: serialise, json.loads")
+    patch(convert_module, "_without", "conversion: copy without echoes")
+    patch(convert_module, "_compensate", "compensation")
+    patch(pull_module, "_echoes", "echo check")
+    patch(pull_module, "validate_object", "validation")
+    patch(pull_module, "sign_object", "node signing")
+    patch(pull_module, "version_to_store", "store: version rows")
+    _TimedParser.timers = timers
+    saved.append((convert_module, "_Parser", convert_module._Parser))
+    convert_module._Parser = _TimedParser  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
+
+
+def pull_target(name: str, misp: Misp, tags: tuple[str, ...]) -> MispTarget:
+    return MispTarget(name, misp.url, None, "CX_UNUSED", "UZ-CERT", Direction.PULL,
+                      Schedule(interval=900), TargetFilters(collections=("jwg",),
+                                                            include_tags=tags),
+                      None, 600.0, EventGrouping.PRODUCER_DAY)
+
+
+def run_pull_timed(node: Node, target: MispTarget, key: str
+                   ) -> tuple[RunReport, float, dict[str, Any], TimedPullClient]:
+    timers = SelfTimers()
+    client = TimedPullClient(target, key, timers)
+    with timed_pull(node, timers):
+        t0 = time.perf_counter()
+        report = pull_module.run_pull(node.ex, target, client, now=NOW)
+        total = time.perf_counter() - t0
+    if report.outcome is not Outcome.OK:
+        raise SystemExit(f"pull {target.name}: {report.outcome.value}: {report.message}")
+    parts: dict[str, Any] = {k: round(v, 3) for k, v in sorted(
+        timers.seconds.items(), key=lambda kv: -kv[1])}
+    parts["misp (all)"] = round(sum(v for k, v in timers.seconds.items()
+                                    if k.startswith("misp: ")), 3)
+    parts["conversion (misp-stix + compensation)"] = round(sum(
+        v for k, v in timers.seconds.items()
+        if k.startswith(("misp-stix", "conversion")) or k == "compensation"), 3)
+    parts["other"] = round(total - sum(timers.seconds.values()), 3)
+    parts["calls"] = dict(sorted(timers.calls.items()))
+    return report, total, parts, client
+
+
+def exchange_pull(misp: Misp, tmp: Path, source: PullSource) -> dict[str, Any]:
+    """The exchange's pull rate: the source's events, one run, into a fresh node."""
+    node = Node(tmp / "pull")
+    try:
+        target = pull_target("uz-misp-bench", misp, (source.tag,))
+        _log("exchange: pulling ...")
+        report, seconds, parts, client = run_pull_timed(node, target, source.reader_key)
+        assert client.fetched == len(source.events), (client.fetched, len(source.events))
+        assert client.served == source.attributes, (client.served, source.attributes)
+        assert report.counts["failed"] == 0, report.items[:3]
+        assert report.counts["imported"] > 0, report.message
+        return {"events": client.fetched, "attributes": client.served,
+                "seconds": round(seconds, 3),
+                "attrs_per_s": round(client.served / seconds, 1), "breakdown_s": parts,
+                "counts": dict(report.counts)}
+    finally:
+        node.close()
+
+
 # -- the measurements --------------------------------------------------------------------
 
 def misp_bulk_add(misp: Misp, count: int, tag: str) -> dict[str, Any]:
@@ -331,7 +619,7 @@ def misp_bulk_add(misp: Misp, count: int, tag: str) -> dict[str, Any]:
     kept = len(answer["Event"].get("Attribute", []))
     assert kept == count, (kept, count)
     return {"attributes": count, "seconds": round(seconds, 3),
-            "attrs_per_s": round(count / seconds, 1)}
+            "attrs_per_s": round(count / seconds, 1), "event_uuid": event["uuid"]}
 
 
 def misp_same_body(misp: Misp, sent: dict[str, Any], key: str) -> dict[str, Any]:
@@ -422,14 +710,45 @@ def emotet_push(misp: Misp, tmp: Path, tag: str) -> dict[str, Any]:
         node.close()
 
 
+def emotet_pull(misp: Misp, tmp: Path, tag: str, since: int) -> dict[str, Any]:
+    """The Emotet events :func:`emotet_push` wrote, pulled back into a second fresh node
+    (as UZ-CERT's MISP) by a sync user of a fresh organisation. The listing sees only
+    them: the target's cursor is set to ``since``, the first second after everything
+    the earlier measurements wrote to MISP and before the Emotet push began (MISP runs
+    on this machine's clock, and no one else writes to it meanwhile)."""
+    node = Node(tmp / "emotet-pull")
+    try:
+        target = pull_target("uz-misp-emotet", misp, ())
+        node.ex.store.save_misp_state(MispSyncState(target.name, "pull", cursor=str(since)))
+        key = sync_account(misp, f"emotet-pull-{tag}")
+        _log("Emotet: pulling back into a second node ...")
+        report, seconds, parts, client = run_pull_timed(node, target, key)
+        assert report.counts["failed"] == 0, report.items[:3]
+        return {"events": client.fetched, "attributes": client.served,
+                "seconds": round(seconds, 3),
+                "attrs_per_s": round(client.served / seconds, 1), "breakdown_s": parts,
+                "counts": dict(report.counts)}
+    finally:
+        node.close()
+
+
+def next_second() -> int:
+    """Wait for the next whole second of the clock; that second."""
+    second = int(time.time()) + 1
+    time.sleep(max(0.0, second - time.time()))
+    return second
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attributes", type=int, default=1000)
     parser.add_argument("--misp-url", default=None,
                         help="use this MISP (site admin key in CX_BENCH_MISP_KEY)")
+    parser.add_argument("--pull-events", type=int, default=5,
+                        help="events the pull's N attributes are spread over")
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:10]
-    result: dict[str, Any] = {"benchmark": "misp_push", "attributes": args.attributes}
+    result: dict[str, Any] = {"benchmark": "misp_push_pull", "attributes": args.attributes}
     with tempfile.TemporaryDirectory(prefix="cx-bench-misp-") as tmp, \
             misp_instance(args.misp_url) as misp:
         misp_rate = misp_bulk_add(misp, args.attributes, tag)
@@ -437,7 +756,16 @@ def main() -> None:
         pushed = exchange_push(misp, Path(tmp), args.attributes, tag)
         pushed["ratio_to_misp"] = round(pushed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
         result["exchange_push"] = pushed
-        result["emotet"] = emotet_push(misp, Path(tmp), tag)
+        source = pull_source(misp, args.attributes, args.pull_events, tag)
+        served = misp_rest_search(misp, misp_rate["event_uuid"], source)
+        result["misp_rest_search"] = served
+        pulled = exchange_pull(misp, Path(tmp), source)
+        pulled["ratio_to_misp"] = round(pulled["attrs_per_s"] / served["attrs_per_s"], 3)
+        result["exchange_pull"] = pulled
+        since = next_second()
+        emotet = emotet_push(misp, Path(tmp), tag)
+        emotet["pull"] = emotet_pull(misp, Path(tmp), tag, since)
+        result["emotet"] = emotet
     result["python"] = platform.python_version()
     print(json.dumps(result))
 

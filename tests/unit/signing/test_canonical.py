@@ -297,3 +297,32 @@ def test_the_cx_sig_entry_survives_the_normal_form_check() -> None:
 def test_stix2_refusal_becomes_invalid_object() -> None:
     with pytest.raises(InvalidObject, match=r"STIX 2\.1 library refuses it"):
         require_normal_form({"type": "indicator", "id": "indicator--nope", "created_by_ref": OWNER})
+
+
+# --- indicators: the library's class, the fast grammar check --------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"pattern": "[ipv4-addr:value = '10.0.0.1'] OR [domain-name:value = 'a.example']"},
+        {"pattern_version": "2.1", "valid_until": "2031-01-01T00:00:00Z", "revoked": False},
+        {"modified": "2025-01-31T12:00:00.1Z", "labels": ["x"], "x_custom": [1, 2]},
+    ],
+)
+def test_normal_form_of_an_indicator_is_the_librarys(changes: dict[str, Any]) -> None:
+    obj = {**indicator(), **changes}
+    expected = json.loads(stix2.parse(dict(obj), allow_custom=True, version="2.1").serialize())
+    assert normal_form(obj) == expected
+
+
+@pytest.mark.parametrize(
+    "pattern", ["[ipv4-addr:value = '10.0.0.1'", "ipv4-addr:value = '1'", "[x:y LIKE 3]"]
+)
+def test_normal_form_still_refuses_a_pattern_the_library_refuses(pattern: str) -> None:
+    obj = {**indicator(), "pattern": pattern}
+    with pytest.raises(Exception):  # whatever stix2 raises
+        stix2.parse(dict(obj), allow_custom=True, version="2.1")
+    with pytest.raises(InvalidObject, match="refuses it"):
+        normal_form(obj)

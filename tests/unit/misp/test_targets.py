@@ -9,9 +9,9 @@ import pytest
 
 from exchange.errors import ConfigError
 from exchange.misp.targets import (
+    TEST_MIN_INTERVAL_ENV,
     Direction,
     EventGrouping,
-    TEST_MIN_INTERVAL_ENV,
     Schedule,
     check_owners,
     load_targets,
@@ -205,5 +205,5 @@ def test_a_test_only_variable_lowers_the_shortest_interval(
     with pytest.raises(ConfigError, match=r"3 s is outside 5\.\.604800 s"):
         parse_targets(F, short)
     monkeypatch.setenv(TEST_MIN_INTERVAL_ENV, "0")
-    with pytest.raises(ConfigError, match="expected whole seconds 1..60"):
+    with pytest.raises(ConfigError, match=r"expected whole seconds 1\.\.60"):
         parse_targets(F, short)

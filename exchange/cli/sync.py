@@ -35,6 +35,8 @@ from exchange.storage.base import MispSyncState
 
 #: Counts ``sync status`` always shows, even at zero.
 SHOWN_COUNTS = ("created", "updated", "skipped", "failed")
+#: Items the text output lists per rule; ``--json`` lists every kept item.
+SHOWN_ITEMS = 10
 
 
 def _when(micros: int | None) -> str | None:
@@ -44,8 +46,31 @@ def _when(micros: int | None) -> str | None:
         "+00:00", "Z")
 
 
-def _item_line(item: dict[str, str]) -> str:
-    return f"  {item['kind']} {item['id']} [{item['rule']}]: {item['reason']}"
+def reason_lines(items: list[dict[str, str]], *, per_rule: int = SHOWN_ITEMS,
+                 total: int | None = None) -> list[str]:
+    """Skipped and failed items grouped by rule: ``skipped 3 [rule]:``, then each item
+    with its reason, at most ``per_rule`` per rule (``and N more``); failures first, then
+    the largest groups.
+
+    Args:
+        items: The items (``Item.as_dict``).
+        per_rule: Items listed per rule.
+        total: How many items the run had, when only some were kept.
+    """
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for item in items:
+        groups.setdefault((item["kind"], item["rule"]), []).append(item)
+    lines = []
+    for (kind, rule), group in sorted(groups.items(), key=lambda g: (
+            g[0][0] != "failed", -len(g[1]), g[0][1])):
+        lines.append(f"  {kind} {len(group)} [{rule}]:")
+        lines += [f"    {item['id']}: {item['reason']}" for item in group[:per_rule]]
+        if len(group) > per_rule:
+            lines.append(f"    and {len(group) - per_rule} more (--json lists them all)")
+    if total is not None and total > len(items):
+        lines.append(f"  only the first {len(items)} of {total} skipped or failed items"
+                     " are kept")
+    return lines
 
 
 @click.group()
@@ -95,7 +120,7 @@ def _report_lines(report: RunReport) -> list[str]:
                      f" {report.cursor_after or report.cursor_before or '(start)'}")
     verb = "would" if report.dry_run else "did"
     lines += [f"  {verb}: {step}" for step in report.plan]
-    lines += [_item_line(item.as_dict()) for item in report.items]
+    lines += reason_lines([item.as_dict() for item in report.items])
     return lines
 
 
@@ -164,7 +189,8 @@ def _state_lines(row: dict[str, Any]) -> list[str]:
         lines.append(f"  consecutive failed runs: {row['failures']}")
     if row["resting"]:
         lines.append(f"  {row['resting']}")
-    lines += [_item_line(item) for item in row["reasons"]]
+    lines += reason_lines(row["reasons"], total=counts.get("skipped", 0)
+                          + counts.get("failed", 0))
     return lines
 
 

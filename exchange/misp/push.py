@@ -35,7 +35,13 @@
    soft-deleted, and changed events are published (MISP syncs only published events;
    an unchanged event is published only if it is not). What succeeded is recorded in
    ``misp_pushed``.
-6. **Cursor.** ``cursor_after`` passes only what succeeded, in ``date_added`` order: a
+6. **No echo to the source.** What the pull imported from this very target (a version
+   the node signed for the owner, named by the report or grouping the pull made of a
+   MISP event recorded by :meth:`~exchange.storage.base.Store.misp_pulled` for this
+   target) is already there, under its own UUIDs in the member's own event: it is
+   skipped with the rule :data:`ECHO_RULE`, never pushed back (the push would edit the
+   member's event). It still goes to every other target the policy allows.
+7. **Cursor.** ``cursor_after`` passes only what succeeded, in ``date_added`` order: a
    failed event stops it just before its first object version; later events are still
    pushed (they are idempotent, so the next run redoes them at no cost).
 
@@ -91,12 +97,14 @@ from exchange.storage.base import (
     VersionMatch,
 )
 
-__all__ = ["CHANNEL", "MAX_VERSIONS", "run_push", "sharing_group_uuid"]
+__all__ = ["CHANNEL", "ECHO_RULE", "MAX_VERSIONS", "run_push", "sharing_group_uuid"]
 
 log = logging.getLogger(__name__)
 
 #: The channel of the disclosures a push records (the policy's channel too).
 CHANNEL: Final = "misp"
+#: The rule of a skipped version the pull imported from the target it would go to.
+ECHO_RULE: Final = "echo-from-target"
 #: Object versions read per run at most; the cursor stops at the last one read.
 MAX_VERSIONS: Final = 50_000
 #: Rows per store query.
@@ -121,6 +129,8 @@ class _Offer:
     context: list[StoredVersion] = field(default_factory=list)
     collections: dict[str, Collection] = field(default_factory=dict)
     truncated: bool = False
+    #: The ``date_added`` of the last version read (echoes included).
+    last_added: int | None = None
 
 
 def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
@@ -165,9 +175,25 @@ def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
     if not offer.rows:
         report.message = "nothing new since the cursor"
         return report
+    echoes = _pulled_from_target(node, target, owner, offer.rows)
+    if echoes:
+        for row in offer.rows:
+            if row.id in echoes:
+                report.skip(row.id, ECHO_RULE, (
+                    f"the exchange pulled it from {target.name} (MISP event"
+                    f" {echoes[row.id]}), which holds it under its own UUIDs: it is not"
+                    " pushed back"))
+        offer.rows = [r for r in offer.rows if r.id not in echoes]
+        if not offer.rows:
+            report.cursor_after = str(offer.last_added)
+            report.message = (f"nothing to push: the {report.counts['skipped']} new object"
+                              f" version(s) came from {target.name} itself")
+            return report
     pushed = node.store.misp_pushed(target.name, sorted(
         {r.id for r in offer.rows} | _referenced(offer.rows)))
-    offer.context += _context(node, offer, set(pushed))
+    context = _context(node, offer, set(pushed))
+    held_there = _pulled_from_target(node, target, owner, context)
+    offer.context += [r for r in context if r.id not in held_there]
     if offer.context:
         pushed.update(node.store.misp_pushed(target.name, sorted(
             {r.id for r in offer.context} - set(pushed))))
@@ -223,7 +249,50 @@ def _read(node: Exchange, target: MispTarget, owner: Organisation, after: int | 
     if len(offer.rows) > MAX_VERSIONS:
         del offer.rows[MAX_VERSIONS:]
         offer.truncated = True
+    offer.last_added = offer.rows[-1].date_added if offer.rows else None
     return offer
+
+
+def _pulled_from_target(node: Exchange, target: MispTarget, owner: Organisation,
+                        rows: Sequence[StoredVersion]) -> dict[str, str]:
+    """Object id -> MISP event UUID, for the ``rows`` the pull imported from ``target``.
+
+    A pulled event becomes a report or grouping with the event's UUID naming every
+    object made of it, stored as the owner's contribution and signed by the node
+    (:mod:`exchange.misp.pull`). So a version is the target's own content when the owner
+    produced it, a node key signed it, and a report or grouping of the same kind, made
+    of an event :meth:`~exchange.storage.base.Store.misp_pulled` records for this
+    target, is it or names it. A member's own TAXII publication (its key, not the
+    node's) and an operator's withdrawal of it (not named by a pulled event) are not.
+    """
+    if not rows or node.store.misp_state(target.name, "pull") is None:
+        return {}
+    node_kids = {k.kid for k in node.store.list_member_keys(purpose="node")}
+    candidates = [r for r in rows if r.producer_org == owner.id and r.signed_kid in node_kids]
+    if not candidates:
+        return {}
+    found: dict[str, str] = {}
+    for collection_id in sorted({r.collection_id for r in candidates}):
+        containers: dict[str, list[StoredVersion]] = defaultdict(list)
+        page_cursor: int | None = None
+        for _ in range(MAX_VERSIONS // _PAGE + 1):
+            page = node.store.get_objects(ObjectQuery(
+                collection_id=collection_id, types=("report", "grouping"),
+                cursor=page_cursor, versions=VersionMatch(all=True), limit=_PAGE,
+                include_body=True))
+            for row in page.rows:
+                if row.producer_org == owner.id and row.signed_kid in node_kids:
+                    containers[row.id.split("--", 1)[1]].append(row)
+            if not page.more or not page.rows:
+                break
+            page_cursor = page.rows[-1].date_added
+        pulled = node.store.misp_pulled(target.name, sorted(containers))
+        for event_uuid in sorted(pulled):
+            for row in containers[event_uuid]:
+                found.setdefault(row.id, event_uuid)
+                for ref in _references(row)[1]:
+                    found.setdefault(ref, event_uuid)
+    return {r.id: found[r.id] for r in candidates if r.id in found}
 
 
 def _references(row: StoredVersion) -> tuple[set[str], set[str]]:
@@ -584,7 +653,7 @@ class _Run:
             if report.outcome is Outcome.OK:
                 report.outcome = Outcome.PARTIAL
             return
-        report.cursor_after = str(self.offer.rows[-1].date_added)
+        report.cursor_after = str(self.offer.last_added or self.offer.rows[-1].date_added)
 
     def _finish_message(self) -> None:
         report = self.report

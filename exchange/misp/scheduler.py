@@ -14,6 +14,9 @@ A job does not run when its target should rest (:func:`skip_reason`):
   the key file or the targets file changes (their modification time is later than the
   failed run).
 
+The push and the pull of one target never run at the same time (a lock per target);
+different targets run side by side.
+
 Leadership: several nodes may run ``exchange scheduler`` (or ``exchange serve``) on one
 database; exactly one runs the jobs. On PostgreSQL the leader holds a session-level
 ``pg_try_advisory_lock`` (one per database schema) on a connection of its own (named
@@ -243,6 +246,10 @@ class _Runtime:
 
 _runtime: _Runtime | None = None
 _runtime_lock = threading.Lock()
+#: One lock per target: its push and its pull never run at the same time, so a push
+#: never reads what a pull is importing from the same target before the pull has
+#: recorded where it came from (the push's ``echo-from-target`` rule reads that).
+_target_locks: dict[str, threading.Lock] = {}
 
 
 def run_job(target_name: str, direction: str) -> None:
@@ -257,13 +264,16 @@ def run_job(target_name: str, direction: str) -> None:
         log.warning("job %s names no configured target; ignored",
                     job_id(target_name, direction))
         return
-    state = runtime.node.store.misp_state(target_name, direction)
-    why = skip_reason(state, now_micros(), runtime.options.backoff,
-                      changed_at(target, runtime.targets_file))
-    if why is not None:
-        log.info("MISP %s of %s skipped: %s", direction, target_name, why)
-        return
-    run_target(runtime.node, target, direction, runners=runtime.runners)
+    with _runtime_lock:
+        target_lock = _target_locks.setdefault(target_name, threading.Lock())
+    with target_lock:
+        state = runtime.node.store.misp_state(target_name, direction)
+        why = skip_reason(state, now_micros(), runtime.options.backoff,
+                          changed_at(target, runtime.targets_file))
+        if why is not None:
+            log.info("MISP %s of %s skipped: %s", direction, target_name, why)
+            return
+        run_target(runtime.node, target, direction, runners=runtime.runners)
 
 
 # -- leadership ----------------------------------------------------------------------

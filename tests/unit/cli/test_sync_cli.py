@@ -15,8 +15,8 @@ from exchange.misp import sync as sync_module
 from tests.unit.misp.synchome import KEY_ENV, fake_run, make_home
 
 KEY = "k3y-that-must-never-show-0123456789abcdef"
-SKIP_LINE = ("  skipped indicator--00000000-0000-4000-8000-000000000000 [tlp-ceiling]:"
-             " TLP:RED is above the target's ceiling amber")
+SKIP_LINE = ("    indicator--00000000-0000-4000-8000-000000000000: TLP:RED is above the"
+             " target's ceiling amber")
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def test_run_prints_counts_and_every_skipped_item(home: Path,
     lines = out.splitlines()
     assert lines[:3] == ["push pk-cert-misp: ok", "  created 2, skipped 2, updated 1",
                          "  cursor: (start) -> 100"]
-    assert lines[3] == SKIP_LINE
-    assert len(lines) == 5
+    assert lines[3:5] == ["  skipped 2 [tlp-ceiling]:", SKIP_LINE]
+    assert len(lines) == 6
     code, out, _ = cli(home, "sync", "status")
     assert code == 0
     assert "pk-cert-misp push: ok, last run 20" in out
@@ -92,6 +92,32 @@ def test_both_directions_run_and_a_failure_exits_1(home: Path,
     assert rows["pk-cert-misp", "push"]["counts"]["unchanged"] == 3
     assert rows["uz-cert-misp", "push"]["outcome"] == "never"
     assert KEY not in status
+
+
+def test_status_groups_many_skipped_items_by_rule_and_json_has_them_all(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sync_module.RUNNERS, "push", fake_run(skipped=25, failed=2))
+    code, _, _ = cli(home, "sync", "run", "pk-cert-misp", "--direction", "push")
+    assert code == 1  # partial
+    code, out, _ = cli(home, "sync", "status")
+    assert code == 0
+    lines = out.splitlines()
+    failed = lines.index("  failed 2 [misp-refused]:")
+    skipped = lines.index("  skipped 25 [tlp-ceiling]:")
+    assert failed < skipped  # failures first
+    assert lines[failed + 1] == ("    indicator--00000000-1111-4000-8000-000000000000: MISP"
+                                 " refused the attribute: value is not a valid ip-dst")
+    assert lines[skipped + 1] == SKIP_LINE
+    listed = lines[skipped + 1:skipped + 11]
+    assert all(line.startswith("    indicator--") for line in listed)
+    assert lines[skipped + 11] == "    and 15 more (--json lists them all)"
+    _, status, _ = cli(home, "sync", "status", "--json")
+    [push] = [r for r in json.loads(status)["targets"]
+              if (r["target"], r["direction"]) == ("pk-cert-misp", "push")]
+    assert len(push["reasons"]) == 27
+    assert {(r["kind"], r["rule"]) for r in push["reasons"]} == {
+        ("skipped", "tlp-ceiling"), ("failed", "misp-refused")}
+    assert all(r["reason"] for r in push["reasons"])
 
 
 def test_status_text_lists_every_target_and_direction(home: Path) -> None:

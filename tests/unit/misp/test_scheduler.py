@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -258,6 +259,41 @@ def test_a_job_rests_while_backing_off_or_stopped(tmp_path: Path,
         os.utime(path)  # the operator fixed the targets file
         sched.run_job("pk-cert-misp", "push")
         assert len(calls) == 2
+
+
+def test_a_targets_push_and_pull_never_overlap(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "k" * 40)
+    settings = make_home(tmp_path / "home")
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    entered = threading.Event()
+
+    def slow(direction: str) -> Any:
+        inner = fake_run(direction=direction)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            inside.append(direction)
+            if len(inside) > 1:
+                overlaps.append(tuple(inside))
+            entered.set()
+            time.sleep(0.3)
+            inside.remove(direction)
+            return inner(*args, **kwargs)
+        return run
+
+    with open_node(settings) as node:
+        pk = targets()[0]
+        monkeypatch.setattr(sched, "_runtime", sched._Runtime(
+            node, {"pk-cert-misp": pk}, settings.misp_targets_path, SchedulerOptions(),
+            {"push": slow("push"), "pull": slow("pull")}))
+        push = threading.Thread(target=sched.run_job, args=("pk-cert-misp", "push"))
+        push.start()
+        assert entered.wait(5)
+        sched.run_job("pk-cert-misp", "pull")  # waits for the push to finish
+        push.join(5)
+        assert not push.is_alive()
+    assert overlaps == []
 
 
 def test_the_scheduler_runs_every_job_and_records_the_next_run(

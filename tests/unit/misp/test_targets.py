@@ -9,6 +9,7 @@ import pytest
 
 from exchange.errors import ConfigError
 from exchange.misp.targets import (
+    TEST_MIN_INTERVAL_ENV,
     Direction,
     EventGrouping,
     Schedule,
@@ -192,3 +193,17 @@ def test_an_owner_outside_the_community_is_refused() -> None:
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the MISP targets file"):
         load_targets(tmp_path / "missing.yaml")
+
+
+def test_a_test_only_variable_lowers_the_shortest_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    short = _edit("600", "3")
+    monkeypatch.setenv(TEST_MIN_INTERVAL_ENV, "2")
+    [target] = parse_targets(F, short)
+    assert target.schedule == Schedule(interval=3)
+    monkeypatch.setenv(TEST_MIN_INTERVAL_ENV, "5")
+    with pytest.raises(ConfigError, match=r"3 s is outside 5\.\.604800 s"):
+        parse_targets(F, short)
+    monkeypatch.setenv(TEST_MIN_INTERVAL_ENV, "0")
+    with pytest.raises(ConfigError, match=r"expected whole seconds 1\.\.60"):
+        parse_targets(F, short)

@@ -83,7 +83,7 @@ from exchange.node.service import Exchange
 from exchange.policy import level_of
 from exchange.policy.tlp import split_marking_refs
 from exchange.signing.canonical import EXTENSION_ID
-from exchange.signing.cxsig import sign_object
+from exchange.signing.cxsig import sign_validated
 from exchange.storage.base import (
     Account,
     AddOutcome,
@@ -423,10 +423,9 @@ def _import(ctx: _Context, conversion: Conversion, report: RunReport) -> None:
                 continue
             if key is None:
                 obj = validate_object(prepared, node.limits)
-            else:  # sign_object checks what it signs (strict profile, the same limits)
-                obj = validate_object(sign_object(prepared, key, signed_at=signed_at,
-                                                  attest=True, limits=node.limits),
-                                      node.limits)
+            else:  # the signer's own strict check of what it signed, the same limits
+                obj = sign_validated(prepared, key, signed_at=signed_at, attest=True,
+                                     limits=node.limits)
             if policy is not None:
                 object_level, granular = split_marking_refs(obj.data)
                 tlp = level_of(object_level, policy, {}, granular=granular)

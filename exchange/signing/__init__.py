@@ -36,6 +36,7 @@ from exchange.signing.cxsig import (
     VerifiedSignature,
     extension_definition,
     sign_object,
+    sign_validated,
     signature_of,
     verify_object,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "read_private_key",
     "require_normal_form",
     "sign_object",
+    "sign_validated",
     "signature_of",
     "signing_input",
     "verify_envelope",

@@ -159,11 +159,27 @@ def signing_input(obj: Mapping[str, Any]) -> bytes:
     return pae(PAYLOAD_TYPE, canonical(without_signature(obj)))
 
 
+def _copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value, a few times faster than :func:`copy.deepcopy` on one.
+
+    Dicts and lists are rebuilt, strings, numbers, booleans and null (immutable) are
+    shared; anything else goes through :func:`copy.deepcopy`.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_json(inner) for key, inner in value.items()}
+    if kind is list:
+        return [_copy_json(inner) for inner in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 def _stix2_form(obj: Mapping[str, Any]) -> dict[str, Any]:
     import stix2  # noqa: PLC0415 - slow to import; needed only when signing
 
     try:
-        data = copy.deepcopy(dict(obj))
+        data = _copy_json(dict(obj))
         if data.get("type") == "indicator":
             # The library's own class, its grammar check by the exchange's fast validator
             # (the same verdicts, exchange.model.pattern): 0.5 ms less per indicator.

@@ -51,6 +51,7 @@ from typing import Any
 from exchange.errors import InvalidObject, MalformedJSON, SignatureError
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
+from exchange.model.objects import StixObject
 from exchange.model.stix import validate_object
 from exchange.model.stixkinds import parse_timestamp
 from exchange.signing.canonical import (
@@ -95,6 +96,7 @@ __all__ = [
     "extension_definition",
     "extension_definition_json",
     "sign_object",
+    "sign_validated",
     "signature_of",
     "verify_object",
 ]
@@ -273,7 +275,8 @@ def sign_object(
             instead of being refused when it is not, since the node writes the copy.
 
     Returns:
-        A new dict: the object with the cx-sig entry (``sig`` included) in ``extensions``.
+        A new dict, sharing nothing with ``obj``: the object with the cx-sig entry
+        (``sig`` included) in ``extensions``.
 
     Raises:
         SignatureError: The object already carries a cx-sig entry and ``resign`` is false.
@@ -285,6 +288,41 @@ def sign_object(
             which RFC 8785 writes as an out-of-range integer).
         LimitExceeded: The object exceeds ``limits``.
     """
+    return _sign(obj, key, signed_at=signed_at, resign=resign, limits=limits or Limits(),
+                 attest=attest)[0]
+
+
+def sign_validated(
+    obj: Mapping[str, Any],
+    key: SigningKey,
+    *,
+    signed_at: str | None = None,
+    resign: bool = False,
+    limits: Limits | None = None,
+    attest: bool = False,
+) -> StixObject:
+    """:func:`sign_object`, returning the strict check's verdict on the signed object.
+
+    :func:`sign_object` ends with :func:`~exchange.model.stix.validate_object` on the
+    object it signed; this returns that result (``data`` is the signed dict), so a caller
+    that needs the :class:`~exchange.model.objects.StixObject` (canonical bytes, TLP)
+    does not check the same object a second time.
+
+    Args and Raises: as :func:`sign_object`.
+    """
+    return _sign(obj, key, signed_at=signed_at, resign=resign, limits=limits or Limits(),
+                 attest=attest)[1]
+
+
+def _sign(
+    obj: Mapping[str, Any],
+    key: SigningKey,
+    *,
+    signed_at: str | None,
+    resign: bool,
+    limits: Limits,
+    attest: bool,
+) -> tuple[dict[str, Any], StixObject]:
     label = _label(obj)
     if _raw_entry(obj) is not None and not resign:
         raise SignatureError(
@@ -296,10 +334,14 @@ def sign_object(
         raise InvalidObject(
             f"signed_at {stamp[:40]!r} is not a UTC timestamp such as 2025-01-31T12:00:00.000Z"
         )
-    unsigned = copy.deepcopy(dict(obj))
+    # A node attestation is rebuilt by normal_form from a deep copy, so only the two
+    # containers changed here need copying; a member's object is kept as it is and
+    # returned, so it is copied whole.
+    unsigned = dict(obj) if attest else copy.deepcopy(dict(obj))
     extensions = unsigned.get("extensions", {})
     if not isinstance(extensions, dict):
         raise InvalidObject(f"{label}: 'extensions' must be an object")
+    extensions = dict(extensions) if attest else extensions
     extensions[EXTENSION_ID] = {
         "extension_type": "property-extension",
         "v": 1,
@@ -315,11 +357,47 @@ def sign_object(
     else:
         require_normal_form(unsigned)
     payload = canonical(unsigned)
-    _require_round_trip(payload, label, limits or Limits())
+    if len(payload) > limits.max_body_bytes or not _plain(unsigned, limits.max_depth):
+        _require_round_trip(payload, label, limits)
     signature = key.sign(pae(PAYLOAD_TYPE, payload))
     extensions[EXTENSION_ID]["sig"] = b64url_encode(signature)
-    validate_object(unsigned, limits or Limits())
-    return unsigned
+    return unsigned, validate_object(unsigned, limits)
+
+
+def _plain(value: Any, max_depth: int) -> bool:
+    """Whether a canonicalised value is certain to read back as itself under
+    :func:`~exchange.model.jsonparse.parse_json`, without trying.
+
+    True when it is made only of dicts, lists, strings without NUL, integers, booleans
+    and null, nested at most ``max_depth`` deep. RFC 8785 writes each of those in a form
+    the strict parser reads back unchanged: :func:`canonical` has already refused
+    integers beyond +-(2**53-1) and lone surrogates, and a string without NUL has no
+    ``\\u0000`` escape. A float (RFC 8785 may write a large one as an out-of-range
+    integer literal), a NUL, any other type or deeper nesting sends the payload through
+    the real round trip (:func:`_require_round_trip`), as does a payload larger than the
+    parser's body limit (checked by the caller).
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if depth > max_depth:
+                return False
+            for name, inner in item.items():
+                if type(name) is not str or "\x00" in name:
+                    return False
+                stack.append((inner, depth + 1))
+        elif kind is list:
+            if depth > max_depth:
+                return False
+            stack.extend((inner, depth + 1) for inner in item)
+        elif kind is str:
+            if "\x00" in item:
+                return False
+        elif kind is not int and kind is not bool and item is not None:
+            return False
+    return True
 
 
 def _require_round_trip(payload: bytes, label: str, limits: Limits) -> None:

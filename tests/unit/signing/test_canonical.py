@@ -22,6 +22,7 @@ from exchange.errors import InvalidObject
 from exchange.signing.canonical import (
     EXTENSION_ID,
     PAYLOAD_TYPE,
+    _copy_json,
     canonical,
     normal_form,
     pae,
@@ -326,3 +327,37 @@ def test_normal_form_still_refuses_a_pattern_the_library_refuses(pattern: str) -
         stix2.parse(dict(obj), allow_custom=True, version="2.1")
     with pytest.raises(InvalidObject, match="refuses it"):
         normal_form(obj)
+
+
+# --- the copy normal_form hands to stix2 -------------------------------------------------------
+
+
+def test_the_json_copy_is_equal_and_shares_no_container() -> None:
+    value = {"a": [1, 2.5, "x", True, None, {"b": [[]]}], "c": {"d": {}}}
+    copied = _copy_json(value)
+    assert copied == value
+    assert copied is not value
+    assert copied["a"] is not value["a"]
+    assert copied["a"][5] is not value["a"][5]
+    assert copied["a"][5]["b"][0] is not value["a"][5]["b"][0]
+    assert copied["c"]["d"] is not value["c"]["d"]
+
+
+def test_the_json_copy_deep_copies_anything_else() -> None:
+    inner = [1]
+    value = {"t": (inner,), "s": {2}}
+    copied = _copy_json(value)
+    assert copied == value
+    assert copied["t"][0] is not inner
+    assert copied["s"] is not value["s"]
+
+
+def test_normal_form_leaves_its_input_alone() -> None:
+    obj = {**indicator(), "labels": ["x"], "x_custom": {"k": [1, {"v": "w"}]},
+           "valid_until": "2031-01-01T00:00:00Z"}
+    before = json.loads(json.dumps(obj))
+    out = normal_form(obj)
+    assert obj == before
+    out["labels"].append("y")
+    out["x_custom"]["k"][1]["v"] = "changed"
+    assert obj == before

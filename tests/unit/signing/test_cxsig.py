@@ -18,7 +18,7 @@ import stix2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.errors import ExchangeError, InvalidObject, SignatureError
+from exchange.errors import ExchangeError, InvalidObject, LimitExceeded, SignatureError
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.objects import Tlp
@@ -36,9 +36,11 @@ from exchange.signing.canonical import (
 from exchange.signing.cxsig import (
     ENTRY_MEMBERS,
     ENTRY_SCHEMA,
+    _plain,
     extension_definition,
     extension_definition_json,
     sign_object,
+    sign_validated,
     signature_of,
     verify_object,
 )
@@ -190,6 +192,91 @@ def test_sign_refuses_content_that_cannot_be_read_back(key: SigningKey) -> None:
     }
     with pytest.raises(InvalidObject, match="would not parse back"):
         sign_object(indicator(extensions=ext), key)
+
+
+# --- the round trip is skipped only where it cannot fail -----------------------------------
+# The signer reads its canonical bytes back only when the object holds something that might
+# not survive (a float, a NUL, other types, deep nesting, a payload over the body limit);
+# these tests fail if any of those escapes the check.
+
+_EXT = "extension-definition--0b1a2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def _with(value: Any) -> dict[str, Any]:
+    return indicator(extensions={_EXT: {"extension_type": "property-extension", "v": value}})
+
+
+@pytest.mark.parametrize("attest", [False, True])
+@pytest.mark.parametrize("value", [1e17, [1, {"deep": -1e16}], {"a": [2.0**60]}])
+def test_floats_are_still_read_back_in_every_mode(key: SigningKey, attest: bool,
+                                                  value: Any) -> None:
+    for sign in (sign_object, sign_validated):
+        with pytest.raises(InvalidObject, match="would not parse back"):
+            sign(_with(value), key, signed_at=SIGNED_AT, attest=attest)
+
+
+def test_a_float_that_reads_back_is_signed_and_verifies(key: SigningKey) -> None:
+    signed = sign_object(_with(0.5), key, signed_at=SIGNED_AT)
+    assert signed["extensions"][_EXT]["v"] == 0.5
+    verify_object(parse_json(canonical(signed), Limits()), resolver(key))
+
+
+def test_a_nul_character_is_still_refused_by_the_round_trip(key: SigningKey) -> None:
+    # RFC 8785 writes NUL as \u0000, which the strict parser refuses.
+    with pytest.raises(InvalidObject, match=r"would not parse back.*NUL"):
+        sign_object(_with("a\x00b"), key, signed_at=SIGNED_AT)
+    obj = indicator(extensions={_EXT: {"extension_type": "property-extension",
+                                       "a\x00b": 1}})
+    with pytest.raises(InvalidObject, match=r"would not parse back.*NUL"):
+        sign_object(obj, key, signed_at=SIGNED_AT)
+
+
+def test_nesting_and_size_limits_still_apply_to_the_signed_bytes(key: SigningKey) -> None:
+    # object > extensions > entry > list > list: five levels
+    with pytest.raises(LimitExceeded, match="nests 5 levels deep, limit is 4"):
+        sign_object(_with([["x"]]), key, signed_at=SIGNED_AT, limits=Limits(max_depth=4))
+    sign_object(_with([["x"]]), key, signed_at=SIGNED_AT, limits=Limits(max_depth=5))
+    with pytest.raises(LimitExceeded, match=r"body is .* bytes, limit is 500"):
+        sign_object(indicator(), key, signed_at=SIGNED_AT, limits=Limits(max_body_bytes=500))
+
+
+def test_plain_values_are_told_apart_from_risky_ones() -> None:
+    assert _plain({"a": [1, "x", True, None, {"b": -(2**53 - 1)}]}, 3)
+    assert not _plain({"a": [1, {"b": 0.0}]}, 32)
+    assert not _plain({"a": "x\x00"}, 32)
+    assert not _plain({"a\x00": 1}, 32)
+    assert not _plain({"a": (1, 2)}, 32)
+    assert not _plain({"a": [[1]]}, 2)
+    assert _plain({"a": [[1]]}, 3)
+
+
+def test_an_attestation_leaves_the_input_alone_and_shares_nothing(key: SigningKey) -> None:
+    obj = indicator(extensions={_EXT: {"extension_type": "property-extension", "v": [1]}},
+                    labels=["malicious-activity"])
+    before = copy.deepcopy(obj)
+    signed = sign_object(obj, key, signed_at=SIGNED_AT, attest=True)
+    assert obj == before
+    signed["labels"].append("changed")
+    signed["extensions"][_EXT]["v"].append(2)
+    signed["extensions"]["x"] = 1
+    assert obj == before
+
+
+def test_sign_validated_is_the_strict_check_of_what_sign_object_returns(
+        key: SigningKey) -> None:
+    for attest in (False, True):
+        checked = sign_validated(indicator(), key, signed_at=SIGNED_AT, attest=attest)
+        signed = sign_object(indicator(), key, signed_at=SIGNED_AT, attest=attest)
+        again = validate_object(signed, Limits())
+        if key.alg == "Ed25519":  # deterministic signatures: the very same bytes
+            assert checked.data == signed
+            assert checked.canonical == again.canonical
+        assert checked.canonical == canonical(checked.data)
+        assert (checked.id, checked.tlp, checked.version) == (again.id, again.tlp,
+                                                              again.version)
+        verify_object(checked.data, resolver(key))
+    with pytest.raises(InvalidObject, match="confidence"):
+        sign_validated(indicator(confidence=101), key)
 
 
 # --- attacks on the embedded form ---------------------------------------------------------

@@ -73,6 +73,8 @@ _ATTRIBUTE_FIELDS: Final = ("type", "category", "value", "to_ids", "distribution
                             "last_seen")
 _TIME_FIELDS: Final = frozenset({"first_seen", "last_seen"})
 _NOT_NEWER: Final = "not newer than the local copy"
+#: Attribute UUIDs looked up per search.
+_LOCATE_BATCH: Final = 200
 #: Longest piece of MISP's answer quoted in a message.
 _MAX_QUOTE: Final = 300
 #: PyMISP's message for a 5xx answer (it says 500 whatever the status was).
@@ -458,6 +460,38 @@ class MispClient:
 
 
     # -- what the push run needs besides events (exchange.misp.push) ----------------------
+
+    def locate_attributes(self, attribute_uuids: Sequence[str]) -> dict[str, str]:
+        """Where the target already holds attributes: attribute UUID -> event UUID.
+
+        MISP keeps an attribute UUID in one event only; an attribute the target holds
+        (pushed by an earlier node or home, or grouped differently then) must be
+        updated where it is, or MISP drops it from any other event. Soft-deleted
+        attributes count. Reads only, in batches of :data:`_LOCATE_BATCH`.
+
+        Raises:
+            AuthError, PermissionDenied, MispRefused, RemoteError: MISP refused or failed.
+        """
+        api = self._connect()
+        wanted = sorted(set(attribute_uuids))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), _LOCATE_BATCH):
+            chunk = wanted[start:start + _LOCATE_BATCH]
+            doing = f"looking up {len(chunk)} attribute UUID(s)"
+
+            def search(chunk: list[str] = chunk) -> Any:
+                return api.search(controller="attributes", uuid=chunk,  # type: ignore[arg-type]
+                                  deleted=[0, 1],
+                                  limit=len(chunk) + 1, page=1, pythonify=False)
+
+            answer = self._checked(doing, self._call(doing, search))
+            rows = answer.get("Attribute", []) if isinstance(answer, dict) else []
+            for row in rows if isinstance(rows, list) else []:
+                event = row.get("Event") if isinstance(row, dict) else None
+                if isinstance(event, dict) and isinstance(event.get("uuid"), str) \
+                        and row.get("uuid") in chunk:
+                    found[str(row["uuid"])] = event["uuid"]
+        return found
 
     def would_push(self, event: MispEvent) -> PushResult:
         """What :meth:`push_event` would do with ``event``; reads only, writes nothing.

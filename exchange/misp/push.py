@@ -13,7 +13,9 @@
    judged by :func:`exchange.policy.decide` for the owner on channel ``misp`` (the
    RED lock, the filters, AMBER+STRICT only to a party's own instance), and becomes
    MISP events with deterministic UUIDs. What the target already holds stays where it
-   is (``placed``, from :meth:`~exchange.storage.base.Store.misp_pushed`), and a
+   is (``placed``, from :meth:`~exchange.storage.base.Store.misp_pushed`, and for an
+   indicator this node never pushed there, from MISP itself: MISP keeps an attribute
+   UUID in one event only, and drops it from any other), and a
    revocation reaches the target only if it received the object (``received_earlier``).
 3. **Sharing groups.** AMBER content of a collection governed by an agreement goes to
    a sharing group of the agreement's parties on the target (distribution 4), created
@@ -357,6 +359,8 @@ class _Run:
         #: (id, version string, collection alias) -> the row the mapping saw for it.
         self.rows: dict[tuple[str, str, str], StoredVersion] = {}
         self.notes: list[str] = []
+        #: New indicators the target already holds, and where (asked once per run).
+        self.held: dict[str, str] | None = None
 
     # -- mapping ---------------------------------------------------------------------
     def _sources(self) -> list[SourceObject]:
@@ -488,9 +492,22 @@ class _Run:
         self._advance(failed_at)
         self._finish_message()
 
+    def _held_elsewhere(self, sources: Sequence[SourceObject]) -> dict[str, str]:
+        """Indicators this node never pushed here whose attribute the target already
+        holds (pushed from another home, or grouped otherwise then): id -> event UUID.
+        Asked of MISP once per run, for new indicators only."""
+        unknown = {s.id.split("--", 1)[1]: s.id for s in sources
+                   if s.type == "indicator" and s.id not in self.pushed}
+        if not unknown:
+            return {}
+        return {unknown[a]: e for a, e in self.client.locate_attributes(
+            sorted(unknown)).items() if a in unknown}
+
     def _map(self, sources: Sequence[SourceObject], recipient: Recipient,
              groups: Mapping[str, int]) -> PushMapping:
-        placed = {k: v.event_uuid for k, v in self.pushed.items()}
+        if self.held is None:
+            self.held = self._held_elsewhere(sources)
+        placed = {**self.held, **{k: v.event_uuid for k, v in self.pushed.items()}}
         options = PushOptions(grouping=self.target.event_grouping, sharing_groups=groups,
                               placed=placed, filters=self.target.filters)
         return map_for_target(sources, policy=self.policy, recipient=recipient,

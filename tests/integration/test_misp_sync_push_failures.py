@@ -25,7 +25,7 @@ import json
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -209,3 +209,41 @@ def test_a_user_without_sync_rights_pushes_as_the_exchange_and_says_why(
         assert 'cert-exchange:contributor="UZ-CERT"' in {t["name"] for t in event["Tag"]}
         assert event["published"] is True
     assert len(events) == 2  # one producer, one day, two levels (GREEN, AMBER)
+
+
+def test_indicators_another_home_pushed_are_updated_where_the_target_holds_them(
+        node: Node, misp_uz: Misp, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MISP keeps an attribute UUID in one event: a second home (a rebuilt node, a
+    fresh demo) pushing the same indicators in other events must find them, not have
+    MISP drop them."""
+    instance = sync_user(misp_uz, "UZ-CERT", f"rehome-{node.tag}", name="uz-misp-rehome",
+                         grouping=EventGrouping.INDICATOR)
+    assert node.push(instance, Counter()).outcome is Outcome.OK
+    before = {o["id"]: event_of(instance, attribute(instance, o) or {})["uuid"]
+              for o in node.green}
+    assert len(set(before.values())) == len(node.green)  # one event each
+
+    other, principal, signing = new_node(tmp_path_factory.mktemp("misp-push-rehome"))
+    try:
+        signed = sign_all([dict(o) for o in node.green], signing, normalise=True)
+        assert signed.refused == []
+        status = other.publish(principal, other.settings.api_root, "jwg",
+                               json.dumps({"objects": signed.objects}).encode())
+        assert status.failure_count == 0, status.failures
+        # The other home groups by producer and day: other event UUIDs than the first.
+        regrouped = Instance(instance.misp, instance.owner, instance.key, instance.org_name,
+                             instance.admin, replace(
+                                 instance.target, event_grouping=EventGrouping.PRODUCER_DAY))
+        report = run_push(other, regrouped.target, regrouped.client(Counter()), now=NOW)
+        assert report.outcome is Outcome.OK, (report.message, report.items)
+        assert report.counts["created"] == 0  # nothing went to a new event
+        for obj in node.green:
+            held = attribute(instance, obj)
+            assert held is not None
+            assert held["deleted"] is False
+            assert event_of(instance, held)["uuid"] == before[obj["id"]]
+        assert set(other.store.misp_pushed(instance.target.name)) >= \
+            {o["id"] for o in node.green}
+    finally:
+        other.audit.drain()
+        other.store.close()

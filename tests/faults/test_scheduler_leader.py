@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,27 +22,15 @@ import pytest
 
 from exchange.misp.scheduler import JOB_TABLE
 from tests.unit.misp.synchome import make_home, targets_yaml
-from tests.unit.storage.conftest import PG_URL
+from tests.unit.storage.conftest import PG_URL, pg_schema
 
 POLL = "0.5"
 
 
 @pytest.fixture
 def schema() -> Iterator[str]:
-    try:
-        conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})")
-        pytest.skip(f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})")
-    name = f"cx_test_{uuid.uuid4().hex[:16]}"
-    with conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
+    with pg_schema() as (name, _):
         yield name
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 def holder(schema: str) -> str | None:

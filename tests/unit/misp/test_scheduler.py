@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -38,7 +36,7 @@ from exchange.misp.sync import open_node
 from exchange.misp.targets import MispTarget, parse_targets
 from exchange.storage.base import MispSyncState
 from tests.unit.misp.synchome import KEY_ENV, fake_run, make_home, targets_yaml
-from tests.unit.storage.conftest import PG_URL
+from tests.unit.storage.conftest import pg_schema
 
 MINUTE = 60_000_000
 T0 = 1_780_000_000_000_000
@@ -114,25 +112,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'exchange.db'}"
         return
-    schema = _pg_schema_or_skip()
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def _pg_schema_or_skip() -> str:
-    try:
-        conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})")
-        pytest.skip(f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})")
-    schema = f"cx_test_{uuid.uuid4().hex[:16]}"
-    with conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return schema
+    with pg_schema() as (_, url):
+        yield url
 
 
 def _scheduler(url: str) -> BackgroundScheduler:
@@ -204,8 +185,12 @@ def test_a_lock_file_lets_one_scheduler_lead(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_an_advisory_lock_lets_one_scheduler_lead() -> None:
-    _pg_schema_or_skip_only()
-    first, second = PostgresLeadership(PG_URL), PostgresLeadership(PG_URL)
+    with pg_schema() as (_, url):
+        _one_leads(url)
+
+
+def _one_leads(url: str) -> None:
+    first, second = PostgresLeadership(url), PostgresLeadership(url)
     try:
         assert first.try_acquire()
         assert not second.try_acquire()
@@ -216,15 +201,6 @@ def test_an_advisory_lock_lets_one_scheduler_lead() -> None:
     finally:
         first.release()
         second.release()
-
-
-def _pg_schema_or_skip_only() -> None:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})")
-        pytest.skip(f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})")
 
 
 # -- the jobs, run ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -38,6 +39,30 @@ def _schema_url(schema: str) -> str:
     return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
 
 
+@contextmanager
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema, dropped on exit: (its name, a URL that uses it).
+
+    When PostgreSQL does not answer, the test is skipped with the reason, or fails
+    under ``CI=true`` (CI must run it).
+    """
+    try:
+        conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as e:
+        reason = f"PostgreSQL at {PG_URL} is not available ({type(e).__name__})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    schema = f"cx_test_{uuid.uuid4().hex[:16]}"
+    with conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema, _schema_url(schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
@@ -50,14 +75,8 @@ def store_url(
         if os.environ.get("CI") == "true":
             pytest.fail(f"{postgres_unavailable}; CI must run the PostgreSQL contract suite")
         pytest.skip(postgres_unavailable)
-    schema = f"cx_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _schema_url(schema)
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema() as (_, url):
+        yield url
 
 
 @pytest.fixture

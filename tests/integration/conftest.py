@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from pymisp import MISPOrganisation, MISPUser, PyMISP
 
 from exchange.config import load_settings
 from exchange.node.service import Exchange, init_home
@@ -222,3 +223,24 @@ def misp_pk() -> Iterator[Misp]:
         yield misp
     finally:
         _stop_misp(misp.name)
+
+
+def misp_account(admin: PyMISP, org_name: str, role: str, email: str) -> str:
+    """A fresh local organisation on a MISP, one user of it with ``role`` (a role name:
+    "Sync user", "Publisher", "Org Admin"...), as a deployment sets them up through
+    PyMISP; the user's API key. This MISP runs without advanced auth keys (its README),
+    so the key ``add_user`` gives back is the user's API key."""
+    org = MISPOrganisation()
+    org.name = org_name
+    made = admin.add_organisation(org, pythonify=True)
+    assert isinstance(made, MISPOrganisation), made
+    found = admin.roles()
+    assert isinstance(found, list), found
+    roles = {r["Role"]["name"]: r["Role"]["id"] for r in found}
+    user = MISPUser()
+    user.email, user.org_id, user.role_id = email, made.id, roles[role]
+    added = admin.add_user(user, pythonify=True)
+    assert isinstance(added, MISPUser), added
+    key = str(added.authkey)
+    assert len(key) == 40
+    return key

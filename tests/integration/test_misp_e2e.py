@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymisp import MISPEvent, MISPOrganisation, MISPTag, MISPUser, PyMISP
+from pymisp import MISPEvent, MISPTag, PyMISP
 
 from exchange.config import load_settings
 from exchange.member.signer import sign_all
@@ -57,7 +57,7 @@ from exchange.signing.keys import generate
 from exchange.storage import open_store
 from exchange.storage.base import MispSyncState, ObjectQuery, VersionMatch
 from exchange.taxii.procs import stop_child
-from tests.integration.conftest import Misp
+from tests.integration.conftest import Misp, misp_account
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 3
@@ -234,17 +234,8 @@ def roles(admin: PyMISP) -> dict[str, str]:
 
 
 def user_of(admin: PyMISP, org_name: str, role: str, email: str) -> tuple[PyMISP, str]:
-    """A fresh local organisation and a user of it with ``role``; (its client, org)."""
-    org = MISPOrganisation()
-    org.name = org_name
-    made = admin.add_organisation(org, pythonify=True)
-    assert isinstance(made, MISPOrganisation), made
-    user = MISPUser()
-    user.email, user.org_id, user.role_id = email, made.id, roles(admin)[role]
-    added = admin.add_user(user, pythonify=True)
-    assert isinstance(added, MISPUser), added
-    key = str(added.authkey)
-    assert len(key) == 40  # no advanced auth keys on this MISP (its README)
+    """A fresh local organisation and a user of it with ``role``; (its client, key)."""
+    key = misp_account(admin, org_name, role, email)
     return PyMISP(admin.root_url, key, timeout=30), key
 
 

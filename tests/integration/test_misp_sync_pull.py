@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymisp import MISPEvent, MISPOrganisation, MISPTag, MISPUser, PyMISP
+from pymisp import MISPEvent, MISPTag, PyMISP
 
 from exchange.config import load_settings
 from exchange.errors import RemoteError
@@ -46,7 +46,7 @@ from exchange.signing.cxsig import verify_object
 from exchange.signing.keys import load_public_pem
 from exchange.storage import open_store
 from exchange.storage.base import MispPushed, MispSyncState, ObjectQuery, VersionMatch
-from tests.integration.conftest import Misp
+from tests.integration.conftest import Misp, misp_account
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -163,12 +163,7 @@ def world(misp_uz: Misp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
 
     admin = PyMISP(misp_uz.url, misp_uz.key, timeout=30)
     run = uuid.uuid4().hex[:10]
-    org = MISPOrganisation()
-    org.name = f"cx-pull-{run}"
-    org = admin.add_organisation(org, pythonify=True)
-    user = MISPUser()
-    user.email, user.org_id, user.role_id = f"pull-{run}@cx.test", org.id, 4  # Publisher
-    user = admin.add_user(user, pythonify=True)
+    key = misp_account(admin, f"cx-pull-{run}", "Publisher", f"pull-{run}@cx.test")
     tag = MISPTag()
     tag.name, tag.exportable = f"cx-pull-test:{run}", True
     assert "errors" not in admin.add_tag(tag)
@@ -176,13 +171,13 @@ def world(misp_uz: Misp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
         tlp = MISPTag()
         tlp.name, tlp.exportable = f"tlp:{level}", True
         admin.add_tag(tlp)  # the exchange's account may attach tags, not create them
-    api = PyMISP(misp_uz.url, user.authkey, timeout=30)
+    api = PyMISP(misp_uz.url, key, timeout=30)
     target = MispTarget("uz-cert-misp", misp_uz.url, None, KEY_ENV, "UZ-CERT",
                         Direction.PULL, Schedule(interval=900),
                         TargetFilters(collections=("jwg",), include_tags=(tag.name,)),
                         None, 30.0, EventGrouping.INDICATOR)
-    w = World(ex, misp_uz, api, target, MispClient(target, user.authkey), tag.name,
-              uuid.uuid4(), keys, key=user.authkey)
+    w = World(ex, misp_uz, api, target, MispClient(target, key), tag.name,
+              uuid.uuid4(), keys, key=key)
     try:
         yield w
     finally:

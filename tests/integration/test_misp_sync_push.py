@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymisp import MISPOrganisation, MISPUser, PyMISP
+from pymisp import PyMISP
 
 from exchange.audit.query import RecordFilter
 from exchange.audit.records import Disclosure, Kind
@@ -55,7 +55,7 @@ from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 from exchange.signing.keys import generate
 from exchange.storage import open_store
 from exchange.storage.base import MispSyncState
-from tests.integration.conftest import Misp
+from tests.integration.conftest import Misp, misp_account
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "data" / "real" / "stix21"
@@ -169,26 +169,12 @@ def sync_user(misp: Misp, owner: str, tag: str, *, role: str = SYNC_ROLE,
     """A fresh organisation on ``misp`` with one user of ``role`` (the exchange's
     account), and the target reaching it as ``owner``'s instance."""
     admin = PyMISP(misp.url, misp.key, timeout=30)
-    org = MISPOrganisation()
-    org.name = f"cert-exchange {tag}"
-    made = admin.add_organisation(org, pythonify=True)
-    assert isinstance(made, MISPOrganisation), made
-    roles = {r["Role"]["name"]: r["Role"]["id"] for r in admin.roles()}  # type: ignore[index, union-attr]
-    user = MISPUser()
-    user.email = f"sync-{tag}@exchange.test"
-    user.org_id = made.id
-    user.role_id = roles[role]
-    added = admin.add_user(user, pythonify=True)
-    assert isinstance(added, MISPUser), added
-    # This MISP runs without advanced auth keys (its README), where the key add_user
-    # gives the user is its API key (get_new_authkey adds keys only MISP's advanced
-    # key store would accept).
-    key = str(added.authkey)
-    assert len(key) == 40
+    org_name = f"cert-exchange {tag}"
+    key = misp_account(admin, org_name, role, f"sync-{tag}@exchange.test")
     target = MispTarget(name or f"{owner.lower()}-misp", misp.url, None, "CX_UNUSED",
                         owner, Direction.PUSH, Schedule(interval=900), TargetFilters(),
                         None, 30.0, grouping)
-    return Instance(misp, owner, key, org.name, admin, target)
+    return Instance(misp, owner, key, org_name, admin, target)
 
 
 def new_node(home: Path) -> tuple[Exchange, Principal, Any]:

@@ -66,7 +66,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pymisp import MISPOrganisation, MISPTag, MISPUser, PyMISP  # noqa: E402
+from pymisp import MISPTag, PyMISP  # noqa: E402
 
 import exchange.misp.convert as convert_module  # noqa: E402
 import exchange.misp.pull as pull_module  # noqa: E402
@@ -87,6 +87,7 @@ from exchange.node.policy_source import PolicySource  # noqa: E402
 from exchange.node.service import Exchange, init_home  # noqa: E402
 from exchange.storage import open_store  # noqa: E402
 from exchange.storage.base import MispSyncState  # noqa: E402
+from tests.integration.conftest import misp_account  # noqa: E402
 
 START_MISP = ROOT.parent / "shared" / "misp" / "start-misp.sh"
 EMOTET = ROOT.parent / "shared" / "data" / "real" / "stix20" / "unit42-emotet.json"
@@ -139,18 +140,8 @@ def sync_account(misp: Misp, tag: str, role: str = "Sync user") -> str:
     """A fresh organisation with a user of ``role`` (a sync user, as a deployment sets
     one up for the exchange); the user's key."""
     admin = PyMISP(misp.url, misp.key, timeout=120)
-    org = MISPOrganisation()
-    org.name = f"cert-exchange bench {tag}"
-    made = admin.add_organisation(org, pythonify=True)
-    assert isinstance(made, MISPOrganisation), made
-    roles = {r["Role"]["name"]: r["Role"]["id"] for r in admin.roles()}  # type: ignore[index, union-attr]
-    user = MISPUser()
-    user.email = f"bench-{tag}@exchange.test"
-    user.org_id = made.id
-    user.role_id = roles[role]
-    added = admin.add_user(user, pythonify=True)
-    assert isinstance(added, MISPUser), added
-    return str(added.authkey)
+    return misp_account(admin, f"cert-exchange bench {tag}", role,
+                        f"bench-{tag}@exchange.test")
 
 
 def values(count: int, tag: str, prefix: str) -> list[tuple[str, str]]:

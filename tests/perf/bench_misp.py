@@ -13,8 +13,9 @@ line). In the same run, one function per measurement:
   attributes (``--attributes``, half ``ip-dst``, half ``domain``, distinct values of this
   run) through plain PyMISP, as the site admin -> attributes/s;
 * :func:`exchange_push` (``exchange_push``): a fresh SQLite home with the shipped policies
-  (signatures not required), N indicators published by UZ-CERT (half TLP:GREEN, half
-  TLP:CLEAR, all created the same UTC day: producer-day grouping makes one event a level),
+  (signatures not required), N TLP:GREEN indicators published by UZ-CERT, all created
+  the same UTC day (producer-day grouping makes one event of them, like MISP's bulk add;
+  ``exchange_push_two_levels`` does the same with half GREEN, half CLEAR: two events),
   pushed by :func:`exchange.misp.push.run_push` to a target owned by PK-CERT, through a
   sync user of a fresh organisation -> attributes/s, its ratio to MISP's rate
   (``ratio_to_misp``, the target is >= 0.8), and where the time goes: store reads,
@@ -640,11 +641,17 @@ def misp_same_body(misp: Misp, sent: list[dict[str, Any]], key: str) -> dict[str
             "attrs_per_s": round(count / seconds, 1)}
 
 
-def exchange_push(misp: Misp, tmp: Path, count: int, tag: str) -> dict[str, Any]:
-    """The exchange's push rate: ``count`` indicators of one producer-day, one run."""
-    node = Node(tmp / "push")
+def exchange_push(misp: Misp, tmp: Path, count: int, tag: str,
+                  levels: tuple[str, ...] = (GREEN,)) -> dict[str, Any]:
+    """The exchange's push rate: ``count`` indicators of one producer-day, one run; their
+    TLP markings taken in turn from ``levels`` (one level: one event, as MISP's bulk
+    add; two: two events of half the size)."""
+    label = f"{len(levels)}-levels"
+    (tmp / f"push-{label}").mkdir(parents=True)
+    node = Node(tmp / f"push-{label}")
     try:
-        day = date(1990, 1, 1) + timedelta(days=random.Random(tag).randrange(36_500))
+        day = date(1990, 1, 1) + timedelta(days=random.Random(f"{tag}/{label}").randrange(
+            36_500))
         stamp = f"{day.isoformat()}T09:00:00.000Z"
         patterns = {"ip-dst": "ipv4-addr", "domain": "domain-name"}
         objects = [{
@@ -652,13 +659,13 @@ def exchange_push(misp: Misp, tmp: Path, count: int, tag: str) -> dict[str, Any]
             "created": stamp, "modified": stamp, "name": f"bench {n}",
             "pattern": f"[{patterns[t]}:value = '{v}']", "pattern_type": "stix",
             "pattern_version": "2.1", "valid_from": stamp, "created_by_ref": node.uz,
-            "object_marking_refs": [GREEN if n % 2 else CLEAR],
-        } for n, (t, v) in enumerate(values(count, tag, "push"))]
+            "object_marking_refs": [levels[n % len(levels)]],
+        } for n, (t, v) in enumerate(values(count, tag, f"push-{label}"))]
         _log(f"exchange: publishing {count} indicators ...")
         t0 = time.perf_counter()
         node.publish(objects)
         published = time.perf_counter() - t0
-        key = sync_account(misp, f"push-{tag}")
+        key = sync_account(misp, f"push-{label}-{tag}")
         _log("exchange: pushing ...")
         report, seconds, parts, client = run_timed(node, misp, key, "pk-misp-bench")
         events = sorted({e.event_uuid for e in node.ex.store.misp_pushed(
@@ -732,11 +739,19 @@ def next_second() -> int:
     return second
 
 
+def median_by_rate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median attributes/s (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r["attrs_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attributes", type=int, default=1000)
     parser.add_argument("--misp-url", default=None,
                         help="use this MISP (site admin key in CX_BENCH_MISP_KEY)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating MISP bulk adds and pushes (medians compared)")
     parser.add_argument("--pull-events", type=int, default=5,
                         help="events the pull's N attributes are spread over")
     args = parser.parse_args()
@@ -744,11 +759,24 @@ def main() -> None:
     result: dict[str, Any] = {"benchmark": "misp_push_pull", "attributes": args.attributes}
     with tempfile.TemporaryDirectory(prefix="cx-bench-misp-") as tmp, \
             misp_instance(args.misp_url) as misp:
-        misp_rate = misp_bulk_add(misp, args.attributes, tag)
-        result["misp_add_event"] = misp_rate
-        pushed = exchange_push(misp, Path(tmp), args.attributes, tag)
+        # MISP's speed varies by a tenth or more from one call to the next here: MISP's
+        # bulk add and the exchange's push alternate, and the medians are compared.
+        rounds = []
+        for n in range(args.rounds):
+            rate = misp_bulk_add(misp, args.attributes, f"{tag}-{n}")
+            push = exchange_push(misp, Path(tmp) / f"round-{n}", args.attributes,
+                                 f"{tag}-{n}")
+            rounds.append((rate, push))
+        misp_rate = median_by_rate([r for r, _ in rounds])
+        pushed = median_by_rate([p for _, p in rounds])
         pushed["ratio_to_misp"] = round(pushed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
+        pushed["ratios_per_round"] = [round(p["attrs_per_s"] / r["attrs_per_s"], 3)
+                                      for r, p in rounds]
+        result["misp_add_event"] = misp_rate
         result["exchange_push"] = pushed
+        mixed = exchange_push(misp, Path(tmp), args.attributes, tag, (GREEN, CLEAR))
+        mixed["ratio_to_misp"] = round(mixed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
+        result["exchange_push_two_levels"] = mixed
         source = pull_source(misp, args.attributes, args.pull_events, tag)
         served = misp_rest_search(misp, misp_rate["event_uuid"], source)
         result["misp_rest_search"] = served

@@ -10,13 +10,14 @@ same home and data again, so what a printed command left behind (a feed file and
 cursor, the IOC state) stays valid; ``--fresh`` starts over. Ctrl-C (or SIGTERM) stops
 the server it started and exits 0.
 
-With ``--misp URL`` the demo also keeps a MISP instance in sync (issue 19): it writes a
-targets file to the demo home naming that instance as UZ-CERT's (push and pull), with
-its API key copied to a 0600 file beside it (from ``--misp-key-file`` or the variable
-``EXCHANGE_MISP_KEY_DEMO``; never from the command line), and the server runs the
-scheduler beside itself, which syncs at once and then every five minutes. The demo
-waits for the first push and pull and prints how they went. Without ``--misp`` it says
-how to get a MISP to try it with.
+With ``--misp URL`` the demo also keeps MISP instances in sync (issue 19): the first
+``--misp`` is UZ-CERT's instance, a second one PK-CERT's. It writes a targets file to the
+demo home naming them (push and pull), with each API key copied to a 0600 file beside it
+(from ``--misp-key-file``, given in the same order, or the variables
+``EXCHANGE_MISP_KEY_DEMO`` and ``EXCHANGE_MISP_KEY_DEMO_PK``; never from the command
+line), and the server runs the scheduler beside itself, which syncs at once and then
+every five minutes. The demo waits for the first push and pull of each and prints how
+they went. Without ``--misp`` it says how to get a MISP to try it with.
 
 Every printed command runs as pasted into a new shell in the directory the demo was
 started from (the project root for ``make demo``): it names the ``exchange`` script by
@@ -38,6 +39,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +53,7 @@ from exchange.errors import ConfigError, RemoteError
 from exchange.member import client
 from exchange.member.generate import generate_indicators
 from exchange.member.signer import sign_all
+from exchange.misp.targets import load_targets
 from exchange.model.objects import CollectionId, Tlp
 from exchange.node.keyring import register_key
 from exchange.node.service import Exchange, init_home
@@ -69,11 +72,10 @@ DEMO_SEED = 2026
 NEWEST = 5
 #: The project's policies/ (the UZ-CERT / PK-CERT working group), which the demo runs under.
 SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
-#: The demo's MISP target, its files in the demo home, and the key's variable.
-MISP_TARGET = "demo-misp"
+#: The demo's MISP targets in the order of --misp: (target, owner, key variable).
+MISP_TARGETS = (("uz-cert-misp", "UZ-CERT", "EXCHANGE_MISP_KEY_DEMO"),
+                ("pk-cert-misp", "PK-CERT", "EXCHANGE_MISP_KEY_DEMO_PK"))
 MISP_TARGETS_FILE = "misp-targets.yaml"
-MISP_KEY_FILE = "misp-demo.key"
-MISP_KEY_ENV = "EXCHANGE_MISP_KEY_DEMO"
 #: How long the demo waits for the first sync of each direction.
 MISP_WAIT_SECONDS = 180
 #: The guide's last line.
@@ -181,7 +183,7 @@ def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
 
 
 def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = False,
-             misp_url: str | None = None, misp_key: str | None = None) -> None:
+             misp: Sequence[tuple[str, str | None]] = ()) -> None:
     """Build (or reuse) the demo home, serve it, print how to use it; block until stopped.
 
     Args:
@@ -189,12 +191,12 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
         port: The TAXII server's port on 127.0.0.1.
         count: Indicators to generate and publish on the first run.
         fresh: Start over from an empty home.
-        misp_url: A MISP instance to keep in sync as UZ-CERT's (None: no MISP sync,
-            or the one an earlier run set up).
-        misp_key: Its API key (required with ``misp_url``).
+        misp: MISP instances to keep in sync, (URL, API key) each: UZ-CERT's, then
+            PK-CERT's (none: no MISP sync, or what an earlier run set up).
 
     Raises:
-        ConfigError: The home is not a demo home, or a MISP URL came without a key.
+        ConfigError: The home is not a demo home, a MISP URL came without a key, or
+            more MISP instances than members were given.
         RemoteError: The server did not start, stopped by itself, or refused the demo's
             data.
     """
@@ -208,8 +210,8 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
         # the demo runs under the shipped UZ-CERT / PK-CERT working-group policy
         kept = config.read_text(encoding="utf-8") if config.exists() else ""
         config.write_text(f'policy_dir = "{shipped}"\n{kept}', encoding="utf-8")
-    if misp_url is not None:
-        _setup_misp(home, config, misp_url, misp_key)
+    if misp:
+        _setup_misp(home, config, misp)
     init_home(settings)
     settings = replace(load_settings(home), port=port, host="127.0.0.1")
     creds_path = home / CREDENTIALS
@@ -247,9 +249,9 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
             _publish_demo_data(base, settings.api_root, world, count)
             (home / DATA_DONE).write_text("demo data published\n", encoding="utf-8")
         newest = _newest_cutoff(settings, world)
-        misp = _misp_outcome(settings, proc) if settings.misp_targets_path else None
-        print(guide(base, settings.api_root, world, home, newest_after=newest, misp=misp),
-              flush=True)
+        synced = _misp_outcome(settings, proc) if settings.misp_targets_path else None
+        print(guide(base, settings.api_root, world, home, newest_after=newest,
+                    misp=synced), flush=True)
         while proc.poll() is None:
             time.sleep(0.5)
         raise RemoteError(f"the TAXII server stopped by itself (status {proc.returncode});"
@@ -262,29 +264,31 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
             stop_child(proc, timeout=15)
 
 
-def _setup_misp(home: Path, config: Path, url: str, key: str | None) -> None:
-    """Name ``url`` as UZ-CERT's MISP in a targets file of the demo home (key beside it,
-    0600) and point the home's configuration at it."""
-    if not key or not key.strip():
-        raise ConfigError(f"--misp needs the MISP API key: put it in a file given with"
-                          f" --misp-key-file, or in the variable {MISP_KEY_ENV}")
-    key_path = home / MISP_KEY_FILE
-    _private_file(key_path, key.strip() + "\n")
-    targets = {
-        "version": 1,
-        "targets": {MISP_TARGET: {
-            "description": "the demo's MISP, kept in sync as UZ-CERT's instance",
+def _setup_misp(home: Path, config: Path, misp: Sequence[tuple[str, str | None]]) -> None:
+    """Name the MISP instances as UZ-CERT's and PK-CERT's in a targets file of the demo
+    home (keys beside it, 0600) and point the home's configuration at it."""
+    if len(misp) > len(MISP_TARGETS):
+        raise ConfigError(f"--misp names at most {len(MISP_TARGETS)} instances (one per"
+                          f" member CERT: {', '.join(o for _, o, _ in MISP_TARGETS)})")
+    targets: dict[str, Any] = {}
+    for (url, key), (name, owner, variable) in zip(misp, MISP_TARGETS, strict=False):
+        if not key or not key.strip():
+            raise ConfigError(f"--misp {url} ({owner}'s) needs its API key: in a file given"
+                              f" with --misp-key-file, or in the variable {variable}")
+        key_path = home / f"{name}.key"
+        _private_file(key_path, key.strip() + "\n")
+        targets[name] = {
+            "description": f"the demo's MISP, kept in sync as {owner}'s instance",
             "url": url,
             "api_key_file": str(key_path),
-            "owner": "UZ-CERT",
+            "owner": owner,
             "direction": "both",
             "schedule": {"interval": 300},
-            "filters": {"collections": ["jwg", "uz"]},
+            "filters": {"collections": ["jwg", owner[:2].lower()]},
             "timeout": 60,
-        }},
-    }
+        }
     text = ("# Written by 'exchange demo --misp' (see feeds/misp-targets.yaml for every key)\n"
-            + yaml.safe_dump(targets, sort_keys=False))
+            + yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
     _private_file(home / MISP_TARGETS_FILE, text)
     lines = [line for line in config.read_text(encoding="utf-8").splitlines()
              if not line.startswith("misp_targets")] if config.exists() else []
@@ -293,31 +297,35 @@ def _setup_misp(home: Path, config: Path, url: str, key: str | None) -> None:
 
 
 def _misp_outcome(settings: Settings, proc: subprocess.Popen[bytes]) -> list[str]:
-    """Wait (bounded) for the scheduler's first push and pull; one line on each."""
+    """Wait (bounded) for the scheduler's first push and pull of every target; one line
+    on each."""
+    names = [t.name for t in load_targets(settings.misp_targets_path)] \
+        if settings.misp_targets_path is not None else []
     deadline = time.monotonic() + MISP_WAIT_SECONDS
-    states: dict[str, MispSyncState] = {}
+    states: dict[tuple[str, str], MispSyncState] = {}
     while time.monotonic() < deadline and proc.poll() is None:
         store = open_store(settings)
         try:
-            states = {s.direction: s for s in store.misp_states()
-                      if s.target == MISP_TARGET}
+            states = {(s.target, s.direction): s for s in store.misp_states()
+                      if s.target in names}
         finally:
             store.close()
-        if len(states) == 2 and all(s.outcome not in ("never", "running")
-                                    for s in states.values()):
+        if len(states) == 2 * len(names) and all(
+                s.outcome not in ("never", "running") for s in states.values()):
             break
         time.sleep(1.0)
     lines = []
-    for direction in ("push", "pull"):
-        state = states.get(direction)
-        if state is None or state.outcome in ("never", "running"):
-            lines.append(f"{direction}: not finished within {MISP_WAIT_SECONDS} s (the"
-                         " scheduler goes on; see sync status)")
-            continue
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(state.counts.items()) if v)
-        lines.append(f"{direction}: {state.outcome}"
-                     + (f" ({counts or 'nothing to do'})" if state.outcome in ("ok", "partial")
-                        else f": {state.message}"))
+    for name in names:
+        for direction in ("push", "pull"):
+            state = states.get((name, direction))
+            if state is None or state.outcome in ("never", "running"):
+                lines.append(f"{name} {direction}: not finished within {MISP_WAIT_SECONDS}"
+                             " s (the scheduler goes on; see sync status)")
+                continue
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(state.counts.items()) if v)
+            lines.append(f"{name} {direction}: {state.outcome}" + (
+                f" ({counts or 'nothing to do'})" if state.outcome in ("ok", "partial")
+                else f": {state.message}"))
     return lines
 
 
@@ -386,22 +394,22 @@ def _publish_demo_data(base: str, api_root: str, world: dict[str, Any], count: i
 def _misp_guide(node: str, misp: list[str] | None) -> list[str]:
     if misp is None:
         return [
-            "  MISP sync is not set up. To try it, run the demo with a MISP instance to keep"
-            " in sync as UZ-CERT's:",
-            f"  'exchange demo --misp URL', its API key in the variable {MISP_KEY_ENV} or a"
-            " file given with --misp-key-file (a sync user's key keeps each contributor as"
-            " the events' creator). A test MISP needs no Docker: see ../shared/misp/README.md"
-            " beside the project, or MISP's own install guides.",
+            "  MISP sync is not set up. To try it, run the demo with MISP instances to keep"
+            " in sync: 'exchange demo --misp URL' (UZ-CERT's) and optionally a second",
+            f"  '--misp URL' (PK-CERT's), their API keys in files given with --misp-key-file"
+            f" in the same order, or in the variables {MISP_TARGETS[0][2]} and"
+            f" {MISP_TARGETS[1][2]} (a sync user's key keeps each contributor as the events'"
+            " creator). A test MISP needs no Docker: see ../shared/misp/README.md beside the"
+            " project, or MISP's own install guides.",
             "",
         ]
     return [
-        f"  MISP sync with {MISP_TARGET} (UZ-CERT's instance; the server's scheduler syncs"
-        " every 5 minutes):",
+        "  MISP sync (the server's scheduler syncs every 5 minutes):",
         *(f"  - {line}" for line in misp),
-        "  how each direction stands, and every item skipped with its reason:",
+        "  how each target and direction stands, and every item skipped with its reason:",
         f"    {node} sync status",
-        "  what a sync would push and pull now, and why, writing nothing:",
-        f"    {node} sync run {MISP_TARGET} --dry-run",
+        "  what a sync of UZ-CERT's MISP would push and pull now, and why, writing nothing:",
+        f"    {node} sync run {MISP_TARGETS[0][0]} --dry-run",
         "",
     ]
 

@@ -22,7 +22,7 @@ import click
 
 from exchange import __version__
 from exchange.cli.audit import audit
-from exchange.cli.demo import MISP_KEY_ENV, run_demo
+from exchange.cli.demo import MISP_TARGETS, run_demo
 from exchange.cli.keys import (
     keys,
     load_signing_key,
@@ -553,21 +553,25 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @click.option("--fresh/--keep", default=False,
               help="Start over from an empty demo home, or (the default) serve the one an"
                    " earlier run built, with its data.")
-@click.option("--misp", "misp_url", metavar="URL",
-              help="A MISP instance to keep in sync as UZ-CERT's (push and pull); its API"
-                   f" key from --misp-key-file or the variable {MISP_KEY_ENV}.")
-@click.option("--misp-key-file", type=click.Path(exists=True, dir_okay=False),
-              help="A file holding only the MISP API key.")
+@click.option("--misp", "misp_urls", metavar="URL", multiple=True,
+              help="A MISP instance to keep in sync (push and pull): the first is UZ-CERT's,"
+                   " a second PK-CERT's. API keys from --misp-key-file (same order) or the"
+                   f" variables {MISP_TARGETS[0][2]} and {MISP_TARGETS[1][2]}.")
+@click.option("--misp-key-file", "misp_key_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="A file holding only a MISP API key (once per --misp, same order).")
 @pass_ctx
-def demo(c: _Ctx, port: int, count: int, fresh: bool, misp_url: str | None,
-         misp_key_file: str | None) -> None:
+def demo(c: _Ctx, port: int, count: int, fresh: bool, misp_urls: tuple[str, ...],
+         misp_key_files: tuple[str, ...]) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""
     home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
-    key = None
-    if misp_url is not None:
-        key = (Path(misp_key_file).read_text(encoding="utf-8") if misp_key_file
-               else os.environ.get(MISP_KEY_ENV))
-    run_demo(home, port=port, count=count, fresh=fresh, misp_url=misp_url, misp_key=key)
+    misp: list[tuple[str, str | None]] = []
+    for n, url in enumerate(misp_urls):
+        variable = MISP_TARGETS[min(n, len(MISP_TARGETS) - 1)][2]
+        key = (Path(misp_key_files[n]).read_text(encoding="utf-8")
+               if n < len(misp_key_files) else os.environ.get(variable))
+        misp.append((url, key))
+    run_demo(home, port=port, count=count, fresh=fresh, misp=misp)
 
 
 for _command in (policy, audit, keys, sign, verify, revoke, search, show, objects, sync,

@@ -31,9 +31,11 @@ from pymisp import PyMISP
 
 from exchange.audit.checkpoint import NoteKey
 from exchange.cli.demo import GUIDE_END
+from exchange.model.tlp import TLP2_IDS
 from tests.integration.conftest import TAXII, Misp, free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
+TLP2 = {level.value: marking for level, marking in TLP2_IDS.items()}
 STARTUP_SECONDS = 180  # init, a few hundred signatures, gunicorn: far less on any machine
 COMMAND_SECONDS = 120
 
@@ -133,11 +135,11 @@ def readme_demo_block() -> str:
     return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def _all_indicators(url: str, key: str) -> list[dict[str, object]]:
+def _all_indicators(url: str, key: str, user: str = "uz-soc") -> list[dict[str, object]]:
     objects: list[dict[str, object]] = []
     params: dict[str, str] = {"match[type]": "indicator", "limit": "1000"}
     while True:
-        r = requests.get(url + "objects/", params=params, auth=("uz-soc", key),
+        r = requests.get(url + "objects/", params=params, auth=(user, key),
                          headers={"Accept": TAXII}, timeout=60)
         assert r.status_code == 200, r.text
         body = r.json()
@@ -239,51 +241,67 @@ def test_every_printed_command_runs_as_pasted_and_ctrl_c_exits_0(
     assert code == 0
 
 
-def test_the_demo_keeps_a_real_misp_in_sync_and_its_sync_commands_run_as_pasted(
-        start: object, tmp_path: Path, misp_uz: Misp) -> None:
+def test_the_demo_keeps_two_real_misps_in_sync_and_its_sync_commands_run_as_pasted(
+        start: object, tmp_path: Path, misp_uz: Misp, misp_pk: Misp) -> None:
     home = tmp_path / "demo-misp"
     user_home = tmp_path / "user"
     user_home.mkdir()
-    key_file = tmp_path / "misp.key"
-    key_file.write_text(misp_uz.key + "\n")
-    key_file.chmod(0o600)
-    demo = start(home, free_port(), "--misp", misp_uz.url,  # type: ignore[operator]
-                 "--misp-key-file", str(key_file))
+    args: list[str] = []
+    for misp in (misp_uz, misp_pk):
+        key_file = tmp_path / f"{misp.name}.key"
+        key_file.write_text(misp.key + "\n")
+        key_file.chmod(0o600)
+        args += ["--misp", misp.url, "--misp-key-file", str(key_file)]
+    demo = start(home, free_port(), *args)  # type: ignore[operator]
     guide = "\n".join(demo.lines)
-    assert misp_uz.key not in guide
-    # created on a new MISP, updated where an earlier demo home left them
-    assert re.search(r"^  - push: ok \(.*pushed \d+", guide, re.M), guide
-    assert re.search(r"^  - pull: ok", guide, re.M), guide
-    assert oct((home / "misp-demo.key").stat().st_mode & 0o777) == "0o600"
-    assert misp_uz.key not in (home / "misp-targets.yaml").read_text()
+    keys = (misp_uz.key, misp_pk.key)
+    assert not any(k in guide for k in keys)
+    for target in ("uz-cert-misp", "pk-cert-misp"):
+        # created on a new MISP, updated where an earlier demo home left them
+        assert re.search(rf"^  - {target} push: ok \(.*pushed \d+", guide, re.M), guide
+        assert re.search(rf"^  - {target} pull: ok", guide, re.M), guide
+        assert oct((home / f"{target}.key").stat().st_mode & 0o777) == "0o600"
+    targets_file = (home / "misp-targets.yaml").read_text()
+    assert not any(k in targets_file for k in keys)
 
     for command in (demo.command(" sync status"), demo.command(" sync run ")):
         done = paste(command, user_home)
         assert done.returncode == 0, (command, done.stdout, done.stderr)
-        assert misp_uz.key not in done.stdout + done.stderr
-        assert "demo-misp" in done.stdout
+        assert not any(k in done.stdout + done.stderr for k in keys)
+        assert "uz-cert-misp" in done.stdout
     status = paste(demo.command(" sync status"), user_home).stdout
-    assert "demo-misp push: ok" in status
-    assert "demo-misp pull: ok" in status
+    for line in ("uz-cert-misp push: ok", "uz-cert-misp pull: ok", "pk-cert-misp push: ok",
+                 "pk-cert-misp pull: ok"):
+        assert line in status, status
 
-    # what the demo published to the joint collection is on the MISP instance, by UUID
+    # What the demo published to the joint collection at GREEN is on both members'
+    # MISPs, by UUID; one member's AMBER+STRICT is on its own MISP only (the agreement's
+    # re-share rule keeps it off the other's).
     credentials = json.loads((home / "demo-credentials.json").read_text())
     port = demo.command(" pull ").split("127.0.0.1:", 1)[1].split("/", 1)[0]
     jwg = f"http://127.0.0.1:{port}/cx/collections/{credentials['collections']['jwg']}/"
-    r = requests.get(jwg + "objects/", params={"match[type]": "indicator", "limit": "5"},
-                     auth=("uz-analyst", credentials["keys"]["uz-analyst"]),
-                     headers={"Accept": TAXII}, timeout=60)
-    assert r.status_code == 200, r.text
-    reader = PyMISP(misp_uz.url, misp_uz.key, timeout=30)
-    found = 0
-    for indicator in r.json()["objects"]:
-        if indicator.get("object_marking_refs") and "red" in json.dumps(indicator).lower():
-            continue
-        hits = reader.search(controller="attributes", uuid=indicator["id"].split("--")[1],
-                             pythonify=False)
-        found += len(hits.get("Attribute", [])) if isinstance(hits, dict) else 0
-    assert found > 0
+    producer_of = {identity: org for org, identity in credentials["orgs"].items()}
+    found: dict[tuple[str, str], list[str]] = {}
+    for indicator in _all_indicators(jwg, credentials["keys"]["uz-analyst"], "uz-analyst"):
+        refs = indicator.get("object_marking_refs") or []
+        level = next((n for n, i in TLP2.items() if i in refs), None)
+        producer = producer_of.get(str(indicator.get("created_by_ref")))
+        if level is not None and producer is not None:
+            found.setdefault((level, producer), []).append(str(indicator["id"]).split("--")[1])
+    green = found.get(("green", "UZ-CERT"), []) + found.get(("green", "PK-CERT"), [])
+    assert green
+    for misp, owner, other in ((misp_uz, "UZ-CERT", "PK-CERT"),
+                               (misp_pk, "PK-CERT", "UZ-CERT")):
+        reader = PyMISP(misp.url, misp.key, timeout=30)
+        held = reader.search(controller="attributes", uuid=green[:20], pythonify=False)
+        assert isinstance(held, dict)
+        assert held.get("Attribute"), misp.name
+        theirs = found.get(("amber+strict", other), [])
+        if theirs:
+            held = reader.search(controller="attributes", uuid=theirs, pythonify=False)
+            assert isinstance(held, dict)
+            assert held.get("Attribute") == [], (misp.name, owner)
 
     code, stderr = demo.stop()
     assert code == 0, stderr
-    assert misp_uz.key not in stderr
+    assert not any(k in stderr for k in keys)

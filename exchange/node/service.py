@@ -34,6 +34,7 @@ import secrets
 from exchange.config import SECRET_FILE, Settings
 from exchange.errors import ConfigError
 from exchange.node.explain import Explaining
+from exchange.node.feeds import Feeds
 from exchange.node.home import create_private_file, sqlite_database_path, tighten_home
 from exchange.node.members import Members
 from exchange.node.nodekey import ensure_node_key
@@ -84,5 +85,5 @@ def init_home(settings: Settings) -> bool:
     return created
 
 
-class Exchange(Members, Publishing, Searching, Reading, Explaining, Withdrawing):
+class Exchange(Members, Publishing, Searching, Feeds, Reading, Explaining, Withdrawing):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

@@ -574,6 +574,11 @@ class Store(abc.ABC):
     def count_objects(self, collection_id: CollectionId | None = None) -> int:
         """Stored versions, in one collection or in all."""
 
+    @abc.abstractmethod
+    def change_marker(self, collection_id: CollectionId, obj_type: str) -> tuple[int, int]:
+        """How many versions of ``obj_type`` the collection holds and the newest
+        ``date_added`` among them (0 when none): any add or delete changes the pair."""
+
     # -- signing keys (revision 0002) ------------------------------------------------------
     @abc.abstractmethod
     def add_member_key(self, key: MemberKey) -> None:

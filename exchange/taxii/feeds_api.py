@@ -55,8 +55,9 @@ _ACCEPTED: Final = frozenset({"*/*", "text/*", "text/plain", "text/csv"})
 
 
 def is_feed_path(path: str, api_root: str) -> bool:
-    """Whether a request path is one of the feed endpoints of ``api_root``."""
-    return path.startswith(f"/{api_root}/feeds/")
+    """Whether a request path is a feed of ``api_root`` (not the JSON index of feeds)."""
+    prefix = f"/{api_root}/feeds/"
+    return path.startswith(prefix) and len(path) > len(prefix)
 
 
 def feed_accept_ok(header: str | None) -> bool:

@@ -12,11 +12,13 @@ Values are extracted and normalised as for search (:mod:`exchange.model.observab
 indicators with ``pattern_type`` ``stix``), de-duplicated and sorted as text.
 
 Conditional GET: a feed's ETag is the digest of its body, so it changes exactly when the
-body does. Building the body is the expensive part; it is cached per reader, collection,
-kind and format under a change marker (the collection's count and newest ``date_added``
-of indicator versions, the policy digest and the reader's visibility rule and grant) and
-until the next moment an indicator in it expires or one held back becomes valid. A
-request whose marker is unchanged is answered from the cache after one index query.
+body does. Building the body is the expensive part, so it is kept per reader, collection,
+kind and format with what it was built from: the policy digest, the reader's visibility
+rule and transforms, the collection's newest ``date_added``, and the next moment an
+indicator in it expires or one held back becomes valid. A request that finds all of them
+unchanged costs one index lookup (:meth:`~exchange.storage.base.Store.newest_date_added`);
+one that finds versions added re-reads only the indicators they belong to (indicators are
+never deleted, only revoked by a new version); anything else rebuilds the feed.
 
 CSV columns: :data:`CSV_COLUMNS`. Spreadsheet formula injection: a cell that begins with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's
@@ -45,7 +47,7 @@ from exchange.model.observables import observables_of
 from exchange.node.base import ReadResult, now_micros
 from exchange.node.read import Reading
 from exchange.policy import AnonymiseProducer
-from exchange.storage.base import Collection, ObjectQuery, Page, StoredVersion
+from exchange.storage.base import Collection, ObjectQuery, Page, StoredVersion, VersionMatch
 from exchange.storage.timestamps import to_micros
 
 __all__ = [
@@ -81,6 +83,10 @@ _CACHE_BYTES: Final = 256 << 20
 #: Parsed indicators remembered by body digest (a few hundred bytes each).
 _PARSED_SIZE: Final = 300_000
 _FOREVER: Final = 2**63 - 1
+#: Changed indicator ids looked up per query.
+_RESOLVE_IDS: Final = 500
+#: What a cached line costs in memory, roughly.
+_LINE_BYTES: Final = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +138,12 @@ class _Parsed:
 
 @dataclass(slots=True)
 class _Cached:
-    marker: tuple[Any, ...]
-    expires: int  # microseconds: the next validity transition
+    """A built feed and what it was built from."""
+
+    context: tuple[Any, ...]  # policy digest, the reader's visibility and transforms
+    newest: int  # the collection's newest date_added when built
+    expires: int  # microseconds: the next validity transition (at the latest)
+    lines: dict[str, tuple[StoredVersion, tuple[FeedEntry, ...]]]  # by indicator id
     feed: Feed
 
 
@@ -248,44 +258,81 @@ class Feeds(Reading):
         if rule is None and scope.visible_tlps is not None:
             # The baseline without a policy: strict levels never leave through a feed.
             scope = replace(scope, visible_tlps=scope.visible_tlps - {Tlp.AMBER_STRICT.value})
-        marker = (self.store.change_marker(collection.id, "indicator"), self.policy_digest(),
-                  repr(scope), repr(transforms), principal.org_id, principal.parent_org_id)
+        newest = self.store.newest_date_added(collection.id)
+        context = (self.policy_digest(), repr(scope), repr(transforms), principal.org_id,
+                   principal.parent_org_id)
         key = (principal.account_id, collection.id, kind, fmt)
         with self._feed_lock:
             cached = self._feed_cache.get(key)
-            if cached is not None and cached.marker == marker and now < cached.expires:
+            if cached is not None and cached.context == context and now < cached.expires:
                 self._feed_cache.move_to_end(key)
-                return cached.feed
-        entries, rows, expires = self._build(principal, collection, scope, transforms, kind,
-                                             now)
+                if cached.newest == newest:
+                    return cached.feed
+        if cached is not None and cached.context == context and now < cached.expires:
+            # Only what was added since: the indicators with a new version lose their old
+            # lines and get those of their newest version the reader may receive, if any
+            # (a new version it may not receive leaves nothing; a revocation neither).
+            lines = dict(cached.lines)
+            changed = self._changed_since(collection, cached.newest)
+            for identifier in changed:
+                lines.pop(identifier, None)
+            expires = cached.expires
+            for start in range(0, len(changed), _RESOLVE_IDS):
+                chunk = tuple(changed[start:start + _RESOLVE_IDS])
+                expires = min(expires, self._collect(
+                    principal, collection, replace(scope, ids=chunk), transforms, kind,
+                    now, lines))
+        else:
+            lines = {}
+            expires = self._collect(principal, collection, scope, transforms, kind, now,
+                                    lines)
+        ordered = sorted(lines.values(), key=lambda line: line[0].date_added)
+        entries = [entry for _, found in ordered for entry in found]
         body = render(entries, fmt)
         etag = f'"{sha256(body).hexdigest()[:40]}"'
         last_modified = int(time.time())
         if cached is not None and cached.feed.etag == etag:
             last_modified = cached.feed.last_modified
-        result = ReadResult(collection, Page(rows, more=False), transforms, principal.org_id,
-                            scope)
+        result = ReadResult(collection, Page([row for row, _ in ordered], more=False),
+                            transforms, principal.org_id, scope)
         feed = Feed(body, etag, last_modified, result,
                     body.count(b"\n") - (1 if fmt == "csv" else 0))
         with self._feed_lock:
             cache = self._feed_cache
-            cache[key] = _Cached(marker, expires, feed)
+            cache[key] = _Cached(context, newest, expires, lines, feed)
             cache.move_to_end(key)
-            while len(cache) > _CACHE_ENTRIES or (
-                    len(cache) > 1 and sum(len(c.feed.body) for c in cache.values())
-                    > _CACHE_BYTES):
+            while len(cache) > 1 and (len(cache) > _CACHE_ENTRIES or sum(
+                    len(c.feed.body) + _LINE_BYTES * len(c.lines)
+                    for c in cache.values()) > _CACHE_BYTES):
                 cache.popitem(last=False)
         return feed
 
-    def _build(self, principal: Principal, collection: Collection, scope: ObjectQuery,
-               transforms: tuple[Any, ...], kind: str, now: int
-               ) -> tuple[list[FeedEntry], list[StoredVersion], int]:
-        """The entries, the versions they come from, and when the answer next changes
-        by the clock alone (an indicator expiring or becoming valid)."""
+    def _changed_since(self, collection: Collection, since: int) -> list[str]:
+        """The ids of the collection's indicators with a version added after ``since``,
+        whoever may receive it.
+
+        Indicators are never deleted (a DELETE stores a revoked version:
+        :mod:`exchange.node.withdraw`), so every change to them is a version added.
+        """
+        query = ObjectQuery(collection_id=collection.id, types=("indicator",),
+                            added_after=since, versions=VersionMatch(all=True),
+                            include_body=False, limit=_PAGE)
+        changed: dict[str, None] = {}
+        while True:
+            page = self.store.get_objects(query)
+            changed.update(dict.fromkeys(row.id for row in page.rows))
+            if not page.more or not page.rows:
+                return list(changed)
+            query = replace(query, cursor=page.rows[-1].date_added)
+
+    def _collect(self, principal: Principal, collection: Collection, scope: ObjectQuery,
+                 transforms: tuple[Any, ...], kind: str, now: int,
+                 lines: dict[str, tuple[StoredVersion, tuple[FeedEntry, ...]]]) -> int:
+        """Add to ``lines`` the values of the indicators ``scope`` reads, as the reader
+        receives them; return when the answer next changes by the clock alone (an
+        indicator expiring or becoming valid)."""
         parsed = self._parsed
         hidden = any(isinstance(t, AnonymiseProducer) for t in transforms)
-        entries: list[FeedEntry] = []
-        rows: list[StoredVersion] = []
         expires = _FOREVER
         query = scope
         while True:
@@ -317,16 +364,15 @@ class Feeds(Reading):
                 named = [value for k, value in info.values if k == kind]
                 if not named:
                     continue
-                rows.append(row)
                 own = row.producer_org == principal.org_id
                 contributor = "" if hidden and not own else (
                     self.org_name(row.producer_org) or "")
                 shown = self.shown_id(result, row)
-                entries.extend(FeedEntry(value, kind, row.effective_tlp, contributor,
-                                         info.author, info.valid_from_text,
-                                         info.valid_until_text, shown)
-                               for value in named)
+                lines[row.id] = (replace(row, body=b""), tuple(
+                    FeedEntry(value, kind, row.effective_tlp, contributor, info.author,
+                              info.valid_from_text, info.valid_until_text, shown)
+                    for value in named))
             if not page.more:
                 break
             query = replace(scope, cursor=page.rows[-1].date_added)
-        return entries, rows, expires
+        return expires

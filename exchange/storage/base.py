@@ -575,9 +575,8 @@ class Store(abc.ABC):
         """Stored versions, in one collection or in all."""
 
     @abc.abstractmethod
-    def change_marker(self, collection_id: CollectionId, obj_type: str) -> tuple[int, int]:
-        """How many versions of ``obj_type`` the collection holds and the newest
-        ``date_added`` among them (0 when none): any add or delete changes the pair."""
+    def newest_date_added(self, collection_id: CollectionId) -> int:
+        """The newest ``date_added`` of the collection's versions (0: none)."""
 
     # -- signing keys (revision 0002) ------------------------------------------------------
     @abc.abstractmethod

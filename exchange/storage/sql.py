@@ -966,22 +966,21 @@ class SqlStore(Store):
         with self._transaction(write=False) as conn:
             return int(conn.execute(query).scalar_one())
 
-    def change_marker(self, collection_id: CollectionId, obj_type: str) -> tuple[int, int]:
-        """How many versions of ``obj_type`` the collection holds and the newest
-        ``date_added`` among them (0 when none), from one index range.
+    def newest_date_added(self, collection_id: CollectionId) -> int:
+        """The newest ``date_added`` of the collection's versions (0: none), from the end
+        of one index (``ix_object_versions_collection``).
 
-        An add raises the newest ``date_added`` (the clock only moves forward); a delete
-        lowers the count: any change of the collection's versions of that type changes
-        the pair (flat feeds key their caches by it).
+        Every add raises it (the clock only moves forward), so a reader that remembers it
+        knows whether anything was added since (flat feeds key their caches by it).
 
         Raises:
             StorageError: The database failed.
         """
-        query = (sa.select(sa.func.count(), sa.func.max(ov.c.date_added))
-                 .where(ov.c.collection_id == collection_id, ov.c.type == obj_type))
+        query = sa.select(sa.func.max(ov.c.date_added)).where(
+            ov.c.collection_id == collection_id)
         with self._transaction(write=False) as conn:
-            count, newest = conn.execute(query).one()
-        return int(count), int(newest or 0)
+            newest = conn.execute(query).scalar_one()
+        return int(newest or 0)
 
     # -- signing keys (revision 0002) ----------------------------------------------------
     def add_member_key(self, key: MemberKey) -> None:

@@ -18,7 +18,9 @@ returned, as in production. Measured:
   marker moved: every row read again, parsed bodies remembered);
 * ``cached_200_ms``: p50/max of downloads with nothing changed (body cached; the ledger
   record of 100k entries is still written each time);
-* ``not_modified_ms``: p50/p95/p99 of ``If-None-Match`` answered 304;
+* ``not_modified_ms``: p50/p95/p99 of ``If-None-Match`` answered 304, once the ledger
+  has taken the downloads' records; ``not_modified_while_sequencing_ms``: the same right
+  after the downloads, while the process's audit sequencer still files them;
 * ``csv_after_publish_200_s``: the CSV feed after a publish.
 
 Targets (issue 20): 100k values served in <= 1 s; a 304 in <= 10 ms p99. Every loop is
@@ -157,18 +159,25 @@ def main() -> None:
     result["cached_200_ms"] = {"p50": round(statistics.median(cached), 1),
                                "max": round(max(cached), 1), "n": len(cached)}
 
-    conditional = []
-    for _ in range(args.conditional):
-        if time.monotonic() > deadline:
-            break
-        took, response = get("ipv4.txt", **{"If-None-Match": etag})
-        if response.status_code != 304:
-            raise SystemExit(f"expected 304, got {response.status_code}")
-        conditional.append(took * 1000)
-    result["not_modified_ms"] = {"p50": round(_pct(conditional, 0.5), 2),
-                                 "p95": round(_pct(conditional, 0.95), 2),
-                                 "p99": round(_pct(conditional, 0.99), 2),
-                                 "n": len(conditional)}
+    def not_modified() -> dict[str, float]:
+        conditional = []
+        for _ in range(args.conditional):
+            if time.monotonic() > deadline:
+                break
+            took, response = get("ipv4.txt", **{"If-None-Match": etag})
+            if response.status_code != 304:
+                raise SystemExit(f"expected 304, got {response.status_code}")
+            conditional.append(took * 1000)
+        return {"p50": round(_pct(conditional, 0.5), 2), "p95": round(_pct(conditional, 0.95), 2),
+                "p99": round(_pct(conditional, 0.99), 2), "max": round(max(conditional), 2),
+                "n": len(conditional)}
+
+    # Right after the downloads, the process's audit sequencer thread is still moving
+    # their 100k-entry disclosures into the log, and takes the GIL from the requests.
+    result["not_modified_while_sequencing_ms"] = not_modified()
+    ex.audit.writer.flush()
+    ex.audit.sequence()  # what the sequencer thread would do; then a quiet process
+    result["not_modified_ms"] = not_modified()
 
     get("ipv4.csv")
     fill(ex, collection, uz.id, uz.identity_id, publisher.id, args.size + 1, 1)

@@ -2,7 +2,8 @@
 
 :class:`Exchange` combines the use-case mixins over the shared state of
 :class:`~exchange.node.base.NodeBase`: members and keys (:mod:`.members`), publishing
-(:mod:`.publish`), reading and disclosure (:mod:`.read`), explaining (:mod:`.explain`),
+(:mod:`.publish`), reading and disclosure (:mod:`.read`), search (:mod:`.search`), flat
+feeds (:mod:`.feeds`), explaining (:mod:`.explain`),
 withdrawing (:mod:`.withdraw`, TAXII DELETE: admins only, as a node-signed revocation).
 Together they orchestrate the pure model (validation, TLP), the store and the API-key
 scheme. It knows nothing about HTTP or the command line: the TAXII adapter

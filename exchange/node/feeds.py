@@ -259,8 +259,10 @@ class Feeds(Reading):
             # The baseline without a policy: strict levels never leave through a feed.
             scope = replace(scope, visible_tlps=scope.visible_tlps - {Tlp.AMBER_STRICT.value})
         newest = self.store.newest_date_added(collection.id)
-        context = (self.policy_digest(), repr(scope), repr(transforms), principal.org_id,
-                   principal.parent_org_id)
+        context = (self.policy_digest(), principal.org_id, principal.parent_org_id,
+                   None if scope.visible_tlps is None else tuple(sorted(scope.visible_tlps)),
+                   scope.own_org, scope.red_identity, scope.revoked_needs_prior,
+                   repr(transforms))
         key = (principal.account_id, collection.id, kind, fmt)
         with self._feed_lock:
             cached = self._feed_cache.get(key)

@@ -384,3 +384,18 @@ def test_no_feed_leaves_when_the_ledger_cannot_be_written(world: World,
     served = client.get("/cx/feeds/jwg/ipv4.txt", headers=headers)
     assert served.status_code == 200
     assert "219.76.208.163" in served.get_data(as_text=True)
+
+
+def test_a_new_version_the_reader_may_not_receive_takes_the_value_away(world: World) -> None:
+    uz = world.ex.store.find_org("UZ-CERT").identity_id
+    amber = _indicator("[ipv4-addr:value = '198.51.100.44']", uz)
+    _publish(world, "jwg", [amber])
+    for _ in range(4):  # each server worker builds (and caches) the feed with the value
+        assert "198.51.100.44" in world.lines("jwg", "ipv4.txt", "pk-pub")
+    # The producer raises it to RED, naming nobody: PK-CERT may not receive the new
+    # version, and the feed must not go on serving the old one.
+    red = {**amber, "modified": "2026-06-03T00:00:00.000Z", "object_marking_refs": [RED]}
+    _publish(world, "jwg", [red])
+    for _ in range(4):
+        assert "198.51.100.44" not in world.lines("jwg", "ipv4.txt", "pk-pub")
+    assert "198.51.100.44" in world.lines("jwg", "ipv4.txt", "uz-pub")

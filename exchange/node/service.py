@@ -2,7 +2,8 @@
 
 :class:`Exchange` combines the use-case mixins over the shared state of
 :class:`~exchange.node.base.NodeBase`: members and keys (:mod:`.members`), publishing
-(:mod:`.publish`), reading and disclosure (:mod:`.read`), explaining (:mod:`.explain`),
+(:mod:`.publish`), reading and disclosure (:mod:`.read`), search (:mod:`.search`), flat
+feeds (:mod:`.feeds`), explaining (:mod:`.explain`),
 withdrawing (:mod:`.withdraw`, TAXII DELETE: admins only, as a node-signed revocation).
 Together they orchestrate the pure model (validation, TLP), the store and the API-key
 scheme. It knows nothing about HTTP or the command line: the TAXII adapter
@@ -34,6 +35,7 @@ import secrets
 from exchange.config import SECRET_FILE, Settings
 from exchange.errors import ConfigError
 from exchange.node.explain import Explaining
+from exchange.node.feeds import Feeds
 from exchange.node.home import create_private_file, sqlite_database_path, tighten_home
 from exchange.node.members import Members
 from exchange.node.nodekey import ensure_node_key
@@ -84,5 +86,5 @@ def init_home(settings: Settings) -> bool:
     return created
 
 
-class Exchange(Members, Publishing, Searching, Reading, Explaining, Withdrawing):
+class Exchange(Members, Publishing, Searching, Feeds, Reading, Explaining, Withdrawing):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

@@ -574,6 +574,10 @@ class Store(abc.ABC):
     def count_objects(self, collection_id: CollectionId | None = None) -> int:
         """Stored versions, in one collection or in all."""
 
+    @abc.abstractmethod
+    def newest_date_added(self, collection_id: CollectionId) -> int:
+        """The newest ``date_added`` of the collection's versions (0: none)."""
+
     # -- signing keys (revision 0002) ------------------------------------------------------
     @abc.abstractmethod
     def add_member_key(self, key: MemberKey) -> None:

@@ -966,6 +966,22 @@ class SqlStore(Store):
         with self._transaction(write=False) as conn:
             return int(conn.execute(query).scalar_one())
 
+    def newest_date_added(self, collection_id: CollectionId) -> int:
+        """The newest ``date_added`` of the collection's versions (0: none), from the end
+        of one index (``ix_object_versions_collection``).
+
+        Every add raises it (the clock only moves forward), so a reader that remembers it
+        knows whether anything was added since (flat feeds key their caches by it).
+
+        Raises:
+            StorageError: The database failed.
+        """
+        query = sa.select(sa.func.max(ov.c.date_added)).where(
+            ov.c.collection_id == collection_id)
+        with self._transaction(write=False) as conn:
+            newest = conn.execute(query).scalar_one()
+        return int(newest or 0)
+
     # -- signing keys (revision 0002) ----------------------------------------------------
     def add_member_key(self, key: MemberKey) -> None:
         """Store a signing key's public record.

@@ -60,6 +60,7 @@ from exchange.taxii.add import register_add
 from exchange.taxii.audit_api import register_audit_api
 from exchange.taxii.backend import ExchangeBackend
 from exchange.taxii.delete import register_delete
+from exchange.taxii.feeds_api import feed_accept_ok, is_feed_path, register_feeds_api
 from exchange.taxii.http import (
     MEDIA_TYPE_TAXII,
     NextTokens,
@@ -189,6 +190,13 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
             g.cx_principal = exchange.authenticate(*creds)
         except AuthError as e:
             return _taxii_response(401, "Unauthorized", e.reason)
+        if is_feed_path(request.path, settings.api_root) and request.method in ("GET", "HEAD"):
+            # Flat feeds answer text for SOC tools: any Accept admitting text, or none.
+            if not feed_accept_ok(request.headers.get("Accept")):
+                return _taxii_response(
+                    406, "Not acceptable",
+                    "a flat feed is text/plain or text/csv; accept one of them (or */*)")
+            return None
         if not accept_ok(request.headers.get("Accept")):
             return _taxii_response(
                 406, "Not acceptable",
@@ -272,6 +280,7 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
     register_delete(app, settings.api_root)
     register_add(app, settings.api_root)
     register_search_api(app, exchange)
+    register_feeds_api(app, exchange)
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:

@@ -1062,3 +1062,15 @@ def test_paging_returns_exactly_the_matching_rows(
     got = read_all(world, ObjectQuery(coll, added_after=after, ids=ids, types=types,
                                       versions=versions, limit=limit, visible_tlps=tlps))
     assert [r.date_added for r in got] == [row[0] for row in sorted(stored) if wanted(*row)]
+
+
+def test_newest_date_added_moves_with_every_add_to_its_collection(world: SqlStore) -> None:
+    store = world
+    assert store.newest_date_added(COLL) == 0
+    first, _ = add(store, [nv(oid(1))])
+    assert store.newest_date_added(COLL) == first[0].date_added
+    second, _ = add(store, [nv(oid(1), T0 + SECOND)])  # a new version of the same id
+    assert second[0].date_added is not None
+    assert store.newest_date_added(COLL) == second[0].date_added > first[0].date_added
+    add(store, [nv(oid(2))], OTHER_COLL)  # another collection's add leaves it alone
+    assert store.newest_date_added(COLL) == second[0].date_added

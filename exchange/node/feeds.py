@@ -1,0 +1,380 @@
+"""Flat feeds for SOC tools: the values of a collection's indicators a reader may see,
+one kind at a time, as plain text (one value a line) or CSV.
+
+A feed is a read over the ``feed`` channel of the policy (AMBER+STRICT and RED never
+leave through it, except to their producer): the same SQL visibility filter as a TAXII
+read (:meth:`~exchange.node.base.NodeBase.visibility`) and the same delivery
+(:meth:`~exchange.node.read.Reading.deliver`), so the values come from what the reader
+would receive: a derived copy where the policy transforms, and a redaction profile that
+drops a pattern drops its values. Only the latest version of each indicator counts, and
+only when it is not revoked and currently valid (``valid_from <= now < valid_until``).
+Values are extracted and normalised as for search (:mod:`exchange.model.observables`,
+indicators with ``pattern_type`` ``stix``), de-duplicated and sorted as text.
+
+Conditional GET: a feed's ETag is the digest of its body, so it changes exactly when the
+body does. Building the body is the expensive part, so it is kept per reader, collection,
+kind and format with what it was built from: the policy digest, the reader's visibility
+rule and transforms, the collection's newest ``date_added``, and the next moment an
+indicator in it expires or one held back becomes valid. A request that finds all of them
+unchanged costs one index lookup (:meth:`~exchange.storage.base.Store.newest_date_added`);
+one that finds versions added re-reads only the indicators they belong to (indicators are
+never deleted, only revoked by a new version); anything else rebuilds the feed.
+
+CSV columns: :data:`CSV_COLUMNS`. Spreadsheet formula injection: a cell that begins with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's
+advice); no value a feed carries legitimately begins so except by accident, and a SIEM
+reading the file as data sees the apostrophe, which is documented. One CSV row per
+(value, indicator): the same value named by two indicators is two rows, each with its
+own provenance; the text feed lists each value once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from hashlib import sha256
+from typing import Any, Final
+
+from exchange.errors import InvalidInput, NotFound, PermissionDenied
+from exchange.model.objects import Principal, Tlp
+from exchange.model.observables import observables_of
+from exchange.node.base import ReadResult, now_micros
+from exchange.node.read import Reading
+from exchange.policy import AnonymiseProducer
+from exchange.storage.base import Collection, ObjectQuery, Page, StoredVersion, VersionMatch
+from exchange.storage.timestamps import to_micros
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FEED_CHANNEL",
+    "FEED_FORMATS",
+    "FEED_KINDS",
+    "Feed",
+    "FeedEntry",
+    "Feeds",
+    "neutralise",
+    "render",
+]
+
+#: The channel of the policy and of the ledger a feed is read through.
+FEED_CHANNEL: Final = "feed"
+#: Observable kinds a feed may be asked for (index kinds of
+#: :mod:`exchange.model.observables`).
+FEED_KINDS: Final = ("ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "email")
+#: Formats: one value a line, or CSV.
+FEED_FORMATS: Final = ("txt", "csv")
+#: The CSV header.
+CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_from",
+                      "valid_until", "indicator_id")
+#: What a cell may not start with, lest a spreadsheet run it as a formula.
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+#: Rows read per query while building a feed.
+_PAGE: Final = 5000
+#: Feeds kept built, and the bytes they may hold together.
+_CACHE_ENTRIES: Final = 64
+_CACHE_BYTES: Final = 256 << 20
+#: Parsed indicators remembered by body digest (a few hundred bytes each).
+_PARSED_SIZE: Final = 300_000
+_FOREVER: Final = 2**63 - 1
+#: Changed indicator ids looked up per query.
+_RESOLVE_IDS: Final = 500
+#: What a cached line costs in memory, roughly.
+_LINE_BYTES: Final = 400
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One line of a feed: a value and the indicator that names it, as the reader
+    receives it."""
+
+    value: str
+    kind: str
+    tlp: str
+    contributor: str
+    author: str
+    valid_from: str
+    valid_until: str
+    indicator_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """A built feed.
+
+    Attributes:
+        body: The bytes served.
+        etag: The strong entity tag (quoted): the digest of ``body``.
+        last_modified: When this process first built this body (seconds since the epoch).
+        result: The indicator versions whose values are in it, to disclose.
+        values: How many lines (values or rows) it has.
+    """
+
+    body: bytes
+    etag: str
+    last_modified: int
+    result: ReadResult
+    values: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """What a feed needs of one indicator body."""
+
+    revoked: bool
+    valid_from: int | None
+    valid_until: int | None
+    valid_from_text: str
+    valid_until_text: str
+    author: str
+    values: tuple[tuple[str, str], ...]  # (kind, value)
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A built feed and what it was built from."""
+
+    context: tuple[Any, ...]  # policy digest, the reader's visibility and transforms
+    newest: int  # the collection's newest date_added when built
+    expires: int  # microseconds: the next validity transition (at the latest)
+    lines: dict[str, tuple[StoredVersion, tuple[FeedEntry, ...]]]  # by indicator id
+    feed: Feed
+
+
+def neutralise(cell: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (module docstring)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def render(entries: Sequence[FeedEntry], fmt: str) -> bytes:
+    """A feed's body: sorted, de-duplicated lines of ``entries``.
+
+    Args:
+        entries: The values and their indicators.
+        fmt: ``txt`` (each value once, one a line) or ``csv`` (:data:`CSV_COLUMNS`, one
+            row per value and indicator, RFC 4180 quoting, formulas neutralised).
+
+    Raises:
+        InvalidInput: An unknown format.
+    """
+    if fmt == "txt":
+        values = sorted({e.value for e in entries})
+        return "".join(v + "\n" for v in values).encode("utf-8")
+    if fmt != "csv":
+        raise InvalidInput(f"unknown feed format {fmt!r}; use {', '.join(FEED_FORMATS)}")
+    rows = sorted({(e.value, e.indicator_id, e.kind, e.tlp, e.contributor, e.author,
+                    e.valid_from, e.valid_until) for e in entries})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(
+        tuple(map(neutralise, (value, kind, tlp, contributor, author, valid_from,
+                               valid_until, indicator)))
+        for value, indicator, kind, tlp, contributor, author, valid_from, valid_until
+        in rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _text(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _micros(text: str) -> int | None:
+    if not text:
+        return None
+    try:
+        return to_micros(text)
+    except (ValueError, InvalidInput):
+        return None
+
+
+def _parse(body: bytes) -> _Parsed:
+    obj = json.loads(body)
+    valid_from, valid_until = _text(obj, "valid_from"), _text(obj, "valid_until")
+    values = tuple(sorted({(o.kind, o.value) for o in observables_of(obj)
+                           if o.kind in FEED_KINDS}))
+    return _Parsed(revoked=obj.get("revoked") is True, valid_from=_micros(valid_from),
+                   valid_until=_micros(valid_until), valid_from_text=valid_from,
+                   valid_until_text=valid_until, author=_text(obj, "created_by_ref"),
+                   values=values)
+
+
+class Feeds(Reading):
+    """Flat feeds of a collection's indicator values (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Built feeds (least recently used first) and parsed indicator bodies by digest.
+        self._feed_cache: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
+        self._parsed: dict[bytes, _Parsed] = {}
+        self._feed_lock = threading.Lock()
+
+    def feed(self, principal: Principal, api_root: str, collection_ref: str, kind: str,
+             fmt: str, *, now: int | None = None) -> Feed:
+        """The feed of ``kind`` values of a collection, for one reader, built or cached.
+
+        Nothing is disclosed here: the caller records :attr:`Feed.result` with
+        :meth:`~exchange.node.read.Reading.disclose` (channel :data:`FEED_CHANNEL`)
+        before it sends the body, and not when it answers 304.
+
+        Args:
+            principal: Who reads.
+            api_root: The API root name.
+            collection_ref: Collection id or alias.
+            kind: One of :data:`FEED_KINDS`.
+            fmt: One of :data:`FEED_FORMATS`.
+            now: The time validity is judged at (microseconds; default: now).
+
+        Raises:
+            NotFound: The collection is not visible to the reader, or ``kind`` or
+                ``fmt`` names no feed (the message lists those that exist).
+            PermissionDenied: The reader may see but not read the collection.
+            StorageError: The database failed.
+        """
+        if kind not in FEED_KINDS or fmt not in FEED_FORMATS:
+            raise NotFound(f"no feed {kind}.{fmt}: feeds are <kind>.<format> with kind one of"
+                           f" {', '.join(FEED_KINDS)} and format one of"
+                           f" {', '.join(FEED_FORMATS)}")
+        collection, access = self.collection_for(principal, api_root, collection_ref,
+                                                 channel=FEED_CHANNEL)
+        if not access.can_read:
+            self._deny(principal, collection, FEED_CHANNEL, "deny-no-read-grant",
+                       f"{principal.org_name} may write but not read collection"
+                       f" {collection_ref!r}")
+            raise PermissionDenied(f"you may not read collection {collection_ref!r}")
+        now = now_micros() if now is None else now
+        rule = self.rule_for(principal, collection, FEED_CHANNEL)
+        transforms = rule.transforms if rule is not None else ()
+        scope = self.visibility(principal, ObjectQuery(collection_id=collection.id,
+                                                       types=("indicator",), limit=_PAGE),
+                                rule)
+        if rule is None and scope.visible_tlps is not None:
+            # The baseline without a policy: strict levels never leave through a feed.
+            scope = replace(scope, visible_tlps=scope.visible_tlps - {Tlp.AMBER_STRICT.value})
+        newest = self.store.newest_date_added(collection.id)
+        context = (self.policy_digest(), principal.org_id, principal.parent_org_id,
+                   None if scope.visible_tlps is None else tuple(sorted(scope.visible_tlps)),
+                   scope.own_org, scope.red_identity, scope.revoked_needs_prior,
+                   repr(transforms))
+        key = (principal.account_id, collection.id, kind, fmt)
+        with self._feed_lock:
+            cached = self._feed_cache.get(key)
+            if cached is not None and cached.context == context and now < cached.expires:
+                self._feed_cache.move_to_end(key)
+                if cached.newest == newest:
+                    return cached.feed
+        if cached is not None and cached.context == context and now < cached.expires:
+            # Only what was added since: the indicators with a new version lose their old
+            # lines and get those of their newest version the reader may receive, if any
+            # (a new version it may not receive leaves nothing; a revocation neither).
+            lines = dict(cached.lines)
+            changed = self._changed_since(collection, cached.newest)
+            for identifier in changed:
+                lines.pop(identifier, None)
+            expires = cached.expires
+            for start in range(0, len(changed), _RESOLVE_IDS):
+                chunk = tuple(changed[start:start + _RESOLVE_IDS])
+                expires = min(expires, self._collect(
+                    principal, collection, replace(scope, ids=chunk), transforms, kind,
+                    now, lines))
+        else:
+            lines = {}
+            expires = self._collect(principal, collection, scope, transforms, kind, now,
+                                    lines)
+        ordered = sorted(lines.values(), key=lambda line: line[0].date_added)
+        entries = [entry for _, found in ordered for entry in found]
+        body = render(entries, fmt)
+        etag = f'"{sha256(body).hexdigest()[:40]}"'
+        last_modified = int(time.time())
+        if cached is not None and cached.feed.etag == etag:
+            last_modified = cached.feed.last_modified
+        result = ReadResult(collection, Page([row for row, _ in ordered], more=False),
+                            transforms, principal.org_id, scope)
+        feed = Feed(body, etag, last_modified, result,
+                    body.count(b"\n") - (1 if fmt == "csv" else 0))
+        with self._feed_lock:
+            cache = self._feed_cache
+            cache[key] = _Cached(context, newest, expires, lines, feed)
+            cache.move_to_end(key)
+            while len(cache) > 1 and (len(cache) > _CACHE_ENTRIES or sum(
+                    len(c.feed.body) + _LINE_BYTES * len(c.lines)
+                    for c in cache.values()) > _CACHE_BYTES):
+                cache.popitem(last=False)
+        return feed
+
+    def _changed_since(self, collection: Collection, since: int) -> list[str]:
+        """The ids of the collection's indicators with a version added after ``since``,
+        whoever may receive it.
+
+        Indicators are never deleted (a DELETE stores a revoked version:
+        :mod:`exchange.node.withdraw`), so every change to them is a version added.
+        """
+        query = ObjectQuery(collection_id=collection.id, types=("indicator",),
+                            added_after=since, versions=VersionMatch(all=True),
+                            include_body=False, limit=_PAGE)
+        changed: dict[str, None] = {}
+        while True:
+            page = self.store.get_objects(query)
+            changed.update(dict.fromkeys(row.id for row in page.rows))
+            if not page.more or not page.rows:
+                return list(changed)
+            query = replace(query, cursor=page.rows[-1].date_added)
+
+    def _collect(self, principal: Principal, collection: Collection, scope: ObjectQuery,
+                 transforms: tuple[Any, ...], kind: str, now: int,
+                 lines: dict[str, tuple[StoredVersion, tuple[FeedEntry, ...]]]) -> int:
+        """Add to ``lines`` the values of the indicators ``scope`` reads, as the reader
+        receives them; return when the answer next changes by the clock alone (an
+        indicator expiring or becoming valid)."""
+        parsed = self._parsed
+        hidden = any(isinstance(t, AnonymiseProducer) for t in transforms)
+        expires = _FOREVER
+        query = scope
+        while True:
+            page = self.store.get_objects(query)
+            if not page.rows:
+                break
+            result = ReadResult(collection, page, transforms, principal.org_id, scope)
+            delivery = self.deliver(result)
+            for row, body in zip(delivery.result.page.rows, delivery.bodies, strict=True):
+                if row.revoked:
+                    continue
+                digest = (row.body_sha256 if body is row.body and row.body_sha256
+                          else sha256(body).digest())
+                info = parsed.get(digest)
+                if info is None:
+                    info = _parse(body)
+                    if len(parsed) >= _PARSED_SIZE:
+                        parsed.clear()
+                    parsed[digest] = info
+                if info.revoked:
+                    continue
+                if info.valid_from is not None and info.valid_from > now:
+                    expires = min(expires, info.valid_from)
+                    continue
+                if info.valid_until is not None:
+                    if info.valid_until <= now:
+                        continue
+                    expires = min(expires, info.valid_until)
+                named = [value for k, value in info.values if k == kind]
+                if not named:
+                    continue
+                own = row.producer_org == principal.org_id
+                contributor = "" if hidden and not own else (
+                    self.org_name(row.producer_org) or "")
+                shown = self.shown_id(result, row)
+                lines[row.id] = (replace(row, body=b""), tuple(
+                    FeedEntry(value, kind, row.effective_tlp, contributor, info.author,
+                              info.valid_from_text, info.valid_until_text, shown)
+                    for value in named))
+            if not page.more:
+                break
+            query = replace(scope, cursor=page.rows[-1].date_added)
+        return expires

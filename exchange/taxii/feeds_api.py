@@ -1,0 +1,160 @@
+"""Flat feeds for SOC tools over HTTP: ``GET /<api_root>/feeds/<collection>/<kind>.<format>``.
+
+Project endpoints on the application of :func:`exchange.taxii.app.create_app`, beside
+search and the auditor API: the request hook has authenticated the caller with the same
+API keys (HTTP Basic password or Bearer token). What goes into a feed is decided in
+:mod:`exchange.node.feeds`.
+
+* ``GET <api_root>/feeds/``: the feeds the caller may read (JSON: per collection its
+  alias, id and the URLs of every kind and format);
+* ``GET <api_root>/feeds/<collection id or alias>/<kind>.txt``: one value a line
+  (``text/plain; charset=utf-8``), for firewalls and DNS sinkholes;
+* ``GET <api_root>/feeds/<collection>/<kind>.csv``: ``text/csv; charset=utf-8;
+  header=present`` with the columns of :data:`~exchange.node.feeds.CSV_COLUMNS`.
+
+Kinds: :data:`~exchange.node.feeds.FEED_KINDS`. Any ``Accept`` that admits the answer's
+media type is accepted (none at all too, as many fetchers send none); errors are TAXII
+error messages in JSON, like every error of the server.
+
+Conditional GET (RFC 9110 section 13): each answer carries a strong ``ETag`` (the digest
+of the body) and ``Last-Modified`` (the second this server process first built that
+body), and ``Cache-Control: private, no-cache``. ``If-None-Match`` with the current tag
+(or ``*``) is answered 304 without a body; without ``If-None-Match``, so is
+``If-Modified-Since`` at or after ``Last-Modified``. Prefer the tag: a date has a
+one-second resolution, and another server process may first have built the same body at
+another second (the worst case is one needless download).
+
+Every 200 to a GET is a disclosure in the audit ledger (channel ``feed``: each indicator
+version whose values the body lists, with the rule that let it through), durable before
+the body leaves; a ledger that cannot be written makes the answer a 503 with no feed. A
+304 discloses nothing the caller did not already receive and is not recorded; a HEAD
+sends no values and is not recorded either.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Final
+
+from flask import Flask, Response, g, request
+
+from exchange.errors import NotFound
+from exchange.node.feeds import FEED_CHANNEL, FEED_FORMATS, FEED_KINDS, Feed
+from exchange.node.service import Exchange
+from exchange.taxii.http import dumps
+
+__all__ = ["MEDIA_TYPES", "feed_accept_ok", "is_feed_path", "register_feeds_api"]
+
+#: The media type of each format.
+MEDIA_TYPES: Final = {"txt": "text/plain; charset=utf-8",
+                      "csv": "text/csv; charset=utf-8; header=present"}
+_CACHE_CONTROL: Final = "private, no-cache"
+_ACCEPTED: Final = frozenset({"*/*", "text/*", "text/plain", "text/csv"})
+
+
+def is_feed_path(path: str, api_root: str) -> bool:
+    """Whether a request path is a feed of ``api_root`` (not the JSON index of feeds)."""
+    prefix = f"/{api_root}/feeds/"
+    return path.startswith(prefix) and len(path) > len(prefix)
+
+
+def feed_accept_ok(header: str | None) -> bool:
+    """Whether an ``Accept`` header admits a feed (none at all does)."""
+    if not header or not header.strip():
+        return True
+    for part in header.split(","):
+        media, _, params = part.strip().partition(";")
+        if re.search(r"(?:^|;)\s*q\s*=\s*0(?:\.0{0,3})?\s*(?:;|$)", params):
+            continue
+        if media.strip().lower() in _ACCEPTED:
+            return True
+    return False
+
+
+def _not_modified(feed: Feed) -> bool:
+    """RFC 9110 section 13.2.2: If-None-Match first; If-Modified-Since only without it."""
+    tags = request.headers.get("If-None-Match")
+    if tags is not None:
+        wanted = {t.strip().removeprefix("W/") for t in tags.split(",")}
+        return "*" in wanted or feed.etag in wanted
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False  # an invalid date is ignored (section 13.1.3)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return feed.last_modified <= int(when.timestamp())
+
+
+def _headers(feed: Feed, fmt: str) -> dict[str, str]:
+    return {"ETag": feed.etag, "Cache-Control": _CACHE_CONTROL,
+            "Last-Modified": format_datetime(datetime.fromtimestamp(feed.last_modified, UTC),
+                                             usegmt=True),
+            "Content-Type": MEDIA_TYPES[fmt]}
+
+
+def register_feeds_api(app: Flask, exchange: Exchange) -> None:
+    """Add the flat-feed endpoints to ``app`` (see the module docstring).
+
+    Args:
+        app: The application of :func:`exchange.taxii.app.create_app`.
+        exchange: The node's service.
+    """
+    api_root_name = exchange.settings.api_root
+
+    def readable(api_root: str) -> list[tuple[str, str]]:
+        return [(c.alias or c.id, c.id) for c, access
+                in exchange.visible_collections(g.cx_principal, api_root) if access.can_read]
+
+    @app.get("/<string:api_root>/feeds/")
+    def _feed_index(api_root: str) -> Response:
+        """Project endpoint: the flat feeds the caller may read."""
+        if api_root != api_root_name:
+            raise NotFound(f"API root {api_root!r} not found")
+        base = f"{request.host_url}{api_root}/feeds/"
+        body = {"kinds": list(FEED_KINDS), "formats": list(FEED_FORMATS),
+                "collections": [
+                    {"alias": alias, "id": cid,
+                     "feeds": {f"{kind}.{fmt}": f"{base}{alias}/{kind}.{fmt}"
+                               for kind in FEED_KINDS for fmt in FEED_FORMATS}}
+                    for alias, cid in readable(api_root)]}
+        return Response(dumps(body), status=200, mimetype="application/json")
+
+    @app.get("/<string:api_root>/feeds/<string:collection>/<string:name>")
+    def _feed(api_root: str, collection: str, name: str) -> Response:
+        """Project endpoint: one flat feed (module docstring)."""
+        if api_root != api_root_name:
+            raise NotFound(f"API root {api_root!r} not found")
+        kind, dot, fmt = name.rpartition(".")
+        if not dot or kind not in FEED_KINDS or fmt not in FEED_FORMATS:
+            shown = name if len(name) <= 40 else name[:40] + "..."
+            raise NotFound(f"no feed {shown!r}: a feed is <kind>.<format>, kind one of"
+                           f" {', '.join(FEED_KINDS)}, format one of"
+                           f" {', '.join(FEED_FORMATS)}")
+        principal = g.cx_principal
+        try:
+            feed = exchange.feed(principal, api_root, collection, kind, fmt)
+        except NotFound:
+            names = ", ".join(alias for alias, _ in readable(api_root)) or "none"
+            shown = collection if len(collection) <= 64 else collection[:64] + "..."
+            raise NotFound(f"no collection {shown!r} you may read; your feeds are in:"
+                           f" {names}") from None
+        headers = _headers(feed, fmt)
+        if _not_modified(feed):
+            response = Response(status=304)
+            for header in ("ETag", "Cache-Control", "Last-Modified"):
+                response.headers[header] = headers[header]
+            return response
+        if request.method == "GET":
+            # Recorded and durable before the body leaves; a StorageError here is a 503
+            # through the application's error handler, with no feed.
+            exchange.disclose(principal, feed.result, FEED_CHANNEL)
+        response = Response(feed.body, status=200)
+        for header, value in headers.items():
+            response.headers[header] = value
+        return response

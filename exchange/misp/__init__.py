@@ -4,7 +4,7 @@ Modules so far (pure, no network):
 
 * :mod:`~exchange.misp.targets`: the MISP instances to keep in sync, read from
   ``feeds/misp-targets.yaml`` and validated strictly (:func:`parse_targets`);
-* :mod:`~exchange.misp.mapping`: what a target's owner may receive, as MISP event dicts
+* :mod:`~exchange.node.mispmap`: what a target's owner may receive, as MISP event dicts
   (the JSON PyMISP sends) with deterministic UUIDs, TLP tags and distributions
   (:func:`map_for_target`), and a reason for every object it leaves out.
 

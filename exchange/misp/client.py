@@ -57,8 +57,8 @@ from exchange.errors import (
     PermissionDenied,
     RemoteError,
 )
-from exchange.misp.mapping import MispEvent
 from exchange.misp.targets import MispTarget
+from exchange.node.mispmap import MispEvent
 
 __all__ = ["MispClient", "MispRefused", "PushResult", "Retry", "read_api_key"]
 
@@ -368,7 +368,7 @@ class MispClient:
         cannot undo anyway).
 
         Args:
-            event: A mapped event (:mod:`exchange.misp.mapping`). An incomplete one
+            event: A mapped event (:mod:`exchange.node.mispmap`). An incomplete one
                 (``complete`` false) adds to an event the target already holds.
 
         Returns:
@@ -737,7 +737,7 @@ def _up_to_date(body: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
     held = {a.get("uuid"): a for a in existing.get("Attribute") or ()}
     for attribute in body.get("Attribute") or ():
         have = held.get(attribute.get("uuid"))
-        # The event's tags apply to its attributes (exchange.misp.mapping).
+        # The event's tags apply to its attributes (exchange.node.mispmap).
         if have is None or not _tag_names(attribute) <= (_tag_names(have)
                                                          | _tag_names(existing)):
             return False

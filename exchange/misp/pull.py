@@ -15,7 +15,7 @@
   back (``echo``): an attribute whose UUID is that of an indicator the exchange holds
   other than as this target's import, the further values of such an indicator (UUIDv5
   under its UUID) and the cx-sig signature attributes the push adds (UUIDv5 under
-  :data:`exchange.misp.mapping.NAMESPACE`). Nothing the exchange sent comes back as a new
+  :data:`exchange.node.mispmap.NAMESPACE`). Nothing the exchange sent comes back as a new
   version of itself.
 * **Conversion** by :mod:`exchange.misp.convert` (misp-stix, with its known losses
   compensated); an event misp-stix cannot convert is a ``failed`` item naming the
@@ -70,7 +70,6 @@ from exchange.errors import (
 )
 from exchange.misp.client import MispClient
 from exchange.misp.convert import Conversion, ConversionFailed, convert_event
-from exchange.misp.mapping import NAMESPACE
 from exchange.misp.report import Outcome, RunReport
 from exchange.misp.targets import MispTarget
 from exchange.model.objects import StixObject
@@ -78,6 +77,7 @@ from exchange.model.stix import custom_content_of, is_observable, validate_objec
 from exchange.model.stixkinds import parse_timestamp
 from exchange.node.auditing import chunks
 from exchange.node.base import now_micros
+from exchange.node.mispmap import NAMESPACE
 from exchange.node.publish import version_to_store
 from exchange.node.service import Exchange
 from exchange.policy import level_of

@@ -9,7 +9,7 @@
    reference, and the indicators a report or grouping references that this target has
    not received yet (so they land in the report's event). At most
    :data:`MAX_VERSIONS` versions per run; the rest waits for the next run.
-2. **Judge and map** with :func:`exchange.misp.mapping.map_for_target`: each object is
+2. **Judge and map** with :func:`exchange.node.mispmap.map_for_target`: each object is
    judged by :func:`exchange.policy.decide` for the owner on channel ``misp`` (the
    RED lock, the filters, AMBER+STRICT only to a party's own instance), and becomes
    MISP events with deterministic UUIDs. What the target already holds stays where it
@@ -73,7 +73,12 @@ from exchange.errors import (
     StorageError,
 )
 from exchange.misp.client import MispClient, MispRefused, PushResult
-from exchange.misp.mapping import (
+from exchange.misp.report import Outcome, RunReport
+from exchange.misp.targets import MispTarget
+from exchange.model.objects import Tlp
+from exchange.model.tlp import TLP_MARKING_IDS
+from exchange.node.base import now_micros
+from exchange.node.mispmap import (
     NAMESPACE,
     MappedObject,
     MispEvent,
@@ -82,11 +87,6 @@ from exchange.misp.mapping import (
     SourceObject,
     map_for_target,
 )
-from exchange.misp.report import Outcome, RunReport
-from exchange.misp.targets import MispTarget
-from exchange.model.objects import Tlp
-from exchange.model.tlp import TLP_MARKING_IDS
-from exchange.node.base import now_micros
 from exchange.node.service import Exchange
 from exchange.policy import Recipient
 from exchange.policy.model import PolicySet

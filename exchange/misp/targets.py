@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from exchange.errors import ConfigError
 from exchange.model.objects import Tlp
+from exchange.node.mispmap import EventGrouping, TargetFilters
 from exchange.policy.model import PolicySet
 from exchange.policy.schema import NAME, SLUG, Node, parse_yaml
 
@@ -84,17 +85,6 @@ class Direction(enum.StrEnum):
         return self in (Direction.PULL, Direction.BOTH)
 
 
-class EventGrouping(enum.StrEnum):
-    """Which MISP event an indicator that no report or grouping holds goes to.
-
-    ``producer-day``: one event per contributing organisation, UTC day of the
-    indicator's ``created`` and TLP level (the default); ``producer-month``: per
-    organisation, month and level; ``indicator``: one event per indicator.
-    """
-
-    PRODUCER_DAY = "producer-day"
-    PRODUCER_MONTH = "producer-month"
-    INDICATOR = "indicator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +103,6 @@ class Schedule:
             f"cron {self.cron!r}"
 
 
-@dataclass(frozen=True, slots=True)
-class TargetFilters:
-    """What a target leaves out, on top of the sharing policy (filters only narrow).
-
-    Attributes:
-        collections: Collection aliases whose objects are pushed; empty means every
-            collection the owner may read.
-        tlp_ceiling: The most restrictive TLP level pushed (``amber`` leaves out
-            AMBER+STRICT and RED even where the policy would allow them).
-        include_tags: Push only objects carrying at least one of these STIX ``labels``
-            (pull: only events carrying one of these MISP tags); empty means no such
-            condition.
-        exclude_tags: Never push objects carrying one of these labels (pull: events
-            carrying one of these tags).
-    """
-
-    collections: tuple[str, ...] = ()
-    tlp_ceiling: Tlp = Tlp.RED
-    include_tags: tuple[str, ...] = ()
-    exclude_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

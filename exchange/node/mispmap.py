@@ -18,7 +18,7 @@ What it decides (DESIGN.md decision 7):
   or grouping is one event with the report's UUID, holding the indicators it references;
   any other indicator goes to an event per contributor, UTC day of its ``created`` and
   TLP level (``producer-day``, the default), per contributor, month and level, or per
-  indicator (:class:`~exchange.misp.targets.EventGrouping`), with a UUIDv5 name under
+  indicator (:class:`EventGrouping`), with a UUIDv5 name under
   :data:`NAMESPACE`. One level per event keeps the event's tag true of everything in
   it, for the many MISP consumers that read only event tags. ``created`` is the same in
   every version, so a new version lands in the same event as the first. An indicator
@@ -33,7 +33,7 @@ What it decides (DESIGN.md decision 7):
   An attribute has its own ``tlp:`` tag unless its level is the event's: an event's tags
   apply to all its attributes (MISP's reading, misp-stix's and the pull's). Attributes
   added to an event the target already holds are always tagged.
-* **Patterns.** Simple patterns become typed attributes (:mod:`exchange.misp.patterns`),
+* **Patterns.** Simple patterns become typed attributes (:mod:`exchange.node.misppatterns`),
   all with ``to_ids`` true; any other pattern is kept whole as one ``stix2-pattern``
   attribute. MISP keeps one attribute per type and value in an event; a value another
   indicator of the same event already carries is not repeated, and the note says so.
@@ -56,6 +56,7 @@ Pure code: no I/O, time passed in.
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -64,9 +65,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from exchange.errors import ExchangeError, InvalidInput, InvalidObject
-from exchange.misp.patterns import MispValue, simple_attributes
-from exchange.misp.targets import EventGrouping, TargetFilters
 from exchange.model.objects import Tlp
+from exchange.node.misppatterns import MispValue, simple_attributes
 from exchange.policy.engine import Decision, ObjectMeta, Recipient, decide
 from exchange.policy.model import PolicySet
 from exchange.policy.tlp import (
@@ -81,12 +81,14 @@ from exchange.signing.envelope import envelope_for
 __all__ = [
     "DISTRIBUTION",
     "NAMESPACE",
+    "EventGrouping",
     "MappedObject",
     "MispEvent",
     "PushMapping",
     "PushOptions",
     "Skipped",
     "SourceObject",
+    "TargetFilters",
     "map_for_target",
     "tlp_tag",
 ]
@@ -107,6 +109,41 @@ MAX_SIGNATURE_VALUE: Final = 60_000
 _MAX_DESCRIPTION: Final = 1000
 _THREAT_LEVEL_UNDEFINED: Final = "4"
 _ANALYSIS_COMPLETED: Final = "2"
+
+
+class EventGrouping(enum.StrEnum):
+    """Which MISP event an indicator that no report or grouping holds goes to.
+
+    ``producer-day``: one event per contributing organisation, UTC day of the
+    indicator's ``created`` and TLP level (the default); ``producer-month``: per
+    organisation, month and level; ``indicator``: one event per indicator.
+    """
+
+    PRODUCER_DAY = "producer-day"
+    PRODUCER_MONTH = "producer-month"
+    INDICATOR = "indicator"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFilters:
+    """What a target leaves out, on top of the sharing policy (filters only narrow).
+
+    Attributes:
+        collections: Collection aliases whose objects are pushed; empty means every
+            collection the owner may read.
+        tlp_ceiling: The most restrictive TLP level pushed (``amber`` leaves out
+            AMBER+STRICT and RED even where the policy would allow them).
+        include_tags: Push only objects carrying at least one of these STIX ``labels``
+            (pull: only events carrying one of these MISP tags); empty means no such
+            condition.
+        exclude_tags: Never push objects carrying one of these labels (pull: events
+            carrying one of these tags).
+    """
+
+    collections: tuple[str, ...] = ()
+    tlp_ceiling: Tlp = Tlp.RED
+    include_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
 
 
 def tlp_tag(level: Tlp) -> str:

@@ -27,14 +27,6 @@ from pymisp import PyMISP
 
 from exchange.errors import AuthError, NotFound, RemoteError
 from exchange.misp.client import MispClient, MispRefused, PushResult, read_api_key
-from exchange.misp.mapping import (
-    DISTRIBUTION,
-    MispEvent,
-    PushMapping,
-    PushOptions,
-    SourceObject,
-    map_for_target,
-)
 from exchange.misp.targets import (
     Direction,
     EventGrouping,
@@ -43,6 +35,14 @@ from exchange.misp.targets import (
     TargetFilters,
 )
 from exchange.model.objects import Tlp
+from exchange.node.mispmap import (
+    DISTRIBUTION,
+    MispEvent,
+    PushMapping,
+    PushOptions,
+    SourceObject,
+    map_for_target,
+)
 from exchange.policy import Recipient
 from exchange.policy.load import load_policies
 from tests.integration.conftest import Misp, free_port

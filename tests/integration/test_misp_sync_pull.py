@@ -33,12 +33,12 @@ from exchange.config import load_settings
 from exchange.errors import RemoteError
 from exchange.member.upgrade import upgrade_objects
 from exchange.misp.client import MispClient
-from exchange.misp.mapping import PushOptions, SourceObject, map_for_target
 from exchange.misp.pull import run_pull
 from exchange.misp.report import Outcome, RunReport
 from exchange.misp.targets import Direction, EventGrouping, MispTarget, Schedule, TargetFilters
 from exchange.model.objects import Principal, Tlp
 from exchange.model.tlp import TLP2_IDS
+from exchange.node.mispmap import PushOptions, SourceObject, map_for_target
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
 from exchange.policy import Recipient

@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 
 from exchange.errors import InvalidInput
-from exchange.misp.mapping import (
+from exchange.misp.targets import EventGrouping, TargetFilters
+from exchange.model.objects import Tlp
+from exchange.model.tlp import TLP2_IDS
+from exchange.node.mispmap import (
     NAMESPACE,
     PushMapping,
     PushOptions,
     SourceObject,
     map_for_target,
 )
-from exchange.misp.patterns import simple_attributes
-from exchange.misp.targets import EventGrouping, TargetFilters
-from exchange.model.objects import Tlp
-from exchange.model.tlp import TLP2_IDS
+from exchange.node.misppatterns import simple_attributes
 from exchange.policy import RED_RECIPIENTS_EXTENSION_ID, Recipient
 from exchange.policy.load import load_policies, parse_policies, read_policy_files
 from exchange.policy.model import PolicySet

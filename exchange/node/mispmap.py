@@ -353,7 +353,8 @@ def map_for_target(objects: Sequence[SourceObject], *, policy: PolicySet,
             only the latest is mapped; an id stored in several collections is mapped
             from the copy the owner may receive, the latest such version).
         policy: The policy in force.
-        recipient: The target's owner, channel ``misp``.
+        recipient: The target's owner, channel ``misp`` (or the reader of a MISP feed,
+            channel ``feed``: :mod:`exchange.node.mispfeed`).
         options: Grouping, sharing groups, placements and filters.
         now: The current time, microseconds since the epoch (for the policy).
 
@@ -363,10 +364,11 @@ def map_for_target(objects: Sequence[SourceObject], *, policy: PolicySet,
         the order of ``objects``.
 
     Raises:
-        InvalidInput: ``recipient`` is not on channel ``misp``.
+        InvalidInput: ``recipient`` is on neither channel ``misp`` nor ``feed``.
     """
-    if recipient.channel != "misp":
-        raise InvalidInput(f"a MISP push judges recipients on channel 'misp', not "
+    if recipient.channel not in ("misp", "feed"):
+        raise InvalidInput(f"a MISP mapping judges recipients on channel 'misp' (push) or"
+                           f" 'feed' (MISP feed), not "
                            f"{recipient.channel!r}")
     skipped: list[Skipped] = []
     copies = _latest_versions(objects, skipped)

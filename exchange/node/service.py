@@ -38,6 +38,7 @@ from exchange.node.explain import Explaining
 from exchange.node.feeds import Feeds
 from exchange.node.home import create_private_file, sqlite_database_path, tighten_home
 from exchange.node.members import Members
+from exchange.node.mispfeed import MispFeeds
 from exchange.node.nodekey import ensure_node_key
 from exchange.node.publish import Publishing
 from exchange.node.read import Reading
@@ -86,5 +87,6 @@ def init_home(settings: Settings) -> bool:
     return created
 
 
-class Exchange(Members, Publishing, Searching, Feeds, Reading, Explaining, Withdrawing):
+class Exchange(Members, Publishing, Searching, Feeds, MispFeeds, Reading, Explaining,
+               Withdrawing):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

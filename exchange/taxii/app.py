@@ -192,10 +192,12 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
             return _taxii_response(401, "Unauthorized", e.reason)
         if is_feed_path(request.path, settings.api_root) and request.method in ("GET", "HEAD"):
             # Flat feeds answer text for SOC tools: any Accept admitting text, or none.
-            if not feed_accept_ok(request.headers.get("Accept")):
+            if not feed_accept_ok(request.headers.get("Accept"),
+                                  misp="/misp/" in request.path):
                 return _taxii_response(
                     406, "Not acceptable",
-                    "a flat feed is text/plain or text/csv; accept one of them (or */*)")
+                    "a feed is text/plain, text/csv or (MISP feed) application/json;"
+                    " accept one of them (or */*)")
             return None
         if not accept_ok(request.headers.get("Accept")):
             return _taxii_response(

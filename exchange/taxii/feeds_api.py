@@ -12,6 +12,10 @@ API keys (HTTP Basic password or Bearer token). What goes into a feed is decided
 * ``GET <api_root>/feeds/<collection>/<kind>.csv``: ``text/csv; charset=utf-8;
   header=present`` with the columns of :data:`~exchange.node.feeds.CSV_COLUMNS`.
 
+* ``GET <api_root>/feeds/<collection>/misp/manifest.json``, ``.../misp/hashes.csv`` and
+  ``.../misp/<event uuid>.json``: the collection's MISP feed for the caller
+  (:mod:`exchange.node.mispfeed`), for a MISP "Feed" of source format "MISP Feed".
+
 Kinds: :data:`~exchange.node.feeds.FEED_KINDS`. Any ``Accept`` that admits the answer's
 media type is accepted (none at all too, as many fetchers send none); errors are TAXII
 error messages in JSON, like every error of the server.
@@ -41,6 +45,8 @@ from typing import Final
 from flask import Flask, Response, g, request
 
 from exchange.errors import NotFound
+from exchange.model.objects import Principal
+from exchange.node.base import ReadResult
 from exchange.node.feeds import FEED_CHANNEL, FEED_FORMATS, FEED_KINDS, Feed
 from exchange.node.service import Exchange
 from exchange.taxii.http import dumps
@@ -49,9 +55,12 @@ __all__ = ["MEDIA_TYPES", "feed_accept_ok", "is_feed_path", "register_feeds_api"
 
 #: The media type of each format.
 MEDIA_TYPES: Final = {"txt": "text/plain; charset=utf-8",
-                      "csv": "text/csv; charset=utf-8; header=present"}
+                      "csv": "text/csv; charset=utf-8; header=present",
+                      "json": "application/json",
+                      "hashes": "text/csv; charset=utf-8; header=absent"}
 _CACHE_CONTROL: Final = "private, no-cache"
 _ACCEPTED: Final = frozenset({"*/*", "text/*", "text/plain", "text/csv"})
+_ACCEPTED_MISP: Final = _ACCEPTED | {"application/*", "application/json"}
 
 
 def is_feed_path(path: str, api_root: str) -> bool:
@@ -60,25 +69,30 @@ def is_feed_path(path: str, api_root: str) -> bool:
     return path.startswith(prefix) and len(path) > len(prefix)
 
 
-def feed_accept_ok(header: str | None) -> bool:
-    """Whether an ``Accept`` header admits a feed (none at all does)."""
+def feed_accept_ok(header: str | None, *, misp: bool = False) -> bool:
+    """Whether an ``Accept`` header admits a feed (none at all does); a MISP feed's files
+    are JSON or CSV (``misp``), a flat feed's text or CSV."""
+    accepted = _ACCEPTED_MISP if misp else _ACCEPTED
     if not header or not header.strip():
         return True
     for part in header.split(","):
         media, _, params = part.strip().partition(";")
         if re.search(r"(?:^|;)\s*q\s*=\s*0(?:\.0{0,3})?\s*(?:;|$)", params):
             continue
-        if media.strip().lower() in _ACCEPTED:
+        if media.strip().lower() in accepted:
             return True
     return False
 
 
-def _not_modified(feed: Feed) -> bool:
-    """RFC 9110 section 13.2.2: If-None-Match first; If-Modified-Since only without it."""
+def _not_modified(feed: Feed | tuple[str, int]) -> bool:
+    """RFC 9110 section 13.2.2: If-None-Match first; If-Modified-Since only without it.
+
+    ``feed`` is a flat feed or a MISP feed file's (ETag, Last-Modified seconds)."""
+    etag, last_modified = (feed.etag, feed.last_modified) if isinstance(feed, Feed) else feed
     tags = request.headers.get("If-None-Match")
     if tags is not None:
         wanted = {t.strip().removeprefix("W/") for t in tags.split(",")}
-        return "*" in wanted or feed.etag in wanted
+        return "*" in wanted or etag in wanted
     since = request.headers.get("If-Modified-Since")
     if since is None:
         return False
@@ -88,14 +102,33 @@ def _not_modified(feed: Feed) -> bool:
         return False  # an invalid date is ignored (section 13.1.3)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return feed.last_modified <= int(when.timestamp())
+    return last_modified <= int(when.timestamp())
 
 
-def _headers(feed: Feed, fmt: str) -> dict[str, str]:
-    return {"ETag": feed.etag, "Cache-Control": _CACHE_CONTROL,
-            "Last-Modified": format_datetime(datetime.fromtimestamp(feed.last_modified, UTC),
+def _headers(feed: Feed | tuple[str, int], fmt: str) -> dict[str, str]:
+    etag, last_modified = (feed.etag, feed.last_modified) if isinstance(feed, Feed) else feed
+    return {"ETag": etag, "Cache-Control": _CACHE_CONTROL,
+            "Last-Modified": format_datetime(datetime.fromtimestamp(last_modified, UTC),
                                              usegmt=True),
             "Content-Type": MEDIA_TYPES[fmt]}
+
+
+def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadResult,
+            headers: dict[str, str], conditional: Feed | tuple[str, int]) -> Response:
+    """304 when the caller holds this body; else the body, disclosed before it leaves."""
+    if _not_modified(conditional):
+        response = Response(status=304)
+        for header in ("ETag", "Cache-Control", "Last-Modified"):
+            response.headers[header] = headers[header]
+        return response
+    if request.method == "GET":
+        # Recorded and durable before the body leaves; a StorageError here is a 503
+        # through the application's error handler, with no feed.
+        exchange.disclose(principal, result, FEED_CHANNEL)
+    response = Response(body, status=200)
+    for header, value in headers.items():
+        response.headers[header] = value
+    return response
 
 
 def register_feeds_api(app: Flask, exchange: Exchange) -> None:
@@ -121,7 +154,8 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
                 "collections": [
                     {"alias": alias, "id": cid,
                      "feeds": {f"{kind}.{fmt}": f"{base}{alias}/{kind}.{fmt}"
-                               for kind in FEED_KINDS for fmt in FEED_FORMATS}}
+                               for kind in FEED_KINDS for fmt in FEED_FORMATS},
+                     "misp": f"{base}{alias}/misp/"}
                     for alias, cid in readable(api_root)]}
         return Response(dumps(body), status=200, mimetype="application/json")
 
@@ -144,17 +178,33 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
             shown = collection if len(collection) <= 64 else collection[:64] + "..."
             raise NotFound(f"no collection {shown!r} you may read; your feeds are in:"
                            f" {names}") from None
-        headers = _headers(feed, fmt)
-        if _not_modified(feed):
-            response = Response(status=304)
-            for header in ("ETag", "Cache-Control", "Last-Modified"):
-                response.headers[header] = headers[header]
-            return response
-        if request.method == "GET":
-            # Recorded and durable before the body leaves; a StorageError here is a 503
-            # through the application's error handler, with no feed.
-            exchange.disclose(principal, feed.result, FEED_CHANNEL)
-        response = Response(feed.body, status=200)
-        for header, value in headers.items():
-            response.headers[header] = value
-        return response
+        return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
+                       feed)
+
+    @app.get("/<string:api_root>/feeds/<string:collection>/misp/<string:name>")
+    def _misp_feed(api_root: str, collection: str, name: str) -> Response:
+        """Project endpoint: a file of the collection's MISP feed (module docstring)."""
+        if api_root != api_root_name:
+            raise NotFound(f"API root {api_root!r} not found")
+        principal = g.cx_principal
+        try:
+            feed = exchange.misp_feed(principal, api_root, collection)
+        except NotFound:
+            names = ", ".join(alias for alias, _ in readable(api_root)) or "none"
+            shown = collection if len(collection) <= 64 else collection[:64] + "..."
+            raise NotFound(f"no collection {shown!r} you may read; your feeds are in:"
+                           f" {names}") from None
+        if name == "manifest.json":
+            file, fmt = feed.manifest, "json"
+        elif name == "hashes.csv":
+            file, fmt = feed.hashes, "hashes"
+        elif name.endswith(".json") and name[:-5] in feed.events:
+            file, fmt = feed.events[name[:-5]], "json"
+        else:
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise NotFound(f"no file {shown!r} in this MISP feed: it has manifest.json,"
+                           " hashes.csv and <event uuid>.json for the events the manifest"
+                           " lists")
+        conditional = (file.etag, feed.last_modified)
+        return _answer(principal, exchange, file.body, file.result,
+                       _headers(conditional, fmt), conditional)

@@ -104,6 +104,12 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from build_world(tmp_path_factory)
+
+
+def build_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The node with the real files and the extra indicators, serving on loopback
+    (the MISP feed's tests use it too)."""
     tmp = tmp_path_factory.mktemp("feeds")
     home = tmp / "home"
     home.mkdir()

@@ -187,10 +187,18 @@ def test_a_real_misp_subscribes_and_fetches_the_feed(world: World, misp_uz: Misp
         fetched = misp.fetch_feed(feed_id)
         assert "errors" not in fetched, fetched
         manifest = _get(world, "jwg", "manifest.json", "uz-soc").json()
+        assert manifest
         deadline = time.monotonic() + 120
         for event_uuid, summary in manifest.items():
             event = _wait_for_event(misp, event_uuid, deadline)
             assert event["info"] == summary["info"]
+            served = _get(world, "jwg", f"{event_uuid}.json", "uz-soc").json()["Event"]
+            # By value: the instance keeps its data between sessions, and a value an
+            # earlier run's copy (another derived id) put in the same deterministic event
+            # stays under that attribute (MISP keeps one attribute per type and value).
+            assert {(a["type"], a["value"]) for a in served["Attribute"]
+                    if not a.get("deleted")} <= {(a["type"], a["value"])
+                                                 for a in event["Attribute"]}
             tags = {t["name"] for t in event.get("Tag", [])}
             assert {t["name"] for t in summary["Tag"]} <= tags
             # "Inherit from feed" keeps the levels' distributions (decision 7).
@@ -199,5 +207,8 @@ def test_a_real_misp_subscribes_and_fetches_the_feed(world: World, misp_uz: Misp
         values = {a["value"] for a in misp.search(controller="attributes", value=IVY_IP,
                                                    pythonify=False)["Attribute"]}
         assert IVY_IP in values
+        for hidden in HIDDEN_FROM_PK:  # nor does UZ-SOC receive them
+            assert not misp.search(controller="attributes", value=hidden,
+                                   pythonify=False)["Attribute"]
     finally:
         misp.delete_feed(feed_id)

@@ -96,7 +96,7 @@ def test_pymisp_reads_the_feed_and_it_holds_only_what_the_account_may_receive(
             parts = attribute.value.split("|") if "|" in attribute.type else [attribute.value]
             expected.update((hashlib.md5(p.encode()).hexdigest(), event_uuid) for p in parts)
     assert {(h, e) for h, e in hashes} == expected
-    # A HEAD or an unknown file answers no event.
+    # An unknown file is a 404 naming what the feed has.
     missing = _get(world, "jwg", f"{uuid.uuid4()}.json", "pk-pub")
     assert missing.status_code == 404
     assert "manifest.json" in missing.json()["description"]
@@ -212,3 +212,24 @@ def test_a_real_misp_subscribes_and_fetches_the_feed(world: World, misp_uz: Misp
                                    pythonify=False)["Attribute"]
     finally:
         misp.delete_feed(feed_id)
+
+
+def test_a_revocation_soft_deletes_the_attribute_for_a_reader_who_had_it(
+        world: World) -> None:
+    target = world.extra["to-revoke"]
+    value = "203.0.113.99"
+    earlier, hashes, events, _ = _feed(world, "jwg", "pk-pub")  # PK-CERT receives it
+    holding = [u for u, e in events.items() if value in {a.value for a in e.attributes}]
+    assert len(holding) == 1
+    digest = hashlib.md5(value.encode()).hexdigest()
+    assert [digest, holding[0]] in hashes
+    time.sleep(1.1)  # a new second, for MISP's timestamp comparison (above)
+    _publish(world, "jwg", [{**target, "modified": "2026-06-02T00:00:00.000Z",
+                             "revoked": True}])
+    manifest, hashes, events, _ = _feed(world, "jwg", "pk-pub")
+    attributes = [a for a in events[holding[0]].attributes if a.value == value]
+    assert len(attributes) == 1
+    assert attributes[0].deleted is True  # MISP soft-deletes it on the next fetch
+    assert [digest, holding[0]] not in hashes
+    # A newer timestamp, so a subscribed MISP re-reads the event.
+    assert int(manifest[holding[0]]["timestamp"]) > int(earlier[holding[0]]["timestamp"])

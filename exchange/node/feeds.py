@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from hashlib import sha256
 from typing import Any, Final
 
-from exchange.errors import InvalidInput, NotFound, PermissionDenied
+from exchange.errors import InvalidInput, NotFound
 from exchange.model.objects import Principal, Tlp
 from exchange.model.observables import observables_of
 from exchange.node.base import ReadResult, now_micros
@@ -147,6 +147,11 @@ class _Cached:
     feed: Feed
 
 
+def strong_etag(body: bytes) -> str:
+    """A strong entity tag (RFC 9110 section 8.8.3) for ``body``: its digest, quoted."""
+    return f'"{sha256(body).hexdigest()[:40]}"'
+
+
 def neutralise(cell: str) -> str:
     """A CSV cell a spreadsheet will not run as a formula (module docstring)."""
     return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
@@ -242,13 +247,8 @@ class Feeds(Reading):
             raise NotFound(f"no feed {kind}.{fmt}: feeds are <kind>.<format> with kind one of"
                            f" {', '.join(FEED_KINDS)} and format one of"
                            f" {', '.join(FEED_FORMATS)}")
-        collection, access = self.collection_for(principal, api_root, collection_ref,
-                                                 channel=FEED_CHANNEL)
-        if not access.can_read:
-            self._deny(principal, collection, FEED_CHANNEL, "deny-no-read-grant",
-                       f"{principal.org_name} may write but not read collection"
-                       f" {collection_ref!r}")
-            raise PermissionDenied(f"you may not read collection {collection_ref!r}")
+        collection = self.readable_collection(principal, api_root, collection_ref,
+                                              FEED_CHANNEL)
         now = now_micros() if now is None else now
         rule = self.rule_for(principal, collection, FEED_CHANNEL)
         transforms = rule.transforms if rule is not None else ()
@@ -259,10 +259,7 @@ class Feeds(Reading):
             # The baseline without a policy: strict levels never leave through a feed.
             scope = replace(scope, visible_tlps=scope.visible_tlps - {Tlp.AMBER_STRICT.value})
         newest = self.store.newest_date_added(collection.id)
-        context = (self.policy_digest(), principal.org_id, principal.parent_org_id,
-                   None if scope.visible_tlps is None else tuple(sorted(scope.visible_tlps)),
-                   scope.own_org, scope.red_identity, scope.revoked_needs_prior,
-                   repr(transforms))
+        context = self.reader_context(principal, scope, transforms)
         key = (principal.account_id, collection.id, kind, fmt)
         with self._feed_lock:
             cached = self._feed_cache.get(key)
@@ -291,7 +288,7 @@ class Feeds(Reading):
         ordered = sorted(lines.values(), key=lambda line: line[0].date_added)
         entries = [entry for _, found in ordered for entry in found]
         body = render(entries, fmt)
-        etag = f'"{sha256(body).hexdigest()[:40]}"'
+        etag = strong_etag(body)
         last_modified = int(time.time())
         if cached is not None and cached.feed.etag == etag:
             last_modified = cached.feed.last_modified

@@ -46,9 +46,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from exchange.errors import ConfigError, PermissionDenied
+from exchange.errors import ConfigError
 from exchange.model.objects import Principal, Tlp
 from exchange.node.base import ReadResult, now_micros
+from exchange.node.feeds import strong_etag
 from exchange.node.mispmap import (
     NAMESPACE,
     MispEvent,
@@ -112,10 +113,6 @@ class _Cached:
     feed: MispFeed
 
 
-def _etag(body: bytes) -> str:
-    return f'"{hashlib.sha256(body).hexdigest()[:40]}"'
-
-
 def _dumps(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
@@ -158,13 +155,8 @@ class MispFeeds(Reading):
                 the policy's rules and has no baseline of its own).
             StorageError: The database failed.
         """
-        collection, access = self.collection_for(principal, api_root, collection_ref,
-                                                 channel=_CHANNEL)
-        if not access.can_read:
-            self._deny(principal, collection, _CHANNEL, "deny-no-read-grant",
-                       f"{principal.org_name} may write but not read collection"
-                       f" {collection_ref!r}")
-            raise PermissionDenied(f"you may not read collection {collection_ref!r}")
+        collection = self.readable_collection(principal, api_root, collection_ref,
+                                              _CHANNEL)
         if self.policy is None:
             raise ConfigError("the MISP feed needs a sharing policy (policy_dir); this node"
                               " runs without one")
@@ -175,10 +167,7 @@ class MispFeeds(Reading):
         scope = self.visibility(principal, ObjectQuery(
             collection_id=collection.id, types=MISP_FEED_TYPES, limit=_PAGE), rule)
         newest = self.store.newest_date_added(collection.id)
-        context = (policy.digest, principal.org_id, principal.parent_org_id,
-                   None if scope.visible_tlps is None else tuple(sorted(scope.visible_tlps)),
-                   scope.own_org, scope.red_identity, scope.revoked_needs_prior,
-                   repr(transforms))
+        context = self.reader_context(principal, scope, transforms)
         key = (principal.account_id, collection.id)
         with self._misp_lock:
             cached = self._misp_cache.get(key)
@@ -247,16 +236,16 @@ class MispFeeds(Reading):
                 if not attribute.get("deleted"):
                     hash_lines.extend(f"{h},{event.uuid}" for h in value_hashes(attribute))
             data = _dumps({"Event": body})
-            events[event.uuid] = MispFeedFile(data, _etag(data),
+            events[event.uuid] = MispFeedFile(data, strong_etag(data),
                                               result_of(in_event.get(event.uuid, [])))
         manifest_body = _dumps(manifest)
         hashes_body = "".join(line + "\n" for line in sorted(hash_lines)).encode("ascii")
         last_modified = int(time.time())
-        if cached is not None and cached.feed.manifest.etag == _etag(manifest_body):
+        if cached is not None and cached.feed.manifest.etag == strong_etag(manifest_body):
             last_modified = cached.feed.last_modified
         everything = result_of(all_rows)
-        feed = MispFeed(MispFeedFile(manifest_body, _etag(manifest_body), everything),
-                        MispFeedFile(hashes_body, _etag(hashes_body), everything),
+        feed = MispFeed(MispFeedFile(manifest_body, strong_etag(manifest_body), everything),
+                        MispFeedFile(hashes_body, strong_etag(hashes_body), everything),
                         events, last_modified)
         with self._misp_lock:
             self._misp_cache[key] = _Cached(context, newest, time.monotonic(), feed)

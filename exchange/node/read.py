@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256 as _sha256
 from operator import attrgetter, is_
+from typing import Any
 
 from exchange.audit.records import DisclosureBatch
 from exchange.audit.spool import already_durable
@@ -39,6 +40,7 @@ from exchange.node.base import NodeBase, ReadResult, current_request_id, now_mic
 from exchange.node.derive import derive, derived_id, references, transform_key
 from exchange.policy import (
     AnonymiseProducer,
+    Channel,
     ObjectMeta,
     PolicySet,
     Redact,
@@ -161,12 +163,7 @@ class Reading(NodeBase):
                 visible to the principal.
             PermissionDenied: The principal may see but not read the collection.
         """
-        collection, access = self.collection_for(principal, api_root, collection_ref)
-        if not access.can_read:
-            self._deny(principal, collection, "taxii", "deny-no-read-grant",
-                       f"{principal.org_name} may write but not read collection"
-                       f" {collection_ref!r}")
-            raise PermissionDenied(f"you may not read collection {collection_ref!r}")
+        collection = self.readable_collection(principal, api_root, collection_ref)
         rule = self.rule_for(principal, collection)
         transforms = rule.transforms if rule is not None else ()
         q = self.visibility(principal, replace(query, collection_id=collection.id), rule)
@@ -181,6 +178,35 @@ class Reading(NodeBase):
         else:
             page = self.store.get_objects(q)
         return ReadResult(collection, page, transforms, principal.org_id, q)
+
+    def readable_collection(self, principal: Principal, api_root: str, collection_ref: str,
+                            channel: Channel = "taxii") -> Collection:
+        """A collection the principal may read, by id or alias (TAXII reads and feeds).
+
+        Raises:
+            NotFound: The collection is not visible to the principal
+                (:meth:`~exchange.node.base.NodeBase.collection_for`).
+            PermissionDenied: The principal may see but not read it; recorded in the
+                ledger as ``deny-no-read-grant`` on ``channel``.
+        """
+        collection, access = self.collection_for(principal, api_root, collection_ref,
+                                                 channel=channel)
+        if not access.can_read:
+            self._deny(principal, collection, channel, "deny-no-read-grant",
+                       f"{principal.org_name} may write but not read collection"
+                       f" {collection_ref!r}")
+            raise PermissionDenied(f"you may not read collection {collection_ref!r}")
+        return collection
+
+    def reader_context(self, principal: Principal, scope: ObjectQuery,
+                       transforms: Sequence[Transform]) -> tuple[Any, ...]:
+        """What a reader's view of a collection depends on besides its content: the
+        policy in force, the reader's organisation and the visibility and transforms the
+        policy gives it (a feed built under another context must be built again)."""
+        return (self.policy_digest(), principal.org_id, principal.parent_org_id,
+                None if scope.visible_tlps is None else tuple(sorted(scope.visible_tlps)),
+                scope.own_org, scope.red_identity, scope.revoked_needs_prior,
+                repr(transforms))
 
     def original_ids(self, ids: Iterable[str], transforms: Sequence[Transform]
                      ) -> tuple[str, ...]:

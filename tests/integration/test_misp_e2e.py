@@ -44,20 +44,18 @@ from typing import Any
 import pytest
 from pymisp import MISPEvent, MISPTag, PyMISP
 
-from exchange.config import load_settings
 from exchange.member.signer import sign_all
 from exchange.misp.targets import TEST_MIN_INTERVAL_ENV
 from exchange.model.objects import Principal, Tlp
 from exchange.model.tlp import TLP2_IDS
 from exchange.node.keyring import register_key
-from exchange.node.policy_source import PolicySource
-from exchange.node.service import Exchange, init_home
+from exchange.node.service import Exchange
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 from exchange.signing.keys import generate
-from exchange.storage import open_store
 from exchange.storage.base import MispSyncState, ObjectQuery, VersionMatch
 from exchange.taxii.procs import stop_child
 from tests.integration.conftest import Misp, misp_account
+from tests.integration.test_misp_sync_push import policy_node
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 3
@@ -294,20 +292,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, misp_uz: Misp, misp_pk: Misp
     uz = instance(misp_uz, "uz-cert-misp", "UZ-CERT", run, home / "uz-cert-misp.key")
     pk = instance(misp_pk, "pk-cert-misp", "PK-CERT", run, home / "pk-cert-misp.key")
     (home / "misp-targets.yaml").write_text(targets_yaml(home, misp_uz, misp_pk))
-    (home / "exchange.toml").write_text(f'policy_dir = "{REPO / "policies"}"\n'
-                                        'misp_targets = "misp-targets.yaml"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     env[TEST_MIN_INTERVAL_ENV] = "1"
-    init_home(load_settings(home, env={}))
-    settings = load_settings(home, env={})
-    assert settings.policy_path is not None
-    store = open_store(settings)
-    policy = PolicySource(settings.policy_path)
-    policy.load()
-    ex = Exchange(settings, store, policy=policy)
-    ex.add_org("UZ-CERT")
-    ex.add_org("PK-CERT")
-    ex.add_org("UZ-SOC", parent="UZ-CERT")
+    ex = policy_node(home, 'misp_targets = "misp-targets.yaml"\n')
+    store = ex.store
     ex.add_collection("UZ-PK Joint Working Group", alias="jwg",
                       readers=["UZ-CERT", "PK-CERT", "UZ-SOC"],
                       writers=["UZ-CERT", "PK-CERT"], default_tlp="amber",

@@ -177,10 +177,10 @@ def sync_user(misp: Misp, owner: str, tag: str, *, role: str = SYNC_ROLE,
     return Instance(misp, owner, key, org_name, admin, target)
 
 
-def new_node(home: Path) -> tuple[Exchange, Principal, Any]:
-    """A fresh exchange in ``home`` under the shipped policies: members UZ-CERT, PK-CERT
-    and UZ-SOC, collection ``jwg``, UZ-CERT's publisher and its registered signing key."""
-    (home / "exchange.toml").write_text(f'policy_dir = "{REPO / "policies"}"\n')
+def policy_node(home: Path, config: str = "") -> Exchange:
+    """A fresh exchange in ``home`` under the shipped policies (``config``: more lines
+    of exchange.toml), with members UZ-CERT, PK-CERT and UZ-SOC."""
+    (home / "exchange.toml").write_text(f'policy_dir = "{REPO / "policies"}"\n{config}')
     init_home(load_settings(home, env={}))
     settings = load_settings(home, env={})
     assert settings.policy_path is not None
@@ -191,6 +191,14 @@ def new_node(home: Path) -> tuple[Exchange, Principal, Any]:
     ex.add_org("UZ-CERT")
     ex.add_org("PK-CERT")
     ex.add_org("UZ-SOC", parent="UZ-CERT")
+    return ex
+
+
+def new_node(home: Path) -> tuple[Exchange, Principal, Any]:
+    """:func:`policy_node` with collection ``jwg``, UZ-CERT's publisher and its
+    registered signing key."""
+    ex = policy_node(home)
+    store = ex.store
     ex.add_account("uz-pub", org="UZ-CERT", role="publisher")
     secret = ex.create_api_key("uz-pub")[1]
     ex.add_collection("UZ-PK Joint Working Group", alias="jwg",

@@ -19,10 +19,17 @@ The meanings (FIRST TLP 2.0, DESIGN.md decision 4), for a collection bound in
 * AMBER: the parties to the collection's agreement while it is in force (or, for a
   national collection, its owner), and their constituents where the agreement allows;
 * AMBER+STRICT: the parties' (owner's) own organisations only: never constituents, never
-  peer exchanges or flat feeds; MISP only as the party's own instance;
+  flat feeds; MISP only as the party's own instance; a peer exchange node only when the
+  organisation it serves is a party and the re-share rules list ``amber+strict``;
 * RED: only the organisations whose identity the object names
-  (:data:`~exchange.policy.tlp.RED_RECIPIENTS_EXTENSION_ID`); never peer exchanges or
-  flat feeds; MISP only as the named recipient's own instance.
+  (:data:`~exchange.policy.tlp.RED_RECIPIENTS_EXTENSION_ID`); never flat feeds; MISP only
+  as the named recipient's own instance; a peer exchange node only when the organisation
+  it serves is named and the re-share rules list ``red``.
+
+A peer exchange node is a recipient like any other (issue 20): ``org_name`` is the
+organisation the peer node serves (its account's organisation on this node), decided on
+channel ``peer``. That the peer never receives back what came from it (no loop-back) is
+the node's read filter, not a policy rule (:meth:`exchange.node.base.NodeBase.visibility`).
 
 On top: an embargo withholds everything of an agreement's collections until its time; an
 agreement's ``receive`` caps what each party (and its constituents) gets; re-share rules
@@ -71,8 +78,10 @@ __all__ = [
 #: instance, an export to a peer exchange node, or a flat feed.
 Channel = Literal["taxii", "pull", "misp", "peer", "feed"]
 CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
-#: Channels that carry nothing above AMBER: peers pass data on, flat feeds lose markings.
-_NO_STRICT_CHANNELS: Final = frozenset({"peer", "feed"})
+#: Channels that carry nothing above AMBER: flat feeds lose markings. A peer exchange
+#: carries AMBER+STRICT and RED only to the party / named recipient it serves, and only
+#: where the re-share rules list the level (it passes data on).
+_NO_STRICT_CHANNELS: Final = frozenset({"feed"})
 _STRICT_LEVELS: Final = frozenset({Tlp.AMBER_STRICT, Tlp.RED})
 
 
@@ -374,8 +383,14 @@ def decide(policy: PolicySet, recipient: Recipient, obj: ObjectMeta, *, now: int
                     f"only {_names(agreement.levels_for(holder))}; {obj.id} is {label}")
     if level in _STRICT_LEVELS and recipient.channel in _NO_STRICT_CHANNELS:
         return deny(f"deny-onward-channel:{recipient.channel}",
-                    f"{label} never leaves {via}: peer exchanges pass data on and flat feeds"
-                    " lose markings")
+                    f"{label} never leaves {via}: flat feeds lose markings")
+    if level in _STRICT_LEVELS and recipient.channel == "peer" \
+            and level not in scope.reshare.peer_exchanges:
+        return deny("deny-onward-channel:peer",
+                    f"{label} federates only to a peer node serving the party or named"
+                    f" recipient ({org}), and only where the re-share rules list it;"
+                    f" {_scope_name(scope)} allows peer exports of"
+                    f" {_names(scope.reshare.peer_exchanges)} only")
     if recipient.channel == "misp" and level not in scope.reshare.misp:
         return deny(f"deny-reshare-misp:{scope.ref}",
                     f"re-share rules of {_scope_name(scope)} allow MISP pushes of "
@@ -513,6 +528,7 @@ def visible_levels(policy: PolicySet, recipient: Recipient, collection_alias: st
         red_ok = red_ok and Tlp.RED in scope.reshare.misp
     if recipient.channel == "peer":
         levels &= scope.reshare.peer_exchanges
+        red_ok = red_ok and Tlp.RED in scope.reshare.peer_exchanges
     red = recipient.org_identity if red_ok else None
     return rule(frozenset(levels), red, _transforms(scope, standing, org))
 

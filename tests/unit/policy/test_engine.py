@@ -25,7 +25,14 @@ from exchange.policy.engine import (
     visible_levels,
 )
 from exchange.policy.load import load_policies
-from exchange.policy.model import AnonymiseProducer, OrgEntry, PolicySet, Redact, frozen_map
+from exchange.policy.model import (
+    AnonymiseProducer,
+    OrgEntry,
+    PolicySet,
+    Redact,
+    Reshare,
+    frozen_map,
+)
 from exchange.policy.schema import parse_timestamp
 
 POLICY = load_policies(Path(__file__).resolve().parents[3] / "policies")
@@ -309,3 +316,34 @@ def test_operator_entry_is_not_a_member() -> None:
     admin = recipient("admin", "JWG-Operator", "admin")
     assert "operates the node but is not a member" in decide(POLICY, admin, obj(G),
                                                              now=IN_FORCE).reason
+
+
+#: The agreement's re-share rules listing every level for peer exchanges.
+PEER_ALL = with_agreement(POLICY, reshare=Reshare(misp=POLICY.agreements[JWG].reshare.misp,
+                                                  peer_exchanges=ALL))
+
+
+@pytest.mark.parametrize(("org", "level", "named", "allowed", "rule"), [
+    # A peer node serving a party receives AMBER+STRICT where re-share lists it.
+    ("UZ-CERT", S, (), True, f"tlp-amber-strict-party:{JWG}"),
+    # ... and RED only when the organisation it serves is named on the object.
+    ("UZ-CERT", R, (IDS["UZ-CERT"],), True, "tlp-red-named"),
+    ("UZ-CERT", R, (IDS["UZ-SOC"],), False, "deny-tlp-red-not-named"),
+    # A peer serving a constituent never gets AMBER+STRICT; a stranger nothing above CLEAR.
+    ("UZ-SOC", S, (), False, f"deny-tlp-amber-strict-constituent:{JWG}"),
+    ("KZ-CERT", R, (IDS["UZ-CERT"],), False, "deny-tlp-red-not-named"),
+    ("KZ-CERT", S, (), False, f"deny-tlp-amber-strict-not-party:{JWG}"),
+])
+def test_peer_serving_a_party_or_named_recipient_receives_strict_levels_if_reshare_allows(
+        org: str, level: Tlp, named: tuple[str, ...], allowed: bool, rule: str) -> None:
+    r = recipient(f"{org.lower()}-node", org, "peer", "peer")
+    target = obj(level, named=named)
+    decision = decide(PEER_ALL, r, target, now=IN_FORCE)
+    assert (decision.allowed, decision.rule) == (allowed, rule), decision.reason
+    assert visible_levels(PEER_ALL, r, "jwg", now=IN_FORCE).admits(target) == allowed
+    # Under the shipped re-share rules (peer exchanges up to GREEN) it never federates.
+    shipped = decide(POLICY, r, target, now=IN_FORCE)
+    assert not shipped.allowed
+    if allowed:
+        assert shipped.rule == "deny-onward-channel:peer"
+        assert "re-share" in shipped.reason

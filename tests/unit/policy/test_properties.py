@@ -177,7 +177,11 @@ def tlp_ceiling(policy: PolicySet, r: Recipient, obj: ObjectMeta, now: int,
         in_force, constituents_amber = True, binding.constituents_may_receive_amber
     is_member = recognised and entry is not None and entry.kind is OrgKind.MEMBER
     is_constituent = recognised and entry is not None and entry.kind is OrgKind.CONSTITUENT
-    own_channel = r.channel in ("taxii", "pull", "misp")
+    reshare = agreement.reshare if agreement is not None else policy.community.reshare
+    # A peer node carries AMBER+STRICT and RED only where the re-share rules list them
+    # (and then only for the party / named recipient it serves); flat feeds never.
+    own_channel = r.channel in ("taxii", "pull", "misp") or (
+        r.channel == "peer" and obj.tlp in reshare.peer_exchanges)
     match obj.tlp:
         case Tlp.CLEAR:
             return True

@@ -26,6 +26,10 @@ class Role(enum.StrEnum):
     CONSUMER = "consumer"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    #: A peer exchange node: reads on channel ``peer`` for the organisation it serves
+    #: (its account's), never writes, never receives back what that organisation
+    #: contributed (issue 20).
+    PEER = "peer"
 
 
 class Tlp(enum.StrEnum):

@@ -56,6 +56,14 @@ BASELINE_POLICY_DIGEST = "sha256:" + hashlib.sha256(
     b" to members; RED to its producer\n").hexdigest()
 
 
+def channel_of(principal: Principal, channel: Channel) -> Channel:
+    """The channel a principal receives over: a peer node's account (role ``peer``)
+    reading over TAXII (or ``pull``) receives on channel ``peer``."""
+    if principal.role is Role.PEER and channel in ("taxii", "pull"):
+        return "peer"
+    return channel
+
+
 def current_request_id() -> str | None:
     """The id of the HTTP request being served, if any (see :func:`set_request_id`)."""
     return _request_id.get()
@@ -234,11 +242,15 @@ class NodeBase:
 
     # -- what a reader may receive ----------------------------------------------------
     def recipient(self, principal: Principal, channel: Channel = "taxii") -> Recipient:
-        """The policy engine's view of a principal receiving over ``channel``."""
+        """The policy engine's view of a principal receiving over ``channel``.
+
+        A peer node's account (role ``peer``) reading over TAXII receives on channel
+        ``peer``, for the organisation it serves (its account's).
+        """
         parent = self.org_name(principal.parent_org_id)
         return Recipient(org_name=principal.org_name, org_identity=principal.identity_id,
                          parent_org_name=parent, account_name=principal.account_name,
-                         role=principal.role.value, channel=channel)
+                         role=principal.role.value, channel=channel_of(principal, channel))
 
     def rule_for(self, principal: Principal, collection: Collection,
                  channel: Channel = "taxii") -> VisibilityRule | None:
@@ -248,6 +260,7 @@ class NodeBase:
         policy = self.policy.current()
         # A rule depends on the time only through agreement windows and embargoes, given
         # to the second in the policy files: reusing it for one second changes nothing.
+        channel = channel_of(principal, channel)
         key = (principal.account_id, collection.id, channel, policy.digest)
         cached = self._rule_cache.get(key)
         if cached is not None and cached[1] > time.monotonic():
@@ -267,17 +280,27 @@ class NodeBase:
         filter (a property test keeps the two in agreement). Without one, a conservative
         baseline: CLEAR, GREEN and AMBER to readers of the collection, AMBER+STRICT to
         member organisations only, RED to its producer only.
+
+        A peer node (role ``peer``) never receives what its organisation contributed
+        (no loop-back, issue 20): objects imported from that peer are contributed by it,
+        and so are never served back to it as new versions.
         """
+        peer = principal.role is Role.PEER
+        own = None if peer else principal.org_id
+        excluded = principal.org_id if peer else None
         if rule is not None:
             return replace(query, visible_tlps=frozenset(lvl.value for lvl in rule.levels),
-                           own_org=principal.org_id, red_identity=rule.red_recipient_identity,
-                           revoked_needs_prior=rule.revoked_needs_prior_receipt)
+                           own_org=own, red_identity=rule.red_recipient_identity,
+                           revoked_needs_prior=rule.revoked_needs_prior_receipt,
+                           exclude_producer=excluded)
         if self.policy is not None:
-            return replace(query, visible_tlps=frozenset(), own_org=principal.org_id)
+            return replace(query, visible_tlps=frozenset(), own_org=own,
+                           exclude_producer=excluded)
         allowed = {Tlp.CLEAR.value, Tlp.GREEN.value, Tlp.AMBER.value}
-        if principal.parent_org_id is None:
+        if principal.parent_org_id is None and not peer:
             allowed.add(Tlp.AMBER_STRICT.value)
-        return replace(query, visible_tlps=frozenset(allowed), own_org=principal.org_id)
+        return replace(query, visible_tlps=frozenset(allowed), own_org=own,
+                       exclude_producer=excluded)
 
     def _deny(self, principal: Principal, collection: Collection | str, channel: str,
               rule: str, reason: str) -> None:

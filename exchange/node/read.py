@@ -33,7 +33,7 @@ from typing import Any
 from exchange.audit.records import DisclosureBatch
 from exchange.audit.spool import already_durable
 from exchange.errors import ConfigError, PermissionDenied
-from exchange.model.objects import OrgId, Principal, Tlp
+from exchange.model.objects import OrgId, Principal, Role, Tlp
 from exchange.model.stixkinds import SCO_TYPES
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
@@ -206,7 +206,7 @@ class Reading(NodeBase):
         return (self.policy_digest(), principal.org_id, principal.parent_org_id,
                 None if scope.visible_tlps is None else tuple(sorted(scope.visible_tlps)),
                 scope.own_org, scope.red_identity, scope.revoked_needs_prior,
-                repr(transforms))
+                scope.exclude_producer, repr(transforms))
 
     def original_ids(self, ids: Iterable[str], transforms: Sequence[Transform]
                      ) -> tuple[str, ...]:
@@ -382,6 +382,9 @@ class Reading(NodeBase):
         rows = result.page.rows
         if not rows:
             return already_durable
+        if principal.role is Role.PEER and channel.startswith("taxii"):
+            # a peer node's read: recorded as a disclosure to that peer (issue 20)
+            channel = "peer" + channel.removeprefix("taxii")
         rule_of = self._rule_namer(principal, result.collection)
         # A full page is a thousand rows: this is the ledger's cost per object, so it
         # works column by column, mostly in C, and leaves rendering the records to the

@@ -253,6 +253,8 @@ class ObjectQuery:
             producer is visible only when an earlier, unrevoked version of the same
             object is visible under the same filter (the recipient could have received
             it), so revocations reach exactly those who may hold the object.
+        exclude_producer: With ``visible_tlps``: versions produced by this organisation
+            are never returned (a peer node never receives back what came from it).
     """
 
     collection_id: CollectionId
@@ -268,6 +270,7 @@ class ObjectQuery:
     own_org: OrgId | None = None
     red_identity: str | None = None
     revoked_needs_prior: bool = False
+    exclude_producer: OrgId | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,6 +642,22 @@ class Store(abc.ABC):
         """The sync state of one target and direction, or None before its first run."""
 
     @abc.abstractmethod
+    def peer_trust(self, name: str) -> PeerTrust | None:
+        """A trusted peer by name, or None."""
+
+    @abc.abstractmethod
+    def peer_trusts(self) -> list[PeerTrust]:
+        """Every trusted peer, by name."""
+
+    @abc.abstractmethod
+    def save_peer_trust(self, trust: PeerTrust) -> None:
+        """Insert or replace the trust record of ``trust.name``."""
+
+    @abc.abstractmethod
+    def delete_peer_trust(self, name: str) -> bool:
+        """Forget a trusted peer; False when there was none by that name."""
+
+    @abc.abstractmethod
     def misp_states(self) -> list[MispSyncState]:
         """Every recorded sync state, by target and direction."""
 
@@ -792,3 +811,35 @@ class MispPushed:
     attribute_uuids: tuple[str, ...]
     deleted: bool
     pushed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTrust:
+    """A peer exchange node this node trusts (table ``peer_trust``, issue 20).
+
+    Attributes:
+        name: The operator's name for the peer (``pk-node``).
+        pins: The peer's node keys the operator pinned, as ``(key id, public key PEM)``
+            pairs sorted by key id: its signed registry must be signed by one of them.
+        registry_url: Where the peer's signed registry is fetched
+            (``.../<api_root>/cx/registry/signed/``), or None when it was only given
+            as a file.
+        api_key_file: The file holding the API key this node presents to the peer
+            (never the key itself), or None.
+        registry: The last signed registry (a DSSE envelope) that verified against the
+            pins, as received.
+        fetched_at: When it was received (µs since the epoch).
+        created_at: When the peer was first trusted.
+    """
+
+    name: str
+    pins: tuple[tuple[str, str], ...]
+    registry_url: str | None = None
+    api_key_file: str | None = None
+    registry: bytes | None = None
+    fetched_at: int | None = None
+    created_at: int = 0
+
+    def __repr__(self) -> str:
+        kids = ", ".join(kid for kid, _ in self.pins)
+        return f"PeerTrust({self.name!r}, pins=[{kids}], url={self.registry_url!r})"

@@ -105,16 +105,22 @@ def visibility_condition(query: ObjectQuery) -> sa.ColumnElement[bool]:
     Python time than running the query it guards.
     """
     return _visibility(tuple(sorted(query.visible_tlps or ())), query.own_org,
-                       query.red_identity, query.revoked_needs_prior)
+                       query.red_identity, query.revoked_needs_prior, query.exclude_producer)
 
 
 @functools.lru_cache(maxsize=4096)
 def _visibility(levels: tuple[str, ...], own_org: str | None, red_identity: str | None,
-                revoked_needs_prior: bool) -> sa.ColumnElement[bool]:
+                revoked_needs_prior: bool, exclude_producer: str | None = None
+                ) -> sa.ColumnElement[bool]:
     query = ObjectQuery(collection_id=CollectionId(""), visible_tlps=frozenset(levels),
                         own_org=OrgId(own_org) if own_org is not None else None,
                         red_identity=red_identity, revoked_needs_prior=revoked_needs_prior)
-    return _build_visibility(query)
+    visible = _build_visibility(query)
+    if exclude_producer is not None:
+        # No loop-back: a peer node never receives what its own organisation contributed.
+        visible = sa.and_(visible, sa.or_(ov.c.producer_org.is_(None),
+                                          ov.c.producer_org != exclude_producer))
+    return visible
 
 
 def _build_visibility(query: ObjectQuery) -> sa.ColumnElement[bool]:

@@ -343,3 +343,15 @@ misp_pulled = Table(
     Column("event_timestamp", BigInteger, nullable=False),
     Column("imported_at", BigInteger, nullable=False),
 )
+
+peer_trust = Table(
+    "peer_trust",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("pins", Text, nullable=False),
+    Column("registry_url", String(2048), nullable=True),
+    Column("api_key_file", String(4096), nullable=True),
+    Column("registry", LargeBinary, nullable=True),
+    Column("fetched_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -69,6 +69,7 @@ from exchange.storage.base import (
     ObservableSearch,
     Organisation,
     Page,
+    PeerTrust,
     PublishAudit,
     SignedVersion,
     Status,
@@ -1158,6 +1159,52 @@ class SqlStore(Store):
                 s.c.target == target, s.c.direction == direction)).first()
         return None if row is None else _sync_state(row)
 
+    def peer_trust(self, name: str) -> PeerTrust | None:
+        """A trusted peer by name, or None.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        p = t.peer_trust
+        with self._transaction(write=False) as conn:
+            row = conn.execute(sa.select(p).where(p.c.name == name)).first()
+        return None if row is None else _peer_trust(row)
+
+    def peer_trusts(self) -> list[PeerTrust]:
+        """Every trusted peer, by name.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        p = t.peer_trust
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(p).order_by(p.c.name)).all()
+        return [_peer_trust(r) for r in rows]
+
+    def save_peer_trust(self, trust: PeerTrust) -> None:
+        """Insert or replace a peer's trust record.
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        row = {"name": trust.name,
+               "pins": json.dumps([list(pin) for pin in trust.pins]),
+               "registry_url": trust.registry_url, "api_key_file": trust.api_key_file,
+               "registry": trust.registry, "fetched_at": trust.fetched_at,
+               "created_at": trust.created_at}
+        with self._transaction(write=True) as conn:
+            self._upsert(conn, t.peer_trust, ["name"], [row])
+
+    def delete_peer_trust(self, name: str) -> bool:
+        """Forget a trusted peer; False when there was none by that name.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        p = t.peer_trust
+        with self._transaction(write=True) as conn:
+            return bool(conn.execute(sa.delete(p).where(p.c.name == name)).rowcount)
+
     def misp_states(self) -> list[MispSyncState]:
         """Every recorded sync state, by target and direction.
 
@@ -1309,6 +1356,14 @@ def _member_key(row: Any) -> MemberKey:
     )
 
 
+
+
+def _peer_trust(row: Any) -> PeerTrust:
+    pins = tuple(sorted((str(kid), str(pem)) for kid, pem in json.loads(row.pins)))
+    return PeerTrust(name=row.name, pins=pins, registry_url=row.registry_url,
+                     api_key_file=row.api_key_file,
+                     registry=bytes(row.registry) if row.registry is not None else None,
+                     fetched_at=row.fetched_at, created_at=row.created_at)
 
 
 def _sync_state(row: Any) -> MispSyncState:

@@ -32,6 +32,7 @@ from exchange.cli.keys import (
     verify,
 )
 from exchange.cli.options import http_options, read_api_key
+from exchange.cli.peer import peer
 from exchange.cli.policy import policy
 from exchange.cli.revoke import revoke, revoke_file
 from exchange.cli.search import objects, search, show
@@ -194,7 +195,7 @@ def account() -> None:
 @click.argument("name")
 @click.option("--org", "org_name", required=True, help="Organisation of the account.")
 @click.option("--role", required=True,
-              type=click.Choice(["publisher", "consumer", "auditor", "admin"]))
+              type=click.Choice(["publisher", "consumer", "auditor", "admin", "peer"]))
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def account_add(c: _Ctx, name: str, org_name: str, role: str, as_json: bool) -> None:
@@ -575,5 +576,5 @@ def demo(c: _Ctx, port: int, count: int, fresh: bool, misp_urls: tuple[str, ...]
 
 
 for _command in (policy, audit, keys, sign, verify, revoke, search, show, objects, sync,
-                 scheduler):
+                 scheduler, peer):
     main.add_command(_command)

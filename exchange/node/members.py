@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
 
-def _check_name(kind: str, name: str) -> str:
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid name for an organisation, account or peer.
+
+    Raises:
+        InvalidInput: It is not.
+    """
     if not _NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"{kind} name {name!r} is invalid: use 1-64 letters, digits, spaces, '.', '_',"
@@ -61,7 +66,7 @@ class Members(NodeBase):
             Conflict: The name or identity is already registered.
             NotFound: The parent organisation does not exist.
         """
-        _check_name("organisation", name)
+        check_name("organisation", name)
         parent_id = self.store.find_org(parent).id if parent else None
         identity = make_identity(name, identity_id=identity_id, sector=sector)
         org = Organisation(
@@ -87,7 +92,7 @@ class Members(NodeBase):
             NotFound: The organisation does not exist.
             Conflict: The account name is taken.
         """
-        _check_name("account", name)
+        check_name("account", name)
         try:
             role_value = Role(role)
         except ValueError:

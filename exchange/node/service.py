@@ -40,6 +40,7 @@ from exchange.node.home import create_private_file, sqlite_database_path, tighte
 from exchange.node.members import Members
 from exchange.node.mispfeed import MispFeeds
 from exchange.node.nodekey import ensure_node_key
+from exchange.node.peers import Peers
 from exchange.node.publish import Publishing
 from exchange.node.read import Reading
 from exchange.node.search import Searching
@@ -88,5 +89,5 @@ def init_home(settings: Settings) -> bool:
 
 
 class Exchange(Members, Publishing, Searching, Feeds, MispFeeds, Reading, Explaining,
-               Withdrawing):
+               Withdrawing, Peers):
     """The exchange's use-cases over one store. Constructing it does no I/O."""

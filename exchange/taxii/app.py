@@ -55,6 +55,7 @@ from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange
 from exchange.policy import CHANNELS
 from exchange.signing.definition import extension_definition_json
+from exchange.signing.signed_registry import sign_registry
 from exchange.storage import open_store
 from exchange.taxii.add import register_add
 from exchange.taxii.audit_api import register_audit_api
@@ -256,6 +257,16 @@ def create_app(settings: Settings, *, exchange: Exchange | None = None) -> Flask
             raise NotFound(f"API root {api_root!r} not found")
         document = export_registry(exchange.store, node_identity=exchange.node_identity)
         return Response(document, status=200, mimetype="application/json")
+
+    @app.get("/<string:api_root>/cx/registry/signed/")
+    def _signed_registry(api_root: str) -> Response:
+        """Project endpoint: the same registry as a DSSE envelope signed with the node's
+        own key, which peer nodes pin (``exchange peer trust``; issue 20)."""
+        if api_root != settings.api_root:
+            raise NotFound(f"API root {api_root!r} not found")
+        document = export_registry(exchange.store, node_identity=exchange.node_identity)
+        return Response(sign_registry(document, exchange.node_key()), status=200,
+                        mimetype="application/json")
 
     @app.get("/<string:api_root>/cx/whoami/")
     def _whoami(api_root: str) -> Response:

@@ -1,0 +1,267 @@
+"""Peer exchange nodes: fetching their signed registry and verifying their objects.
+
+Issue 20 (DESIGN.md decision 9). A peer's objects keep their authors' and contributors'
+cx-sig v1 signatures; they are verified here against the peer's published registry,
+which is accepted only when signed by a node key of the peer's that the operator pinned
+(:mod:`exchange.node.peers`, :mod:`exchange.signing.signed_registry`).
+
+* :func:`fetch_registry` gets a peer's signed registry over HTTP (the node's
+  ``/<api_root>/cx/registry/signed/``), with a timeout and a size limit, presenting the
+  API key from a file as a Bearer token.
+* :func:`trust` pins a peer (``exchange peer trust``): from a URL or a file.
+* :func:`verifier_for` gives the ingestion engine (:mod:`exchange.feeds.ingest`) an
+  :class:`ObjectVerifier` for a peer source: ``verify(obj)`` is None for an object whose
+  signature holds (signed by the author, attested by a contributor or by the peer node),
+  else the reason to refuse it. A signature by a key the kept registry does not know
+  fetches the registry again, at most once per :data:`REFRESH_SECONDS`, and only a
+  registry that verifies against the pins replaces the kept one.
+
+Which recording time decides key validity: a peer object's recording time at the peer is
+not known here, so a retired key still verifies and a revoked one (``compromised_since``)
+does not, as in a consumer's ``exchange verify`` without recording times.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import requests
+
+from exchange.errors import (
+    ExchangeError,
+    InvalidInput,
+    InvalidObject,
+    RemoteError,
+    SignatureError,
+)
+from exchange.model.tlp import is_standard_tlp_definition
+from exchange.node.base import now_micros
+from exchange.node.peers import Peers
+from exchange.signing.cxsig import signature_of, verify_object
+from exchange.signing.published import TrustedKeys
+from exchange.signing.registry import format_micros
+from exchange.storage.base import PeerTrust
+
+__all__ = [
+    "REFRESH_SECONDS",
+    "ObjectVerifier",
+    "PeerVerifier",
+    "fetch_registry",
+    "read_key_file",
+    "trust",
+    "verifier_for",
+]
+
+log = logging.getLogger(__name__)
+
+#: The least time between two fetches of a peer's registry for unknown keys.
+REFRESH_SECONDS: Final = 30.0
+#: A signed registry larger than this is refused unread.
+_MAX_REGISTRY_BYTES: Final = 4 * 1024 * 1024
+_TIMEOUT: Final = 10.0
+_MAX_KEY_FILE_BYTES: Final = 4096
+
+
+class ObjectVerifier(Protocol):
+    """What the ingestion engine asks of a source's verifier."""
+
+    def verify(self, obj: Mapping[str, Any]) -> str | None:
+        """None when ``obj`` may be imported, else why it is refused."""
+
+
+def read_key_file(path: str) -> str:
+    """The API key held in a file (its only content).
+
+    Raises:
+        InvalidInput: The file cannot be read, is too large or empty.
+    """
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(_MAX_KEY_FILE_BYTES + 1)
+    except OSError as e:
+        raise InvalidInput(f"cannot read API key file {path}: {e.strerror}") from e
+    key = data.decode("utf-8", "replace").strip()
+    if not key or len(data) > _MAX_KEY_FILE_BYTES:
+        raise InvalidInput(f"API key file {path} must hold one API key")
+    return key
+
+
+def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT) -> bytes:
+    """A peer's signed registry, as received (not yet verified).
+
+    Raises:
+        RemoteError: The peer did not answer, answered other than 200, or with more
+            than 4 MiB. The reason never holds the API key.
+    """
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    try:
+        with requests.get(url, headers=headers, timeout=timeout, stream=True) as response:
+            if response.status_code != 200:
+                raise RemoteError(f"the peer answered {response.status_code} for its signed"
+                                  f" registry at {url}")
+            body = response.raw.read(_MAX_REGISTRY_BYTES + 1, decode_content=True)
+    except requests.RequestException as e:
+        raise RemoteError(f"cannot fetch the signed registry at {url}:"
+                          f" {type(e).__name__}") from None
+    if len(body) > _MAX_REGISTRY_BYTES:
+        raise RemoteError(f"the signed registry at {url} is larger than"
+                          f" {_MAX_REGISTRY_BYTES} bytes")
+    return bytes(body)
+
+
+def trust(node: Peers, name: str, fingerprints: Sequence[str], *,
+          registry_url: str | None = None, registry_file: str | None = None,
+          api_key_file: str | None = None) -> tuple[PeerTrust, TrustedKeys]:
+    """Pin a peer: fetch (or read) its signed registry and check it against the
+    fingerprints the operator confirmed (:meth:`exchange.node.peers.Peers.trust_peer`).
+
+    Raises:
+        InvalidInput: Neither or both of ``registry_url`` and ``registry_file``; an
+            unreadable file.
+        RemoteError: The registry could not be fetched.
+        SignatureError: It is not signed by a confirmed key; nothing is stored.
+    """
+    if (registry_url is None) == (registry_file is None):
+        raise InvalidInput("give the peer's signed registry as --registry-url or"
+                           " --registry-file (one of them)")
+    if registry_file is not None:
+        try:
+            envelope = Path(registry_file).read_bytes()
+        except OSError as e:
+            raise InvalidInput(f"cannot read {registry_file}: {e.strerror}") from e
+    else:
+        assert registry_url is not None
+        key = read_key_file(api_key_file) if api_key_file else None
+        envelope = fetch_registry(registry_url, api_key=key)
+    return node.trust_peer(name, envelope, fingerprints, registry_url=registry_url,
+                           api_key_file=api_key_file)
+
+
+class PeerVerifier:
+    """Verifies a peer's objects against its pinned, signed registry (module docstring).
+
+    Constructing it does no I/O: the caller passes the peer's kept registry.
+    """
+
+    def __init__(self, node: Peers, peer: PeerTrust, keys: TrustedKeys, *,
+                 refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self._node = node
+        self._peer = peer
+        self._keys = keys
+        self._refresh_seconds = refresh_seconds
+        self._next_refresh = 0.0
+        self._owner_cache: tuple[TrustedKeys, frozenset[str]] | None = None
+        #: Registry fetches made (for reports and tests).
+        self.refreshes = 0
+
+    def __repr__(self) -> str:
+        return f"PeerVerifier({self._peer.name!r}, {len(self._keys.registry)} keys)"
+
+    @property
+    def peer(self) -> str:
+        """The trusted peer's name."""
+        return self._peer.name
+
+    def verify(self, obj: Mapping[str, Any]) -> str | None:
+        """None when ``obj``'s signature holds against the peer's registry, else why not.
+
+        A standard TLP marking-definition needs no signature; any other unsigned object is
+        refused. Never raises for a bad object.
+        """
+        if is_standard_tlp_definition(obj.get("type"), obj.get("id")):
+            return None
+        try:
+            entry = signature_of(obj)
+        except SignatureError as e:
+            return e.reason
+        if entry is None:
+            return (f"not signed: peer {self._peer.name} serves signed objects only"
+                    " (cx-sig v1)")
+        if not self._known(entry.kid):
+            self._refresh()
+        try:
+            self._check(obj)
+        except (SignatureError, InvalidObject) as e:
+            return e.reason
+        return None
+
+    def _check(self, obj: Mapping[str, Any]) -> None:
+        """Signature, owner binding and key validity (the consumer's checks of
+        ``exchange verify``, DESIGN.md decision 8), against the peer's registry.
+
+        Raises:
+            SignatureError: Unknown key, bad signature, another member's name, a key
+                not yet valid, or a revoked key (the recording time is not known here).
+            InvalidObject: The object cannot be canonicalised.
+        """
+        keys = self._keys
+        verified = verify_object(obj, keys.registry.resolve)
+        record = keys.registry.record(verified.kid)
+        signer = record.owner_identity
+        creator = obj.get("created_by_ref")
+        if verified.kid not in keys.node_kids and isinstance(creator, str) \
+                and creator != signer and creator in self._owners:
+            raise SignatureError(
+                f"key {verified.kid} belongs to {keys.owner_of(verified.kid)}, not to the"
+                f" object's created_by_ref {keys.owner_names.get(creator, creator[:80])},"
+                " another member: no member may publish in another member's name")
+        now = now_micros()
+        if record.valid_from > now:
+            raise SignatureError(f"key {verified.kid} is valid only from"
+                                 f" {format_micros(record.valid_from)}")
+        if record.compromised_since is not None:
+            raise SignatureError(
+                f"key {verified.kid} was revoked (compromised since"
+                f" {format_micros(record.compromised_since)}) and the time the peer recorded"
+                " this object is not known here")
+
+    @property
+    def _owners(self) -> frozenset[str]:
+        owners = self._owner_cache
+        if owners is None or owners[0] is not self._keys:
+            owners = (self._keys, frozenset(r.owner_identity for r in self._keys.registry))
+            self._owner_cache = owners
+        return owners[1]
+
+    def _known(self, kid: str) -> bool:
+        try:
+            self._keys.registry.record(kid)  # type: ignore[arg-type]
+        except SignatureError:
+            return False
+        return True
+
+    def _refresh(self) -> None:
+        """Fetch the peer's registry again (bounded); keep it only if it verifies."""
+        url = self._peer.registry_url
+        if url is None or time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + self._refresh_seconds
+        self.refreshes += 1
+        try:
+            key = read_key_file(self._peer.api_key_file) if self._peer.api_key_file else None
+            envelope = fetch_registry(url, api_key=key)
+            self._peer, self._keys = self._node.refresh_peer_registry(self._peer, envelope)
+        except ExchangeError as e:
+            log.warning("peer %s: the registry fetched again was not kept: %s",
+                        self._peer.name, e.reason)
+        else:
+            log.info("peer %s: registry fetched again (%d keys)", self._peer.name,
+                     len(self._keys.registry))
+
+
+def verifier_for(node: Peers, trust_name: str) -> PeerVerifier:
+    """The verifier of a trusted peer's objects, from its kept registry.
+
+    Raises:
+        NotFound: No peer by that name is trusted.
+        SignatureError: Its kept registry no longer verifies against the pins.
+        StorageError: The database failed.
+    """
+    peer = node.peer(trust_name)
+    return PeerVerifier(node, peer, node.peer_registry(peer))

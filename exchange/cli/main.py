@@ -23,6 +23,7 @@ import click
 from exchange import __version__
 from exchange.cli.audit import audit
 from exchange.cli.demo import MISP_TARGETS, run_demo
+from exchange.cli.demo_federation import run_federation_demo
 from exchange.cli.keys import (
     keys,
     load_signing_key,
@@ -561,10 +562,17 @@ def pull(url: str, user: str, api_key_file: str | None, insecure: bool, out: str
 @click.option("--misp-key-file", "misp_key_files", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
               help="A file holding only a MISP API key (once per --misp, same order).")
+@click.option("--federation", is_flag=True,
+              help="Run two national nodes instead, UZ (on --port) and PK (on --port + 1),"
+                   " each with its own home, and federate them (starts over every run).")
 @pass_ctx
 def demo(c: _Ctx, port: int, count: int, fresh: bool, misp_urls: tuple[str, ...],
-         misp_key_files: tuple[str, ...]) -> None:
+         misp_key_files: tuple[str, ...], federation: bool) -> None:
     """Run a complete demo node on 127.0.0.1 (Ctrl-C stops it)."""
+    if federation:
+        root = Path(c.home) if c.home else Path.cwd() / ".exchange" / "federation"
+        run_federation_demo(root, uz_port=port, pk_port=port + 1)
+        return
     home = Path(c.home) if c.home else Path.cwd() / ".exchange" / "demo"
     misp: list[tuple[str, str | None]] = []
     for n, url in enumerate(misp_urls):

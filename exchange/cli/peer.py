@@ -34,7 +34,7 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
 
 
-def _write_key_file(path: Path, token: str) -> None:
+def write_key_file(path: Path, token: str) -> None:
     """Write the API key to a new file, mode 0600 (an existing file is never replaced)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -68,7 +68,7 @@ def peer_add(ctx: click.Context, name: str, org_name: str, key_out: str, as_json
         raise ConfigError(f"{path} exists; choose a new file for the peer's API key")
     account = ex.add_account(name, org=org_name, role="peer")
     key, token = ex.create_api_key(name, label=f"peer node {name}")
-    _write_key_file(path, token)
+    write_key_file(path, token)
     data = {"account": account.name, "serves": org_name, "role": "peer",
             "key_id": key.key_id, "key_file": str(path)}
     _emit(as_json, data, f"peer account {account.name} serving {org_name}; its API key"

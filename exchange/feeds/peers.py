@@ -97,7 +97,8 @@ def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT) 
         RemoteError: The peer did not answer, answered other than 200, or with more
             than 4 MiB. The reason never holds the API key.
     """
-    headers = {"Accept": "application/json"}
+    # the node answers below its API root in the TAXII media type only
+    headers = {"Accept": "application/taxii+json;version=2.1"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:

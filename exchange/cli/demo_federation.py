@@ -81,7 +81,9 @@ class FedNode:
         return self.exchange.settings.api_root
 
     def url(self, alias: str) -> str:
-        return f"{self.base}/{self.api_root}/collections/{alias}/"
+        """A collection's URL, by id (what taxii2-client checks the collection against)."""
+        collection = self.exchange.store.get_collection(self.api_root, alias)
+        return f"{self.base}/{self.api_root}/collections/{collection.id}/"
 
     @property
     def analyst(self) -> str:

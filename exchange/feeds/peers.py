@@ -13,8 +13,10 @@ which is accepted only when signed by a node key of the peer's that the operator
   :class:`ObjectVerifier` for a peer source: ``verify(obj)`` is None for an object whose
   signature holds (signed by the author, attested by a contributor or by the peer node),
   else the reason to refuse it. A signature by a key the kept registry does not know
-  fetches the registry again, at most once per :data:`REFRESH_SECONDS`, and only a
-  registry that verifies against the pins replaces the kept one.
+  fetches the registry again, at most once per :data:`REFRESH_SECONDS`; a kept registry
+  older than :data:`REGISTRY_MAX_AGE` is fetched again when the verifier is made (so a
+  key the peer revoked is learnt at the next pull). Only a registry that verifies
+  against the pins replaces the kept one.
 
 Which recording time decides key validity: a peer object's recording time at the peer is
 not known here, so a retired key still verifies and a revoked one (``compromised_since``)
@@ -48,6 +50,7 @@ from exchange.storage.base import PeerTrust
 
 __all__ = [
     "REFRESH_SECONDS",
+    "REGISTRY_MAX_AGE",
     "ObjectVerifier",
     "PeerVerifier",
     "fetch_registry",
@@ -60,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: The least time between two fetches of a peer's registry for unknown keys.
 REFRESH_SECONDS: Final = 30.0
+#: A kept registry older than this is fetched again when a verifier is made.
+REGISTRY_MAX_AGE: Final = 300.0
 #: A signed registry larger than this is refused unread.
 _MAX_REGISTRY_BYTES: Final = 4 * 1024 * 1024
 _TIMEOUT: Final = 10.0
@@ -185,7 +190,7 @@ class PeerVerifier:
             return (f"not signed: peer {self._peer.name} serves signed objects only"
                     " (cx-sig v1)")
         if not self._known(entry.kid):
-            self._refresh()
+            self.refresh()
         try:
             self._check(obj)
         except (SignatureError, InvalidObject) as e:
@@ -237,8 +242,9 @@ class PeerVerifier:
             return False
         return True
 
-    def _refresh(self) -> None:
-        """Fetch the peer's registry again (bounded); keep it only if it verifies."""
+    def refresh(self) -> None:
+        """Fetch the peer's registry again, at most once per ``refresh_seconds``; keep it
+        only if it verifies against the pins (otherwise log why and keep the old one)."""
         url = self._peer.registry_url
         if url is None or time.monotonic() < self._next_refresh:
             return
@@ -265,4 +271,8 @@ def verifier_for(node: Peers, trust_name: str) -> PeerVerifier:
         StorageError: The database failed.
     """
     peer = node.peer(trust_name)
-    return PeerVerifier(node, peer, node.peer_registry(peer))
+    verifier = PeerVerifier(node, peer, node.peer_registry(peer))
+    if peer.fetched_at is None or now_micros() - peer.fetched_at > REGISTRY_MAX_AGE * 1e6:
+        # a key the peer revoked or retired since: learnt at the start of each pull
+        verifier.refresh()
+    return verifier

@@ -1,0 +1,303 @@
+"""Federation between two real exchange nodes (issue 20 items 2 and 3).
+
+Two ``exchange serve`` children on loopback, each with its own home: PK (PK-CERT's node,
+under a policy whose agreement lets peer exchanges carry every level, so that what
+decides AMBER+STRICT and RED is whom the peer serves) and UZ (UZ-CERT's node, under the
+shipped policy). The operators' steps go through the CLI (``exchange peer add``,
+``peer trust``, ``peer list``); the peer pulls with taxii2-client, as a peer node does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+from taxii2client.v21 import Collection, as_pages
+
+from exchange.cli.demo_federation import (
+    SHIPPED_POLICIES,
+    FedNode,
+    build_node,
+    disclosures_to,
+    federate,
+    publish,
+    serve,
+    signed_indicators,
+)
+from exchange.cli.main import main
+from exchange.feeds.peers import verifier_for
+from exchange.model.objects import Tlp
+from exchange.model.tlp import TLP2_IDS
+from exchange.node.base import now_micros
+from exchange.node.derive import PROVENANCE_SOURCE
+from exchange.node.keyring import register_key, revoke_key
+from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
+from exchange.signing.cxsig import sign_object
+from exchange.signing.keys import generate
+from tests.integration.conftest import free_port
+
+LEVELS = ("clear", "green", "amber", "amber+strict")
+
+
+def cli(home: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["--home", str(home), *args],
+                                env={"EXCHANGE_SERVER_SECRET": None, "EXCHANGE_API_KEY": None})
+    return result.exit_code, result.stdout, result.stderr
+
+
+@dataclass
+class Pair:
+    pk: FedNode
+    uz: FedNode
+    keys: Path
+    ids: dict[str, str] = field(default_factory=dict)  # label -> object id at PK
+
+    def key(self, name: str) -> str:
+        return (self.keys / name).read_text(encoding="utf-8").strip()
+
+    def peer_pull(self, account: str) -> list[dict[str, Any]]:
+        """Everything PK serves the peer account ``account`` in jwg (taxii2-client)."""
+        collection = Collection(self.pk.url("jwg"), user=account, password=self.key(account))
+        out: list[dict[str, Any]] = []
+        for envelope in as_pages(collection.get_objects, per_request=2):
+            out += envelope.get("objects", [])
+        return out
+
+
+def _open_peer_policy(tmp: Path) -> Path:
+    """The shipped policies, with the agreement's re-share rules letting peer exchanges
+    carry every level (then only whom the peer serves decides AMBER+STRICT and RED)."""
+    target = tmp / "policies"
+    shutil.copytree(SHIPPED_POLICIES, target)
+    agreement = target / "agreements" / "uz-pk-jwg-2026.yaml"
+    text = agreement.read_text(encoding="utf-8")
+    shipped = "peer_exchanges: [clear, green]"
+    assert shipped in text
+    agreement.write_text(text.replace(
+        shipped, "peer_exchanges: [clear, green, amber, amber+strict, red]"), encoding="utf-8")
+    return target
+
+
+def red_for(node: FedNode, recipient: str) -> dict[str, Any]:
+    """A signed TLP:RED indicator of the node's CERT naming ``recipient``."""
+    [obj] = signed_indicators(node, 1, seed=hash(recipient) % 1000, tlp=Tlp.GREEN)
+    obj = {k: v for k, v in obj.items() if k != "extensions"}
+    obj["object_marking_refs"] = [TLP2_IDS[Tlp.RED]]
+    obj["extensions"] = {RED_RECIPIENTS_EXTENSION_ID: {
+        "extension_type": "property-extension",
+        "recipients": [node.exchange.store.find_org(recipient).identity_id]}}
+    return sign_object(obj, node.signing)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    tmp = tmp_path_factory.mktemp("federation")
+    pk = build_node(tmp / "pk", name="pk", org="PK-CERT", peer_org="UZ-CERT",
+                    policy_dir=_open_peer_policy(tmp), config="cache_seconds = 1\n")
+    uz = build_node(tmp / "uz", name="uz", org="UZ-CERT", peer_org="PK-CERT",
+                    config="cache_seconds = 1\n")
+    keys = tmp / "handed-over"
+    keys.mkdir(mode=0o700)
+    p = Pair(pk, uz, keys)
+    try:
+        for home, name, org in [(pk.home, "uz-node", "UZ-CERT"), (pk.home, "soc-node", "UZ-SOC"),
+                                (uz.home, "pk-node", "PK-CERT")]:
+            code, out, err = cli(home, "peer", "add", name, "--serves", org, "--key-out",
+                                 str(keys / name), "--json")
+            assert code == 0, err
+            assert json.loads(out)["serves"] == org
+            assert p.key(name) not in out  # the key goes to the file only
+            assert (keys / name).stat().st_mode & 0o777 == 0o600
+        serve(pk, free_port())
+        serve(uz, free_port())
+        published = {level: signed_indicators(pk, 1, seed=n, tlp=Tlp(level))[0]
+                     for n, level in enumerate(LEVELS)}
+        published["red-uz"] = red_for(pk, "UZ-CERT")
+        published["red-soc"] = red_for(pk, "UZ-SOC")
+        publish(pk, list(published.values()))
+        p.ids = {label: obj["id"] for label, obj in published.items()}
+        yield p
+    finally:
+        pk.close()
+        uz.close()
+
+
+def _trust_pk(pair: Pair) -> None:
+    if pair.uz.exchange.store.peer_trust("pk") is None:
+        code, _, err = cli(pair.uz.home, "peer", "trust", "pk", "--registry-url",
+                           f"{pair.pk.base}/cx/cx/registry/signed/", "--fingerprint",
+                           pair.pk.exchange.node_key().kid, "--api-key-file",
+                           str(pair.keys / "uz-node"))
+        assert code == 0, err
+
+
+def test_trust_pins_only_the_fingerprint_read_out_of_band(pair: Pair, tmp_path: Path) -> None:
+    url = f"{pair.pk.base}/cx/cx/registry/signed/"
+    key_file = str(pair.keys / "uz-node")
+    wrong = pair.uz.exchange.node_key().kid  # a real node key, but not PK's
+    code, _, err = cli(pair.uz.home, "peer", "trust", "pk-wrong", "--registry-url", url,
+                       "--fingerprint", wrong, "--api-key-file", key_file)
+    assert code == 1
+    assert "not signed by any of the fingerprints" in err
+    code, out, err = cli(pair.pk.home, "peer", "fingerprint", "--json")
+    assert code == 0, err
+    fingerprint = json.loads(out)["fingerprint"]
+    assert fingerprint == pair.pk.exchange.node_key().kid
+    assert pair.uz.exchange.store.peer_trust("pk-wrong") is None  # nothing stored
+    # the signed registry as PK's operator would send it as a file, then altered in transit
+    body = requests.get(url, timeout=10, headers={
+        "Authorization": f"Bearer {pair.key('uz-node')}",
+        "Accept": "application/taxii+json;version=2.1"}).content
+    envelope = json.loads(body)
+    payload = base64.b64decode(envelope["payload"]).replace(b"PK-CERT", b"XK-CERT")
+    envelope["payload"] = base64.b64encode(payload).decode()
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(envelope), encoding="utf-8")
+    code, _, err = cli(pair.uz.home, "peer", "trust", "pk-file", "--registry-file",
+                       str(altered), "--fingerprint", fingerprint)
+    assert code == 1
+    assert "does not verify" in err
+    intact = tmp_path / "intact.json"
+    intact.write_bytes(body)
+    code, out, err = cli(pair.uz.home, "peer", "trust", "pk-file", "--registry-file",
+                         str(intact), "--fingerprint", fingerprint, "--json")
+    assert code == 0, err
+    assert json.loads(out)["pins"] == [fingerprint]
+    assert "PK-CERT" in json.loads(out)["owners"]
+
+    _trust_pk(pair)
+    code, out, err = cli(pair.uz.home, "peer", "list", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert {t["name"] for t in listed["trusted"]} == {"pk", "pk-file"}
+    assert listed["served"] == [{"account": "pk-node", "serves": "PK-CERT", "disabled": False}]
+    code, _, err = cli(pair.uz.home, "peer", "untrust", "pk-file")
+    assert code == 0, err
+    assert pair.uz.exchange.store.peer_trust("pk-file") is None
+
+
+def test_a_peer_receives_what_its_served_organisation_may_and_each_is_a_disclosure(
+        pair: Pair) -> None:
+    ids = pair.ids
+    to_uz = {o["id"] for o in pair.peer_pull("uz-node")}
+    # UZ-CERT is a party (AMBER+STRICT) and named on one RED object, not on the other
+    assert to_uz == {ids[x] for x in ("clear", "green", "amber", "amber+strict", "red-uz")}
+    copies = pair.peer_pull("soc-node")
+    # UZ-SOC is a constituent (never AMBER+STRICT) and named on the other RED object; it
+    # receives the agreement's redacted copies (node-signed, naming their originals)
+    assert {original_of(o) for o in copies} == {
+        ids[x] for x in ("clear", "green", "amber", "red-soc")}
+
+    sent = [(channel, account, d.object_id, d.rule)
+            for channel, account, d in disclosures_to(pair.pk, "UZ-CERT")]
+    assert {oid for _, _, oid, _ in sent} == to_uz
+    assert {(channel, account) for channel, account, _, _ in sent} == {
+        ("peer:get_objects", "uz-node")}
+    rules = {oid: rule for _, _, oid, rule in sent}
+    assert rules[ids["red-uz"]] == "tlp-red-named"
+    assert rules[ids["amber+strict"]].startswith("tlp-amber-strict-party")
+
+    _trust_pk(pair)
+    verifier = verifier_for(pair.uz.exchange, "pk")
+    pulled = pair.peer_pull("uz-node") + copies  # signed by PK-CERT, and by PK's node
+    assert [verifier.verify(o) for o in pulled] == [None] * len(pulled)
+
+
+def original_of(obj: dict[str, Any]) -> str:
+    """The id of the original a derived copy names, else the object's own."""
+    for ref in obj.get("external_references", []):
+        if ref.get("source_name") == PROVENANCE_SOURCE:
+            return str(ref["external_id"])
+    return str(obj["id"])
+
+
+def test_tampered_or_unknown_or_revoked_signatures_are_refused_and_never_stored(
+        pair: Pair) -> None:
+    _trust_pk(pair)
+    verifier = verifier_for(pair.uz.exchange, "pk")
+    [green] = [o for o in pair.peer_pull("uz-node") if o["id"] == pair.ids["green"]]
+    tampered = {**green, "pattern": "[domain-name:value = 'innocent.example']"}
+    assert "does not verify" in (verifier.verify(tampered) or "")
+    stranger = sign_object({k: v for k, v in green.items() if k != "extensions"},
+                           generate("Ed25519"))
+    before = verifier.refreshes
+    assert "is not registered" in (verifier.verify(stranger) or "")
+    assert verifier.refreshes == before + 1  # fetched the registry again, once
+    assert "is not registered" in (verifier.verify(stranger) or "")
+    assert verifier.refreshes == before + 1  # bounded: not again within the interval
+
+    # PK-CERT signs with a second key, then PK revokes it as compromised
+    second = generate("Ed25519")
+    register_key(pair.pk.exchange.store, "PK-CERT", second.public_pem())
+    pair.pk.signing, first = second, pair.pk.signing
+    try:
+        [doomed] = signed_indicators(pair.pk, 1, seed=77, tlp=Tlp.GREEN)
+        time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
+        publish(pair.pk, [doomed])
+    finally:
+        pair.pk.signing = first
+    revoke_key(pair.pk.exchange.store, second.kid, now_micros())
+    report = federate(pair.uz, pair.pk, peer_name="pk", user="uz-node",
+                      key_file=pair.keys / "uz-node")
+    assert "revoked" in report.refused[doomed["id"]]
+    uz_ids = {o["id"] for o in pull_local(pair.uz)}
+    assert doomed["id"] not in uz_ids
+    assert pair.ids["green"] in uz_ids
+
+
+def pull_local(node: FedNode) -> list[dict[str, Any]]:
+    """What the node's analyst reads from its own jwg (taxii2-client)."""
+    collection = Collection(node.url("jwg"), user=node.analyst, password=node.keys[node.analyst])
+    out: list[dict[str, Any]] = []
+    for envelope in as_pages(collection.get_objects, per_request=100):
+        out += envelope.get("objects", [])
+    return out
+
+
+def test_nothing_that_came_from_a_peer_loops_back_to_it_over_two_cycles(pair: Pair) -> None:
+    _trust_pk(pair)
+    uz, pk = pair.uz, pair.pk
+    first = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
+    # UZ (shipped policy) imported what PK served it, contributed by PK-CERT
+    assert pair.ids["green"] in {o["id"] for o in pull_local(uz)}
+    if pk.exchange.store.peer_trust("uz") is None:
+        code, _, err = cli(pk.home, "peer", "trust", "uz", "--registry-url",
+                           f"{uz.base}/cx/cx/registry/signed/", "--fingerprint",
+                           uz.exchange.node_key().kid, "--api-key-file",
+                           str(pair.keys / "pk-node"))
+        assert code == 0, err
+    own_ids: list[str] = []
+    cursor_uz: str | None = first.last_added
+    cursor_pk: str | None = None
+    for cycle in range(2):
+        [own] = signed_indicators(uz, 1, seed=100 + cycle, tlp=Tlp.GREEN)
+        publish(uz, [own])
+        own_ids.append(own["id"])
+        # PK changes one of its indicators: a new version UZ imports
+        [again] = signed_indicators(pk, 1, seed=200 + cycle, tlp=Tlp.GREEN)
+        publish(pk, [again])
+        forth = federate(uz, pk, peer_name="pk", user="uz-node",
+                         key_file=pair.keys / "uz-node", added_after=cursor_uz)
+        assert forth.imported >= 1, forth
+        cursor_uz = forth.last_added or cursor_uz
+        back = federate(pk, uz, peer_name="uz", user="pk-node",
+                        key_file=pair.keys / "pk-node", added_after=cursor_pk)
+        cursor_pk = back.last_added or cursor_pk
+        assert back.refused == {}
+        assert back.received == 1, back  # UZ-CERT's own, nothing of PK-CERT's
+        # a full pull from the start: still only UZ-CERT's own
+        served = [o["id"] for o in Collection(
+            uz.url("jwg"), user="pk-node", password=pair.key("pk-node")).get_objects()[
+                "objects"]]
+        assert sorted(served) == sorted(own_ids)
+    served_to_pk = disclosures_to(uz, "PK-CERT")
+    assert {d.producer_org for _, _, d in served_to_pk} == {"UZ-CERT"}

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from taxii2client.v21 import as_pages
 
+from exchange.errors import RemoteError
 from exchange.feeds.peers import PeerVerifier
 from exchange.member.client import Connection
 from exchange.model.objects import Principal
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 PAGE: Final = 1000
 #: Pages at most per pull (a bound on the loop; 10 million objects).
 MAX_PAGES: Final = 10_000
+#: The longest wait for one page (the client's own timeout is shorter).
+_FETCH_TIMEOUT: Final = 300.0
 
 
 @dataclass
@@ -83,7 +88,7 @@ def adopt_peer_keys(node: Exchange, keys: TrustedKeys, org: str) -> int:
     return added
 
 
-def _pages(url: str, user: str, api_key: str, added_after: str | None
+def _fetch(url: str, user: str, api_key: str, added_after: str | None
            ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
     connection = Connection(user, api_key)
     collection = connection.collection(url)
@@ -91,9 +96,53 @@ def _pages(url: str, user: str, api_key: str, added_after: str | None
     for n, envelope in enumerate(as_pages(collection.get_objects, per_request=PAGE,
                                           **filters)):
         if n >= MAX_PAGES:
-            raise RuntimeError(f"more than {MAX_PAGES} pages from {url}")
+            raise RemoteError(f"more than {MAX_PAGES} pages from {url}")
         yield list(envelope.get("objects", [])), connection.last_headers.get(
             "X-TAXII-Date-Added-Last")
+
+
+def _pages(url: str, user: str, api_key: str, added_after: str | None
+           ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+    """The peer's pages, the next one fetched while the caller works on this one (the
+    peer's CPU and ours overlap); a failure of the fetch is raised here, in order."""
+    pages: queue.Queue[tuple[list[dict[str, Any]], str | None] | BaseException | None] = (
+        queue.Queue(maxsize=1))
+    stop = threading.Event()
+
+    def put(item: tuple[list[dict[str, Any]], str | None] | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                pages.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def run() -> None:
+        try:
+            for page in _fetch(url, user, api_key, added_after):
+                if not put(page):
+                    return
+        except Exception as e:  # noqa: BLE001 (handed to the caller, raised there)
+            put(e)
+            return
+        put(None)
+
+    fetcher = threading.Thread(target=run, name="peer-pull-fetch", daemon=True)
+    fetcher.start()
+    try:
+        while True:
+            item = pages.get(timeout=_FETCH_TIMEOUT)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    except queue.Empty:
+        raise RemoteError(f"no page from {url} within {_FETCH_TIMEOUT:.0f} s") from None
+    finally:
+        stop.set()
+        fetcher.join(timeout=_FETCH_TIMEOUT)
 
 
 def pull_from_peer(node: Exchange, verifier: PeerVerifier, *, url: str, user: str,

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -450,11 +452,44 @@ def verify_object(obj: Mapping[str, Any], resolve: KeyResolver) -> VerifiedSigna
             raise SignatureError(
                 f"algorithm mismatch: the signature claims {entry.alg}, key {key.kid} is {key.alg}"
             )
-        signed_bytes = canonical(without_signature(obj))
-        key.verify(pae(PAYLOAD_TYPE, signed_bytes), entry.signature)
+        unsigned = without_signature(obj)
+        memo = _memo_key(unsigned, entry)
+        signed_bytes = _VERIFIED.get(memo) if memo is not None else None
+        if signed_bytes is None:
+            signed_bytes = canonical(unsigned)
+            key.verify(pae(PAYLOAD_TYPE, signed_bytes), entry.signature)
+            if memo is not None:
+                if len(_VERIFIED) >= _VERIFIED_SIZE:
+                    _VERIFIED.clear()
+                _VERIFIED[memo] = signed_bytes
     except SignatureError as e:
         raise SignatureError(f"{label}: {e.reason}") from None
     return VerifiedSignature(entry.kid, entry.alg, entry.signed_at, signed_bytes)
+
+
+#: Signatures this process verified: (key id, signature, digest of the signed JSON value)
+#: -> the signed bytes. The same object verified twice in a row (a peer's object checked
+#: against the peer's registry, then by the node's own ingest) costs one RFC 8785
+#: canonicalisation and one signature check. Only successes are kept; the entry names the
+#: key by its id, which is the digest of the key itself (the resolver's key was checked
+#: to have that id), so a hit means this very key verified this very value. Owner and
+#: time binding stay with the caller, every time.
+_VERIFIED: dict[tuple[str, bytes, bytes], bytes] = {}
+_VERIFIED_SIZE = 50_000
+
+
+def _memo_key(unsigned: Mapping[str, Any], entry: SignatureEntry
+              ) -> tuple[str, bytes, bytes] | None:
+    """The memo key of a signature over a value: a digest of the value written out
+    deterministically (sorted keys, every value in its exact JSON form), or None when it
+    cannot be written so (it is then verified the long way, which reports why)."""
+    try:
+        text = json.dumps(unsigned, sort_keys=True, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":"))
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return (entry.kid, entry.signature, digest)
 
 
 def check_unsigned_entry(payload: Mapping[str, Any]) -> tuple[Algorithm, KeyId]:

@@ -1,0 +1,101 @@
+"""``exchange demo --federation`` as a new user meets it: two nodes, a pull, its proof.
+
+The demo runs as a child process from the project root on free loopback ports with a
+temporary home; every command it prints runs as pasted (``bash -c`` in the project root,
+no ``EXCHANGE_*`` variable); SIGINT (Ctrl-C) stops both nodes and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from exchange.cli.demo_federation import GUIDE_END
+from tests.integration.conftest import free_port
+from tests.integration.test_demo import PROJECT, _demo_env, _pump, paste
+
+STARTUP_SECONDS = 180
+
+
+def _two_free_ports() -> int:
+    for _ in range(20):
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    pytest.fail("no two consecutive free ports")
+
+
+def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Path) -> None:
+    port = _two_free_ports()
+    home = tmp_path / "federation"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "--home", str(home), "demo", "--federation",
+         "--port", str(port)],
+        cwd=PROJECT, env=_demo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    lines: list[str] = []
+    stderr: list[str] = []
+    sink: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, sink), daemon=True).start()
+    threading.Thread(target=lambda: stderr.extend(proc.stderr or []), daemon=True).start()
+    try:
+        while True:
+            try:
+                line = sink.get(timeout=STARTUP_SECONDS)
+            except queue.Empty:
+                pytest.fail(f"no guide within {STARTUP_SECONDS} s: {lines}")
+            if line is None:
+                proc.wait(timeout=30)
+                pytest.fail(f"the demo exited with {proc.returncode}: {''.join(stderr)}")
+            lines.append(line.rstrip("\n"))
+            if lines[-1] == GUIDE_END:
+                break
+        text = "\n".join(lines)
+        assert "3 received, 3 imported, 0 refused" in text
+        assert "signed by the author PK-CERT" in text
+        [verified] = [x for x in lines if x.startswith("at UZ")]
+        found = re.search(r": valid\s+(indicator--\S+)\s+signed by the author PK-CERT", verified)
+        assert found, verified
+        disclosed = [x for x in lines if x.strip().startswith("peer:get_objects")]
+        assert len(disclosed) == 3
+        assert all(" uz-node " in x and "TLP:GREEN" in x for x in disclosed)
+        assert found.group(1) in text.split("disclosures to UZ-CERT:")[1]
+        assert "1 received (UZ-CERT's own indicator" in text
+
+        commands = [x[4:] for x in lines if x.startswith("    ") and not x.startswith("     ")]
+        assert len(commands) == 5
+        user_home = tmp_path / "user"
+        user_home.mkdir()
+        for command in commands:
+            done = paste(command, user_home)
+            assert done.returncode == 0, (command, done.stderr)
+        listed = paste(commands[0].replace("peer list", "peer list --json"), user_home)
+        trusted = json.loads(listed.stdout)["trusted"]
+        assert [t["name"] for t in trusted] == ["pk"]
+        registry = paste(commands[4], user_home).stdout
+        assert json.loads(registry)["payloadType"].startswith(
+            "application/vnd.cti-exchange.member-registry+json")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+                pytest.fail("the demo did not stop within 60 s of SIGINT")
+    assert proc.returncode == 0, "".join(stderr)
+    assert "federation demo stopped" in "".join(stderr)

@@ -143,9 +143,13 @@ class Peers(NodeBase):
 
         Raises:
             SignatureError: It does not; the previous registry stays.
+            NotFound: The peer was untrusted or pinned again meanwhile (nothing kept).
             StorageError: The database failed.
         """
         keys = open_signed_registry(envelope, dict(trust.pins), limits=self.limits)
+        current = self.store.peer_trust(trust.name)
+        if current is None or current.pins != trust.pins:
+            raise NotFound(f"peer {trust.name} was untrusted or pinned again meanwhile")
         fresh = PeerTrust(name=trust.name, pins=trust.pins, registry_url=trust.registry_url,
                           api_key_file=trust.api_key_file, registry=envelope,
                           fetched_at=now_micros(), created_at=trust.created_at)

@@ -1,0 +1,105 @@
+"""Peer trust on one node: pins, kept registries, refusals; what a peer account reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.config import load_settings
+from exchange.errors import NotFound, SignatureError
+from exchange.feeds.peers import PeerVerifier, verifier_for
+from exchange.model.objects import AccountId, OrgId, Principal, Role, StixId
+from exchange.node.base import channel_of
+from exchange.node.service import Exchange, init_home
+from exchange.signing.cxsig import sign_object
+from exchange.signing.published import PublishedKey, registry_document
+from exchange.signing.signed_registry import sign_registry
+from exchange.storage import open_store
+from exchange.storage.base import ObjectQuery
+from tests.unit.signing.helpers import fixed_key, indicator
+from tests.unit.signing.published_keys import DOCUMENT, KEYS, NODE, NODE_KEY, UZ, rec
+
+NEXT_NODE_KEY = fixed_key("Ed25519", 9)
+SIGNED = sign_registry(DOCUMENT, NODE_KEY).encode()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Exchange]:
+    init_home(load_settings(tmp_path, env={}))
+    settings = load_settings(tmp_path, env={})
+    store = open_store(settings)
+    ex = Exchange(settings, store)
+    yield ex
+    ex.audit.drain()
+    store.close()
+
+
+def test_trust_keeps_the_pin_and_the_registry_and_refuses_other_signers(node: Exchange) -> None:
+    with pytest.raises(SignatureError, match="not signed by any of the fingerprints"):
+        node.trust_peer("pk", SIGNED, [UZ.kid])
+    assert node.store.peer_trust("pk") is None
+    trust, keys = node.trust_peer("pk", SIGNED, [NODE_KEY.kid], registry_url=None)
+    assert trust.pins == ((NODE_KEY.kid, NODE_KEY.public_pem()),)
+    assert UZ.kid in {r.kid for r in node.peer_registry(node.peer("pk")).registry}
+    assert len(keys.registry) == len(KEYS)
+    # a registry signed by another key never replaces the kept one
+    with pytest.raises(SignatureError, match="not a pinned node key"):
+        node.refresh_peer_registry(trust, sign_registry(DOCUMENT, UZ).encode())
+    assert node.peer("pk").registry == SIGNED
+    node.untrust_peer("pk")
+    with pytest.raises(NotFound):
+        node.peer("pk")
+    with pytest.raises(NotFound):
+        node.refresh_peer_registry(trust, SIGNED)  # untrusted meanwhile: nothing kept
+    assert node.store.peer_trust("pk") is None
+
+
+def test_the_next_node_key_can_be_pinned_in_advance(node: Exchange) -> None:
+    document = registry_document([*KEYS, PublishedKey(rec(NEXT_NODE_KEY, NODE), "node",
+                                                      "exchange node")], node_identity=NODE)
+    trust, _ = node.trust_peer("pk", sign_registry(document, NODE_KEY).encode(),
+                               [NODE_KEY.kid, NEXT_NODE_KEY.kid])
+    assert {kid for kid, _ in trust.pins} == {NODE_KEY.kid, NEXT_NODE_KEY.kid}
+    rotated = sign_registry(document, NEXT_NODE_KEY).encode()
+    node.refresh_peer_registry(trust, rotated)
+    assert node.peer("pk").registry == rotated
+    with pytest.raises(SignatureError, match="publishes no node key"):
+        node.trust_peer("pk2", SIGNED, [NODE_KEY.kid, UZ.kid])  # UZ's is a member key
+
+
+def test_the_verifier_accepts_registered_signers_and_refuses_the_rest(node: Exchange) -> None:
+    node.trust_peer("pk", SIGNED, [NODE_KEY.kid])
+    verifier = verifier_for(node, "pk")
+    assert isinstance(verifier, PeerVerifier)
+    good = sign_object(indicator(), UZ)
+    assert verifier.verify(good) is None
+    assert verifier.verify({**good, "name": "changed"}) is not None
+    assert "not signed" in (verifier.verify(indicator()) or "")
+    stranger = sign_object(indicator(), fixed_key("Ed25519", 42))
+    assert "is not registered" in (verifier.verify(stranger) or "")
+    assert verifier.refreshes == 0  # no URL to fetch from: nothing fetched
+    tlp = {"type": "marking-definition", "spec_version": "2.1",
+           "id": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+           "created": "2022-10-01T00:00:00.000Z", "name": "TLP:GREEN",
+           "extensions": {}}
+    assert verifier.verify(tlp) is None  # the standard TLP definitions are never signed
+
+
+def test_a_peer_account_reads_on_channel_peer_and_never_its_own_organisations_rows(
+        node: Exchange) -> None:
+    peer = Principal(AccountId("a"), "uz-node", OrgId("org-uz"), "UZ-CERT",
+                     StixId("identity--05f58713-053b-5b2c-b92a-050f448178b8"), Role.PEER)
+    reader = Principal(AccountId("b"), "uz-reader", OrgId("org-uz"), "UZ-CERT",
+                       StixId("identity--05f58713-053b-5b2c-b92a-050f448178b8"), Role.CONSUMER)
+    assert channel_of(peer, "taxii") == "peer"
+    assert channel_of(peer, "feed") == "feed"
+    assert channel_of(reader, "taxii") == "taxii"
+    base = ObjectQuery(collection_id="c")  # type: ignore[arg-type]
+    as_peer = node.visibility(peer, base)
+    assert as_peer.own_org is None
+    assert as_peer.exclude_producer == "org-uz"
+    assert "amber+strict" not in (as_peer.visible_tlps or ())
+    as_reader = node.visibility(reader, base)
+    assert (as_reader.own_org, as_reader.exclude_producer) == ("org-uz", None)

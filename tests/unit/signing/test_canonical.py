@@ -14,8 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+import rfc8785
 import stix2
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.errors import InvalidObject
@@ -194,6 +195,42 @@ def test_canonical_is_a_fixed_point_of_parsing(value: Any) -> None:
     assert canonical(json.loads(data)) == data
     if isinstance(value, dict):  # member order of the input never matters
         assert canonical(dict(reversed(list(value.items())))) == data
+
+
+_ANY_CHAR = st.characters(exclude_categories=["Cs"])
+_CONTROLS_AND_QUOTES = st.sampled_from(
+    [chr(c) for c in range(0x20)] + ['"', "\\", "/", "\x7f", "\u2028", "\u2029", "\ufeff",
+                                     "\U0001f600", "\ue000", "\uffff", "é"])
+
+
+@settings(max_examples=500)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**53) + 1, 2**53 - 1)
+        | st.text(_ANY_CHAR)
+        | st.text(_CONTROLS_AND_QUOTES),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.text(_ANY_CHAR, max_size=5) | st.text(_CONTROLS_AND_QUOTES,
+                                                                      max_size=3),
+                              inner, max_size=5)
+        ),
+        max_leaves=25,
+    )
+)
+def test_the_fast_encoder_writes_exactly_what_rfc8785_writes(value: Any) -> None:
+    """Plain values (no floats) go through the standard library's C encoder, every other
+    key or value through rfc8785: the bytes must be the same either way."""
+    assert canonical(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1.0}, {"\U0001f600": 1, "\ue000": 2}, {"k": (1, 2)}, [1.5e300], {"é": [True]},
+])
+def test_values_the_fast_encoder_does_not_take_still_match_rfc8785(value: Any) -> None:
+    assert canonical(value) == rfc8785.dumps(value)
 
 
 # --- DSSE PAE -----------------------------------------------------------------------------

@@ -43,7 +43,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -452,44 +451,27 @@ def verify_object(obj: Mapping[str, Any], resolve: KeyResolver) -> VerifiedSigna
             raise SignatureError(
                 f"algorithm mismatch: the signature claims {entry.alg}, key {key.kid} is {key.alg}"
             )
-        unsigned = without_signature(obj)
-        memo = _memo_key(unsigned, entry)
-        signed_bytes = _VERIFIED.get(memo) if memo is not None else None
-        if signed_bytes is None:
-            signed_bytes = canonical(unsigned)
+        signed_bytes = canonical(without_signature(obj))
+        memo = (entry.kid, entry.signature, hashlib.sha256(signed_bytes).digest())
+        if memo not in _VERIFIED:
             key.verify(pae(PAYLOAD_TYPE, signed_bytes), entry.signature)
-            if memo is not None:
-                if len(_VERIFIED) >= _VERIFIED_SIZE:
-                    _VERIFIED.clear()
-                _VERIFIED[memo] = signed_bytes
+            if len(_VERIFIED) >= _VERIFIED_SIZE:
+                _VERIFIED.clear()
+            _VERIFIED.add(memo)
     except SignatureError as e:
         raise SignatureError(f"{label}: {e.reason}") from None
     return VerifiedSignature(entry.kid, entry.alg, entry.signed_at, signed_bytes)
 
 
-#: Signatures this process verified: (key id, signature, digest of the signed JSON value)
-#: -> the signed bytes. The same object verified twice in a row (a peer's object checked
-#: against the peer's registry, then by the node's own ingest) costs one RFC 8785
-#: canonicalisation and one signature check. Only successes are kept; the entry names the
-#: key by its id, which is the digest of the key itself (the resolver's key was checked
-#: to have that id), so a hit means this very key verified this very value. Owner and
-#: time binding stay with the caller, every time.
-_VERIFIED: dict[tuple[str, bytes, bytes], bytes] = {}
-_VERIFIED_SIZE = 50_000
-
-
-def _memo_key(unsigned: Mapping[str, Any], entry: SignatureEntry
-              ) -> tuple[str, bytes, bytes] | None:
-    """The memo key of a signature over a value: a digest of the value written out
-    deterministically (sorted keys, every value in its exact JSON form), or None when it
-    cannot be written so (it is then verified the long way, which reports why)."""
-    try:
-        text = json.dumps(unsigned, sort_keys=True, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":"))
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return (entry.kid, entry.signature, digest)
+#: Signatures this process verified: (key id, signature, SHA-256 of the signed bytes). The
+#: same object verified twice in a row (a peer's object checked against the peer's
+#: registry, then by the node's own ingest) costs one signature check. Only successes are
+#: kept; the key id is the digest of the key itself (the resolver's key was checked to
+#: have that id, and its algorithm to be the entry's), so a hit means this very key
+#: verified this very signature over these very bytes. Owner and time binding stay with
+#: the caller, every time.
+_VERIFIED: set[tuple[str, bytes, bytes]] = set()
+_VERIFIED_SIZE = 100_000
 
 
 def check_unsigned_entry(payload: Mapping[str, Any]) -> tuple[Algorithm, KeyId]:

@@ -43,7 +43,8 @@ from exchange.errors import (
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.base import now_micros
 from exchange.node.peers import Peers
-from exchange.signing.cxsig import signature_of, verify_object
+from exchange.signing.cxsig import verify_object
+from exchange.signing.keys import KeyId, PublicKey
 from exchange.signing.published import TrustedKeys
 from exchange.signing.registry import format_micros
 from exchange.storage.base import PeerTrust
@@ -163,6 +164,7 @@ class PeerVerifier:
         self._refresh_seconds = refresh_seconds
         self._next_refresh = 0.0
         self._owner_cache: tuple[TrustedKeys, frozenset[str]] | None = None
+        self._unknown = False
         #: Registry fetches made (for reports and tests).
         self.refreshes = 0
 
@@ -182,20 +184,26 @@ class PeerVerifier:
         """
         if is_standard_tlp_definition(obj.get("type"), obj.get("id")):
             return None
+        self._unknown = False
         try:
-            entry = signature_of(obj)
-        except SignatureError as e:
-            return e.reason
-        if entry is None:
-            return (f"not signed: peer {self._peer.name} serves signed objects only"
-                    " (cx-sig v1)")
-        if not self._known(entry.kid):
-            self.refresh()
-        try:
+            self._check(obj)
+        except (SignatureError, InvalidObject) as e:
+            if not self._unknown or not self.refresh():
+                return e.reason
+        else:
+            return None
+        try:  # the registry fetched again knows more keys: once more
             self._check(obj)
         except (SignatureError, InvalidObject) as e:
             return e.reason
         return None
+
+    def _resolve(self, kid: KeyId) -> PublicKey:
+        try:
+            return self._keys.registry.resolve(kid)
+        except SignatureError:
+            self._unknown = True
+            raise
 
     def _check(self, obj: Mapping[str, Any]) -> None:
         """Signature, owner binding and key validity (the consumer's checks of
@@ -207,7 +215,7 @@ class PeerVerifier:
             InvalidObject: The object cannot be canonicalised.
         """
         keys = self._keys
-        verified = verify_object(obj, keys.registry.resolve)
+        verified = verify_object(obj, self._resolve)
         record = keys.registry.record(verified.kid)
         signer = record.owner_identity
         creator = obj.get("created_by_ref")
@@ -235,19 +243,13 @@ class PeerVerifier:
             self._owner_cache = owners
         return owners[1]
 
-    def _known(self, kid: str) -> bool:
-        try:
-            self._keys.registry.record(kid)  # type: ignore[arg-type]
-        except SignatureError:
-            return False
-        return True
-
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
         """Fetch the peer's registry again, at most once per ``refresh_seconds``; keep it
-        only if it verifies against the pins (otherwise log why and keep the old one)."""
+        only if it verifies against the pins (otherwise log why and keep the old one).
+        True when a new registry was kept."""
         url = self._peer.registry_url
         if url is None or time.monotonic() < self._next_refresh:
-            return
+            return False
         self._next_refresh = time.monotonic() + self._refresh_seconds
         self.refreshes += 1
         try:
@@ -257,9 +259,10 @@ class PeerVerifier:
         except ExchangeError as e:
             log.warning("peer %s: the registry fetched again was not kept: %s",
                         self._peer.name, e.reason)
-        else:
-            log.info("peer %s: registry fetched again (%d keys)", self._peer.name,
-                     len(self._keys.registry))
+            return False
+        log.info("peer %s: registry fetched again (%d keys)", self._peer.name,
+                 len(self._keys.registry))
+        return True
 
 
 def verifier_for(node: Peers, trust_name: str) -> PeerVerifier:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from exchange.errors import ConfigError, NotFound
-from exchange.model.objects import Tlp
+from exchange.model.objects import Role, Tlp
 from exchange.node.base import NodeBase, now_micros
 from exchange.node.derive import transform_key
 from exchange.policy import (
@@ -89,6 +89,8 @@ class Explaining(NodeBase):
             account = self.store.find_account(name)
             org = orgs[account.org_id]
             account_name, role = account.name, account.role.value
+            if account.role is Role.PEER and channel in ("taxii", "pull"):
+                channel = "peer"  # a peer node's account reads on channel peer
         except NotFound:
             try:
                 org = self.store.find_org(name)
@@ -143,6 +145,12 @@ class Explaining(NodeBase):
                 red_recipients=red_recipients_of(json.loads(row.body)), revoked=row.revoked,
                 date_added=row.date_added, collection_alias=collection.alias or collection.id)
             decision = decide(policy, recipient, meta, now=now)
+            if recipient.role == Role.PEER.value and meta.producer_org_name == recipient.org_name:
+                # the node's read filter, not a policy rule (NodeBase.visibility)
+                decision = replace(decision, allowed=False, rule="deny-peer-loop-back",
+                                   reason=f"{recipient.org_name} contributed {meta.id}: a peer"
+                                          " node never receives back what came from it",
+                                   transforms=())
             out.append(Explanation(collection, meta, recipient, decision))
         if not out:
             entry = self.store.original_of(object_id)

@@ -205,6 +205,13 @@ def test_a_peer_receives_what_its_served_organisation_may_and_each_is_a_disclosu
     rules = {oid: rule for _, _, oid, rule in sent}
     assert rules[ids["red-uz"]] == "tlp-red-named"
     assert rules[ids["amber+strict"]].startswith("tlp-amber-strict-party")
+    # the operator's explanation agrees: channel peer, and why
+    for label, allowed in [("amber+strict", True), ("red-soc", False)]:
+        code, out, err = cli(pair.pk.home, "policy", "explain", ids[label], "--recipient",
+                             "uz-node", "--json")
+        assert code == 0, err
+        [explained] = json.loads(out)
+        assert (explained["channel"], explained["allowed"]) == ("peer", allowed), explained
 
     _trust_pk(pair)
     verifier = verifier_for(pair.uz.exchange, "pk")
@@ -301,3 +308,8 @@ def test_nothing_that_came_from_a_peer_loops_back_to_it_over_two_cycles(pair: Pa
         assert sorted(served) == sorted(own_ids)
     served_to_pk = disclosures_to(uz, "PK-CERT")
     assert {d.producer_org for _, _, d in served_to_pk} == {"UZ-CERT"}
+    code, out, err = cli(uz.home, "policy", "explain", pair.ids["green"], "--recipient",
+                         "pk-node", "--json")
+    assert code == 0, err
+    [explained] = json.loads(out)
+    assert (explained["allowed"], explained["rule"]) == (False, "deny-peer-loop-back")

@@ -33,6 +33,8 @@ taxii2-client and imports what it reads into the source's local collection:
   refuses to run. The publish records (channel ``taxii:pull``, account
   ``taxii-source-<name>`` of the organisation, created on first use without an API key)
   are this node's attestation of the import.
+* **Known server defects** tolerated for vendor sources, each named in the run's
+  message: ``spec_version`` equal to the object's type (:data:`SPEC_VERSION_NOTE`).
 * **Refusals** are counted (``refused``) with a stable rule and a reason each
   (:class:`Refusal`), kept in the state for ``sync status``.
 
@@ -119,6 +121,12 @@ MAX_PAGES: Final = 10_000
 #: Ids per store query.
 _CHUNK: Final = 200
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
+#: OpenTAXII 0.9.3 writes each object's type as its ``spec_version`` in Get Objects
+#: answers (its server.py); a vendor object so marked is read as STIX 2.1, the version a
+#: TAXII 2.1 collection of that server accepts, and the run says so. A peer's objects are
+#: never changed (their signatures cover every byte).
+SPEC_VERSION_NOTE: Final = ("the server writes each object's type as its spec_version"
+                            " (an OpenTAXII 0.9.3 defect); read as STIX 2.1")
 
 
 class ObjectVerifier(Protocol):
@@ -336,7 +344,8 @@ class _Translated:
         if isinstance(error, requests.Timeout):
             raise ExchangeError(f"source {name!r}: no answer within"
                                 f" {self.source.timeout:g} s") from None
-        if isinstance(error, requests.ConnectionError):
+        if isinstance(error, requests.ConnectionError | requests.exceptions.ChunkedEncodingError
+                      | requests.exceptions.ContentDecodingError):
             raise ExchangeError(f"source {name!r}: cannot connect or the connection broke"
                                 f" ({type(error).__name__})") from None
         if isinstance(error, taxii_errors.TAXIIServiceException | ValueError):
@@ -540,6 +549,11 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
     checked: list[_Candidate] = []
     for raw in objects:
         object_id = str(raw.get("id")) if isinstance(raw, Mapping) else "(not an object)"
+        if ctx.source.kind is Kind.VENDOR and isinstance(raw, Mapping) and \
+                raw.get("type") is not None and raw.get("spec_version") == raw.get("type"):
+            raw = {**raw, "spec_version": "2.1"}
+            if SPEC_VERSION_NOTE not in report.notes:
+                report.notes.append(SPEC_VERSION_NOTE)
         try:
             checked.append(_check(ctx, raw, owner, registered, custom_rule))
         except ExchangeError as e:

@@ -547,7 +547,8 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
     custom_rule = node.custom_content_rule(collection, policy)
     registered = node.registered_identities()
     checked: list[_Candidate] = []
-    for raw in objects:
+    for received in objects:
+        raw = received
         object_id = str(raw.get("id")) if isinstance(raw, Mapping) else "(not an object)"
         if ctx.source.kind is Kind.VENDOR and isinstance(raw, Mapping) and \
                 raw.get("type") is not None and raw.get("spec_version") == raw.get("type"):

@@ -14,6 +14,7 @@ source's organisation and local collection against the node.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,12 +33,29 @@ from exchange.node.base import now_micros
 from exchange.node.service import Exchange
 from exchange.storage.base import SourceState
 
-__all__ = ["MAX_REASONS", "load_node_sources", "run_source", "source_named"]
+__all__ = ["MAX_REASONS", "PEERS_MODULE", "default_verifier_for", "load_node_sources",
+           "run_source", "source_named"]
 
 log = logging.getLogger(__name__)
 
 #: Refusals kept in the stored state per run (the counts always cover all of them).
 MAX_REASONS = 1000
+#: Where the pinned-peer verifier lives (``verifier_for(node, trust_name)``), when this
+#: installation has federation.
+PEERS_MODULE = "exchange.feeds.peers"
+
+
+def default_verifier_for() -> VerifierFor | None:
+    """The pinned-peer verifier of :data:`PEERS_MODULE`, or None when it is not there (a
+    peer source then refuses to run, saying why)."""
+    try:
+        module = importlib.import_module(PEERS_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != PEERS_MODULE:
+            raise
+        return None
+    found: VerifierFor | None = getattr(module, "verifier_for", None)
+    return found
 
 
 def load_node_sources(settings: Settings) -> tuple[TaxiiSource, ...]:

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from exchange.cli.main import main
 from exchange.config import load_settings
 from exchange.feeds.ingest import Outcome
 from exchange.feeds.run import load_node_sources, run_source, source_named
-from exchange.feeds.sources import TaxiiSource
+from exchange.feeds.sources import Kind, TaxiiSource
 from exchange.member.generate import generate_indicators, identity_id_for
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
@@ -256,4 +259,69 @@ def test_a_wrong_password_is_auth_failed_and_stores_nothing(medallion: TaxiiServ
     assert state is not None
     assert state.outcome == "auth-failed"
     assert state.cursor is None
+    h.store.close()
+
+
+def test_sync_run_and_status_show_a_source_as_an_operator_sees_it(
+        medallion: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", medallion)
+    h.store.close()
+    runner = CliRunner()
+    run = runner.invoke(main, ["--home", str(h.settings.home), "sync", "run", "vendor"],
+                        env={"EXCHANGE_SERVER_SECRET": None})
+    assert run.exit_code in (0, 1), run.output
+    first = run.stdout.splitlines()
+    assert first[0] in ("source vendor: ok", "source vendor: partial")
+    assert first[1].startswith("  created ")
+    status = runner.invoke(main, ["--home", str(h.settings.home), "sync", "status"],
+                           env={"EXCHANGE_SERVER_SECRET": None})
+    assert status.exit_code == 0, status.output
+    lines = status.stdout.splitlines()
+    at = lines.index("TAXII sources:")
+    assert lines[at + 1].startswith("vendor (TAXII source): ")
+    assert ", next run not scheduled" in lines[at + 1]
+    assert lines[at + 3].startswith("  cursor: 20")
+    assert lines[at + 3].endswith("paging: next")
+    data = json.loads(runner.invoke(
+        main, ["--home", str(h.settings.home), "sync", "status", "--json"],
+        env={"EXCHANGE_SERVER_SECRET": None}).stdout)
+    (row,) = data["sources"]
+    assert row["counts"]["created"] >= 300
+    assert row["counts"]["refused"] == len(row["reasons"])
+    assert all(r["reason"] for r in row["reasons"])
+    assert medallion.password not in status.stdout + run.stdout
+
+
+def test_a_peer_source_without_a_pinned_peer_verifier_refuses_to_run(
+        medallion: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", medallion)
+    peer = replace(h.source, kind=Kind.PEER, trust="pk-node")
+    report = run_source(h.node, peer, verifier_for=None)
+    assert report.outcome is Outcome.FAILED
+    assert "cannot verify peer signatures" in report.message
+    assert sum(h.stored().values()) == 0
+    h.store.close()
+
+
+class RefuseIndicators:
+    """A pinned-peer verifier stand-in (the ObjectVerifier seam): refuses indicators."""
+
+    def verify(self, obj: Mapping[str, Any]) -> str | None:
+        if obj.get("type") == "indicator":
+            return "no signature by a key pinned for peer pk-node"
+        return None
+
+
+def test_a_peer_source_stores_only_what_its_verifier_accepts(
+        medallion: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", medallion)
+    peer = replace(h.source, kind=Kind.PEER, trust="pk-node")
+    report = run_source(h.node, peer, verifier_for=lambda _node, _trust: RefuseIndicators())
+    refused = [r for r in report.refusals if r.rule == "signature"]
+    assert len(refused) >= 300
+    assert {r.reason for r in refused} == {"no signature by a key pinned for peer pk-node"}
+    assert not [k for k in h.stored() if k[0].startswith("indicator--")]
+    state = h.store.source_state("vendor")
+    assert state is not None
+    assert sum(1 for r in state.reasons if r["rule"] == "signature") == len(refused)
     h.store.close()

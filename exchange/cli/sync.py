@@ -25,6 +25,7 @@ from exchange.errors import ConfigError, ExchangeError
 from exchange.feeds.ingest import IngestReport
 from exchange.feeds.ingest import Outcome as SourceOutcome
 from exchange.feeds.run import default_verifier_for, run_source
+from exchange.feeds.schedule import SourceJobs
 from exchange.feeds.sources import TaxiiSource, load_sources
 from exchange.misp.report import Outcome, RunReport
 from exchange.misp.scheduler import SchedulerOptions, SyncScheduler, changed_at, skip_reason
@@ -311,7 +312,7 @@ def _state_lines(row: dict[str, Any]) -> list[str]:
               help="Stop when this process is gone (exchange serve starts it so).")
 @click.pass_obj
 def scheduler(ctx_obj: Any, poll: float, parent_pid: int | None) -> None:
-    """Run the MISP sync jobs in the foreground until SIGTERM or SIGINT.
+    """Run the MISP sync and TAXII source jobs in the foreground until SIGTERM or SIGINT.
 
     Several schedulers may run on one database: one leads and runs the jobs, the others
     wait and take over within --poll seconds when it stops.
@@ -322,7 +323,10 @@ def scheduler(ctx_obj: Any, poll: float, parent_pid: int | None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    families = [SourceJobs(settings)] if settings.taxii_sources_path is not None else []
+    for family in families:
+        family.check()  # refuse to start on a broken sources file
     SyncScheduler(settings, options=SchedulerOptions(poll=poll),
-                  keep_going=lambda: parent_pid is None or os.getppid() == parent_pid
-                  ).run(stop)
+                  keep_going=lambda: parent_pid is None or os.getppid() == parent_pid,
+                  families=families).run(stop)
     click.echo("scheduler stopped", err=True)

@@ -11,6 +11,10 @@ is stored twice, whatever failed in between.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -32,6 +36,7 @@ from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.storage.base import ObjectQuery, VersionMatch
 from exchange.storage.timestamps import to_micros
+from exchange.taxii.procs import stop_child
 from tests.integration.taxii_proxy import TaxiiProxy
 from tests.integration.taxii_servers import (
     TaxiiServer,
@@ -324,4 +329,32 @@ def test_a_peer_source_stores_only_what_its_verifier_accepts(
     state = h.store.source_state("vendor")
     assert state is not None
     assert sum(1 for r in state.reasons if r["rule"] == "signature") == len(refused)
+    h.store.close()
+
+
+def test_the_scheduler_runs_each_source_as_a_job_and_records_its_next_run(
+        medallion: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", medallion)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "--home", str(h.settings.home), "scheduler",
+         "--poll", "0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")},
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        state = None
+        while time.monotonic() < deadline:
+            state = h.store.source_state("vendor")
+            if state is not None and state.outcome in ("ok", "partial") and state.next_run:
+                break
+            time.sleep(0.3)
+        assert state is not None
+        assert state.outcome in ("ok", "partial"), state.message
+        assert state.next_run is not None
+        assert state.next_run > state.last_finished  # type: ignore[operator]
+        assert state.counts["created"] >= 300
+    finally:
+        stop_child(proc)
+    assert proc.returncode == 0
+    assert_exactly_once(h, medallion, {r["id"] for r in state.reasons})
     h.store.close()

@@ -50,6 +50,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -400,53 +401,50 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
     if reader is None:
         reader = TaxiiReader(source, read_password(source))
     cursor = state.cursor
-    next_token: str | None = None
     chain_start = _before(cursor)
     previous: list[tuple[str, str]] | None = None
+    # One page is read ahead while the page before it is imported: the next request
+    # depends only on the page's envelope and headers, never on what was stored.
+    ahead = ThreadPoolExecutor(1, thread_name_prefix=f"taxii-source-{source.name}")
+
+    def fetch(added_after: str | None, next_token: str | None) -> Future[Page]:
+        return ahead.submit(reader.page, added_after=added_after, next_token=next_token,
+                            limit=source.page_size)
+
+    sent_next: str | None = None
+    pending = fetch(chain_start, None)
     try:
         for _ in range(max_pages):
-            page = reader.page(added_after=chain_start, next_token=next_token,
-                               limit=source.page_size)
+            page = pending.result()
             keys = [_key(o) for o in page.objects]
-            if next_token is not None and keys and keys == previous:
+            if sent_next is not None and keys and keys == previous:
                 report.paging = Paging.OFFSET
                 report.notes.append("the server answered `next` with the same page again"
                                     " (it pages by offset or ignores next): read by"
                                     " added_after instead")
-                next_token, chain_start = None, _before(cursor)
-                previous = None
+                sent_next, chain_start, previous = None, _before(cursor), None
+                pending = fetch(chain_start, None)
                 continue
             previous = keys
             report.counts["pages"] += 1
-            _import_page(ctx, page.objects, report)
             advanced = _later_of(cursor, page.date_added_last)
+            follow, stop = _follow_up(page, report, chain_start, cursor, advanced)
+            if follow is not None:
+                chain_start, sent_next = follow
+                pending = fetch(chain_start, sent_next)
+            _import_page(ctx, page.objects, report)
             if page.objects and page.date_added_last is None and "no-header" not in \
                     report.notes:
                 report.notes.append("no-header")
-            moved = advanced != cursor
             cursor = advanced
             report.cursor_after = cursor
             store.save_source_state(replace(
                 store.source_state(source.name) or SourceState(source.name),
                 cursor=cursor, paging=(report.paging or Paging.NEXT).value))
-            if not page.more:
+            if stop is not None:
+                report.notes.append(stop)
+            if follow is None:
                 break
-            if not page.objects:
-                report.notes.append("the server said `more` with an empty page (its more is"
-                                    " wrong); stopped")
-                break
-            if page.next is not None and report.paging is not Paging.OFFSET:
-                next_token = page.next
-                report.paging = report.paging if report.paging is Paging.MORE else Paging.NEXT
-                continue
-            if report.paging is not Paging.OFFSET:
-                report.paging = Paging.MORE
-            if not moved:
-                report.notes.append(f"the server said `more` but its page did not move past"
-                                    f" {cursor or 'the start'} (its more is wrong, or more"
-                                    " than a page of objects share one date_added); stopped")
-                break
-            next_token, chain_start = None, _before(cursor)
         else:
             report.notes.append(f"stopped after {max_pages} pages; the rest waits for the"
                                 " next run")
@@ -456,12 +454,36 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         report.outcome, report.message = Outcome.AUTH_FAILED, e.reason
     except ExchangeError as e:
         report.outcome, report.message = Outcome.FAILED, e.reason
+    finally:
+        ahead.shutdown(wait=True, cancel_futures=True)
     if report.paging is None:
         report.paging = Paging.NEXT
     report.notes = [_note(n) for n in report.notes]
     if not report.message:
         report.message = _summary(report, ctx.collection)
     return report
+
+
+def _follow_up(page: Page, report: IngestReport, chain_start: str | None,
+               cursor: str | None, advanced: str | None
+               ) -> tuple[tuple[str | None, str | None] | None, str | None]:
+    """The request after ``page`` as (added_after, next), or None to stop; and why the run
+    stops early, if it does. Sets the paging mode detected."""
+    if not page.more:
+        return None, None
+    if not page.objects:
+        return None, ("the server said `more` with an empty page (its more is wrong);"
+                      " stopped")
+    if page.next is not None and report.paging is not Paging.OFFSET:
+        report.paging = report.paging if report.paging is Paging.MORE else Paging.NEXT
+        return (chain_start, page.next), None
+    if report.paging is not Paging.OFFSET:
+        report.paging = Paging.MORE
+    if advanced == cursor:
+        return None, (f"the server said `more` but its page did not move past"
+                      f" {cursor or 'the start'} (its more is wrong, or more than a page"
+                      " of objects share one date_added); stopped")
+    return (_before(advanced), None), None
 
 
 def _note(note: str) -> str:

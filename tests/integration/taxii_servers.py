@@ -20,6 +20,7 @@ fails them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -125,12 +126,39 @@ def _wait(url: str, auth: tuple[str, str], proc: subprocess.Popen[bytes], log: P
     raise RuntimeError("did not answer within 60 s")
 
 
+class Unavailable(Exception):
+    """A server cannot be installed or started (the message says why)."""
+
+
 @pytest.fixture(scope="session")
 def medallion_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaxiiServer]:
     """medallion with its own test data, on a free loopback port."""
+    try:
+        with running_medallion(tmp_path_factory.mktemp("medallion")) as server:
+            yield server
+    except Unavailable as e:
+        unavailable(str(e))
+
+
+@pytest.fixture(scope="session")
+def opentaxii_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaxiiServer]:
+    """OpenTAXII 0.9.3, TAXII 2.1 only, on a free loopback port."""
+    try:
+        with running_opentaxii(tmp_path_factory.mktemp("opentaxii")) as server:
+            yield server
+    except Unavailable as e:
+        unavailable(str(e))
+
+
+@contextlib.contextmanager
+def running_medallion(work: Path) -> Iterator[TaxiiServer]:
+    """medallion in ``work``, stopped on exit.
+
+    Raises:
+        Unavailable: It did not start.
+    """
     if not MEDALLION_DATA.is_file():
-        unavailable(f"{MEDALLION_DATA} is missing")
-    work = tmp_path_factory.mktemp("medallion")
+        raise Unavailable(f"{MEDALLION_DATA} is missing")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data = json.loads(MEDALLION_DATA.read_text(encoding="utf-8").replace(
@@ -153,7 +181,7 @@ def medallion_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Taxii
         _wait(f"{base}/taxii2/", ("uz-node", password), proc, log)
     except RuntimeError as e:
         stop_child(proc)
-        unavailable(f"medallion did not start: {e}")
+        raise Unavailable(f"medallion did not start: {e}") from None
     try:
         yield TaxiiServer("medallion", base, f"{base}/taxii2/",
                           f"{base}/{MEDALLION_API_ROOT}/", MEDALLION_COLLECTION,
@@ -235,14 +263,17 @@ app.run(host="127.0.0.1", port=int(sys.argv[1]), debug=False, use_reloader=False
 """
 
 
-@pytest.fixture(scope="session")
-def opentaxii_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaxiiServer]:
-    """OpenTAXII 0.9.3, TAXII 2.1 only, on a free loopback port."""
+@contextlib.contextmanager
+def running_opentaxii(work: Path) -> Iterator[TaxiiServer]:
+    """OpenTAXII in ``work`` (installed first if need be), stopped on exit.
+
+    Raises:
+        Unavailable: It cannot be installed, set up or started.
+    """
     try:
         python = opentaxii_python()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        unavailable(f"OpenTAXII {OPENTAXII_VERSION} cannot be installed: {e}")
-    work = tmp_path_factory.mktemp("opentaxii")
+        raise Unavailable(f"OpenTAXII {OPENTAXII_VERSION} cannot be installed: {e}") from None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (work / "config.yml").write_text(_OPENTAXII_CONFIG.format(
@@ -253,7 +284,8 @@ def opentaxii_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Taxii
     setup = subprocess.run([str(python), "-c", _OPENTAXII_SETUP, password],
                            capture_output=True, env=env, timeout=120, check=False)
     if setup.returncode != 0:
-        unavailable(f"OpenTAXII setup failed: {setup.stderr.decode(errors='replace')[-800:]}")
+        raise Unavailable("OpenTAXII setup failed:"
+                          f" {setup.stderr.decode(errors='replace')[-800:]}")
     root_id, collection_id = setup.stdout.decode().split()[-2:]
     log = work / "opentaxii.log"
     with log.open("wb") as out:
@@ -264,7 +296,7 @@ def opentaxii_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Taxii
         _wait(f"{base}/taxii2/", ("uz-node", password), proc, log)
     except RuntimeError as e:
         stop_child(proc)
-        unavailable(f"OpenTAXII did not start: {e}")
+        raise Unavailable(f"OpenTAXII did not start: {e}") from None
     try:
         yield TaxiiServer("opentaxii", base, f"{base}/taxii2/",
                           f"{base}/taxii2/{root_id}/", collection_id, "uz-node", password,

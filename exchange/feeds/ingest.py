@@ -101,6 +101,7 @@ from exchange.storage.timestamps import to_micros
 
 __all__ = [
     "CHANNEL",
+    "MAX_ANSWER_BYTES",
     "MAX_PAGES",
     "IngestReport",
     "ObjectVerifier",
@@ -119,6 +120,9 @@ log = logging.getLogger(__name__)
 CHANNEL: Final = "taxii:pull"
 #: The most pages one run reads.
 MAX_PAGES: Final = 10_000
+#: The largest answer read (a page of objects at the per-object limit would be larger:
+#: a server sending one is asked for smaller pages).
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 #: Ids per store query.
 _CHUNK: Final = 200
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
@@ -252,6 +256,12 @@ class TaxiiReader:
         session.hooks["response"].append(self._keep)
 
     def _keep(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+            response.close()
+            raise ExchangeError(f"source {self.source.name!r}: an answer of {int(length):,}"
+                                f" bytes is over the {MAX_ANSWER_BYTES:,} the exchange reads;"
+                                " lower page_size")
         self._last = response
 
     def _verify(self) -> bool | str:

@@ -27,6 +27,7 @@ from click.testing import CliRunner
 
 from exchange.cli.main import main
 from exchange.config import load_settings
+from exchange.feeds import ingest as ingest_module
 from exchange.feeds.ingest import Outcome
 from exchange.feeds.run import load_node_sources, run_source, source_named
 from exchange.feeds.sources import Kind, TaxiiSource
@@ -357,4 +358,15 @@ def test_the_scheduler_runs_each_source_as_a_job_and_records_its_next_run(
         stop_child(proc)
     assert proc.returncode == 0
     assert_exactly_once(h, medallion, {r["id"] for r in state.reasons})
+    h.store.close()
+
+
+def test_an_answer_over_the_size_limit_is_refused_and_nothing_stored(
+        medallion: TaxiiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "MAX_ANSWER_BYTES", 4096)
+    h = Home(tmp_path / "home", medallion)
+    report = h.run()
+    assert report.outcome is Outcome.FAILED
+    assert "bytes is over the 4,096 the exchange reads; lower page_size" in report.message
+    assert sum(h.stored().values()) == 0
     h.store.close()

@@ -26,6 +26,8 @@ from exchange.feeds.ingest import IngestReport
 from exchange.feeds.ingest import Outcome as SourceOutcome
 from exchange.feeds.run import default_verifier_for, run_source
 from exchange.feeds.schedule import SourceJobs
+from exchange.feeds.schedule import changed_at as source_changed_at
+from exchange.feeds.schedule import skip_reason as source_skip_reason
 from exchange.feeds.sources import TaxiiSource, load_sources
 from exchange.misp.report import Outcome, RunReport
 from exchange.misp.scheduler import SchedulerOptions, SyncScheduler, changed_at, skip_reason
@@ -223,9 +225,15 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
     with ctx_obj.exchange() as ex:
         source_states = {s.source: s for s in ex.store.source_states()}
     names = [s.name for s in sources]
-    source_rows = [_source_json(source_states.get(name) or SourceState(name),
-                                configured=name in names)
-                   for name in [*names, *sorted(n for n in source_states if n not in names)]]
+    by_name = {s.name: s for s in sources}
+    source_rows = []
+    for name in [*names, *sorted(n for n in source_states if n not in names)]:
+        state = source_states.get(name) or SourceState(name)
+        source = by_name.get(name)
+        resting = source_skip_reason(state, now, source_changed_at(
+            source, settings.taxii_sources_path)) if source is not None else None
+        source_rows.append(_source_json(state, configured=source is not None,
+                                        resting=resting))
     if as_json:
         click.echo(json.dumps({"targets": rows, "problem": problem, "sources": source_rows,
                                "sources_problem": source_problem}, indent=2,
@@ -245,9 +253,11 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
-def _source_json(state: SourceState, *, configured: bool) -> dict[str, Any]:
+def _source_json(state: SourceState, *, configured: bool, resting: str | None
+                 ) -> dict[str, Any]:
     counts = dict.fromkeys(SOURCE_COUNTS, 0) | state.counts
     return {"source": state.source, "configured": configured, "outcome": state.outcome,
+            "resting": resting,
             "message": state.message, "last_started": _when(state.last_started),
             "last_finished": _when(state.last_finished), "counts": counts,
             "reasons": state.reasons, "cursor": state.cursor, "paging": state.paging,
@@ -268,6 +278,8 @@ def _source_lines(row: dict[str, Any]) -> list[str]:
         lines.append(f"  {row['message']}")
     if row["failures"]:
         lines.append(f"  consecutive failed runs: {row['failures']}")
+    if row["resting"]:
+        lines.append(f"  {row['resting']}")
     return lines + reason_lines(row["reasons"], total=counts.get("refused", 0))
 
 

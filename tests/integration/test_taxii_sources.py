@@ -265,6 +265,10 @@ def test_a_wrong_password_is_auth_failed_and_stores_nothing(medallion: TaxiiServ
     assert state is not None
     assert state.outcome == "auth-failed"
     assert state.cursor is None
+    status = CliRunner().invoke(main, ["--home", str(h.settings.home), "sync", "status"],
+                                env={"EXCHANGE_SERVER_SECRET": None})
+    assert ("  stopped: the server refused the login; fix the password or the sources file"
+            " and the job resumes") in status.stdout.splitlines()
     h.store.close()
 
 

@@ -83,7 +83,8 @@ class Home:
     """An exchange home under the shipped policies, reading one source into jwg."""
 
     def __init__(self, path: Path, server: TaxiiServer, *, api_root: str | None = None,
-                 page_size: int = 40, timeout: float = 10) -> None:
+                 page_size: int = 40, timeout: float = 10,
+                 where: str | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         secret = path / "source.key"
         secret.write_text(server.password + "\n")
@@ -92,7 +93,7 @@ class Home:
 sources:
   vendor:
     kind: vendor
-    api_root: {api_root or server.api_root}
+    {where or "api_root: " + (api_root or server.api_root)}
     collection: {server.collection}
     org: {VENDOR}
     into: jwg
@@ -373,4 +374,17 @@ def test_an_answer_over_the_size_limit_is_refused_and_nothing_stored(
     assert report.outcome is Outcome.FAILED
     assert "bytes is over the 4,096 the exchange reads; lower page_size" in report.message
     assert sum(h.stored().values()) == 0
+    h.store.close()
+
+
+@pytest.mark.parametrize("by", ["id", "title"])
+def test_a_source_named_by_discovery_url_reads_the_default_api_root(
+        opentaxii: TaxiiServer, tmp_path: Path, by: str) -> None:
+    h = Home(tmp_path / "home", opentaxii, where=f"discovery: {opentaxii.discovery}")
+    if by == "title":
+        h.source = replace(h.source, collection="vendor-indicators")
+    report = h.run()
+    assert report.outcome in (Outcome.OK, Outcome.PARTIAL), report.message
+    assert_exactly_once(h, opentaxii, {r.id for r in report.refusals})
+    assert report.counts["created"] >= 300
     h.store.close()

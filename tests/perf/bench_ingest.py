@@ -81,7 +81,7 @@ sources:
     user: {server.user}
     password_file: {key}
     schedule: {{interval: 300}}
-    timeout: 120
+    timeout: 600
     page_size: {page}
 """)
     (home / "exchange.toml").write_text(

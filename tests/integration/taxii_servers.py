@@ -159,6 +159,7 @@ def running_medallion(work: Path) -> Iterator[TaxiiServer]:
     """
     if not MEDALLION_DATA.is_file():
         raise Unavailable(f"{MEDALLION_DATA} is missing")
+    work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data = json.loads(MEDALLION_DATA.read_text(encoding="utf-8").replace(
@@ -274,6 +275,7 @@ def running_opentaxii(work: Path) -> Iterator[TaxiiServer]:
         python = opentaxii_python()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         raise Unavailable(f"OpenTAXII {OPENTAXII_VERSION} cannot be installed: {e}") from None
+    work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (work / "config.yml").write_text(_OPENTAXII_CONFIG.format(

@@ -3,5 +3,10 @@
 :mod:`exchange.feeds.sources` reads ``feeds/sources.yaml`` strictly;
 :mod:`exchange.feeds.ingest` pulls one source into a local collection exactly once per
 object version, resuming where a failure stopped; :mod:`exchange.feeds.run` records each
-run as the source's state for ``exchange sync status`` and the scheduler.
+run as the source's state for ``exchange sync status``; :mod:`exchange.feeds.schedule`
+makes each source a scheduler job. The pinned-peer verifier of ``peer`` sources
+(``exchange.feeds.peers``) is found by name when installed.
+
+A door: imports the core and ``node``; never ``member`` or another door
+(tests/unit/test_layout.py).
 """

@@ -1,6 +1,6 @@
 """The scheduled TAXII sources: one APScheduler job per source, run by the leader.
 
-:class:`SourceJobs` is the :class:`~exchange.scheduler.JobFamily` of the TAXII sources
+:class:`SourceJobs` is the :class:`~exchange.node.jobs.JobFamily` of the TAXII sources
 (``feeds/sources.yaml``): one job ``taxii-source:<name>`` per source on its interval or
 cron schedule (UTC, with jitter), in the scheduler's persistent job store, with
 ``max_instances=1`` and ``coalesce`` as every job there. Each run is
@@ -30,8 +30,8 @@ from exchange.feeds.ingest import Outcome, VerifierFor
 from exchange.feeds.run import default_verifier_for, load_node_sources, run_source
 from exchange.feeds.sources import TaxiiSource
 from exchange.node.base import now_micros
+from exchange.node.jobs import schedule_trigger
 from exchange.node.service import Exchange
-from exchange.scheduler import schedule_trigger
 from exchange.storage.base import SourceState
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def run_source_job(name: str) -> None:
 
 
 class SourceJobs:
-    """The TAXII sources' jobs (:class:`~exchange.scheduler.JobFamily`).
+    """The TAXII sources' jobs (:class:`~exchange.node.jobs.JobFamily`).
 
     Constructing it does nothing; the leading scheduler calls the rest.
     """

@@ -60,8 +60,8 @@ from exchange.misp.report import Outcome
 from exchange.misp.sync import Runner, directions_for, load_node_targets, open_node, run_target
 from exchange.misp.targets import MispTarget
 from exchange.node.base import now_micros
+from exchange.node.jobs import JobFamily, crontab_weekdays, schedule_trigger
 from exchange.node.service import Exchange
-from exchange.scheduler import JobFamily, crontab_weekdays, schedule_trigger
 from exchange.storage.base import MispSyncState
 from exchange.storage.engines import WRITE_OPTION, SqliteOptions, create_engine
 
@@ -146,7 +146,7 @@ def trigger_for(target: MispTarget, options: SchedulerOptions) -> BaseTrigger:
     """The APScheduler trigger of a target's schedule, in UTC, with jitter.
 
     A cron schedule's day of week is read as crontab reads it (0 and 7 are Sunday), not
-    as APScheduler 3 does (0 is Monday): :func:`exchange.scheduler.crontab_weekdays`.
+    as APScheduler 3 does (0 is Monday): :func:`exchange.node.jobs.crontab_weekdays`.
     """
     return schedule_trigger(target.schedule.interval, target.schedule.cron,
                             options.max_jitter)

@@ -1,11 +1,12 @@
-"""APScheduler wiring shared by the sync doors: schedules, and families of jobs.
+"""The node's scheduled jobs: schedules as APScheduler triggers, and families of jobs.
 
 The scheduler process (:class:`exchange.misp.scheduler.SyncScheduler`, run by
 ``exchange scheduler`` and ``exchange serve``) leads one cluster's jobs. Its MISP jobs
 are its own; every other door adds its jobs as a :class:`JobFamily` the command line
 passes in (TAXII sources: :class:`exchange.feeds.schedule.SourceJobs`), so doors never
-import each other. Here too: the reading of a five-field crontab schedule as an
-APScheduler 3 trigger (:func:`schedule_trigger`, :func:`crontab_weekdays`).
+import each other: both import this module. Here too: the reading of a five-field
+crontab schedule as an APScheduler 3 trigger (:func:`schedule_trigger`,
+:func:`crontab_weekdays`). No I/O.
 """
 
 from __future__ import annotations

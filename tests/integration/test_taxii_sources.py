@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -390,4 +391,45 @@ def test_a_source_named_by_discovery_url_reads_the_default_api_root(
     assert report.outcome in (Outcome.OK, Outcome.PARTIAL), report.message
     assert_exactly_once(h, opentaxii, {r.id for r in report.refusals})
     assert report.counts["created"] >= GENERATED
+    h.store.close()
+
+
+def test_a_run_killed_mid_ingestion_resumes_and_stores_each_version_once(
+        opentaxii: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", opentaxii, page_size=10)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "--home", str(h.settings.home), "sync", "run",
+         "vendor"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")},
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(h.stored().values()) < 30:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    killed_at = sum(h.stored().values())
+    assert killed_at >= 30
+    state = h.store.source_state("vendor")
+    assert state is not None
+    assert state.outcome == "running"  # what a crash leaves; the next run takes over
+    resumed = h.run()
+    assert resumed.outcome in (Outcome.OK, Outcome.PARTIAL), resumed.message
+    assert sum(h.stored().values()) > killed_at
+    assert_exactly_once(h, opentaxii, {r.id for r in resumed.refusals})
+    h.store.close()
+
+
+def test_a_cursor_lost_after_its_page_was_stored_costs_duplicates_never_copies(
+        opentaxii: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", opentaxii)
+    first = h.run()
+    stored = h.stored()
+    h.store.save_source_state(replace(h.store.source_state("vendor"),  # type: ignore[type-var]
+                                      cursor=None))
+    again = h.run()
+    assert again.counts["created"] == 0
+    assert again.counts["duplicate"] == first.counts["created"]
+    assert h.stored() == stored
     h.store.close()

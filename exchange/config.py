@@ -108,6 +108,8 @@ class Settings:
     policy_dir: str = ""  # the policies/ directory in force; empty: the built-in baseline
     # the MISP targets file (feeds/misp-targets.yaml); empty: no MISP sync configured
     misp_targets: str = ""
+    # the TAXII sources file (feeds/sources.yaml); empty: no TAXII sources configured
+    taxii_sources: str = ""
     audit_origin: str = ""  # the audit log's checkpoint origin; empty: from the title
     audit_checkpoint_seconds: int = 60  # sign a checkpoint this often when the log grew
     audit_spool_dir: str = ""  # where disclosures wait to be sequenced; empty: <home>/audit-spool
@@ -136,6 +138,14 @@ class Settings:
         if not self.misp_targets:
             return None
         path = Path(self.misp_targets).expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    @property
+    def taxii_sources_path(self) -> Path | None:
+        """The TAXII sources file (relative paths are relative to the home), or None."""
+        if not self.taxii_sources:
+            return None
+        path = Path(self.taxii_sources).expanduser()
         return path if path.is_absolute() else self.home / path
 
     @property
@@ -302,6 +312,8 @@ def load_settings(
             continue  # a secret read by exchange.node.keyring.ensure_node_key, never stored here
         if key.startswith("misp_key_"):
             continue  # a MISP API key a target's api_key_env names (feeds/misp-targets.yaml)
+        if key.startswith("source_key_"):
+            continue  # a TAXII source's password its password_env names (feeds/sources.yaml)
         if key not in _TYPED_KEYS:
             raise ConfigError(f"unknown environment variable {name}")
         values[key] = _coerce(key, raw, name)

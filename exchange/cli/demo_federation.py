@@ -10,10 +10,12 @@ collection ``jwg``; each CERT signs with its own key, registered at its own node
 2. PK-CERT's analyst publishes signed indicators at PK (TLP:GREEN and TLP:AMBER);
 3. UZ pins PK's node key (``exchange peer trust``, the fingerprint as PK's operator reads
    it out) and keeps PK's signed registry;
-4. UZ pulls PK's ``jwg`` as ``uz-node`` with taxii2-client: PK's policy decides on
-   channel ``peer`` (the shipped re-share rules federate up to GREEN, so the AMBER one
-   stays home), PK records each object sent as a disclosure to UZ-CERT, UZ verifies each
-   signature against PK's registry and imports what verified as PK-CERT's contribution;
+4. UZ pulls PK's ``jwg`` as ``uz-node`` with the ingestion engine (a ``peer`` source,
+   taxii2-client): PK's policy decides on channel ``peer`` (the shipped re-share rules
+   federate up to GREEN, so the AMBER one stays home), PK records each object sent as a
+   disclosure to UZ-CERT, UZ verifies each signature against PK's pinned registry and
+   imports what verified as PK-CERT's contribution (PK-CERT's keys from that registry are
+   registered at UZ too, so UZ's consumers can verify the imports offline);
 5. the indicator published at PK verifies at UZ, from UZ's own TAXII server and registry;
 6. PK pulls UZ back: UZ's own indicator arrives, nothing of PK-CERT's loops back.
 
@@ -40,20 +42,23 @@ import requests
 from exchange.audit.query import RecordFilter
 from exchange.audit.records import Disclosed, Disclosure, Kind
 from exchange.cli.demo import exchange_command
-from exchange.cli.federation import PullReport, adopt_peer_keys, pull_from_peer
 from exchange.cli.peer import write_key_file
 from exchange.config import load_settings
 from exchange.errors import ConfigError, RemoteError
+from exchange.feeds.ingest import IngestReport
 from exchange.feeds.peers import trust, verifier_for
+from exchange.feeds.run import run_source
+from exchange.feeds.sources import Kind as SourceKind
+from exchange.feeds.sources import Schedule, TaxiiSource
 from exchange.member import client
 from exchange.member.generate import generate_indicators
 from exchange.member.signer import sign_all
-from exchange.model.objects import Principal, Tlp
-from exchange.node.keyring import register_key
+from exchange.model.objects import Tlp
+from exchange.node.keyring import list_keys, register_key
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
 from exchange.signing.keys import SigningKey, generate
-from exchange.signing.published import read_registry
+from exchange.signing.published import TrustedKeys, read_registry
 from exchange.storage import open_store
 from exchange.taxii.procs import stop_child
 
@@ -201,20 +206,53 @@ def publish(node: FedNode, objects: list[dict[str, Any]], alias: str = "jwg") ->
         raise RemoteError(f"{node.name.upper()} refused: {report.failures[:3]}")
 
 
-def federate(puller: FedNode, source: FedNode, *, peer_name: str, user: str, key_file: Path,
-             added_after: str | None = None) -> PullReport:
-    """One federated pull of ``source``'s ``jwg`` into ``puller``'s (trust kept)."""
+def adopt_peer_keys(node: Exchange, keys: TrustedKeys, org: str) -> int:
+    """Register at this node the member keys that a peer's verified registry gives
+    ``org`` (active ones not yet registered), so that this node's own published registry
+    lets its consumers verify the imported objects offline. Returns how many.
+
+    Raises:
+        NotFound: ``org`` is not registered here.
+        StorageError: The database failed.
+    """
+    held = {k.record.kid for k in list_keys(node.store)}
+    added = 0
+    for record in keys.registry:
+        if record.kid in keys.node_kids or record.kid in held or record.status != "active":
+            continue
+        if keys.owner_names.get(record.owner_identity) != org:
+            continue
+        register_key(node.store, org, record.public_pem)
+        added += 1
+    if added:
+        node.registry_cache.invalidate()
+    return added
+
+
+def peer_source(puller: FedNode, source: FedNode, *, peer_name: str, user: str,
+                key_file: Path) -> TaxiiSource:
+    """The ``peer`` source of ``feeds/sources.yaml`` that pulls ``source``'s ``jwg``
+    into ``puller``'s, as the peer account ``user``, verified by the pinned peer
+    ``peer_name``; the objects are the contributions of ``source``'s CERT."""
+    collection = source.exchange.store.get_collection(source.api_root, "jwg")
+    return TaxiiSource(
+        name=peer_name, kind=SourceKind.PEER, trust=peer_name, discovery=None,
+        api_root=f"{source.base}/{source.api_root}/", collection=collection.id,
+        org=source.org, into="jwg", user=user, password_file=str(key_file),
+        password_env=None, ca_file=None, schedule=Schedule(interval=300), timeout=30.0,
+        page_size=1000)
+
+
+def federate(puller: FedNode, source: FedNode, *, peer_name: str, user: str,
+             key_file: Path) -> IngestReport:
+    """One run of the ingestion engine (:mod:`exchange.feeds.ingest`) over the peer
+    source of ``source``'s ``jwg``: incremental from the source's cursor, every object
+    verified by the pinned peer's verifier (:func:`exchange.feeds.peers.verifier_for`)."""
     ex = puller.exchange
-    verifier = verifier_for(ex, peer_name)
     adopt_peer_keys(ex, ex.peer_registry(ex.peer(peer_name)), source.org)
-    account = ex.store.find_account(importer_name(source.org))
-    org = ex.store.get_org(account.org_id)
-    principal = Principal(account_id=account.id, account_name=account.name, org_id=org.id,
-                          org_name=org.name, identity_id=org.identity_id, role=account.role,
-                          parent_org_id=org.parent_id)
-    return pull_from_peer(ex, verifier, url=source.url("jwg"), user=user,
-                          api_key=key_file.read_text(encoding="utf-8").strip(),
-                          importer=principal, into="jwg", added_after=added_after)
+    return run_source(ex, peer_source(puller, source, peer_name=peer_name, user=user,
+                                      key_file=key_file),
+                      verifier_for=verifier_for)
 
 
 def disclosures_to(node: FedNode, org: str) -> list[tuple[str, str, Disclosed]]:
@@ -276,8 +314,8 @@ def run_federation_demo(root: Path, *, uz_port: int, pk_port: int) -> None:
         print(f"UZ pinned PK's node key {fingerprint}", flush=True)
         report = federate(uz, pk, peer_name="pk", user="uz-node",
                           key_file=handed / "key-for-uz-at-pk")
-        print(f"UZ pulled PK's jwg: {report.received} received, {report.imported} imported,"
-              f" {len(report.refused)} refused (the TLP:AMBER one stayed at PK: the"
+        print(f"UZ pulled PK's jwg: {report.counts['created']} imported,"
+              f" {report.counts['refused']} refused (the TLP:AMBER one stayed at PK: the"
               " shipped re-share rules federate up to TLP:GREEN)", flush=True)
 
         verdict = _verify_at(uz, green[0]["id"])
@@ -290,8 +328,8 @@ def run_federation_demo(root: Path, *, uz_port: int, pk_port: int) -> None:
               api_key_file=str(handed / "key-for-pk-at-uz"))
         back = federate(pk, uz, peer_name="uz", user="pk-node",
                         key_file=handed / "key-for-pk-at-uz")
-        print(f"PK pulled UZ's jwg: {back.received} received (UZ-CERT's own indicator;"
-              " none of PK-CERT's came back)", flush=True)
+        print(f"PK pulled UZ's jwg: {back.counts['created']} imported (UZ-CERT's own"
+              " indicator; none of PK-CERT's came back)", flush=True)
 
         print("\nPK's audit ledger, disclosures to UZ-CERT:")
         for channel, account, entry in disclosures_to(pk, "UZ-CERT"):

@@ -336,13 +336,15 @@ def collection_list(c: _Ctx, as_json: bool) -> None:
 @pass_ctx
 def serve(c: _Ctx, host: str | None, port: int | None, workers: int | None,
           threads: int, no_scheduler: bool) -> None:
-    """Serve TAXII 2.1 under gunicorn, with the MISP sync jobs beside it.
+    """Serve TAXII 2.1 under gunicorn, with the sync jobs beside it.
 
-    The jobs run in an 'exchange scheduler' child when misp_targets is set, unless
-    --no-scheduler; with several servers on one PostgreSQL database, one of them leads.
+    The MISP and TAXII source jobs run in an 'exchange scheduler' child when
+    misp_targets or taxii_sources is set, unless --no-scheduler; with several servers on
+    one PostgreSQL database, one of them leads.
     """
     from dataclasses import replace  # noqa: PLC0415
 
+    from exchange.feeds.run import load_node_sources  # noqa: PLC0415
     from exchange.misp.sync import load_node_targets  # noqa: PLC0415
     from exchange.taxii.serve import serve as run  # noqa: PLC0415
 
@@ -355,9 +357,12 @@ def serve(c: _Ctx, host: str | None, port: int | None, workers: int | None,
     if workers:
         changes["workers"] = workers
     logging.getLogger().setLevel(settings.log_level)
-    with_scheduler = not no_scheduler and settings.misp_targets_path is not None
-    if with_scheduler:
+    with_scheduler = not no_scheduler and (settings.misp_targets_path is not None
+                                           or settings.taxii_sources_path is not None)
+    if with_scheduler and settings.misp_targets_path is not None:
         load_node_targets(settings)  # refuse to start on a broken targets file
+    if with_scheduler and settings.taxii_sources_path is not None:
+        load_node_sources(settings)  # and on a broken sources file
     run(replace(settings, **changes), threads=threads, scheduler=with_scheduler)
 
 

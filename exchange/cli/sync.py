@@ -1,8 +1,11 @@
-"""``exchange sync`` and ``exchange scheduler``: the MISP sync by hand, its status, its jobs.
+"""``exchange sync`` and ``exchange scheduler``: MISP targets and TAXII sources by hand,
+their status, their jobs.
 
-Thin over :mod:`exchange.misp.sync` (one run, and the state it records) and
-:mod:`exchange.misp.scheduler` (the jobs). The targets are the node's ``misp_targets``
-file, checked against its sharing policy.
+Thin over :mod:`exchange.misp.sync` (one run of a MISP target, and the state it records),
+:mod:`exchange.feeds.run` (one run of a TAXII source, and its state) and
+:mod:`exchange.misp.scheduler` (the jobs). The MISP targets are the node's
+``misp_targets`` file, checked against its sharing policy; the TAXII sources its
+``taxii_sources`` file.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from typing import Any
 
 import click
 
-from exchange.errors import ExchangeError
+from exchange.errors import ConfigError, ExchangeError
+from exchange.feeds.ingest import IngestReport
+from exchange.feeds.ingest import Outcome as SourceOutcome
+from exchange.feeds.run import default_verifier_for, run_source
+from exchange.feeds.schedule import SourceJobs
+from exchange.feeds.schedule import changed_at as source_changed_at
+from exchange.feeds.schedule import skip_reason as source_skip_reason
+from exchange.feeds.sources import TaxiiSource, load_sources
 from exchange.misp.report import Outcome, RunReport
 from exchange.misp.scheduler import SchedulerOptions, SyncScheduler, changed_at, skip_reason
 from exchange.misp.sync import (
@@ -31,10 +41,12 @@ from exchange.misp.sync import (
 )
 from exchange.misp.targets import MispTarget, load_targets
 from exchange.node.base import now_micros
-from exchange.storage.base import MispSyncState
+from exchange.storage.base import MispSyncState, SourceState
 
 #: Counts ``sync status`` always shows, even at zero.
 SHOWN_COUNTS = ("created", "updated", "skipped", "failed")
+#: Counts ``sync status`` always shows for a TAXII source, even at zero.
+SOURCE_COUNTS = ("created", "duplicate", "refused", "pages")
 #: Items the text output lists per rule; ``--json`` lists every kept item.
 SHOWN_ITEMS = 10
 
@@ -87,8 +99,12 @@ def sync() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def sync_run(ctx_obj: Any, target: str, direction: str, dry_run: bool, as_json: bool) -> None:
-    """Sync one MISP target now (exits 1 unless every direction ends ok)."""
+    """Sync one MISP target or pull one TAXII source now (exits 1 unless it ends ok)."""
     settings = ctx_obj.settings
+    source = _source_named(settings, target)
+    if source is not None:
+        _run_source(settings, source, dry_run=dry_run, as_json=as_json)
+        return
     with open_node(settings) as node:
         chosen = target_named(load_node_targets(settings, node), target)
         reports = [run_target(node, chosen, d, dry_run=dry_run)
@@ -99,6 +115,62 @@ def sync_run(ctx_obj: Any, target: str, direction: str, dry_run: bool, as_json: 
         click.echo("\n".join(line for r in reports for line in _report_lines(r)))
     if any(r.outcome is not Outcome.OK for r in reports):
         sys.exit(1)
+
+
+def _sources(settings: Any) -> tuple[tuple[TaxiiSource, ...], str | None]:
+    """The configured TAXII sources, and the problem of a broken sources file."""
+    path = settings.taxii_sources_path
+    if path is None:
+        return (), None
+    try:
+        return load_sources(path), None
+    except ExchangeError as e:
+        return (), e.reason
+
+
+def _source_named(settings: Any, name: str) -> TaxiiSource | None:
+    """The TAXII source called ``name``, or None (a MISP target, perhaps).
+
+    Raises:
+        ConfigError: The sources file is broken and no MISP targets file is configured.
+    """
+    sources, problem = _sources(settings)
+    if problem is not None and settings.misp_targets_path is None:
+        raise ConfigError(problem)
+    return next((s for s in sources if s.name == name), None)
+
+
+def _run_source(settings: Any, source: TaxiiSource, *, dry_run: bool, as_json: bool
+                ) -> None:
+    if dry_run:
+        raise ConfigError(f"{source.name!r} is a TAXII source: it has no dry run (reading"
+                          " a source stores what is new, once)")
+    with open_node(settings) as node:
+        report = run_source(node, source, verifier_for=default_verifier_for())
+    if as_json:
+        click.echo(json.dumps(_source_report_json(report), indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(_source_report_lines(report)))
+    if report.outcome is not SourceOutcome.OK:
+        sys.exit(1)
+
+
+def _source_report_json(report: IngestReport) -> dict[str, Any]:
+    return {"source": report.source, "outcome": report.outcome.value,
+            "message": report.message, "counts": dict(report.counts),
+            "paging": report.paging.value if report.paging else None,
+            "refused": [r.as_dict() for r in report.refusals],
+            "cursor_before": report.cursor_before, "cursor_after": report.cursor_after}
+
+
+def _source_report_lines(report: IngestReport) -> list[str]:
+    counts = ", ".join(f"{k} {report.counts[k]}" for k in SOURCE_COUNTS)
+    lines = [f"source {report.source}: {report.outcome.value}", f"  {counts}",
+             f"  {report.message}",
+             f"  cursor: {report.cursor_before or '(start)'} ->"
+             f" {report.cursor_after or report.cursor_before or '(start)'}"
+             f" (paging: {report.paging or 'unknown'})"]
+    return lines + reason_lines([r.as_dict() for r in report.refusals])
 
 
 def _report_json(report: RunReport) -> dict[str, Any]:
@@ -149,8 +221,22 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
                               changed_at(target, settings.misp_targets_path)
                               if target else None) if state.outcome != "never" else None
         rows.append(_state_json(state, configured=key in wanted, resting=resting))
+    sources, source_problem = _sources(settings)
+    with ctx_obj.exchange() as ex:
+        source_states = {s.source: s for s in ex.store.source_states()}
+    names = [s.name for s in sources]
+    by_name = {s.name: s for s in sources}
+    source_rows = []
+    for name in [*names, *sorted(n for n in source_states if n not in names)]:
+        state = source_states.get(name) or SourceState(name)
+        source = by_name.get(name)
+        resting = source_skip_reason(state, now, source_changed_at(
+            source, settings.taxii_sources_path)) if source is not None else None
+        source_rows.append(_source_json(state, configured=source is not None,
+                                        resting=resting))
     if as_json:
-        click.echo(json.dumps({"targets": rows, "problem": problem}, indent=2,
+        click.echo(json.dumps({"targets": rows, "problem": problem, "sources": source_rows,
+                               "sources_problem": source_problem}, indent=2,
                               sort_keys=True))
         return
     lines = [f"targets file: {problem}"] if problem else []
@@ -158,7 +244,43 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
         lines.append("no MISP targets configured (set misp_targets in exchange.toml)")
     for row in rows:
         lines += _state_lines(row)
+    if source_rows or source_problem:
+        lines.append("TAXII sources:")
+    if source_problem:
+        lines.append(f"sources file: {source_problem}")
+    for row in source_rows:
+        lines += _source_lines(row)
     click.echo("\n".join(lines))
+
+
+def _source_json(state: SourceState, *, configured: bool, resting: str | None
+                 ) -> dict[str, Any]:
+    counts = dict.fromkeys(SOURCE_COUNTS, 0) | state.counts
+    return {"source": state.source, "configured": configured, "outcome": state.outcome,
+            "resting": resting,
+            "message": state.message, "last_started": _when(state.last_started),
+            "last_finished": _when(state.last_finished), "counts": counts,
+            "reasons": state.reasons, "cursor": state.cursor, "paging": state.paging,
+            "failures": state.failures, "next_run": _when(state.next_run)}
+
+
+def _source_lines(row: dict[str, Any]) -> list[str]:
+    gone = "" if row["configured"] else " (no longer in the sources file)"
+    last = row["last_finished"] or row["last_started"] or "never"
+    counts = row["counts"]
+    shown = [f"{k} {counts[k]}" for k in SOURCE_COUNTS]
+    shown += [f"{k} {v}" for k, v in sorted(counts.items()) if k not in SOURCE_COUNTS]
+    lines = [f"{row['source']} (TAXII source){gone}: {row['outcome']}, last run {last},"
+             f" next run {row['next_run'] or 'not scheduled'}",
+             f"  {', '.join(shown)}",
+             f"  cursor: {row['cursor'] or '(start)'}, paging: {row['paging'] or 'unknown'}"]
+    if row["message"]:
+        lines.append(f"  {row['message']}")
+    if row["failures"]:
+        lines.append(f"  consecutive failed runs: {row['failures']}")
+    if row["resting"]:
+        lines.append(f"  {row['resting']}")
+    return lines + reason_lines(row["reasons"], total=counts.get("refused", 0))
 
 
 def _state_json(state: MispSyncState, *, configured: bool, resting: str | None
@@ -202,7 +324,7 @@ def _state_lines(row: dict[str, Any]) -> list[str]:
               help="Stop when this process is gone (exchange serve starts it so).")
 @click.pass_obj
 def scheduler(ctx_obj: Any, poll: float, parent_pid: int | None) -> None:
-    """Run the MISP sync jobs in the foreground until SIGTERM or SIGINT.
+    """Run the MISP sync and TAXII source jobs in the foreground until SIGTERM or SIGINT.
 
     Several schedulers may run on one database: one leads and runs the jobs, the others
     wait and take over within --poll seconds when it stops.
@@ -213,7 +335,10 @@ def scheduler(ctx_obj: Any, poll: float, parent_pid: int | None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    families = [SourceJobs(settings)] if settings.taxii_sources_path is not None else []
+    for family in families:
+        family.check()  # refuse to start on a broken sources file
     SyncScheduler(settings, options=SchedulerOptions(poll=poll),
-                  keep_going=lambda: parent_pid is None or os.getppid() == parent_pid
-                  ).run(stop)
+                  keep_going=lambda: parent_pid is None or os.getppid() == parent_pid,
+                  families=families).run(stop)
     click.echo("scheduler stopped", err=True)

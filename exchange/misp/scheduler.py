@@ -35,9 +35,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,8 +53,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from exchange.config import Settings
 from exchange.errors import ConfigError, ExchangeError
@@ -63,6 +60,7 @@ from exchange.misp.report import Outcome
 from exchange.misp.sync import Runner, directions_for, load_node_targets, open_node, run_target
 from exchange.misp.targets import MispTarget
 from exchange.node.base import now_micros
+from exchange.node.jobs import JobFamily, crontab_weekdays, schedule_trigger
 from exchange.node.service import Exchange
 from exchange.storage.base import MispSyncState
 from exchange.storage.engines import WRITE_OPTION, SqliteOptions, create_engine
@@ -73,6 +71,7 @@ __all__ = [
     "Leadership",
     "SchedulerOptions",
     "SyncScheduler",
+    "crontab_weekdays",
     "job_id",
     "leadership_for",
     "run_job",
@@ -89,8 +88,6 @@ JOB_TABLE: Final = "cx_scheduler_jobs"
 _LOCK_KEY_SQL: Final = sa.text(
     "SELECT hashtextextended('cert-exchange misp scheduler leader ' || current_schema(), 0)")
 _JOB_PREFIX: Final = "misp-"
-_WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_DOW_ITEM = re.compile(r"(\*|[0-7a-z]+)(?:-([0-7a-z]+))?(?:/([0-9]+))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,49 +146,10 @@ def trigger_for(target: MispTarget, options: SchedulerOptions) -> BaseTrigger:
     """The APScheduler trigger of a target's schedule, in UTC, with jitter.
 
     A cron schedule's day of week is read as crontab reads it (0 and 7 are Sunday), not
-    as APScheduler 3 does (0 is Monday).
+    as APScheduler 3 does (0 is Monday): :func:`exchange.node.jobs.crontab_weekdays`.
     """
-    interval = target.schedule.interval
-    if interval is not None:
-        return IntervalTrigger(seconds=interval, timezone=UTC,
-                               jitter=min(options.max_jitter, interval // 10) or None)
-    minute, hour, day, month, weekday = str(target.schedule.cron).split()
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=crontab_weekdays(weekday), timezone=UTC,
-                       jitter=options.max_jitter or None)
-
-
-def crontab_weekdays(text: str) -> str:
-    """A crontab day-of-week field as APScheduler 3 day names (``1-5`` -> ``mon,...,fri``).
-
-    Raises:
-        ConfigError: The field is not a crontab day of week.
-    """
-    if text == "*":
-        return "*"
-    days: set[int] = set()
-    for item in text.lower().split(","):
-        m = _DOW_ITEM.fullmatch(item)
-        if m is None:
-            raise ConfigError(f"cron day of week {text!r}: cannot read {item!r}")
-        first, last, step = m.group(1), m.group(2), m.group(3)
-        if first == "*":
-            low, high = 0, 6
-        else:
-            low = _weekday(first, text)
-            high = _weekday(last, text) if last is not None else (6 if step else low)
-            if last is not None and high == 0 and low > 0:
-                high = 7  # "5-7" and "fri-sun" run to Sunday
-        days.update(d % 7 for d in range(low, high + 1, int(step or 1)))
-    return ",".join(_WEEKDAYS[d] for d in sorted(days))
-
-
-def _weekday(token: str, text: str) -> int:
-    if token.isdigit() and int(token) <= 7:
-        return int(token)
-    if token[:3] in _WEEKDAYS and len(token) == 3:
-        return _WEEKDAYS.index(token)
-    raise ConfigError(f"cron day of week {text!r}: {token!r} is not 0-7 or sun-sat")
+    return schedule_trigger(target.schedule.interval, target.schedule.cron,
+                            options.max_jitter)
 
 
 def skip_reason(state: MispSyncState | None, now: int, backoff: Backoff,
@@ -413,7 +371,8 @@ class SyncScheduler:
 
     def __init__(self, settings: Settings, *, options: SchedulerOptions | None = None,
                  runners: Mapping[str, str | Runner] | None = None,
-                 keep_going: Callable[[], bool] = lambda: True) -> None:
+                 keep_going: Callable[[], bool] = lambda: True,
+                 families: Sequence[JobFamily] = ()) -> None:
         """Prepare a scheduler.
 
         Args:
@@ -422,11 +381,14 @@ class SyncScheduler:
             runners: Overrides of :data:`exchange.misp.sync.RUNNERS`.
             keep_going: Checked every ``poll`` seconds; False stops the scheduler (the
                 server that started it is gone).
+            families: Other doors' jobs to run beside the MISP jobs (TAXII sources).
+                With families, a node without a MISP targets file runs only them.
         """
         self.settings = settings
         self.options = options or SchedulerOptions()
         self.runners = runners
         self.keep_going = keep_going
+        self.families = tuple(families)
         self._scheduler: BackgroundScheduler | None = None
         self._node: Exchange | None = None
 
@@ -436,7 +398,7 @@ class SyncScheduler:
         Raises:
             ConfigError: The targets file, the policy or the database is not usable.
         """
-        load_node_targets(self.settings)  # refuse to start on a broken file
+        self._targets()  # refuse to start on a broken file
         leadership = leadership_for(self.settings.effective_database_url)
         announced = False
         try:
@@ -463,13 +425,22 @@ class SyncScheduler:
         finally:
             leadership.release()
 
+    def _targets(self, node: Exchange | None = None) -> tuple[MispTarget, ...]:
+        """The MISP targets; none when only other families' jobs are configured."""
+        if self.families and self.settings.misp_targets_path is None:
+            return ()
+        return load_node_targets(self.settings, node)
+
     def _lead(self, leadership: Leadership, stop: threading.Event) -> None:
         global _runtime  # noqa: PLW0603 - see _Runtime
         settings = self.settings
         with open_node(settings) as node:
-            targets = load_node_targets(settings, node)
+            targets = self._targets(node)
             targets_file = settings.misp_targets_path
             seen = _fingerprint(targets_file)
+            family_seen = [[_fingerprint(p) for p in f.watched()] for f in self.families]
+            for family in self.families:
+                family.start(node)
             runtime = _Runtime(node, {t.name: t for t in targets}, targets_file,
                                self.options, self.runners)
             engine = create_engine(settings.effective_database_url, SqliteOptions())
@@ -488,6 +459,8 @@ class SyncScheduler:
             try:
                 scheduler.start(paused=True)
                 sync_jobs(scheduler, targets, self.options)
+                for family in self.families:
+                    family.sync(scheduler)
                 self._record_next_runs()
                 scheduler.add_listener(self._after_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
                                        | EVENT_JOB_MISSED)
@@ -506,8 +479,17 @@ class SyncScheduler:
                     if now_seen != seen:
                         seen = now_seen
                         self._reload(runtime, node)
+                    for at, family in enumerate(self.families):
+                        prints = [_fingerprint(p) for p in family.watched()]
+                        if prints != family_seen[at]:
+                            family_seen[at] = prints
+                            if family.reload():
+                                family.sync(scheduler)
+                                self._record_next_runs()
             finally:
                 scheduler.shutdown(wait=True)
+                for family in self.families:
+                    family.stop()
                 with _runtime_lock:
                     _runtime = None
                 self._scheduler = self._node = None
@@ -515,7 +497,7 @@ class SyncScheduler:
 
     def _reload(self, runtime: _Runtime, node: Exchange) -> None:
         try:
-            targets = load_node_targets(self.settings, node)
+            targets = self._targets(node)
         except ExchangeError as e:
             log.error("scheduler: the changed targets file is refused, the jobs stay as"
                       " they were: %s", e.reason)
@@ -538,7 +520,14 @@ class SyncScheduler:
             return
         try:
             for job in scheduler.get_jobs():
-                if (only is not None and job.id != only) or not job.id.startswith(_JOB_PREFIX):
+                if only is not None and job.id != only:
+                    continue
+                when = job.next_run_time
+                next_run = int(when.timestamp() * 1_000_000) if when is not None else None
+                for family in self.families:
+                    if job.id.startswith(family.prefix):
+                        family.record_next_run(job.id, next_run)
+                if not job.id.startswith(_JOB_PREFIX):
                     continue
                 target_name, direction = job.args
                 state = (node.store.misp_state(target_name, direction)

@@ -695,6 +695,19 @@ class Store(abc.ABC):
     def record_misp_pulled(self, target: str, events: dict[str, int], at: int) -> None:
         """Insert or replace the imported timestamp of each event UUID."""
 
+    # -- TAXII sources (revision 0010) -----------------------------------------------------
+    @abc.abstractmethod
+    def source_state(self, source: str) -> SourceState | None:
+        """The ingestion state of one TAXII source, or None before its first run."""
+
+    @abc.abstractmethod
+    def source_states(self) -> list[SourceState]:
+        """Every recorded TAXII source state, by source name."""
+
+    @abc.abstractmethod
+    def save_source_state(self, state: SourceState) -> None:
+        """Insert or replace the state of ``state.source``."""
+
 
 #: What a signing key is for: a member's object signatures, or this node's own signatures
 #: (derived objects, receipts).
@@ -780,6 +793,43 @@ class MispSyncState:
     target: str
     direction: str
     cursor: str | None = None
+    last_started: int | None = None
+    last_finished: int | None = None
+    outcome: str = "never"
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    reasons: list[dict[str, str]] = field(default_factory=list)
+    failures: int = 0
+    next_run: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """One TAXII source's ingestion state (table ``taxii_source_state``).
+
+    Attributes:
+        source: The source's name (feeds/sources.yaml).
+        cursor: The ``added_after`` the next run asks for: the last
+            ``X-TAXII-Date-Added-Last`` (or ``date_added``) whose page was fully stored,
+            as the server wrote it; None before the first page.
+        paging: How the server pages, as detected: ``next`` (TAXII 2.1 ``next``),
+            ``more`` (``added_after`` stepping; the server ignores ``next``), ``offset``
+            (a server that pages by offset and repeats itself under ``next``); None
+            before the first run.
+        last_started: When the last run started (µs since the epoch).
+        last_finished: When it finished.
+        outcome: ``never``, ``ok``, ``partial``, ``failed``, ``auth-failed`` or ``running``.
+        message: One sentence on the outcome (never a secret).
+        counts: Counts of the last run: created, duplicate, refused, pages.
+        reasons: One entry per object refused in the last run:
+            ``{"id": ..., "rule": ..., "reason": ...}``.
+        failures: Consecutive failed runs (the scheduler's backoff).
+        next_run: When the scheduler runs it next, if known.
+    """
+
+    source: str
+    cursor: str | None = None
+    paging: str | None = None
     last_started: int | None = None
     last_finished: int | None = None
     outcome: str = "never"

@@ -355,3 +355,21 @@ peer_trust = Table(
     Column("fetched_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Revision 0010: TAXII sources (exchange.feeds; issue 20). Per source: cursor, paging mode
+# detected, last outcome, counts and reasons (JSON), consecutive failures, next run.
+taxii_source_state = Table(
+    "taxii_source_state",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("cursor", String(64), nullable=True),
+    Column("paging", String(16), nullable=True),
+    Column("last_started", BigInteger, nullable=True),
+    Column("last_finished", BigInteger, nullable=True),
+    Column("outcome", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("next_run", BigInteger, nullable=True),
+)

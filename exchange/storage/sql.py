@@ -72,6 +72,7 @@ from exchange.storage.base import (
     PeerTrust,
     PublishAudit,
     SignedVersion,
+    SourceState,
     Status,
     StatusDetail,
     Store,
@@ -1232,6 +1233,44 @@ class SqlStore(Store):
         with self._transaction(write=True) as conn:
             self._upsert(conn, t.misp_sync_state, ["target", "direction"], [row])
 
+    # -- TAXII sources (revision 0010) -----------------------------------------------------
+    def source_state(self, source: str) -> SourceState | None:
+        """The ingestion state of one TAXII source, or None before its first run.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        s = t.taxii_source_state
+        with self._transaction(write=False) as conn:
+            row = conn.execute(sa.select(s).where(s.c.source == source)).first()
+        return None if row is None else _source_state(row)
+
+    def source_states(self) -> list[SourceState]:
+        """Every recorded TAXII source state, by source name.
+
+        Raises:
+            StorageError: The database failed.
+        """
+        s = t.taxii_source_state
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(s).order_by(s.c.source)).all()
+        return [_source_state(r) for r in rows]
+
+    def save_source_state(self, state: SourceState) -> None:
+        """Insert or replace a TAXII source's state.
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        row = {"source": state.source, "cursor": state.cursor, "paging": state.paging,
+               "last_started": state.last_started, "last_finished": state.last_finished,
+               "outcome": state.outcome, "message": state.message,
+               "counts": json.dumps(state.counts, sort_keys=True),
+               "reasons": json.dumps(state.reasons, sort_keys=True),
+               "failures": state.failures, "next_run": state.next_run}
+        with self._transaction(write=True) as conn:
+            self._upsert(conn, t.taxii_source_state, ["source"], [row])
+
     def misp_pushed(self, target: str, object_ids: Sequence[str] | None = None
                     ) -> dict[str, MispPushed]:
         """What was pushed to a target, by STIX id.
@@ -1356,14 +1395,20 @@ def _member_key(row: Any) -> MemberKey:
     )
 
 
-
-
 def _peer_trust(row: Any) -> PeerTrust:
     pins = tuple(sorted((str(kid), str(pem)) for kid, pem in json.loads(row.pins)))
     return PeerTrust(name=row.name, pins=pins, registry_url=row.registry_url,
                      api_key_file=row.api_key_file,
                      registry=bytes(row.registry) if row.registry is not None else None,
                      fetched_at=row.fetched_at, created_at=row.created_at)
+
+
+def _source_state(row: Any) -> SourceState:
+    return SourceState(
+        source=row.source, cursor=row.cursor, paging=row.paging,
+        last_started=row.last_started, last_finished=row.last_finished,
+        outcome=row.outcome, message=row.message, counts=json.loads(row.counts),
+        reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run)
 
 
 def _sync_state(row: Any) -> MispSyncState:

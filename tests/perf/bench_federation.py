@@ -10,11 +10,13 @@ Builds two fresh SQLite homes in a temporary directory (the nodes of
 PK-CERT (Ed25519) at PK through the node's publish path in envelopes of 1,000, and
 starts both real servers (``exchange serve``, gunicorn, 2 workers each) on 127.0.0.1.
 UZ pins PK's node key and keeps its signed registry (not timed). Then UZ pulls PK's
-``jwg`` as its peer account ``uz-node`` - taxii2-client paging (1,000 a page; PK decides
-each object on channel ``peer`` and records its disclosure before serving), the peer
-verifier on every object (cx-sig v1 against PK's pinned registry), and the import of the
-verified objects into UZ's ``jwg`` as PK-CERT's contribution (strict validation, policy,
-signature check against UZ's registry, storage, publish records) - and measures:
+``jwg`` as its peer account ``uz-node`` with the ingestion engine (a ``peer`` source of
+:mod:`exchange.feeds.ingest`: taxii2-client paging, 1,000 a page, the next page read
+while one is imported; PK decides each object on channel ``peer`` and records its
+disclosure before serving), the peer verifier on every object (cx-sig v1 against PK's
+pinned registry), and the import of the verified objects into UZ's ``jwg`` as PK-CERT's
+contribution (strict validation, policy, storage, publish records, one transaction per
+page) - and measures:
 
 * ``objects_per_s``: objects imported per second of the whole pull (the target:
   >= 2,000);
@@ -139,16 +141,17 @@ def main() -> None:
             uz.close()
             pk.close()
     verify_seconds = timed[0].seconds if timed else 0.0
+    imported = report.counts["created"]
     print(json.dumps({
-        "benchmark": "federated_pull", "count": count, "imported": report.imported,
-        "refused": len(report.refused), "seconds": round(seconds, 3),
-        "objects_per_s": round(report.imported / seconds, 1),
+        "benchmark": "federated_pull", "count": count, "imported": imported,
+        "refused": report.counts["refused"], "outcome": str(report.outcome),
+        "seconds": round(seconds, 3), "objects_per_s": round(imported / seconds, 1),
         "verify_seconds": round(verify_seconds, 3),
-        "verify_objects_per_s": round(report.received / verify_seconds, 1)
+        "verify_objects_per_s": round(count / verify_seconds, 1)
         if verify_seconds else None,
         "fetch_only_objects_per_s": round(fetched / fetch_seconds, 1),
         "puller_cpu_seconds": round(cpu_seconds, 3),
-        "objects_per_puller_cpu_s": round(report.imported / cpu_seconds, 1),
+        "objects_per_puller_cpu_s": round(imported / cpu_seconds, 1),
         "load_average_1m": round(load, 2),
     }, sort_keys=True))
 

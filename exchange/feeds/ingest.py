@@ -1,0 +1,758 @@
+"""Ingestion of one TAXII source: every object version once, resuming where it stopped.
+
+:func:`ingest` reads one source (issue 20 item 2; DESIGN.md decision 9) with the real
+taxii2-client and imports what it reads into the source's local collection:
+
+* **Incremental.** It asks for objects ``added_after`` the source's cursor: the server's
+  ``X-TAXII-Date-Added-Last`` of the last page fully stored (TAXII 2.1 section 3.4.1).
+  The request goes back one microsecond before the cursor, so objects a server stamped
+  with the same ``date_added`` as the last one stored, but sent on the next page, are
+  never skipped; the ones already stored come back as counted duplicates.
+* **Paging** (:class:`Paging`). It follows ``next`` while the server gives one with
+  ``more: true``. A server that says ``more`` without ``next`` is read by stepping
+  ``added_after`` to each page's ``X-TAXII-Date-Added-Last`` (``more``). A server whose
+  ``next`` answers the same page again (it pages by offset, or ignores the parameter) is
+  detected and read by stepping too (``offset``). A server that says ``more`` while its
+  page is empty, or does not move past the cursor, is stopped with a note (its ``more`` is
+  wrong). At most ``max_pages`` pages are read per run; the rest waits for the next run.
+  The mode detected is kept in the source's state and shown by ``exchange sync status``.
+* **Exactly once.** Each page's objects, their publish records and the ledger entries
+  commit in one transaction (``Store.add_objects``); the cursor is saved after that
+  commit. A version already held as the source organisation's (same id and
+  ``modified``) is a counted ``duplicate`` and stores nothing, so a crash, a refused
+  connection or a cut between the commit and the cursor only means reading a page
+  again. A failure mid-page stores nothing of that page.
+* **What is stored.** Every object is a contribution of the source's organisation
+  (``TaxiiSource.org``), checked by the ingest rules of a TAXII publish: the strict STIX
+  2.1 profile and limits, the collection's ``custom_content`` rule, the authorship rule
+  (no other registered organisation's identity as author) and the policy's TLP reading.
+  A ``vendor`` source's objects are signed by this node as attestations (decision 8), as
+  MISP imports are. A ``peer`` source's objects keep their authors' cx-sig signatures:
+  each must pass the :class:`ObjectVerifier` of the pinned peer (``trust``), or it is
+  refused with the verifier's reason and never stored; a peer source without a verifier
+  refuses to run. The publish records (channel ``taxii:pull``, account
+  ``taxii-source-<name>`` of the organisation, created on first use without an API key)
+  are this node's attestation of the import.
+* **Known server defects** tolerated for vendor sources, each named in the run's
+  message: ``spec_version`` equal to the object's type (:data:`SPEC_VERSION_NOTE`).
+* **Refusals** are counted (``refused``) with a stable rule and a reason each
+  (:class:`Refusal`), kept in the state for ``sync status``.
+
+Counts: ``created`` (versions stored), ``duplicate`` (already held), ``refused``,
+``pages``. Recording the run in the source's state is :mod:`exchange.feeds.run`'s; this
+module saves only the cursor and paging mode after each page it committed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from taxii2client import exceptions as taxii_errors
+from taxii2client.v21 import ApiRoot, Server
+from taxii2client.v21 import Collection as TaxiiCollection
+
+from exchange.audit.records import Publish, Published
+from exchange.errors import (
+    AuthError,
+    ConfigError,
+    ExchangeError,
+    InvalidObject,
+    NotFound,
+    PermissionDenied,
+    PolicyDenied,
+    StorageError,
+)
+from exchange.feeds.sources import Kind, TaxiiSource, read_password
+from exchange.model.objects import StixObject
+from exchange.model.stix import custom_content_of, is_observable, validate_object
+from exchange.model.stixkinds import parse_timestamp
+from exchange.node.auditing import chunks
+from exchange.node.base import now_micros
+from exchange.node.publish import version_to_store
+from exchange.node.service import Exchange
+from exchange.policy import level_of
+from exchange.policy.tlp import split_marking_refs
+from exchange.signing.canonical import EXTENSION_ID
+from exchange.signing.cxsig import sign_validated
+from exchange.storage.base import (
+    Account,
+    AddOutcome,
+    AddResult,
+    Collection,
+    IdOwnership,
+    NewVersion,
+    ObjectQuery,
+    Organisation,
+    SourceState,
+    Status,
+    VersionMatch,
+)
+from exchange.storage.timestamps import to_micros
+
+__all__ = [
+    "CHANNEL",
+    "MAX_ANSWER_BYTES",
+    "MAX_PAGES",
+    "IngestReport",
+    "ObjectVerifier",
+    "Outcome",
+    "Paging",
+    "Refusal",
+    "TaxiiReader",
+    "VerifierFor",
+    "ingest",
+    "source_account",
+]
+
+log = logging.getLogger(__name__)
+
+#: The channel of the publish records an ingestion writes.
+CHANNEL: Final = "taxii:pull"
+#: The most pages one run reads.
+MAX_PAGES: Final = 10_000
+#: The largest answer read (a page of objects at the per-object limit would be larger:
+#: a server sending one is asked for smaller pages).
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
+#: Ids per store query.
+_CHUNK: Final = 200
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+#: OpenTAXII 0.9.3 writes each object's type as its ``spec_version`` in Get Objects
+#: answers (its server.py); a vendor object so marked is read as STIX 2.1, the version a
+#: TAXII 2.1 collection of that server accepts, and the run says so. A peer's objects are
+#: never changed (their signatures cover every byte).
+SPEC_VERSION_NOTE: Final = ("the server writes each object's type as its spec_version"
+                            " (an OpenTAXII 0.9.3 defect); read as STIX 2.1")
+
+
+class ObjectVerifier(Protocol):
+    """Verifies a peer's object against the peer's published registry and pinned keys."""
+
+    def verify(self, obj: Mapping[str, Any]) -> str | None:
+        """None when the object's cx-sig signature verifies, else the refusal reason."""
+
+
+#: ``verifier_for(node, trust_name)``: the verifier of a pinned peer (exchange.feeds.peers).
+VerifierFor = Callable[[Exchange, str], ObjectVerifier]
+
+
+class Outcome(enum.StrEnum):
+    """How a run ended."""
+
+    OK = "ok"
+    PARTIAL = "partial"  # objects were refused (each with a reason); the rest is stored
+    FAILED = "failed"  # the server could not be read to the end; the cursor holds
+    AUTH_FAILED = "auth-failed"  # the server refused the login (or it cannot be read)
+    RUNNING = "running"
+
+
+class Paging(enum.StrEnum):
+    """How a server pages, as detected."""
+
+    NEXT = "next"  # TAXII 2.1 next + more
+    MORE = "more"  # more without next: added_after stepping
+    OFFSET = "offset"  # next repeats the page (offset paging, or next ignored): stepping
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An object not stored, and why (``rule`` is stable, ``reason`` is for people)."""
+
+    id: str
+    rule: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The stored form (``SourceState.reasons``)."""
+        return {"id": self.id, "rule": self.rule, "reason": self.reason, "kind": "refused"}
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one run of one source did.
+
+    Attributes:
+        source: The source's name.
+        counts: ``created``, ``duplicate``, ``refused``, ``pages``.
+        refusals: Every object refused, with its reason.
+        cursor_before: The cursor the run started from.
+        cursor_after: The cursor after the last page committed.
+        paging: The paging mode detected.
+        notes: What the run noticed about the server (a wrong ``more``...).
+        outcome: How it ended.
+        message: One sentence on the outcome (never a secret).
+    """
+
+    source: str
+    counts: Counter[str] = field(default_factory=Counter)
+    refusals: list[Refusal] = field(default_factory=list)
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    paging: Paging | None = None
+    notes: list[str] = field(default_factory=list)
+    outcome: Outcome = Outcome.OK
+    message: str = ""
+
+    def refuse(self, object_id: str, rule: str, reason: str) -> None:
+        """Count and keep one refused object."""
+        self.counts["refused"] += 1
+        self.refusals.append(Refusal(object_id, rule, reason))
+        if self.outcome is Outcome.OK:
+            self.outcome = Outcome.PARTIAL
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a TAXII 2.1 ``Get Objects`` answer."""
+
+    objects: list[Any]
+    more: bool
+    next: str | None
+    date_added_last: str | None
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request of the session a timeout (taxii2-client sets none)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(max_retries=0)
+        self._timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+             ) -> requests.Response:
+        kwargs["timeout"] = self._timeout
+        return super().send(request, *args, **kwargs)
+
+
+class TaxiiReader:
+    """The source's collection through taxii2-client, one page at a time.
+
+    Nothing is sent on construction; :meth:`page` finds the collection on first use.
+    """
+
+    def __init__(self, source: TaxiiSource, password: str | None) -> None:
+        self.source = source
+        self._password = password
+        self._collection: TaxiiCollection | None = None
+        self._last: requests.Response | None = None
+
+    def __repr__(self) -> str:
+        return f"TaxiiReader({self.source.name!r})"
+
+    def _session(self, target: Any) -> None:
+        session: requests.Session = target._conn.session
+        adapter = _TimeoutAdapter(self.source.timeout)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.hooks["response"].append(self._keep)
+
+    def _keep(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+            response.close()
+            raise ExchangeError(f"source {self.source.name!r}: an answer of {int(length):,}"
+                                f" bytes is over the {MAX_ANSWER_BYTES:,} the exchange reads;"
+                                " lower page_size")
+        self._last = response
+
+    def _verify(self) -> bool | str:
+        return self.source.ca_file if self.source.ca_file is not None else True
+
+    def collection(self) -> TaxiiCollection:
+        """The source's collection (found by id or title on first use).
+
+        Raises:
+            AuthError: The server refused the login.
+            ExchangeError: The server cannot be read, or has no such collection.
+        """
+        if self._collection is not None:
+            return self._collection
+        source = self.source
+        with _Translated(source):
+            root_url = source.api_root
+            if root_url is None:
+                server = Server(str(source.discovery), user=source.user,
+                                password=self._password, verify=self._verify())
+                self._session(server)
+                default = server.default
+                if default is None:
+                    roots = server.api_roots
+                    if len(roots) != 1:
+                        raise NotFound(f"source {source.name!r}: the discovery names no"
+                                       f" default API root and {len(roots)} others; set"
+                                       " api_root")
+                    default = roots[0]
+                root_url = default.url
+            root = ApiRoot(root_url, user=source.user, password=self._password,
+                           verify=self._verify())
+            self._session(root)
+            for found in root.collections:
+                if source.collection in (found.id, found.title):
+                    self._session(found)
+                    self._collection = found
+                    return found
+        raise NotFound(f"source {source.name!r}: the API root has no collection"
+                       f" {source.collection!r} readable by this account")
+
+    def page(self, *, added_after: str | None, next_token: str | None, limit: int) -> Page:
+        """One page of objects.
+
+        Raises:
+            AuthError: The server refused the login.
+            ExchangeError: The server could not be read (the reason says why).
+        """
+        collection = self.collection()
+        with _Translated(self.source):
+            kwargs: dict[str, Any] = {"limit": limit}
+            if added_after is not None:
+                kwargs["added_after"] = added_after
+            if next_token is not None:
+                kwargs["next"] = next_token
+            envelope = collection.get_objects(**kwargs)
+        if not isinstance(envelope, dict):
+            raise ExchangeError(f"source {self.source.name!r}: the server's answer is not"
+                                " a TAXII envelope")
+        objects = envelope.get("objects") or []
+        if not isinstance(objects, list):
+            raise ExchangeError(f"source {self.source.name!r}: the envelope's objects are"
+                                " not a list")
+        headers = self._last.headers if self._last is not None else {}
+        nxt = envelope.get("next")
+        return Page(objects=objects, more=envelope.get("more") is True,
+                    next=str(nxt) if isinstance(nxt, str | int) and str(nxt) else None,
+                    date_added_last=headers.get("X-TAXII-Date-Added-Last"))
+
+
+class _Translated:
+    """Turns requests' and taxii2-client's errors into the exchange's (no secret kept)."""
+
+    def __init__(self, source: TaxiiSource) -> None:
+        self.source = source
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 _tb: object) -> Literal[False]:
+        if error is None or isinstance(error, ExchangeError):
+            return False
+        name = self.source.name
+        if isinstance(error, requests.HTTPError) and error.response is not None:
+            code = error.response.status_code
+            if code in (401, 403):
+                raise AuthError(f"source {name!r}: the server refused the login (HTTP"
+                                f" {code})") from None
+            raise ExchangeError(f"source {name!r}: the server answered HTTP {code}") from None
+        if isinstance(error, requests.Timeout):
+            raise ExchangeError(f"source {name!r}: no answer within"
+                                f" {self.source.timeout:g} s") from None
+        if isinstance(error, requests.ConnectionError | requests.exceptions.ChunkedEncodingError
+                      | requests.exceptions.ContentDecodingError):
+            raise ExchangeError(f"source {name!r}: cannot connect or the connection broke"
+                                f" ({type(error).__name__})") from None
+        if isinstance(error, taxii_errors.TAXIIServiceException | ValueError):
+            raise ExchangeError(f"source {name!r}: not a valid TAXII 2.1 answer"
+                                f" ({type(error).__name__})") from None
+        if isinstance(error, requests.RequestException):
+            raise ExchangeError(f"source {name!r}: request failed"
+                                f" ({type(error).__name__})") from None
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    node: Exchange
+    source: TaxiiSource
+    owner: Organisation
+    collection: Collection
+    verifier: ObjectVerifier | None
+    now: int
+
+
+def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = None,
+           verifier_for: VerifierFor | None = None, max_pages: int = MAX_PAGES,
+           now: int | None = None) -> IngestReport:
+    """Read a source from its cursor and import what is new (module docstring).
+
+    Args:
+        node: The exchange (its policy source set).
+        source: The source; its organisation must be registered and may write ``into``.
+        reader: The reader to use (default: one built from the source and its password).
+        verifier_for: For a peer source, gives the pinned peer's verifier.
+        max_pages: The most pages to read in this run.
+        now: The current time, µs since the epoch (signing time and ledger).
+
+    Returns:
+        The report; ``failed`` or ``auth-failed`` when the server could not be read to
+        the end (everything committed before stays, and the cursor with it).
+
+    Raises:
+        ConfigError: A peer source without a verifier, or a password that cannot be read.
+        NotFound: The organisation or the local collection does not exist.
+        PermissionDenied: The organisation may not write to the local collection.
+        StorageError: The database failed (the page being stored is not stored).
+    """
+    at = now_micros() if now is None else now
+    store = node.store
+    state = store.source_state(source.name) or SourceState(source.name)
+    report = IngestReport(source.name, cursor_before=state.cursor, cursor_after=state.cursor,
+                          paging=Paging(state.paging) if state.paging else None)
+    ctx = _Context(node, source, *_destination(node, source),
+                   verifier=_verifier(node, source, verifier_for), now=at)
+    if reader is None:
+        reader = TaxiiReader(source, read_password(source))
+    cursor = state.cursor
+    chain_start = _before(cursor)
+    previous: list[tuple[str, str]] | None = None
+    # One page is read ahead while the page before it is imported: the next request
+    # depends only on the page's envelope and headers, never on what was stored.
+    ahead = ThreadPoolExecutor(1, thread_name_prefix=f"taxii-source-{source.name}")
+
+    def fetch(added_after: str | None, next_token: str | None) -> Future[Page]:
+        return ahead.submit(reader.page, added_after=added_after, next_token=next_token,
+                            limit=source.page_size)
+
+    sent_next: str | None = None
+    pending = fetch(chain_start, None)
+    try:
+        for _ in range(max_pages):
+            page = pending.result()
+            keys = [_key(o) for o in page.objects]
+            if sent_next is not None and keys and keys == previous:
+                report.paging = Paging.OFFSET
+                report.notes.append("the server answered `next` with the same page again"
+                                    " (it pages by offset or ignores next): read by"
+                                    " added_after instead")
+                sent_next, chain_start, previous = None, _before(cursor), None
+                pending = fetch(chain_start, None)
+                continue
+            previous = keys
+            report.counts["pages"] += 1
+            advanced = _later_of(cursor, page.date_added_last)
+            follow, stop = _follow_up(page, report, chain_start, cursor, advanced)
+            if follow is not None:
+                chain_start, sent_next = follow
+                pending = fetch(chain_start, sent_next)
+            _import_page(ctx, page.objects, report)
+            if page.objects and page.date_added_last is None and "no-header" not in \
+                    report.notes:
+                report.notes.append("no-header")
+            cursor = advanced
+            report.cursor_after = cursor
+            store.save_source_state(replace(
+                store.source_state(source.name) or SourceState(source.name),
+                cursor=cursor, paging=(report.paging or Paging.NEXT).value))
+            if stop is not None:
+                report.notes.append(stop)
+            if follow is None:
+                break
+        else:
+            report.notes.append(f"stopped after {max_pages} pages; the rest waits for the"
+                                " next run")
+    except StorageError:
+        raise
+    except AuthError as e:
+        report.outcome, report.message = Outcome.AUTH_FAILED, e.reason
+    except ExchangeError as e:
+        report.outcome, report.message = Outcome.FAILED, e.reason
+    finally:
+        ahead.shutdown(wait=True, cancel_futures=True)
+    if report.paging is None:
+        report.paging = Paging.NEXT
+    report.notes = [_note(n) for n in report.notes]
+    if not report.message:
+        report.message = _summary(report, ctx.collection)
+    return report
+
+
+def _follow_up(page: Page, report: IngestReport, chain_start: str | None,
+               cursor: str | None, advanced: str | None
+               ) -> tuple[tuple[str | None, str | None] | None, str | None]:
+    """The request after ``page`` as (added_after, next), or None to stop; and why the run
+    stops early, if it does. Sets the paging mode detected."""
+    if not page.more:
+        return None, None
+    if not page.objects:
+        return None, ("the server said `more` with an empty page (its more is wrong);"
+                      " stopped")
+    if page.next is not None and report.paging is not Paging.OFFSET:
+        report.paging = report.paging if report.paging is Paging.MORE else Paging.NEXT
+        return (chain_start, page.next), None
+    if report.paging is not Paging.OFFSET:
+        report.paging = Paging.MORE
+    if advanced == cursor:
+        return None, (f"the server said `more` but its page did not move past"
+                      f" {cursor or 'the start'} (its more is wrong, or more than a page"
+                      " of objects share one date_added); stopped")
+    return (_before(advanced), None), None
+
+
+def _note(note: str) -> str:
+    if note == "no-header":
+        return ("the server sends no X-TAXII-Date-Added-Last: the cursor cannot advance and"
+                " each run reads the collection again (as duplicates)")
+    return note
+
+
+def _summary(report: IngestReport, collection: Collection) -> str:
+    c = report.counts
+    text = (f"{c['pages']} pages read ({report.paging} paging): {c['created']} created in"
+            f" {collection.alias or collection.id}, {c['duplicate']} duplicate,"
+            f" {c['refused']} refused")
+    return "; ".join([text, *report.notes])
+
+
+def _destination(node: Exchange, source: TaxiiSource) -> tuple[Organisation, Collection]:
+    owner = node.store.find_org(source.org)
+    collection = node.store.get_collection(node.settings.api_root, source.into)
+    grant = node.store.grant_for(collection.id, owner.id)
+    if grant is None or not grant.can_write:
+        raise PermissionDenied(f"source {source.name!r}: {owner.name} may not write to"
+                               f" collection {source.into!r}; grant it or import elsewhere")
+    return owner, collection
+
+
+def _verifier(node: Exchange, source: TaxiiSource, verifier_for: VerifierFor | None
+              ) -> ObjectVerifier | None:
+    if source.kind is not Kind.PEER:
+        return None
+    if verifier_for is None:
+        raise ConfigError(f"source {source.name!r} is a peer, but this installation cannot"
+                          f" verify peer signatures (no pinned-peer verifier for"
+                          f" {source.trust!r}); it does not run")
+    return verifier_for(node, str(source.trust))
+
+
+def _key(obj: Any) -> tuple[str, str]:
+    if not isinstance(obj, Mapping):
+        return ("", "")
+    return (str(obj.get("id")), str(obj.get("modified") or obj.get("created") or ""))
+
+
+def _micros_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _before(cursor: str | None) -> str | None:
+    """``added_after`` for a cursor: one microsecond earlier (objects at the cursor's own
+    ``date_added`` are read again, as duplicates, never skipped)."""
+    if cursor is None:
+        return None
+    moment = parse_timestamp(cursor)
+    if moment is None:
+        return cursor
+    return _micros_text(moment.replace(tzinfo=UTC) - _ONE_MICROSECOND)
+
+
+def _later_of(cursor: str | None, seen: str | None) -> str | None:
+    if seen is None or parse_timestamp(seen) is None:
+        return cursor
+    if cursor is None:
+        return seen
+    before, after = parse_timestamp(cursor), parse_timestamp(seen)
+    if before is None or (after is not None and after > before):
+        return seen
+    return cursor
+
+
+# -- one page ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Candidate:
+    obj: StixObject
+    version: int | None
+    signed_kid: str | None
+
+
+def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) -> None:
+    """Check, sign (vendor) and store one page's objects (one transaction)."""
+    node, owner, collection = ctx.node, ctx.owner, ctx.collection
+    policy = node.policy.current() if node.policy is not None else None
+    custom_rule = node.custom_content_rule(collection, policy)
+    registered = node.registered_identities()
+    checked: list[_Candidate] = []
+    for received in objects:
+        raw = received
+        object_id = str(raw.get("id")) if isinstance(raw, Mapping) else "(not an object)"
+        if ctx.source.kind is Kind.VENDOR and isinstance(raw, Mapping) and \
+                raw.get("type") is not None and raw.get("spec_version") == raw.get("type"):
+            raw = {**raw, "spec_version": "2.1"}
+            if SPEC_VERSION_NOTE not in report.notes:
+                report.notes.append(SPEC_VERSION_NOTE)
+        try:
+            checked.append(_check(ctx, raw, owner, registered, custom_rule))
+        except ExchangeError as e:
+            report.refuse(object_id, _rule(e), e.reason)
+    held = _held(ctx, checked)
+    key = node.node_key() if ctx.source.kind is Kind.VENDOR else None
+    signed_at = _signed_at(ctx.now)
+    versions: list[NewVersion] = []
+    in_page: set[tuple[str, int | None]] = set()
+    for candidate in checked:
+        obj = candidate.obj
+        mark = (obj.id, candidate.version)
+        if mark in held or mark in in_page:
+            report.counts["duplicate"] += 1
+            continue
+        in_page.add(mark)
+        try:
+            if key is not None:
+                obj = sign_validated(obj.data, key, signed_at=signed_at, attest=True,
+                                     resign=True, limits=node.limits)
+            if policy is not None:
+                object_level, granular = split_marking_refs(obj.data)
+                tlp = level_of(object_level, policy, {}, granular=granular)
+            else:
+                tlp = obj.tlp
+        except ExchangeError as e:
+            report.refuse(obj.id, _rule(e), e.reason)
+            continue
+        versions.append(version_to_store(
+            obj, producer_org=owner.id, tlp=tlp.value if tlp else None,
+            effective_tlp=tlp.value if tlp else collection.default_tlp,
+            signed_kid=key.kid if key is not None else candidate.signed_kid,
+            ownership=_ownership(obj)))
+    if versions:
+        _store(ctx, versions, key.kid if key is not None else None, report)
+
+
+def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str, str],
+           custom_rule: str) -> _Candidate:
+    """The object checked by the ingest rules (and, for a peer, its signature).
+
+    Raises:
+        ExchangeError: It may not be stored (the reason says why).
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidObject("an element of the envelope's objects is not a JSON object")
+    signed_kid = None
+    if ctx.verifier is not None:
+        why = ctx.verifier.verify(raw)
+        if why is not None:
+            raise _SignatureRefused(why)
+        entry = (raw.get("extensions") or {}).get(EXTENSION_ID) or {}
+        signed_kid = str(entry.get("kid")) if isinstance(entry, Mapping) and \
+            entry.get("kid") else None
+    obj = validate_object(dict(raw), ctx.node.limits)
+    if custom_rule != "accept":
+        found = custom_content_of(obj.data)
+        if found.custom_type or (custom_rule == "predefined-only" and found.properties):
+            what = (f"objects of type {obj.type!r}" if found.custom_type
+                    else f"custom properties ({', '.join(found.properties[:5])})")
+            raise PolicyDenied(f"{what} are refused in collection"
+                               f" {ctx.collection.alias or ctx.collection.id} (policy:"
+                               f" custom_content {custom_rule})")
+    author = obj.created_by_ref
+    if author is not None and author != owner.identity_id and author in registered:
+        raise PermissionDenied(f"created_by_ref {author} is the registered identity of"
+                               f" {registered[author]}, not of {owner.name}, whom the source"
+                               " stands for")
+    return _Candidate(obj, to_micros(obj.version) if obj.version else None, signed_kid)
+
+
+class _SignatureRefused(ExchangeError):
+    """The peer's verifier refused the object's signature."""
+
+    title = "Signature refused"
+
+
+def _rule(error: ExchangeError) -> str:
+    if isinstance(error, _SignatureRefused):
+        return "signature"
+    if isinstance(error, InvalidObject):
+        return "invalid-object"
+    return error.title.lower().replace(" ", "-")[:60] or "refused"
+
+
+def _held(ctx: _Context, candidates: Sequence[_Candidate]) -> set[tuple[str, int | None]]:
+    """(id, version) of the candidates the source's organisation already holds in the
+    collection; a version-less object (an SCO) is held when any version of its id is."""
+    store, collection, owner = ctx.node.store, ctx.collection, ctx.owner
+    out: set[tuple[str, int | None]] = set()
+    versioned = sorted({(c.obj.id, c.version) for c in candidates if c.version is not None})
+    plain = sorted({c.obj.id for c in candidates if c.version is None})
+    for start in range(0, len(versioned), _CHUNK):
+        part = versioned[start:start + _CHUNK]
+        ids = tuple(sorted({i for i, _ in part}))
+        wanted = tuple(sorted({v for _, v in part if v is not None}))
+        rows = store.get_objects(ObjectQuery(
+            collection_id=collection.id, ids=ids, versions=VersionMatch(exact=wanted),
+            limit=len(part) * 8, include_body=False)).rows
+        out |= {(r.id, r.version) for r in rows if r.producer_org == owner.id}
+    for start in range(0, len(plain), _CHUNK):
+        ids = tuple(plain[start:start + _CHUNK])
+        rows = store.get_objects(ObjectQuery(
+            collection_id=collection.id, ids=ids, versions=VersionMatch(all=True),
+            limit=len(ids) * 8, include_body=False)).rows
+        out |= {(r.id, None) for r in rows if r.producer_org == owner.id}
+    return out
+
+
+def _ownership(obj: StixObject) -> IdOwnership:
+    return IdOwnership.CONTRIBUTOR if is_observable(obj.data) else IdOwnership.CREATOR
+
+
+def _signed_at(now: int) -> str:
+    moment = datetime.fromtimestamp(now / 1_000_000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def source_account(node: Exchange, source: TaxiiSource, owner: Organisation) -> Account:
+    """The account a source's imports are recorded under: ``taxii-source-<name>``, a
+    publisher account of the source's organisation with no API key, created on first use.
+
+    Raises:
+        ConfigError: The name is taken by an account of another organisation.
+    """
+    name = f"taxii-source-{source.name}"
+    try:
+        account = node.store.find_account(name)
+    except NotFound:
+        return node.add_account(name, org=owner.name, role="publisher")
+    if account.org_id != owner.id:
+        raise ConfigError(f"source {source.name!r}: account {name} belongs to another"
+                          f" organisation than {owner.name}")
+    return account
+
+
+def _store(ctx: _Context, versions: list[NewVersion], kid: str | None,
+           report: IngestReport) -> None:
+    node, owner, collection, source = ctx.node, ctx.owner, ctx.collection, ctx.source
+    account = source_account(node, source, owner)
+    request = f"taxii:{source.name}:{uuid.uuid4()}"
+    status = Status(
+        id=str(uuid.uuid4()), api_root=node.settings.api_root, collection_id=collection.id,
+        account_id=account.id, org_id=owner.id, request_timestamp=ctx.now, status="complete",
+        total_count=len(versions), success_count=0, failure_count=0, pending_count=0)
+    by_id = {v.id: v for v in versions}
+
+    def publish_records(results: Sequence[AddResult], final: Status) -> list[Publish]:
+        added = [Published(object_id=r.id, object_version=r.version or r.date_added or 0,
+                           date_added=r.date_added or 0,
+                           signed_kid=kid or by_id[r.id].signed_kid,
+                           signature="verified" if (kid or by_id[r.id].signed_kid)
+                           else "unsigned")
+                 for r in results if r.outcome is AddOutcome.ADDED]
+        return [Publish(time=now_micros(), channel=CHANNEL, account=account.name,
+                        org=owner.name, collection=collection.id,
+                        policy_digest=node.policy_digest(), request_id=request[:200],
+                        objects=tuple(part)) for part in chunks(added)]
+
+    results, _ = node.store.add_objects(collection.id, versions, status,
+                                        audit=publish_records)
+    for result, version in zip(results, versions, strict=True):
+        if result.outcome is AddOutcome.ADDED:
+            report.counts["created"] += 1
+        elif result.outcome is AddOutcome.EXISTS:
+            report.counts["duplicate"] += 1
+        else:
+            report.refuse(version.id, f"store-{result.outcome.value}",
+                          f"the collection refused {version.id}: {result.outcome.value}")

@@ -1,0 +1,113 @@
+"""The node's scheduled jobs: schedules as APScheduler triggers, and families of jobs.
+
+The scheduler process (:class:`exchange.misp.scheduler.SyncScheduler`, run by
+``exchange scheduler`` and ``exchange serve``) leads one cluster's jobs. Its MISP jobs
+are its own; every other door adds its jobs as a :class:`JobFamily` the command line
+passes in (TAXII sources: :class:`exchange.feeds.schedule.SourceJobs`), so doors never
+import each other: both import this module. Here too: the reading of a five-field
+crontab schedule as an APScheduler 3 trigger (:func:`schedule_trigger`,
+:func:`crontab_weekdays`). No I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from exchange.errors import ConfigError
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from exchange.node.service import Exchange
+
+__all__ = ["JobFamily", "crontab_weekdays", "schedule_trigger"]
+
+_WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_DOW_ITEM = re.compile(r"(\*|[0-7a-z]+)(?:-([0-7a-z]+))?(?:/([0-9]+))?")
+
+
+class JobFamily(Protocol):
+    """The jobs of one door, run by the leading scheduler beside the MISP jobs.
+
+    The leader calls :meth:`start` once it leads (the node is open), :meth:`sync` to make
+    the job store hold exactly the family's jobs (ids starting with :attr:`prefix`),
+    :meth:`reload` when one of :meth:`watched` changed, :meth:`record_next_run` after a
+    job of the family ran, and :meth:`stop` when it no longer leads.
+    """
+
+    prefix: str
+
+    def watched(self) -> Sequence[Path]:
+        """Files whose change makes the leader call :meth:`reload`."""
+
+    def start(self, node: Exchange) -> None:
+        """Read the configuration and keep the node for the jobs.
+
+        Raises:
+            ConfigError: The configuration is broken (the leader does not start).
+        """
+
+    def reload(self) -> bool:
+        """Read the configuration again; False (and the jobs stay) when it is broken."""
+
+    def sync(self, scheduler: BaseScheduler) -> dict[str, str]:
+        """Add, reschedule and remove jobs; what was done, by job id."""
+
+    def record_next_run(self, job_id: str, next_run: int | None) -> None:
+        """Keep a job's next run (µs since the epoch) for ``exchange sync status``."""
+
+    def stop(self) -> None:
+        """Forget the node (the leader stopped)."""
+
+
+def schedule_trigger(interval: int | None, cron: str | None, max_jitter: int) -> BaseTrigger:
+    """The APScheduler trigger of a schedule: every ``interval`` seconds (jitter at most a
+    tenth of it), or a five-field ``cron`` in UTC (crontab's day of week)."""
+    if interval is not None:
+        return IntervalTrigger(seconds=interval, timezone=UTC,
+                               jitter=min(max_jitter, interval // 10) or None)
+    minute, hour, day, month, weekday = str(cron).split()
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=crontab_weekdays(weekday), timezone=UTC,
+                       jitter=max_jitter or None)
+
+
+def crontab_weekdays(text: str) -> str:
+    """A crontab day-of-week field as APScheduler 3 day names (``1-5`` -> ``mon,...,fri``).
+
+    Raises:
+        ConfigError: The field is not a crontab day of week.
+    """
+    if text == "*":
+        return "*"
+    days: set[int] = set()
+    for item in text.lower().split(","):
+        m = _DOW_ITEM.fullmatch(item)
+        if m is None:
+            raise ConfigError(f"cron day of week {text!r}: cannot read {item!r}")
+        first, last, step = m.group(1), m.group(2), m.group(3)
+        if first == "*":
+            low, high = 0, 6
+        else:
+            low = _weekday(first, text)
+            high = _weekday(last, text) if last is not None else (6 if step else low)
+            if last is not None and high == 0 and low > 0:
+                high = 7  # "5-7" and "fri-sun" run to Sunday
+        days.update(d % 7 for d in range(low, high + 1, int(step or 1)))
+    return ",".join(_WEEKDAYS[d] for d in sorted(days))
+
+
+def _weekday(token: str, text: str) -> int:
+    if token.isdigit() and int(token) <= 7:
+        return int(token)
+    if token[:3] in _WEEKDAYS and len(token) == 3:
+        return _WEEKDAYS.index(token)
+    raise ConfigError(f"cron day of week {text!r}: {token!r} is not 0-7 or sun-sat")

@@ -1,0 +1,151 @@
+"""Ingestion of TAXII sources against the servers' own full read; ONE JSON line.
+
+    .venv/bin/python tests/perf/bench_ingest.py
+    .venv/bin/python tests/perf/bench_ingest.py --count 1000 --servers medallion
+
+For each real server (medallion 3.0.0 with its MemoryBackend, OpenTAXII 0.9.3 with
+SQLite; started on loopback as in tests/integration/taxii_servers.py, OpenTAXII
+installed on first use into ~/.cache/cx-opentaxii/), in the same run:
+
+* the server is loaded through its own TAXII POST (taxii2-client, envelopes of 500)
+  with ``--count`` realistic generated indicators of a vendor identity
+  (:func:`exchange.member.generate.generate_indicators`);
+* ``server_read``: the server's own full read: taxii2-client paging the whole collection
+  with ``next`` (``limit=--page``), nothing else -> objects/s;
+* ``ingest``: :func:`exchange.feeds.run.run_source` of a vendor source on that
+  collection into a fresh SQLite home under the shipped policies (page size ``--page``):
+  read, strict validation, node attestation (Ed25519), TLP reading, store and ledger
+  -> objects/s, with ``created`` (must equal ``--count``);
+* ``ratio``: ingest rate / server read rate (the target is >= 1).
+
+Progress goes to standard error; everything is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from exchange.config import load_settings  # noqa: E402
+from exchange.feeds.run import load_node_sources, run_source, source_named  # noqa: E402
+from exchange.member.generate import generate_indicators, identity_id_for  # noqa: E402
+from exchange.node.policy_source import PolicySource  # noqa: E402
+from exchange.node.service import Exchange, init_home  # noqa: E402
+from exchange.storage import open_store  # noqa: E402
+from tests.integration.taxii_servers import (  # noqa: E402
+    TaxiiServer,
+    running_medallion,
+    running_opentaxii,
+)
+
+VENDOR = "ExampleVendor"
+STARTERS = {"medallion": running_medallion, "opentaxii": running_opentaxii}
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def server_read(server: TaxiiServer, page: int) -> tuple[int, float]:
+    """(objects, seconds) of the server's own full read."""
+    started = time.perf_counter()
+    count = len(server.read_all(page))
+    return count, time.perf_counter() - started
+
+
+def ingest(server: TaxiiServer, work: Path, page: int) -> dict[str, Any]:
+    """One vendor source's first run into a fresh home."""
+    home = work / "home"
+    home.mkdir()
+    key = home / "source.key"
+    key.write_text(server.password)
+    key.chmod(0o600)
+    (home / "sources.yaml").write_text(f"""version: 1
+sources:
+  vendor:
+    kind: vendor
+    api_root: {server.api_root}
+    collection: {server.collection}
+    org: {VENDOR}
+    into: jwg
+    user: {server.user}
+    password_file: {key}
+    schedule: {{interval: 300}}
+    timeout: 600
+    page_size: {page}
+""")
+    (home / "exchange.toml").write_text(
+        f'policy_dir = "{ROOT / "policies"}"\ntaxii_sources = "sources.yaml"\n')
+    init_home(load_settings(home, env={}))
+    settings = load_settings(home, env={})
+    store = open_store(settings)
+    try:
+        policy = PolicySource(settings.policy_path)  # type: ignore[arg-type]
+        policy.load()
+        node = Exchange(settings, store, policy=policy)
+        for org in ("UZ-CERT", "PK-CERT", VENDOR):
+            node.add_org(org)
+        node.add_collection("Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
+                            writers=["UZ-CERT", "PK-CERT", VENDOR])
+        node.node_key()  # made before the clock starts
+        source = source_named(load_node_sources(settings), "vendor")
+        started = time.perf_counter()
+        report = run_source(node, source)
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+    return {"outcome": report.outcome.value, "created": report.counts["created"],
+            "refused": report.counts["refused"], "pages": report.counts["pages"],
+            "seconds": round(seconds, 3),
+            "objects_per_s": round(report.counts["created"] / seconds, 1)}
+
+
+def bench(name: str, count: int, page: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"cx-bench-ingest-{name}-") as tmp:
+        work = Path(tmp)
+        (work / "server").mkdir()
+        with STARTERS[name](work / "server") as server:
+            say(f"{name}: loading {count} indicators")
+            objects = list(generate_indicators(count, identity_id=identity_id_for(VENDOR),
+                                               seed=5, start=datetime(2026, 11, 30,
+                                                                      tzinfo=UTC)))
+            server.load(objects, batch=500)
+            say(f"{name}: server's own full read")
+            read, read_s = server_read(server, page)
+            say(f"{name}: ingestion")
+            ours = ingest(server, work, page)
+    read_rate = read / read_s
+    return {"server_read": {"objects": read, "seconds": round(read_s, 3),
+                            "objects_per_s": round(read_rate, 1)},
+            "ingest": ours, "ratio": round(ours["objects_per_s"] / read_rate, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--count", type=int, default=5000, help="indicators per server")
+    parser.add_argument("--page", type=int, default=1000, help="objects per page")
+    parser.add_argument("--servers", default="medallion,opentaxii")
+    args = parser.parse_args()
+    if not 1 <= args.count <= 200_000 or not 1 <= args.page <= 10_000:
+        parser.error("--count must be 1..200000 and --page 1..10000")
+    results: dict[str, Any] = {"benchmark": "ingest", "count": args.count,
+                               "page": args.page, "python": platform.python_version()}
+    for name in args.servers.split(","):
+        if name not in STARTERS:
+            parser.error(f"unknown server {name!r} (medallion, opentaxii)")
+        results[name] = bench(name, args.count, args.page)
+    print(json.dumps(results, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,7 @@ def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Pa
             if lines[-1] == GUIDE_END:
                 break
         text = "\n".join(lines)
-        assert "3 received, 3 imported, 0 refused" in text
+        assert "UZ pulled PK's jwg: 3 imported, 0 refused" in text
         assert "signed by the author PK-CERT" in text
         [verified] = [x for x in lines if x.startswith("at UZ")]
         found = re.search(r": valid\s+(indicator--\S+)\s+signed by the author PK-CERT", verified)
@@ -73,7 +73,7 @@ def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Pa
         assert len(disclosed) == 3
         assert all(" uz-node " in x and "TLP:GREEN" in x for x in disclosed)
         assert found.group(1) in text.split("disclosures to UZ-CERT:")[1]
-        assert "1 received (UZ-CERT's own indicator" in text
+        assert "PK pulled UZ's jwg: 1 imported (UZ-CERT's own indicator" in text
 
         commands = [x[4:] for x in lines if x.startswith("    ") and not x.startswith("     ")]
         assert len(commands) == 5

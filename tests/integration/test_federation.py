@@ -311,3 +311,40 @@ def test_nothing_that_came_from_a_peer_loops_back_to_it_over_two_cycles(pair: Pa
     assert code == 0, err
     [explained] = json.loads(out)
     assert (explained["allowed"], explained["rule"]) == (False, "deny-peer-loop-back")
+
+
+def test_exchange_sync_runs_a_peer_source_with_the_pinned_peers_verifier(pair: Pair) -> None:
+    _trust_pk(pair)
+    uz, pk = pair.uz, pair.pk
+    collection = pk.exchange.store.get_collection(pk.api_root, "jwg").id
+    entry = (f"    kind: peer\n    api_root: {pk.base}/{pk.api_root}/\n"
+             f"    collection: {collection}\n    org: PK-CERT\n    into: jwg\n"
+             f"    user: uz-node\n    password_file: {pair.keys / 'uz-node'}\n"
+             "    schedule:\n      interval: 3600\n")
+    sources = uz.home / "sources.yaml"
+    sources.write_text(f"version: 1\nsources:\n  pk-cli:\n    trust: pk\n{entry}",
+                       encoding="utf-8")
+    config = uz.home / "exchange.toml"
+    kept = config.read_text(encoding="utf-8")
+    config.write_text(kept + 'taxii_sources = "sources.yaml"\n', encoding="utf-8")
+    try:
+        code, out, err = cli(uz.home, "sync", "run", "pk-cli", "--json")
+        run = json.loads(out)
+        counts = run["counts"]
+        assert counts.get("created", 0) + counts.get("duplicate", 0) >= 5, out
+        # only what a revoked key signed (when an earlier test made one) is refused, by the
+        # pinned peer's verifier and with its reason; then the run is partial (exit 1)
+        assert all(r["rule"] == "signature" and "revoked" in r["reason"]
+                   for r in run["refused"]), out
+        assert code == (1 if run["refused"] else 0), err + out
+        code, out, err = cli(uz.home, "sync", "status", "--json")
+        assert code == 0, err
+        assert "pk-cli" in out
+        # a peer source whose trust names no pinned peer does not run
+        sources.write_text(f"version: 1\nsources:\n  pk-untrusted:\n    trust: nobody\n"
+                           f"{entry}", encoding="utf-8")
+        code, out, err = cli(uz.home, "sync", "run", "pk-untrusted")
+        assert code == 1
+        assert "no trusted peer 'nobody'" in out + err
+    finally:
+        config.write_text(kept, encoding="utf-8")

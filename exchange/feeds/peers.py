@@ -25,11 +25,14 @@ does not, as in a consumer's ``exchange verify`` without recording times.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
@@ -54,6 +57,7 @@ __all__ = [
     "REGISTRY_MAX_AGE",
     "ObjectVerifier",
     "PeerVerifier",
+    "check_registry_url",
     "fetch_registry",
     "read_key_file",
     "trust",
@@ -96,13 +100,42 @@ def read_key_file(path: str) -> str:
     return key
 
 
+def check_registry_url(url: str) -> str:
+    """``url`` if it may carry this node's API key: https, or plain http only to a
+    loopback address; no credentials, query or fragment in it.
+
+    Raises:
+        InvalidInput: It may not.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise InvalidInput(f"{url[:200]!r} is not a URL ({e})") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise InvalidInput(f"{url[:200]!r} is not an https URL with a host")
+    if parts.username is not None or parts.password is not None or parts.query \
+            or parts.fragment:
+        raise InvalidInput("the registry URL carries no credentials, query or fragment")
+    loopback = host.lower() == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    if parts.scheme == "http" and not loopback:
+        raise InvalidInput(f"{url[:200]!r} must use https (plain http only to a loopback"
+                           " address)")
+    return url
+
+
 def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT) -> bytes:
     """A peer's signed registry, as received (not yet verified).
 
     Raises:
+        InvalidInput: The URL may not carry the API key (:func:`check_registry_url`).
         RemoteError: The peer did not answer, answered other than 200, or with more
             than 4 MiB. The reason never holds the API key.
     """
+    check_registry_url(url)
     # the node answers below its API root in the TAXII media type only
     headers = {"Accept": "application/taxii+json;version=2.1"}
     if api_key:
@@ -144,6 +177,7 @@ def trust(node: Peers, name: str, fingerprints: Sequence[str], *,
             raise InvalidInput(f"cannot read {registry_file}: {e.strerror}") from e
     else:
         assert registry_url is not None
+        check_registry_url(registry_url)
         key = read_key_file(api_key_file) if api_key_file else None
         envelope = fetch_registry(registry_url, api_key=key)
     return node.trust_peer(name, envelope, fingerprints, registry_url=registry_url,

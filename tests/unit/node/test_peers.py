@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from exchange.config import load_settings
-from exchange.errors import NotFound, SignatureError
-from exchange.feeds.peers import PeerVerifier, verifier_for
+from exchange.errors import InvalidInput, NotFound, SignatureError
+from exchange.feeds.peers import PeerVerifier, check_registry_url, verifier_for
 from exchange.model.objects import AccountId, OrgId, Principal, Role, StixId
 from exchange.node.base import channel_of
 from exchange.node.service import Exchange, init_home
@@ -103,3 +103,20 @@ def test_a_peer_account_reads_on_channel_peer_and_never_its_own_organisations_ro
     assert "amber+strict" not in (as_peer.visible_tlps or ())
     as_reader = node.visibility(reader, base)
     assert (as_reader.own_org, as_reader.exclude_producer) == ("org-uz", None)
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://pk.example/cx/cx/registry/signed/", True),
+    ("http://127.0.0.1:8422/cx/cx/registry/signed/", True),
+    ("http://[::1]:8422/cx/cx/registry/signed/", True),
+    ("http://pk.example/cx/cx/registry/signed/", False),  # the API key in clear
+    ("https://user:pw@pk.example/cx/", False),
+    ("ftp://pk.example/", False),
+    ("https://pk.example/cx/?x=1", False),
+])
+def test_the_api_key_goes_only_over_https_or_to_loopback(url: str, allowed: bool) -> None:
+    if allowed:
+        assert check_registry_url(url) == url
+    else:
+        with pytest.raises(InvalidInput):
+            check_registry_url(url)

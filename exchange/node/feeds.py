@@ -11,6 +11,21 @@ only when it is not revoked and currently valid (``valid_from <= now < valid_unt
 Values are extracted and normalised as for search (:mod:`exchange.model.observables`,
 indicators with ``pattern_type`` ``stix``), de-duplicated and sorted as text.
 
+Where the reader receives the stored bytes (no transform of the policy applies to it),
+a feed is built from the observable index written at ingest (revision 0008), with one
+query (:meth:`~exchange.storage.base.Store.feed_values`): the same visibility filter,
+the latest unrevoked indicator versions, their values of one kind, and the few facts a
+feed lists (levels and contributor from the row, ``valid_from``, ``valid_until`` and
+``created_by_ref`` read from the body by the database); no pattern is parsed again and
+no body reaches Python. With a policy, the engine (:func:`~exchange.policy.decide`,
+channel ``feed``) judges every version the query returns, once per contributor and
+level (the only properties of a live, unrevoked row its decision depends on), and a
+version it refuses stays out (logged: the SQL filter and the engine disagree). Where a
+transform applies (redaction, anonymised contributors), the reader's values are those of
+the derived copies it receives, so the feed is built from the delivered copies instead,
+as a TAXII read would serve them. A value too long for the index (a digest key) is read
+from its indicator's body.
+
 Conditional GET: a feed's ETag is the digest of its body, so it changes exactly when the
 body does. Building the body is the expensive part, so it is kept per reader, collection,
 kind and format with what it was built from: the policy digest, the reader's visibility
@@ -30,25 +45,37 @@ own provenance; the text feed lists each value once.
 
 from __future__ import annotations
 
-import csv
-import io
+import gc
 import json
+import logging
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from hashlib import sha256
-from typing import Any, Final
+from operator import itemgetter
+from typing import Any, Final, NamedTuple
 
 from exchange.errors import InvalidInput, NotFound
 from exchange.model.objects import Principal, Tlp
-from exchange.model.observables import observables_of
+from exchange.model.observables import observables_of, value_of_key
 from exchange.node.base import ReadResult, now_micros
 from exchange.node.read import Reading
-from exchange.policy import AnonymiseProducer
-from exchange.storage.base import Collection, ObjectQuery, Page, StoredVersion, VersionMatch
-from exchange.storage.timestamps import to_micros
+from exchange.policy import AnonymiseProducer, ObjectMeta, decide
+from exchange.storage.base import (
+    Collection,
+    FeedValue,
+    ObjectQuery,
+    Page,
+    StoredVersion,
+    VersionMatch,
+)
+from exchange.storage.timestamps import from_micros, to_micros
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -85,6 +112,8 @@ _PARSED_SIZE: Final = 300_000
 _FOREVER: Final = 2**63 - 1
 #: Changed indicator ids looked up per query.
 _RESOLVE_IDS: Final = 500
+_VALUE_AND_ID: Final = itemgetter(0, 1)
+_NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -102,6 +131,20 @@ class FeedEntry:
     valid_from: str
     valid_until: str
     indicator_id: str
+
+
+class _Line(NamedTuple):
+    """What a feed holds of one indicator: its version (to disclose), its values of the
+    feed's kind, and the CSV columns of its provenance as the reader receives them."""
+
+    row: StoredVersion
+    values: tuple[str, ...]
+    tlp: str
+    contributor: str
+    author: str
+    valid_from: str
+    valid_until: str
+    shown: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +186,43 @@ class _Cached:
     context: tuple[Any, ...]  # policy digest, the reader's visibility and transforms
     newest: int  # the collection's newest date_added when built
     expires: int  # microseconds: the next validity transition (at the latest)
-    lines: dict[str, tuple[StoredVersion, tuple[FeedEntry, ...]]]  # by indicator id
+    lines: dict[str, _Line]  # by indicator id
     feed: Feed
+
+
+class _CollectorPause:
+    """Pauses Python's cyclic garbage collector while feeds are built, process-wide.
+
+    A build allocates a few hundred thousand small objects (rows, versions, lines) and
+    no reference cycles; with the collector running, each few hundred allocations start
+    a collection that walks the growing heap again (about a third of a cold build).
+    Reference counting still frees everything. Builds in several threads share one
+    pause: the first to start stops the collector (if it ran), the last to finish
+    restarts it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._restart = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._holders == 0:
+                self._restart = gc.isenabled()
+                gc.disable()
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0 and self._restart:
+                    gc.enable()
+
+
+_collector_paused = _CollectorPause()
 
 
 def strong_etag(body: bytes) -> str:
@@ -169,21 +247,50 @@ def render(entries: Sequence[FeedEntry], fmt: str) -> bytes:
         InvalidInput: An unknown format.
     """
     if fmt == "txt":
-        values = sorted({e.value for e in entries})
-        return "".join(v + "\n" for v in values).encode("utf-8")
+        return _text_body({e.value for e in entries})
     if fmt != "csv":
         raise InvalidInput(f"unknown feed format {fmt!r}; use {', '.join(FEED_FORMATS)}")
     rows = sorted({(e.value, e.indicator_id, e.kind, e.tlp, e.contributor, e.author,
                     e.valid_from, e.valid_until) for e in entries})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(
-        tuple(map(neutralise, (value, kind, tlp, contributor, author, valid_from,
-                               valid_until, indicator)))
+    return "".join([",".join(CSV_COLUMNS), "\r\n", *(
+        ",".join([_csv_cell(c) for c in (value, kind, tlp, contributor, author,
+                                         valid_from, valid_until, indicator)]) + "\r\n"
         for value, indicator, kind, tlp, contributor, author, valid_from, valid_until
-        in rows)
-    return out.getvalue().encode("utf-8")
+        in rows)]).encode("utf-8")
+
+
+def _render_lines(lines: Iterable[_Line], kind: str, fmt: str) -> bytes:
+    """:func:`render` of a built feed's lines (no entry objects made). Each line is one
+    indicator (ids are unique), and its values are distinct: nothing to de-duplicate
+    but the text feed's values."""
+    if fmt == "txt":
+        return _text_body({value for line in lines for value in line.values})
+    rows: list[tuple[str, str, str]] = []
+    for line in lines:
+        # The cells after the value, neutralised and quoted once per indicator.
+        tail = ",".join([_csv_cell(cell) for cell in (
+            kind, line.tlp, line.contributor, line.author, line.valid_from,
+            line.valid_until, line.shown)])
+        rows.extend((value, line.shown, tail) for value in line.values)
+    rows.sort(key=_VALUE_AND_ID)
+    header = ",".join(CSV_COLUMNS)
+    return "".join([header, "\r\n", *(f"{_csv_cell(value)},{tail}\r\n"
+                                      for value, _, tail in rows)]).encode("utf-8")
+
+
+def _csv_cell(cell: str) -> str:
+    """One CSV cell: formulas neutralised, then quoted as RFC 4180 (and Python's
+    ``csv`` module, minimal quoting) does: only when it holds a comma, a quote or a line
+    break, quotes doubled."""
+    if cell.startswith(FORMULA_STARTS):
+        cell = "'" + cell
+    if _NEEDS_QUOTES.search(cell) is None:
+        return cell
+    return '"' + cell.replace('"', '""') + '"'
+
+
+def _text_body(values: set[str]) -> bytes:
+    return "".join([v + "\n" for v in sorted(values)]).encode("utf-8")
 
 
 def _text(obj: Mapping[str, Any], name: str) -> str:
@@ -267,35 +374,35 @@ class Feeds(Reading):
                 self._feed_cache.move_to_end(key)
                 if cached.newest == newest:
                     return cached.feed
-        if cached is not None and cached.context == context and now < cached.expires:
-            # Only what was added since: the indicators with a new version lose their old
-            # lines and get those of their newest version the reader may receive, if any
-            # (a new version it may not receive leaves nothing; a revocation neither).
-            lines = dict(cached.lines)
-            changed = self._changed_since(collection, cached.newest)
-            for identifier in changed:
-                lines.pop(identifier, None)
-            expires = cached.expires
-            for start in range(0, len(changed), _RESOLVE_IDS):
-                chunk = tuple(changed[start:start + _RESOLVE_IDS])
-                expires = min(expires, self._collect(
-                    principal, collection, replace(scope, ids=chunk), transforms, kind,
-                    now, lines))
-        else:
-            lines = {}
-            expires = self._collect(principal, collection, scope, transforms, kind, now,
-                                    lines)
-        ordered = sorted(lines.values(), key=lambda line: line[0].date_added)
-        entries = [entry for _, found in ordered for entry in found]
-        body = render(entries, fmt)
-        etag = strong_etag(body)
-        last_modified = int(time.time())
-        if cached is not None and cached.feed.etag == etag:
-            last_modified = cached.feed.last_modified
-        result = ReadResult(collection, Page([row for row, _ in ordered], more=False),
-                            transforms, principal.org_id, scope)
-        feed = Feed(body, etag, last_modified, result,
-                    body.count(b"\n") - (1 if fmt == "csv" else 0))
+        with _collector_paused():  # (see _CollectorPause)
+            if cached is not None and cached.context == context and now < cached.expires:
+                # Only what was added since: the indicators with a new version lose their old
+                # lines and get those of their newest version the reader may receive, if any
+                # (a new version it may not receive leaves nothing; a revocation neither).
+                lines = dict(cached.lines)
+                changed = self._changed_since(collection, cached.newest)
+                for identifier in changed:
+                    lines.pop(identifier, None)
+                expires = cached.expires
+                for start in range(0, len(changed), _RESOLVE_IDS):
+                    chunk = tuple(changed[start:start + _RESOLVE_IDS])
+                    expires = min(expires, self._build(
+                        principal, collection, replace(scope, ids=chunk), transforms, kind,
+                        now, lines))
+            else:
+                lines = {}
+                expires = self._build(principal, collection, scope, transforms, kind, now,
+                                      lines)
+            ordered = sorted(lines.values(), key=lambda line: line.row.date_added)
+            body = _render_lines(ordered, kind, fmt)
+            etag = strong_etag(body)
+            last_modified = int(time.time())
+            if cached is not None and cached.feed.etag == etag:
+                last_modified = cached.feed.last_modified
+            result = ReadResult(collection, Page([line.row for line in ordered], more=False),
+                                transforms, principal.org_id, scope)
+            feed = Feed(body, etag, last_modified, result,
+                        body.count(b"\n") - (1 if fmt == "csv" else 0))
         with self._feed_lock:
             cache = self._feed_cache
             cache[key] = _Cached(context, newest, expires, lines, feed)
@@ -324,9 +431,129 @@ class Feeds(Reading):
                 return list(changed)
             query = replace(query, cursor=page.rows[-1].date_added)
 
+    def _build(self, principal: Principal, collection: Collection, scope: ObjectQuery,
+               transforms: tuple[Any, ...], kind: str, now: int,
+               lines: dict[str, _Line]) -> int:
+        """Add to ``lines`` the values of the indicators ``scope`` reads: from the
+        observable index where the reader receives stored bytes, from the delivered
+        copies where a transform applies (module docstring). Returns when the answer
+        next changes by the clock alone."""
+        if transforms:
+            return self._collect(principal, collection, scope, transforms, kind, now, lines)
+        return self._collect_indexed(principal, collection, scope, kind, now, lines)
+
+    def _engine_verdicts(self, principal: Principal, collection: Collection, now: int
+                         ) -> Callable[[FeedValue], bool] | None:
+        """Whether the policy engine lets the reader receive a row the SQL filter let
+        through (channel ``feed``), decided once per contributor and level; None
+        without a policy (the baseline is the SQL filter itself)."""
+        if self.policy is None:
+            return None
+        policy = self.policy.current()
+        recipient = self.recipient(principal, FEED_CHANNEL)
+        alias = collection.alias or collection.id
+
+        def judge(row: FeedValue) -> bool:
+            level = Tlp(row.effective_tlp)
+            meta = ObjectMeta(
+                id=row.id, type="indicator", producer_org_name=self.org_name(row.producer_org),
+                tlp=level, tlp_explicit=row.tlp is not None,
+                red_recipients=(principal.identity_id,) if level is Tlp.RED else (),
+                revoked=False, date_added=row.date_added, collection_alias=alias)
+            decision = decide(policy, recipient, meta, now=now)
+            if not decision.allowed:
+                log.warning("flat feed: the SQL filter let %s %s through to %s, the policy"
+                            " engine refuses it (%s); left out", row.effective_tlp, row.id,
+                            principal.account_name, decision.rule)
+            return decision.allowed
+
+        return judge
+
+    def _collect_indexed(self, principal: Principal, collection: Collection,
+                         scope: ObjectQuery, kind: str, now: int,
+                         lines: dict[str, _Line]) -> int:
+        """:meth:`_build` from the observable index, for a reader of stored bytes.
+
+        Validity is judged on the text first: STIX timestamps
+        (``YYYY-MM-DDTHH:MM:SS[.s]Z``) order as text to the second, so only a bound in
+        the current second (or one that is not such a timestamp) is parsed; the next
+        expiry is taken at the start of its second (at worst a rebuild that early).
+        """
+        rows = self.store.feed_values(scope, kind)
+        judge = self._engine_verdicts(principal, collection, now)
+        verdicts: dict[tuple[str | None, str], bool] = {}
+        second = from_micros(now)[:19]
+        expires = _FOREVER
+        soonest = "~"  # after every timestamp's text
+        names: dict[str | None, str] = {}
+        new_line = _Line._make  # tuple.__new__ in C, without the keyword handling
+        unindexed: list[str] = []  # indicators with a value too long for the index
+        collection_id = collection.id
+        count = len(rows)
+        start = 0
+        while start < count:
+            row = rows[start]
+            end = start + 1
+            while end < count and rows[end].date_added == row.date_added:
+                end += 1
+            if end - start == 1:
+                values: tuple[str | None, ...] = (value_of_key(kind, row.key),)
+            else:
+                values = tuple(sorted({value_of_key(kind, r.key) or "" for r in
+                                       rows[start:end]}))
+                if "" in values:
+                    values = (None,)
+            start = end
+            if judge is not None:
+                group = (row.producer_org, row.effective_tlp)
+                verdict = verdicts.get(group)
+                if verdict is None:
+                    verdict = verdicts[group] = judge(row)
+                if not verdict:
+                    continue
+            valid_from = row.valid_from or ""
+            if valid_from[:19] >= second:  # this second or later (or not a timestamp)
+                begins = _micros(valid_from)
+                if begins is not None and begins > now:
+                    expires = min(expires, begins)
+                    continue
+            valid_until = row.valid_until or ""
+            if valid_until:
+                if valid_until[:19] <= second:
+                    ends = _micros(valid_until)
+                    if ends is not None:
+                        if ends <= now:
+                            continue
+                        expires = min(expires, ends)
+                elif valid_until[:19] < soonest:
+                    soonest = valid_until[:19]
+            if None in values:
+                unindexed.append(row.id)
+                continue
+            identifier = row.id
+            contributor = names.get(row.producer_org)
+            if contributor is None:
+                contributor = names[row.producer_org] = self.org_name(row.producer_org) or ""
+            lines[identifier] = new_line((
+                StoredVersion(collection_id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
+                              row.version, row.date_added, row.producer_org,  # type: ignore[arg-type]
+                              row.tlp, row.effective_tlp, False, True),
+                values, row.effective_tlp, contributor, row.author or "", valid_from,
+                valid_until, identifier))
+        if soonest != "~":
+            at = _micros(soonest + "Z")
+            if at is not None:
+                expires = min(expires, at)
+        for first in range(0, len(unindexed), _RESOLVE_IDS):
+            chunk = tuple(unindexed[first:first + _RESOLVE_IDS])
+            expires = min(expires, self._collect(principal, collection,
+                                                 replace(scope, ids=chunk), (), kind, now,
+                                                 lines))
+        return expires
+
     def _collect(self, principal: Principal, collection: Collection, scope: ObjectQuery,
                  transforms: tuple[Any, ...], kind: str, now: int,
-                 lines: dict[str, tuple[StoredVersion, tuple[FeedEntry, ...]]]) -> int:
+                 lines: dict[str, _Line]) -> int:
         """Add to ``lines`` the values of the indicators ``scope`` reads, as the reader
         receives them; return when the answer next changes by the clock alone (an
         indicator expiring or becoming valid)."""
@@ -367,10 +594,9 @@ class Feeds(Reading):
                 contributor = "" if hidden and not own else (
                     self.org_name(row.producer_org) or "")
                 shown = self.shown_id(result, row)
-                lines[row.id] = (replace(row, body=b""), tuple(
-                    FeedEntry(value, kind, row.effective_tlp, contributor, info.author,
-                              info.valid_from_text, info.valid_until_text, shown)
-                    for value in named))
+                lines[row.id] = _Line(replace(row, body=b""), tuple(named),
+                                      row.effective_tlp, contributor, info.author,
+                                      info.valid_from_text, info.valid_until_text, shown)
             if not page.more:
                 break
             query = replace(scope, cursor=page.rows[-1].date_added)

@@ -30,7 +30,7 @@ import enum
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
 
@@ -299,6 +299,37 @@ class ObservableSearch:
     include_body: bool = True
 
 
+class FeedValue(NamedTuple):
+    """One value of the observable index (revision 0008) named by a latest, unrevoked,
+    visible indicator version, with the facts a flat feed lists beside it
+    (:meth:`Store.feed_values`).
+
+    Attributes:
+        date_added: The version's ``date_added``.
+        id: The indicator's id.
+        version: The version (microseconds).
+        producer_org: The contributor's organisation id.
+        tlp: The level of the version's own markings (None: unmarked).
+        effective_tlp: The level it is shared at.
+        key: The index key (:func:`exchange.model.observables.value_of_key` gives the
+            value back, except for a digest key of an over-long value).
+        valid_from: The indicator's ``valid_from`` as written (None: absent).
+        valid_until: Its ``valid_until`` as written (None: absent).
+        author: Its ``created_by_ref`` (None: absent).
+    """
+
+    date_added: int
+    id: str
+    version: int
+    producer_org: str | None
+    tlp: str | None
+    effective_tlp: str
+    key: str
+    valid_from: str | None
+    valid_until: str | None
+    author: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectListing:
     """An operator's listing of stored objects (``exchange objects list``), node-local.
@@ -533,6 +564,21 @@ class Store(abc.ABC):
 
         Raises:
             ValueError: ``search.limit`` is less than 1.
+            StorageError: The database failed.
+        """
+
+    @abc.abstractmethod
+    def feed_values(self, scope: ObjectQuery, kind: str) -> list[FeedValue]:
+        """The ``kind`` values of the observable index named by the latest, unrevoked
+        indicator versions ``scope`` may read, ``date_added`` ascending, in one query.
+
+        ``scope`` filters as in :meth:`get_objects` (``collection_id``, ``ids``,
+        ``added_after``, the visibility fields); its ``types``, ``versions``,
+        ``limit``, ``cursor`` and ``include_body`` are ignored. No body is returned:
+        ``valid_from``, ``valid_until`` and ``created_by_ref`` are read from it inside
+        the database.
+
+        Raises:
             StorageError: The database failed.
         """
 

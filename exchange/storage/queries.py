@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Row
 
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
@@ -207,6 +207,51 @@ def search_statement(search: ObservableSearch) -> sa.Select[Any] | None:
         conditions.append(ov.c.date_added > search.after)
     return (sa.select(*columns).where(*conditions).order_by(ov.c.date_added)
             .limit(search.limit + 1))
+
+
+#: What a flat feed reads of an indicator's body, by property name.
+FEED_BODY_FIELDS = ("valid_from", "valid_until", "created_by_ref")
+
+
+def feed_statement(query: ObjectQuery, kind: str, dialect: str) -> sa.Select[Any]:
+    """The SELECT of :meth:`~exchange.storage.base.Store.feed_values`.
+
+    The versions come from the collection's ``type`` index (latest indicators, in
+    ``date_added`` order), each joined to its ``kind`` rows of the observable index by
+    ``date_added`` (``ix_observables_date_added``, covering on SQLite). The three body
+    properties a feed lists are extracted by the database's JSON functions, so no body
+    crosses to Python: ``json_extract`` on SQLite, one ``jsonb`` parse per row on
+    PostgreSQL (a subquery, so the three lookups share it).
+    """
+    obs = t.observables
+    conditions = [
+        in_collection_by_id(query.collection_id) if query.ids
+        else ov.c.collection_id == query.collection_id,
+        ov.c.type == "indicator", ov.c.is_latest == sa.true(), ov.c.revoked == sa.false(),
+    ]
+    after = max((v for v in (query.added_after, query.cursor) if v is not None), default=None)
+    if after is not None:
+        conditions.append(ov.c.date_added > after)
+    if query.ids:
+        conditions.append(ov.c.id.in_(query.ids))
+    if query.visible_tlps is not None:
+        conditions.append(visibility_condition(query))
+    meta = [ov.c.date_added, ov.c.id, ov.c.version, ov.c.producer_org, ov.c.tlp,
+            ov.c.effective_tlp]
+    joined = ov.join(obs, sa.and_(obs.c.date_added == ov.c.date_added, obs.c.kind == kind))
+    if dialect == "postgresql":
+        body = sa.cast(sa.func.convert_from(ov.c.body, "UTF8"), JSONB).label("doc")
+        inner = sa.select(*meta, obs.c.key, body).select_from(joined).where(
+            *conditions).subquery("feed")
+        return sa.select(
+            *(inner.c[c.name] for c in meta), inner.c.key,
+            *(inner.c.doc.op("->>")(name) for name in FEED_BODY_FIELDS),
+        ).order_by(inner.c.date_added)
+    text = sa.cast(ov.c.body, sa.Text)
+    return sa.select(
+        *meta, obs.c.key,
+        *(sa.func.json_extract(text, f"$.{name}") for name in FEED_BODY_FIELDS),
+    ).select_from(joined).where(*conditions).order_by(ov.c.date_added)
 
 
 def in_collection_by_id(collection_id: str) -> sa.ColumnElement[bool]:

@@ -59,6 +59,7 @@ from exchange.storage.base import (
     ApiKey,
     Collection,
     DerivedIdEntry,
+    FeedValue,
     Grant,
     MemberKey,
     MispPushed,
@@ -87,6 +88,7 @@ from exchange.storage.queries import (
     collection_record,
     detail_json,
     exists,
+    feed_statement,
     grant_record,
     grant_row,
     id_chunks,
@@ -829,6 +831,19 @@ class SqlStore(Store):
         more = len(rows) > search.limit
         return Page(rows=[stored_record(row, search.include_body)
                           for row in rows[: search.limit]], more=more)
+
+    def feed_values(self, scope: ObjectQuery, kind: str) -> list[FeedValue]:
+        """The ``kind`` values latest unrevoked visible indicators name (one query).
+
+        Raises:
+            StorageError: The database failed.
+        """
+        if scope.visible_tlps is not None and not scope.visible_tlps and scope.own_org is None:
+            return []
+        statement = feed_statement(scope, kind, self.dialect)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(statement).all()
+        return list(map(FeedValue._make, rows))
 
     def list_objects(self, listing: ObjectListing) -> Page:
         """Versions matching an operator's filters, newest first, without bodies.

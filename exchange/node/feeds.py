@@ -52,7 +52,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from hashlib import sha256
@@ -63,6 +63,7 @@ from exchange.errors import InvalidInput, NotFound
 from exchange.model.objects import Principal, Tlp
 from exchange.model.observables import observables_of, value_of_key
 from exchange.node.base import ReadResult, now_micros
+from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFeed
 from exchange.node.read import Reading
 from exchange.policy import AnonymiseProducer, ObjectMeta, decide
 from exchange.storage.base import (
@@ -84,6 +85,7 @@ __all__ = [
     "FEED_KINDS",
     "Feed",
     "FeedEntry",
+    "FeedFilters",
     "Feeds",
     "neutralise",
     "render",
@@ -91,11 +93,6 @@ __all__ = [
 
 #: The channel of the policy and of the ledger a feed is read through.
 FEED_CHANNEL: Final = "feed"
-#: Observable kinds a feed may be asked for (index kinds of
-#: :mod:`exchange.model.observables`).
-FEED_KINDS: Final = ("ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "email")
-#: Formats: one value a line, or CSV.
-FEED_FORMATS: Final = ("txt", "csv")
 #: The CSV header.
 CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_from",
                       "valid_until", "indicator_id")
@@ -113,6 +110,8 @@ _FOREVER: Final = 2**63 - 1
 #: Changed indicator ids looked up per query.
 _RESOLVE_IDS: Final = 500
 _VALUE_AND_ID: Final = itemgetter(0, 1)
+#: Kinds whose normal form may hold a comma, a quote or a formula's first character.
+_FREE_TEXT: Final = frozenset({"url", "email"})
 _NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
@@ -135,10 +134,11 @@ class FeedEntry:
 
 class _Line(NamedTuple):
     """What a feed holds of one indicator: its version (to disclose), its values of the
-    feed's kind, and the CSV columns of its provenance as the reader receives them."""
+    feed's kinds as (value, kind), and the CSV columns of its provenance as the reader
+    receives them."""
 
     row: StoredVersion
-    values: tuple[str, ...]
+    values: tuple[tuple[str, str], ...]
     tlp: str
     contributor: str
     author: str
@@ -177,17 +177,21 @@ class _Parsed:
     valid_until_text: str
     author: str
     values: tuple[tuple[str, str], ...]  # (kind, value)
+    labels: tuple[str, ...]
+    confidence: int | None
 
 
 @dataclass(slots=True)
 class _Cached:
-    """A built feed and what it was built from."""
+    """A feed's built lines, what they were built from, and their rendered formats."""
 
     context: tuple[Any, ...]  # policy digest, the reader's visibility and transforms
     newest: int  # the collection's newest date_added when built
     expires: int  # microseconds: the next validity transition (at the latest)
     lines: dict[str, _Line]  # by indicator id
-    feed: Feed
+    ordered: list[_Line]  # the lines in date_added order
+    result: ReadResult  # the versions to disclose
+    feeds: dict[str, Feed]  # by format, rendered on demand
 
 
 class _CollectorPause:
@@ -259,23 +263,27 @@ def render(entries: Sequence[FeedEntry], fmt: str) -> bytes:
         in rows)]).encode("utf-8")
 
 
-def _render_lines(lines: Iterable[_Line], kind: str, fmt: str) -> bytes:
+def _render_lines(lines: Sequence[_Line], fmt: str) -> bytes:
     """:func:`render` of a built feed's lines (no entry objects made). Each line is one
     indicator (ids are unique), and its values are distinct: nothing to de-duplicate
     but the text feed's values."""
     if fmt == "txt":
-        return _text_body({value for line in lines for value in line.values})
+        return _text_body({value for line in lines for value, _ in line.values})
     rows: list[tuple[str, str, str]] = []
     for line in lines:
-        # The cells after the value, neutralised and quoted once per indicator.
+        # The cells after the value and its kind, neutralised and quoted once per
+        # indicator; a value is a normal form (exchange.model.observables), and only
+        # URLs and e-mail addresses can hold what needs quoting or neutralising.
         tail = ",".join([_csv_cell(cell) for cell in (
-            kind, line.tlp, line.contributor, line.author, line.valid_from,
-            line.valid_until, line.shown)])
-        rows.extend((value, line.shown, tail) for value in line.values)
+            line.tlp, line.contributor, line.author, line.valid_from, line.valid_until,
+            line.shown)])
+        rows.extend((value, line.shown,
+                     f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
+                    for value, kind in line.values)
     rows.sort(key=_VALUE_AND_ID)
     header = ",".join(CSV_COLUMNS)
-    return "".join([header, "\r\n", *(f"{_csv_cell(value)},{tail}\r\n"
-                                      for value, _, tail in rows)]).encode("utf-8")
+    return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]
+                   ).encode("utf-8")
 
 
 def _csv_cell(cell: str) -> str:
@@ -312,10 +320,16 @@ def _parse(body: bytes) -> _Parsed:
     valid_from, valid_until = _text(obj, "valid_from"), _text(obj, "valid_until")
     values = tuple(sorted({(o.kind, o.value) for o in observables_of(obj)
                            if o.kind in FEED_KINDS}))
+    labels = obj.get("labels")
+    confidence = obj.get("confidence")
     return _Parsed(revoked=obj.get("revoked") is True, valid_from=_micros(valid_from),
                    valid_until=_micros(valid_until), valid_from_text=valid_from,
                    valid_until_text=valid_until, author=_text(obj, "created_by_ref"),
-                   values=values)
+                   values=values,
+                   labels=tuple(v for v in labels if isinstance(v, str))
+                   if isinstance(labels, list) else (),
+                   confidence=confidence if isinstance(confidence, int)
+                   and not isinstance(confidence, bool) else None)
 
 
 class Feeds(Reading):
@@ -324,7 +338,8 @@ class Feeds(Reading):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Built feeds (least recently used first) and parsed indicator bodies by digest.
-        self._feed_cache: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
+        self._feed_cache: OrderedDict[tuple[str, str, tuple[str, ...], FeedFilters],
+                                      _Cached] = OrderedDict()
         self._parsed: dict[bytes, _Parsed] = {}
         self._feed_lock = threading.Lock()
 
@@ -354,6 +369,33 @@ class Feeds(Reading):
             raise NotFound(f"no feed {kind}.{fmt}: feeds are <kind>.<format> with kind one of"
                            f" {', '.join(FEED_KINDS)} and format one of"
                            f" {', '.join(FEED_FORMATS)}")
+        return self._serve_feed(principal, api_root, collection_ref, (kind,), FeedFilters(),
+                           fmt, now)
+
+    def named_feed(self, principal: Principal, api_root: str, definition: FlatFeed,
+                   fmt: str, *, now: int | None = None) -> Feed:
+        """A named feed (:mod:`exchange.node.feeddefs`) for one reader, built or cached:
+        its collection's values of its kinds, as :meth:`feed` reads them, less what its
+        filters leave out. Nothing is disclosed here (see :meth:`feed`).
+
+        Raises:
+            NotFound: The feed is not served in ``fmt``, or its collection is not
+                visible to the reader.
+            PermissionDenied: The reader may see but not read the collection.
+            StorageError: The database failed.
+        """
+        if fmt not in definition.formats:
+            raise NotFound(f"feed {definition.name!r} is served as"
+                           f" {', '.join(definition.formats)}, not {fmt}")
+        return self._serve_feed(principal, api_root, definition.collection, definition.kinds,
+                           definition.filters, fmt, now)
+
+    def _serve_feed(self, principal: Principal, api_root: str, collection_ref: str,
+               kinds: tuple[str, ...], filters: FeedFilters, fmt: str,
+               now: int | None) -> Feed:
+        """:meth:`feed` and :meth:`named_feed`: one reader's lines of a collection's
+        ``kinds`` under ``filters``, built, brought up to date or cached, rendered in
+        ``fmt`` (the formats of one feed share its lines)."""
         collection = self.readable_collection(principal, api_root, collection_ref,
                                               FEED_CHANNEL)
         now = now_micros() if now is None else now
@@ -367,51 +409,73 @@ class Feeds(Reading):
             scope = replace(scope, visible_tlps=scope.visible_tlps - {Tlp.AMBER_STRICT.value})
         newest = self.store.newest_date_added(collection.id)
         context = self.reader_context(principal, scope, transforms)
-        key = (principal.account_id, collection.id, kind, fmt)
+        key = (principal.account_id, collection.id, kinds, filters)
+        built: _Cached | None = None
         with self._feed_lock:
-            cached = self._feed_cache.get(key)
-            if cached is not None and cached.context == context and now < cached.expires:
+            stale = self._feed_cache.get(key)
+            # Built under the same context and not expired: up to date, or to be brought
+            # up to date.
+            cached = stale if (stale is not None and stale.context == context
+                               and now < stale.expires) else None
+            if cached is not None:
                 self._feed_cache.move_to_end(key)
                 if cached.newest == newest:
-                    return cached.feed
+                    ready = cached.feeds.get(fmt)
+                    if ready is not None:
+                        return ready
+                    built = cached
         with _collector_paused():  # (see _CollectorPause)
-            if cached is not None and cached.context == context and now < cached.expires:
-                # Only what was added since: the indicators with a new version lose their old
-                # lines and get those of their newest version the reader may receive, if any
-                # (a new version it may not receive leaves nothing; a revocation neither).
-                lines = dict(cached.lines)
-                changed = self._changed_since(collection, cached.newest)
-                for identifier in changed:
-                    lines.pop(identifier, None)
-                expires = cached.expires
-                for start in range(0, len(changed), _RESOLVE_IDS):
-                    chunk = tuple(changed[start:start + _RESOLVE_IDS])
-                    expires = min(expires, self._build(
-                        principal, collection, replace(scope, ids=chunk), transforms, kind,
-                        now, lines))
-            else:
-                lines = {}
-                expires = self._build(principal, collection, scope, transforms, kind, now,
-                                      lines)
-            ordered = sorted(lines.values(), key=lambda line: line.row.date_added)
-            body = _render_lines(ordered, kind, fmt)
+            if built is None:
+                built = self._lines(principal, collection, scope, transforms, kinds,
+                                    filters, now, newest, context, cached)
+            body = _render_lines(built.ordered, fmt)
             etag = strong_etag(body)
             last_modified = int(time.time())
-            if cached is not None and cached.feed.etag == etag:
-                last_modified = cached.feed.last_modified
-            result = ReadResult(collection, Page([line.row for line in ordered], more=False),
-                                transforms, principal.org_id, scope)
-            feed = Feed(body, etag, last_modified, result,
-                        body.count(b"\n") - (1 if fmt == "csv" else 0))
+            previous = stale.feeds.get(fmt) if stale is not None else None
+            if previous is not None and previous.etag == etag:
+                last_modified = previous.last_modified
+            feed = Feed(body, etag, last_modified, built.result,
+                        sum(len(line.values) for line in built.ordered) if fmt == "csv"
+                        else body.count(b"\n"))
         with self._feed_lock:
             cache = self._feed_cache
-            cache[key] = _Cached(context, newest, expires, lines, feed)
+            built.feeds[fmt] = feed
+            cache[key] = built
             cache.move_to_end(key)
             while len(cache) > 1 and (len(cache) > _CACHE_ENTRIES or sum(
-                    len(c.feed.body) + _LINE_BYTES * len(c.lines)
+                    sum(len(f.body) for f in c.feeds.values()) + _LINE_BYTES * len(c.lines)
                     for c in cache.values()) > _CACHE_BYTES):
                 cache.popitem(last=False)
         return feed
+
+    def _lines(self, principal: Principal, collection: Collection, scope: ObjectQuery,
+               transforms: tuple[Any, ...], kinds: tuple[str, ...], filters: FeedFilters,
+               now: int, newest: int, context: tuple[Any, ...], cached: _Cached | None
+               ) -> _Cached:
+        """Build a feed's lines, or bring ``cached`` (built under the same context and
+        not expired) up to date."""
+        if cached is not None:
+            # Only what was added since: the indicators with a new version lose their old
+            # lines and get those of their newest version the reader may receive, if any
+            # (a new version it may not receive leaves nothing; a revocation neither).
+            lines = dict(cached.lines)
+            changed = self._changed_since(collection, cached.newest)
+            for identifier in changed:
+                lines.pop(identifier, None)
+            expires = cached.expires
+            for start in range(0, len(changed), _RESOLVE_IDS):
+                chunk = tuple(changed[start:start + _RESOLVE_IDS])
+                expires = min(expires, self._build(
+                    principal, collection, replace(scope, ids=chunk), transforms, kinds,
+                    filters, now, lines))
+        else:
+            lines = {}
+            expires = self._build(principal, collection, scope, transforms, kinds, filters,
+                                  now, lines)
+        ordered = sorted(lines.values(), key=lambda line: line.row.date_added)
+        result = ReadResult(collection, Page([line.row for line in ordered], more=False),
+                            transforms, principal.org_id, scope)
+        return _Cached(context, newest, expires, lines, ordered, result, {})
 
     def _changed_since(self, collection: Collection, since: int) -> list[str]:
         """The ids of the collection's indicators with a version added after ``since``,
@@ -432,15 +496,17 @@ class Feeds(Reading):
             query = replace(query, cursor=page.rows[-1].date_added)
 
     def _build(self, principal: Principal, collection: Collection, scope: ObjectQuery,
-               transforms: tuple[Any, ...], kind: str, now: int,
-               lines: dict[str, _Line]) -> int:
+               transforms: tuple[Any, ...], kinds: tuple[str, ...], filters: FeedFilters,
+               now: int, lines: dict[str, _Line]) -> int:
         """Add to ``lines`` the values of the indicators ``scope`` reads: from the
         observable index where the reader receives stored bytes, from the delivered
         copies where a transform applies (module docstring). Returns when the answer
         next changes by the clock alone."""
         if transforms:
-            return self._collect(principal, collection, scope, transforms, kind, now, lines)
-        return self._collect_indexed(principal, collection, scope, kind, now, lines)
+            return self._collect(principal, collection, scope, transforms, kinds, filters,
+                                 now, lines)
+        return self._collect_indexed(principal, collection, scope, kinds, filters, now,
+                                     lines)
 
     def _engine_verdicts(self, principal: Principal, collection: Collection, now: int
                          ) -> Callable[[FeedValue], bool] | None:
@@ -470,8 +536,8 @@ class Feeds(Reading):
         return judge
 
     def _collect_indexed(self, principal: Principal, collection: Collection,
-                         scope: ObjectQuery, kind: str, now: int,
-                         lines: dict[str, _Line]) -> int:
+                         scope: ObjectQuery, kinds: tuple[str, ...], filters: FeedFilters,
+                         now: int, lines: dict[str, _Line]) -> int:
         """:meth:`_build` from the observable index, for a reader of stored bytes.
 
         Validity is judged on the text first: STIX timestamps
@@ -479,8 +545,12 @@ class Feeds(Reading):
         the current second (or one that is not such a timestamp) is parsed; the next
         expiry is taken at the start of its second (at worst a rebuild that early).
         """
-        rows = self.store.feed_values(scope, kind)
+        rows = self.store.feed_values(scope, kinds, with_labels=filters.reads_labels)
         judge = self._engine_verdicts(principal, collection, now)
+        ceiling = filters.tlp_ceiling.rank
+        under_ceiling: dict[str, bool] = {}
+        oldest = filters.oldest(now)
+        by_labels = filters.reads_labels
         verdicts: dict[tuple[str | None, str], bool] = {}
         second = from_micros(now)[:19]
         expires = _FOREVER
@@ -497,13 +567,21 @@ class Feeds(Reading):
             while end < count and rows[end].date_added == row.date_added:
                 end += 1
             if end - start == 1:
-                values: tuple[str | None, ...] = (value_of_key(kind, row.key),)
+                values: tuple[tuple[str | None, str], ...] = (
+                    (value_of_key(row.kind, row.key), row.kind),)
             else:
-                values = tuple(sorted({value_of_key(kind, r.key) or "" for r in
-                                       rows[start:end]}))
-                if "" in values:
-                    values = (None,)
+                values = tuple(sorted({(value_of_key(r.kind, r.key) or "", r.kind)
+                                       for r in rows[start:end]}))
+                if any(not value for value, _ in values):
+                    values = ((None, ""),)
             start = end
+            level = under_ceiling.get(row.effective_tlp)
+            if level is None:
+                level = under_ceiling[row.effective_tlp] = (
+                    Tlp(row.effective_tlp).rank <= ceiling)
+            if not level or (oldest is not None and row.version < oldest) or (
+                    by_labels and not filters.admits_labels(row.labels, row.confidence)):
+                continue
             if judge is not None:
                 group = (row.producer_org, row.effective_tlp)
                 verdict = verdicts.get(group)
@@ -527,7 +605,7 @@ class Feeds(Reading):
                         expires = min(expires, ends)
                 elif valid_until[:19] < soonest:
                     soonest = valid_until[:19]
-            if None in values:
+            if values[0][0] is None:
                 unindexed.append(row.id)
                 continue
             identifier = row.id
@@ -547,18 +625,19 @@ class Feeds(Reading):
         for first in range(0, len(unindexed), _RESOLVE_IDS):
             chunk = tuple(unindexed[first:first + _RESOLVE_IDS])
             expires = min(expires, self._collect(principal, collection,
-                                                 replace(scope, ids=chunk), (), kind, now,
-                                                 lines))
+                                                 replace(scope, ids=chunk), (), kinds,
+                                                 filters, now, lines))
         return expires
 
     def _collect(self, principal: Principal, collection: Collection, scope: ObjectQuery,
-                 transforms: tuple[Any, ...], kind: str, now: int,
-                 lines: dict[str, _Line]) -> int:
+                 transforms: tuple[Any, ...], kinds: tuple[str, ...], filters: FeedFilters,
+                 now: int, lines: dict[str, _Line]) -> int:
         """Add to ``lines`` the values of the indicators ``scope`` reads, as the reader
         receives them; return when the answer next changes by the clock alone (an
         indicator expiring or becoming valid)."""
         parsed = self._parsed
         hidden = any(isinstance(t, AnonymiseProducer) for t in transforms)
+        oldest = filters.oldest(now)
         expires = _FOREVER
         query = scope
         while True:
@@ -568,7 +647,8 @@ class Feeds(Reading):
             result = ReadResult(collection, page, transforms, principal.org_id, scope)
             delivery = self.deliver(result)
             for row, body in zip(delivery.result.page.rows, delivery.bodies, strict=True):
-                if row.revoked:
+                if row.revoked or Tlp(row.effective_tlp).rank > filters.tlp_ceiling.rank or (
+                        oldest is not None and row.version < oldest):
                     continue
                 digest = (row.body_sha256 if body is row.body and row.body_sha256
                           else sha256(body).digest())
@@ -578,7 +658,7 @@ class Feeds(Reading):
                     if len(parsed) >= _PARSED_SIZE:
                         parsed.clear()
                     parsed[digest] = info
-                if info.revoked:
+                if info.revoked or not filters.admits_labels(info.labels, info.confidence):
                     continue
                 if info.valid_from is not None and info.valid_from > now:
                     expires = min(expires, info.valid_from)
@@ -587,7 +667,7 @@ class Feeds(Reading):
                     if info.valid_until <= now:
                         continue
                     expires = min(expires, info.valid_until)
-                named = [value for k, value in info.values if k == kind]
+                named = sorted((value, k) for k, value in info.values if k in kinds)
                 if not named:
                     continue
                 own = row.producer_org == principal.org_id

@@ -311,11 +311,15 @@ class FeedValue(NamedTuple):
         producer_org: The contributor's organisation id.
         tlp: The level of the version's own markings (None: unmarked).
         effective_tlp: The level it is shared at.
+        kind: The index kind of the value.
         key: The index key (:func:`exchange.model.observables.value_of_key` gives the
             value back, except for a digest key of an over-long value).
         valid_from: The indicator's ``valid_from`` as written (None: absent).
         valid_until: Its ``valid_until`` as written (None: absent).
         author: Its ``created_by_ref`` (None: absent).
+        labels: Its ``labels`` (strings only), when asked for (None: not asked, or
+            absent).
+        confidence: Its ``confidence``, when asked for and an integer (None otherwise).
     """
 
     date_added: int
@@ -324,10 +328,13 @@ class FeedValue(NamedTuple):
     producer_org: str | None
     tlp: str | None
     effective_tlp: str
+    kind: str
     key: str
     valid_from: str | None
     valid_until: str | None
     author: str | None
+    labels: tuple[str, ...] | None = None
+    confidence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,9 +575,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def feed_values(self, scope: ObjectQuery, kind: str) -> list[FeedValue]:
-        """The ``kind`` values of the observable index named by the latest, unrevoked
-        indicator versions ``scope`` may read, ``date_added`` ascending, in one query.
+    def feed_values(self, scope: ObjectQuery, kinds: tuple[str, ...], *,
+                    with_labels: bool = False) -> list[FeedValue]:
+        """The values of ``kinds`` in the observable index named by the latest,
+        unrevoked indicator versions ``scope`` may read, ``date_added`` ascending, in
+        one query (``labels`` and ``confidence`` too with ``with_labels``).
 
         ``scope`` filters as in :meth:`get_objects` (``collection_id``, ``ids``,
         ``added_after``, the visibility fields); its ``types``, ``versions``,

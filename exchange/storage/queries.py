@@ -211,9 +211,12 @@ def search_statement(search: ObservableSearch) -> sa.Select[Any] | None:
 
 #: What a flat feed reads of an indicator's body, by property name.
 FEED_BODY_FIELDS = ("valid_from", "valid_until", "created_by_ref")
+#: And for a feed that filters by them (``labels`` comes as JSON text).
+FEED_LABEL_FIELDS = ("labels", "confidence")
 
 
-def feed_statement(query: ObjectQuery, kind: str, dialect: str) -> sa.Select[Any]:
+def feed_statement(query: ObjectQuery, kinds: Sequence[str], dialect: str, *,
+                   with_labels: bool = False) -> sa.Select[Any]:
     """The SELECT of :meth:`~exchange.storage.base.Store.feed_values`.
 
     The versions come from the collection's ``type`` index (latest indicators, in
@@ -238,19 +241,23 @@ def feed_statement(query: ObjectQuery, kind: str, dialect: str) -> sa.Select[Any
         conditions.append(visibility_condition(query))
     meta = [ov.c.date_added, ov.c.id, ov.c.version, ov.c.producer_org, ov.c.tlp,
             ov.c.effective_tlp]
-    joined = ov.join(obs, sa.and_(obs.c.date_added == ov.c.date_added, obs.c.kind == kind))
+    fields = FEED_BODY_FIELDS + (FEED_LABEL_FIELDS if with_labels else ())
+    # Without labels, two NULL columns keep the row's shape (FeedValue's last fields).
+    absent = () if with_labels else (sa.null(), sa.null())
+    joined = ov.join(obs, sa.and_(obs.c.date_added == ov.c.date_added,
+                                  obs.c.kind.in_(tuple(kinds))))
     if dialect == "postgresql":
         body = sa.cast(sa.func.convert_from(ov.c.body, "UTF8"), JSONB).label("doc")
-        inner = sa.select(*meta, obs.c.key, body).select_from(joined).where(
+        inner = sa.select(*meta, obs.c.kind, obs.c.key, body).select_from(joined).where(
             *conditions).subquery("feed")
         return sa.select(
-            *(inner.c[c.name] for c in meta), inner.c.key,
-            *(inner.c.doc.op("->>")(name) for name in FEED_BODY_FIELDS),
+            *(inner.c[c.name] for c in meta), inner.c.kind, inner.c.key,
+            *(inner.c.doc.op("->>")(name) for name in fields), *absent,
         ).order_by(inner.c.date_added)
     text = sa.cast(ov.c.body, sa.Text)
     return sa.select(
-        *meta, obs.c.key,
-        *(sa.func.json_extract(text, f"$.{name}") for name in FEED_BODY_FIELDS),
+        *meta, obs.c.kind, obs.c.key,
+        *(sa.func.json_extract(text, f"$.{name}") for name in fields), *absent,
     ).select_from(joined).where(*conditions).order_by(ov.c.date_added)
 
 

@@ -832,18 +832,23 @@ class SqlStore(Store):
         return Page(rows=[stored_record(row, search.include_body)
                           for row in rows[: search.limit]], more=more)
 
-    def feed_values(self, scope: ObjectQuery, kind: str) -> list[FeedValue]:
-        """The ``kind`` values latest unrevoked visible indicators name (one query).
+    def feed_values(self, scope: ObjectQuery, kinds: tuple[str, ...], *,
+                    with_labels: bool = False) -> list[FeedValue]:
+        """The values of ``kinds`` latest unrevoked visible indicators name (one query).
 
         Raises:
             StorageError: The database failed.
         """
-        if scope.visible_tlps is not None and not scope.visible_tlps and scope.own_org is None:
+        if not kinds or (scope.visible_tlps is not None and not scope.visible_tlps
+                         and scope.own_org is None):
             return []
-        statement = feed_statement(scope, kind, self.dialect)
+        statement = feed_statement(scope, kinds, self.dialect, with_labels=with_labels)
         with self._transaction(write=False) as conn:
             rows = conn.execute(statement).all()
-        return list(map(FeedValue._make, rows))
+        if not with_labels:
+            return list(map(FeedValue._make, rows))
+        return [FeedValue._make((*row[:-2], _labels(row[-2]), _confidence(row[-1])))
+                for row in rows]
 
     def list_objects(self, listing: ObjectListing) -> Page:
         """Versions matching an operator's filters, newest first, without bodies.
@@ -1332,3 +1337,25 @@ def _sync_state(row: Any) -> MispSyncState:
         last_started=row.last_started, last_finished=row.last_finished,
         outcome=row.outcome, message=row.message, counts=json.loads(row.counts),
         reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run)
+
+
+def _labels(text: str | None) -> tuple[str, ...] | None:
+    """An indicator's ``labels`` as the database's JSON functions give them."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else None
+
+
+def _confidence(value: object) -> int | None:
+    """An indicator's ``confidence`` (an integer; text from PostgreSQL's ``->>``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

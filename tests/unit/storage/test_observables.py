@@ -225,7 +225,8 @@ def test_feed_values_are_the_latest_unrevoked_visible_indicators_of_one_kind(
     add(world, [
         feed_indicator(1, "[ipv4-addr:value = '192.0.2.1'] OR [ipv4-addr:value = '192.0.2.9']",
                        valid_from="2024-01-01T00:00:00Z", valid_until="2030-01-01T00:00:00.5Z",
-                       created_by_ref="identity--00000000-0000-4000-8000-000000000001"),
+                       created_by_ref="identity--00000000-0000-4000-8000-000000000001",
+                       labels=["c2", 7], confidence=80),
         feed_indicator(2, "[domain-name:value = 'c2.example']"),
         feed_indicator(3, "[ipv4-addr:value = '192.0.2.3']"),
         replace(feed_indicator(4, "[ipv4-addr:value = '192.0.2.4']", revoked=True),
@@ -238,7 +239,7 @@ def test_feed_values_are_the_latest_unrevoked_visible_indicators_of_one_kind(
     add(world, [feed_indicator(7, "[ipv4-addr:value = '192.0.2.7']")], OTHER_COLL)
 
     reader = ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_A)
-    got = world.feed_values(reader, "ipv4")
+    got = world.feed_values(reader, ("ipv4",))
     assert [(r.id, r.key) for r in got] == [
         (oid(1), "192.0.2.1"), (oid(1), "192.0.2.9"), (oid(3), "192.0.2.33")]
     first = got[0]
@@ -250,11 +251,19 @@ def test_feed_values_are_the_latest_unrevoked_visible_indicators_of_one_kind(
     assert [r.date_added for r in got] == sorted(r.date_added for r in got)
     # RED reaches its producer only; the domain kind is another feed
     assert [r.key for r in world.feed_values(
-        ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_B), "ipv4")][-1] == "192.0.2.6"
-    assert [r.key for r in world.feed_values(reader, "domain")] == ["example.c2."]
+        ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_B), ("ipv4",))][-1] == "192.0.2.6"
+    assert [r.key for r in world.feed_values(reader, ("domain",))] == ["example.c2."]
     # added_after and ids narrow it, as in a read; nothing visible reads nothing
-    after = world.feed_values(replace(reader, added_after=got[1].date_added), "ipv4")
+    after = world.feed_values(replace(reader, added_after=got[1].date_added), ("ipv4",))
     assert [r.id for r in after] == [oid(3)]
-    assert [r.id for r in world.feed_values(replace(reader, ids=(oid(1),)), "ipv4")] == [
+    assert [r.id for r in world.feed_values(replace(reader, ids=(oid(1),)), ("ipv4",))] == [
         oid(1), oid(1)]
-    assert world.feed_values(ObjectQuery(COLL, visible_tlps=frozenset()), "ipv4") == []
+    assert world.feed_values(ObjectQuery(COLL, visible_tlps=frozenset()), ("ipv4",)) == []
+    # several kinds at once, each row naming its kind; labels and confidence on request
+    both = world.feed_values(reader, ("ipv4", "domain"), with_labels=True)
+    assert [(r.id, r.kind, r.key) for r in both] == [
+        (oid(1), "ipv4", "192.0.2.1"), (oid(1), "ipv4", "192.0.2.9"),
+        (oid(2), "domain", "example.c2."), (oid(3), "ipv4", "192.0.2.33")]
+    assert (both[0].labels, both[0].confidence) == (("c2",), 80)
+    assert (both[2].labels, both[2].confidence) == (None, None)
+    assert got[0].labels is None  # not asked for

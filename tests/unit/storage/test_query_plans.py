@@ -119,7 +119,7 @@ def test_a_flat_feed_walks_the_collections_latest_indicators_once(engine: sa.Eng
     from exchange.storage.queries import feed_statement  # noqa: PLC0415
 
     steps = plan(engine, feed_statement(ObjectQuery("c", red_identity="identity--x",
-                                                    **VISIBLE), "ipv4", "sqlite"))
+                                                    **VISIBLE), ("ipv4",), "sqlite"))
     assert steps[0] == ("SEARCH object_versions USING INDEX ix_object_versions_type"
                         " (collection_id=? AND type=? AND is_latest=?)")
     assert any(s.startswith("SEARCH observables USING COVERING INDEX"

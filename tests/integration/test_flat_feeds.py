@@ -49,6 +49,29 @@ FORMULAS = ['=1+2@example.com', '+cmd@example.com', '-2+3@example.com',
             '=hyperlink("http://evil.example/",x),y@example.com']
 
 
+GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+#: The node's named feeds (feeds/flat-feeds.yaml's format).
+NAMED_FEEDS = """\
+version: 1
+feeds:
+  jwg-c2:
+    description: c2 infrastructure, confident enough to block
+    collection: jwg
+    kinds: [ipv4, domain]
+    filters:
+      labels: {include: [c2], exclude: [test]}
+      min_confidence: 50
+  jwg-c2-green-recent:
+    collection: jwg
+    kinds: [ipv4]
+    formats: [csv]
+    filters:
+      tlp_ceiling: green
+      labels: {include: [c2]}
+      max_age_days: 365
+"""
+
+
 def _policies(tmp: Path) -> Path:
     target = tmp / "policies"
     shutil.copytree(SHIPPED, target)
@@ -113,7 +136,9 @@ def build_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("feeds")
     home = tmp / "home"
     home.mkdir()
-    (home / "exchange.toml").write_text(f'policy_dir = "{_policies(tmp)}"\n')
+    (home / "flat-feeds.yaml").write_text(NAMED_FEEDS)
+    (home / "exchange.toml").write_text(f'policy_dir = "{_policies(tmp)}"\n'
+                                        'flat_feeds = "flat-feeds.yaml"\n')
     init_home(load_settings(home, env={}))
     settings = load_settings(home, env={})
     store = open_store(settings)
@@ -405,3 +430,86 @@ def test_a_new_version_the_reader_may_not_receive_takes_the_value_away(world: Wo
     for _ in range(4):
         assert "198.51.100.44" not in world.lines("jwg", "ipv4.txt", "pk-pub")
     assert "198.51.100.44" in world.lines("jwg", "ipv4.txt", "uz-pub")
+
+
+def _labelled(world: World) -> dict[str, dict[str, Any]]:
+    """Indicators for the named feeds' filters, published once into jwg."""
+    uz = world.ex.store.find_org("UZ-CERT").identity_id
+    old = "2020-01-01T00:00:00.000Z"
+    made = {
+        "kept": _indicator("[ipv4-addr:value = '198.51.100.10'] OR"
+                           " [domain-name:value = 'c2-a.example']", uz, labels=["c2"],
+                           confidence=90),
+        "unsure": _indicator("[ipv4-addr:value = '198.51.100.11']", uz, labels=["c2"],
+                             confidence=10),
+        "test": _indicator("[ipv4-addr:value = '198.51.100.12']", uz, labels=["c2", "test"],
+                           confidence=90),
+        "unlabelled": _indicator("[ipv4-addr:value = '198.51.100.13']", uz, confidence=90),
+        "green": _indicator("[ipv4-addr:value = '198.51.100.14']", uz, GREEN,
+                            labels=["c2"], confidence=95),
+        "old-green": _indicator("[ipv4-addr:value = '198.51.100.15']", uz, GREEN,
+                                labels=["c2"], confidence=95, created=old, modified=old,
+                                valid_from=old),
+    }
+    if not getattr(world, "labelled", None):
+        _publish(world, "jwg", list(made.values()))
+        world.labelled = made  # type: ignore[attr-defined]
+    return world.labelled  # type: ignore[attr-defined,no-any-return]
+
+
+def _named(world: World, file: str, account: str, **headers: str) -> requests.Response:
+    return requests.get(f"{world.base}/cx/feeds/{file}", auth=(account, world.keys[account]),
+                        headers=headers, timeout=60)
+
+
+def test_a_named_feed_lists_its_kinds_less_what_its_filters_leave_out(world: World) -> None:
+    _labelled(world)
+    expected = ["198.51.100.10", "198.51.100.14", "198.51.100.15", "c2-a.example"]
+    # A party (values as stored: the observable index) and a constituent (its redacted
+    # copies, parsed): the same filters give the same values.
+    for account in ("pk-pub", "uz-soc"):
+        response = _named(world, "jwg-c2.txt", account)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert response.text.splitlines() == expected, account
+        rows = list(csv.DictReader(io.StringIO(_named(world, "jwg-c2.csv", account).text)))
+        assert sorted((r["value"], r["type"]) for r in rows) == [
+            ("198.51.100.10", "ipv4"), ("198.51.100.14", "ipv4"), ("198.51.100.15", "ipv4"),
+            ("c2-a.example", "domain")]
+    # The per-collection feed is not narrowed by any of it.
+    everything = world.lines("jwg", "ipv4.txt", "pk-pub")
+    assert {"198.51.100.11", "198.51.100.12", "198.51.100.13"} <= set(everything)
+    # A ceiling of green and an age of a year: only the recent green indicator.
+    green = _named(world, "jwg-c2-green-recent.csv", "pk-pub")
+    assert green.status_code == 200, green.text
+    rows = list(csv.DictReader(io.StringIO(green.text)))
+    assert [(r["value"], r["tlp"]) for r in rows] == [("198.51.100.14", "green")]
+    assert rows[0]["indicator_id"] == world.labelled["green"]["id"]  # type: ignore[attr-defined]
+
+
+def test_a_named_feed_answers_304_and_refuses_clearly(world: World) -> None:
+    _labelled(world)
+    first = _named(world, "jwg-c2.txt", "pk-pub")
+    again = _named(world, "jwg-c2.txt", "pk-pub", **{"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    wrong = _named(world, "jwg-c2-green-recent.txt", "pk-pub")
+    assert wrong.status_code == 404
+    assert "served as csv, not txt" in wrong.json()["description"]
+    unknown = _named(world, "nope.txt", "pk-pub")
+    assert unknown.status_code == 404
+    assert "jwg-c2.txt" in unknown.json()["description"]
+    assert _named(world, "jwg-c2.txt", "pk-pub", Accept="application/json").status_code == 406
+
+
+def test_the_feed_index_lists_the_named_feeds(world: World) -> None:
+    response = requests.get(f"{world.base}/cx/feeds/", auth=("pk-pub", world.keys["pk-pub"]),
+                            headers={"Accept": TAXII}, timeout=60)
+    assert response.status_code == 200, response.text
+    named = {f["name"]: f for f in response.json()["named"]}
+    assert set(named) == {"jwg-c2", "jwg-c2-green-recent"}
+    assert named["jwg-c2"]["urls"] == {"txt": f"{world.base}/cx/feeds/jwg-c2.txt",
+                                       "csv": f"{world.base}/cx/feeds/jwg-c2.csv"}
+    assert named["jwg-c2"]["kinds"] == ["ipv4", "domain"]
+    assert named["jwg-c2-green-recent"]["filters"]["tlp_ceiling"] == "green"
+    assert named["jwg-c2"]["filters"]["min_confidence"] == 50

@@ -247,7 +247,8 @@ def test_feed_values_are_the_latest_unrevoked_visible_indicators_of_one_kind(
         "2024-01-01T00:00:00Z", "2030-01-01T00:00:00.5Z",
         "identity--00000000-0000-4000-8000-000000000001", "green")
     assert (first.producer_org, first.version, first.tlp) == (ORG_A, T0, "green")
-    assert got[2].valid_from is None and got[2].author is None
+    assert got[2].valid_from is None
+    assert got[2].author is None
     assert [r.date_added for r in got] == sorted(r.date_added for r in got)
     # RED reaches its producer only; the domain kind is another feed
     assert [r.key for r in world.feed_values(

@@ -59,7 +59,7 @@ from hashlib import sha256
 from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
-from exchange.errors import InvalidInput, NotFound
+from exchange.errors import InvalidInput, NotFound, StorageError
 from exchange.model.objects import Principal, Tlp
 from exchange.model.observables import observables_of, value_of_key
 from exchange.node.base import ReadResult, now_micros
@@ -476,6 +476,22 @@ class Feeds(Reading):
         result = ReadResult(collection, Page([line.row for line in ordered], more=False),
                             transforms, principal.org_id, scope)
         return _Cached(context, newest, expires, lines, ordered, result, {})
+
+    def record_download(self, principal: Principal, feed_name: str, fmt: str,
+                        feed: Feed) -> None:
+        """Count a full download of a feed for ``exchange sync status``
+        (:meth:`~exchange.storage.base.Store.record_feed_download`).
+
+        Bookkeeping only: call it once the download's disclosure is recorded (the
+        ledger is the record that counts), so a failure here is logged, never raised.
+        """
+        try:
+            self.store.record_feed_download(
+                feed_name, fmt, principal.account_name, principal.org_name,
+                at=now_micros(), etag=feed.etag, values=feed.values)
+        except StorageError as e:
+            log.warning("flat feed %s.%s: the download by %s was served but not counted"
+                        " (%s)", feed_name, fmt, principal.account_name, e.reason)
 
     def _changed_since(self, collection: Collection, since: int) -> list[str]:
         """The ids of the collection's indicators with a version added after ``since``,

@@ -688,6 +688,25 @@ class Store(abc.ABC):
     def original_of(self, derived_id: str) -> DerivedIdEntry | None:
         """The original and transforms a derived id stands for, or None."""
 
+    # -- flat feed downloads (revision 0012) ----------------------------------------------
+    @abc.abstractmethod
+    def record_feed_download(self, feed: str, fmt: str, account: str, org: str, *,
+                             at: int, etag: str, values: int) -> None:
+        """Count one full download of a feed by an account, and remember its ETag and
+        number of values (one transaction; concurrent downloads each count).
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+
+    @abc.abstractmethod
+    def feed_downloads(self) -> list[FeedDownloads]:
+        """Every feed's downloads, by feed, format and account.
+
+        Raises:
+            StorageError: The database failed.
+        """
+
     # -- MISP sync state (revision 0009) ----------------------------------------------------
     @abc.abstractmethod
     def misp_state(self, target: str, direction: str) -> MispSyncState | None:
@@ -789,6 +808,33 @@ class SignedVersion:
     id: StixId
     version: int
     date_added: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedDownloads:
+    """An account's downloads of one flat feed in one format (table ``feed_downloads``).
+
+    Attributes:
+        feed: A named feed's name, or ``<collection alias>/<kind>``.
+        format: ``txt`` or ``csv``.
+        account: The account that downloaded it.
+        org: Its organisation.
+        downloads: Full downloads (200s); answers 304 are not counted.
+        first_download: When the first was served (µs since the epoch).
+        last_download: When the last was served.
+        last_etag: The ETag of the last (quoted, as served).
+        last_values: How many values (text) or rows (CSV) the last held.
+    """
+
+    feed: str
+    format: str
+    account: str
+    org: str
+    downloads: int
+    first_download: int
+    last_download: int
+    last_etag: str
+    last_values: int
 
 
 @dataclass(frozen=True, slots=True)

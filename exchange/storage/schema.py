@@ -343,3 +343,20 @@ misp_pulled = Table(
     Column("event_timestamp", BigInteger, nullable=False),
     Column("imported_at", BigInteger, nullable=False),
 )
+
+# Revision 0012: flat feed downloads (exchange.taxii.feeds_api; issue 20): per feed,
+# format and account, the full downloads (200s; 304s are not counted), the first and the
+# last, and the last one's ETag and number of values, for `exchange sync status`.
+feed_downloads = Table(
+    "feed_downloads",
+    metadata,
+    Column("feed", String(160), primary_key=True),
+    Column("format", String(8), primary_key=True),
+    Column("account", String(128), primary_key=True),
+    Column("org", String(128), nullable=False),
+    Column("downloads", BigInteger, nullable=False),
+    Column("first_download", BigInteger, nullable=False),
+    Column("last_download", BigInteger, nullable=False),
+    Column("last_etag", String(64), nullable=False),
+    Column("last_values", Integer, nullable=False),
+)

@@ -59,6 +59,7 @@ from exchange.storage.base import (
     ApiKey,
     Collection,
     DerivedIdEntry,
+    FeedDownloads,
     FeedValue,
     Grant,
     MemberKey,
@@ -1165,6 +1166,44 @@ class SqlStore(Store):
             conn.execute(insert.on_conflict_do_update(
                 index_elements=keys,
                 set_={k: insert.excluded[k] for k in columns if k not in keys}), group)
+
+    def record_feed_download(self, feed: str, fmt: str, account: str, org: str, *,
+                             at: int, etag: str, values: int) -> None:
+        """Count one full download of a feed by an account (revision 0012).
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        d = t.feed_downloads
+        with self._transaction(write=True) as conn:
+            insert: Any = (pg_insert(d) if conn.dialect.name == "postgresql"
+                           else sqlite_insert(d))
+            conn.execute(insert.values(
+                feed=feed, format=fmt, account=account, org=org, downloads=1,
+                first_download=at, last_download=at, last_etag=etag, last_values=values,
+            ).on_conflict_do_update(
+                index_elements=["feed", "format", "account"],
+                set_={"org": insert.excluded.org, "downloads": d.c.downloads + 1,
+                      "last_download": sa.func.max(d.c.last_download,
+                                                   insert.excluded.last_download)
+                      if conn.dialect.name == "sqlite" else sa.func.greatest(
+                          d.c.last_download, insert.excluded.last_download),
+                      "last_etag": insert.excluded.last_etag,
+                      "last_values": insert.excluded.last_values}))
+
+    def feed_downloads(self) -> list[FeedDownloads]:
+        """Every feed's downloads, by feed, format and account (revision 0012).
+
+        Raises:
+            StorageError: The database failed.
+        """
+        d = t.feed_downloads
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(d).order_by(d.c.feed, d.c.format,
+                                                      d.c.account)).all()
+        return [FeedDownloads(r.feed, r.format, r.account, r.org, int(r.downloads),
+                              int(r.first_download), int(r.last_download), r.last_etag,
+                              int(r.last_values)) for r in rows]
 
     def misp_state(self, target: str, direction: str) -> MispSyncState | None:
         """The sync state of one target and direction, or None before its first run.

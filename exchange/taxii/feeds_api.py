@@ -37,7 +37,9 @@ Every 200 to a GET is a disclosure in the audit ledger (channel ``feed``: each i
 version whose values the body lists, with the rule that let it through), durable before
 the body leaves; a ledger that cannot be written makes the answer a 503 with no feed. A
 304 discloses nothing the caller did not already receive and is not recorded; a HEAD
-sends no values and is not recorded either.
+sends no values and is not recorded either. Each flat feed's 200 is also counted per
+feed, format and account (the last one's ETag and number of values) for ``exchange sync
+status`` (revision 0012); a failure to count is logged, the download still served.
 """
 
 from __future__ import annotations
@@ -120,8 +122,11 @@ def _headers(feed: Feed | tuple[str, int], fmt: str) -> dict[str, str]:
 
 
 def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadResult,
-            headers: dict[str, str], conditional: Feed | tuple[str, int]) -> Response:
-    """304 when the caller holds this body; else the body, disclosed before it leaves."""
+            headers: dict[str, str], conditional: Feed | tuple[str, int],
+            counted: tuple[str, str] | None = None) -> Response:
+    """304 when the caller holds this body; else the body, disclosed before it leaves
+    (and, for a flat feed, ``counted`` as a download of (feed name, format) for
+    ``exchange sync status``)."""
     if _not_modified(conditional):
         response = Response(status=304)
         for header in ("ETag", "Cache-Control", "Last-Modified"):
@@ -131,6 +136,8 @@ def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadR
         # Recorded and durable before the body leaves; a StorageError here is a 503
         # through the application's error handler, with no feed.
         exchange.disclose(principal, result, FEED_CHANNEL)
+        if counted is not None and isinstance(conditional, Feed):
+            exchange.record_download(principal, *counted, conditional)
     response = Response(body, status=200)
     for header, value in headers.items():
         response.headers[header] = value
@@ -210,7 +217,7 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
                 raise
             raise NotFound(f"feed {name!r} reads a collection you may not read") from e
         return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
-                       feed)
+                       feed, (name, fmt))
 
     @app.get("/<string:api_root>/feeds/<string:collection>/<string:name>")
     def _feed(api_root: str, collection: str, name: str) -> Response:
@@ -231,8 +238,9 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
             shown = collection if len(collection) <= 64 else collection[:64] + "..."
             raise NotFound(f"no collection {shown!r} you may read; your feeds are in:"
                            f" {names}") from None
+        shown = feed.result.collection.alias or feed.result.collection.id
         return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
-                       feed)
+                       feed, (f"{shown}/{kind}", fmt))
 
     @app.get("/<string:api_root>/feeds/<string:collection>/misp/<string:name>")
     def _misp_feed(api_root: str, collection: str, name: str) -> Response:

@@ -513,3 +513,50 @@ def test_the_feed_index_lists_the_named_feeds(world: World) -> None:
     assert named["jwg-c2"]["kinds"] == ["ipv4", "domain"]
     assert named["jwg-c2-green-recent"]["filters"]["tlp_ceiling"] == "green"
     assert named["jwg-c2"]["filters"]["min_confidence"] == 50
+
+
+def test_sync_status_lists_each_feed_with_its_downloads(world: World) -> None:
+    """What a SOC engineer checks: which feeds exist, who fetched them, when last, and
+    what the last download held (its ETag, to compare with what a tool holds)."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from exchange.cli.main import main  # noqa: PLC0415
+
+    _labelled(world)
+
+    def status() -> dict[str, Any]:
+        result = CliRunner().invoke(main, ["--home", str(world.home), "sync", "status",
+                                           "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        feeds: dict[str, Any] = {f["feed"]: f for f in json.loads(result.output)["feeds"]}
+        return feeds
+
+    before = status()
+    assert before["jwg-c2-green-recent"]["formats"] == ["csv"]
+    assert before["jwg-c2-green-recent"]["filters"]["max_age_days"] == 365
+    counted = {(d["format"], d["account"]): d["downloads"]
+               for d in before.get("jwg/ipv4", {}).get("downloads", [])}
+    first = _named(world, "jwg-c2-green-recent.csv", "pk-pub")
+    second = _named(world, "jwg-c2-green-recent.csv", "pk-pub")
+    cached = _named(world, "jwg-c2-green-recent.csv", "pk-pub",
+                    **{"If-None-Match": second.headers["ETag"]})
+    assert cached.status_code == 304
+    plain = world.get("jwg", "ipv4.txt", "uz-soc")
+    after = status()
+    [green] = [d for d in after["jwg-c2-green-recent"]["downloads"]
+               if d["account"] == "pk-pub"]
+    previous = next((d["downloads"] for d in before["jwg-c2-green-recent"]["downloads"]
+                     if d["account"] == "pk-pub"), 0)
+    assert green["downloads"] == previous + 2  # two 200s; the 304 is not counted
+    assert (green["org"], green["format"], green["etag"], green["values"]) == (
+        "PK-CERT", "csv", first.headers["ETag"], 1)
+    assert green["last"] is not None
+    soc = [d for d in after["jwg/ipv4"]["downloads"]
+           if d["account"] == "uz-soc" and d["format"] == "txt"]
+    assert [(d["org"], d["etag"]) for d in soc] == [("UZ-SOC", plain.headers["ETag"])]
+    assert soc[0]["downloads"] == counted.get(("txt", "uz-soc"), 0) + 1
+    assert soc[0]["values"] == len(plain.text.splitlines())
+    text = CliRunner().invoke(main, ["--home", str(world.home), "sync", "status"]).output
+    assert "jwg-c2-green-recent (named: jwg, ipv4; csv; tlp <= green; label c2;" \
+           " modified within 365 days)" in text
+    assert f"csv by pk-pub (PK-CERT): {green['downloads']} downloads" in text

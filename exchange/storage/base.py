@@ -583,9 +583,9 @@ class Store(abc.ABC):
 
         ``scope`` filters as in :meth:`get_objects` (``collection_id``, ``ids``,
         ``added_after``, the visibility fields); its ``types``, ``versions``,
-        ``limit``, ``cursor`` and ``include_body`` are ignored. No body is returned:
-        ``valid_from``, ``valid_until`` and ``created_by_ref`` are read from it inside
-        the database.
+        ``limit``, ``cursor`` and ``include_body`` are ignored. No body is read:
+        ``valid_from``, ``valid_until``, ``created_by_ref``, ``labels`` and
+        ``confidence`` come from ``indicator_facts`` (revision 0013).
 
         Raises:
             StorageError: The database failed.

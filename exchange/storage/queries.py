@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Row
 
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
@@ -209,24 +209,18 @@ def search_statement(search: ObservableSearch) -> sa.Select[Any] | None:
             .limit(search.limit + 1))
 
 
-#: What a flat feed reads of an indicator's body, by property name.
-FEED_BODY_FIELDS = ("valid_from", "valid_until", "created_by_ref")
-#: And for a feed that filters by them (``labels`` comes as JSON text).
-FEED_LABEL_FIELDS = ("labels", "confidence")
-
-
-def feed_statement(query: ObjectQuery, kinds: Sequence[str], dialect: str, *,
+def feed_statement(query: ObjectQuery, kinds: Sequence[str], *,
                    with_labels: bool = False) -> sa.Select[Any]:
     """The SELECT of :meth:`~exchange.storage.base.Store.feed_values`.
 
     The versions come from the collection's ``type`` index (latest indicators, in
-    ``date_added`` order), each joined to its ``kind`` rows of the observable index by
-    ``date_added`` (``ix_observables_date_added``, covering on SQLite). The three body
-    properties a feed lists are extracted by the database's JSON functions, so no body
-    crosses to Python: ``json_extract`` on SQLite, one ``jsonb`` parse per row on
-    PostgreSQL (a subquery, so the three lookups share it).
+    ``date_added`` order); each is joined by ``date_added`` to its rows of the
+    observable index of ``kinds`` (``ix_observables_date_added``, covering on SQLite)
+    and to its ``indicator_facts`` row (primary key). No body is read. An indicator
+    without a facts row (none: ingest and revision 0013 write one for each) is left out.
     """
     obs = t.observables
+    facts = t.indicator_facts
     conditions = [
         in_collection_by_id(query.collection_id) if query.ids
         else ov.c.collection_id == query.collection_id,
@@ -239,25 +233,15 @@ def feed_statement(query: ObjectQuery, kinds: Sequence[str], dialect: str, *,
         conditions.append(ov.c.id.in_(query.ids))
     if query.visible_tlps is not None:
         conditions.append(visibility_condition(query))
-    meta = [ov.c.date_added, ov.c.id, ov.c.version, ov.c.producer_org, ov.c.tlp,
-            ov.c.effective_tlp]
-    fields = FEED_BODY_FIELDS + (FEED_LABEL_FIELDS if with_labels else ())
-    # Without labels, two NULL columns keep the row's shape (FeedValue's last fields).
-    absent = () if with_labels else (sa.null(), sa.null())
     joined = ov.join(obs, sa.and_(obs.c.date_added == ov.c.date_added,
-                                  obs.c.kind.in_(tuple(kinds))))
-    if dialect == "postgresql":
-        body = sa.cast(sa.func.convert_from(ov.c.body, "UTF8"), JSONB).label("doc")
-        inner = sa.select(*meta, obs.c.kind, obs.c.key, body).select_from(joined).where(
-            *conditions).subquery("feed")
-        return sa.select(
-            *(inner.c[c.name] for c in meta), inner.c.kind, inner.c.key,
-            *(inner.c.doc.op("->>")(name) for name in fields), *absent,
-        ).order_by(inner.c.date_added)
-    text = sa.cast(ov.c.body, sa.Text)
+                                  obs.c.kind.in_(tuple(kinds)))).join(
+        facts, facts.c.date_added == ov.c.date_added)
+    # Without labels, two NULL columns keep the row's shape (FeedValue's last fields).
+    labels = (facts.c.labels, facts.c.confidence) if with_labels else (sa.null(), sa.null())
     return sa.select(
-        *meta, obs.c.kind, obs.c.key,
-        *(sa.func.json_extract(text, f"$.{name}") for name in fields), *absent,
+        ov.c.date_added, ov.c.id, ov.c.version, ov.c.producer_org, ov.c.tlp,
+        ov.c.effective_tlp, obs.c.kind, obs.c.key, facts.c.valid_from, facts.c.valid_until,
+        facts.c.author, *labels,
     ).select_from(joined).where(*conditions).order_by(ov.c.date_added)
 
 

@@ -360,3 +360,18 @@ feed_downloads = Table(
     Column("last_etag", String(64), nullable=False),
     Column("last_values", Integer, nullable=False),
 )
+
+# Revision 0013: per indicator version, what a flat feed lists and filters by besides its
+# values (exchange.storage.envelopes.indicator_facts), written in the transaction that
+# stores the version, so a feed is one query that reads no body: valid_from, valid_until
+# and created_by_ref as written, the string labels (JSON text), the integer confidence.
+indicator_facts = Table(
+    "indicator_facts",
+    metadata,
+    Column("date_added", ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("valid_from", String(40), nullable=True),
+    Column("valid_until", String(40), nullable=True),
+    Column("author", String(128), nullable=True),
+    Column("labels", Text, nullable=True),
+    Column("confidence", Integer, nullable=True),
+)

@@ -725,6 +725,8 @@ class SqlStore(Store):
                     conn.execute(t.object_red_recipients.insert(), plan.red_rows)
                 if plan.observable_rows:
                     conn.execute(t.observables.insert(), plan.observable_rows)
+                if plan.fact_rows:
+                    conn.execute(t.indicator_facts.insert(), plan.fact_rows)
                 conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
             final = final_status(status, versions, plan.results)
             self._insert_status(conn, final)
@@ -843,7 +845,7 @@ class SqlStore(Store):
         if not kinds or (scope.visible_tlps is not None and not scope.visible_tlps
                          and scope.own_org is None):
             return []
-        statement = feed_statement(scope, kinds, self.dialect, with_labels=with_labels)
+        statement = feed_statement(scope, kinds, with_labels=with_labels)
         with self._transaction(write=False) as conn:
             rows = conn.execute(statement).all()
         if not with_labels:
@@ -923,6 +925,8 @@ class SqlStore(Store):
             for chunk in id_chunks(conn, gone):
                 conn.execute(t.observables.delete().where(
                     t.observables.c.date_added.in_(chunk)))
+                conn.execute(t.indicator_facts.delete().where(
+                    t.indicator_facts.c.date_added.in_(chunk)))
             deleted = conn.execute(ov.delete().where(*conditions)).rowcount
             if deleted:
                 remaining = conn.execute(
@@ -1379,7 +1383,7 @@ def _sync_state(row: Any) -> MispSyncState:
 
 
 def _labels(text: str | None) -> tuple[str, ...] | None:
-    """An indicator's ``labels`` as the database's JSON functions give them."""
+    """An indicator's ``labels`` as ``indicator_facts`` keeps them (JSON text)."""
     if text is None:
         return None
     try:
@@ -1390,11 +1394,5 @@ def _labels(text: str | None) -> tuple[str, ...] | None:
 
 
 def _confidence(value: object) -> int | None:
-    """An indicator's ``confidence`` (an integer; text from PostgreSQL's ``->>``)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
+    """An indicator's ``confidence`` as stored (an integer, or NULL)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -16,10 +16,13 @@ of PK-CERT (so the visibility filter is in every query), without a policy (the b
 rules). Every 200 is a disclosure of every indicator listed, durable in the audit ledger
 before the body is returned, as in production. Measured:
 
-* ``cold_200_s`` and ``cold_csv_200_s``: the first download of the text feed, then of
-  the CSV feed, in the fresh process (each built from the observable index), after one
-  request for the feed index (authentication, collections: a server that has started
-  serving); before the CSV, the audit sequencer has filed the text download's records;
+* ``cold_200_s`` and ``cold_csv_200_s``: the first download of the text feed, and in
+  another fresh process of the CSV feed (each built from the observable index and the
+  indicator facts), after one request for the feed index (authentication, collections:
+  a server that has started serving);
+* ``csv_same_build_200_s``: the CSV feed right after the text feed in the same process
+  (the formats of a feed share its build: only rendering and the ledger), once the
+  audit sequencer has filed the text download's records;
   ``..._cpu_s``: the CPU time the process spent on it (all threads; on a shared machine
   the wall time also holds waits for a core);
 * ``after_publish_200_s``: a download after one more indicator was published (only the
@@ -166,6 +169,7 @@ def main() -> None:
                         help="store in PostgreSQL on this loopback server (a maintenance"
                              f" database URL); creates and drops {PG_DATABASE}")
     parser.add_argument("--measure", metavar="HOME", help=argparse.SUPPRESS)
+    parser.add_argument("--cold-csv-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         measure(args, Path(args.measure))
@@ -186,13 +190,18 @@ def main() -> None:
                    str(args.size), "--downloads", str(args.downloads), "--conditional",
                    str(args.conditional)]
         env = {**os.environ, "CX_BENCH_DATABASE_URL": database_url or ""}
-        done = subprocess.run(command, env=env, check=False, timeout=TIME_LIMIT_S,
-                              stdout=subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"the measuring process failed ({done.returncode})")
-        result = json.loads(done.stdout)
+        # First a process whose first feed is the CSV one (its cold build alone), then
+        # one for everything else (the text feed's cold build first).
+        result = {}
+        for extra in (["--cold-csv-only"], []):
+            done = subprocess.run(command + extra, env=env, check=False,
+                                  timeout=TIME_LIMIT_S, stdout=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the measuring process failed ({done.returncode})")
+            result |= json.loads(done.stdout)
         result["fill_s"] = facts["fill_s"]
         result["database"] = "postgresql" if server is not None else "sqlite"
+        result["targets"]["cold_csv_100k_le_1s"] = result["cold_csv_200_s"] <= 1.0
         print(json.dumps(result))
     finally:
         if server is not None:
@@ -233,6 +242,15 @@ def measure(args: argparse.Namespace, home: Path) -> None:
                       headers={**headers, "Accept": "application/taxii+json;version=2.1"})
     if warm.status_code != 200:
         raise SystemExit(f"feed index: {warm.status_code}")
+    if args.cold_csv_only:
+        took, first_csv = get("ipv4.csv")
+        rows = first_csv.get_data().count(b"\n") - 1
+        if rows != args.size:
+            raise SystemExit(f"the CSV feed has {rows} rows, not {args.size}")
+        store.close()
+        print(json.dumps({"cold_csv_200_s": round(took, 3),
+                          "cold_csv_200_cpu_s": round(cpu[-1], 3)}))
+        return
     took, first = get("ipv4.txt")
     lines = first.get_data().count(b"\n")
     if lines != args.size:
@@ -249,8 +267,7 @@ def measure(args: argparse.Namespace, home: Path) -> None:
     rows = first_csv.get_data().count(b"\n") - 1
     if rows != args.size:
         raise SystemExit(f"the CSV feed has {rows} rows, not {args.size}")
-    result["cold_csv_200_s"] = round(took, 3)
-    result["cold_csv_200_cpu_s"] = round(cpu[-1], 3)
+    result["csv_same_build_200_s"] = round(took, 3)
 
     fill(ex, collection, uz_id, identity, publisher, args.size, 1)
     took, second = get("ipv4.txt")
@@ -297,7 +314,7 @@ def measure(args: argparse.Namespace, home: Path) -> None:
     result["targets"] = {
         "served_100k_le_1s": result["after_publish_200_s"] <= 1.0,
         "cold_100k_le_1s": result["cold_200_s"] <= 1.0,
-        "cold_csv_100k_le_1s": result["cold_csv_200_s"] <= 1.0,
+
         "not_modified_p99_le_10ms": result["not_modified_ms"]["p99"] <= 10.0}
     store.close()
     print(json.dumps(result))

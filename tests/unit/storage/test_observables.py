@@ -268,3 +268,23 @@ def test_feed_values_are_the_latest_unrevoked_visible_indicators_of_one_kind(
     assert (both[0].labels, both[0].confidence) == (("c2",), 80)
     assert (both[2].labels, both[2].confidence) == (None, None)
     assert got[0].labels is None  # not asked for
+
+
+def test_upgrading_a_database_from_before_indicator_facts_fills_them(world: SqlStore) -> None:
+    add(world, [feed_indicator(1, "[ipv4-addr:value = '192.0.2.1']", labels=["c2"],
+                               confidence=70, valid_from="2024-01-01T00:00:00Z",
+                               created_by_ref="identity--00000000-0000-4000-8000-000000000009"),
+                sco(2, "ipv4-addr", "192.0.2.2")])
+    reader = ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_A)
+    before = world.feed_values(reader, ("ipv4",), with_labels=True)
+    assert [(r.key, r.labels, r.confidence, r.valid_from) for r in before] == [
+        ("192.0.2.1", ("c2",), 70, "2024-01-01T00:00:00Z")]
+    cfg = world._alembic_config()
+    with world._require_engine().begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    with world._require_engine().begin() as conn:
+        assert not sa.inspect(conn).has_table("indicator_facts")
+    world.upgrade()
+    world.check_schema()
+    assert world.feed_values(reader, ("ipv4",), with_labels=True) == before

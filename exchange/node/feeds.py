@@ -55,6 +55,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from hashlib import sha256
 from operator import itemgetter
 from typing import Any, Final, NamedTuple
@@ -113,6 +114,11 @@ _VALUE_AND_ID: Final = itemgetter(0, 1)
 #: Kinds whose normal form may hold a comma, a quote or a formula's first character.
 _FREE_TEXT: Final = frozenset({"url", "email"})
 _NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
+#: Joins cells for one check (:func:`_csv_cells`); a cell holding it is checked alone.
+_SEPARATOR: Final = "\x1f"
+#: Cells (joined by _SEPARATOR) none of which needs quoting or neutralising.
+_PLAIN: Final = re.compile(r'(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?'
+                           r'(?:\x1f(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?)*')
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -274,9 +280,13 @@ def _render_lines(lines: Sequence[_Line], fmt: str) -> bytes:
         # The cells after the value and its kind, neutralised and quoted once per
         # indicator; a value is a normal form (exchange.model.observables), and only
         # URLs and e-mail addresses can hold what needs quoting or neutralising.
-        tail = ",".join([_csv_cell(cell) for cell in (
-            line.tlp, line.contributor, line.author, line.valid_from, line.valid_until,
-            line.shown)])
+        tail = _csv_cells((line.tlp, line.contributor, line.author, line.valid_from,
+                           line.valid_until, line.shown))
+        if len(line.values) == 1:
+            [(value, kind)] = line.values
+            cell = _csv_cell(value) if kind in _FREE_TEXT else value
+            rows.append((value, line.shown, f"{cell},{kind},{tail}"))
+            continue
         rows.extend((value, line.shown,
                      f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
                     for value, kind in line.values)
@@ -284,6 +294,15 @@ def _render_lines(lines: Sequence[_Line], fmt: str) -> bytes:
     header = ",".join(CSV_COLUMNS)
     return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]
                    ).encode("utf-8")
+
+
+def _csv_cells(cells: tuple[str, ...]) -> str:
+    """``cells`` as part of a CSV row (:func:`_csv_cell` each): one search over them all
+    first, since almost no cell needs quoting or neutralising."""
+    joined = _SEPARATOR.join(cells)
+    if joined.count(_SEPARATOR) == len(cells) - 1 and _PLAIN.fullmatch(joined):
+        return joined.replace(_SEPARATOR, ",")
+    return ",".join([_csv_cell(cell) for cell in cells])
 
 
 def _csv_cell(cell: str) -> str:
@@ -572,7 +591,7 @@ class Feeds(Reading):
         expires = _FOREVER
         soonest = "~"  # after every timestamp's text
         names: dict[str | None, str] = {}
-        new_line = _Line._make  # tuple.__new__ in C, without the keyword handling
+        new_line = partial(tuple.__new__, _Line)  # _Line._make without its length check
         unindexed: list[str] = []  # indicators with a value too long for the index
         collection_id = collection.id
         count = len(rows)
@@ -583,8 +602,10 @@ class Feeds(Reading):
             while end < count and rows[end].date_added == row.date_added:
                 end += 1
             if end - start == 1:
+                kind, key = row.kind, row.key
                 values: tuple[tuple[str | None, str], ...] = (
-                    (value_of_key(row.kind, row.key), row.kind),)
+                    (key if kind != "domain" and not key.startswith("#") else
+                     value_of_key(kind, key), kind),)
             else:
                 values = tuple(sorted({(value_of_key(r.kind, r.key) or "", r.kind)
                                        for r in rows[start:end]}))
@@ -628,10 +649,13 @@ class Feeds(Reading):
             contributor = names.get(row.producer_org)
             if contributor is None:
                 contributor = names[row.producer_org] = self.org_name(row.producer_org) or ""
+            # The store's ids are plain text; StixId and OrgId are NewTypes of it.
+            version = StoredVersion(
+                collection_id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
+                row.version, row.date_added, row.producer_org,  # type: ignore[arg-type]
+                row.tlp, row.effective_tlp, False, True)
             lines[identifier] = new_line((
-                StoredVersion(collection_id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
-                              row.version, row.date_added, row.producer_org,  # type: ignore[arg-type]
-                              row.tlp, row.effective_tlp, False, True),
+                version,
                 values, row.effective_tlp, contributor, row.author or "", valid_from,
                 valid_until, identifier))
         if soonest != "~":

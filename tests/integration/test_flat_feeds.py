@@ -560,3 +560,16 @@ def test_sync_status_lists_each_feed_with_its_downloads(world: World) -> None:
     assert "jwg-c2-green-recent (named: jwg, ipv4; csv; tlp <= green; label c2;" \
            " modified within 365 days)" in text
     assert f"csv by pk-pub (PK-CERT): {green['downloads']} downloads" in text
+
+
+def test_a_value_too_long_for_the_index_is_still_listed(world: World) -> None:
+    """The observable index keeps a digest of a value over 512 characters: the feed
+    reads that indicator's body for it (and the other values as indexed)."""
+    long_url = "https://long.example/" + "a" * 600
+    uz = world.ex.store.find_org("UZ-CERT").identity_id
+    _publish(world, "jwg", [_indicator(f"[url:value = '{long_url}'] OR"
+                                       " [url:value = 'https://short.example/x']", uz)])
+    for account in ("pk-pub", "uz-soc"):
+        urls = world.lines("jwg", "url.txt", account)
+        assert long_url in urls, account
+        assert "https://short.example/x" in urls

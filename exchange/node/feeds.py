@@ -1,39 +1,41 @@
 """Flat feeds for SOC tools: the values of a collection's indicators a reader may see,
-one kind at a time, as plain text (one value a line) or CSV.
+of one kind (``<collection>/<kind>.<format>``) or of the kinds a named feed lists, less
+what its filters leave out (:mod:`exchange.node.feeddefs`), as plain text (one value a
+line) or CSV.
 
 A feed is a read over the ``feed`` channel of the policy (AMBER+STRICT and RED never
 leave through it, except to their producer): the same SQL visibility filter as a TAXII
-read (:meth:`~exchange.node.base.NodeBase.visibility`) and the same delivery
-(:meth:`~exchange.node.read.Reading.deliver`), so the values come from what the reader
-would receive: a derived copy where the policy transforms, and a redaction profile that
-drops a pattern drops its values. Only the latest version of each indicator counts, and
-only when it is not revoked and currently valid (``valid_from <= now < valid_until``).
-Values are extracted and normalised as for search (:mod:`exchange.model.observables`,
-indicators with ``pattern_type`` ``stix``), de-duplicated and sorted as text.
+read (:meth:`~exchange.node.base.NodeBase.visibility`), so the values come from what the
+reader would receive. Only the latest version of each indicator counts, and only when it
+is not revoked and currently valid (``valid_from <= now < valid_until``). Values are
+extracted and normalised as for search (:mod:`exchange.model.observables`, indicators
+with ``pattern_type`` ``stix``), de-duplicated and sorted as text.
 
 Where the reader receives the stored bytes (no transform of the policy applies to it),
-a feed is built from the observable index written at ingest (revision 0008), with one
-query (:meth:`~exchange.storage.base.Store.feed_values`): the same visibility filter,
-the latest unrevoked indicator versions, their values of one kind, and the few facts a
-feed lists (levels and contributor from the row, ``valid_from``, ``valid_until`` and
-``created_by_ref`` read from the body by the database); no pattern is parsed again and
-no body reaches Python. With a policy, the engine (:func:`~exchange.policy.decide`,
-channel ``feed``) judges every version the query returns, once per contributor and
-level (the only properties of a live, unrevoked row its decision depends on), and a
-version it refuses stays out (logged: the SQL filter and the engine disagree). Where a
-transform applies (redaction, anonymised contributors), the reader's values are those of
-the derived copies it receives, so the feed is built from the delivered copies instead,
-as a TAXII read would serve them. A value too long for the index (a digest key) is read
-from its indicator's body.
+a feed is built with one query (:meth:`~exchange.storage.base.Store.feed_values`): the
+same visibility filter over the latest unrevoked indicator versions, joined to their
+values in the observable index (revision 0008) and to the facts a feed lists or filters
+by (revision 0013: ``valid_from``, ``valid_until``, ``created_by_ref``, ``labels``,
+``confidence``), both written at ingest; no pattern is parsed again and no body is read.
+With a policy, the engine (:func:`~exchange.policy.decide`, channel ``feed``) judges
+every version the query returns, once per contributor and level (the only properties of
+a live, unrevoked row its decision depends on), and a version it refuses stays out
+(logged: the SQL filter and the engine disagree). Where a transform applies (redaction,
+anonymised contributors), the reader's values are those of the derived copies it
+receives, so the feed is built from the delivered copies instead
+(:meth:`~exchange.node.read.Reading.deliver`), as a TAXII read would serve them, and a
+redaction profile that drops a pattern drops its values. A value too long for the index
+(a digest key) is read from its indicator's body.
 
 Conditional GET: a feed's ETag is the digest of its body, so it changes exactly when the
-body does. Building the body is the expensive part, so it is kept per reader, collection,
-kind and format with what it was built from: the policy digest, the reader's visibility
-rule and transforms, the collection's newest ``date_added``, and the next moment an
-indicator in it expires or one held back becomes valid. A request that finds all of them
-unchanged costs one index lookup (:meth:`~exchange.storage.base.Store.newest_date_added`);
-one that finds versions added re-reads only the indicators they belong to (indicators are
-never deleted, only revoked by a new version); anything else rebuilds the feed.
+body does. Building is the expensive part, so a feed's lines are kept per reader,
+collection, kinds and filters (its formats share them, each rendered once) with what they
+were built from: the policy digest, the reader's visibility rule and transforms, the
+collection's newest ``date_added``, and the next moment an indicator in it expires or one
+held back becomes valid. A request that finds all of them unchanged costs one index
+lookup (:meth:`~exchange.storage.base.Store.newest_date_added`); one that finds versions
+added re-reads only the indicators they belong to (indicators are never deleted, only
+revoked by a new version); anything else rebuilds the feed.
 
 CSV columns: :data:`CSV_COLUMNS`. Spreadsheet formula injection: a cell that begins with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's

@@ -66,11 +66,13 @@ from exchange.errors import InvalidInput, NotFound, StorageError
 from exchange.model.objects import Principal, Tlp
 from exchange.model.observables import observables_of, value_of_key
 from exchange.node.base import ReadResult, now_micros
+from exchange.node.derive import derived_id, transform_key
 from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFeed
 from exchange.node.read import Reading
-from exchange.policy import AnonymiseProducer, ObjectMeta, decide
+from exchange.policy import AnonymiseProducer, ObjectMeta, Redact, decide
 from exchange.storage.base import (
     Collection,
+    DerivedIdEntry,
     FeedValue,
     ObjectQuery,
     Page,
@@ -121,6 +123,11 @@ _SEPARATOR: Final = "\x1f"
 #: Cells (joined by _SEPARATOR) none of which needs quoting or neutralising.
 _PLAIN: Final = re.compile(r'(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?'
                            r'(?:\x1f(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?)*')
+#: The properties of an indicator a feed lists or filters by: a redaction profile that
+#: names one makes the reader's copies differ from the index (read them instead).
+_FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version",
+                                     "valid_from", "valid_until", "labels", "confidence"})
+_TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -325,6 +332,18 @@ def _text_body(values: set[str]) -> bytes:
 def _text(obj: Mapping[str, Any], name: str) -> str:
     value = obj.get(name)
     return value if isinstance(value, str) else ""
+
+
+def _copy_timestamp(text: str) -> str:
+    """A ``valid_from``/``valid_until`` as a derived copy writes it: copies are signed in
+    the STIX library's normal form (:func:`~exchange.signing.canonical.normal_form`),
+    which writes these timestamps with the fraction's trailing zeros dropped
+    (``...00.500Z`` -> ``...00.5Z``, ``...00.000Z`` -> ``...00Z``)."""
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        return text
+    fraction = (match.group(2) or "").rstrip("0")
+    return f"{match.group(1)}.{fraction}Z" if fraction else f"{match.group(1)}Z"
 
 
 def _micros(text: str) -> int | None:
@@ -539,11 +558,28 @@ class Feeds(Reading):
         observable index where the reader receives stored bytes, from the delivered
         copies where a transform applies (module docstring). Returns when the answer
         next changes by the clock alone."""
-        if transforms:
+        if transforms and not self._copies_keep_feed_facts(transforms):
             return self._collect(principal, collection, scope, transforms, kinds, filters,
                                  now, lines)
-        return self._collect_indexed(principal, collection, scope, kinds, filters, now,
-                                     lines)
+        return self._collect_indexed(principal, collection, scope, transforms, kinds,
+                                     filters, now, lines)
+
+    def _copies_keep_feed_facts(self, transforms: tuple[Any, ...]) -> bool:
+        """Whether a derived copy under ``transforms`` has the same values and facts for
+        a feed as its original (:data:`_FEED_PROPERTIES` untouched by every redaction
+        profile; anonymising only drops ``created_by_ref``, which the feed resolves as
+        :meth:`~exchange.node.read.Reading.deliver` does). Any other transform: no."""
+        if self.policy is None:
+            return False
+        profiles = self.policy.current().redaction_profiles
+        for transform in transforms:
+            if isinstance(transform, Redact):
+                profile = profiles[transform.profile]
+                if _FEED_PROPERTIES & (set(profile.drop) | set(profile.replace)):
+                    return False
+            elif not isinstance(transform, AnonymiseProducer):
+                return False
+        return True
 
     def _engine_verdicts(self, principal: Principal, collection: Collection, now: int
                          ) -> Callable[[FeedValue], bool] | None:
@@ -572,10 +608,28 @@ class Feeds(Reading):
 
         return judge
 
+    def _resolved_authors(self, principal: Principal, collection: Collection,
+                          scope: ObjectQuery, transforms: tuple[Any, ...],
+                          authors: set[str]) -> dict[str, str | None]:
+        """The id a reader of copies knows each author by (None: dropped), resolved as
+        :meth:`~exchange.node.read.Reading.deliver` resolves a copy's references."""
+        if not authors or self.policy is None:
+            return {}
+        result = ReadResult(collection, Page([], more=False), transforms, principal.org_id,
+                            scope)
+        resolved = self._resolve(result, self.policy.current(), authors)
+        for ref in authors & self._providers_hidden(result):
+            resolved[ref] = None
+        return resolved
+
     def _collect_indexed(self, principal: Principal, collection: Collection,
-                         scope: ObjectQuery, kinds: tuple[str, ...], filters: FeedFilters,
-                         now: int, lines: dict[str, _Line]) -> int:
-        """:meth:`_build` from the observable index, for a reader of stored bytes.
+                         scope: ObjectQuery, transforms: tuple[Any, ...],
+                         kinds: tuple[str, ...], filters: FeedFilters, now: int,
+                         lines: dict[str, _Line]) -> int:
+        """:meth:`_build` from the observable index: for a reader of stored bytes, and
+        for a reader of copies that keep the feed's values and facts
+        (:meth:`_copies_keep_feed_facts`), whose lines name the copies' ids and its view
+        of their authors, the copies' ids recorded as a read records them.
 
         Validity is judged on the text first: STIX timestamps
         (``YYYY-MM-DDTHH:MM:SS[.s]Z``) order as text to the second, so only a bound in
@@ -584,6 +638,14 @@ class Feeds(Reading):
         """
         rows = self.store.feed_values(scope, kinds, with_labels=filters.reads_labels)
         judge = self._engine_verdicts(principal, collection, now)
+        own = principal.org_id
+        hidden = any(isinstance(t, AnonymiseProducer) for t in transforms)
+        authors = self._resolved_authors(
+            principal, collection, scope, transforms,
+            {r.author for r in rows if r.author and r.producer_org != own}
+        ) if transforms and not hidden else {}
+        copies: list[DerivedIdEntry] = []
+        key_of_transforms = transform_key(transforms)
         ceiling = filters.tlp_ceiling.rank
         under_ceiling: dict[str, bool] = {}
         oldest = filters.oldest(now)
@@ -651,6 +713,16 @@ class Feeds(Reading):
             contributor = names.get(row.producer_org)
             if contributor is None:
                 contributor = names[row.producer_org] = self.org_name(row.producer_org) or ""
+            shown, author = identifier, row.author or ""
+            if transforms and row.producer_org != own:  # the reader gets a copy
+                shown = derived_id(identifier, transforms)
+                valid_from = _copy_timestamp(valid_from)
+                valid_until = _copy_timestamp(valid_until)
+                copies.append(DerivedIdEntry(shown, identifier, key_of_transforms))
+                if hidden:
+                    contributor = author = ""
+                elif author:
+                    author = authors.get(author) or ""
             # The store's ids are plain text; StixId and OrgId are NewTypes of it.
             version = StoredVersion(
                 collection_id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
@@ -658,8 +730,13 @@ class Feeds(Reading):
                 row.tlp, row.effective_tlp, False, True)
             lines[identifier] = new_line((
                 version,
-                values, row.effective_tlp, contributor, row.author or "", valid_from,
-                valid_until, identifier))
+                values, row.effective_tlp, contributor, author, valid_from, valid_until,
+                shown))
+        if copies or authors:
+            self._record_derived(copies + [
+                DerivedIdEntry(seen, original, key_of_transforms)
+                for original, seen in authors.items()
+                if seen is not None and seen != original])
         if soonest != "~":
             at = _micros(soonest + "Z")
             if at is not None:
@@ -667,8 +744,8 @@ class Feeds(Reading):
         for first in range(0, len(unindexed), _RESOLVE_IDS):
             chunk = tuple(unindexed[first:first + _RESOLVE_IDS])
             expires = min(expires, self._collect(principal, collection,
-                                                 replace(scope, ids=chunk), (), kinds,
-                                                 filters, now, lines))
+                                                 replace(scope, ids=chunk), transforms,
+                                                 kinds, filters, now, lines))
         return expires
 
     def _collect(self, principal: Principal, collection: Collection, scope: ObjectQuery,

@@ -573,3 +573,34 @@ def test_a_value_too_long_for_the_index_is_still_listed(world: World) -> None:
         urls = world.lines("jwg", "url.txt", account)
         assert long_url in urls, account
         assert "https://short.example/x" in urls
+
+
+def test_a_feed_of_copies_from_the_index_equals_one_from_the_delivered_copies(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A constituent under the shipped profile (which keeps patterns and validity) gets
+    its feed from the observable index, naming its copies' ids and its view of their
+    authors: byte for byte what building it from the copies a TAXII read delivers gives."""
+    from exchange.node.feeds import Feeds  # noqa: PLC0415
+    from exchange.node.policy_source import PolicySource  # noqa: PLC0415
+
+    _labelled(world)
+    settings = world.ex.settings
+    assert settings.policy_path is not None
+    policy = PolicySource(settings.policy_path)
+    policy.load()
+    ex = Exchange(settings, world.ex.store, policy=policy)  # the server's view, in-process
+    soc = ex.authenticate("uz-soc", world.keys["uz-soc"])
+    names = [("ipv4", "txt"), ("ipv4", "csv"), ("domain", "csv"), ("email", "csv"),
+             ("url", "csv"), ("md5", "csv")]
+    from_index = {n: ex.feed(soc, "cx", "jwg", *n).body for n in names}
+    ex._feed_cache.clear()
+    monkeypatch.setattr(Feeds, "_copies_keep_feed_facts", lambda self, transforms: False)
+    from_copies = {n: ex.feed(soc, "cx", "jwg", *n).body for n in names}
+    assert from_index == from_copies
+    rows = list(csv.DictReader(io.StringIO(from_index[("ipv4", "csv")].decode())))
+    originals = {o["id"] for o in world.extra.values()} | {
+        "indicator--e8094b09-7df4-4b13-b207-1e27af3c4bde"}
+    assert "219.76.208.163" in {r["value"] for r in rows}  # Poison Ivy, as a copy
+    assert not originals & {r["indicator_id"] for r in rows}
+    # A copy is found again by its own id (recorded as a read records it).
+    assert all(ex.store.original_of(r["indicator_id"]) is not None for r in rows)

@@ -20,12 +20,20 @@ by (revision 0013: ``valid_from``, ``valid_until``, ``created_by_ref``, ``labels
 With a policy, the engine (:func:`~exchange.policy.decide`, channel ``feed``) judges
 every version the query returns, once per contributor and level (the only properties of
 a live, unrevoked row its decision depends on), and a version it refuses stays out
-(logged: the SQL filter and the engine disagree). Where a transform applies (redaction,
-anonymised contributors), the reader's values are those of the derived copies it
-receives, so the feed is built from the delivered copies instead
-(:meth:`~exchange.node.read.Reading.deliver`), as a TAXII read would serve them, and a
-redaction profile that drops a pattern drops its values. A value too long for the index
-(a digest key) is read from its indicator's body.
+(logged: the SQL filter and the engine disagree).
+
+Where a transform applies (redaction, anonymised contributors) the reader receives
+derived copies, and its feed must be what its copies say. When no redaction profile in
+force names a property the feed reads (:data:`_FEED_PROPERTIES`), a copy's values,
+validity, labels and confidence are its original's, so the index still serves: the lines
+name the copy's id (:func:`~exchange.node.derive.derived_id`, recorded as a read records
+it), the author as the reader knows it (resolved as
+:meth:`~exchange.node.read.Reading.deliver` resolves a copy's references; none when the
+contributor is anonymised) and the copy's timestamps in the library's normal form. A
+test holds this byte for byte equal to building from the delivered copies. Otherwise
+(a profile that drops or replaces the pattern, say) the feed is built from the copies
+themselves, as a TAXII read would serve them. A value too long for the index (a digest
+key) is read from its indicator's body.
 
 Conditional GET: a feed's ETag is the digest of its body, so it changes exactly when the
 body does. Building is the expensive part, so a feed's lines are kept per reader,

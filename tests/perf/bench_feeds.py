@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from exchange.config import load_settings  # noqa: E402
 from exchange.model.objects import OrgId, StixId  # noqa: E402
+from exchange.node.policy_source import PolicySource  # noqa: E402
 from exchange.node.service import Exchange, init_home  # noqa: E402
 from exchange.storage import open_store  # noqa: E402
 from exchange.storage.base import NewVersion, Status  # noqa: E402
@@ -138,24 +139,44 @@ def _env(database_url: str | None) -> dict[str, str]:
     return {"EXCHANGE_DATABASE_URL": database_url} if database_url else {}
 
 
-def prepare(home: Path, size: int, database_url: str | None) -> dict[str, Any]:
+def _exchange(settings: Any, store: Any) -> Exchange:
+    """The node, under the shipped policies when the home names them."""
+    if settings.policy_path is None:
+        return Exchange(settings, store)
+    policy = PolicySource(settings.policy_path)
+    policy.load()
+    return Exchange(settings, store, policy=policy)
+
+
+def prepare(home: Path, size: int, database_url: str | None, *, constituent: bool
+            ) -> dict[str, Any]:
     """Fill a fresh home; return what the measuring process needs to know."""
+    home.mkdir(parents=True)
+    if constituent:
+        (home / "exchange.toml").write_text(f'policy_dir = "{ROOT / "policies"}"\n')
     settings = load_settings(home, env=_env(database_url))
     init_home(settings)
     settings = load_settings(home, env=_env(database_url))
     store = open_store(settings)
-    ex = Exchange(settings, store)
+    ex = _exchange(settings, store)
     uz = ex.add_org("UZ-CERT")
     publisher = ex.add_account("uz-pub", org="UZ-CERT", role="publisher")
     ex.add_org("PK-CERT")
-    ex.add_account("pk-soc", org="PK-CERT", role="consumer")
+    readers = ["UZ-CERT", "PK-CERT"]
+    if constituent:  # UZ-CERT's SOC, a constituent: copies under jwg-constituents
+        ex.add_org("UZ-SOC", parent="UZ-CERT")
+        ex.add_account("pk-soc", org="UZ-SOC", role="consumer")
+        readers.append("UZ-SOC")
+    else:
+        ex.add_account("pk-soc", org="PK-CERT", role="consumer")
     key = ex.create_api_key("pk-soc")[1]
-    collection = ex.add_collection("bench", alias="bench", readers=["UZ-CERT", "PK-CERT"],
+    alias = "jwg" if constituent else "bench"
+    collection = ex.add_collection("bench", alias=alias, readers=readers,
                                    writers=["UZ-CERT"], default_tlp="green")[0].id
     started = time.perf_counter()
     fill(ex, collection, uz.id, uz.identity_id, publisher.id, 0, size)
     store.close()
-    return {"key": key, "collection": collection, "producer": uz.id,
+    return {"key": key, "collection": collection, "alias": alias, "producer": uz.id,
             "identity": uz.identity_id, "publisher": publisher.id,
             "fill_s": round(time.perf_counter() - started, 1)}
 
@@ -168,6 +189,9 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL",
                         help="store in PostgreSQL on this loopback server (a maintenance"
                              f" database URL); creates and drops {PG_DATABASE}")
+    parser.add_argument("--constituent", action="store_true",
+                        help="under the shipped policies, read as UZ-SOC (a constituent"
+                             " of UZ-CERT that receives derived copies) from collection jwg")
     parser.add_argument("--measure", metavar="HOME", help=argparse.SUPPRESS)
     parser.add_argument("--cold-csv-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,7 +206,7 @@ def main() -> None:
                   f"CREATE DATABASE {PG_DATABASE}")
         database_url = server.set(database=PG_DATABASE).render_as_string()
     try:
-        facts = prepare(home, args.size, database_url)
+        facts = prepare(home, args.size, database_url, constituent=args.constituent)
         print(f"stored {args.size} indicators in {facts['fill_s']} s", file=sys.stderr)
         (home / "bench.json").write_text(json.dumps(facts), encoding="utf-8")
         # The measuring process starts with nothing cached, as a server just started.
@@ -214,10 +238,11 @@ def measure(args: argparse.Namespace, home: Path) -> None:
     facts = json.loads((home / "bench.json").read_text(encoding="utf-8"))
     settings = load_settings(home, env=_env(os.environ.get("CX_BENCH_DATABASE_URL")))
     store = open_store(settings)
-    ex = Exchange(settings, store)
+    ex = _exchange(settings, store)
     collection, key = facts["collection"], facts["key"]
     uz_id, identity, publisher = facts["producer"], facts["identity"], facts["publisher"]
     result: dict[str, Any] = {"benchmark": "flat-feeds", "size": args.size,
+                              "reader": "constituent" if facts["alias"] == "jwg" else "party",
                               "client": "flask-test-client", "process": "fresh"}
     client = create_app(settings, exchange=ex).test_client()
     token = base64.b64encode(f"pk-soc:{key}".encode()).decode()
@@ -227,7 +252,7 @@ def measure(args: argparse.Namespace, home: Path) -> None:
 
     def get(name: str, **extra: str) -> tuple[float, Any]:
         t, c = time.perf_counter(), time.process_time()
-        response = client.get(f"/{settings.api_root}/feeds/bench/{name}",
+        response = client.get(f"/{settings.api_root}/feeds/{facts['alias']}/{name}",
                               headers={**headers, **extra})
         data = response.get_data()
         took = time.perf_counter() - t

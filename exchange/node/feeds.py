@@ -45,12 +45,8 @@ lookup (:meth:`~exchange.storage.base.Store.newest_date_added`); one that finds 
 added re-reads only the indicators they belong to (indicators are never deleted, only
 revoked by a new version); anything else rebuilds the feed.
 
-CSV columns: :data:`CSV_COLUMNS`. Spreadsheet formula injection: a cell that begins with
-``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's
-advice); no value a feed carries legitimately begins so except by accident, and a SIEM
-reading the file as data sees the apostrophe, which is documented. One CSV row per
-(value, indicator): the same value named by two indicators is two rows, each with its
-own provenance; the text feed lists each value once.
+Rendering (CSV columns, quoting, spreadsheet formulas neutralised) is
+:mod:`exchange.node.feedrender`'s.
 """
 
 from __future__ import annotations
@@ -62,13 +58,12 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from hashlib import sha256
-from operator import itemgetter
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from exchange.errors import InvalidInput, NotFound, StorageError
 from exchange.model.objects import Principal, Tlp
@@ -76,6 +71,14 @@ from exchange.model.observables import observables_of, value_of_key
 from exchange.node.base import ReadResult, now_micros
 from exchange.node.derive import derived_id, transform_key
 from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFeed
+from exchange.node.feedrender import (
+    CSV_COLUMNS,
+    FeedEntry,
+    FeedLine,
+    neutralise,
+    render,
+    render_lines,
+)
 from exchange.node.read import Reading
 from exchange.policy import AnonymiseProducer, ObjectMeta, Redact, decide
 from exchange.storage.base import (
@@ -106,11 +109,6 @@ __all__ = [
 
 #: The channel of the policy and of the ledger a feed is read through.
 FEED_CHANNEL: Final = "feed"
-#: The CSV header.
-CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_from",
-                      "valid_until", "indicator_id")
-#: What a cell may not start with, lest a spreadsheet run it as a formula.
-FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 #: Rows read per query while building a feed.
 _PAGE: Final = 5000
@@ -122,15 +120,6 @@ _PARSED_SIZE: Final = 300_000
 _FOREVER: Final = 2**63 - 1
 #: Changed indicator ids looked up per query.
 _RESOLVE_IDS: Final = 500
-_VALUE_AND_ID: Final = itemgetter(0, 1)
-#: Kinds whose normal form may hold a comma, a quote or a formula's first character.
-_FREE_TEXT: Final = frozenset({"url", "email"})
-_NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
-#: Joins cells for one check (:func:`_csv_cells`); a cell holding it is checked alone.
-_SEPARATOR: Final = "\x1f"
-#: Cells (joined by _SEPARATOR) none of which needs quoting or neutralising.
-_PLAIN: Final = re.compile(r'(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?'
-                           r'(?:\x1f(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?)*')
 #: The properties of an indicator a feed lists or filters by: a redaction profile that
 #: names one makes the reader's copies differ from the index (read them instead).
 _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version",
@@ -138,36 +127,6 @@ _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version
 _TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
-    """One line of a feed: a value and the indicator that names it, as the reader
-    receives it."""
-
-    value: str
-    kind: str
-    tlp: str
-    contributor: str
-    author: str
-    valid_from: str
-    valid_until: str
-    indicator_id: str
-
-
-class _Line(NamedTuple):
-    """What a feed holds of one indicator: its version (to disclose), its values of the
-    feed's kinds as (value, kind), and the CSV columns of its provenance as the reader
-    receives them."""
-
-    row: StoredVersion
-    values: tuple[tuple[str, str], ...]
-    tlp: str
-    contributor: str
-    author: str
-    valid_from: str
-    valid_until: str
-    shown: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +170,8 @@ class _Cached:
     context: tuple[Any, ...]  # policy digest, the reader's visibility and transforms
     newest: int  # the collection's newest date_added when built
     expires: int  # microseconds: the next validity transition (at the latest)
-    lines: dict[str, _Line]  # by indicator id
-    ordered: list[_Line]  # the lines in date_added order
+    lines: dict[str, FeedLine]  # by indicator id
+    ordered: list[FeedLine]  # the lines in date_added order
     result: ReadResult  # the versions to disclose
     feeds: dict[str, Feed]  # by format, rendered on demand
 
@@ -255,86 +214,6 @@ _collector_paused = _CollectorPause()
 def strong_etag(body: bytes) -> str:
     """A strong entity tag (RFC 9110 section 8.8.3) for ``body``: its digest, quoted."""
     return f'"{sha256(body).hexdigest()[:40]}"'
-
-
-def neutralise(cell: str) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (module docstring)."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
-
-
-def render(entries: Sequence[FeedEntry], fmt: str) -> bytes:
-    """A feed's body: sorted, de-duplicated lines of ``entries``.
-
-    Args:
-        entries: The values and their indicators.
-        fmt: ``txt`` (each value once, one a line) or ``csv`` (:data:`CSV_COLUMNS`, one
-            row per value and indicator, RFC 4180 quoting, formulas neutralised).
-
-    Raises:
-        InvalidInput: An unknown format.
-    """
-    if fmt == "txt":
-        return _text_body({e.value for e in entries})
-    if fmt != "csv":
-        raise InvalidInput(f"unknown feed format {fmt!r}; use {', '.join(FEED_FORMATS)}")
-    rows = sorted({(e.value, e.indicator_id, e.kind, e.tlp, e.contributor, e.author,
-                    e.valid_from, e.valid_until) for e in entries})
-    return "".join([",".join(CSV_COLUMNS), "\r\n", *(
-        ",".join([_csv_cell(c) for c in (value, kind, tlp, contributor, author,
-                                         valid_from, valid_until, indicator)]) + "\r\n"
-        for value, indicator, kind, tlp, contributor, author, valid_from, valid_until
-        in rows)]).encode("utf-8")
-
-
-def _render_lines(lines: Sequence[_Line], fmt: str) -> bytes:
-    """:func:`render` of a built feed's lines (no entry objects made). Each line is one
-    indicator (ids are unique), and its values are distinct: nothing to de-duplicate
-    but the text feed's values."""
-    if fmt == "txt":
-        return _text_body({value for line in lines for value, _ in line.values})
-    rows: list[tuple[str, str, str]] = []
-    for line in lines:
-        # The cells after the value and its kind, neutralised and quoted once per
-        # indicator; a value is a normal form (exchange.model.observables), and only
-        # URLs and e-mail addresses can hold what needs quoting or neutralising.
-        tail = _csv_cells((line.tlp, line.contributor, line.author, line.valid_from,
-                           line.valid_until, line.shown))
-        if len(line.values) == 1:
-            [(value, kind)] = line.values
-            cell = _csv_cell(value) if kind in _FREE_TEXT else value
-            rows.append((value, line.shown, f"{cell},{kind},{tail}"))
-            continue
-        rows.extend((value, line.shown,
-                     f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
-                    for value, kind in line.values)
-    rows.sort(key=_VALUE_AND_ID)
-    header = ",".join(CSV_COLUMNS)
-    return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]
-                   ).encode("utf-8")
-
-
-def _csv_cells(cells: tuple[str, ...]) -> str:
-    """``cells`` as part of a CSV row (:func:`_csv_cell` each): one search over them all
-    first, since almost no cell needs quoting or neutralising."""
-    joined = _SEPARATOR.join(cells)
-    if joined.count(_SEPARATOR) == len(cells) - 1 and _PLAIN.fullmatch(joined):
-        return joined.replace(_SEPARATOR, ",")
-    return ",".join([_csv_cell(cell) for cell in cells])
-
-
-def _csv_cell(cell: str) -> str:
-    """One CSV cell: formulas neutralised, then quoted as RFC 4180 (and Python's
-    ``csv`` module, minimal quoting) does: only when it holds a comma, a quote or a line
-    break, quotes doubled."""
-    if cell.startswith(FORMULA_STARTS):
-        cell = "'" + cell
-    if _NEEDS_QUOTES.search(cell) is None:
-        return cell
-    return '"' + cell.replace('"', '""') + '"'
-
-
-def _text_body(values: set[str]) -> bytes:
-    return "".join([v + "\n" for v in sorted(values)]).encode("utf-8")
 
 
 def _text(obj: Mapping[str, Any], name: str) -> str:
@@ -476,7 +355,7 @@ class Feeds(Reading):
             if built is None:
                 built = self._lines(principal, collection, scope, transforms, kinds,
                                     filters, now, newest, context, cached)
-            body = _render_lines(built.ordered, fmt)
+            body = render_lines(built.ordered, fmt)
             etag = strong_etag(body)
             last_modified = int(time.time())
             previous = stale.feeds.get(fmt) if stale is not None else None
@@ -561,7 +440,7 @@ class Feeds(Reading):
 
     def _build(self, principal: Principal, collection: Collection, scope: ObjectQuery,
                transforms: tuple[Any, ...], kinds: tuple[str, ...], filters: FeedFilters,
-               now: int, lines: dict[str, _Line]) -> int:
+               now: int, lines: dict[str, FeedLine]) -> int:
         """Add to ``lines`` the values of the indicators ``scope`` reads: from the
         observable index where the reader receives stored bytes, from the delivered
         copies where a transform applies (module docstring). Returns when the answer
@@ -633,7 +512,7 @@ class Feeds(Reading):
     def _collect_indexed(self, principal: Principal, collection: Collection,
                          scope: ObjectQuery, transforms: tuple[Any, ...],
                          kinds: tuple[str, ...], filters: FeedFilters, now: int,
-                         lines: dict[str, _Line]) -> int:
+                         lines: dict[str, FeedLine]) -> int:
         """:meth:`_build` from the observable index: for a reader of stored bytes, and
         for a reader of copies that keep the feed's values and facts
         (:meth:`_copies_keep_feed_facts`), whose lines name the copies' ids and its view
@@ -663,7 +542,7 @@ class Feeds(Reading):
         expires = _FOREVER
         soonest = "~"  # after every timestamp's text
         names: dict[str | None, str] = {}
-        new_line = partial(tuple.__new__, _Line)  # _Line._make without its length check
+        new_line = partial(tuple.__new__, FeedLine)  # FeedLine._make without its length check
         unindexed: list[str] = []  # indicators with a value too long for the index
         collection_id = collection.id
         count = len(rows)
@@ -758,7 +637,7 @@ class Feeds(Reading):
 
     def _collect(self, principal: Principal, collection: Collection, scope: ObjectQuery,
                  transforms: tuple[Any, ...], kinds: tuple[str, ...], filters: FeedFilters,
-                 now: int, lines: dict[str, _Line]) -> int:
+                 now: int, lines: dict[str, FeedLine]) -> int:
         """Add to ``lines`` the values of the indicators ``scope`` reads, as the reader
         receives them; return when the answer next changes by the clock alone (an
         indicator expiring or becoming valid)."""
@@ -801,7 +680,7 @@ class Feeds(Reading):
                 contributor = "" if hidden and not own else (
                     self.org_name(row.producer_org) or "")
                 shown = self.shown_id(result, row)
-                lines[row.id] = _Line(replace(row, body=b""), tuple(named),
+                lines[row.id] = FeedLine(replace(row, body=b""), tuple(named),
                                       row.effective_tlp, contributor, info.author,
                                       info.valid_from_text, info.valid_until_text, shown)
             if not page.more:

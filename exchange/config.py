@@ -110,6 +110,8 @@ class Settings:
     misp_targets: str = ""
     # the TAXII sources file (feeds/sources.yaml); empty: no TAXII sources configured
     taxii_sources: str = ""
+    # the named flat feeds file (feeds/flat-feeds.yaml); empty: only the per-collection feeds
+    flat_feeds: str = ""
     audit_origin: str = ""  # the audit log's checkpoint origin; empty: from the title
     audit_checkpoint_seconds: int = 60  # sign a checkpoint this often when the log grew
     audit_spool_dir: str = ""  # where disclosures wait to be sequenced; empty: <home>/audit-spool
@@ -130,6 +132,14 @@ class Settings:
         if not self.policy_dir:
             return None
         path = Path(self.policy_dir).expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    @property
+    def flat_feeds_path(self) -> Path | None:
+        """The named flat feeds file (relative paths are relative to the home), or None."""
+        if not self.flat_feeds:
+            return None
+        path = Path(self.flat_feeds).expanduser()
         return path if path.is_absolute() else self.home / path
 
     @property

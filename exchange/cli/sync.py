@@ -41,7 +41,8 @@ from exchange.misp.sync import (
 )
 from exchange.misp.targets import MispTarget, load_targets
 from exchange.node.base import now_micros
-from exchange.storage.base import MispSyncState, SourceState
+from exchange.node.feeddefs import FlatFeed, load_flat_feeds
+from exchange.storage.base import FeedDownloads, MispSyncState, SourceState
 
 #: Counts ``sync status`` always shows, even at zero.
 SHOWN_COUNTS = ("created", "updated", "skipped", "failed")
@@ -200,7 +201,8 @@ def _report_lines(report: RunReport) -> list[str]:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def sync_status(ctx_obj: Any, as_json: bool) -> None:
-    """Each target and direction: last run, outcome, counts, reasons, cursor, next run."""
+    """Each target and direction: last run, outcome, counts, reasons, cursor, next run;
+    each flat feed: its downloads per format and account (last, count, ETag, values)."""
     settings = ctx_obj.settings
     targets: dict[str, MispTarget] = {}
     problem = None
@@ -212,6 +214,8 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
     wanted = [(t.name, d) for t in targets.values() for d in directions_for(t)]
     with ctx_obj.exchange() as ex:
         states = {(s.target, s.direction): s for s in ex.store.misp_states()}
+        downloads = ex.store.feed_downloads()
+    feeds, feeds_problem = _feed_rows(settings, downloads)
     now = now_micros()
     rows = []
     for key in [*wanted, *sorted(k for k in states if k not in wanted)]:
@@ -236,8 +240,8 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
                                         resting=resting))
     if as_json:
         click.echo(json.dumps({"targets": rows, "problem": problem, "sources": source_rows,
-                               "sources_problem": source_problem}, indent=2,
-                              sort_keys=True))
+                               "sources_problem": source_problem, "feeds": feeds,
+                               "feeds_problem": feeds_problem}, indent=2, sort_keys=True))
         return
     lines = [f"targets file: {problem}"] if problem else []
     if not rows:
@@ -250,6 +254,7 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
         lines.append(f"sources file: {source_problem}")
     for row in source_rows:
         lines += _source_lines(row)
+    lines += _feed_lines(feeds, feeds_problem)
     click.echo("\n".join(lines))
 
 
@@ -281,6 +286,86 @@ def _source_lines(row: dict[str, Any]) -> list[str]:
     if row["resting"]:
         lines.append(f"  {row['resting']}")
     return lines + reason_lines(row["reasons"], total=counts.get("refused", 0))
+
+
+# -- flat feeds (issue 20, item 5) ----------------------------------------------------------
+
+
+def _feed_rows(settings: Any, downloads: list[FeedDownloads]
+               ) -> tuple[list[dict[str, Any]], str | None]:
+    """Every named feed of the ``flat_feeds`` file (downloaded or not) and every other
+    feed downloaded, each with its downloads per format and account; and why the file
+    was refused, if it was."""
+    named: dict[str, FlatFeed] = {}
+    problem = None
+    if settings.flat_feeds_path is not None:
+        try:
+            named = {f.name: f for f in load_flat_feeds(settings.flat_feeds_path)}
+        except ExchangeError as e:
+            problem = e.reason
+    by_feed: dict[str, list[FeedDownloads]] = {}
+    for d in downloads:
+        by_feed.setdefault(d.feed, []).append(d)
+    rows = []
+    for name in [*named, *sorted(f for f in by_feed if f not in named)]:
+        feed = named.get(name)
+        row: dict[str, Any] = {"feed": name, "named": feed is not None,
+                               "configured": feed is not None or "/" in name}
+        if feed is not None:
+            f = feed.filters
+            row |= {"collection": feed.collection, "kinds": list(feed.kinds),
+                    "formats": list(feed.formats),
+                    "filters": {"tlp_ceiling": f.tlp_ceiling.value,
+                                "labels_include": list(f.labels_include),
+                                "labels_exclude": list(f.labels_exclude),
+                                "min_confidence": f.min_confidence,
+                                "max_age_days": f.max_age_days}}
+        else:
+            collection, _, kind = name.partition("/")
+            row |= {"collection": collection, "kinds": [kind] if kind else []}
+        row["downloads"] = [
+            {"format": d.format, "account": d.account, "org": d.org,
+             "downloads": d.downloads, "first": _when(d.first_download),
+             "last": _when(d.last_download), "etag": d.last_etag, "values": d.last_values}
+            for d in by_feed.get(name, [])]
+        rows.append(row)
+    return rows, problem
+
+
+def _filters_text(filters: dict[str, Any]) -> str:
+    parts = []
+    if filters["tlp_ceiling"] != "red":
+        parts.append(f"tlp <= {filters['tlp_ceiling']}")
+    parts += [f"label {x}" for x in filters["labels_include"]]
+    parts += [f"no label {x}" for x in filters["labels_exclude"]]
+    if filters["min_confidence"] is not None:
+        parts.append(f"confidence >= {filters['min_confidence']}")
+    if filters["max_age_days"] is not None:
+        parts.append(f"modified within {filters['max_age_days']} days")
+    return "; ".join(parts) or "no filters"
+
+
+def _feed_lines(rows: list[dict[str, Any]], problem: str | None) -> list[str]:
+    lines = [f"flat feeds file: {problem}"] if problem else []
+    if not rows:
+        return lines  # no named feed, none downloaded: nothing to say
+    lines.append("flat feeds (full downloads; answers 304 are not counted):")
+    for row in rows:
+        if row["named"]:
+            head = (f"{row['feed']} (named: {row['collection']}, {', '.join(row['kinds'])};"
+                    f" {', '.join(row['formats'])}; {_filters_text(row['filters'])})")
+        elif row["configured"]:
+            head = f"{row['feed']} (collection {row['collection']}, kind {row['kinds'][0]})"
+        else:
+            head = f"{row['feed']} (no longer in the flat feeds file)"
+        lines.append(head)
+        if not row["downloads"]:
+            lines.append("  never downloaded")
+        lines += [f"  {d['format']} by {d['account']} ({d['org']}): {d['downloads']}"
+                  f" download{'s' if d['downloads'] != 1 else ''}, last {d['last']},"
+                  f" {d['values']} value{'s' if d['values'] != 1 else ''}, ETag {d['etag']}"
+                  for d in row["downloads"]]
+    return lines
 
 
 def _state_json(state: MispSyncState, *, configured: bool, resting: str | None

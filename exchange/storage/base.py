@@ -30,7 +30,7 @@ import enum
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from exchange.model.objects import AccountId, CollectionId, OrgId, Role, StixId
 
@@ -302,6 +302,44 @@ class ObservableSearch:
     include_body: bool = True
 
 
+class FeedValue(NamedTuple):
+    """One value of the observable index (revision 0008) named by a latest, unrevoked,
+    visible indicator version, with the facts a flat feed lists beside it
+    (:meth:`Store.feed_values`).
+
+    Attributes:
+        date_added: The version's ``date_added``.
+        id: The indicator's id.
+        version: The version (microseconds).
+        producer_org: The contributor's organisation id.
+        tlp: The level of the version's own markings (None: unmarked).
+        effective_tlp: The level it is shared at.
+        kind: The index kind of the value.
+        key: The index key (:func:`exchange.model.observables.value_of_key` gives the
+            value back, except for a digest key of an over-long value).
+        valid_from: The indicator's ``valid_from`` as written (None: absent).
+        valid_until: Its ``valid_until`` as written (None: absent).
+        author: Its ``created_by_ref`` (None: absent).
+        labels: Its ``labels`` (strings only), when asked for (None: not asked, or
+            absent).
+        confidence: Its ``confidence``, when asked for and an integer (None otherwise).
+    """
+
+    date_added: int
+    id: str
+    version: int
+    producer_org: str | None
+    tlp: str | None
+    effective_tlp: str
+    kind: str
+    key: str
+    valid_from: str | None
+    valid_until: str | None
+    author: str | None
+    labels: tuple[str, ...] | None = None
+    confidence: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectListing:
     """An operator's listing of stored objects (``exchange objects list``), node-local.
@@ -540,6 +578,23 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def feed_values(self, scope: ObjectQuery, kinds: tuple[str, ...], *,
+                    with_labels: bool = False) -> list[FeedValue]:
+        """The values of ``kinds`` in the observable index named by the latest,
+        unrevoked indicator versions ``scope`` may read, ``date_added`` ascending, in
+        one query (``labels`` and ``confidence`` too with ``with_labels``).
+
+        ``scope`` filters as in :meth:`get_objects` (``collection_id``, ``ids``,
+        ``added_after``, the visibility fields); its ``types``, ``versions``,
+        ``limit``, ``cursor`` and ``include_body`` are ignored. No body is read:
+        ``valid_from``, ``valid_until``, ``created_by_ref``, ``labels`` and
+        ``confidence`` come from ``indicator_facts`` (revision 0013).
+
+        Raises:
+            StorageError: The database failed.
+        """
+
+    @abc.abstractmethod
     def list_objects(self, listing: ObjectListing) -> Page:
         """Stored versions matching an operator's filters, newest ``date_added`` first,
         without bodies; ``more`` says whether more matched than ``limit``.
@@ -635,6 +690,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def original_of(self, derived_id: str) -> DerivedIdEntry | None:
         """The original and transforms a derived id stands for, or None."""
+
+    # -- flat feed downloads (revision 0012) ----------------------------------------------
+    @abc.abstractmethod
+    def record_feed_download(self, feed: str, fmt: str, account: str, org: str, *,
+                             at: int, etag: str, values: int) -> None:
+        """Count one full download of a feed by an account, and remember its ETag and
+        number of values (one transaction; concurrent downloads each count).
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+
+    @abc.abstractmethod
+    def feed_downloads(self) -> list[FeedDownloads]:
+        """Every feed's downloads, by feed, format and account.
+
+        Raises:
+            StorageError: The database failed.
+        """
 
     # -- MISP sync state (revision 0009) ----------------------------------------------------
     @abc.abstractmethod
@@ -766,6 +840,33 @@ class SignedVersion:
     id: StixId
     version: int
     date_added: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedDownloads:
+    """An account's downloads of one flat feed in one format (table ``feed_downloads``).
+
+    Attributes:
+        feed: A named feed's name, or ``<collection alias>/<kind>``.
+        format: ``txt`` or ``csv``.
+        account: The account that downloaded it.
+        org: Its organisation.
+        downloads: Full downloads (200s); answers 304 are not counted.
+        first_download: When the first was served (µs since the epoch).
+        last_download: When the last was served.
+        last_etag: The ETag of the last (quoted, as served).
+        last_values: How many values (text) or rows (CSV) the last held.
+    """
+
+    feed: str
+    format: str
+    account: str
+    org: str
+    downloads: int
+    first_download: int
+    last_download: int
+    last_etag: str
+    last_values: int
 
 
 @dataclass(frozen=True, slots=True)

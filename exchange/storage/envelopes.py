@@ -115,6 +115,8 @@ class EnvelopePlan:
         self.red_rows: list[dict[str, Any]] = []
         #: Rows of the observable index (exchange.model.observables) for the new rows.
         self.observable_rows: list[dict[str, Any]] = []
+        #: Rows of ``indicator_facts`` (revision 0013) for the new indicator rows.
+        self.fact_rows: list[dict[str, Any]] = []
         self.next_date_added = 0
         # Per line, in this collection: version -> date_added, stored and newly added.
         self._lines: dict[Line, dict[int, int]] = {}
@@ -185,7 +187,10 @@ class EnvelopePlan:
         })
         self.red_rows.extend({"date_added": date_added, "identity_id": identity}
                              for identity in dict.fromkeys(new.red_recipients))
-        self.observable_rows.extend(observable_rows(new.body, date_added))
+        observables, facts = index_rows(new.body, date_added)
+        self.observable_rows.extend(observables)
+        if facts is not None:
+            self.fact_rows.append(facts)
         return AddResult(new.id, version, AddOutcome.ADDED, date_added)
 
     def set_flags(self) -> list[dict[str, Any]]:
@@ -217,14 +222,43 @@ class EnvelopePlan:
 
 def observable_rows(body: bytes, date_added: int) -> list[dict[str, Any]]:
     """The observable index rows of one stored version (none when the body names none)."""
+    return index_rows(body, date_added)[0]
+
+
+def index_rows(body: bytes, date_added: int
+               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The observable index rows of one stored version, and its ``indicator_facts`` row
+    when it is an indicator (:func:`indicator_facts`); one parse of the body."""
     try:
         obj = json.loads(body)
     except ValueError:
-        return []  # never for a validated body; an unreadable one has nothing to index
+        return [], None  # never for a validated body; an unreadable one has nothing
     if not isinstance(obj, dict):
-        return []
-    return [{"key": o.key, "kind": o.kind, "date_added": date_added}
-            for o in observables_of(obj)]
+        return [], None
+    observables = [{"key": o.key, "kind": o.kind, "date_added": date_added}
+                   for o in observables_of(obj)]
+    facts = indicator_facts(obj, date_added) if obj.get("type") == "indicator" else None
+    return observables, facts
+
+
+def indicator_facts(obj: dict[str, Any], date_added: int) -> dict[str, Any]:
+    """What a flat feed lists and filters by of an indicator version, besides its
+    values (revision 0013): ``valid_from``, ``valid_until`` and ``created_by_ref`` as
+    written, its string ``labels`` (JSON text) and its integer ``confidence``."""
+
+    def text(name: str, longest: int) -> str | None:
+        value = obj.get(name)
+        return value if isinstance(value, str) and len(value) <= longest else None
+
+    labels = obj.get("labels")
+    kept = [v for v in labels if isinstance(v, str)] if isinstance(labels, list) else []
+    confidence = obj.get("confidence")
+    return {"date_added": date_added, "valid_from": text("valid_from", 40),
+            "valid_until": text("valid_until", 40),
+            "author": text("created_by_ref", 128),
+            "labels": json.dumps(kept, ensure_ascii=False) if kept else None,
+            "confidence": confidence if isinstance(confidence, int)
+            and not isinstance(confidence, bool) else None}
 
 
 def final_status(

@@ -215,6 +215,42 @@ def search_statement(search: ObservableSearch) -> sa.Select[Any] | None:
             .limit(search.limit + 1))
 
 
+def feed_statement(query: ObjectQuery, kinds: Sequence[str], *,
+                   with_labels: bool = False) -> sa.Select[Any]:
+    """The SELECT of :meth:`~exchange.storage.base.Store.feed_values`.
+
+    The versions come from the collection's ``type`` index (latest indicators, in
+    ``date_added`` order); each is joined by ``date_added`` to its rows of the
+    observable index of ``kinds`` (``ix_observables_date_added``, covering on SQLite)
+    and to its ``indicator_facts`` row (primary key). No body is read. An indicator
+    without a facts row (none: ingest and revision 0013 write one for each) is left out.
+    """
+    obs = t.observables
+    facts = t.indicator_facts
+    conditions = [
+        in_collection_by_id(query.collection_id) if query.ids
+        else ov.c.collection_id == query.collection_id,
+        ov.c.type == "indicator", ov.c.is_latest == sa.true(), ov.c.revoked == sa.false(),
+    ]
+    after = max((v for v in (query.added_after, query.cursor) if v is not None), default=None)
+    if after is not None:
+        conditions.append(ov.c.date_added > after)
+    if query.ids:
+        conditions.append(ov.c.id.in_(query.ids))
+    if query.visible_tlps is not None:
+        conditions.append(visibility_condition(query))
+    joined = ov.join(obs, sa.and_(obs.c.date_added == ov.c.date_added,
+                                  obs.c.kind.in_(tuple(kinds)))).join(
+        facts, facts.c.date_added == ov.c.date_added)
+    # Without labels, two NULL columns keep the row's shape (FeedValue's last fields).
+    labels = (facts.c.labels, facts.c.confidence) if with_labels else (sa.null(), sa.null())
+    return sa.select(
+        ov.c.date_added, ov.c.id, ov.c.version, ov.c.producer_org, ov.c.tlp,
+        ov.c.effective_tlp, obs.c.kind, obs.c.key, facts.c.valid_from, facts.c.valid_until,
+        facts.c.author, *labels,
+    ).select_from(joined).where(*conditions).order_by(ov.c.date_added)
+
+
 def in_collection_by_id(collection_id: str) -> sa.ColumnElement[bool]:
     """``collection_id = ?`` for statements that also select by id: keeps the id index.
 

@@ -373,3 +373,35 @@ taxii_source_state = Table(
     Column("failures", Integer, nullable=False),
     Column("next_run", BigInteger, nullable=True),
 )
+
+# Revision 0012: flat feed downloads (exchange.taxii.feeds_api; issue 20): per feed,
+# format and account, the full downloads (200s; 304s are not counted), the first and the
+# last, and the last one's ETag and number of values, for `exchange sync status`.
+feed_downloads = Table(
+    "feed_downloads",
+    metadata,
+    Column("feed", String(160), primary_key=True),
+    Column("format", String(8), primary_key=True),
+    Column("account", String(128), primary_key=True),
+    Column("org", String(128), nullable=False),
+    Column("downloads", BigInteger, nullable=False),
+    Column("first_download", BigInteger, nullable=False),
+    Column("last_download", BigInteger, nullable=False),
+    Column("last_etag", String(64), nullable=False),
+    Column("last_values", Integer, nullable=False),
+)
+
+# Revision 0013: per indicator version, what a flat feed lists and filters by besides its
+# values (exchange.storage.envelopes.indicator_facts), written in the transaction that
+# stores the version, so a feed is one query that reads no body: valid_from, valid_until
+# and created_by_ref as written, the string labels (JSON text), the integer confidence.
+indicator_facts = Table(
+    "indicator_facts",
+    metadata,
+    Column("date_added", ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("valid_from", String(40), nullable=True),
+    Column("valid_until", String(40), nullable=True),
+    Column("author", String(128), nullable=True),
+    Column("labels", Text, nullable=True),
+    Column("confidence", Integer, nullable=True),
+)

@@ -59,6 +59,8 @@ from exchange.storage.base import (
     ApiKey,
     Collection,
     DerivedIdEntry,
+    FeedDownloads,
+    FeedValue,
     Grant,
     MemberKey,
     MispPushed,
@@ -89,6 +91,7 @@ from exchange.storage.queries import (
     collection_record,
     detail_json,
     exists,
+    feed_statement,
     grant_record,
     grant_row,
     id_chunks,
@@ -724,6 +727,8 @@ class SqlStore(Store):
                     conn.execute(t.object_red_recipients.insert(), plan.red_rows)
                 if plan.observable_rows:
                     conn.execute(t.observables.insert(), plan.observable_rows)
+                if plan.fact_rows:
+                    conn.execute(t.indicator_facts.insert(), plan.fact_rows)
                 conn.execute(t.clock.update().values(last_date_added=plan.next_date_added - 1))
             final = final_status(status, versions, plan.results)
             self._insert_status(conn, final)
@@ -832,6 +837,24 @@ class SqlStore(Store):
         return Page(rows=[stored_record(row, search.include_body)
                           for row in rows[: search.limit]], more=more)
 
+    def feed_values(self, scope: ObjectQuery, kinds: tuple[str, ...], *,
+                    with_labels: bool = False) -> list[FeedValue]:
+        """The values of ``kinds`` latest unrevoked visible indicators name (one query).
+
+        Raises:
+            StorageError: The database failed.
+        """
+        if not kinds or (scope.visible_tlps is not None and not scope.visible_tlps
+                         and scope.own_org is None):
+            return []
+        statement = feed_statement(scope, kinds, with_labels=with_labels)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(statement).all()
+        if not with_labels:
+            return list(map(FeedValue._make, rows))
+        return [FeedValue._make((*row[:-2], _labels(row[-2]), _confidence(row[-1])))
+                for row in rows]
+
     def list_objects(self, listing: ObjectListing) -> Page:
         """Versions matching an operator's filters, newest first, without bodies.
 
@@ -904,6 +927,8 @@ class SqlStore(Store):
             for chunk in id_chunks(conn, gone):
                 conn.execute(t.observables.delete().where(
                     t.observables.c.date_added.in_(chunk)))
+                conn.execute(t.indicator_facts.delete().where(
+                    t.indicator_facts.c.date_added.in_(chunk)))
             deleted = conn.execute(ov.delete().where(*conditions)).rowcount
             if deleted:
                 remaining = conn.execute(
@@ -1147,6 +1172,44 @@ class SqlStore(Store):
             conn.execute(insert.on_conflict_do_update(
                 index_elements=keys,
                 set_={k: insert.excluded[k] for k in columns if k not in keys}), group)
+
+    def record_feed_download(self, feed: str, fmt: str, account: str, org: str, *,
+                             at: int, etag: str, values: int) -> None:
+        """Count one full download of a feed by an account (revision 0012).
+
+        Raises:
+            StorageError: The database failed; nothing was changed.
+        """
+        d = t.feed_downloads
+        with self._transaction(write=True) as conn:
+            insert: Any = (pg_insert(d) if conn.dialect.name == "postgresql"
+                           else sqlite_insert(d))
+            conn.execute(insert.values(
+                feed=feed, format=fmt, account=account, org=org, downloads=1,
+                first_download=at, last_download=at, last_etag=etag, last_values=values,
+            ).on_conflict_do_update(
+                index_elements=["feed", "format", "account"],
+                set_={"org": insert.excluded.org, "downloads": d.c.downloads + 1,
+                      "last_download": sa.func.max(d.c.last_download,
+                                                   insert.excluded.last_download)
+                      if conn.dialect.name == "sqlite" else sa.func.greatest(
+                          d.c.last_download, insert.excluded.last_download),
+                      "last_etag": insert.excluded.last_etag,
+                      "last_values": insert.excluded.last_values}))
+
+    def feed_downloads(self) -> list[FeedDownloads]:
+        """Every feed's downloads, by feed, format and account (revision 0012).
+
+        Raises:
+            StorageError: The database failed.
+        """
+        d = t.feed_downloads
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sa.select(d).order_by(d.c.feed, d.c.format,
+                                                      d.c.account)).all()
+        return [FeedDownloads(r.feed, r.format, r.account, r.org, int(r.downloads),
+                              int(r.first_download), int(r.last_download), r.last_etag,
+                              int(r.last_values)) for r in rows]
 
     def misp_state(self, target: str, direction: str) -> MispSyncState | None:
         """The sync state of one target and direction, or None before its first run.
@@ -1417,3 +1480,19 @@ def _sync_state(row: Any) -> MispSyncState:
         last_started=row.last_started, last_finished=row.last_finished,
         outcome=row.outcome, message=row.message, counts=json.loads(row.counts),
         reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run)
+
+
+def _labels(text: str | None) -> tuple[str, ...] | None:
+    """An indicator's ``labels`` as ``indicator_facts`` keeps them (JSON text)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else None
+
+
+def _confidence(value: object) -> int | None:
+    """An indicator's ``confidence`` as stored (an integer, or NULL)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -6,11 +6,16 @@ API keys (HTTP Basic password or Bearer token). What goes into a feed is decided
 :mod:`exchange.node.feeds`.
 
 * ``GET <api_root>/feeds/``: the feeds the caller may read (JSON: per collection its
-  alias, id and the URLs of every kind and format);
+  alias, id and the URLs of every kind and format; the named feeds of collections it
+  may read, with their kinds, filters and URLs);
 * ``GET <api_root>/feeds/<collection id or alias>/<kind>.txt``: one value a line
   (``text/plain; charset=utf-8``), for firewalls and DNS sinkholes;
 * ``GET <api_root>/feeds/<collection>/<kind>.csv``: ``text/csv; charset=utf-8;
   header=present`` with the columns of :data:`~exchange.node.feeds.CSV_COLUMNS`.
+
+* ``GET <api_root>/feeds/<name>.txt`` and ``.csv``: a named feed of the node's
+  ``flat_feeds`` file (:mod:`exchange.node.feeddefs`): a collection's values of the
+  kinds it names, less what its filters leave out, in the formats it lists;
 
 * ``GET <api_root>/feeds/<collection>/misp/manifest.json``, ``.../misp/hashes.csv`` and
   ``.../misp/<event uuid>.json``: the collection's MISP feed for the caller
@@ -32,7 +37,9 @@ Every 200 to a GET is a disclosure in the audit ledger (channel ``feed``: each i
 version whose values the body lists, with the rule that let it through), durable before
 the body leaves; a ledger that cannot be written makes the answer a 503 with no feed. A
 304 discloses nothing the caller did not already receive and is not recorded; a HEAD
-sends no values and is not recorded either.
+sends no values and is not recorded either. Each flat feed's 200 is also counted per
+feed, format and account (the last one's ETag and number of values) for ``exchange sync
+status`` (revision 0012); a failure to count is logged, the download still served.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from flask import Flask, Response, g, request
 from exchange.errors import NotFound
 from exchange.model.objects import Principal
 from exchange.node.base import ReadResult
+from exchange.node.feeddefs import FlatFeed, load_flat_feeds
 from exchange.node.feeds import FEED_CHANNEL, FEED_FORMATS, FEED_KINDS, Feed
 from exchange.node.service import Exchange
 from exchange.taxii.http import dumps
@@ -114,8 +122,11 @@ def _headers(feed: Feed | tuple[str, int], fmt: str) -> dict[str, str]:
 
 
 def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadResult,
-            headers: dict[str, str], conditional: Feed | tuple[str, int]) -> Response:
-    """304 when the caller holds this body; else the body, disclosed before it leaves."""
+            headers: dict[str, str], conditional: Feed | tuple[str, int],
+            counted: tuple[str, str] | None = None) -> Response:
+    """304 when the caller holds this body; else the body, disclosed before it leaves
+    (and, for a flat feed, ``counted`` as a download of (feed name, format) for
+    ``exchange sync status``)."""
     if _not_modified(conditional):
         response = Response(status=304)
         for header in ("ETag", "Cache-Control", "Last-Modified"):
@@ -125,20 +136,42 @@ def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadR
         # Recorded and durable before the body leaves; a StorageError here is a 503
         # through the application's error handler, with no feed.
         exchange.disclose(principal, result, FEED_CHANNEL)
+        if counted is not None and isinstance(conditional, Feed):
+            exchange.record_download(principal, *counted, conditional)
     response = Response(body, status=200)
     for header, value in headers.items():
         response.headers[header] = value
     return response
 
 
+def _described(feed: FlatFeed, base: str) -> dict[str, object]:
+    """A named feed as the feed index lists it."""
+    f = feed.filters
+    return {"name": feed.name, "description": feed.description,
+            "collection": feed.collection, "kinds": list(feed.kinds),
+            "filters": {"tlp_ceiling": f.tlp_ceiling.value,
+                        "labels_include": list(f.labels_include),
+                        "labels_exclude": list(f.labels_exclude),
+                        "min_confidence": f.min_confidence, "max_age_days": f.max_age_days},
+            "urls": {fmt: f"{base}{feed.name}.{fmt}" for fmt in feed.formats}}
+
+
 def register_feeds_api(app: Flask, exchange: Exchange) -> None:
     """Add the flat-feed endpoints to ``app`` (see the module docstring).
+
+    The named feeds file (setting ``flat_feeds``) is read here, once: a broken file stops
+    the application from starting; a changed one takes effect when the server restarts.
 
     Args:
         app: The application of :func:`exchange.taxii.app.create_app`.
         exchange: The node's service.
+
+    Raises:
+        ConfigError: The named feeds file cannot be read or is invalid.
     """
     api_root_name = exchange.settings.api_root
+    path = exchange.settings.flat_feeds_path
+    named = {f.name: f for f in load_flat_feeds(path)} if path is not None else {}
 
     def readable(api_root: str) -> list[tuple[str, str]]:
         return [(c.alias or c.id, c.id) for c, access
@@ -150,14 +183,41 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
         if api_root != api_root_name:
             raise NotFound(f"API root {api_root!r} not found")
         base = f"{request.host_url}{api_root}/feeds/"
+        collections = readable(api_root)
+        names = {name for pair in collections for name in pair}
         body = {"kinds": list(FEED_KINDS), "formats": list(FEED_FORMATS),
                 "collections": [
                     {"alias": alias, "id": cid,
                      "feeds": {f"{kind}.{fmt}": f"{base}{alias}/{kind}.{fmt}"
                                for kind in FEED_KINDS for fmt in FEED_FORMATS},
                      "misp": f"{base}{alias}/misp/"}
-                    for alias, cid in readable(api_root)]}
+                    for alias, cid in collections],
+                "named": [_described(feed, base) for feed in named.values()
+                          if feed.collection in names]}
         return Response(dumps(body), status=200, mimetype="application/json")
+
+    @app.get("/<string:api_root>/feeds/<string:file>")
+    def _named_feed(api_root: str, file: str) -> Response:
+        """Project endpoint: a named flat feed (module docstring)."""
+        if api_root != api_root_name:
+            raise NotFound(f"API root {api_root!r} not found")
+        name, dot, fmt = file.rpartition(".")
+        definition = named.get(name) if dot else None
+        if definition is None:
+            shown = file if len(file) <= 60 else file[:60] + "..."
+            listed = ", ".join(f"{f.name}.{fmt}" for f in named.values()
+                               for fmt in f.formats) or "none"
+            raise NotFound(f"no feed {shown!r}: the named feeds are {listed}; a"
+                           " collection's feeds are <collection>/<kind>.<format>")
+        principal = g.cx_principal
+        try:
+            feed = exchange.named_feed(principal, api_root, definition, fmt)
+        except NotFound as e:
+            if fmt not in definition.formats:
+                raise
+            raise NotFound(f"feed {name!r} reads a collection you may not read") from e
+        return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
+                       feed, (name, fmt))
 
     @app.get("/<string:api_root>/feeds/<string:collection>/<string:name>")
     def _feed(api_root: str, collection: str, name: str) -> Response:
@@ -178,8 +238,9 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
             shown = collection if len(collection) <= 64 else collection[:64] + "..."
             raise NotFound(f"no collection {shown!r} you may read; your feeds are in:"
                            f" {names}") from None
+        shown = feed.result.collection.alias or feed.result.collection.id
         return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
-                       feed)
+                       feed, (f"{shown}/{kind}", fmt))
 
     @app.get("/<string:api_root>/feeds/<string:collection>/misp/<string:name>")
     def _misp_feed(api_root: str, collection: str, name: str) -> Response:

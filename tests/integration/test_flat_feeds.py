@@ -49,6 +49,29 @@ FORMULAS = ['=1+2@example.com', '+cmd@example.com', '-2+3@example.com',
             '=hyperlink("http://evil.example/",x),y@example.com']
 
 
+GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+#: The node's named feeds (feeds/flat-feeds.yaml's format).
+NAMED_FEEDS = """\
+version: 1
+feeds:
+  jwg-c2:
+    description: c2 infrastructure, confident enough to block
+    collection: jwg
+    kinds: [ipv4, domain]
+    filters:
+      labels: {include: [c2], exclude: [test]}
+      min_confidence: 50
+  jwg-c2-green-recent:
+    collection: jwg
+    kinds: [ipv4]
+    formats: [csv]
+    filters:
+      tlp_ceiling: green
+      labels: {include: [c2]}
+      max_age_days: 365
+"""
+
+
 def _policies(tmp: Path) -> Path:
     target = tmp / "policies"
     shutil.copytree(SHIPPED, target)
@@ -113,7 +136,9 @@ def build_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("feeds")
     home = tmp / "home"
     home.mkdir()
-    (home / "exchange.toml").write_text(f'policy_dir = "{_policies(tmp)}"\n')
+    (home / "flat-feeds.yaml").write_text(NAMED_FEEDS)
+    (home / "exchange.toml").write_text(f'policy_dir = "{_policies(tmp)}"\n'
+                                        'flat_feeds = "flat-feeds.yaml"\n')
     init_home(load_settings(home, env={}))
     settings = load_settings(home, env={})
     store = open_store(settings)
@@ -405,3 +430,177 @@ def test_a_new_version_the_reader_may_not_receive_takes_the_value_away(world: Wo
     for _ in range(4):
         assert "198.51.100.44" not in world.lines("jwg", "ipv4.txt", "pk-pub")
     assert "198.51.100.44" in world.lines("jwg", "ipv4.txt", "uz-pub")
+
+
+def _labelled(world: World) -> dict[str, dict[str, Any]]:
+    """Indicators for the named feeds' filters, published once into jwg."""
+    uz = world.ex.store.find_org("UZ-CERT").identity_id
+    old = "2020-01-01T00:00:00.000Z"
+    made = {
+        "kept": _indicator("[ipv4-addr:value = '198.51.100.10'] OR"
+                           " [domain-name:value = 'c2-a.example']", uz, labels=["c2"],
+                           confidence=90),
+        "unsure": _indicator("[ipv4-addr:value = '198.51.100.11']", uz, labels=["c2"],
+                             confidence=10),
+        "test": _indicator("[ipv4-addr:value = '198.51.100.12']", uz, labels=["c2", "test"],
+                           confidence=90),
+        "unlabelled": _indicator("[ipv4-addr:value = '198.51.100.13']", uz, confidence=90),
+        "green": _indicator("[ipv4-addr:value = '198.51.100.14']", uz, GREEN,
+                            labels=["c2"], confidence=95),
+        "old-green": _indicator("[ipv4-addr:value = '198.51.100.15']", uz, GREEN,
+                                labels=["c2"], confidence=95, created=old, modified=old,
+                                valid_from=old),
+    }
+    if not getattr(world, "labelled", None):
+        _publish(world, "jwg", list(made.values()))
+        world.labelled = made  # type: ignore[attr-defined]
+    return world.labelled  # type: ignore[attr-defined,no-any-return]
+
+
+def _named(world: World, file: str, account: str, **headers: str) -> requests.Response:
+    return requests.get(f"{world.base}/cx/feeds/{file}", auth=(account, world.keys[account]),
+                        headers=headers, timeout=60)
+
+
+def test_a_named_feed_lists_its_kinds_less_what_its_filters_leave_out(world: World) -> None:
+    _labelled(world)
+    expected = ["198.51.100.10", "198.51.100.14", "198.51.100.15", "c2-a.example"]
+    # A party (values as stored: the observable index) and a constituent (its redacted
+    # copies, parsed): the same filters give the same values.
+    for account in ("pk-pub", "uz-soc"):
+        response = _named(world, "jwg-c2.txt", account)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert response.text.splitlines() == expected, account
+        rows = list(csv.DictReader(io.StringIO(_named(world, "jwg-c2.csv", account).text)))
+        assert sorted((r["value"], r["type"]) for r in rows) == [
+            ("198.51.100.10", "ipv4"), ("198.51.100.14", "ipv4"), ("198.51.100.15", "ipv4"),
+            ("c2-a.example", "domain")]
+    # The per-collection feed is not narrowed by any of it.
+    everything = world.lines("jwg", "ipv4.txt", "pk-pub")
+    assert {"198.51.100.11", "198.51.100.12", "198.51.100.13"} <= set(everything)
+    # A ceiling of green and an age of a year: only the recent green indicator.
+    green = _named(world, "jwg-c2-green-recent.csv", "pk-pub")
+    assert green.status_code == 200, green.text
+    rows = list(csv.DictReader(io.StringIO(green.text)))
+    assert [(r["value"], r["tlp"]) for r in rows] == [("198.51.100.14", "green")]
+    assert rows[0]["indicator_id"] == world.labelled["green"]["id"]  # type: ignore[attr-defined]
+
+
+def test_a_named_feed_answers_304_and_refuses_clearly(world: World) -> None:
+    _labelled(world)
+    first = _named(world, "jwg-c2.txt", "pk-pub")
+    again = _named(world, "jwg-c2.txt", "pk-pub", **{"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    wrong = _named(world, "jwg-c2-green-recent.txt", "pk-pub")
+    assert wrong.status_code == 404
+    assert "served as csv, not txt" in wrong.json()["description"]
+    unknown = _named(world, "nope.txt", "pk-pub")
+    assert unknown.status_code == 404
+    assert "jwg-c2.txt" in unknown.json()["description"]
+    assert _named(world, "jwg-c2.txt", "pk-pub", Accept="application/json").status_code == 406
+
+
+def test_the_feed_index_lists_the_named_feeds(world: World) -> None:
+    response = requests.get(f"{world.base}/cx/feeds/", auth=("pk-pub", world.keys["pk-pub"]),
+                            headers={"Accept": TAXII}, timeout=60)
+    assert response.status_code == 200, response.text
+    named = {f["name"]: f for f in response.json()["named"]}
+    assert set(named) == {"jwg-c2", "jwg-c2-green-recent"}
+    assert named["jwg-c2"]["urls"] == {"txt": f"{world.base}/cx/feeds/jwg-c2.txt",
+                                       "csv": f"{world.base}/cx/feeds/jwg-c2.csv"}
+    assert named["jwg-c2"]["kinds"] == ["ipv4", "domain"]
+    assert named["jwg-c2-green-recent"]["filters"]["tlp_ceiling"] == "green"
+    assert named["jwg-c2"]["filters"]["min_confidence"] == 50
+
+
+def test_sync_status_lists_each_feed_with_its_downloads(world: World) -> None:
+    """What a SOC engineer checks: which feeds exist, who fetched them, when last, and
+    what the last download held (its ETag, to compare with what a tool holds)."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from exchange.cli.main import main  # noqa: PLC0415
+
+    _labelled(world)
+
+    def status() -> dict[str, Any]:
+        result = CliRunner().invoke(main, ["--home", str(world.home), "sync", "status",
+                                           "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        feeds: dict[str, Any] = {f["feed"]: f for f in json.loads(result.output)["feeds"]}
+        return feeds
+
+    before = status()
+    assert before["jwg-c2-green-recent"]["formats"] == ["csv"]
+    assert before["jwg-c2-green-recent"]["filters"]["max_age_days"] == 365
+    counted = {(d["format"], d["account"]): d["downloads"]
+               for d in before.get("jwg/ipv4", {}).get("downloads", [])}
+    first = _named(world, "jwg-c2-green-recent.csv", "pk-pub")
+    second = _named(world, "jwg-c2-green-recent.csv", "pk-pub")
+    cached = _named(world, "jwg-c2-green-recent.csv", "pk-pub",
+                    **{"If-None-Match": second.headers["ETag"]})
+    assert cached.status_code == 304
+    plain = world.get("jwg", "ipv4.txt", "uz-soc")
+    after = status()
+    [green] = [d for d in after["jwg-c2-green-recent"]["downloads"]
+               if d["account"] == "pk-pub"]
+    previous = next((d["downloads"] for d in before["jwg-c2-green-recent"]["downloads"]
+                     if d["account"] == "pk-pub"), 0)
+    assert green["downloads"] == previous + 2  # two 200s; the 304 is not counted
+    assert (green["org"], green["format"], green["etag"], green["values"]) == (
+        "PK-CERT", "csv", first.headers["ETag"], 1)
+    assert green["last"] is not None
+    soc = [d for d in after["jwg/ipv4"]["downloads"]
+           if d["account"] == "uz-soc" and d["format"] == "txt"]
+    assert [(d["org"], d["etag"]) for d in soc] == [("UZ-SOC", plain.headers["ETag"])]
+    assert soc[0]["downloads"] == counted.get(("txt", "uz-soc"), 0) + 1
+    assert soc[0]["values"] == len(plain.text.splitlines())
+    text = CliRunner().invoke(main, ["--home", str(world.home), "sync", "status"]).output
+    assert "jwg-c2-green-recent (named: jwg, ipv4; csv; tlp <= green; label c2;" \
+           " modified within 365 days)" in text
+    assert f"csv by pk-pub (PK-CERT): {green['downloads']} downloads" in text
+
+
+def test_a_value_too_long_for_the_index_is_still_listed(world: World) -> None:
+    """The observable index keeps a digest of a value over 512 characters: the feed
+    reads that indicator's body for it (and the other values as indexed)."""
+    long_url = "https://long.example/" + "a" * 600
+    uz = world.ex.store.find_org("UZ-CERT").identity_id
+    _publish(world, "jwg", [_indicator(f"[url:value = '{long_url}'] OR"
+                                       " [url:value = 'https://short.example/x']", uz)])
+    for account in ("pk-pub", "uz-soc"):
+        urls = world.lines("jwg", "url.txt", account)
+        assert long_url in urls, account
+        assert "https://short.example/x" in urls
+
+
+def test_a_feed_of_copies_from_the_index_equals_one_from_the_delivered_copies(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A constituent under the shipped profile (which keeps patterns and validity) gets
+    its feed from the observable index, naming its copies' ids and its view of their
+    authors: byte for byte what building it from the copies a TAXII read delivers gives."""
+    from exchange.node.feeds import Feeds  # noqa: PLC0415
+    from exchange.node.policy_source import PolicySource  # noqa: PLC0415
+
+    _labelled(world)
+    settings = world.ex.settings
+    assert settings.policy_path is not None
+    policy = PolicySource(settings.policy_path)
+    policy.load()
+    ex = Exchange(settings, world.ex.store, policy=policy)  # the server's view, in-process
+    soc = ex.authenticate("uz-soc", world.keys["uz-soc"])
+    names = [("ipv4", "txt"), ("ipv4", "csv"), ("domain", "csv"), ("email", "csv"),
+             ("url", "csv"), ("md5", "csv")]
+    from_index = {n: ex.feed(soc, "cx", "jwg", *n).body for n in names}
+    ex._feed_cache.clear()
+    monkeypatch.setattr(Feeds, "_copies_keep_feed_facts", lambda self, transforms: False)
+    from_copies = {n: ex.feed(soc, "cx", "jwg", *n).body for n in names}
+    assert from_index == from_copies
+    rows = list(csv.DictReader(io.StringIO(from_index[("ipv4", "csv")].decode())))
+    originals = {o["id"] for o in world.extra.values()} | {
+        "indicator--e8094b09-7df4-4b13-b207-1e27af3c4bde"}
+    assert "219.76.208.163" in {r["value"] for r in rows}  # Poison Ivy, as a copy
+    assert not originals & {r["indicator_id"] for r in rows}
+    # A copy is found again by its own id (recorded as a read records it).
+    assert all(ex.store.original_of(r["indicator_id"]) is not None for r in rows)

@@ -1,14 +1,22 @@
-"""Rendering flat feeds: sorted and de-duplicated lines, RFC 4180 CSV, formulas defused."""
+"""Rendering flat feeds: sorted and de-duplicated lines, RFC 4180 CSV, formulas defused;
+and the policy engine's last word on every version a feed lists."""
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
+from pathlib import Path
 
 import pytest
 
+from exchange.config import load_settings
 from exchange.errors import InvalidInput
 from exchange.node.feeds import CSV_COLUMNS, FeedEntry, neutralise, render
+from exchange.node.policy_source import PolicySource
+from exchange.node.service import Exchange, init_home
+from exchange.storage import open_store
+from exchange.storage.base import FeedValue
 
 
 def _entry(value: str, indicator: str = "indicator--1", contributor: str = "UZ-CERT"
@@ -52,3 +60,49 @@ def test_csv_quotes_and_keeps_one_row_per_value_and_indicator() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(InvalidInput, match="txt, csv"):
         render([], "json")
+
+
+# -- the policy engine judges what the SQL filter let through ----------------------------
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_a_row_the_engine_refuses_never_reaches_the_feed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the store's query ever let through a version the policy engine refuses (here a
+    TLP:RED indicator that does not name the reader, injected at the store seam), the
+    feed leaves it out and says so in the log."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "exchange.toml").write_text(f'policy_dir = "{REPO / "policies"}"\n')
+    init_home(load_settings(home, env={}))
+    settings = load_settings(home, env={})
+    assert settings.policy_path is not None
+    store = open_store(settings)
+    policy = PolicySource(settings.policy_path)
+    policy.load()
+    ex = Exchange(settings, store, policy=policy)
+    try:
+        uz = ex.add_org("UZ-CERT")
+        ex.add_org("PK-CERT")
+        ex.add_account("pk-soc", org="PK-CERT", role="consumer")
+        key = ex.create_api_key("pk-soc")[1]
+        ex.add_collection("jwg", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
+                          writers=["UZ-CERT"], default_tlp="amber")
+        reader = ex.authenticate("pk-soc", key)
+
+        def row(n: int, level: str, value: str) -> FeedValue:
+            return FeedValue(n, f"indicator--00000000-0000-4000-8000-{n:012d}", n, uz.id,
+                             level, level, "ipv4", value, "2024-01-01T00:00:00Z", None,
+                             uz.identity_id)
+
+        injected = [row(1, "green", "192.0.2.1"), row(2, "red", "192.0.2.2")]
+        monkeypatch.setattr(store, "feed_values", lambda *a, **k: injected)
+        with caplog.at_level(logging.WARNING, logger="exchange.node.feeds"):
+            feed = ex.feed(reader, settings.api_root, "jwg", "ipv4", "txt")
+        assert feed.body == b"192.0.2.1\n"
+        assert [r.id for r in feed.result.page.rows] == [injected[0].id]
+        assert "the policy engine refuses it (deny-onward-channel:feed)" in caplog.text
+    finally:
+        store.close()

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from exchange.model.objects import StixId
+from exchange.model.objects import OrgId, StixId
 from exchange.model.observables import search_terms
 from exchange.storage import schema
 from exchange.storage.base import (
@@ -205,3 +205,86 @@ def test_listing_filters_and_orders_newest_first(world: SqlStore) -> None:
     page = world.list_objects(ObjectListing(limit=2))
     assert (len(page.rows), page.more) == (2, True)
     assert page.rows[0].body == b""
+
+
+# -- flat feeds (Store.feed_values) ------------------------------------------------------
+
+
+def feed_indicator(n: int, pattern: str, version: int = T0, *, producer: OrgId = ORG_A,
+                   tlp: str = "green", **body: object) -> NewVersion:
+    object_id = oid(n)
+    data = {"type": "indicator", "id": object_id, "pattern": pattern,
+            "pattern_type": "stix", "modified": version, **body}
+    return nv(object_id, version, body=json.dumps(data).encode(), producer=producer, tlp=tlp)
+
+
+def test_feed_values_are_the_latest_unrevoked_visible_indicators_of_one_kind(
+        world: SqlStore) -> None:
+    """What a SOC's firewall would get: one kind, the newest version only, never a
+    revoked or invisible indicator, with the facts the CSV feed lists."""
+    add(world, [
+        feed_indicator(1, "[ipv4-addr:value = '192.0.2.1'] OR [ipv4-addr:value = '192.0.2.9']",
+                       valid_from="2024-01-01T00:00:00Z", valid_until="2030-01-01T00:00:00.5Z",
+                       created_by_ref="identity--00000000-0000-4000-8000-000000000001",
+                       labels=["c2", 7], confidence=80),
+        feed_indicator(2, "[domain-name:value = 'c2.example']"),
+        feed_indicator(3, "[ipv4-addr:value = '192.0.2.3']"),
+        replace(feed_indicator(4, "[ipv4-addr:value = '192.0.2.4']", revoked=True),
+                revoked=True),
+        sco(5, "ipv4-addr", "192.0.2.5"),
+    ])
+    add(world, [feed_indicator(3, "[ipv4-addr:value = '192.0.2.33']", T0 + SECOND)])
+    add(world, [feed_indicator(6, "[ipv4-addr:value = '192.0.2.6']", producer=ORG_B,
+                               tlp="red")], org_id=ORG_B)
+    add(world, [feed_indicator(7, "[ipv4-addr:value = '192.0.2.7']")], OTHER_COLL)
+
+    reader = ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_A)
+    got = world.feed_values(reader, ("ipv4",))
+    assert [(r.id, r.key) for r in got] == [
+        (oid(1), "192.0.2.1"), (oid(1), "192.0.2.9"), (oid(3), "192.0.2.33")]
+    first = got[0]
+    assert (first.valid_from, first.valid_until, first.author, first.effective_tlp) == (
+        "2024-01-01T00:00:00Z", "2030-01-01T00:00:00.5Z",
+        "identity--00000000-0000-4000-8000-000000000001", "green")
+    assert (first.producer_org, first.version, first.tlp) == (ORG_A, T0, "green")
+    assert got[2].valid_from is None
+    assert got[2].author is None
+    assert [r.date_added for r in got] == sorted(r.date_added for r in got)
+    # RED reaches its producer only; the domain kind is another feed
+    assert [r.key for r in world.feed_values(
+        ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_B), ("ipv4",))][-1] == "192.0.2.6"
+    assert [r.key for r in world.feed_values(reader, ("domain",))] == ["example.c2."]
+    # added_after and ids narrow it, as in a read; nothing visible reads nothing
+    after = world.feed_values(replace(reader, added_after=got[1].date_added), ("ipv4",))
+    assert [r.id for r in after] == [oid(3)]
+    assert [r.id for r in world.feed_values(replace(reader, ids=(oid(1),)), ("ipv4",))] == [
+        oid(1), oid(1)]
+    assert world.feed_values(ObjectQuery(COLL, visible_tlps=frozenset()), ("ipv4",)) == []
+    # several kinds at once, each row naming its kind; labels and confidence on request
+    both = world.feed_values(reader, ("ipv4", "domain"), with_labels=True)
+    assert [(r.id, r.kind, r.key) for r in both] == [
+        (oid(1), "ipv4", "192.0.2.1"), (oid(1), "ipv4", "192.0.2.9"),
+        (oid(2), "domain", "example.c2."), (oid(3), "ipv4", "192.0.2.33")]
+    assert (both[0].labels, both[0].confidence) == (("c2",), 80)
+    assert (both[2].labels, both[2].confidence) == (None, None)
+    assert got[0].labels is None  # not asked for
+
+
+def test_upgrading_a_database_from_before_indicator_facts_fills_them(world: SqlStore) -> None:
+    add(world, [feed_indicator(1, "[ipv4-addr:value = '192.0.2.1']", labels=["c2"],
+                               confidence=70, valid_from="2024-01-01T00:00:00Z",
+                               created_by_ref="identity--00000000-0000-4000-8000-000000000009"),
+                sco(2, "ipv4-addr", "192.0.2.2")])
+    reader = ObjectQuery(COLL, visible_tlps=BASIC, own_org=ORG_A)
+    before = world.feed_values(reader, ("ipv4",), with_labels=True)
+    assert [(r.key, r.labels, r.confidence, r.valid_from) for r in before] == [
+        ("192.0.2.1", ("c2",), 70, "2024-01-01T00:00:00Z")]
+    cfg = world._alembic_config()
+    with world._require_engine().begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    with world._require_engine().begin() as conn:
+        assert not sa.inspect(conn).has_table("indicator_facts")
+    world.upgrade()
+    world.check_schema()
+    assert world.feed_values(reader, ("ipv4",), with_labels=True) == before

@@ -111,3 +111,20 @@ def test_a_search_starts_from_the_observables_found(engine: sa.Engine, value: st
                for s in steps)
     assert not any("object_versions USING INDEX" in s for s in steps)
     assert not any(s.startswith("SCAN") for s in steps)
+
+
+def test_a_flat_feed_walks_the_collections_latest_indicators_once(engine: sa.Engine) -> None:
+    """One range of the type index, each version's index rows by date_added (covering)
+    and its facts by primary key: no scan of a table, no sort (the type index yields
+    date_added order)."""
+    from exchange.storage.queries import feed_statement  # noqa: PLC0415
+
+    steps = plan(engine, feed_statement(ObjectQuery("c", red_identity="identity--x",
+                                                    **VISIBLE), ("ipv4",)))
+    assert steps[0] == ("SEARCH object_versions USING INDEX ix_object_versions_type"
+                        " (collection_id=? AND type=? AND is_latest=?)")
+    assert any(s.startswith("SEARCH observables USING COVERING INDEX"
+                            " ix_observables_date_added (date_added=?)") for s in steps)
+    assert any(s.startswith("SEARCH indicator_facts USING INTEGER PRIMARY KEY") or
+               s.startswith("SEARCH indicator_facts USING PRIMARY KEY") for s in steps)
+    assert not any(s.startswith("SCAN") or "TEMP B-TREE" in s for s in steps)

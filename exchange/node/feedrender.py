@@ -1,0 +1,152 @@
+"""Rendering flat feeds (:mod:`exchange.node.feeds`): the text and CSV bodies.
+
+CSV columns: :data:`CSV_COLUMNS`. Spreadsheet formula injection: a cell that begins with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's
+advice); no value a feed carries legitimately begins so except by accident, and a SIEM
+reading the file as data sees the apostrophe, which is documented. One CSV row per
+(value, indicator): the same value named by two indicators is two rows, each with its
+own provenance; the text feed lists each value once.
+
+Pure code, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Final, NamedTuple
+
+from exchange.errors import InvalidInput
+from exchange.node.feeddefs import FEED_FORMATS
+from exchange.storage.base import StoredVersion
+
+__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "FeedEntry", "FeedLine", "neutralise", "render",
+           "render_lines"]
+
+#: The CSV header.
+CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_from",
+                      "valid_until", "indicator_id")
+#: What a cell may not start with, lest a spreadsheet run it as a formula.
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+_VALUE_AND_ID: Final = itemgetter(0, 1)
+#: Kinds whose normal form may hold a comma, a quote or a formula's first character.
+_FREE_TEXT: Final = frozenset({"url", "email"})
+_NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
+#: Joins cells for one check (:func:`_csv_cells`); a cell holding it is checked alone.
+_SEPARATOR: Final = "\x1f"
+#: Cells (joined by _SEPARATOR) none of which needs quoting or neutralising.
+_PLAIN: Final = re.compile(r'(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?'
+                           r'(?:\x1f(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?)*')
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One line of a feed: a value and the indicator that names it, as the reader
+    receives it."""
+
+    value: str
+    kind: str
+    tlp: str
+    contributor: str
+    author: str
+    valid_from: str
+    valid_until: str
+    indicator_id: str
+
+
+class FeedLine(NamedTuple):
+    """What a feed holds of one indicator: its version (to disclose), its values of the
+    feed's kinds as (value, kind), and the CSV columns of its provenance as the reader
+    receives them."""
+
+    row: StoredVersion
+    values: tuple[tuple[str, str], ...]
+    tlp: str
+    contributor: str
+    author: str
+    valid_from: str
+    valid_until: str
+    shown: str
+
+
+def neutralise(cell: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (module docstring)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def render(entries: Sequence[FeedEntry], fmt: str) -> bytes:
+    """A feed's body: sorted, de-duplicated lines of ``entries``.
+
+    Args:
+        entries: The values and their indicators.
+        fmt: ``txt`` (each value once, one a line) or ``csv`` (:data:`CSV_COLUMNS`, one
+            row per value and indicator, RFC 4180 quoting, formulas neutralised).
+
+    Raises:
+        InvalidInput: An unknown format.
+    """
+    if fmt == "txt":
+        return _text_body({e.value for e in entries})
+    if fmt != "csv":
+        raise InvalidInput(f"unknown feed format {fmt!r}; use {', '.join(FEED_FORMATS)}")
+    rows = sorted({(e.value, e.indicator_id, e.kind, e.tlp, e.contributor, e.author,
+                    e.valid_from, e.valid_until) for e in entries})
+    return "".join([",".join(CSV_COLUMNS), "\r\n", *(
+        ",".join([_csv_cell(c) for c in (value, kind, tlp, contributor, author,
+                                         valid_from, valid_until, indicator)]) + "\r\n"
+        for value, indicator, kind, tlp, contributor, author, valid_from, valid_until
+        in rows)]).encode("utf-8")
+
+
+def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
+    """:func:`render` of a built feed's lines (no entry objects made). Each line is one
+    indicator (ids are unique), and its values are distinct: nothing to de-duplicate
+    but the text feed's values."""
+    if fmt == "txt":
+        return _text_body({value for line in lines for value, _ in line.values})
+    rows: list[tuple[str, str, str]] = []
+    for line in lines:
+        # The cells after the value and its kind, neutralised and quoted once per
+        # indicator; a value is a normal form (exchange.model.observables), and only
+        # URLs and e-mail addresses can hold what needs quoting or neutralising.
+        tail = _csv_cells((line.tlp, line.contributor, line.author, line.valid_from,
+                           line.valid_until, line.shown))
+        if len(line.values) == 1:
+            [(value, kind)] = line.values
+            cell = _csv_cell(value) if kind in _FREE_TEXT else value
+            rows.append((value, line.shown, f"{cell},{kind},{tail}"))
+            continue
+        rows.extend((value, line.shown,
+                     f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
+                    for value, kind in line.values)
+    rows.sort(key=_VALUE_AND_ID)
+    header = ",".join(CSV_COLUMNS)
+    return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]
+                   ).encode("utf-8")
+
+
+def _csv_cells(cells: tuple[str, ...]) -> str:
+    """``cells`` as part of a CSV row (:func:`_csv_cell` each): one search over them all
+    first, since almost no cell needs quoting or neutralising."""
+    joined = _SEPARATOR.join(cells)
+    if joined.count(_SEPARATOR) == len(cells) - 1 and _PLAIN.fullmatch(joined):
+        return joined.replace(_SEPARATOR, ",")
+    return ",".join([_csv_cell(cell) for cell in cells])
+
+
+def _csv_cell(cell: str) -> str:
+    """One CSV cell: formulas neutralised, then quoted as RFC 4180 (and Python's
+    ``csv`` module, minimal quoting) does: only when it holds a comma, a quote or a line
+    break, quotes doubled."""
+    if cell.startswith(FORMULA_STARTS):
+        cell = "'" + cell
+    if _NEEDS_QUOTES.search(cell) is None:
+        return cell
+    return '"' + cell.replace('"', '""') + '"'
+
+
+def _text_body(values: set[str]) -> bytes:
+    return "".join([v + "\n" for v in sorted(values)]).encode("utf-8")

@@ -9,7 +9,7 @@ Issue 20 (DESIGN.md decision 9). One table, written only by ``exchange peer trus
   verified against the pins, with when it was fetched.
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-05
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0010"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

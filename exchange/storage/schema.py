@@ -344,6 +344,8 @@ misp_pulled = Table(
     Column("imported_at", BigInteger, nullable=False),
 )
 
+# Revision 0014: the peers whose node keys the operator pinned (exchange.node.peers;
+# issue 20, ADR 0004).
 peer_trust = Table(
     "peer_trust",
     metadata,

@@ -1,4 +1,4 @@
-"""Contract: peer trust records (revision 0011) and the no-loop-back read filter, on
+"""Contract: peer trust records (revision 0014) and the no-loop-back read filter, on
 SQLite and PostgreSQL."""
 
 from __future__ import annotations

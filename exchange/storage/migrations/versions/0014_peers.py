@@ -8,7 +8,7 @@ Issue 20 (DESIGN.md decision 9). One table, written only by ``exchange peer trus
   key this node presents there, never the key itself), and the last signed registry that
   verified against the pins, with when it was fetched.
 
-Revision ID: 0011
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-05
 """
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0014"
 down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -4,12 +4,13 @@ research/security.md 1.3 and DESIGN.md decision 5: a signature covers
 
     PAE(PAYLOAD_TYPE, JCS(obj'))
 
-where ``JCS`` is the JSON Canonicalization Scheme of RFC 8785 (computed by the ``rfc8785``
-package, never by ``json.dumps(sort_keys=True)``, which sorts by code point and prints
-numbers the Python way), ``PAE`` is the DSSE v1 pre-authentication encoding
-(secure-systems-lab/dsse, protocol.md) and ``obj'`` is the STIX object with only the
-``sig`` member of its cx-sig extension entry removed; the rest of the entry (algorithm,
-key id, ``signed_at``) is signed with the object.
+where ``JCS`` is the JSON Canonicalization Scheme of RFC 8785 (:func:`exchange.model.jcs.dumps`:
+the ``rfc8785`` package's bytes, through the standard library's C encoder only for values
+where the two provably agree: no floats, ASCII keys; a plain ``json.dumps(sort_keys=True)``
+sorts by code point and prints numbers the Python way), ``PAE`` is the DSSE v1
+pre-authentication encoding (secure-systems-lab/dsse, protocol.md) and ``obj'`` is the
+STIX object with only the ``sig`` member of its cx-sig extension entry removed; the rest
+of the entry (algorithm, key id, ``signed_at``) is signed with the object.
 
 A signer signs only objects in *normal form*: objects that the reference STIX library
 (``stix2`` 3.0.2) re-emits with the same canonical bytes. Otherwise any consumer built on
@@ -32,6 +33,7 @@ from typing import Any, Final
 import rfc8785
 
 from exchange.errors import InvalidObject
+from exchange.model import jcs
 from exchange.model.pattern import stix2_indicator_class
 
 __all__ = [
@@ -84,7 +86,7 @@ def canonical(obj: Any) -> bytes:
     """
     value = dict(obj) if isinstance(obj, Mapping) and not isinstance(obj, dict) else obj
     try:
-        return rfc8785.dumps(value)
+        return jcs.dumps(value)
     except rfc8785.IntegerDomainError as e:
         raise InvalidObject(
             "cannot canonicalise (RFC 8785): an integer is outside +-(2**53-1)"

@@ -1,0 +1,71 @@
+"""exchange.model.jcs.dumps: the same bytes and the same errors as rfc8785.dumps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange.model import jcs
+
+REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
+
+# Every code point, lone surrogates included, and keys that are ASCII or not.
+_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=12)
+_keys = st.one_of(st.text(st.characters(max_codepoint=0x7F), max_size=6), _text)
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**60), max_value=2**60),
+    st.integers(min_value=-(2**53) - 2, max_value=2**53 + 2),
+    st.floats(allow_nan=True, allow_infinity=True), _text)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5),
+                            st.dictionaries(_keys, inner, max_size=5)),
+    max_leaves=30)
+
+
+def outcome(fn: Any, value: Any) -> tuple[str, Any]:
+    try:
+        return "bytes", fn(value)
+    except Exception as e:  # noqa: BLE001 - the error's type is what is compared
+        return "error", type(e)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_values)
+def test_same_bytes_or_same_error_as_rfc8785(value: Any) -> None:
+    assert outcome(jcs.dumps, value) == outcome(rfc8785.dumps, value)
+
+
+@pytest.mark.parametrize("value", [
+    {"b": 1, "a": "\u2028\x7f\x1f\"\\/\b\f\n\r\t\x00"},
+    {"\ue000": 1, "\U0001f600": 2},  # code point order and UTF-16 order differ here
+    {"x": [True, False, None, 2**53 - 1, -(2**53 - 1)]},
+    {"ok": "\ud800"},  # a lone surrogate
+    {"n": 2**53},
+    {"f": 1.0, "g": 1e21, "h": -0.0},
+    {1: "non-string key"},
+    ("tuple", "value"),
+    {"deep": json.loads("[" * 200 + "]" * 200)},
+])
+def test_edge_cases(value: Any) -> None:
+    assert outcome(jcs.dumps, value) == outcome(rfc8785.dumps, value)
+
+
+def test_the_real_stix_files() -> None:
+    files = sorted((REAL / "stix21").glob("*.json")) if (REAL / "stix21").is_dir() else []
+    files += sorted((REAL / "stix20").glob("*.json")) if (REAL / "stix20").is_dir() else []
+    if not files:
+        pytest.skip("no real STIX files in ../shared/data/real")
+    seen = 0
+    for path in files:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for obj in data.get("objects", []) if isinstance(data, dict) else []:
+            assert jcs.dumps(obj) == rfc8785.dumps(obj), (path.name, obj.get("id"))
+            seen += 1
+    assert seen > 100

@@ -425,7 +425,7 @@ def _import(ctx: _Context, conversion: Conversion, report: RunReport) -> None:
                 obj = validate_object(prepared, node.limits)
             else:  # the signer's own strict check of what it signed, the same limits
                 obj = sign_validated(prepared, key, signed_at=signed_at, attest=True,
-                                     limits=node.limits)
+                                     limits=node.limits, checked=True)
             if policy is not None:
                 object_level, granular = split_marking_refs(obj.data)
                 tlp = level_of(object_level, policy, {}, granular=granular)

@@ -367,6 +367,8 @@ def _needs_stix2(obj: Mapping[str, Any], spec: TypeSpec | None) -> bool:
     extensions = obj.get("extensions")
     if isinstance(extensions, dict) and any(key in SCO_EXTENSIONS for key in extensions):
         return True
+    if spec.name == "network-traffic":
+        return "ipfix" in obj
     return spec.name == "observed-data" and "objects" in obj
 
 

@@ -58,6 +58,7 @@ from misp_stix_converter import MISPtoSTIX21Parser
 from stix2.serialization import serialize
 
 from exchange.errors import ExchangeError
+from exchange.misp.simple import simple_objects
 from exchange.model.objects import Tlp
 from exchange.model.pattern import stix2_indicator_class
 from exchange.model.tlp import TLP2_IDS, TLP_MARKING_IDS
@@ -217,11 +218,17 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
                                " timestamp")
     source = _without(body, drop)
     try:
-        parser = _Parser()
-        parser.parse_misp_event({"Event": source})
-        # The objects as stix2 writes them, without the bundle: building one re-checks
-        # every object (a fifth of the conversion).
-        objects: list[dict[str, Any]] = json.loads(serialize(list(parser.stix_objects)))
+        # An event of simple attributes: misp-stix's objects written directly (the same
+        # objects, exchange.misp.simple); anything else through misp-stix itself.
+        direct = simple_objects(source)
+        if direct is not None:
+            objects: list[dict[str, Any]] = direct
+        else:
+            parser = _Parser()
+            parser.parse_misp_event({"Event": source})
+            # The objects as stix2 writes them, without the bundle: building one
+            # re-checks every object (a fifth of the conversion).
+            objects = json.loads(serialize(list(parser.stix_objects)))
     except Exception as e:  # noqa: BLE001 - misp-stix raises stix2 errors, KeyError, ...
         text = str(e).splitlines()[0][:300] if str(e) else ""
         raise ConversionFailed(f"misp-stix could not convert event {event_uuid}:"

@@ -1,0 +1,210 @@
+"""misp-stix's STIX 2.1 objects for an event of simple attributes, built without stix2.
+
+misp-stix builds every object through the ``stix2`` library (about 0.6 ms per
+attribute, most of a pull's conversion time). For the commonest MISP events, plain lists
+of ``ip-src``/``ip-dst``/``domain``/``hostname`` attributes (feeds, IOC lists, the
+exchange's own push), :func:`simple_objects` writes the same objects directly, in the
+same order, as the JSON misp-stix's ``stix2`` objects serialise to: ``json.loads(
+serialize(parser.stix_objects))`` after ``parser.parse_misp_event``. It borrows
+misp-stix's own pieces for everything that depends on a value (the attribute type's
+handler, pattern escaping and address types, relationship UUIDs, the TLP marking
+definitions), and PyMISP's attribute validation, which misp-stix runs on every
+attribute, decides whether an attribute is taken as it is.
+
+Anything else returns None and the event goes through misp-stix itself: an event with
+MISP objects, galaxies, event reports, sightings or analyst data, a tag that is
+neither a TLP tag nor a plain label, an attribute of another type or with tags,
+galaxies, sightings, first/last seen or analyst data of its own, a value PyMISP would
+change or refuse, a repeated UUID, an unpublished event, an event without attributes or
+without an ``Orgc``. ``tests/unit/misp/test_simple.py`` proves the output equal to
+misp-stix's on the real events (each reduced to its simple attributes) and on generated
+ones.
+
+Pure code, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from misp_stix_converter import MISPtoSTIX21Parser
+from pymisp.tools.attributevalidationtool import validate_attribute
+from stix2.serialization import serialize
+
+__all__ = ["simple_objects"]
+
+#: misp-stix's handler of each attribute type built here.
+_HANDLERS: Final = {"ip-src": "_parse_ip_attribute", "ip-dst": "_parse_ip_attribute",
+                    "domain": "_parse_domain_attribute",
+                    "hostname": "_parse_domain_attribute"}
+#: Event and attribute members whose presence (non-empty) sends the event to misp-stix.
+_EVENT_EXTRAS: Final = ("Object", "Galaxy", "EventReport", "Sighting", "Note", "Opinion",
+                        "Relationship", "Analyst", "cryptographic_key")
+_ATTRIBUTE_EXTRAS: Final = ("Tag", "Galaxy", "Sighting", "Note", "Opinion", "Relationship",
+                            "first_seen", "last_seen", "object_relation")
+#: What PyMISP's load must leave unchanged for an attribute to be taken as it is.
+_LOADED_AS_GIVEN: Final = ("type", "category", "value", "uuid", "to_ids", "comment")
+
+
+def _ms(moment: datetime) -> str:
+    """stix2's form of a whole-second time at millisecond precision (created, modified)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _any(moment: datetime) -> str:
+    """stix2's form of a whole-second time at its own precision (valid_from, published,
+    first_observed, last_observed)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _moment(value: object) -> datetime | None:
+    try:
+        number = int(str(value))
+    except ValueError:
+        return None
+    if not 0 < number < 253402300800:  # stix2 writes four-digit years
+        return None
+    moment = datetime.fromtimestamp(number, UTC)
+    return moment if moment.year >= 1000 else None
+
+
+def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> datetime | None:
+    """The attribute's time when the direct path may build it, else None."""
+    if not isinstance(attribute, Mapping):
+        return None
+    kind = attribute.get("type")
+    if kind not in _HANDLERS or parser._mapping.attribute_types_mapping(kind) != _HANDLERS[kind]:
+        return None
+    if any(attribute.get(name) for name in _ATTRIBUTE_EXTRAS):
+        return None
+    if not (isinstance(attribute.get("value"), str) and isinstance(attribute.get("uuid"), str)
+            and isinstance(attribute.get("category"), str) and attribute["category"]
+            and type(attribute.get("to_ids")) is bool
+            and isinstance(attribute.get("comment", ""), str)):
+        return None
+    moment = _moment(attribute.get("timestamp"))
+    if moment is None:
+        return None
+    try:
+        loaded = validate_attribute(json.loads(json.dumps(attribute)))
+    except Exception:  # noqa: BLE001 - PyMISP refuses it: misp-stix's path says how
+        return None
+    for name in _LOADED_AS_GIVEN:
+        given = attribute.get(name, "" if name == "comment" else None)
+        if getattr(loaded, name, None) != given:
+            return None
+    return moment
+
+
+def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """misp-stix's objects for ``event`` (the bare event, as MISP serves it), or None when
+    the event is not one of simple attributes (module docstring)."""
+    if any(event.get(name) for name in _EVENT_EXTRAS):
+        return None
+    attributes = event.get("Attribute")
+    orgc = event.get("Orgc")
+    if not (isinstance(attributes, list) and attributes and isinstance(orgc, Mapping)
+            and isinstance(orgc.get("name"), str) and isinstance(orgc.get("uuid"), str)
+            and isinstance(event.get("uuid"), str) and isinstance(event.get("info"), str)
+            and event["info"] and event.get("published") is True):
+        return None
+    stamp, published = _moment(event.get("timestamp")), _moment(event.get("publish_timestamp"))
+    if stamp is None or published is None:
+        return None
+    parser = MISPtoSTIX21Parser()
+    labels = ["Threat-Report", 'misp:tool="MISP-STIX-Converter"']
+    markings: list[dict[str, Any]] = []
+    tags = event.get("Tag") or []
+    if not isinstance(tags, list):
+        return None
+    for tag in tags:
+        name = tag.get("name") if isinstance(tag, Mapping) else None
+        if not isinstance(name, str) or not name:
+            return None
+        definition = parser._mapping.tlp_markings(name)
+        if definition is None:
+            if (parser._mapping.tlp2_markings(name) is not None
+                    or parser._mapping.confidence_tags(name) is not None):
+                return None
+            labels.append(name)
+            continue
+        marking = json.loads(serialize(definition))
+        if all(m["id"] != marking["id"] for m in markings):
+            markings.append(marking)
+    moments = [_taken(a, parser) for a in attributes]
+    uuids = [a.get("uuid") for a in attributes if isinstance(a, Mapping)]
+    if None in moments or len(set(uuids)) != len(attributes):
+        return None
+    identity_id = f"identity--{orgc['uuid']}"
+    event_ms = _ms(stamp)
+    identity = {"type": "identity", "spec_version": "2.1", "id": identity_id,
+                "created": event_ms, "modified": event_ms, "name": orgc["name"],
+                "identity_class": "organization"}
+    marking_refs = [m["id"] for m in markings]
+    body: list[dict[str, Any]] = []
+    relationships: list[dict[str, Any]] = []
+    for attribute, moment in zip(attributes, moments, strict=True):
+        assert moment is not None  # checked above
+        body += _attribute_objects(attribute, moment, identity_id, parser, relationships)
+    report: dict[str, Any] = {
+        "type": "report", "spec_version": "2.1", "id": f"report--{event['uuid']}",
+        "created_by_ref": identity_id, "created": event_ms, "modified": event_ms,
+        "name": event["info"], "published": _any(published),
+        "object_refs": [o["id"] for o in body + relationships], "labels": labels}
+    if marking_refs:
+        report["object_marking_refs"] = marking_refs
+    return [identity, report, *body, *relationships, *markings]
+
+
+def _attribute_objects(attribute: Mapping[str, Any], moment: datetime, identity_id: str,
+                       parser: MISPtoSTIX21Parser, relationships: list[dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
+    """One attribute's observed-data, cyber-observables and (``to_ids``) indicator (no
+    markings: misp-stix marks only the report); its indicator's relationship goes to
+    ``relationships``."""
+    key, kind, value = attribute["uuid"], attribute["type"], attribute["value"]
+    at_ms, at_any = _ms(moment), _any(moment)
+    labels = [f'misp:{name}="{attribute[name]}"' for name in ("type", "category")
+              if attribute.get(name)]
+    if kind in ("ip-src", "ip-dst"):
+        side = kind.split("-")[1]
+        address_type = "ipv6-addr" if ":" in value else "ipv4-addr"
+        address_id = f"{address_type}--{key}"
+        observables: list[dict[str, Any]] = [
+            {"type": "network-traffic", "spec_version": "2.1",
+             "id": f"network-traffic--{key}", f"{side}_ref": address_id,
+             "protocols": ["tcp"]},
+            {"type": address_type, "spec_version": "2.1", "id": address_id, "value": value}]
+        pattern = parser._create_ip_pattern(side, parser._handle_value_for_pattern(value))
+    else:
+        observables = [{"type": "domain-name", "spec_version": "2.1",
+                        "id": f"domain-name--{key}", "value": value}]
+        pattern = parser._create_domain_pattern(parser._handle_value_for_pattern(value))
+    observed: dict[str, Any] = {
+        "type": "observed-data", "spec_version": "2.1", "id": f"observed-data--{key}",
+        "created_by_ref": identity_id, "created": at_ms, "modified": at_ms,
+        "first_observed": at_any, "last_observed": at_any, "number_observed": 1,
+        "object_refs": [o["id"] for o in observables], "labels": labels}
+    out = [observed, *observables]
+    if attribute["to_ids"]:
+        indicator: dict[str, Any] = {
+            "type": "indicator", "spec_version": "2.1", "id": f"indicator--{key}",
+            "created_by_ref": identity_id, "created": at_ms, "modified": at_ms,
+            "pattern": f"[{pattern}]", "pattern_type": "stix", "pattern_version": "2.1",
+            "valid_from": at_any,
+            "kill_chain_phases": [{"kill_chain_name": "misp-category",
+                                   "phase_name": attribute["category"]}],
+            "labels": labels}
+        if attribute.get("comment"):
+            indicator["description"] = attribute["comment"]
+        out.append(indicator)
+        source, target = indicator["id"], observed["id"]
+        name = parser._create_v5_uuid(f"{source} - based-on - {target}")
+        relationships.append({
+            "type": "relationship", "spec_version": "2.1", "id": f"relationship--{name}",
+            "created": at_ms, "modified": at_ms, "relationship_type": "based-on",
+            "source_ref": source, "target_ref": target})
+    return out

@@ -1,0 +1,135 @@
+"""exchange.misp.simple: misp-stix's own objects for events of simple attributes.
+
+Each real MISP event is reduced to its simple attributes (the event-level extras the
+direct path does not build removed) and converted both ways; the objects must be equal,
+in the same order. Events the direct path does not build must come back None.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import uuid
+from typing import Any
+
+import pytest
+from stix2.serialization import serialize
+
+from exchange.misp.convert import _Parser, convert_event
+from exchange.misp.simple import simple_objects
+from tests.unit.misp.test_convert import FILES, OWNER, events_of
+
+SIMPLE = ("ip-src", "ip-dst", "domain", "hostname")
+
+
+def misp_stix(event: dict[str, Any]) -> list[dict[str, Any]]:
+    parser = _Parser()
+    parser.parse_misp_event({"Event": copy.deepcopy(event)})
+    objects: list[dict[str, Any]] = json.loads(serialize(list(parser.stix_objects)))
+    return objects
+
+
+def reduced(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with only its simple attributes, stripped of what they may not carry."""
+    out = copy.deepcopy(event)
+    for name in ("Object", "Galaxy", "EventReport", "Sighting"):
+        out.pop(name, None)
+    kept = []
+    for attribute in out.get("Attribute", []):
+        if attribute.get("type") in SIMPLE:
+            for name in ("Tag", "Galaxy", "Sighting", "first_seen", "last_seen"):
+                attribute.pop(name, None)
+            kept.append(attribute)
+    out["Attribute"] = kept
+    out["Tag"] = [t for t in out.get("Tag", []) if not str(t.get("name")).startswith(
+        "misp-galaxy:")]
+    out.setdefault("Orgc", {"name": "CIRCL", "uuid": "55f6ea5e-2c60-40e5-964f-47a8950d210f"})
+    out["published"] = True
+    out.setdefault("publish_timestamp", out.get("timestamp"))
+    return out
+
+
+def real_events() -> list[dict[str, Any]]:
+    return [reduced(e) for relative in FILES for e in events_of(relative)
+            if any(a.get("type") in SIMPLE for a in e.get("Attribute", []))]
+
+
+def test_real_events_same_objects_as_misp_stix() -> None:
+    events = real_events()
+    built = 0
+    for event in events:
+        direct = simple_objects(event)
+        if direct is None:
+            continue
+        assert direct == misp_stix(event), event["uuid"]
+        built += 1
+    assert built >= 3, f"only {built} of {len(events)} real events took the direct path"
+
+
+def generated(seed: int, count: int = 40) -> dict[str, Any]:
+    rng = random.Random(seed)
+    attributes = []
+    for n in range(count):
+        kind = rng.choice(SIMPLE)
+        if kind.startswith("ip"):
+            value = (f"2001:db8::{rng.randrange(1, 9999):x}" if rng.random() < 0.2
+                     else f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}")
+        else:
+            value = f"{rng.choice(['a', 'b-c', 'x1'])}{n}.{rng.choice(['example', 'test'])}"
+        attributes.append({
+            "id": str(n), "type": kind, "category": rng.choice(["Network activity",
+                                                               "Payload delivery"]),
+            "to_ids": rng.random() < 0.75, "uuid": str(uuid.UUID(int=rng.getrandbits(128),
+                                                                 version=4)),
+            "event_id": "1", "distribution": rng.choice(["0", "1", "5"]),
+            "timestamp": str(1_700_000_000 + rng.randrange(10_000)),
+            "comment": rng.choice(["", "seen in 'campaign'", "back\\slash", "bench"]),
+            "sharing_group_id": "0", "deleted": rng.random() < 0.1,
+            "disable_correlation": False, "object_id": "0", "object_relation": None,
+            "first_seen": None, "last_seen": None, "value": value})
+    return {"id": "1", "orgc_id": "1", "org_id": "1", "date": "2026-01-01",
+            "threat_level_id": "2", "info": f"generated {seed}", "published": True,
+            "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "attribute_count": str(count), "analysis": "2",
+            "timestamp": "1700020000", "publish_timestamp": "1700020001",
+            "distribution": rng.choice(["1", "3"]), "sharing_group_id": "0",
+            "Orgc": {"id": "1", "name": "UZ-CERT", "uuid": "044597aa-c911-4030-8e9b-91990eef6f76"},
+            "Org": {"id": "1", "name": "UZ-CERT", "uuid": "044597aa-c911-4030-8e9b-91990eef6f76"},
+            "Tag": rng.choice([[{"name": "tlp:green"}], [{"name": "tlp:white"},
+                                                          {"name": "feed:x"}], []]),
+            "Attribute": attributes, "Object": [], "Galaxy": [], "EventReport": []}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_generated_events_same_objects_as_misp_stix(seed: int) -> None:
+    event = generated(seed)
+    direct = simple_objects(event)
+    assert direct is not None
+    assert direct == misp_stix(event)
+
+
+@pytest.mark.parametrize("change", [
+    lambda e: e["Attribute"][0].update(type="url", value="http://a.example/x"),
+    lambda e: e["Attribute"][0].update(Tag=[{"name": "tlp:red"}]),
+    lambda e: e["Attribute"][0].update(first_seen="2023-01-01T00:00:00.000000+00:00"),
+    lambda e: e["Attribute"][0].update(value="not an ip", type="ip-dst"),
+    lambda e: e["Attribute"][0].update(value="A.EXAMPLE", type="domain"),
+    lambda e: e["Attribute"][1].update(uuid=e["Attribute"][0]["uuid"]),
+    lambda e: e.update(Object=[{"name": "file"}]),
+    lambda e: e.update(published=False),
+    lambda e: e.update(Tag=[{"name": "misp:confidence-level=\"completely-confident\""}]),
+    lambda e: e.pop("Orgc"),
+])
+def test_what_the_direct_path_leaves_to_misp_stix(change: Any) -> None:
+    event = generated(99)
+    change(event)
+    assert simple_objects(event) is None
+
+
+def test_convert_event_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exchange.misp.convert as convert_module  # noqa: PLC0415
+    event = generated(7)
+    direct = convert_event(event, owner_identity=OWNER)
+    monkeypatch.setattr(convert_module, "simple_objects", lambda e: None)
+    assert convert_event(event, owner_identity=OWNER) == direct

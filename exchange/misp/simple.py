@@ -2,23 +2,24 @@
 
 misp-stix builds every object through the ``stix2`` library (about 0.6 ms per
 attribute, most of a pull's conversion time). For the commonest MISP events, plain lists
-of ``ip-src``/``ip-dst``/``domain``/``hostname`` attributes (feeds, IOC lists, the
-exchange's own push), :func:`simple_objects` writes the same objects directly, in the
-same order, as the JSON misp-stix's ``stix2`` objects serialise to: ``json.loads(
-serialize(parser.stix_objects))`` after ``parser.parse_misp_event``. It borrows
-misp-stix's own pieces for everything that depends on a value (the attribute type's
-handler, pattern escaping and address types, relationship UUIDs, the TLP marking
-definitions), and PyMISP's attribute validation, which misp-stix runs on every
-attribute, decides whether an attribute is taken as it is.
+of ``ip-src``/``ip-dst``/``domain``/``hostname``/``url``/``md5``/``sha1``/``sha256``
+attributes (feeds, IOC lists, the exchange's own push), :func:`simple_objects` writes
+the same objects directly, in the same order, as the JSON misp-stix's ``stix2`` objects
+serialise to: ``json.loads(serialize(parser.stix_objects))`` after
+``parser.parse_misp_event``. It borrows misp-stix's own pieces for everything that
+depends on a value (the attribute type's handler, pattern building and escaping, hash
+checks, relationship UUIDs, the TLP marking definitions), and PyMISP's attribute
+validation, which misp-stix runs on every attribute, decides whether an attribute is
+taken as it is (and reads its first/last seen).
 
 Anything else returns None and the event goes through misp-stix itself: an event with
 MISP objects, galaxies, event reports, sightings or analyst data, a tag that is
 neither a TLP tag nor a plain label, an attribute of another type or with tags,
-galaxies, sightings, first/last seen or analyst data of its own, a value PyMISP would
-change or refuse, a repeated UUID, an unpublished event, an event without attributes or
-without an ``Orgc``. ``tests/unit/misp/test_simple.py`` proves the output equal to
-misp-stix's on the real events (each reduced to its simple attributes) and on generated
-ones.
+galaxies, sightings or analyst data of its own, a value (or category) PyMISP would
+change or refuse, a hash misp-stix would not take, a repeated UUID, an unpublished
+event, an event without attributes or without an ``Orgc``.
+``tests/unit/misp/test_simple.py`` proves the output equal to misp-stix's on the real
+events (each reduced to its simple attributes) and on generated ones.
 
 Pure code, no I/O.
 """
@@ -33,18 +34,23 @@ from typing import Any, Final
 from misp_stix_converter import MISPtoSTIX21Parser
 from pymisp.tools.attributevalidationtool import validate_attribute
 from stix2.serialization import serialize
+from stix2.utils import format_datetime
 
 __all__ = ["simple_objects"]
 
 #: misp-stix's handler of each attribute type built here.
 _HANDLERS: Final = {"ip-src": "_parse_ip_attribute", "ip-dst": "_parse_ip_attribute",
                     "domain": "_parse_domain_attribute",
-                    "hostname": "_parse_domain_attribute"}
+                    "hostname": "_parse_domain_attribute", "url": "_parse_url_attribute",
+                    "md5": "_parse_hash_attribute", "sha1": "_parse_hash_attribute",
+                    "sha256": "_parse_hash_attribute"}
+#: stix2's name of each hash (its HashesProperty writes the STIX vocabulary's name).
+_HASH_NAMES: Final = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}
 #: Event and attribute members whose presence (non-empty) sends the event to misp-stix.
 _EVENT_EXTRAS: Final = ("Object", "Galaxy", "EventReport", "Sighting", "Note", "Opinion",
                         "Relationship", "Analyst", "cryptographic_key")
 _ATTRIBUTE_EXTRAS: Final = ("Tag", "Galaxy", "Sighting", "Note", "Opinion", "Relationship",
-                            "first_seen", "last_seen", "object_relation")
+                            "object_relation")
 #: What PyMISP's load must leave unchanged for an attribute to be taken as it is.
 _LOADED_AS_GIVEN: Final = ("type", "category", "value", "uuid", "to_ids", "comment")
 
@@ -71,8 +77,14 @@ def _moment(value: object) -> datetime | None:
     return moment if moment.year >= 1000 else None
 
 
-def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> datetime | None:
-    """The attribute's time when the direct path may build it, else None."""
+_Times = tuple[datetime, datetime, datetime]
+
+
+def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> _Times | None:
+    """The attribute's time, first and last observation when the direct path may build
+    it (as misp-stix: MISP's first_seen/last_seen as PyMISP reads them, else the
+    attribute's time, the later one moved back to the earlier when they cross), else
+    None."""
     if not isinstance(attribute, Mapping):
         return None
     kind = attribute.get("type")
@@ -96,7 +108,27 @@ def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> datetime | None:
         given = attribute.get(name, "" if name == "comment" else None)
         if getattr(loaded, name, None) != given:
             return None
-    return moment
+    if kind in _HASH_NAMES:
+        try:
+            parser._create_hash_pattern(kind, attribute["value"])
+        except Exception:  # noqa: BLE001 - misp-stix makes a custom attribute of it
+            return None
+        if not parser._check_hash_value(parser._define_hash_type(kind), attribute["value"]):
+            return None
+    first, last = moment, moment
+    if attribute.get("first_seen"):
+        first = getattr(loaded, "first_seen", None)
+    if attribute.get("last_seen"):
+        last = getattr(loaded, "last_seen", None)
+    if not (isinstance(first, datetime) and isinstance(last, datetime)
+            and first.tzinfo is not None and last.tzinfo is not None):
+        return None
+    if first > last:
+        if attribute.get("last_seen"):
+            first = last
+        else:
+            last = first
+    return moment, first, last
 
 
 def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -146,9 +178,9 @@ def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     marking_refs = [m["id"] for m in markings]
     body: list[dict[str, Any]] = []
     relationships: list[dict[str, Any]] = []
-    for attribute, moment in zip(attributes, moments, strict=True):
-        assert moment is not None  # checked above
-        body += _attribute_objects(attribute, moment, identity_id, parser, relationships)
+    for attribute, times in zip(attributes, moments, strict=True):
+        assert times is not None  # checked above
+        body += _attribute_objects(attribute, times, identity_id, parser, relationships)
     report: dict[str, Any] = {
         "type": "report", "spec_version": "2.1", "id": f"report--{event['uuid']}",
         "created_by_ref": identity_id, "created": event_ms, "modified": event_ms,
@@ -159,13 +191,14 @@ def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     return [identity, report, *body, *relationships, *markings]
 
 
-def _attribute_objects(attribute: Mapping[str, Any], moment: datetime, identity_id: str,
+def _attribute_objects(attribute: Mapping[str, Any], times: _Times, identity_id: str,
                        parser: MISPtoSTIX21Parser, relationships: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
     """One attribute's observed-data, cyber-observables and (``to_ids``) indicator (no
     markings: misp-stix marks only the report); its indicator's relationship goes to
     ``relationships``."""
     key, kind, value = attribute["uuid"], attribute["type"], attribute["value"]
+    moment, first, last = times
     at_ms, at_any = _ms(moment), _any(moment)
     labels = [f'misp:{name}="{attribute[name]}"' for name in ("type", "category")
               if attribute.get(name)]
@@ -179,6 +212,14 @@ def _attribute_objects(attribute: Mapping[str, Any], moment: datetime, identity_
              "protocols": ["tcp"]},
             {"type": address_type, "spec_version": "2.1", "id": address_id, "value": value}]
         pattern = parser._create_ip_pattern(side, parser._handle_value_for_pattern(value))
+    elif kind in _HASH_NAMES:
+        observables = [{"type": "file", "spec_version": "2.1", "id": f"file--{key}",
+                        "hashes": {_HASH_NAMES[kind]: value}}]
+        pattern = parser._create_hash_pattern(kind, value)
+    elif kind == "url":
+        observables = [{"type": "url", "spec_version": "2.1", "id": f"url--{key}",
+                        "value": value}]
+        pattern = f"url:value = '{parser._handle_value_for_pattern(value)}'"
     else:
         observables = [{"type": "domain-name", "spec_version": "2.1",
                         "id": f"domain-name--{key}", "value": value}]
@@ -186,7 +227,8 @@ def _attribute_objects(attribute: Mapping[str, Any], moment: datetime, identity_
     observed: dict[str, Any] = {
         "type": "observed-data", "spec_version": "2.1", "id": f"observed-data--{key}",
         "created_by_ref": identity_id, "created": at_ms, "modified": at_ms,
-        "first_observed": at_any, "last_observed": at_any, "number_observed": 1,
+        "first_observed": format_datetime(first), "last_observed": format_datetime(last),
+        "number_observed": 1,
         "object_refs": [o["id"] for o in observables], "labels": labels}
     out = [observed, *observables]
     if attribute["to_ids"]:

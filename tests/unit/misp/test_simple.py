@@ -20,7 +20,8 @@ from exchange.misp.convert import _Parser, convert_event
 from exchange.misp.simple import simple_objects
 from tests.unit.misp.test_convert import FILES, OWNER, events_of
 
-SIMPLE = ("ip-src", "ip-dst", "domain", "hostname")
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
+SIMPLE = ("ip-src", "ip-dst", "domain", "hostname", "url", "md5", "sha1", "sha256")
 
 
 def misp_stix(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -38,7 +39,7 @@ def reduced(event: dict[str, Any]) -> dict[str, Any]:
     kept = []
     for attribute in out.get("Attribute", []):
         if attribute.get("type") in SIMPLE:
-            for name in ("Tag", "Galaxy", "Sighting", "first_seen", "last_seen"):
+            for name in ("Tag", "Galaxy", "Sighting"):
                 attribute.pop(name, None)
             kept.append(attribute)
     out["Attribute"] = kept
@@ -75,11 +76,24 @@ def generated(seed: int, count: int = 40) -> dict[str, Any]:
         if kind.startswith("ip"):
             value = (f"2001:db8::{rng.randrange(1, 9999):x}" if rng.random() < 0.2
                      else f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}")
+        elif kind in HASH_LENGTHS:
+            value = f"{rng.getrandbits(4 * HASH_LENGTHS[kind]):0{HASH_LENGTHS[kind]}x}"
+        elif kind == "url":
+            value = f"http://{rng.choice(['a', 'b-c'])}{n}.example/p?q='{n}'&x=\\y"
         else:
             value = f"{rng.choice(['a', 'b-c', 'x1'])}{n}.{rng.choice(['example', 'test'])}"
+        seen = [None, None]
+        for side in (0, 1):
+            if rng.random() < 0.3:
+                fraction = rng.choice(["000000", "123400", "500000", "000001"])
+                seen[side] = (f"{rng.choice([2023, 2024])}-0{rng.randrange(1, 10)}-1"
+                              f"{rng.randrange(10)}T0{rng.randrange(10)}:00:00.{fraction}+00:00")
+        if seen[0] and seen[1]:
+            seen.sort()  # PyMISP refuses last_seen before first_seen
         attributes.append({
-            "id": str(n), "type": kind, "category": rng.choice(["Network activity",
-                                                               "Payload delivery"]),
+            "id": str(n), "type": kind,
+            "category": ("Payload delivery" if kind in HASH_LENGTHS
+                         else rng.choice(["Network activity", "Payload delivery"])),
             "to_ids": rng.random() < 0.75, "uuid": str(uuid.UUID(int=rng.getrandbits(128),
                                                                  version=4)),
             "event_id": "1", "distribution": rng.choice(["0", "1", "5"]),
@@ -87,7 +101,7 @@ def generated(seed: int, count: int = 40) -> dict[str, Any]:
             "comment": rng.choice(["", "seen in 'campaign'", "back\\slash", "bench"]),
             "sharing_group_id": "0", "deleted": rng.random() < 0.1,
             "disable_correlation": False, "object_id": "0", "object_relation": None,
-            "first_seen": None, "last_seen": None, "value": value})
+            "first_seen": seen[0], "last_seen": seen[1], "value": value})
     return {"id": "1", "orgc_id": "1", "org_id": "1", "date": "2026-01-01",
             "threat_level_id": "2", "info": f"generated {seed}", "published": True,
             "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -110,9 +124,10 @@ def test_generated_events_same_objects_as_misp_stix(seed: int) -> None:
 
 
 @pytest.mark.parametrize("change", [
-    lambda e: e["Attribute"][0].update(type="url", value="http://a.example/x"),
+    lambda e: e["Attribute"][0].update(type="ip-dst|port", value="10.0.0.1|80"),
     lambda e: e["Attribute"][0].update(Tag=[{"name": "tlp:red"}]),
-    lambda e: e["Attribute"][0].update(first_seen="2023-01-01T00:00:00.000000+00:00"),
+    lambda e: e["Attribute"][0].update(type="md5", value="zz"),
+    lambda e: e["Attribute"][0].update(type="stix2-pattern", value="[a:b = 'c']"),
     lambda e: e["Attribute"][0].update(value="not an ip", type="ip-dst"),
     lambda e: e["Attribute"][0].update(value="A.EXAMPLE", type="domain"),
     lambda e: e["Attribute"][1].update(uuid=e["Attribute"][0]["uuid"]),

@@ -115,11 +115,8 @@ def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> _Times | None:
             return None
         if not parser._check_hash_value(parser._define_hash_type(kind), attribute["value"]):
             return None
-    first, last = moment, moment
-    if attribute.get("first_seen"):
-        first = getattr(loaded, "first_seen", None)
-    if attribute.get("last_seen"):
-        last = getattr(loaded, "last_seen", None)
+    first: Any = getattr(loaded, "first_seen", None) if attribute.get("first_seen") else moment
+    last: Any = getattr(loaded, "last_seen", None) if attribute.get("last_seen") else moment
     if not (isinstance(first, datetime) and isinstance(last, datetime)
             and first.tzinfo is not None and last.tzinfo is not None):
         return None

@@ -163,8 +163,20 @@ def _elements(event: Mapping[str, Any], *, inner: bool = True
                     yield attribute, False
 
 
+def _copy(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of an event: through the C JSON codec when it is plain JSON (as MISP
+    serves it; several times faster than ``copy.deepcopy``), else ``copy.deepcopy``."""
+    try:
+        copied = json.loads(json.dumps(event, allow_nan=False))
+    except (TypeError, ValueError):
+        return copy.deepcopy(dict(event))
+    if copied != event:  # a tuple, a non-string key...: not plain JSON
+        return copy.deepcopy(dict(event))
+    return dict(copied)
+
+
 def _without(event: Mapping[str, Any], drop: Collection[str]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(event))
+    out = _copy(event)
     out["Attribute"] = [a for a in out.get("Attribute") or ()
                         if not (isinstance(a, Mapping) and a.get("uuid") in drop)]
     objects = []

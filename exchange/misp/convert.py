@@ -232,7 +232,7 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
     try:
         # An event of simple attributes: misp-stix's objects written directly (the same
         # objects, exchange.misp.simple); anything else through misp-stix itself.
-        direct = simple_objects(source)
+        direct = simple_objects(source, _Parser)
         if direct is not None:
             objects: list[dict[str, Any]] = direct
         else:

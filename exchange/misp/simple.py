@@ -12,14 +12,16 @@ checks, relationship UUIDs, the TLP marking definitions), and PyMISP's attribute
 validation, which misp-stix runs on every attribute, decides whether an attribute is
 taken as it is (and reads its first/last seen).
 
-Anything else returns None and the event goes through misp-stix itself: an event with
-MISP objects, galaxies, event reports, sightings or analyst data, a tag that is
-neither a TLP tag nor a plain label, an attribute of another type or with tags,
-galaxies, sightings or analyst data of its own, a value (or category) PyMISP would
-change or refuse, a hash misp-stix would not take, a repeated UUID, an unpublished
-event, an event without attributes or without an ``Orgc``.
-``tests/unit/misp/test_simple.py`` proves the output equal to misp-stix's on the real
-events (each reduced to its simple attributes) and on generated ones.
+The other attributes of such an event (other types, values PyMISP would change) go
+through misp-stix, run on a copy of the event holding only them, and their objects and
+relationships are put back in their attribute's place. The whole event goes through
+misp-stix itself (None) when it has MISP objects, galaxies, event reports, sightings or
+analyst data, a tag that is neither a TLP tag nor a plain label, an attribute with tags,
+galaxies, sightings or analyst data of its own, a repeated UUID, no simple attribute,
+when it is unpublished or has no ``Orgc``, or when misp-stix makes an object for the
+other attributes that is not keyed by one of them. ``tests/unit/misp/test_simple.py``
+proves the output equal to misp-stix's on the real events (reduced to their simple
+attributes, and with every attribute), and on generated ones.
 
 Pure code, no I/O.
 """
@@ -27,7 +29,7 @@ Pure code, no I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -128,9 +130,17 @@ def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> _Times | None:
     return moment, first, last
 
 
-def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+def simple_objects(event: Mapping[str, Any],
+                   parser_class: Callable[[], MISPtoSTIX21Parser] = MISPtoSTIX21Parser,
+                   ) -> list[dict[str, Any]] | None:
     """misp-stix's objects for ``event`` (the bare event, as MISP serves it), or None when
-    the event is not one of simple attributes (module docstring)."""
+    the direct path does not take the event (module docstring).
+
+    Args:
+        event: The event.
+        parser_class: The misp-stix parser the caller would run (the attributes the direct
+            path does not build go through it, in a copy of the event holding only them).
+    """
     if any(event.get(name) for name in _EVENT_EXTRAS):
         return None
     attributes = event.get("Attribute")
@@ -165,8 +175,13 @@ def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             markings.append(marking)
     moments = [_taken(a, parser) for a in attributes]
     uuids = [a.get("uuid") for a in attributes if isinstance(a, Mapping)]
-    if None in moments or len(set(uuids)) != len(attributes):
+    if len(set(uuids)) != len(attributes) or not any(moments):
         return None
+    others = [a for a, times in zip(attributes, moments, strict=True) if times is None]
+    converted = _others(event, others, parser_class) if others else ({}, {})
+    if converted is None:
+        return None
+    by_attribute, their_relationships = converted
     identity_id = f"identity--{orgc['uuid']}"
     event_ms = _ms(stamp)
     identity = {"type": "identity", "spec_version": "2.1", "id": identity_id,
@@ -176,7 +191,10 @@ def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     body: list[dict[str, Any]] = []
     relationships: list[dict[str, Any]] = []
     for attribute, times in zip(attributes, moments, strict=True):
-        assert times is not None  # checked above
+        if times is None:
+            body += by_attribute.get(attribute["uuid"], [])
+            relationships += their_relationships.get(attribute["uuid"], [])
+            continue
         body += _attribute_objects(attribute, times, identity_id, parser, relationships)
     report: dict[str, Any] = {
         "type": "report", "spec_version": "2.1", "id": f"report--{event['uuid']}",
@@ -186,6 +204,46 @@ def simple_objects(event: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if marking_refs:
         report["object_marking_refs"] = marking_refs
     return [identity, report, *body, *relationships, *markings]
+
+
+def _others(event: Mapping[str, Any], others: list[Any],
+            parser_class: Callable[[], MISPtoSTIX21Parser]
+            ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]] | None:
+    """misp-stix's objects for the attributes the direct path does not build, by attribute
+    UUID, and their relationships by the UUID of the attribute they start from: misp-stix
+    run on a copy of the event holding only those attributes. None (the whole event goes
+    through misp-stix) when one of them carries what could make misp-stix's output depend
+    on the other attributes (tags, galaxies, sightings, analyst data, a MISP object
+    relation), or misp-stix made an object that is not keyed by its attribute's UUID."""
+    keys: set[str] = set()
+    for attribute in others:
+        if not isinstance(attribute, Mapping) or not isinstance(attribute.get("uuid"), str):
+            return None
+        if any(attribute.get(name) for name in _ATTRIBUTE_EXTRAS):
+            return None
+        keys.add(attribute["uuid"])
+    source = json.loads(json.dumps({**event, "Attribute": others}))
+    parser = parser_class()
+    parser.parse_misp_event({"Event": source})
+    objects: list[dict[str, Any]] = json.loads(serialize(list(parser.stix_objects)))
+    event_ids = {f"identity--{event['Orgc']['uuid']}", f"report--{event['uuid']}"}
+    by_attribute: dict[str, list[dict[str, Any]]] = {}
+    relationships: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        object_id = obj.get("id")
+        if object_id in event_ids or obj.get("type") == "marking-definition":
+            continue
+        if obj.get("type") == "relationship":
+            key = str(obj.get("source_ref", "")).partition("--")[2]
+            if key not in keys:
+                return None
+            relationships.setdefault(key, []).append(obj)
+            continue
+        key = str(object_id).partition("--")[2]
+        if key not in keys:
+            return None
+        by_attribute.setdefault(key, []).append(obj)
+    return by_attribute, relationships
 
 
 def _attribute_objects(attribute: Mapping[str, Any], times: _Times, identity_id: str,

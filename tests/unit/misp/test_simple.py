@@ -17,11 +17,15 @@ import pytest
 from stix2.serialization import serialize
 
 from exchange.misp.convert import _Parser, convert_event
-from exchange.misp.simple import simple_objects
+from exchange.misp.simple import simple_objects as direct_objects
 from tests.unit.misp.test_convert import FILES, OWNER, events_of
 
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
 SIMPLE = ("ip-src", "ip-dst", "domain", "hostname", "url", "md5", "sha1", "sha256")
+
+
+def simple_objects(event: dict[str, Any]) -> list[dict[str, Any]] | None:
+    return direct_objects(event, _Parser)  # the parser convert_event runs
 
 
 def misp_stix(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -31,14 +35,15 @@ def misp_stix(event: dict[str, Any]) -> list[dict[str, Any]]:
     return objects
 
 
-def reduced(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with only its simple attributes, stripped of what they may not carry."""
+def reduced(event: dict[str, Any], *, only_simple: bool = True) -> dict[str, Any]:
+    """The event with only its simple attributes (or all of them), stripped of what they
+    may not carry."""
     out = copy.deepcopy(event)
     for name in ("Object", "Galaxy", "EventReport", "Sighting"):
         out.pop(name, None)
     kept = []
     for attribute in out.get("Attribute", []):
-        if attribute.get("type") in SIMPLE:
+        if attribute.get("type") in SIMPLE or not only_simple:
             for name in ("Tag", "Galaxy", "Sighting"):
                 attribute.pop(name, None)
             kept.append(attribute)
@@ -66,6 +71,22 @@ def test_real_events_same_objects_as_misp_stix() -> None:
         assert direct == misp_stix(event), event["uuid"]
         built += 1
     assert built >= 3, f"only {built} of {len(events)} real events took the direct path"
+
+
+def test_real_events_with_every_attribute_type_same_objects_as_misp_stix() -> None:
+    """The attributes the direct path does not build go through misp-stix and are put
+    back in their place: the whole event equals misp-stix's conversion of it."""
+    events = [reduced(e, only_simple=False) for relative in FILES for e in events_of(relative)
+              if e.get("Attribute")]
+    mixed = 0
+    for event in events:
+        direct = simple_objects(event)
+        if direct is None:
+            continue
+        assert direct == misp_stix(event), event["uuid"]
+        if any(a.get("type") not in SIMPLE for a in event["Attribute"]):
+            mixed += 1
+    assert mixed >= 3, f"only {mixed} real events mixed both paths"
 
 
 def generated(seed: int, count: int = 40) -> dict[str, Any]:
@@ -124,12 +145,8 @@ def test_generated_events_same_objects_as_misp_stix(seed: int) -> None:
 
 
 @pytest.mark.parametrize("change", [
-    lambda e: e["Attribute"][0].update(type="ip-dst|port", value="10.0.0.1|80"),
     lambda e: e["Attribute"][0].update(Tag=[{"name": "tlp:red"}]),
-    lambda e: e["Attribute"][0].update(type="md5", value="zz"),
-    lambda e: e["Attribute"][0].update(type="stix2-pattern", value="[a:b = 'c']"),
-    lambda e: e["Attribute"][0].update(value="not an ip", type="ip-dst"),
-    lambda e: e["Attribute"][0].update(value="A.EXAMPLE", type="domain"),
+    lambda e: [a.update(type="stix2-pattern", value="[a:b = 'c']") for a in e["Attribute"]],
     lambda e: e["Attribute"][1].update(uuid=e["Attribute"][0]["uuid"]),
     lambda e: e.update(Object=[{"name": "file"}]),
     lambda e: e.update(published=False),
@@ -142,9 +159,29 @@ def test_what_the_direct_path_leaves_to_misp_stix(change: Any) -> None:
     assert simple_objects(event) is None
 
 
+@pytest.mark.parametrize(("change", "taken"), [
+    (lambda e: e["Attribute"][0].update(type="ip-dst|port", value="10.0.0.1|80"), True),
+    (lambda e: e["Attribute"][0].update(type="stix2-pattern", value="[a:b = 'c']"), True),
+    (lambda e: e["Attribute"][0].update(type="filename|sha256", value=f"a.exe|{'0' * 64}"),
+     True),
+    (lambda e: e["Attribute"][0].update(type="text", value="free text"), True),
+    (lambda e: e["Attribute"][0].update(value="A.EXAMPLE", type="domain"), True),
+    # PyMISP drops these: misp-stix's run on them alone differs, so the event goes whole
+    (lambda e: e["Attribute"][0].update(type="md5", value="zz"), False),
+    (lambda e: e["Attribute"][0].update(value="not an ip", type="ip-dst"), False),
+])
+def test_an_attribute_misp_stix_converts_is_put_back_in_its_place(change: Any,
+                                                                  taken: bool) -> None:
+    event = generated(98)
+    change(event)
+    direct = simple_objects(event)
+    assert (direct is not None) is taken
+    assert direct is None or direct == misp_stix(event)
+
+
 def test_convert_event_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
     import exchange.misp.convert as convert_module  # noqa: PLC0415
     event = generated(7)
     direct = convert_event(event, owner_identity=OWNER)
-    monkeypatch.setattr(convert_module, "simple_objects", lambda e: None)
+    monkeypatch.setattr(convert_module, "simple_objects", lambda e, p: None)
     assert convert_event(event, owner_identity=OWNER) == direct

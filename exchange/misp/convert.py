@@ -2,7 +2,10 @@
 
 :func:`convert_event` runs misp-stix's ``MISPtoSTIX21Parser`` (research/misp.md section
 5) on one event as MISP serves it (soft-deleted attributes included) and then corrects
-what misp-stix gets wrong for the exchange (sections 5.2-5.4):
+what misp-stix gets wrong for the exchange (sections 5.2-5.4). The simple attributes of
+an event (IP addresses, domains, URLs, hashes) are written directly as the very objects
+misp-stix makes for them (:mod:`exchange.misp.simple`, proved equal), without stix2's
+cost; the corrections below apply to both alike:
 
 * **TLP 2.0 by level.** misp-stix writes TLP 1.0 marking ids for ``tlp:white``,
   ``tlp:green``, ``tlp:amber`` and ``tlp:red``, and marks only the report. Here every

@@ -18,8 +18,9 @@
   under its UUID) and the cx-sig signature attributes the push adds (UUIDv5 under
   :data:`exchange.node.mispmap.NAMESPACE`). Nothing the exchange sent comes back as a new
   version of itself.
-* **Conversion** by :mod:`exchange.misp.convert` (misp-stix, with its known losses
-  compensated); an event misp-stix cannot convert is a ``failed`` item naming the
+* **Conversion** by :mod:`exchange.misp.convert` (misp-stix's objects, simple attributes
+  written directly; misp-stix's known losses compensated); an event misp-stix cannot
+  convert is a ``failed`` item naming the
   event and misp-stix's error, retried at the next run.
 * **Import.** Every object is a contribution of the target's owning organisation into
   one collection: the first of ``filters.collections`` the owner may write (in the

@@ -8,7 +8,8 @@
   an event already imported at the same timestamp (``store.misp_pulled``) is
   ``unchanged`` and not fetched again; an event edited in the cursor's own second is.
   Each changed event is fetched whole, soft-deleted attributes included (research/
-  misp.md 4.4 (a)), so one bad event never stops the others.
+  misp.md 4.4 (a)), so one bad event never stops the others; the next one is read while
+  the current one is imported (one worker thread, :class:`_Reader`).
 * **What is left out, with a reason** (``skipped`` items): events outside the target's
   tag filters (``filter-tags``; MISP tags, compared without case); events the exchange
   pushed to this target (``echo``); and attributes that are the exchange's own coming
@@ -17,8 +18,9 @@
   under its UUID) and the cx-sig signature attributes the push adds (UUIDv5 under
   :data:`exchange.node.mispmap.NAMESPACE`). Nothing the exchange sent comes back as a new
   version of itself.
-* **Conversion** by :mod:`exchange.misp.convert` (misp-stix, with its known losses
-  compensated); an event misp-stix cannot convert is a ``failed`` item naming the
+* **Conversion** by :mod:`exchange.misp.convert` (misp-stix's objects, simple attributes
+  written directly; misp-stix's known losses compensated); an event misp-stix cannot
+  convert is a ``failed`` item naming the
   event and misp-stix's error, retried at the next run.
 * **Import.** Every object is a contribution of the target's owning organisation into
   one collection: the first of ``filters.collections`` the owner may write (in the
@@ -54,6 +56,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -154,13 +157,55 @@ def run_pull(node: Exchange, target: MispTarget, client: MispClient, *,
         return _stopped(report, Outcome.FAILED, e.reason)
     ctx = _Context(node, target, owner, collection, dry_run, at)
     pulled = node.store.misp_pulled(target.name, [u for u, _ in listed])
+    changed = [u for u, s in listed if pulled.get(u, -1) < s]
+    with _Reader(client, changed) as reader:
+        _pull_listed(ctx, reader, listed, pulled, report)
+    if not report.message:
+        report.message = _summary(report, len(listed), collection)
+    return report
+
+
+class _Reader:
+    """The changed events, read from MISP one ahead: while one event is converted,
+    signed and stored, a single worker thread reads the next (MISP answers in its own
+    process, so the two overlap). Only the worker uses the client while the reader is
+    open; an event's read failure is raised where the event is imported, as before."""
+
+    def __init__(self, client: MispClient, order: Sequence[str]) -> None:
+        self._client = client
+        self._next = {u: order[i + 1] for i, u in enumerate(order[:-1])}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="misp-pull-read")
+        self._ahead: dict[str, Future[dict[str, Any] | None]] = {}
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def event(self, event_uuid: str) -> dict[str, Any] | None:
+        """The event (``MispClient.get_event``), reading the next one meanwhile."""
+        future = self._ahead.pop(event_uuid, None)
+        if future is None:
+            future = self._pool.submit(self._client.get_event, event_uuid)
+        following = self._next.get(event_uuid)
+        if following is not None and following not in self._ahead:
+            self._ahead[following] = self._pool.submit(self._client.get_event, following)
+        return future.result()
+
+
+def _pull_listed(ctx: _Context, reader: _Reader, listed: Sequence[tuple[str, int]],
+                 pulled: Mapping[str, int], report: RunReport) -> None:
+    """Import the listed events in order; set the cursor (module docstring)."""
+    target, dry_run, at = ctx.target, ctx.dry_run, ctx.now
+    node = ctx.node
     held_up: int | None = None
     for position, (event_uuid, stamp) in enumerate(listed):
         if pulled.get(event_uuid, -1) >= stamp:
             report.counts["unchanged"] += 1
             continue
         try:
-            done = _pull_event(ctx, client, event_uuid, report)
+            done = _pull_event(ctx, reader, event_uuid, report)
         except AuthError as e:
             # Nothing more can be read: stop here; this event and the rest wait.
             held_up = stamp if held_up is None else held_up
@@ -179,9 +224,6 @@ def run_pull(node: Exchange, target: MispTarget, client: MispClient, *,
         report.cursor_after = str(held_up)
     elif listed:
         report.cursor_after = str(listed[-1][1])
-    if not report.message:
-        report.message = _summary(report, len(listed), collection)
-    return report
 
 
 def _stopped(report: RunReport, outcome: Outcome, message: str) -> RunReport:
@@ -254,11 +296,11 @@ def _tags(item: Mapping[str, Any]) -> set[str]:
             if isinstance(t, Mapping) and isinstance(t.get("name"), str)}
 
 
-def _pull_event(ctx: _Context, client: MispClient, event_uuid: str, report: RunReport
+def _pull_event(ctx: _Context, reader: _Reader, event_uuid: str, report: RunReport
                 ) -> int | None:
     """Import one event; its timestamp when done (imported or skipped), None if failed."""
     target = ctx.target
-    event = client.get_event(event_uuid)
+    event = reader.event(event_uuid)
     if event is None:
         report.skip(event_uuid, "event-gone", "the event was deleted, or is no longer"
                     " visible to the exchange's MISP account, since it was listed")
@@ -425,7 +467,7 @@ def _import(ctx: _Context, conversion: Conversion, report: RunReport) -> None:
                 obj = validate_object(prepared, node.limits)
             else:  # the signer's own strict check of what it signed, the same limits
                 obj = sign_validated(prepared, key, signed_at=signed_at, attest=True,
-                                     limits=node.limits)
+                                     limits=node.limits, checked=True)
             if policy is not None:
                 object_level, granular = split_marking_refs(obj.data)
                 tlp = level_of(object_level, policy, {}, granular=granular)

@@ -61,7 +61,7 @@ from typing import Any, Final
 import rfc8785
 
 from exchange.errors import InvalidObject, LimitExceeded
-from exchange.model.jcs import plain_canonical
+from exchange.model import jcs
 from exchange.model.limits import Limits
 from exchange.model.objects import StixId, StixObject, Tlp
 from exchange.model.pattern import check_pattern
@@ -367,6 +367,8 @@ def _needs_stix2(obj: Mapping[str, Any], spec: TypeSpec | None) -> bool:
     extensions = obj.get("extensions")
     if isinstance(extensions, dict) and any(key in SCO_EXTENSIONS for key in extensions):
         return True
+    if spec.name == "network-traffic":
+        return "ipfix" in obj
     return spec.name == "observed-data" and "objects" in obj
 
 
@@ -528,7 +530,7 @@ def _validate(obj: Any, limits: Limits, *, use_tables: bool) -> StixObject:
         raise InvalidObject(f"a STIX object must be a JSON object, not {_json_name(obj)}")
     label = _label(obj)
     try:
-        canonical = plain_canonical(obj) or rfc8785.dumps(obj)
+        canonical = jcs.dumps(obj)
     except (rfc8785.CanonicalizationError, UnicodeError, TypeError, ValueError) as e:
         raise InvalidObject(f"{label}: cannot be canonicalised (RFC 8785)") from e
     if len(canonical) > limits.max_object_bytes:

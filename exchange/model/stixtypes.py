@@ -128,6 +128,15 @@ def _file_identified(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _network_traffic(obj: Mapping[str, Any]) -> str | None:
+    # stix2's NetworkTraffic._check_object_constraints, in its order.
+    if "src_ref" not in obj and "dst_ref" not in obj:
+        return "needs 'src_ref' or 'dst_ref'"
+    if "end" in obj and obj.get("is_active") is not False:
+        return "'is_active' must be false when 'end' is present"
+    return None
+
+
 def _observed_data_refs(obj: Mapping[str, Any]) -> str | None:
     # 'objects' (deprecated) never reaches the table: such objects are checked by stix2.
     if "object_refs" not in obj:
@@ -205,6 +214,7 @@ def _refs(*types: str) -> RefList:
 
 
 _SEEN = _later("first_seen", "last_seen")
+_ENDPOINTS = frozenset({"ipv4-addr", "ipv6-addr", "mac-addr", "domain-name"})
 _OBJECT_REFS = RefList(ANY_OBJECT)
 
 TYPE_SPECS: Final[dict[str, TypeSpec]] = {
@@ -293,6 +303,17 @@ TYPE_SPECS: Final[dict[str, TypeSpec]] = {
         _sco("domain-name", {"value": STR,
              "resolves_to_refs": _refs("ipv4-addr", "ipv6-addr", "domain-name")}, {"value"}),
         _sco("url", {"value": STR}, {"value"}),
+        # 'ipfix' (a dictionary) is left to stix2 itself (_needs_stix2).
+        _sco("network-traffic", {"start": TIMESTAMP, "end": TIMESTAMP, "is_active": BOOL,
+             "src_ref": Ref(_ENDPOINTS), "dst_ref": Ref(_ENDPOINTS),
+             "src_port": Int(0, 65535), "dst_port": Int(0, 65535), "protocols": STR_LIST,
+             "src_byte_count": Int(0, None), "dst_byte_count": Int(0, None),
+             "src_packets": Int(0, None), "dst_packets": Int(0, None), "ipfix": SKIP,
+             "src_payload_ref": Ref(frozenset({"artifact"})),
+             "dst_payload_ref": Ref(frozenset({"artifact"})),
+             "encapsulates_refs": _refs("network-traffic"),
+             "encapsulated_by_ref": Ref(frozenset({"network-traffic"}))},
+             {"protocols"}, _network_traffic, _later("start", "end")),
         _sco("email-addr", {"value": STR, "display_name": STR,
              "belongs_to_ref": Ref(frozenset({"user-account"}))}, {"value"}),
         _sco("file", {"hashes": HASHES, "size": Int(0, None), "name": STR, "name_enc": STR,

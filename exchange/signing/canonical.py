@@ -4,14 +4,13 @@ research/security.md 1.3 and DESIGN.md decision 5: a signature covers
 
     PAE(PAYLOAD_TYPE, JCS(obj'))
 
-where ``JCS`` is the JSON Canonicalization Scheme of RFC 8785 (computed by the ``rfc8785``
-package, never by ``json.dumps(sort_keys=True)`` in general, which sorts by code point and
-prints numbers the Python way; only for the values on which the two provably agree,
-ASCII keys and no floats, is the standard library's C encoder used, for speed), ``PAE``
-is the DSSE v1 pre-authentication encoding (secure-systems-lab/dsse, protocol.md) and
-``obj'`` is the STIX object with only the ``sig`` member of its cx-sig extension entry
-removed; the rest of the entry (algorithm, key id, ``signed_at``) is signed with the
-object.
+where ``JCS`` is the JSON Canonicalization Scheme of RFC 8785 (:func:`exchange.model.jcs.dumps`:
+the ``rfc8785`` package's bytes, through the standard library's C encoder only for values
+where the two provably agree: no floats, ASCII keys; a plain ``json.dumps(sort_keys=True)``
+sorts by code point and prints numbers the Python way), ``PAE`` is the DSSE v1
+pre-authentication encoding (secure-systems-lab/dsse, protocol.md) and ``obj'`` is the
+STIX object with only the ``sig`` member of its cx-sig extension entry removed; the rest
+of the entry (algorithm, key id, ``signed_at``) is signed with the object.
 
 A signer signs only objects in *normal form*: objects that the reference STIX library
 (``stix2`` 3.0.2) re-emits with the same canonical bytes. Otherwise any consumer built on
@@ -28,13 +27,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import rfc8785
 
 from exchange.errors import InvalidObject
-from exchange.model.jcs import plain_canonical
+from exchange.model import jcs
 from exchange.model.pattern import stix2_indicator_class
 
 __all__ = [
@@ -86,11 +87,8 @@ def canonical(obj: Any) -> bytes:
             non-string key or a value of a non-JSON type.
     """
     value = dict(obj) if isinstance(obj, Mapping) and not isinstance(obj, dict) else obj
-    plain = plain_canonical(value)  # the common case, in C (exchange.model.jcs)
-    if plain is not None:
-        return plain
     try:
-        return rfc8785.dumps(value)
+        return jcs.dumps(value)
     except rfc8785.IntegerDomainError as e:
         raise InvalidObject(
             "cannot canonicalise (RFC 8785): an integer is outside +-(2**53-1)"
@@ -204,7 +202,7 @@ def _stix2_form(obj: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def normal_form(obj: Mapping[str, Any]) -> dict[str, Any]:
+def normal_form(obj: Mapping[str, Any], *, checked: bool = False) -> dict[str, Any]:
     """The object as the reference library re-emits it: the fixed point a signer may sign.
 
     For publishers that want to sign an object :func:`require_normal_form` refused. It
@@ -212,16 +210,141 @@ def normal_form(obj: Mapping[str, Any]) -> dict[str, Any]:
     indicators, ``revoked: false`` and empty lists dropped), so run it before any signature
     is made, never on a signed object.
 
+    With ``checked`` (the caller vouches that the object, but for the cx-sig entry, passed
+    :func:`~exchange.model.stix.validate_object`, whose verdict is stix2's), an object
+    whose *shape* (:func:`_shape`) stix2 has already normalised in this process, changing
+    nothing but timestamp digits, gets the same timestamp rewrites without running stix2
+    (about 0.3 ms less per object): stix2's rewrite of a value depends only on what the
+    shape records (the type, the property names, the JSON type of each value,
+    ``true``/``false``, empty lists, and for a valid timestamp its count of fraction
+    digits and of trailing zeros), never on the other characters of a string. A shape
+    whose normal form added, dropped or changed anything else is never cached.
+    ``tests/unit/signing/test_normal_shape.py`` proves the result equal to stix2's on every
+    object of the real files, on every fraction form and on Hypothesis-made objects.
+
     Args:
         obj: A STIX 2.1 object.
+        checked: The object passed the strict ingest check (see above).
 
     Returns:
-        A new dict, equal to ``json.loads(stix2.parse(obj, allow_custom=True).serialize())``.
+        A new dict, equal to ``json.loads(stix2.parse(obj, allow_custom=True).serialize())``
+        (its RFC 8785 bytes equal).
 
     Raises:
         InvalidObject: ``stix2`` 3.0.2 refuses the object.
     """
-    return _stix2_form(obj)
+    if not checked:
+        return _stix2_form(obj)
+    shape = _shape(obj)
+    plan = _PLANS.get(shape) if shape is not None else None
+    if plan is not None:
+        return _rewritten(obj, plan)
+    result = _stix2_form(obj)
+    if shape is not None and len(_PLANS) < _MAX_SHAPES:
+        learned = _plan_of(obj, result)
+        if learned is not None:
+            _PLANS[shape] = learned
+    return result
+
+
+#: Timestamp rewrites: (path of the value, fraction digits stix2 writes).
+_Plan = tuple[tuple[tuple[str, ...], int], ...]
+#: Shape of a checked object -> the only rewrites stix2 made to an object of that shape.
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+_MAX_SHAPES: Final = 4096
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{1,6}))?Z")
+
+
+def _rewrite_timestamp(value: str, digits: int) -> str:
+    """``value`` (a timestamp of :data:`_TIMESTAMP`) with ``digits`` fraction digits, its
+    own digits kept (zero-padded or cut), as stix2 writes a timestamp of its precision."""
+    match = _TIMESTAMP.fullmatch(value)
+    fraction = (match[1] if match is not None and match[1] else "") + "000000"
+    return value[:19] + (f".{fraction[:digits]}" if digits else "") + "Z"
+
+
+def _rewritten(obj: Mapping[str, Any], plan: _Plan) -> dict[str, Any]:
+    out: dict[str, Any] = _copy_json(dict(obj))
+    for path, digits in plan:
+        holder = out
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = _rewrite_timestamp(holder[path[-1]], digits)
+    return out
+
+
+def _plan_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> _Plan | None:
+    """The timestamp rewrites that turn ``before`` into ``after``; None when stix2 changed
+    anything else (added, dropped or changed another value), which is never cached."""
+    plan: list[tuple[tuple[str, ...], int]] = []
+
+    def walk(left: Any, right: Any, path: tuple[str, ...]) -> bool:
+        if type(left) is dict and type(right) is dict:
+            if left.keys() != right.keys():
+                return False
+            return all(walk(left[key], right[key], (*path, key)) for key in left)
+        if type(left) is str and type(right) is str and left != right:
+            match, written = _TIMESTAMP.fullmatch(left), _TIMESTAMP.fullmatch(right)
+            if match is None or written is None or left[:19] != right[:19]:
+                return False
+            plan.append((path, len(written[1] or "")))
+            return True
+        return type(left) is type(right) and left == right
+
+    if not walk(dict(before), after, ()):
+        return None
+    done = tuple(plan)
+    try:
+        if canonical(_rewritten(before, done)) != canonical(after):
+            return None
+    except InvalidObject:
+        return None
+    return done
+
+
+def _value_shape(value: Any) -> Any:
+    """What stix2's rewrite of one JSON value can depend on; None: do not cache."""
+    kind = type(value)
+    if kind is str:
+        match = _TIMESTAMP.fullmatch(value)
+        if match is None:
+            return "s"
+        if value[0] == "0":
+            return None  # a year before 1000: stix2's strftime writes it differently
+        try:
+            datetime.fromisoformat(value[:19])
+        except ValueError:
+            return "s"
+        fraction = match[1] or ""
+        return ("t", len(fraction), len(fraction) - len(fraction.rstrip("0")))
+    if kind is bool:
+        return "T" if value else "F"
+    if kind is int:
+        return "i"
+    if kind is dict:
+        return _shape(value)
+    if kind is list:
+        if not value:
+            return "[]"
+        inner = {_value_shape(item) for item in value}
+        if None in inner:
+            return None
+        return ("l", *sorted(inner, key=repr))
+    return None  # floats, null and anything else always go through stix2
+
+
+def _shape(obj: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The shape of an object (or of a dict inside one): its type, and per property name
+    the shape of the value; None when it holds something that is never cached."""
+    out: list[Any] = [obj.get("type") if isinstance(obj.get("type"), str) else None]
+    for key in sorted(obj):
+        if type(key) is not str:
+            return None
+        inner = _value_shape(obj[key])
+        if inner is None:
+            return None
+        out.append((key, inner))
+    return tuple(out)
 
 
 def _show(value: Any) -> str:

@@ -258,6 +258,7 @@ def sign_object(
     resign: bool = False,
     limits: Limits | None = None,
     attest: bool = False,
+    checked: bool = False,
 ) -> dict[str, Any]:
     """Sign one STIX object version with cx-sig v1 (research/security.md 1.3, signing steps).
 
@@ -274,6 +275,10 @@ def sign_object(
             verifier binds a node key to the node, not to the object's author; and it is
             brought into normal form (:func:`~exchange.signing.canonical.normal_form`)
             instead of being refused when it is not, since the node writes the copy.
+        checked: With ``attest``: the caller has passed the object (without the cx-sig
+            entry) through :func:`~exchange.model.stix.validate_object`, so the normal
+            form may skip stix2 for a shape it already re-emitted unchanged
+            (:func:`~exchange.signing.canonical.normal_form`).
 
     Returns:
         A new dict, sharing nothing with ``obj``: the object with the cx-sig entry
@@ -290,7 +295,7 @@ def sign_object(
         LimitExceeded: The object exceeds ``limits``.
     """
     return _sign(obj, key, signed_at=signed_at, resign=resign, limits=limits or Limits(),
-                 attest=attest)[0]
+                 attest=attest, checked=checked)[0]
 
 
 def sign_validated(
@@ -301,6 +306,7 @@ def sign_validated(
     resign: bool = False,
     limits: Limits | None = None,
     attest: bool = False,
+    checked: bool = False,
 ) -> StixObject:
     """:func:`sign_object`, returning the strict check's verdict on the signed object.
 
@@ -312,7 +318,7 @@ def sign_validated(
     Args and Raises: as :func:`sign_object`.
     """
     return _sign(obj, key, signed_at=signed_at, resign=resign, limits=limits or Limits(),
-                 attest=attest)[1]
+                 attest=attest, checked=checked)[1]
 
 
 def _sign(
@@ -323,6 +329,7 @@ def _sign(
     resign: bool,
     limits: Limits,
     attest: bool,
+    checked: bool = False,
 ) -> tuple[dict[str, Any], StixObject]:
     label = _label(obj)
     if _raw_entry(obj) is not None and not resign:
@@ -353,7 +360,7 @@ def _sign(
     }
     unsigned["extensions"] = extensions
     if attest:
-        unsigned = normal_form(unsigned)
+        unsigned = normal_form(unsigned, checked=checked)
         extensions = unsigned["extensions"]
     else:
         require_normal_form(unsigned)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid
 from collections import Counter
@@ -30,7 +31,7 @@ import pytest
 from pymisp import MISPEvent, MISPTag, PyMISP
 
 from exchange.config import load_settings
-from exchange.errors import RemoteError
+from exchange.errors import AuthError, RemoteError
 from exchange.member.upgrade import upgrade_objects
 from exchange.misp.client import MispClient
 from exchange.misp.pull import run_pull
@@ -259,6 +260,53 @@ def test_failed_event_holds_the_cursor_and_is_retried(first: RunReport,
     assert retry.items == []
     assert world.stored(f"report--{older}") or world.stored(f"grouping--{older}")
     assert set(world.ex.store.misp_pulled(world.target.name, [older, newer])) == {older, newer}
+
+
+class RefusingClient(MispClient):
+    """The real client, except that MISP refuses the key when one event is read; it
+    records which thread read each event."""
+
+    __slots__ = ("readers", "refused")
+
+    def __init__(self, real: MispClient, key: str, refused: str) -> None:
+        super().__init__(real.target, key)
+        self.refused = refused
+        self.readers: list[tuple[str, str]] = []
+
+    def get_event(self, event_uuid: str) -> dict[str, Any] | None:
+        self.readers.append((event_uuid, threading.current_thread().name))
+        if event_uuid == self.refused:
+            raise AuthError(f"reading event {event_uuid}: MISP refused the API key"
+                            " (injected by the test)")
+        return super().get_event(event_uuid)
+
+
+def test_a_key_refused_mid_run_stops_there_and_holds_the_cursor(first: RunReport,
+                                                               world: World) -> None:
+    """Events are read one ahead by a worker thread; a refusal is still raised where its
+    event is imported: the events before it are imported, it and the later ones wait."""
+    made = []
+    for label in ("before", "refused", "after"):
+        made.append(_small_event(world, f"auth-{label}"))
+        _bounded_wait_past(int(world.api.get_event(made[-1])["Event"]["timestamp"]))
+    before, refused, after = made
+    client = RefusingClient(world.client, world.key, refused=refused)
+    report = run_pull(world.ex, world.target, client)
+    assert report.outcome is Outcome.AUTH_FAILED
+    assert "injected by the test" in report.message
+    refused_stamp = int(world.api.get_event(refused)["Event"]["timestamp"])
+    assert report.cursor_after == str(refused_stamp)
+    assert set(world.ex.store.misp_pulled(world.target.name, made)) == {before}
+    assert world.stored(f"report--{before}") or world.stored(f"grouping--{before}")
+    assert world.stored(f"report--{after}") is None
+    assert world.stored(f"grouping--{after}") is None
+    assert [u for u, _ in client.readers][:2] == [before, refused]
+    assert all(name.startswith("misp-pull-read") for _, name in client.readers)
+    world.ex.store.save_misp_state(MispSyncState(world.target.name, "pull",
+                                                 cursor=report.cursor_after))
+    retry = world.pull()
+    assert retry.outcome is Outcome.OK
+    assert set(world.ex.store.misp_pulled(world.target.name, made)) == set(made)
 
 
 def test_sightings_are_carried(first: RunReport, world: World) -> None:

@@ -119,9 +119,10 @@ def values_for(key: str, kind: k.Kind) -> st.SearchStrategy[Any]:
     return _TEXT
 
 
-_SKIPPED = {"type", "spec_version", "id", "granular_markings", "objects", "definition"}
+_SKIPPED = {"type", "spec_version", "id", "granular_markings", "objects", "definition", "ipfix"}
 _ORDERED = [("created", "modified"), ("first_seen", "last_seen"), ("valid_from", "valid_until"),
-            ("start_time", "stop_time"), ("first_observed", "last_observed")]  # fmt: skip
+            ("start_time", "stop_time"), ("first_observed", "last_observed"),
+            ("start", "end")]  # fmt: skip
 
 
 @st.composite
@@ -181,6 +182,11 @@ def stix_objects(draw: st.DrawFn, type_name: str) -> dict[str, Any]:
         obj.setdefault("name", "Family")
     elif type_name == "file" and "name" not in obj and "hashes" not in obj:
         obj["name"] = "a.exe"
+    elif type_name == "network-traffic" and draw(st.integers(0, 9)) > 0:
+        if "src_ref" not in obj and "dst_ref" not in obj:
+            obj["dst_ref"] = draw(identifiers(["ipv4-addr", "domain-name"]))
+        if "end" in obj and draw(st.integers(0, 3)) > 0:
+            obj["is_active"] = False
     elif type_name == "marking-definition":
         draw(_marking_definition(obj))
     if draw(st.integers(0, 5)) == 0:
@@ -285,6 +291,8 @@ def full_object(type_name: str) -> dict[str, Any]:
     elif type_name == "marking-definition":
         obj["definition_type"], obj["definition"] = "statement", {"statement": "Copyright ACME"}
         del obj["extensions"]
+    elif type_name == "network-traffic":
+        obj["is_active"] = False  # 'end' is present
     return obj
 
 

@@ -1,7 +1,9 @@
-"""The C encoder's bytes for plain values are RFC 8785's, and nothing else is taken."""
+"""exchange.model.jcs.dumps: the same bytes and the same errors as rfc8785.dumps."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,37 +11,61 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.model.jcs import plain_canonical
+from exchange.model import jcs
 
-_TEXT = st.text(st.characters(exclude_categories=["Cs"])) | st.text(st.sampled_from(
-    [chr(c) for c in range(0x20)] + ['"', "\\", "/", "\x7f", "\u2028", "\ufeff",
-                                     "\U0001f600", "\ue000", "é"]))
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | _TEXT
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=5),
-    max_leaves=25)
+REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
+
+# Every code point, lone surrogates included, and keys that are ASCII or not.
+_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=12)
+_keys = st.one_of(st.text(st.characters(max_codepoint=0x7F), max_size=6), _text)
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**60), max_value=2**60),
+    st.integers(min_value=-(2**53) - 2, max_value=2**53 + 2),
+    st.floats(allow_nan=True, allow_infinity=True), _text)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5),
+                            st.dictionaries(_keys, inner, max_size=5)),
+    max_leaves=30)
 
 
-@settings(max_examples=500)
-@given(_JSON)
-def test_plain_values_get_exactly_rfc8785_bytes_and_others_none(value: Any) -> None:
-    got = plain_canonical(value)
+def outcome(fn: Any, value: Any) -> tuple[str, Any]:
     try:
-        expected: bytes | None = rfc8785.dumps(value)
-    except rfc8785.CanonicalizationError:
-        expected = None
-    if got is not None:
-        assert got == expected
+        return "bytes", fn(value)
+    except Exception as e:  # noqa: BLE001 - the error's type is what is compared
+        return "error", type(e)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_values)
+def test_same_bytes_or_same_error_as_rfc8785(value: Any) -> None:
+    assert outcome(jcs.dumps, value) == outcome(rfc8785.dumps, value)
 
 
 @pytest.mark.parametrize("value", [
-    {"a": 1.0}, {"é": 1}, {"k": 2**53}, {"k": (1, 2)}, "\ud800", [1.5],
+    {"b": 1, "a": "\u2028\x7f\x1f\"\\/\b\f\n\r\t\x00"},
+    {"\ue000": 1, "\U0001f600": 2},  # code point order and UTF-16 order differ here
+    {"x": [True, False, None, 2**53 - 1, -(2**53 - 1)]},
+    {"ok": "\ud800"},  # a lone surrogate
+    {"n": 2**53},
+    {"f": 1.0, "g": 1e21, "h": -0.0},
+    {1: "non-string key"},
+    ("tuple", "value"),
+    {"deep": json.loads("[" * 200 + "]" * 200)},
 ])
-def test_what_the_c_encoder_could_get_wrong_is_left_to_rfc8785(value: Any) -> None:
-    assert plain_canonical(value) is None
+def test_edge_cases(value: Any) -> None:
+    assert outcome(jcs.dumps, value) == outcome(rfc8785.dumps, value)
 
 
-def test_a_typical_object_is_taken() -> None:
-    obj = {"type": "indicator", "name": "C2 \u00e9\n\"x\"", "confidence": 80, "x": [None, True]}
-    assert plain_canonical(obj) == rfc8785.dumps(obj)
+def test_the_real_stix_files() -> None:
+    files = sorted((REAL / "stix21").glob("*.json")) if (REAL / "stix21").is_dir() else []
+    files += sorted((REAL / "stix20").glob("*.json")) if (REAL / "stix20").is_dir() else []
+    if not files:
+        pytest.skip("no real STIX files in ../shared/data/real")
+    seen = 0
+    for path in files:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for obj in data.get("objects", []) if isinstance(data, dict) else []:
+            assert jcs.dumps(obj) == rfc8785.dumps(obj), (path.name, obj.get("id"))
+            seen += 1
+    assert seen > 100

@@ -24,16 +24,26 @@ never holds a secret.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
 
 from exchange.errors import ConfigError
-from exchange.policy.schema import NAME, SLUG, Node, parse_yaml
+from exchange.node.datafile import (
+    Schedule,
+    env_name,
+    number,
+    open_data_file,
+    parse_schedule,
+    path_value,
+    read_data_file,
+    refuse_inline_secrets,
+    slug_name,
+    web_url,
+)
+from exchange.policy.schema import NAME, SLUG, Node
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -52,15 +62,11 @@ MAX_TIMEOUT: Final = 600.0
 #: Objects asked for per page when a source does not say (servers may send fewer).
 DEFAULT_PAGE_SIZE: Final = 500
 MAX_PAGE_SIZE: Final = 10_000
-MIN_INTERVAL: Final = 60
-MAX_INTERVAL: Final = 7 * 24 * 3600
-#: FOR TESTS ONLY: lowers the shortest interval allowed (whole seconds, 1..60).
+#: FOR TESTS ONLY: lowers the shortest interval allowed (whole seconds, 1..60; see
+#: :func:`exchange.node.datafile.min_interval`).
 TEST_MIN_INTERVAL_ENV: Final = "CX_TEST_SOURCE_MIN_INTERVAL"
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _USER = re.compile(r"[^\x00-\x1f\x7f:]{1,128}")
 _COLLECTION = re.compile(r"[^\x00-\x1f\x7f/?#]{1,256}")
-_CRON_FIELD = re.compile(r"(?:\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/[0-9]+)?"
-                         r"(?:,(?:\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/[0-9]+)?)*")
 _INLINE_SECRETS: Final = ("password", "api_key", "key", "token", "secret")
 
 
@@ -69,19 +75,6 @@ class Kind(enum.StrEnum):
 
     PEER = "peer"  # another cert-exchange node: signatures verified with pinned keys
     VENDOR = "vendor"  # any TAXII 2.1 server: unsigned objects, attested by this node
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """Every ``interval`` seconds, or on a five-field ``cron`` (UTC); exactly one set."""
-
-    interval: int | None = None
-    cron: str | None = None
-
-    def describe(self) -> str:
-        """``every 900 s`` or ``cron '*/15 * * * *'``."""
-        return f"every {self.interval} s" if self.interval is not None else \
-            f"cron {self.cron!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,18 +138,11 @@ def parse_sources(file: str, content: bytes) -> tuple[TaxiiSource, ...]:
             or a bad value; a password given inline; a URL that is not https (except to a
             loopback address); two sources reading the same collection.
     """
-    root = Node(parse_yaml(file, content), file)
-    if root.value is None:
-        root.fail("empty file; expected a mapping with 'sources'")
-    fields = root.fields(required=("sources",), optional=("version",))
-    if "version" in fields and fields["version"].value != 1:
-        fields["version"].fail(f"unsupported version {fields['version'].value!r} (use 1)")
+    top = open_data_file(file, content, "sources")
     sources: list[TaxiiSource] = []
     seen: dict[tuple[str, str], str] = {}
-    for name, node in fields["sources"].entries():
-        if not SLUG.fullmatch(name):
-            node.fail(f"source name {name!r} is not lowercase letters, digits, '.', '_' or"
-                      " '-' (at most 64)")
+    for name, node in top.entries():
+        slug_name(name, node, "source")
         source = _source(name, node)
         where = (source.api_root or source.discovery or "", source.collection)
         if where in seen:
@@ -165,7 +151,7 @@ def parse_sources(file: str, content: bytes) -> tuple[TaxiiSource, ...]:
         seen[where] = name
         sources.append(source)
     if not sources:
-        fields["sources"].fail("no sources; list at least one")
+        top.fail("no sources; list at least one")
     return tuple(sources)
 
 
@@ -175,11 +161,7 @@ def load_sources(path: Path) -> tuple[TaxiiSource, ...]:
     Raises:
         ConfigError: The file cannot be read, or :func:`parse_sources` refuses it.
     """
-    try:
-        content = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the TAXII sources file ({e.strerror})") from None
-    return parse_sources(str(path), content)
+    return parse_sources(str(path), read_data_file(path, "TAXII sources"))
 
 
 def read_password(source: TaxiiSource, environ: dict[str, str] | None = None) -> str | None:
@@ -218,13 +200,10 @@ def read_password(source: TaxiiSource, environ: dict[str, str] | None = None) ->
 
 
 def _source(name: str, node: Node) -> TaxiiSource:
-    if isinstance(node.value, dict):
-        for key in _INLINE_SECRETS:
-            if key in node.value:
-                Node(None, node.file, f"{node.path}.{key}").fail(
-                    "a password is never written in this file: put it in a file readable"
-                    " only by the exchange (password_file) or in an environment variable"
-                    " (password_env)")
+    refuse_inline_secrets(node, _INLINE_SECRETS,
+                          "a password is never written in this file: put it in a file"
+                          " readable only by the exchange (password_file) or in an"
+                          " environment variable (password_env)")
     f = node.fields(required=_REQUIRED, optional=_OPTIONAL)
     if "description" in f:
         f["description"].string()
@@ -248,10 +227,8 @@ def _source(name: str, node: Node) -> TaxiiSource:
                   " URL), or both")
     user = f["user"].string(_USER, "a user name without ':' or control characters") \
         if "user" in f else None
-    password_file = _path(f["password_file"]) if "password_file" in f else None
-    password_env = (f["password_env"].string(_ENV_NAME, "an environment variable name"
-                                             " (A-Z, 0-9, '_')")
-                    if "password_env" in f else None)
+    password_file = path_value(f["password_file"]) if "password_file" in f else None
+    password_env = env_name(f["password_env"]) if "password_env" in f else None
     if password_env is not None and password_env.startswith("EXCHANGE_") \
             and not password_env.startswith("EXCHANGE_SOURCE_KEY_"):
         f["password_env"].fail("an EXCHANGE_ variable must be named EXCHANGE_SOURCE_KEY_..."
@@ -267,91 +244,15 @@ def _source(name: str, node: Node) -> TaxiiSource:
         org=f["org"].string(NAME, "an organisation name"),
         into=f["into"].string(SLUG, "a local collection alias or id"),
         user=user, password_file=password_file, password_env=password_env,
-        ca_file=_path(f["ca_file"]) if "ca_file" in f else None,
-        schedule=_schedule(f["schedule"]),
-        timeout=_number(f["timeout"], 0, MAX_TIMEOUT) if "timeout" in f else DEFAULT_TIMEOUT,
-        page_size=(int(_number(f["page_size"], 0, MAX_PAGE_SIZE, whole=True))
+        ca_file=path_value(f["ca_file"]) if "ca_file" in f else None,
+        schedule=parse_schedule(f["schedule"], TEST_MIN_INTERVAL_ENV),
+        timeout=number(f["timeout"], 0, MAX_TIMEOUT) if "timeout" in f else DEFAULT_TIMEOUT,
+        page_size=(int(number(f["page_size"], 0, MAX_PAGE_SIZE, whole=True))
                    if "page_size" in f else DEFAULT_PAGE_SIZE),
     )
 
 
-def _path(node: Node) -> str:
-    text = node.string()
-    if not text.strip():
-        node.fail("empty path")
-    return text
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _url(node: Node) -> str:
-    text = node.string()
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as e:
-        node.fail(f"{text!r} is not a URL ({e})")
-    if parts.scheme not in ("https", "http") or not host:
-        node.fail(f"{text!r} is not an https URL with a host")
-    if parts.username is not None or parts.password is not None:
-        node.fail("the URL must not carry credentials; use user and password_file or"
-                  " password_env")
-    if parts.query or parts.fragment:
-        node.fail(f"{text!r}: a TAXII URL takes no query or fragment")
-    if parts.scheme == "http" and not _is_loopback(host):
-        node.fail(f"{text!r} must use https (plain http is allowed only to a loopback"
-                  " address)")
+    text = web_url(node, credentials="user and password_file or password_env",
+                   what="a TAXII URL")
     return text if text.endswith("/") else text + "/"
-
-
-def _number(node: Node, low: float, high: float, *, whole: bool = False) -> float:
-    value = node.value
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            (whole and not isinstance(value, int)):
-        node.fail(f"expected a {'whole ' if whole else ''}number, found {value!r}")
-    if not low < value <= high:
-        node.fail(f"{value} is outside ({low:g}, {high:g}]")
-    return float(value)
-
-
-def min_interval() -> int:
-    """The shortest interval allowed (lower for tests, :data:`TEST_MIN_INTERVAL_ENV`).
-
-    Raises:
-        ConfigError: The test variable is set to anything but 1..60.
-    """
-    text = os.environ.get(TEST_MIN_INTERVAL_ENV)
-    if text is None:
-        return MIN_INTERVAL
-    if not text.isdigit() or not 1 <= int(text) <= MIN_INTERVAL:
-        raise ConfigError(f"{TEST_MIN_INTERVAL_ENV}={text!r}: expected whole seconds"
-                          f" 1..{MIN_INTERVAL} (a setting for tests only)")
-    return int(text)
-
-
-def _schedule(node: Node) -> Schedule:
-    f = node.fields(optional=("interval", "cron"))
-    if ("interval" in f) == ("cron" in f):
-        node.fail("give exactly one of interval (seconds) and cron (five fields)")
-    if "interval" in f:
-        value = f["interval"].value
-        if isinstance(value, bool) or not isinstance(value, int):
-            f["interval"].fail(f"expected a whole number of seconds, found {value!r}")
-        shortest = min_interval()
-        if not shortest <= value <= MAX_INTERVAL:
-            f["interval"].fail(f"{value} s is outside {shortest}..{MAX_INTERVAL} s")
-        return Schedule(interval=value)
-    cron = f["cron"].string()
-    parts = cron.split()
-    if len(parts) != 5 or not all(_CRON_FIELD.fullmatch(x) for x in parts):
-        f["cron"].fail(f"{cron!r} is not a cron expression of five fields (minute hour"
-                       " day-of-month month day-of-week)")
-    return Schedule(cron=" ".join(parts))

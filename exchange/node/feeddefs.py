@@ -19,15 +19,14 @@ file.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from exchange.errors import ConfigError
 from exchange.model.objects import Tlp
-from exchange.policy.schema import SLUG, Node, parse_yaml
+from exchange.node.datafile import include_exclude, open_data_file, read_data_file, slug_name
+from exchange.policy.schema import SLUG, Node
 
 __all__ = [
     "FEED_FORMATS",
@@ -44,8 +43,6 @@ FEED_KINDS: Final = ("ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "
 FEED_FORMATS: Final = ("txt", "csv")
 #: The longest age a filter may ask for (ten years).
 MAX_AGE_DAYS: Final = 3650
-#: A label as STIX 2.1 writes them (open vocabulary): printable, at most 255 characters.
-_LABEL: Final = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _DAY: Final = 86_400_000_000  # microseconds
 
 
@@ -131,15 +128,10 @@ def parse_flat_feeds(file: str, content: bytes) -> tuple[FlatFeed, ...]:
             type or a bad value (an unknown kind or format, a label both included and
             excluded, a confidence outside 0..100, an age outside 1..3650 days).
     """
-    root = Node(parse_yaml(file, content), file)
-    if root.value is None:
-        root.fail("empty file; expected a mapping with 'feeds'")
-    fields = root.fields(required=("feeds",), optional=("version",))
-    if "version" in fields and fields["version"].value != 1:
-        fields["version"].fail(f"unsupported version {fields['version'].value!r} (use 1)")
-    feeds = [_feed(name, node) for name, node in fields["feeds"].entries()]
+    top = open_data_file(file, content, "feeds")
+    feeds = [_feed(name, node) for name, node in top.entries()]
     if not feeds:
-        fields["feeds"].fail("no feeds; list at least one")
+        top.fail("no feeds; list at least one")
     return tuple(feeds)
 
 
@@ -149,17 +141,11 @@ def load_flat_feeds(path: Path) -> tuple[FlatFeed, ...]:
     Raises:
         ConfigError: The file cannot be read, or :func:`parse_flat_feeds` refuses it.
     """
-    try:
-        content = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the flat feeds file ({e.strerror})") from None
-    return parse_flat_feeds(str(path), content)
+    return parse_flat_feeds(str(path), read_data_file(path, "flat feeds"))
 
 
 def _feed(name: str, node: Node) -> FlatFeed:
-    if not SLUG.fullmatch(name):
-        node.fail(f"feed name {name!r} is not lowercase letters, digits, '.', '_' or '-'"
-                  " (at most 64)")
+    slug_name(name, node, "feed")
     if name.endswith((".txt", ".csv")) or name == "misp":
         node.fail(f"feed name {name!r} would clash with a feed's URL; choose another")
     f = node.fields(required=_FEED_KEYS, optional=_FEED_OPTIONAL)
@@ -198,27 +184,9 @@ def _whole(node: Node, low: int, high: int, unit: str) -> int:
 def _filters(node: Node) -> FeedFilters:
     f = node.fields(optional=("tlp_ceiling", "labels", "min_confidence", "max_age_days"))
     ceiling = f["tlp_ceiling"].level() if "tlp_ceiling" in f else Tlp.RED
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    if "labels" in f:
-        labels = f["labels"].fields(optional=("include", "exclude"))
-        include = _labels(labels["include"]) if "include" in labels else ()
-        exclude = _labels(labels["exclude"]) if "exclude" in labels else ()
-        both = set(include) & set(exclude)
-        if both:
-            f["labels"].fail(f"label {sorted(both)[0]!r} is both included and excluded")
+    include, exclude = include_exclude(f["labels"], "label") if "labels" in f else ((), ())
     confidence = (_whole(f["min_confidence"], 0, 100, "")
                   if "min_confidence" in f else None)
     age = (_whole(f["max_age_days"], 1, MAX_AGE_DAYS, " days")
            if "max_age_days" in f else None)
     return FeedFilters(ceiling, include, exclude, confidence, age)
-
-
-def _labels(node: Node) -> tuple[str, ...]:
-    out: list[str] = []
-    for item in node.items():
-        label = item.string(_LABEL, "a label (1-255 printable characters)")
-        if label in out:
-            item.fail(f"label {label!r} is listed twice")
-        out.append(label)
-    return tuple(out)

@@ -16,7 +16,6 @@ leader's node and sources live in this module while it leads (:data:`_runtime`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,9 +25,10 @@ from typing import TYPE_CHECKING, Final
 
 from exchange.config import Settings
 from exchange.errors import ExchangeError
-from exchange.feeds.ingest import Outcome, VerifierFor
+from exchange.feeds.ingest import VerifierFor
 from exchange.feeds.run import default_verifier_for, load_node_sources, run_source
 from exchange.feeds.sources import TaxiiSource
+from exchange.node import jobs
 from exchange.node.base import now_micros
 from exchange.node.jobs import schedule_trigger
 from exchange.node.service import Exchange
@@ -58,31 +58,15 @@ def skip_reason(state: SourceState | None, now: int, changed_at: int | None = No
         base: Seconds of rest after the first failure (doubling after each further one).
         cap: The longest rest, in seconds.
     """
-    if state is None or state.failures <= 0 or state.last_finished is None:
-        return None
-    if state.outcome == Outcome.AUTH_FAILED.value and (
-            changed_at is None or changed_at <= state.last_finished):
-        return ("stopped: the server refused the login; fix the password or the sources"
+    return jobs.skip_reason(
+        state, now, jobs.Backoff(base, cap), changed_at,
+        stopped="stopped: the server refused the login; fix the password or the sources"
                 " file and the job resumes")
-    rest = min(cap, base * float(2 ** min(state.failures - 1, 62)))
-    resume = state.last_finished + int(rest * 1_000_000)
-    if now < resume:
-        when = datetime.fromtimestamp(resume / 1e6, UTC).isoformat(timespec="seconds")
-        return f"backing off after {state.failures} failed run(s) until {when}"
-    return None
 
 
 def changed_at(source: TaxiiSource, sources_file: Path | None) -> int | None:
     """When (µs) the source's password file or the sources file last changed, if known."""
-    times = []
-    for path in (source.password_file, sources_file):
-        if path is None:
-            continue
-        try:
-            times.append(os.stat(path).st_mtime_ns // 1000)
-        except OSError:
-            continue
-    return max(times) if times else None
+    return jobs.last_changed((source.password_file, sources_file))
 
 
 @dataclass

@@ -56,11 +56,11 @@ from apscheduler.triggers.base import BaseTrigger
 
 from exchange.config import Settings
 from exchange.errors import ConfigError, ExchangeError
-from exchange.misp.report import Outcome
 from exchange.misp.sync import Runner, directions_for, load_node_targets, open_node, run_target
 from exchange.misp.targets import MispTarget
+from exchange.node import jobs
 from exchange.node.base import now_micros
-from exchange.node.jobs import JobFamily, crontab_weekdays, schedule_trigger
+from exchange.node.jobs import Backoff, JobFamily, crontab_weekdays, schedule_trigger
 from exchange.node.service import Exchange
 from exchange.storage.base import MispSyncState
 from exchange.storage.engines import WRITE_OPTION, SqliteOptions, create_engine
@@ -88,31 +88,6 @@ JOB_TABLE: Final = "cx_scheduler_jobs"
 _LOCK_KEY_SQL: Final = sa.text(
     "SELECT hashtextextended('cert-exchange misp scheduler leader ' || current_schema(), 0)")
 _JOB_PREFIX: Final = "misp-"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """How long a target rests after failed runs: ``base * 2 ** (failures - 1)``, capped.
-
-    Attributes:
-        base: Seconds after the first failure.
-        cap: The longest rest, in seconds.
-    """
-
-    base: float = 60.0
-    cap: float = 6 * 3600.0
-
-    def delay(self, failures: int) -> float:
-        """Seconds to rest after ``failures`` consecutive failed runs (0 for none)."""
-        if failures <= 0:
-            return 0.0
-        return min(self.cap, self.base * float(2 ** min(failures - 1, 62)))
-
-    def resume_at(self, state: MispSyncState) -> int | None:
-        """When (µs) the target may run again, or None if it need not rest."""
-        if state.failures <= 0 or state.last_finished is None:
-            return None
-        return state.last_finished + int(self.delay(state.failures) * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,31 +137,15 @@ def skip_reason(state: MispSyncState | None, now: int, backoff: Backoff,
         backoff: The rest after failures.
         changed_at: When (µs) the key file or the targets file last changed.
     """
-    if state is None:
-        return None
-    if state.outcome == Outcome.AUTH_FAILED.value and (
-            changed_at is None or state.last_finished is None
-            or changed_at <= state.last_finished):
-        return ("stopped: the last run could not authenticate to MISP; fix the API key or"
+    return jobs.skip_reason(
+        state, now, backoff, changed_at,
+        stopped="stopped: the last run could not authenticate to MISP; fix the API key or"
                 " the targets file and the job resumes")
-    resume = backoff.resume_at(state)
-    if resume is not None and now < resume:
-        when = datetime.fromtimestamp(resume / 1e6, UTC).isoformat(timespec="seconds")
-        return f"backing off after {state.failures} failed run(s) until {when}"
-    return None
 
 
 def changed_at(target: MispTarget, targets_file: Path | None) -> int | None:
     """When (µs) the target's key file or the targets file last changed, if known."""
-    times = []
-    for path in (target.api_key_file, targets_file):
-        if path is None:
-            continue
-        try:
-            times.append(os.stat(path).st_mtime_ns // 1000)
-        except OSError:
-            continue
-    return max(times) if times else None
+    return jobs.last_changed((target.api_key_file, targets_file))
 
 
 # -- the jobs ------------------------------------------------------------------------

@@ -6,14 +6,19 @@ are its own; every other door adds its jobs as a :class:`JobFamily` the command 
 passes in (TAXII sources: :class:`exchange.feeds.schedule.SourceJobs`), so doors never
 import each other: both import this module. Here too: the reading of a five-field
 crontab schedule as an APScheduler 3 trigger (:func:`schedule_trigger`,
-:func:`crontab_weekdays`). No I/O.
+:func:`crontab_weekdays`), and when a job should rest instead of running
+(:func:`skip_reason`): after failed runs it backs off (:class:`Backoff`); after a refused
+login it waits until the files holding the login or the definitions change
+(:func:`last_changed`). No I/O but reading files' modification times.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
-from datetime import UTC
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -28,7 +33,19 @@ if TYPE_CHECKING:
 
     from exchange.node.service import Exchange
 
-__all__ = ["JobFamily", "crontab_weekdays", "schedule_trigger"]
+__all__ = [
+    "AUTH_FAILED",
+    "Backoff",
+    "JobFamily",
+    "RunState",
+    "crontab_weekdays",
+    "last_changed",
+    "schedule_trigger",
+    "skip_reason",
+]
+
+#: The outcome of a run the other side refused to log in to (each door's ``Outcome``).
+AUTH_FAILED: Final = "auth-failed"
 
 _WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DOW_ITEM = re.compile(r"(\*|[0-7a-z]+)(?:-([0-7a-z]+))?(?:/([0-9]+))?")
@@ -66,6 +83,85 @@ class JobFamily(Protocol):
 
     def stop(self) -> None:
         """Forget the node (the leader stopped)."""
+
+
+class RunState(Protocol):
+    """What :func:`skip_reason` reads of a job's saved state (a source's or a target's)."""
+
+    @property
+    def outcome(self) -> str:
+        """The last run's outcome (``ok``, ``failed``, ``auth-failed``, ...)."""
+
+    @property
+    def last_finished(self) -> int | None:
+        """When (µs) the last run finished."""
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long a job rests after failed runs: ``base * 2 ** (failures - 1)``, capped.
+
+    Attributes:
+        base: Seconds after the first failure.
+        cap: The longest rest, in seconds.
+    """
+
+    base: float = 60.0
+    cap: float = 6 * 3600.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to rest after ``failures`` consecutive failed runs (0 for none)."""
+        if failures <= 0:
+            return 0.0
+        return min(self.cap, self.base * float(2 ** min(failures - 1, 62)))
+
+    def resume_at(self, state: RunState) -> int | None:
+        """When (µs) the job may run again, or None if it need not rest."""
+        if state.failures <= 0 or state.last_finished is None:
+            return None
+        return state.last_finished + int(self.delay(state.failures) * 1_000_000)
+
+
+def skip_reason(state: RunState | None, now: int, backoff: Backoff,
+                changed_at: int | None, *, stopped: str) -> str | None:
+    """Why a scheduled run should not happen now, or None if it should.
+
+    Args:
+        state: The job's saved state, or None before its first run.
+        now: The time, µs since the epoch.
+        backoff: The rest after failures.
+        changed_at: When (µs) the files holding the login or the definitions last
+            changed (:func:`last_changed`), or None if unknown.
+        stopped: The reason given while a refused login waits for such a change.
+    """
+    if state is None:
+        return None
+    if state.outcome == AUTH_FAILED and (
+            changed_at is None or state.last_finished is None
+            or changed_at <= state.last_finished):
+        return stopped
+    resume = backoff.resume_at(state)
+    if resume is not None and now < resume:
+        when = datetime.fromtimestamp(resume / 1e6, UTC).isoformat(timespec="seconds")
+        return f"backing off after {state.failures} failed run(s) until {when}"
+    return None
+
+
+def last_changed(paths: Iterable[str | Path | None]) -> int | None:
+    """When (µs) the latest of these files changed; None for none that can be read."""
+    times = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            times.append(os.stat(path).st_mtime_ns // 1000)
+        except OSError:
+            continue
+    return max(times) if times else None
 
 
 def schedule_trigger(interval: int | None, cron: str | None, max_jitter: int) -> BaseTrigger:

@@ -16,8 +16,10 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -39,9 +41,9 @@ from exchange.misp.sync import (
     summary,
     target_named,
 )
-from exchange.misp.targets import MispTarget, load_targets
+from exchange.misp.targets import load_targets
 from exchange.node.base import now_micros
-from exchange.node.feeddefs import FlatFeed, load_flat_feeds
+from exchange.node.feeddefs import load_flat_feeds
 from exchange.storage.base import FeedDownloads, MispSyncState, SourceState
 
 #: Counts ``sync status`` always shows, even at zero.
@@ -50,6 +52,7 @@ SHOWN_COUNTS = ("created", "updated", "skipped", "failed")
 SOURCE_COUNTS = ("created", "duplicate", "refused", "pages")
 #: Items the text output lists per rule; ``--json`` lists every kept item.
 SHOWN_ITEMS = 10
+_T = TypeVar("_T")
 
 
 def _when(micros: int | None) -> str | None:
@@ -118,15 +121,21 @@ def sync_run(ctx_obj: Any, target: str, direction: str, dry_run: bool, as_json: 
         sys.exit(1)
 
 
-def _sources(settings: Any) -> tuple[tuple[TaxiiSource, ...], str | None]:
-    """The configured TAXII sources, and the problem of a broken sources file."""
-    path = settings.taxii_sources_path
+def _definitions(path: Path | None, load: Callable[[Path], tuple[_T, ...]]
+                 ) -> tuple[tuple[_T, ...], str | None]:
+    """What a definitions file holds (nothing when none is configured), and why a broken
+    one was refused."""
     if path is None:
         return (), None
     try:
-        return load_sources(path), None
+        return load(path), None
     except ExchangeError as e:
         return (), e.reason
+
+
+def _sources(settings: Any) -> tuple[tuple[TaxiiSource, ...], str | None]:
+    """The configured TAXII sources, and the problem of a broken sources file."""
+    return _definitions(settings.taxii_sources_path, load_sources)
 
 
 def _source_named(settings: Any, name: str) -> TaxiiSource | None:
@@ -204,13 +213,8 @@ def sync_status(ctx_obj: Any, as_json: bool) -> None:
     """Each target and direction: last run, outcome, counts, reasons, cursor, next run;
     each flat feed: its downloads per format and account (last, count, ETag, values)."""
     settings = ctx_obj.settings
-    targets: dict[str, MispTarget] = {}
-    problem = None
-    if settings.misp_targets_path is not None:
-        try:
-            targets = {t.name: t for t in load_targets(settings.misp_targets_path)}
-        except ExchangeError as e:
-            problem = e.reason
+    loaded, problem = _definitions(settings.misp_targets_path, load_targets)
+    targets = {t.name: t for t in loaded}
     wanted = [(t.name, d) for t in targets.values() for d in directions_for(t)]
     with ctx_obj.exchange() as ex:
         states = {(s.target, s.direction): s for s in ex.store.misp_states()}
@@ -296,13 +300,8 @@ def _feed_rows(settings: Any, downloads: list[FeedDownloads]
     """Every named feed of the ``flat_feeds`` file (downloaded or not) and every other
     feed downloaded, each with its downloads per format and account; and why the file
     was refused, if it was."""
-    named: dict[str, FlatFeed] = {}
-    problem = None
-    if settings.flat_feeds_path is not None:
-        try:
-            named = {f.name: f for f in load_flat_feeds(settings.flat_feeds_path)}
-        except ExchangeError as e:
-            problem = e.reason
+    loaded, problem = _definitions(settings.flat_feeds_path, load_flat_feeds)
+    named = {f.name: f for f in loaded}
     by_feed: dict[str, list[FeedDownloads]] = {}
     for d in downloads:
         by_feed.setdefault(d.feed, []).append(d)

@@ -149,3 +149,23 @@ def test_without_a_targets_file_run_explains_and_status_says_so(tmp_path: Path) 
     code, out, _ = cli(home, "sync", "status")
     assert code == 0
     assert out.strip() == "no MISP targets configured (set misp_targets in exchange.toml)"
+
+
+def test_status_names_each_broken_definitions_file_and_still_answers(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    make_home(home, extra='taxii_sources = "sources.yaml"\nflat_feeds = "flat-feeds.yaml"\n')
+    (home / "misp-targets.yaml").write_text("targets: {}\nextra: 1\n")
+    (home / "sources.yaml").write_text("version: 2\nsources: {}\n")
+    (home / "flat-feeds.yaml").write_text("")
+    code, out, _ = cli(home, "sync", "status")
+    assert code == 0
+    assert f"targets file: {home}/misp-targets.yaml: extra: unknown key" in out
+    assert f"sources file: {home}/sources.yaml: version: unsupported version 2 (use 1)" in out
+    assert (f"flat feeds file: {home}/flat-feeds.yaml: top level: empty file; expected a"
+            " mapping with 'feeds'") in out
+    code, out, _ = cli(home, "sync", "status", "--json")
+    status = json.loads(out)
+    assert (status["targets"], status["sources"], status["feeds"]) == ([], [], [])
+    assert "extra: unknown key" in status["problem"]
+    assert "unsupported version 2" in status["sources_problem"]
+    assert "empty file" in status["feeds_problem"]

@@ -59,6 +59,28 @@ class Demo:
         assert len(found) == 1, (phrase, self.commands)
         return found[0]
 
+    def read_guide(self, end: str) -> None:
+        """Read what the demo prints up to the guide's last line ``end`` into :attr:`lines`
+        (its standard error into :attr:`stderr`, in the background); fail if it prints no
+        guide within :data:`STARTUP_SECONDS` or exits first."""
+        sink: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, sink), daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr or []),
+                         daemon=True).start()
+        while True:
+            try:
+                line = sink.get(timeout=STARTUP_SECONDS)
+            except queue.Empty:
+                pytest.fail(f"the demo printed no guide within {STARTUP_SECONDS} s:"
+                            f" {self.lines}")
+            if line is None:
+                self.proc.wait(timeout=30)
+                pytest.fail(f"the demo exited with {self.proc.returncode}:"
+                            f" {''.join(self.stderr)}")
+            self.lines.append(line.rstrip("\n"))
+            if self.lines[-1] == end:
+                return
+
     def stop(self) -> tuple[int, str]:
         """Ctrl-C: SIGINT to the demo process; its exit status and standard error."""
         self.proc.send_signal(signal.SIGINT)
@@ -91,23 +113,10 @@ def start(tmp_path: Path) -> Iterator[object]:
              str(port), "--count", "40", *extra],
             cwd=PROJECT, env=_demo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
-        lines: queue.Queue[str | None] = queue.Queue()
         demo = Demo(proc, [])
         running.append(demo)
-        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-        threading.Thread(target=lambda: demo.stderr.extend(proc.stderr or []),  # type: ignore[arg-type]
-                         daemon=True).start()
-        while True:
-            try:
-                line = lines.get(timeout=STARTUP_SECONDS)
-            except queue.Empty:
-                pytest.fail(f"the demo printed no guide within {STARTUP_SECONDS} s")
-            if line is None:
-                proc.wait(timeout=30)
-                pytest.fail(f"the demo exited with {proc.returncode}: {''.join(demo.stderr)}")
-            demo.lines.append(line.rstrip("\n"))
-            if line.rstrip("\n") == GUIDE_END:
-                return demo
+        demo.read_guide(GUIDE_END)
+        return demo
 
     yield _start
     for demo in running:

@@ -8,22 +8,17 @@ no ``EXCHANGE_*`` variable); SIGINT (Ctrl-C) stops both nodes and exits 0.
 from __future__ import annotations
 
 import json
-import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from exchange.cli.demo_federation import GUIDE_END
 from tests.integration.conftest import free_port
-from tests.integration.test_demo import PROJECT, _demo_env, _pump, paste
-
-STARTUP_SECONDS = 180
+from tests.integration.test_demo import PROJECT, Demo, _demo_env, paste
 
 
 def _two_free_ports() -> int:
@@ -46,23 +41,10 @@ def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Pa
          "--port", str(port)],
         cwd=PROJECT, env=_demo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    lines: list[str] = []
-    stderr: list[str] = []
-    sink: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, sink), daemon=True).start()
-    threading.Thread(target=lambda: stderr.extend(proc.stderr or []), daemon=True).start()
+    demo = Demo(proc, [])
     try:
-        while True:
-            try:
-                line = sink.get(timeout=STARTUP_SECONDS)
-            except queue.Empty:
-                pytest.fail(f"no guide within {STARTUP_SECONDS} s: {lines}")
-            if line is None:
-                proc.wait(timeout=30)
-                pytest.fail(f"the demo exited with {proc.returncode}: {''.join(stderr)}")
-            lines.append(line.rstrip("\n"))
-            if lines[-1] == GUIDE_END:
-                break
+        demo.read_guide(GUIDE_END)
+        lines = demo.lines
         text = "\n".join(lines)
         assert "UZ pulled PK's jwg: 3 imported, 0 refused" in text
         assert "signed by the author PK-CERT" in text
@@ -75,7 +57,7 @@ def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Pa
         assert found.group(1) in text.split("disclosures to UZ-CERT:")[1]
         assert "PK pulled UZ's jwg: 1 imported (UZ-CERT's own indicator" in text
 
-        commands = [x[4:] for x in lines if x.startswith("    ") and not x.startswith("     ")]
+        commands = demo.commands
         assert len(commands) == 5
         user_home = tmp_path / "user"
         user_home.mkdir()
@@ -90,12 +72,6 @@ def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Pa
             "application/vnd.cti-exchange.member-registry+json")
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
-                pytest.fail("the demo did not stop within 60 s of SIGINT")
-    assert proc.returncode == 0, "".join(stderr)
-    assert "federation demo stopped" in "".join(stderr)
+            demo.stop()
+    assert proc.returncode == 0, "".join(demo.stderr)
+    assert "federation demo stopped" in "".join(demo.stderr)

@@ -111,13 +111,21 @@ def _prepare_home(home: Path, fresh: bool) -> bool:
     return complete
 
 
-def _wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
-                timeout: float = 30.0) -> None:
+def wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
+               timeout: float = 30.0, *, name: str = "the TAXII server",
+               exit_hint: str = " (is the port in use? see server.log in the demo home)"
+               ) -> None:
+    """Wait until the server ``proc`` runs answers ``url`` (a TAXII discovery or API root)
+    with 200 for the user.
+
+    Raises:
+        RemoteError: ``<name> exited with status N<exit_hint>``, or it did not answer
+            within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RemoteError(f"the TAXII server exited with status {proc.returncode}"
-                              " (is the port in use? see server.log in the demo home)")
+            raise RemoteError(f"{name} exited with status {proc.returncode}{exit_hint}")
         try:
             r = requests.get(url, auth=(user, key), timeout=2,
                              headers={"Accept": "application/taxii+json;version=2.1"})
@@ -126,7 +134,7 @@ def _wait_ready(url: str, user: str, key: str, proc: subprocess.Popen[bytes],
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise RemoteError(f"the TAXII server did not answer on {url} within {timeout:.0f} s")
+    raise RemoteError(f"{name} did not answer on {url} within {timeout:.0f} s")
 
 
 def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
@@ -244,7 +252,7 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
                 [sys.executable, "-m", "exchange", "serve"], env=env,
                 stdout=subprocess.DEVNULL, stderr=log, process_group=0)
         keys = world["keys"]
-        _wait_ready(f"{base}/taxii2/", "uz-analyst", keys["uz-analyst"], proc)
+        wait_ready(f"{base}/taxii2/", "uz-analyst", keys["uz-analyst"], proc)
         if not complete:
             _publish_demo_data(base, settings.api_root, world, count)
             (home / DATA_DONE).write_text("demo data published\n", encoding="utf-8")

@@ -41,7 +41,7 @@ import requests
 
 from exchange.audit.query import RecordFilter
 from exchange.audit.records import Disclosed, Disclosure, Kind
-from exchange.cli.demo import exchange_command
+from exchange.cli.demo import exchange_command, wait_ready
 from exchange.cli.peer import write_key_file
 from exchange.config import load_settings
 from exchange.errors import ConfigError, RemoteError
@@ -163,20 +163,9 @@ def serve(node: FedNode, port: int, *, workers: int = 2) -> None:
              "--port", str(port), "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL, stderr=log, process_group=0)
     node.base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.proc.poll() is not None:
-            raise RemoteError(f"the {node.name.upper()} node exited with status"
-                              f" {node.proc.returncode}; see {node.home / 'server.log'}")
-        try:
-            r = requests.get(f"{node.base}/taxii2/", timeout=2, headers={"Accept": TAXII},
-                             auth=(node.analyst, node.keys[node.analyst]))
-            if r.status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RemoteError(f"the {node.name.upper()} node did not answer within 60 s")
+    wait_ready(f"{node.base}/taxii2/", node.analyst, node.keys[node.analyst], node.proc, 60,
+               name=f"the {node.name.upper()} node",
+               exit_hint=f"; see {node.home / 'server.log'}")
 
 
 def signed_indicators(node: FedNode, count: int, *, seed: int, tlp: Tlp

@@ -19,7 +19,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -156,28 +155,13 @@ class SourceJobs:
         """One job per source: a new one runs at once, a changed schedule is rescheduled,
         an unchanged one keeps its next run, a source no longer configured loses its job.
         """
-        done: dict[str, str] = {}
-        for source in self._sources:
-            jid = f"{PREFIX}{source.name}"
-            trigger = schedule_trigger(source.schedule.interval, source.schedule.cron,
-                                       self.max_jitter)
-            name = f"TAXII source {source.name} ({source.schedule.describe()})"
-            job = scheduler.get_job(jid)
-            if job is None:
-                scheduler.add_job(run_source_job, trigger, args=[source.name], id=jid,
-                                  name=name, next_run_time=datetime.now(UTC))
-                done[jid] = "added"
-            elif job.name != name:
-                scheduler.reschedule_job(jid, trigger=trigger)
-                scheduler.modify_job(jid, name=name)
-                done[jid] = "rescheduled"
-            else:
-                done[jid] = "kept"
-        for job in scheduler.get_jobs():
-            if job.id.startswith(PREFIX) and job.id not in done:
-                scheduler.remove_job(job.id)
-                done[job.id] = "removed"
-        return done
+        wanted = [
+            jobs.JobSpec(f"{PREFIX}{source.name}", run_source_job, (source.name,),
+                         schedule_trigger(source.schedule.interval, source.schedule.cron,
+                                          self.max_jitter),
+                         f"TAXII source {source.name} ({source.schedule.describe()})")
+            for source in self._sources]
+        return jobs.sync_job_store(scheduler, wanted, PREFIX)
 
     def record_next_run(self, job_id: str, next_run: int | None) -> None:
         """Keep a source's next run in its state."""

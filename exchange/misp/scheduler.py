@@ -38,7 +38,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -510,29 +510,15 @@ def sync_jobs(scheduler: BackgroundScheduler, targets: tuple[MispTarget, ...],
     Returns:
         What was done, by job id: ``added``, ``rescheduled``, ``kept`` or ``removed``.
     """
-    done: dict[str, str] = {}
+    wanted = []
     for target in targets:
         for direction in directions_for(target):
-            jid = job_id(target.name, direction)
             trigger = trigger_for(target, options)
             name = (f"MISP {direction} {target.name} ({target.schedule.describe()},"
                     f" jitter {_jitter(trigger)} s)")
-            job = scheduler.get_job(jid)
-            if job is None:
-                scheduler.add_job(run_job, trigger, args=[target.name, direction], id=jid,
-                                  name=name, next_run_time=datetime.now(UTC))
-                done[jid] = "added"
-            elif job.name != name:
-                scheduler.reschedule_job(jid, trigger=trigger)
-                scheduler.modify_job(jid, name=name)
-                done[jid] = "rescheduled"
-            else:
-                done[jid] = "kept"
-    for job in scheduler.get_jobs():
-        if job.id.startswith(_JOB_PREFIX) and job.id not in done:
-            scheduler.remove_job(job.id)
-            done[job.id] = "removed"
-    return done
+            wanted.append(jobs.JobSpec(job_id(target.name, direction), run_job,
+                                       (target.name, direction), trigger, name))
+    return jobs.sync_job_store(scheduler, wanted, _JOB_PREFIX)
 
 
 def _jitter(trigger: BaseTrigger) -> int:

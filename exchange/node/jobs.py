@@ -9,14 +9,15 @@ crontab schedule as an APScheduler 3 trigger (:func:`schedule_trigger`,
 :func:`crontab_weekdays`), and when a job should rest instead of running
 (:func:`skip_reason`): after failed runs it backs off (:class:`Backoff`); after a refused
 login it waits until the files holding the login or the definitions change
-(:func:`last_changed`). No I/O but reading files' modification times.
+(:func:`last_changed`); and making the job store hold exactly a family's jobs
+(:func:`sync_job_store`). No I/O but reading files' modification times.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,11 +38,13 @@ __all__ = [
     "AUTH_FAILED",
     "Backoff",
     "JobFamily",
+    "JobSpec",
     "RunState",
     "crontab_weekdays",
     "last_changed",
     "schedule_trigger",
     "skip_reason",
+    "sync_job_store",
 ]
 
 #: The outcome of a run the other side refused to log in to (each door's ``Outcome``).
@@ -162,6 +165,58 @@ def last_changed(paths: Iterable[str | Path | None]) -> int | None:
         except OSError:
             continue
     return max(times) if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job a family wants in the job store.
+
+    Attributes:
+        id: The job's id (starting with the family's prefix).
+        func: The module-level function it runs (persistent jobs name it).
+        args: Its arguments (plain strings).
+        trigger: When it runs.
+        name: Its name, which describes the schedule: a changed name is a changed
+            schedule.
+    """
+
+    id: str
+    func: Callable[..., None]
+    args: tuple[str, ...]
+    trigger: BaseTrigger
+    name: str
+
+
+def sync_job_store(scheduler: BaseScheduler, wanted: Iterable[JobSpec], prefix: str
+                   ) -> dict[str, str]:
+    """Make the job store hold exactly the ``wanted`` jobs among those ids start with
+    ``prefix``.
+
+    A new job runs at once; a job whose name (schedule) changed is rescheduled; an
+    unchanged one keeps its next run (from the job store, across restarts); a job with
+    the prefix that is not wanted is removed.
+
+    Returns:
+        What was done, by job id: ``added``, ``rescheduled``, ``kept`` or ``removed``.
+    """
+    done: dict[str, str] = {}
+    for spec in wanted:
+        job = scheduler.get_job(spec.id)
+        if job is None:
+            scheduler.add_job(spec.func, spec.trigger, args=list(spec.args), id=spec.id,
+                              name=spec.name, next_run_time=datetime.now(UTC))
+            done[spec.id] = "added"
+        elif job.name != spec.name:
+            scheduler.reschedule_job(spec.id, trigger=spec.trigger)
+            scheduler.modify_job(spec.id, name=spec.name)
+            done[spec.id] = "rescheduled"
+        else:
+            done[spec.id] = "kept"
+    for job in scheduler.get_jobs():
+        if job.id.startswith(prefix) and job.id not in done:
+            scheduler.remove_job(job.id)
+            done[job.id] = "removed"
+    return done
 
 
 def schedule_trigger(interval: int | None, cron: str | None, max_jitter: int) -> BaseTrigger:

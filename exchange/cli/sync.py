@@ -275,21 +275,32 @@ def _source_json(state: SourceState, *, configured: bool, resting: str | None
 
 def _source_lines(row: dict[str, Any]) -> list[str]:
     gone = "" if row["configured"] else " (no longer in the sources file)"
+    return _run_lines(row, f"{row['source']} (TAXII source){gone}", SOURCE_COUNTS,
+                      f"cursor: {row['cursor'] or '(start)'},"
+                      f" paging: {row['paging'] or 'unknown'}",
+                      row["counts"].get("refused", 0))
+
+
+def _run_lines(row: dict[str, Any], head: str, always: tuple[str, ...], cursor: str,
+               reasons_total: int) -> list[str]:
+    """A job's state as text: ``head``, outcome, last and next run; the counts (``always``
+    even at zero, then the others); ``cursor``; the message, the failures, why it rests;
+    the reasons of the items left out."""
     last = row["last_finished"] or row["last_started"] or "never"
     counts = row["counts"]
-    shown = [f"{k} {counts[k]}" for k in SOURCE_COUNTS]
-    shown += [f"{k} {v}" for k, v in sorted(counts.items()) if k not in SOURCE_COUNTS]
-    lines = [f"{row['source']} (TAXII source){gone}: {row['outcome']}, last run {last},"
+    shown = [f"{k} {counts[k]}" for k in always]
+    shown += [f"{k} {v}" for k, v in sorted(counts.items()) if k not in always]
+    lines = [f"{head}: {row['outcome']}, last run {last},"
              f" next run {row['next_run'] or 'not scheduled'}",
              f"  {', '.join(shown)}",
-             f"  cursor: {row['cursor'] or '(start)'}, paging: {row['paging'] or 'unknown'}"]
+             f"  {cursor}"]
     if row["message"]:
         lines.append(f"  {row['message']}")
     if row["failures"]:
         lines.append(f"  consecutive failed runs: {row['failures']}")
     if row["resting"]:
         lines.append(f"  {row['resting']}")
-    return lines + reason_lines(row["reasons"], total=counts.get("refused", 0))
+    return lines + reason_lines(row["reasons"], total=reasons_total)
 
 
 # -- flat feeds (issue 20, item 5) ----------------------------------------------------------
@@ -381,23 +392,10 @@ def _state_json(state: MispSyncState, *, configured: bool, resting: str | None
 
 def _state_lines(row: dict[str, Any]) -> list[str]:
     gone = "" if row["configured"] else " (no longer in the targets file)"
-    last = row["last_finished"] or row["last_started"] or "never"
-    lines = [f"{row['target']} {row['direction']}{gone}: {row['outcome']}, last run {last},"
-             f" next run {row['next_run'] or 'not scheduled'}"]
     counts = row["counts"]
-    shown = [f"{k} {counts[k]}" for k in SHOWN_COUNTS]
-    shown += [f"{k} {v}" for k, v in sorted(counts.items()) if k not in SHOWN_COUNTS]
-    lines.append(f"  {', '.join(shown)}")
-    lines.append(f"  cursor: {row['cursor'] or '(start)'}")
-    if row["message"]:
-        lines.append(f"  {row['message']}")
-    if row["failures"]:
-        lines.append(f"  consecutive failed runs: {row['failures']}")
-    if row["resting"]:
-        lines.append(f"  {row['resting']}")
-    lines += reason_lines(row["reasons"], total=counts.get("skipped", 0)
-                          + counts.get("failed", 0))
-    return lines
+    return _run_lines(row, f"{row['target']} {row['direction']}{gone}", SHOWN_COUNTS,
+                      f"cursor: {row['cursor'] or '(start)'}",
+                      counts.get("skipped", 0) + counts.get("failed", 0))
 
 
 @click.command("scheduler")

@@ -33,7 +33,7 @@ from typing import Any
 from exchange.audit.records import DisclosureBatch
 from exchange.audit.spool import already_durable
 from exchange.errors import ConfigError, PermissionDenied
-from exchange.model.objects import OrgId, Principal, Tlp
+from exchange.model.objects import OrgId, Principal, StixId, Tlp
 from exchange.model.stixkinds import SCO_TYPES
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
@@ -66,6 +66,11 @@ _VERSION = attrgetter("version")
 _DATE_ADDED = attrgetter("date_added")
 
 _BODY = attrgetter("body")
+
+
+def _itself(row: StoredVersion) -> StoredVersion:
+    return row
+
 _BODY_SHA256 = attrgetter("body_sha256")
 
 #: The types served as stored under every transform. A marking-definition's id is what
@@ -129,6 +134,44 @@ class Delivery:
     result: ReadResult
     bodies: list[bytes]
     withheld: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Versions of one type a response lists without their bodies, as columns, for
+    :meth:`Reading.disclose`: a flat feed of 100,000 indicators discloses them without a
+    :class:`~exchange.storage.base.StoredVersion` each. Entry ``i`` of every column is
+    one version, in the order served.
+
+    Attributes:
+        collection: Where they are.
+        type: Their STIX type.
+        ids: Their ids as stored.
+        shown: Their ids as the reader knows them (a copy's derived id).
+        versions, dates_added, producers: As stored.
+        marked: The level of each version's own markings (None: unmarked).
+        levels: The level each is shared at.
+    """
+
+    collection: Collection
+    type: str
+    ids: Sequence[str]
+    shown: Sequence[str]
+    versions: Sequence[int]
+    dates_added: Sequence[int]
+    producers: Sequence[OrgId | None]
+    marked: Sequence[str | None]
+    levels: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, index: int) -> StoredVersion:
+        """Entry ``index`` as a stored version without its body."""
+        return StoredVersion(
+            self.collection.id, StixId(self.ids[index]), self.type, "2.1",
+            self.versions[index], self.dates_added[index], self.producers[index],
+            self.marked[index], self.levels[index], False, True)
 
 
 def _served_digests(rows: Sequence[StoredVersion], bodies: Sequence[bytes]) -> list[bytes]:
@@ -355,7 +398,7 @@ class Reading(NodeBase):
             self._recorded_ids.clear()
         self._recorded_ids.update(e.derived_id for e in fresh)
 
-    def disclose(self, principal: Principal, result: ReadResult, channel: str,
+    def disclose(self, principal: Principal, result: ReadResult | Listing, channel: str,
                  bodies: Sequence[bytes] | None = None, *, wait: bool = True
                  ) -> Callable[[], None]:
         """Record what a response is about to disclose; call before it leaves.
@@ -367,7 +410,8 @@ class Reading(NodeBase):
         rule that let it through.
 
         Args:
-            principal, result, channel, bodies: What is served, to whom and how.
+            principal, result, channel, bodies: What is served, to whom and how (a
+                :class:`Listing` serves versions, not bodies: no ``bodies``).
             wait: Return once the records are durable. With False the caller renders
                 the response while they are synced, and must call the returned function
                 before the response leaves.
@@ -379,35 +423,48 @@ class Reading(NodeBase):
             StorageError: The ledger could not be written: do not serve the response
                 (without ``wait``, a failed sync is raised by the returned function).
         """
-        rows = result.page.rows
-        if not rows:
-            return already_durable
+        # A full page is a thousand rows, a flat feed 100,000: this is the ledger's cost
+        # per object, so it works column by column, mostly in C, and leaves rendering the
+        # records to the sequencer (DisclosureBatch). The producer, level and rule of a
+        # row depend only on its producer and level: one group per pair, named from its
+        # first row.
+        if isinstance(result, Listing):
+            if bodies is not None:
+                raise ValueError("a listing discloses versions, not bodies")
+            if not len(result):
+                return already_durable
+            keys = list(zip(result.producers, result.levels, strict=True))
+            first: dict[tuple[OrgId | None, str], Any] = dict(
+                zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+            representative: Callable[[Any], StoredVersion] = result.row
+            ids: list[str] = list(result.shown)
+            versions, dates = list(result.versions), list(result.dates_added)
+            digests = None
+        else:
+            rows = result.page.rows
+            if not rows:
+                return already_durable
+            keys = list(map(_PRODUCER_AND_LEVEL, rows))
+            first = dict(zip(reversed(keys), reversed(rows), strict=True))
+            representative = _itself
+            # The same ids as shown_id.
+            ids = list(map(_ID, rows)) if not result.transforms else [
+                self._shown(result, row) for row in rows]
+            versions, dates = list(map(_VERSION, rows)), list(map(_DATE_ADDED, rows))
+            digests = None if bodies is None else _served_digests(rows, bodies)
         rule_of = self._rule_namer(principal, result.collection)
-        # A full page is a thousand rows: this is the ledger's cost per object, so it
-        # works column by column, mostly in C, and leaves rendering the records to the
-        # sequencer (DisclosureBatch). The producer, level and rule of a row depend only
-        # on its producer and level: one group per pair, named from its first row.
-        keys = list(map(_PRODUCER_AND_LEVEL, rows))
-        first = dict(zip(reversed(keys), reversed(rows), strict=True))
         handles: dict[tuple[OrgId | None, str], int] = {}
         groups: list[tuple[str | None, str, str]] = []
         for key, row in first.items():
             handles[key] = len(groups)
-            groups.append((self.org_name(key[0]), key[1], rule_of(row)))
-        transforms = result.transforms
+            groups.append((self.org_name(key[0]), key[1], rule_of(representative(row))))
         batch = DisclosureBatch(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
             recipient_org=principal.org_name, collection=result.collection.id,
             policy_digest=self.policy_digest(),
             request_id=current_request_id() or f"local:{uuid.uuid4().hex}",
-            groups=groups,
-            # The same ids as shown_id.
-            object_ids=list(map(_ID, rows)) if not transforms else
-            [self._shown(result, row) for row in rows],
-            object_versions=list(map(_VERSION, rows)),
-            dates_added=list(map(_DATE_ADDED, rows)),
-            digests=None if bodies is None else _served_digests(rows, bodies),
-            group_of=list(map(handles.__getitem__, keys)))
+            groups=groups, object_ids=ids, object_versions=versions, dates_added=dates,
+            digests=digests, group_of=list(map(handles.__getitem__, keys)))
         return self.audit.record(batch, wait=wait)
 
     def _rule_namer(self, principal: Principal, collection: Collection

@@ -102,7 +102,7 @@ def test_a_row_the_engine_refuses_never_reaches_the_feed(
         with caplog.at_level(logging.WARNING, logger="exchange.node.feeds"):
             feed = ex.feed(reader, settings.api_root, "jwg", "ipv4", "txt")
         assert feed.body == b"192.0.2.1\n"
-        assert [r.id for r in feed.result.page.rows] == [injected[0].id]
+        assert list(feed.result.ids) == [injected[0].id]
         assert "the policy engine refuses it (deny-onward-channel:feed)" in caplog.text
     finally:
         store.close()

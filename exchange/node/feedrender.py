@@ -16,13 +16,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Final, NamedTuple
+from typing import Final, TypeAlias
 
 from exchange.errors import InvalidInput
 from exchange.node.feeddefs import FEED_FORMATS
 
-__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "FeedEntry", "FeedLine", "neutralise", "render",
-           "render_lines"]
+__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "LINE_FIELDS", "LINE_VALUES", "FeedEntry",
+           "FeedLine", "neutralise", "render", "render_lines"]
 
 #: The CSV header.
 CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_from",
@@ -56,27 +56,33 @@ class FeedEntry:
     indicator_id: str
 
 
-class FeedLine(NamedTuple):
-    """What a feed holds of one indicator: its version (to disclose: the first six
-    fields), its values of the feed's kinds as (value, kind), and the CSV columns of its
-    provenance as the reader receives them.
-
-    Flat, so that a feed's 100,000 lines are 100,000 objects for the garbage collector,
-    not a few hundred thousand.
-    """
-
-    date_added: int
-    id: str
-    version: int
-    producer_org: str | None
-    marked: str | None  # the level of the version's own markings (None: unmarked)
-    level: str  # the level it is shared at
-    values: tuple[tuple[str, str], ...]
-    contributor: str
-    author: str
-    valid_from: str
-    valid_until: str
-    shown: str
+#: What a feed holds of one indicator, a plain tuple of :data:`LINE_FIELDS`: its version
+#: (to disclose: the first six fields), its values of the feed's kinds as (value, kind),
+#: and the CSV columns of its provenance as the reader receives them. A plain tuple of
+#: strings and numbers, because the garbage collector stops tracking those after one
+#: look: a feed's 100,000 lines then cost no later collection anything (a named tuple or
+#: a record per line is walked by every full collection while the feed is cached).
+FeedLine: TypeAlias = tuple[
+    int,  # date_added
+    str,  # id
+    int,  # version
+    str | None,  # producer_org
+    str | None,  # marked: the level of the version's own markings (None: unmarked)
+    str,  # level: the level it is shared at
+    tuple[tuple[str, str], ...],  # values
+    str,  # contributor
+    str,  # author
+    str,  # valid_from
+    str,  # valid_until
+    str,  # shown: the indicator's id as the reader knows it
+]
+#: The names of a :data:`FeedLine`'s fields, in order.
+LINE_FIELDS: Final = ("date_added", "id", "version", "producer_org", "marked", "level",
+                      "values", "contributor", "author", "valid_from", "valid_until",
+                      "shown")
+#: Where the values are in a line (LINE_FIELDS[6]; a literal, so that a type checker
+#: knows the item's type).
+LINE_VALUES: Final = 6
 
 
 def neutralise(cell: str) -> str:
@@ -113,22 +119,22 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
     indicator (ids are unique), and its values are distinct: nothing to de-duplicate
     but the text feed's values."""
     if fmt == "txt":
-        return _text_body({value for line in lines for value, _ in line.values})
+        return _text_body({value for line in lines for value, _ in line[LINE_VALUES]})
     rows: list[tuple[str, str, str]] = []
-    for line in lines:
+    for (_, _, _, _, _, level, values, contributor, author, valid_from, valid_until,
+         shown) in lines:
         # The cells after the value and its kind, neutralised and quoted once per
         # indicator; a value is a normal form (exchange.model.observables), and only
         # URLs and e-mail addresses can hold what needs quoting or neutralising.
-        tail = _csv_cells((line.level, line.contributor, line.author, line.valid_from,
-                           line.valid_until, line.shown))
-        if len(line.values) == 1:
-            [(value, kind)] = line.values
+        tail = _csv_cells((level, contributor, author, valid_from, valid_until, shown))
+        if len(values) == 1:
+            [(value, kind)] = values
             cell = _csv_cell(value) if kind in _FREE_TEXT else value
-            rows.append((value, line.shown, f"{cell},{kind},{tail}"))
+            rows.append((value, shown, f"{cell},{kind},{tail}"))
             continue
-        rows.extend((value, line.shown,
+        rows.extend((value, shown,
                      f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
-                    for value, kind in line.values)
+                    for value, kind in values)
     rows.sort(key=_VALUE_AND_ID)
     header = ",".join(CSV_COLUMNS)
     return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]

@@ -58,10 +58,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import partial
 from hashlib import sha256
 from operator import itemgetter
 from typing import Any, Final
@@ -74,6 +73,8 @@ from exchange.node.derive import derived_id, transform_key
 from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFeed
 from exchange.node.feedrender import (
     CSV_COLUMNS,
+    LINE_FIELDS,
+    LINE_VALUES,
     FeedEntry,
     FeedLine,
     neutralise,
@@ -125,8 +126,8 @@ _RESOLVE_IDS: Final = 500
 _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version",
                                      "valid_from", "valid_until", "labels", "confidence"})
 _TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
-_DATE_ADDED: Final = itemgetter(FeedLine._fields.index("date_added"))
-_SHOWN: Final = FeedLine._fields.index("shown")
+_DATE_ADDED: Final = itemgetter(LINE_FIELDS.index("date_added"))
+_SHOWN: Final = LINE_FIELDS.index("shown")
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -215,12 +216,12 @@ _collector_paused = _CollectorPause()
 
 def _listing(collection: Collection, ordered: list[FeedLine]) -> Listing:
     """The versions of a feed's lines, to disclose (columns, made in C)."""
-    if not ordered:
-        return Listing(collection, "indicator", (), (), (), (), (), (), ())
-    columns = list(zip(*ordered, strict=True))
+    columns: list[Sequence[Any]] = (list(zip(*ordered, strict=True)) if ordered
+                                    else [()] * len(LINE_FIELDS))
     dates, ids, versions, producers, marked, levels = columns[:6]
-    return Listing(collection, "indicator", ids, columns[_SHOWN], versions, dates,
-                   producers, marked, levels)
+    return Listing.of(collection, "indicator", ids=ids, shown=columns[_SHOWN],
+                      versions=versions, dates_added=dates, producers=producers,
+                      marked=marked, levels=levels)
 
 
 def strong_etag(body: bytes) -> str:
@@ -374,7 +375,7 @@ class Feeds(Reading):
             if previous is not None and previous.etag == etag:
                 last_modified = previous.last_modified
             feed = Feed(body, etag, last_modified, built.result,
-                        sum(len(line.values) for line in built.ordered) if fmt == "csv"
+                        sum(len(line[LINE_VALUES]) for line in built.ordered) if fmt == "csv"
                         else body.count(b"\n"))
         with self._feed_lock:
             cache = self._feed_cache
@@ -555,7 +556,6 @@ class Feeds(Reading):
         second = from_micros(now)[:19]
         expires = _FOREVER
         soonest = "~"  # after every timestamp's text
-        new_line = partial(tuple.__new__, FeedLine)  # FeedLine._make without its length check
         unindexed: list[str] = []  # indicators with a value too long for the index
         count = len(rows)
         index = 0
@@ -625,9 +625,9 @@ class Feeds(Reading):
                     author = ""
                 elif author:
                     author = authors.get(author) or ""
-            lines[identifier] = new_line((
-                date_added, identifier, version, producer, marked, level, values,
-                contributor, author, valid_from, valid_until, shown))
+            lines[identifier] = (
+                date_added, identifier, version, producer, marked, level, values,  # type: ignore[assignment]
+                contributor, author, valid_from, valid_until, shown)
         if copies or authors:
             self._record_derived(copies + [
                 DerivedIdEntry(seen, original, key_of_transforms)
@@ -689,7 +689,7 @@ class Feeds(Reading):
                 contributor = "" if hidden and not own else (
                     self.org_name(row.producer_org) or "")
                 shown = self.shown_id(result, row)
-                lines[row.id] = FeedLine(
+                lines[row.id] = (
                     row.date_added, row.id, row.version, row.producer_org, row.tlp,
                     row.effective_tlp, tuple(named), contributor, info.author,
                     info.valid_from_text, info.valid_until_text, shown)

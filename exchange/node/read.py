@@ -67,10 +67,6 @@ _DATE_ADDED = attrgetter("date_added")
 
 _BODY = attrgetter("body")
 
-
-def _itself(row: StoredVersion) -> StoredVersion:
-    return row
-
 _BODY_SHA256 = attrgetter("body_sha256")
 
 #: The types served as stored under every transform. A marking-definition's id is what
@@ -140,8 +136,9 @@ class Delivery:
 class Listing:
     """Versions of one type a response lists without their bodies, as columns, for
     :meth:`Reading.disclose`: a flat feed of 100,000 indicators discloses them without a
-    :class:`~exchange.storage.base.StoredVersion` each. Entry ``i`` of every column is
-    one version, in the order served.
+    :class:`~exchange.storage.base.StoredVersion` each, and grouped once for all its
+    downloads. Entry ``i`` of every column is one version, in the order served. Made by
+    :meth:`of`.
 
     Attributes:
         collection: Where they are.
@@ -151,6 +148,8 @@ class Listing:
         versions, dates_added, producers: As stored.
         marked: The level of each version's own markings (None: unmarked).
         levels: The level each is shared at.
+        firsts: Per (producer, level) group, the entry it is named from (its first).
+        group_of: Each entry's index in ``firsts``.
     """
 
     collection: Collection
@@ -162,6 +161,29 @@ class Listing:
     producers: Sequence[OrgId | None]
     marked: Sequence[str | None]
     levels: Sequence[str]
+    firsts: Sequence[int]
+    group_of: Sequence[int]
+
+    @classmethod
+    def of(cls, collection: Collection, type_: str, *, ids: Sequence[str],
+           shown: Sequence[str], versions: Sequence[int], dates_added: Sequence[int],
+           producers: Sequence[OrgId | None], marked: Sequence[str | None],
+           levels: Sequence[str]) -> Listing:
+        """The listing of these columns, grouped by producer and level in the order
+        :meth:`Reading.disclose` groups a page's rows.
+
+        Raises:
+            ValueError: Columns of different lengths.
+        """
+        count = len(ids)
+        if not (len(shown) == len(versions) == len(dates_added) == len(producers)
+                == len(marked) == len(levels) == count):
+            raise ValueError("a listing's columns must all have one value per entry")
+        keys = list(zip(producers, levels, strict=True))
+        first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
+        handles = {key: handle for handle, key in enumerate(first)}
+        return cls(collection, type_, ids, shown, versions, dates_added, producers, marked,
+                   levels, tuple(first.values()), list(map(handles.__getitem__, keys)))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -433,38 +455,39 @@ class Reading(NodeBase):
                 raise ValueError("a listing discloses versions, not bodies")
             if not len(result):
                 return already_durable
-            keys = list(zip(result.producers, result.levels, strict=True))
-            first: dict[tuple[OrgId | None, str], Any] = dict(
-                zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
-            representative: Callable[[Any], StoredVersion] = result.row
-            ids: list[str] = list(result.shown)
-            versions, dates = list(result.versions), list(result.dates_added)
+            rule_of = self._rule_namer(principal, result.collection)
+            groups = [(self.org_name(result.producers[first]), result.levels[first],
+                       rule_of(result.row(first))) for first in result.firsts]
+            ids: Sequence[str] = result.shown
+            versions: Sequence[int] = result.versions
+            dates: Sequence[int] = result.dates_added
             digests = None
+            group_of: Sequence[int] = result.group_of
         else:
             rows = result.page.rows
             if not rows:
                 return already_durable
+            rule_of = self._rule_namer(principal, result.collection)
             keys = list(map(_PRODUCER_AND_LEVEL, rows))
             first = dict(zip(reversed(keys), reversed(rows), strict=True))
-            representative = _itself
+            handles: dict[tuple[OrgId | None, str], int] = {}
+            groups = []
+            for key, row in first.items():
+                handles[key] = len(groups)
+                groups.append((self.org_name(key[0]), key[1], rule_of(row)))
             # The same ids as shown_id.
             ids = list(map(_ID, rows)) if not result.transforms else [
                 self._shown(result, row) for row in rows]
             versions, dates = list(map(_VERSION, rows)), list(map(_DATE_ADDED, rows))
             digests = None if bodies is None else _served_digests(rows, bodies)
-        rule_of = self._rule_namer(principal, result.collection)
-        handles: dict[tuple[OrgId | None, str], int] = {}
-        groups: list[tuple[str | None, str, str]] = []
-        for key, row in first.items():
-            handles[key] = len(groups)
-            groups.append((self.org_name(key[0]), key[1], rule_of(representative(row))))
+            group_of = list(map(handles.__getitem__, keys))
         batch = DisclosureBatch(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
             recipient_org=principal.org_name, collection=result.collection.id,
             policy_digest=self.policy_digest(),
             request_id=current_request_id() or f"local:{uuid.uuid4().hex}",
             groups=groups, object_ids=ids, object_versions=versions, dates_added=dates,
-            digests=digests, group_of=list(map(handles.__getitem__, keys)))
+            digests=digests, group_of=group_of)
         return self.audit.record(batch, wait=wait)
 
     def _rule_namer(self, principal: Principal, collection: Collection

@@ -31,6 +31,8 @@ CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_fr
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 _VALUE_AND_ID: Final = itemgetter(0, 1)
+_ROW: Final = itemgetter(2)
+_SHOWN: Final = itemgetter(11)  # LINE_FIELDS.index("shown")
 #: Kinds whose normal form may hold a comma, a quote or a formula's first character.
 _FREE_TEXT: Final = frozenset({"url", "email"})
 _NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
@@ -120,13 +122,23 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
     but the text feed's values."""
     if fmt == "txt":
         return _text_body({value for line in lines for value, _ in line[LINE_VALUES]})
+    # A row is the value's cell, its kind, the provenance cells and the indicator's id,
+    # each neutralised and quoted (_csv_cell). A value is a normal form
+    # (exchange.model.observables): only URLs and e-mail addresses can hold what needs
+    # quoting or neutralising. The provenance cells repeat from indicator to indicator
+    # (a feed has few contributors, levels and validity windows): each distinct run of
+    # them is made once. The ids are checked all at once, since no STIX id needs it.
+    shown_ids = list(map(_SHOWN, lines))
+    ids_plain = _plain(shown_ids)
+    middles: dict[tuple[str, str, str, str, str], str] = {}
     rows: list[tuple[str, str, str]] = []
     for (_, _, _, _, _, level, values, contributor, author, valid_from, valid_until,
          shown) in lines:
-        # The cells after the value and its kind, neutralised and quoted once per
-        # indicator; a value is a normal form (exchange.model.observables), and only
-        # URLs and e-mail addresses can hold what needs quoting or neutralising.
-        tail = _csv_cells((level, contributor, author, valid_from, valid_until, shown))
+        facts = (level, contributor, author, valid_from, valid_until)
+        middle = middles.get(facts)
+        if middle is None:
+            middle = middles[facts] = _csv_cells(facts)
+        tail = f"{middle},{shown}" if ids_plain else f"{middle},{_csv_cell(shown)}"
         if len(values) == 1:
             [(value, kind)] = values
             cell = _csv_cell(value) if kind in _FREE_TEXT else value
@@ -137,8 +149,14 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
                     for value, kind in values)
     rows.sort(key=_VALUE_AND_ID)
     header = ",".join(CSV_COLUMNS)
-    return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]
-                   ).encode("utf-8")
+    body = "\r\n".join(map(_ROW, rows))
+    return f"{header}\r\n{body}\r\n".encode() if rows else f"{header}\r\n".encode()
+
+
+def _plain(cells: list[str]) -> bool:
+    """Whether no cell of ``cells`` needs neutralising or quoting (one search)."""
+    joined = _SEPARATOR.join(cells)
+    return joined.count(_SEPARATOR) == len(cells) - 1 and _PLAIN.fullmatch(joined) is not None
 
 
 def _csv_cells(cells: tuple[str, ...]) -> str:
@@ -162,4 +180,4 @@ def _csv_cell(cell: str) -> str:
 
 
 def _text_body(values: set[str]) -> bytes:
-    return "".join([v + "\n" for v in sorted(values)]).encode("utf-8")
+    return ("\n".join(sorted(values)) + "\n").encode() if values else b""

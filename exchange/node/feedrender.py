@@ -30,7 +30,6 @@ CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_fr
 #: What a cell may not start with, lest a spreadsheet run it as a formula.
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
-_VALUE_AND_ID: Final = itemgetter(0, 1)
 _ROW: Final = itemgetter(2)
 _SHOWN: Final = itemgetter(11)  # LINE_FIELDS.index("shown")
 #: Kinds whose normal form may hold a comma, a quote or a formula's first character.
@@ -128,8 +127,7 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
     # quoting or neutralising. The provenance cells repeat from indicator to indicator
     # (a feed has few contributors, levels and validity windows): each distinct run of
     # them is made once. The ids are checked all at once, since no STIX id needs it.
-    shown_ids = list(map(_SHOWN, lines))
-    ids_plain = _plain(shown_ids)
+    ids_plain = _plain(list(map(_SHOWN, lines)))
     middles: dict[tuple[str, str, str, str, str], str] = {}
     rows: list[tuple[str, str, str]] = []
     for (_, _, _, _, _, level, values, contributor, author, valid_from, valid_until,
@@ -138,25 +136,30 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
         middle = middles.get(facts)
         if middle is None:
             middle = middles[facts] = _csv_cells(facts)
-        tail = f"{middle},{shown}" if ids_plain else f"{middle},{_csv_cell(shown)}"
+        shown_cell = shown if ids_plain else _csv_cell(shown)
         if len(values) == 1:
             [(value, kind)] = values
             cell = _csv_cell(value) if kind in _FREE_TEXT else value
-            rows.append((value, shown, f"{cell},{kind},{tail}"))
+            rows.append((value, shown, f"{cell},{kind},{middle},{shown_cell}"))
             continue
-        rows.extend((value, shown,
-                     f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
+        rows.extend((value, shown, f"{_csv_cell(value) if kind in _FREE_TEXT else value},"
+                                   f"{kind},{middle},{shown_cell}")
                     for value, kind in values)
-    rows.sort(key=_VALUE_AND_ID)
+    # By value, then indicator id: each (value, id) is one row, so the rows' own order
+    # is that order and no key is made per row.
+    rows.sort()
     header = ",".join(CSV_COLUMNS)
     body = "\r\n".join(map(_ROW, rows))
     return f"{header}\r\n{body}\r\n".encode() if rows else f"{header}\r\n".encode()
 
 
 def _plain(cells: list[str]) -> bool:
-    """Whether no cell of ``cells`` needs neutralising or quoting (one search)."""
-    joined = _SEPARATOR.join(cells)
-    return joined.count(_SEPARATOR) == len(cells) - 1 and _PLAIN.fullmatch(joined) is not None
+    """Whether no cell of ``cells`` needs neutralising or quoting (:func:`_csv_cell`),
+    found with a few searches over them all."""
+    joined = "\n" + "\n".join(cells)
+    return (joined.count("\n") == len(cells)  # no cell holds a line break
+            and not any(c in joined for c in (",", '"', "\r"))
+            and not any("\n" + start in joined for start in FORMULA_STARTS))
 
 
 def _csv_cells(cells: tuple[str, ...]) -> str:

@@ -58,7 +58,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from hashlib import sha256
@@ -127,7 +127,9 @@ _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version
                                      "valid_from", "valid_until", "labels", "confidence"})
 _TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
 _DATE_ADDED: Final = itemgetter(LINE_FIELDS.index("date_added"))
-_SHOWN: Final = LINE_FIELDS.index("shown")
+#: The fields of a line that its listing (to disclose) reads.
+_LISTED: Final = tuple(LINE_FIELDS.index(name) for name in (
+    "date_added", "id", "version", "producer_org", "marked", "level", "shown"))
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -216,12 +218,10 @@ _collector_paused = _CollectorPause()
 
 def _listing(collection: Collection, ordered: list[FeedLine]) -> Listing:
     """The versions of a feed's lines, to disclose (columns, made in C)."""
-    columns: list[Sequence[Any]] = (list(zip(*ordered, strict=True)) if ordered
-                                    else [()] * len(LINE_FIELDS))
-    dates, ids, versions, producers, marked, levels = columns[:6]
-    return Listing.of(collection, "indicator", ids=ids, shown=columns[_SHOWN],
-                      versions=versions, dates_added=dates, producers=producers,
-                      marked=marked, levels=levels)
+    dates, ids, versions, producers, marked, levels, shown = (
+        list(map(itemgetter(field), ordered)) for field in _LISTED)
+    return Listing.of(collection, "indicator", ids=ids, shown=shown, versions=versions,
+                      dates_added=dates, producers=producers, marked=marked, levels=levels)
 
 
 def strong_etag(body: bytes) -> str:

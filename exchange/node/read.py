@@ -179,6 +179,9 @@ class Listing:
         if not (len(shown) == len(versions) == len(dates_added) == len(producers)
                 == len(marked) == len(levels) == count):
             raise ValueError("a listing's columns must all have one value per entry")
+        if count and len(set(producers)) == 1 and len(set(levels)) == 1:  # one group
+            return cls(collection, type_, ids, shown, versions, dates_added, producers,
+                       marked, levels, (0,), [0] * count)
         keys = list(zip(producers, levels, strict=True))
         first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
         handles = {key: handle for handle, key in enumerate(first)}

@@ -21,7 +21,7 @@ from typing import Final, TypeAlias
 from exchange.errors import InvalidInput
 from exchange.node.feeddefs import FEED_FORMATS
 
-__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "LINE_FIELDS", "LINE_VALUES", "FeedEntry",
+__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "LINE_FIELDS", "FeedEntry",
            "FeedLine", "neutralise", "render", "render_lines"]
 
 #: The CSV header.
@@ -31,7 +31,9 @@ CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_fr
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 _ROW: Final = itemgetter(2)
-_SHOWN: Final = itemgetter(11)  # LINE_FIELDS.index("shown")
+_VALUE: Final = itemgetter(6)  # LINE_FIELDS.index("value")
+_MORE: Final = itemgetter(8)  # LINE_FIELDS.index("more")
+_SHOWN: Final = itemgetter(13)  # LINE_FIELDS.index("shown")
 #: Kinds whose normal form may hold a comma, a quote or a formula's first character.
 _FREE_TEXT: Final = frozenset({"url", "email"})
 _NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
@@ -58,11 +60,13 @@ class FeedEntry:
 
 
 #: What a feed holds of one indicator, a plain tuple of :data:`LINE_FIELDS`: its version
-#: (to disclose: the first six fields), its values of the feed's kinds as (value, kind),
+#: (to disclose: the first six fields), its values of the feed's kinds (the first in
+#: (value, kind) order inline, the others, in order, as (value, kind) pairs in ``more``),
 #: and the CSV columns of its provenance as the reader receives them. A plain tuple of
-#: strings and numbers, because the garbage collector stops tracking those after one
-#: look: a feed's 100,000 lines then cost no later collection anything (a named tuple or
-#: a record per line is walked by every full collection while the feed is cached).
+#: strings and numbers, and for the usual single value no other tuple (``more`` is the
+#: empty tuple), because the garbage collector stops tracking such tuples after one look:
+#: a cached feed's 100,000 lines then cost later collections nothing, and that first
+#: look a third of what a value pair per line would cost.
 FeedLine: TypeAlias = tuple[
     int,  # date_added
     str,  # id
@@ -70,7 +74,9 @@ FeedLine: TypeAlias = tuple[
     str | None,  # producer_org
     str | None,  # marked: the level of the version's own markings (None: unmarked)
     str,  # level: the level it is shared at
-    tuple[tuple[str, str], ...],  # values
+    str,  # value: the first value
+    str,  # kind: its kind
+    tuple[tuple[str, str], ...],  # more: the other (value, kind)s
     str,  # contributor
     str,  # author
     str,  # valid_from
@@ -79,11 +85,8 @@ FeedLine: TypeAlias = tuple[
 ]
 #: The names of a :data:`FeedLine`'s fields, in order.
 LINE_FIELDS: Final = ("date_added", "id", "version", "producer_org", "marked", "level",
-                      "values", "contributor", "author", "valid_from", "valid_until",
-                      "shown")
-#: Where the values are in a line (LINE_FIELDS[6]; a literal, so that a type checker
-#: knows the item's type).
-LINE_VALUES: Final = 6
+                      "value", "kind", "more", "contributor", "author", "valid_from",
+                      "valid_until", "shown")
 
 
 def neutralise(cell: str) -> str:
@@ -120,7 +123,10 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
     indicator (ids are unique), and its values are distinct: nothing to de-duplicate
     but the text feed's values."""
     if fmt == "txt":
-        return _text_body({value for line in lines for value, _ in line[LINE_VALUES]})
+        values = set(map(_VALUE, lines))
+        for more in filter(None, map(_MORE, lines)):
+            values.update(value for value, _ in more)
+        return _text_body(values)
     # A row is the value's cell, its kind, the provenance cells and the indicator's id,
     # each neutralised and quoted (_csv_cell). A value is a normal form
     # (exchange.model.observables): only URLs and e-mail addresses can hold what needs
@@ -130,21 +136,19 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
     ids_plain = _plain(list(map(_SHOWN, lines)))
     middles: dict[tuple[str, str, str, str, str], str] = {}
     rows: list[tuple[str, str, str]] = []
-    for (_, _, _, _, _, level, values, contributor, author, valid_from, valid_until,
-         shown) in lines:
+    for (_, _, _, _, _, level, value, kind, more, contributor, author, valid_from,
+         valid_until, shown) in lines:
         facts = (level, contributor, author, valid_from, valid_until)
         middle = middles.get(facts)
         if middle is None:
             middle = middles[facts] = _csv_cells(facts)
         shown_cell = shown if ids_plain else _csv_cell(shown)
-        if len(values) == 1:
-            [(value, kind)] = values
-            cell = _csv_cell(value) if kind in _FREE_TEXT else value
-            rows.append((value, shown, f"{cell},{kind},{middle},{shown_cell}"))
-            continue
-        rows.extend((value, shown, f"{_csv_cell(value) if kind in _FREE_TEXT else value},"
-                                   f"{kind},{middle},{shown_cell}")
-                    for value, kind in values)
+        cell = _csv_cell(value) if kind in _FREE_TEXT else value
+        rows.append((value, shown, f"{cell},{kind},{middle},{shown_cell}"))
+        if more:
+            rows.extend((value, shown, f"{_csv_cell(value) if kind in _FREE_TEXT else value},"
+                                       f"{kind},{middle},{shown_cell}")
+                        for value, kind in more)
     # By value, then indicator id: each (value, id) is one row, so the rows' own order
     # is that order and no key is made per row.
     rows.sort()

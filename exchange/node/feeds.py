@@ -74,7 +74,6 @@ from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFe
 from exchange.node.feedrender import (
     CSV_COLUMNS,
     LINE_FIELDS,
-    LINE_VALUES,
     FeedEntry,
     FeedLine,
     neutralise,
@@ -127,6 +126,7 @@ _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version
                                      "valid_from", "valid_until", "labels", "confidence"})
 _TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
 _DATE_ADDED: Final = itemgetter(LINE_FIELDS.index("date_added"))
+_MORE: Final = itemgetter(LINE_FIELDS.index("more"))
 #: The fields of a line that its listing (to disclose) reads.
 _LISTED: Final = tuple(LINE_FIELDS.index(name) for name in (
     "date_added", "id", "version", "producer_org", "marked", "level", "shown"))
@@ -374,9 +374,9 @@ class Feeds(Reading):
             previous = stale.feeds.get(fmt) if stale is not None else None
             if previous is not None and previous.etag == etag:
                 last_modified = previous.last_modified
+            rows = len(built.ordered) + sum(map(len, map(_MORE, built.ordered)))
             feed = Feed(body, etag, last_modified, built.result,
-                        sum(len(line[LINE_VALUES]) for line in built.ordered) if fmt == "csv"
-                        else body.count(b"\n"))
+                        rows if fmt == "csv" else body.count(b"\n"))
         with self._feed_lock:
             cache = self._feed_cache
             built.feeds[fmt] = feed
@@ -568,15 +568,16 @@ class Feeds(Reading):
                 end = index + 1
                 while end < count and rows[end][0] == date_added:
                     end += 1
-                values: tuple[tuple[str | None, str], ...] = tuple(sorted(
-                    {(value_of_key(r.kind, r.key) or "", r.kind)
-                     for r in rows[index - 1:end]}))
-                if any(not value for value, _ in values):
-                    values = ((None, ""),)
+                values = sorted({(value_of_key(r.kind, r.key) or "", r.kind)
+                                 for r in rows[index - 1:end]})
+                value: str | None = None if any(not v for v, _ in values) else values[0][0]
+                kind = values[0][1]
+                more = tuple(values[1:])
                 index = end
             else:
-                values = ((key if kind != "domain" and not key.startswith("#") else
-                           value_of_key(kind, key), kind),)
+                value = (key if kind != "domain" and not key.startswith("#") else
+                         value_of_key(kind, key))
+                more = ()
             group = (producer, level)
             facts = groups.get(group)
             if facts is None:
@@ -612,7 +613,7 @@ class Feeds(Reading):
                     soonest = valid_until[:19]
             else:
                 valid_until = ""
-            if values[0][0] is None:
+            if value is None:
                 unindexed.append(identifier)
                 continue
             shown, author = identifier, author or ""
@@ -626,7 +627,7 @@ class Feeds(Reading):
                 elif author:
                     author = authors.get(author) or ""
             lines[identifier] = (
-                date_added, identifier, version, producer, marked, level, values,  # type: ignore[assignment]
+                date_added, identifier, version, producer, marked, level, value, kind, more,
                 contributor, author, valid_from, valid_until, shown)
         if copies or authors:
             self._record_derived(copies + [
@@ -685,14 +686,15 @@ class Feeds(Reading):
                 named = sorted((value, k) for k, value in info.values if k in kinds)
                 if not named:
                     continue
+                first, kind = named[0]
                 own = row.producer_org == principal.org_id
                 contributor = "" if hidden and not own else (
                     self.org_name(row.producer_org) or "")
                 shown = self.shown_id(result, row)
                 lines[row.id] = (
                     row.date_added, row.id, row.version, row.producer_org, row.tlp,
-                    row.effective_tlp, tuple(named), contributor, info.author,
-                    info.valid_from_text, info.valid_until_text, shown)
+                    row.effective_tlp, first, kind, tuple(named[1:]), contributor,
+                    info.author, info.valid_from_text, info.valid_until_text, shown)
             if not page.more:
                 break
             query = replace(scope, cursor=page.rows[-1].date_added)

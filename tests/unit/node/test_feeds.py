@@ -66,8 +66,9 @@ def test_a_built_feeds_lines_render_as_their_entries(odd_id: str) -> None:
     value under two indicators, and an indicator id that needs it too."""
     def line(n: int, shown: str, values: tuple[tuple[str, str], ...], level: str = "amber",
              author: str = "identity--a", until: str = "") -> FeedLine:
-        return (n, f"indicator--{n}", n, "org", None, level, values, "UZ-CERT", author,
-                "2026-01-01T00:00:00Z", until, shown)
+        (value, kind), *more = values
+        return (n, f"indicator--{n}", n, "org", None, level, value, kind, tuple(more),
+                "UZ-CERT", author, "2026-01-01T00:00:00Z", until, shown)
 
     lines = [
         line(1, "indicator--9", (("192.0.2.1", "ipv4"), ("=1+2@example.com", "email"))),
@@ -76,8 +77,9 @@ def test_a_built_feeds_lines_render_as_their_entries(odd_id: str) -> None:
         line(4, "indicator--4", (("-2+3@example.com", "email"), ("c2.example", "domain"))),
     ]
     entries = [FeedEntry(value, kind, level, contributor, author, since, until, shown)
-               for (_, _, _, _, _, level, values, contributor, author, since, until, shown)
-               in lines for value, kind in values]
+               for (_, _, _, _, _, level, first, first_kind, more, contributor, author,
+                    since, until, shown) in lines
+               for value, kind in ((first, first_kind), *more)]
     for fmt in ("txt", "csv"):
         assert render_lines(lines, fmt) == render(entries, fmt)
     rows = list(csv.reader(io.StringIO(render_lines(lines, "csv").decode(), newline="")))

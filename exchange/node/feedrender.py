@@ -39,6 +39,8 @@ _FREE_TEXT: Final = frozenset({"url", "email"})
 _NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
 #: Joins cells for one check (:func:`_csv_cells`); a cell holding it is checked alone.
 _SEPARATOR: Final = "\x1f"
+#: Deletes the characters of STIX ids and line breaks (str.translate).
+_ID_CHARACTERS: Final = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz0123456789-\n")
 #: Cells (joined by _SEPARATOR) none of which needs quoting or neutralising.
 _PLAIN: Final = re.compile(r'(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?'
                            r'(?:\x1f(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?)*')
@@ -159,10 +161,15 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
 
 def _plain(cells: list[str]) -> bool:
     """Whether no cell of ``cells`` needs neutralising or quoting (:func:`_csv_cell`),
-    found with a few searches over them all."""
+    found over them all at once: first whether they hold only characters of STIX ids
+    (lower-case letters, digits, hyphens) and none starts with a hyphen, else with a few
+    searches."""
     joined = "\n" + "\n".join(cells)
-    return (joined.count("\n") == len(cells)  # no cell holds a line break
-            and not any(c in joined for c in (",", '"', "\r"))
+    if joined.count("\n") != len(cells):  # a cell holds a line break
+        return False
+    if not joined.translate(_ID_CHARACTERS):
+        return "\n-" not in joined
+    return (not any(c in joined for c in (",", '"', "\r"))
             and not any("\n" + start in joined for start in FORMULA_STARTS))
 
 

@@ -58,7 +58,8 @@ def test_csv_quotes_and_keeps_one_row_per_value_and_indicator() -> None:
     ]
 
 
-@pytest.mark.parametrize("odd_id", ["indicator--1", "=cmd|x,y", 'a"b', "line\nbreak"])
+@pytest.mark.parametrize("odd_id", ["indicator--1", "-indicator--2", "=cmd|x,y", 'a"b',
+                                    "line\nbreak", "Indicator--3"])
 def test_a_built_feeds_lines_render_as_their_entries(odd_id: str) -> None:
     """The renderer of a built feed (runs of provenance made once, the ids checked all
     at once) writes exactly what rendering each entry does: here with several values

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256 as _sha256
@@ -134,34 +135,27 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """Versions of one type a response lists without their bodies, as columns, for
-    :meth:`Reading.disclose`: a flat feed of 100,000 indicators discloses them without a
-    :class:`~exchange.storage.base.StoredVersion` each, and grouped once for all its
-    downloads. Entry ``i`` of every column is one version, in the order served. Made by
-    :meth:`of`.
+    """Versions a response lists without their bodies, for :meth:`Reading.disclose`, as
+    compact columns: a flat feed of 100,000 indicators discloses them without a
+    :class:`~exchange.storage.base.StoredVersion` each, grouped once for all its
+    downloads, and holds little for the garbage collector to walk while it is cached
+    (the numbers in arrays). Entry ``i`` of every column is one version, in the order
+    served. Made by :meth:`of`.
 
     Attributes:
         collection: Where they are.
-        type: Their STIX type.
-        ids: Their ids as stored.
         shown: Their ids as the reader knows them (a copy's derived id).
-        versions, dates_added, producers: As stored.
-        marked: The level of each version's own markings (None: unmarked).
-        levels: The level each is shared at.
-        firsts: Per (producer, level) group, the entry it is named from (its first).
-        group_of: Each entry's index in ``firsts``.
+        versions, dates_added: As stored.
+        groups: Per (producer, level), the first version of the group, as stored
+            (without its body): what the group's rule is decided on.
+        group_of: Each entry's index in ``groups``.
     """
 
     collection: Collection
-    type: str
-    ids: Sequence[str]
     shown: Sequence[str]
     versions: Sequence[int]
     dates_added: Sequence[int]
-    producers: Sequence[OrgId | None]
-    marked: Sequence[str | None]
-    levels: Sequence[str]
-    firsts: Sequence[int]
+    groups: tuple[StoredVersion, ...]
     group_of: Sequence[int]
 
     @classmethod
@@ -169,7 +163,9 @@ class Listing:
            shown: Sequence[str], versions: Sequence[int], dates_added: Sequence[int],
            producers: Sequence[OrgId | None], marked: Sequence[str | None],
            levels: Sequence[str]) -> Listing:
-        """The listing of these columns, grouped by producer and level in the order
+        """The listing of these columns (versions of type ``type_``; ``marked``: the
+        level of each version's own markings, None when unmarked; ``levels``: the level
+        each is shared at), grouped by producer and level in the order
         :meth:`Reading.disclose` groups a page's rows.
 
         Raises:
@@ -180,23 +176,22 @@ class Listing:
                 == len(marked) == len(levels) == count):
             raise ValueError("a listing's columns must all have one value per entry")
         if count and len(set(producers)) == 1 and len(set(levels)) == 1:  # one group
-            return cls(collection, type_, ids, shown, versions, dates_added, producers,
-                       marked, levels, (0,), [0] * count)
-        keys = list(zip(producers, levels, strict=True))
-        first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
-        handles = {key: handle for handle, key in enumerate(first)}
-        return cls(collection, type_, ids, shown, versions, dates_added, producers, marked,
-                   levels, tuple(first.values()), list(map(handles.__getitem__, keys)))
+            firsts: tuple[int, ...] = (0,)
+            group_of = array("I", [0]) * count
+        else:
+            keys = list(zip(producers, levels, strict=True))
+            first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
+            handles = {key: handle for handle, key in enumerate(first)}
+            firsts = tuple(first.values())
+            group_of = array("I", map(handles.__getitem__, keys))
+        groups = tuple(StoredVersion(
+            collection.id, StixId(ids[i]), type_, "2.1", versions[i], dates_added[i],
+            producers[i], marked[i], levels[i], False, True) for i in firsts)
+        return cls(collection, list(shown), array("q", versions), array("q", dates_added),
+                   groups, group_of)
 
     def __len__(self) -> int:
-        return len(self.ids)
-
-    def row(self, index: int) -> StoredVersion:
-        """Entry ``index`` as a stored version without its body."""
-        return StoredVersion(
-            self.collection.id, StixId(self.ids[index]), self.type, "2.1",
-            self.versions[index], self.dates_added[index], self.producers[index],
-            self.marked[index], self.levels[index], False, True)
+        return len(self.shown)
 
 
 def _served_digests(rows: Sequence[StoredVersion], bodies: Sequence[bytes]) -> list[bytes]:
@@ -459,8 +454,8 @@ class Reading(NodeBase):
             if not len(result):
                 return already_durable
             rule_of = self._rule_namer(principal, result.collection)
-            groups = [(self.org_name(result.producers[first]), result.levels[first],
-                       rule_of(result.row(first))) for first in result.firsts]
+            groups = [(self.org_name(row.producer_org), row.effective_tlp, rule_of(row))
+                      for row in result.groups]
             ids: Sequence[str] = result.shown
             versions: Sequence[int] = result.versions
             dates: Sequence[int] = result.dates_added

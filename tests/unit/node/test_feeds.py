@@ -133,7 +133,7 @@ def test_a_row_the_engine_refuses_never_reaches_the_feed(
         with caplog.at_level(logging.WARNING, logger="exchange.node.feeds"):
             feed = ex.feed(reader, settings.api_root, "jwg", "ipv4", "txt")
         assert feed.body == b"192.0.2.1\n"
-        assert list(feed.result.ids) == [injected[0].id]
+        assert list(feed.result.shown) == [injected[0].id]
         assert "the policy engine refuses it (deny-onward-channel:feed)" in caplog.text
     finally:
         store.close()

@@ -224,6 +224,11 @@ def _listing(collection: Collection, ordered: list[FeedLine]) -> Listing:
                       dates_added=dates, producers=producers, marked=marked, levels=levels)
 
 
+def _csv_rows(lines: list[FeedLine]) -> int:
+    """The rows of a CSV feed of ``lines``: one per value and indicator."""
+    return len(lines) + sum(map(len, map(_MORE, lines)))
+
+
 def strong_etag(body: bytes) -> str:
     """A strong entity tag (RFC 9110 section 8.8.3) for ``body``: its digest, quoted."""
     return f'"{sha256(body).hexdigest()[:40]}"'
@@ -374,9 +379,8 @@ class Feeds(Reading):
             previous = stale.feeds.get(fmt) if stale is not None else None
             if previous is not None and previous.etag == etag:
                 last_modified = previous.last_modified
-            rows = len(built.ordered) + sum(map(len, map(_MORE, built.ordered)))
             feed = Feed(body, etag, last_modified, built.result,
-                        rows if fmt == "csv" else body.count(b"\n"))
+                        _csv_rows(built.ordered) if fmt == "csv" else body.count(b"\n"))
         with self._feed_lock:
             cache = self._feed_cache
             built.feeds[fmt] = feed

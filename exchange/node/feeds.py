@@ -88,6 +88,7 @@ from exchange.storage.base import (
     FeedValue,
     ObjectQuery,
     Page,
+    StoredVersion,
     VersionMatch,
 )
 from exchange.storage.timestamps import from_micros, to_micros
@@ -127,9 +128,10 @@ _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version
 _TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
 _DATE_ADDED: Final = itemgetter(LINE_FIELDS.index("date_added"))
 _MORE: Final = itemgetter(LINE_FIELDS.index("more"))
-#: The fields of a line that its listing (to disclose) reads.
-_LISTED: Final = tuple(LINE_FIELDS.index(name) for name in (
-    "date_added", "id", "version", "producer_org", "marked", "level", "shown"))
+_VERSION: Final = itemgetter(LINE_FIELDS.index("version"))
+_PRODUCER: Final = itemgetter(LINE_FIELDS.index("producer_org"))
+_LEVEL: Final = itemgetter(LINE_FIELDS.index("level"))
+_SHOWN: Final = itemgetter(LINE_FIELDS.index("shown"))
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -218,10 +220,17 @@ _collector_paused = _CollectorPause()
 
 def _listing(collection: Collection, ordered: list[FeedLine]) -> Listing:
     """The versions of a feed's lines, to disclose (columns, made in C)."""
-    dates, ids, versions, producers, marked, levels, shown = (
-        list(map(itemgetter(field), ordered)) for field in _LISTED)
-    return Listing.of(collection, "indicator", ids=ids, shown=shown, versions=versions,
-                      dates_added=dates, producers=producers, marked=marked, levels=levels)
+    def row(index: int) -> StoredVersion:
+        (date_added, identifier, version, producer, marked, level) = ordered[index][:6]
+        # The store's ids are plain text; StixId and OrgId are NewTypes of it.
+        return StoredVersion(collection.id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
+                             version, date_added, producer, marked, level,  # type: ignore[arg-type]
+                             False, True)
+
+    return Listing.of(collection, shown=list(map(_SHOWN, ordered)),
+                      versions=map(_VERSION, ordered), dates_added=map(_DATE_ADDED, ordered),
+                      producers=list(map(_PRODUCER, ordered)),
+                      levels=list(map(_LEVEL, ordered)), row=row)
 
 
 def _csv_rows(lines: list[FeedLine]) -> int:

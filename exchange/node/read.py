@@ -34,7 +34,7 @@ from typing import Any
 from exchange.audit.records import DisclosureBatch
 from exchange.audit.spool import already_durable
 from exchange.errors import ConfigError, PermissionDenied
-from exchange.model.objects import OrgId, Principal, StixId, Tlp
+from exchange.model.objects import OrgId, Principal, Tlp
 from exchange.model.stixkinds import SCO_TYPES
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import NodeBase, ReadResult, current_request_id, now_micros
@@ -159,21 +159,20 @@ class Listing:
     group_of: Sequence[int]
 
     @classmethod
-    def of(cls, collection: Collection, type_: str, *, ids: Sequence[str],
-           shown: Sequence[str], versions: Sequence[int], dates_added: Sequence[int],
-           producers: Sequence[OrgId | None], marked: Sequence[str | None],
-           levels: Sequence[str]) -> Listing:
-        """The listing of these columns (versions of type ``type_``; ``marked``: the
-        level of each version's own markings, None when unmarked; ``levels``: the level
-        each is shared at), grouped by producer and level in the order
-        :meth:`Reading.disclose` groups a page's rows.
+    def of(cls, collection: Collection, *, shown: list[str], versions: Iterable[int],
+           dates_added: Iterable[int], producers: Sequence[OrgId | None],
+           levels: Sequence[str], row: Callable[[int], StoredVersion]) -> Listing:
+        """The listing of these columns (``levels``: the level each version is shared
+        at; ``row``: entry ``i`` as stored, without its body), grouped by producer and
+        level in the order :meth:`Reading.disclose` groups a page's rows.
 
         Raises:
             ValueError: Columns of different lengths.
         """
-        count = len(ids)
-        if not (len(shown) == len(versions) == len(dates_added) == len(producers)
-                == len(marked) == len(levels) == count):
+        count = len(shown)
+        numbers = array("q", versions), array("q", dates_added)
+        if not (len(numbers[0]) == len(numbers[1]) == len(producers) == len(levels)
+                == count):
             raise ValueError("a listing's columns must all have one value per entry")
         if count and len(set(producers)) == 1 and len(set(levels)) == 1:  # one group
             firsts: tuple[int, ...] = (0,)
@@ -184,11 +183,7 @@ class Listing:
             handles = {key: handle for handle, key in enumerate(first)}
             firsts = tuple(first.values())
             group_of = array("I", map(handles.__getitem__, keys))
-        groups = tuple(StoredVersion(
-            collection.id, StixId(ids[i]), type_, "2.1", versions[i], dates_added[i],
-            producers[i], marked[i], levels[i], False, True) for i in firsts)
-        return cls(collection, list(shown), array("q", versions), array("q", dates_added),
-                   groups, group_of)
+        return cls(collection, shown, *numbers, tuple(map(row, firsts)), group_of)
 
     def __len__(self) -> int:
         return len(self.shown)

@@ -16,14 +16,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Final, NamedTuple
+from typing import Final, TypeAlias
 
 from exchange.errors import InvalidInput
 from exchange.node.feeddefs import FEED_FORMATS
-from exchange.storage.base import StoredVersion
 
-__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "FeedEntry", "FeedLine", "neutralise", "render",
-           "render_lines"]
+__all__ = ["CSV_COLUMNS", "FORMULA_STARTS", "LINE_FIELDS", "FeedEntry",
+           "FeedLine", "neutralise", "render", "render_lines"]
 
 #: The CSV header.
 CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_from",
@@ -31,12 +30,17 @@ CSV_COLUMNS: Final = ("value", "type", "tlp", "contributor", "author", "valid_fr
 #: What a cell may not start with, lest a spreadsheet run it as a formula.
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
-_VALUE_AND_ID: Final = itemgetter(0, 1)
+_ROW: Final = itemgetter(2)
+_VALUE: Final = itemgetter(6)  # LINE_FIELDS.index("value")
+_MORE: Final = itemgetter(8)  # LINE_FIELDS.index("more")
+_SHOWN: Final = itemgetter(13)  # LINE_FIELDS.index("shown")
 #: Kinds whose normal form may hold a comma, a quote or a formula's first character.
 _FREE_TEXT: Final = frozenset({"url", "email"})
 _NEEDS_QUOTES: Final = re.compile(r'[,"\r\n]')
 #: Joins cells for one check (:func:`_csv_cells`); a cell holding it is checked alone.
 _SEPARATOR: Final = "\x1f"
+#: Deletes the characters of STIX ids and line breaks (str.translate).
+_ID_CHARACTERS: Final = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz0123456789-\n")
 #: Cells (joined by _SEPARATOR) none of which needs quoting or neutralising.
 _PLAIN: Final = re.compile(r'(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?'
                            r'(?:\x1f(?:[^=+\-@\t,"\r\n\x1f][^,"\r\n\x1f]*)?)*')
@@ -57,19 +61,34 @@ class FeedEntry:
     indicator_id: str
 
 
-class FeedLine(NamedTuple):
-    """What a feed holds of one indicator: its version (to disclose), its values of the
-    feed's kinds as (value, kind), and the CSV columns of its provenance as the reader
-    receives them."""
-
-    row: StoredVersion
-    values: tuple[tuple[str, str], ...]
-    tlp: str
-    contributor: str
-    author: str
-    valid_from: str
-    valid_until: str
-    shown: str
+#: What a feed holds of one indicator, a plain tuple of :data:`LINE_FIELDS`: its version
+#: (to disclose: the first six fields), its values of the feed's kinds (the first in
+#: (value, kind) order inline, the others, in order, as (value, kind) pairs in ``more``),
+#: and the CSV columns of its provenance as the reader receives them. A plain tuple of
+#: strings and numbers, and for the usual single value no other tuple (``more`` is the
+#: empty tuple), because the garbage collector stops tracking such tuples after one look:
+#: a cached feed's 100,000 lines then cost later collections nothing, and that first
+#: look a third of what a value pair per line would cost.
+FeedLine: TypeAlias = tuple[
+    int,  # date_added
+    str,  # id
+    int,  # version
+    str | None,  # producer_org
+    str | None,  # marked: the level of the version's own markings (None: unmarked)
+    str,  # level: the level it is shared at
+    str,  # value: the first value
+    str,  # kind: its kind
+    tuple[tuple[str, str], ...],  # more: the other (value, kind)s
+    str,  # contributor
+    str,  # author
+    str,  # valid_from
+    str,  # valid_until
+    str,  # shown: the indicator's id as the reader knows it
+]
+#: The names of a :data:`FeedLine`'s fields, in order.
+LINE_FIELDS: Final = ("date_added", "id", "version", "producer_org", "marked", "level",
+                      "value", "kind", "more", "contributor", "author", "valid_from",
+                      "valid_until", "shown")
 
 
 def neutralise(cell: str) -> str:
@@ -106,26 +125,52 @@ def render_lines(lines: Sequence[FeedLine], fmt: str) -> bytes:
     indicator (ids are unique), and its values are distinct: nothing to de-duplicate
     but the text feed's values."""
     if fmt == "txt":
-        return _text_body({value for line in lines for value, _ in line.values})
+        values = set(map(_VALUE, lines))
+        for more in filter(None, map(_MORE, lines)):
+            values.update(value for value, _ in more)
+        return _text_body(values)
+    # A row is the value's cell, its kind, the provenance cells and the indicator's id,
+    # each neutralised and quoted (_csv_cell). A value is a normal form
+    # (exchange.model.observables): only URLs and e-mail addresses can hold what needs
+    # quoting or neutralising. The provenance cells repeat from indicator to indicator
+    # (a feed has few contributors, levels and validity windows): each distinct run of
+    # them is made once. The ids are checked all at once, since no STIX id needs it.
+    ids_plain = _plain(list(map(_SHOWN, lines)))
+    middles: dict[tuple[str, str, str, str, str], str] = {}
     rows: list[tuple[str, str, str]] = []
-    for line in lines:
-        # The cells after the value and its kind, neutralised and quoted once per
-        # indicator; a value is a normal form (exchange.model.observables), and only
-        # URLs and e-mail addresses can hold what needs quoting or neutralising.
-        tail = _csv_cells((line.tlp, line.contributor, line.author, line.valid_from,
-                           line.valid_until, line.shown))
-        if len(line.values) == 1:
-            [(value, kind)] = line.values
-            cell = _csv_cell(value) if kind in _FREE_TEXT else value
-            rows.append((value, line.shown, f"{cell},{kind},{tail}"))
-            continue
-        rows.extend((value, line.shown,
-                     f"{_csv_cell(value) if kind in _FREE_TEXT else value},{kind},{tail}")
-                    for value, kind in line.values)
-    rows.sort(key=_VALUE_AND_ID)
+    for (_, _, _, _, _, level, value, kind, more, contributor, author, valid_from,
+         valid_until, shown) in lines:
+        facts = (level, contributor, author, valid_from, valid_until)
+        middle = middles.get(facts)
+        if middle is None:
+            middle = middles[facts] = _csv_cells(facts)
+        shown_cell = shown if ids_plain else _csv_cell(shown)
+        cell = _csv_cell(value) if kind in _FREE_TEXT else value
+        rows.append((value, shown, f"{cell},{kind},{middle},{shown_cell}"))
+        if more:
+            rows.extend((value, shown, f"{_csv_cell(value) if kind in _FREE_TEXT else value},"
+                                       f"{kind},{middle},{shown_cell}")
+                        for value, kind in more)
+    # By value, then indicator id: each (value, id) is one row, so the rows' own order
+    # is that order and no key is made per row.
+    rows.sort()
     header = ",".join(CSV_COLUMNS)
-    return "".join([header, "\r\n", *(f"{row}\r\n" for _, _, row in rows)]
-                   ).encode("utf-8")
+    body = "\r\n".join(map(_ROW, rows))
+    return f"{header}\r\n{body}\r\n".encode() if rows else f"{header}\r\n".encode()
+
+
+def _plain(cells: list[str]) -> bool:
+    """Whether no cell of ``cells`` needs neutralising or quoting (:func:`_csv_cell`),
+    found over them all at once: first whether they hold only characters of STIX ids
+    (lower-case letters, digits, hyphens) and none starts with a hyphen, else with a few
+    searches."""
+    joined = "\n" + "\n".join(cells)
+    if joined.count("\n") != len(cells):  # a cell holds a line break
+        return False
+    if not joined.translate(_ID_CHARACTERS):
+        return "\n-" not in joined
+    return (not any(c in joined for c in (",", '"', "\r"))
+            and not any("\n" + start in joined for start in FORMULA_STARTS))
 
 
 def _csv_cells(cells: tuple[str, ...]) -> str:
@@ -149,4 +194,4 @@ def _csv_cell(cell: str) -> str:
 
 
 def _text_body(values: set[str]) -> bytes:
-    return "".join([v + "\n" for v in sorted(values)]).encode("utf-8")
+    return ("\n".join(sorted(values)) + "\n").encode() if values else b""

@@ -61,8 +61,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import partial
 from hashlib import sha256
+from operator import itemgetter
 from typing import Any, Final
 
 from exchange.errors import InvalidInput, NotFound, StorageError
@@ -73,13 +73,14 @@ from exchange.node.derive import derived_id, transform_key
 from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFeed
 from exchange.node.feedrender import (
     CSV_COLUMNS,
+    LINE_FIELDS,
     FeedEntry,
     FeedLine,
     neutralise,
     render,
     render_lines,
 )
-from exchange.node.read import Reading
+from exchange.node.read import Listing, Reading
 from exchange.policy import AnonymiseProducer, ObjectMeta, Redact, decide
 from exchange.storage.base import (
     Collection,
@@ -125,6 +126,12 @@ _RESOLVE_IDS: Final = 500
 _FEED_PROPERTIES: Final = frozenset({"pattern", "pattern_type", "pattern_version",
                                      "valid_from", "valid_until", "labels", "confidence"})
 _TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
+_DATE_ADDED: Final = itemgetter(LINE_FIELDS.index("date_added"))
+_MORE: Final = itemgetter(LINE_FIELDS.index("more"))
+_VERSION: Final = itemgetter(LINE_FIELDS.index("version"))
+_PRODUCER: Final = itemgetter(LINE_FIELDS.index("producer_org"))
+_LEVEL: Final = itemgetter(LINE_FIELDS.index("level"))
+_SHOWN: Final = itemgetter(LINE_FIELDS.index("shown"))
 #: What a cached line costs in memory, roughly.
 _LINE_BYTES: Final = 400
 
@@ -144,7 +151,7 @@ class Feed:
     body: bytes
     etag: str
     last_modified: int
-    result: ReadResult
+    result: Listing
     values: int
 
 
@@ -172,7 +179,7 @@ class _Cached:
     expires: int  # microseconds: the next validity transition (at the latest)
     lines: dict[str, FeedLine]  # by indicator id
     ordered: list[FeedLine]  # the lines in date_added order
-    result: ReadResult  # the versions to disclose
+    result: Listing  # the versions to disclose
     feeds: dict[str, Feed]  # by format, rendered on demand
 
 
@@ -209,6 +216,26 @@ class _CollectorPause:
 
 
 _collector_paused = _CollectorPause()
+
+
+def _listing(collection: Collection, ordered: list[FeedLine]) -> Listing:
+    """The versions of a feed's lines, to disclose (columns, made in C)."""
+    def row(index: int) -> StoredVersion:
+        (date_added, identifier, version, producer, marked, level) = ordered[index][:6]
+        # The store's ids are plain text; StixId and OrgId are NewTypes of it.
+        return StoredVersion(collection.id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
+                             version, date_added, producer, marked, level,  # type: ignore[arg-type]
+                             False, True)
+
+    return Listing.of(collection, shown=list(map(_SHOWN, ordered)),
+                      versions=map(_VERSION, ordered), dates_added=map(_DATE_ADDED, ordered),
+                      producers=list(map(_PRODUCER, ordered)),
+                      levels=list(map(_LEVEL, ordered)), row=row)
+
+
+def _csv_rows(lines: list[FeedLine]) -> int:
+    """The rows of a CSV feed of ``lines``: one per value and indicator."""
+    return len(lines) + sum(map(len, map(_MORE, lines)))
 
 
 def strong_etag(body: bytes) -> str:
@@ -362,8 +389,7 @@ class Feeds(Reading):
             if previous is not None and previous.etag == etag:
                 last_modified = previous.last_modified
             feed = Feed(body, etag, last_modified, built.result,
-                        sum(len(line.values) for line in built.ordered) if fmt == "csv"
-                        else body.count(b"\n"))
+                        _csv_rows(built.ordered) if fmt == "csv" else body.count(b"\n"))
         with self._feed_lock:
             cache = self._feed_cache
             built.feeds[fmt] = feed
@@ -399,10 +425,9 @@ class Feeds(Reading):
             lines = {}
             expires = self._build(principal, collection, scope, transforms, kinds, filters,
                                   now, lines)
-        ordered = sorted(lines.values(), key=lambda line: line.row.date_added)
-        result = ReadResult(collection, Page([line.row for line in ordered], more=False),
-                            transforms, principal.org_id, scope)
-        return _Cached(context, newest, expires, lines, ordered, result, {})
+        ordered = sorted(lines.values(), key=_DATE_ADDED)
+        return _Cached(context, newest, expires, lines, ordered, _listing(collection, ordered),
+                       {})
 
     def record_download(self, principal: Principal, feed_name: str, fmt: str,
                         feed: Feed) -> None:
@@ -534,56 +559,62 @@ class Feeds(Reading):
         copies: list[DerivedIdEntry] = []
         key_of_transforms = transform_key(transforms)
         ceiling = filters.tlp_ceiling.rank
-        under_ceiling: dict[str, bool] = {}
         oldest = filters.oldest(now)
         by_labels = filters.reads_labels
+        # Per (contributor, level): under the ceiling, the contributor as shown, whether
+        # the reader gets copies; and the engine's verdict, judged on the first row of
+        # the group that the feed's filters keep.
+        groups: dict[tuple[str | None, str], tuple[bool, str, bool]] = {}
         verdicts: dict[tuple[str | None, str], bool] = {}
         second = from_micros(now)[:19]
         expires = _FOREVER
         soonest = "~"  # after every timestamp's text
-        names: dict[str | None, str] = {}
-        new_line = partial(tuple.__new__, FeedLine)  # FeedLine._make without its length check
         unindexed: list[str] = []  # indicators with a value too long for the index
-        collection_id = collection.id
         count = len(rows)
-        start = 0
-        while start < count:
-            row = rows[start]
-            end = start + 1
-            while end < count and rows[end].date_added == row.date_added:
-                end += 1
-            if end - start == 1:
-                kind, key = row.kind, row.key
-                values: tuple[tuple[str | None, str], ...] = (
-                    (key if kind != "domain" and not key.startswith("#") else
-                     value_of_key(kind, key), kind),)
+        index = 0
+        while index < count:
+            row = rows[index]
+            (date_added, identifier, version, producer, marked, level, kind, key,
+             valid_from, valid_until, author, labels, confidence) = row
+            index += 1
+            if index < count and rows[index][0] == date_added:  # more values of it
+                end = index + 1
+                while end < count and rows[end][0] == date_added:
+                    end += 1
+                values = sorted({(value_of_key(r.kind, r.key) or "", r.kind)
+                                 for r in rows[index - 1:end]})
+                value: str | None = None if any(not v for v, _ in values) else values[0][0]
+                kind = values[0][1]
+                more = tuple(values[1:])
+                index = end
             else:
-                values = tuple(sorted({(value_of_key(r.kind, r.key) or "", r.kind)
-                                       for r in rows[start:end]}))
-                if any(not value for value, _ in values):
-                    values = ((None, ""),)
-            start = end
-            level = under_ceiling.get(row.effective_tlp)
-            if level is None:
-                level = under_ceiling[row.effective_tlp] = (
-                    Tlp(row.effective_tlp).rank <= ceiling)
-            if not level or (oldest is not None and row.version < oldest) or (
-                    by_labels and not filters.admits_labels(row.labels, row.confidence)):
+                value = (key if kind != "domain" and not key.startswith("#") else
+                         value_of_key(kind, key))
+                more = ()
+            group = (producer, level)
+            facts = groups.get(group)
+            if facts is None:
+                copy = bool(transforms) and producer != own
+                contributor = "" if copy and hidden else self.org_name(producer) or ""
+                facts = groups[group] = (Tlp(level).rank <= ceiling, contributor, copy)
+            under, contributor, copy = facts
+            if not under or (oldest is not None and version < oldest) or (
+                    by_labels and not filters.admits_labels(labels, confidence)):
                 continue
             if judge is not None:
-                group = (row.producer_org, row.effective_tlp)
                 verdict = verdicts.get(group)
                 if verdict is None:
                     verdict = verdicts[group] = judge(row)
                 if not verdict:
                     continue
-            valid_from = row.valid_from or ""
-            if valid_from[:19] >= second:  # this second or later (or not a timestamp)
+            valid_from = valid_from or ""
+            # valid_from >= second is valid_from[:19] >= second: both are decided within
+            # the first 19 characters, or by valid_from's being longer.
+            if valid_from >= second:  # this second or later (or not a timestamp)
                 begins = _micros(valid_from)
                 if begins is not None and begins > now:
                     expires = min(expires, begins)
                     continue
-            valid_until = row.valid_until or ""
             if valid_until:
                 if valid_until[:19] <= second:
                     ends = _micros(valid_until)
@@ -593,32 +624,24 @@ class Feeds(Reading):
                         expires = min(expires, ends)
                 elif valid_until[:19] < soonest:
                     soonest = valid_until[:19]
-            if values[0][0] is None:
-                unindexed.append(row.id)
+            else:
+                valid_until = ""
+            if value is None:
+                unindexed.append(identifier)
                 continue
-            identifier = row.id
-            contributor = names.get(row.producer_org)
-            if contributor is None:
-                contributor = names[row.producer_org] = self.org_name(row.producer_org) or ""
-            shown, author = identifier, row.author or ""
-            if transforms and row.producer_org != own:  # the reader gets a copy
+            shown, author = identifier, author or ""
+            if copy:  # the reader gets a copy
                 shown = derived_id(identifier, transforms)
                 valid_from = _copy_timestamp(valid_from)
                 valid_until = _copy_timestamp(valid_until)
                 copies.append(DerivedIdEntry(shown, identifier, key_of_transforms))
                 if hidden:
-                    contributor = author = ""
+                    author = ""
                 elif author:
                     author = authors.get(author) or ""
-            # The store's ids are plain text; StixId and OrgId are NewTypes of it.
-            version = StoredVersion(
-                collection_id, identifier, "indicator", "2.1",  # type: ignore[arg-type]
-                row.version, row.date_added, row.producer_org,  # type: ignore[arg-type]
-                row.tlp, row.effective_tlp, False, True)
-            lines[identifier] = new_line((
-                version,
-                values, row.effective_tlp, contributor, author, valid_from, valid_until,
-                shown))
+            lines[identifier] = (
+                date_added, identifier, version, producer, marked, level, value, kind, more,
+                contributor, author, valid_from, valid_until, shown)
         if copies or authors:
             self._record_derived(copies + [
                 DerivedIdEntry(seen, original, key_of_transforms)
@@ -676,13 +699,15 @@ class Feeds(Reading):
                 named = sorted((value, k) for k, value in info.values if k in kinds)
                 if not named:
                     continue
+                first, kind = named[0]
                 own = row.producer_org == principal.org_id
                 contributor = "" if hidden and not own else (
                     self.org_name(row.producer_org) or "")
                 shown = self.shown_id(result, row)
-                lines[row.id] = FeedLine(replace(row, body=b""), tuple(named),
-                                      row.effective_tlp, contributor, info.author,
-                                      info.valid_from_text, info.valid_until_text, shown)
+                lines[row.id] = (
+                    row.date_added, row.id, row.version, row.producer_org, row.tlp,
+                    row.effective_tlp, first, kind, tuple(named[1:]), contributor,
+                    info.author, info.valid_from_text, info.valid_until_text, shown)
             if not page.more:
                 break
             query = replace(scope, cursor=page.rows[-1].date_added)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256 as _sha256
@@ -66,6 +67,7 @@ _VERSION = attrgetter("version")
 _DATE_ADDED = attrgetter("date_added")
 
 _BODY = attrgetter("body")
+
 _BODY_SHA256 = attrgetter("body_sha256")
 
 #: The types served as stored under every transform. A marking-definition's id is what
@@ -129,6 +131,62 @@ class Delivery:
     result: ReadResult
     bodies: list[bytes]
     withheld: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Versions a response lists without their bodies, for :meth:`Reading.disclose`, as
+    compact columns: a flat feed of 100,000 indicators discloses them without a
+    :class:`~exchange.storage.base.StoredVersion` each, grouped once for all its
+    downloads, and holds little for the garbage collector to walk while it is cached
+    (the numbers in arrays). Entry ``i`` of every column is one version, in the order
+    served. Made by :meth:`of`.
+
+    Attributes:
+        collection: Where they are.
+        shown: Their ids as the reader knows them (a copy's derived id).
+        versions, dates_added: As stored.
+        groups: Per (producer, level), the first version of the group, as stored
+            (without its body): what the group's rule is decided on.
+        group_of: Each entry's index in ``groups``.
+    """
+
+    collection: Collection
+    shown: Sequence[str]
+    versions: Sequence[int]
+    dates_added: Sequence[int]
+    groups: tuple[StoredVersion, ...]
+    group_of: Sequence[int]
+
+    @classmethod
+    def of(cls, collection: Collection, *, shown: list[str], versions: Iterable[int],
+           dates_added: Iterable[int], producers: Sequence[OrgId | None],
+           levels: Sequence[str], row: Callable[[int], StoredVersion]) -> Listing:
+        """The listing of these columns (``levels``: the level each version is shared
+        at; ``row``: entry ``i`` as stored, without its body), grouped by producer and
+        level in the order :meth:`Reading.disclose` groups a page's rows.
+
+        Raises:
+            ValueError: Columns of different lengths.
+        """
+        count = len(shown)
+        numbers = array("q", versions), array("q", dates_added)
+        if not (len(numbers[0]) == len(numbers[1]) == len(producers) == len(levels)
+                == count):
+            raise ValueError("a listing's columns must all have one value per entry")
+        if count and len(set(producers)) == 1 and len(set(levels)) == 1:  # one group
+            firsts: tuple[int, ...] = (0,)
+            group_of = array("I", [0]) * count
+        else:
+            keys = list(zip(producers, levels, strict=True))
+            first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
+            handles = {key: handle for handle, key in enumerate(first)}
+            firsts = tuple(first.values())
+            group_of = array("I", map(handles.__getitem__, keys))
+        return cls(collection, shown, *numbers, tuple(map(row, firsts)), group_of)
+
+    def __len__(self) -> int:
+        return len(self.shown)
 
 
 def _served_digests(rows: Sequence[StoredVersion], bodies: Sequence[bytes]) -> list[bytes]:
@@ -355,7 +413,7 @@ class Reading(NodeBase):
             self._recorded_ids.clear()
         self._recorded_ids.update(e.derived_id for e in fresh)
 
-    def disclose(self, principal: Principal, result: ReadResult, channel: str,
+    def disclose(self, principal: Principal, result: ReadResult | Listing, channel: str,
                  bodies: Sequence[bytes] | None = None, *, wait: bool = True
                  ) -> Callable[[], None]:
         """Record what a response is about to disclose; call before it leaves.
@@ -367,7 +425,8 @@ class Reading(NodeBase):
         rule that let it through.
 
         Args:
-            principal, result, channel, bodies: What is served, to whom and how.
+            principal, result, channel, bodies: What is served, to whom and how (a
+                :class:`Listing` serves versions, not bodies: no ``bodies``).
             wait: Return once the records are durable. With False the caller renders
                 the response while they are synced, and must call the returned function
                 before the response leaves.
@@ -379,38 +438,52 @@ class Reading(NodeBase):
             StorageError: The ledger could not be written: do not serve the response
                 (without ``wait``, a failed sync is raised by the returned function).
         """
-        rows = result.page.rows
-        if not rows:
-            return already_durable
         if principal.role is Role.PEER and channel.startswith("taxii"):
             # a peer node's read: recorded as a disclosure to that peer (issue 20)
             channel = "peer" + channel.removeprefix("taxii")
-        rule_of = self._rule_namer(principal, result.collection)
-        # A full page is a thousand rows: this is the ledger's cost per object, so it
-        # works column by column, mostly in C, and leaves rendering the records to the
-        # sequencer (DisclosureBatch). The producer, level and rule of a row depend only
-        # on its producer and level: one group per pair, named from its first row.
-        keys = list(map(_PRODUCER_AND_LEVEL, rows))
-        first = dict(zip(reversed(keys), reversed(rows), strict=True))
-        handles: dict[tuple[OrgId | None, str], int] = {}
-        groups: list[tuple[str | None, str, str]] = []
-        for key, row in first.items():
-            handles[key] = len(groups)
-            groups.append((self.org_name(key[0]), key[1], rule_of(row)))
-        transforms = result.transforms
+        # A full page is a thousand rows, a flat feed 100,000: this is the ledger's cost
+        # per object, so it works column by column, mostly in C, and leaves rendering the
+        # records to the sequencer (DisclosureBatch). The producer, level and rule of a
+        # row depend only on its producer and level: one group per pair, named from its
+        # first row.
+        if isinstance(result, Listing):
+            if bodies is not None:
+                raise ValueError("a listing discloses versions, not bodies")
+            if not len(result):
+                return already_durable
+            rule_of = self._rule_namer(principal, result.collection)
+            groups = [(self.org_name(row.producer_org), row.effective_tlp, rule_of(row))
+                      for row in result.groups]
+            ids: Sequence[str] = result.shown
+            versions: Sequence[int] = result.versions
+            dates: Sequence[int] = result.dates_added
+            digests = None
+            group_of: Sequence[int] = result.group_of
+        else:
+            rows = result.page.rows
+            if not rows:
+                return already_durable
+            rule_of = self._rule_namer(principal, result.collection)
+            keys = list(map(_PRODUCER_AND_LEVEL, rows))
+            first = dict(zip(reversed(keys), reversed(rows), strict=True))
+            handles: dict[tuple[OrgId | None, str], int] = {}
+            groups = []
+            for key, row in first.items():
+                handles[key] = len(groups)
+                groups.append((self.org_name(key[0]), key[1], rule_of(row)))
+            # The same ids as shown_id.
+            ids = list(map(_ID, rows)) if not result.transforms else [
+                self._shown(result, row) for row in rows]
+            versions, dates = list(map(_VERSION, rows)), list(map(_DATE_ADDED, rows))
+            digests = None if bodies is None else _served_digests(rows, bodies)
+            group_of = list(map(handles.__getitem__, keys))
         batch = DisclosureBatch(
             time=now_micros(), channel=channel, recipient_account=principal.account_name,
             recipient_org=principal.org_name, collection=result.collection.id,
             policy_digest=self.policy_digest(),
             request_id=current_request_id() or f"local:{uuid.uuid4().hex}",
-            groups=groups,
-            # The same ids as shown_id.
-            object_ids=list(map(_ID, rows)) if not transforms else
-            [self._shown(result, row) for row in rows],
-            object_versions=list(map(_VERSION, rows)),
-            dates_added=list(map(_DATE_ADDED, rows)),
-            digests=None if bodies is None else _served_digests(rows, bodies),
-            group_of=list(map(handles.__getitem__, keys)))
+            groups=groups, object_ids=ids, object_versions=versions, dates_added=dates,
+            digests=digests, group_of=group_of)
         return self.audit.record(batch, wait=wait)
 
     def _rule_namer(self, principal: Principal, collection: Collection

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -849,9 +850,9 @@ class SqlStore(Store):
             return []
         statement = feed_statement(scope, kinds, with_labels=with_labels)
         with self._transaction(write=False) as conn:
-            rows = conn.execute(statement).all()
+            rows = _driver_rows(conn, statement)
         if not with_labels:
-            return list(map(FeedValue._make, rows))
+            return list(map(_feed_value, rows))
         return [FeedValue._make((*row[:-2], _labels(row[-2]), _confidence(row[-1])))
                 for row in rows]
 
@@ -1480,6 +1481,26 @@ def _sync_state(row: Any) -> MispSyncState:
         last_started=row.last_started, last_finished=row.last_finished,
         outcome=row.outcome, message=row.message, counts=json.loads(row.counts),
         reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run)
+
+
+#: A driver's row (a tuple in FeedValue's order) as a FeedValue, without _make's checks.
+_feed_value = functools.partial(tuple.__new__, FeedValue)
+
+
+def _driver_rows(conn: Connection, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """All rows of ``statement`` as the driver returns them (tuples): for a read of
+    100,000 rows whose columns need no conversion, SQLAlchemy's Row per row is a third of
+    the time. Executed through SQLAlchemy (compiled and cached, parameters bound); only
+    the fetch is the driver's, and its errors are wrapped as SQLAlchemy wraps them."""
+    result = conn.execute(statement)
+    try:
+        try:
+            return list(result.cursor.fetchall())
+        except conn.dialect.loaded_dbapi.Error as e:
+            raise exc.DBAPIError.instance(None, None, e, conn.dialect.loaded_dbapi.Error
+                                          ) from e
+    finally:
+        result.close()
 
 
 def _labels(text: str | None) -> tuple[str, ...] | None:

@@ -56,6 +56,7 @@ from exchange.model.objects import Principal
 from exchange.node.base import ReadResult
 from exchange.node.feeddefs import FlatFeed, load_flat_feeds
 from exchange.node.feeds import FEED_CHANNEL, FEED_FORMATS, FEED_KINDS, Feed
+from exchange.node.read import Listing
 from exchange.node.service import Exchange
 from exchange.taxii.http import dumps
 
@@ -121,7 +122,7 @@ def _headers(feed: Feed | tuple[str, int], fmt: str) -> dict[str, str]:
             "Content-Type": MEDIA_TYPES[fmt]}
 
 
-def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadResult,
+def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadResult | Listing,
             headers: dict[str, str], conditional: Feed | tuple[str, int],
             counted: tuple[str, str] | None = None) -> Response:
     """304 when the caller holds this body; else the body, disclosed before it leaves

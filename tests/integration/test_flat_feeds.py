@@ -604,3 +604,83 @@ def test_a_feed_of_copies_from_the_index_equals_one_from_the_delivered_copies(
     assert not originals & {r["indicator_id"] for r in rows}
     # A copy is found again by its own id (recorded as a read records it).
     assert all(ex.store.original_of(r["indicator_id"]) is not None for r in rows)
+
+
+def test_a_feed_from_the_index_equals_one_from_the_bodies_and_discloses_the_same(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mixed collection (two contributors, AMBER, AMBER+STRICT, RED, GREEN, expired,
+    not yet valid, revoked, several values per indicator, formula-like e-mail addresses,
+    a value too long for the index, labels and confidence): for a party, the producer and
+    a constituent (copies), every kind and format and the named feeds are byte for byte
+    what reading and parsing every body gives; each lists the same versions, and its
+    disclosure is the ledger batch a page of those stored versions is disclosed as."""
+    from exchange.audit.records import DisclosureBatch  # noqa: PLC0415
+    from exchange.node.base import ReadResult  # noqa: PLC0415
+    from exchange.node.feeddefs import parse_flat_feeds  # noqa: PLC0415
+    from exchange.node.feeds import FEED_CHANNEL, Feeds  # noqa: PLC0415
+    from exchange.node.policy_source import PolicySource  # noqa: PLC0415
+    from exchange.storage.base import ObjectQuery, Page, VersionMatch  # noqa: PLC0415
+
+    _labelled(world)
+    settings = world.ex.settings
+    assert settings.policy_path is not None
+    policy = PolicySource(settings.policy_path)
+    policy.load()
+    ex = Exchange(settings, world.ex.store, policy=policy)  # the server's view, in-process
+    named = parse_flat_feeds("flat-feeds.yaml", NAMED_FEEDS.encode())
+    readers = [ex.authenticate(a, world.keys[a]) for a in ("pk-pub", "uz-pub", "uz-soc")]
+    kinds = ["ipv4", "domain", "url", "email", "md5", "sha256"]
+
+    def build() -> dict[tuple[str, ...], Any]:
+        ex._feed_cache.clear()
+        out: dict[tuple[str, ...], Any] = {}
+        for reader in readers:
+            for kind in kinds:
+                for fmt in ("txt", "csv"):
+                    out[reader.account_name, kind, fmt] = ex.feed(reader, "cx", "jwg", kind,
+                                                                  fmt)
+            for definition in named:
+                for fmt in definition.formats:
+                    out[reader.account_name, definition.name, fmt] = ex.named_feed(
+                        reader, "cx", definition, fmt)
+        return out
+
+    from_index = build()
+    monkeypatch.setattr(Feeds, "_collect_indexed", Feeds._collect)
+    from_bodies = build()
+    assert {k: f.body for k, f in from_index.items()} == {
+        k: f.body for k, f in from_bodies.items()}
+    assert sum(len(f.result) for f in from_index.values()) > 100  # not vacuous
+    assert len({f.result.collection.id for f in from_index.values()}) == 1
+    for key, feed in from_index.items():
+        other = from_bodies[key].result
+        assert [list(c) for c in (feed.result.shown, feed.result.versions,
+                                  feed.result.dates_added, feed.result.group_of)] == [
+            list(c) for c in (other.shown, other.versions, other.dates_added,
+                              other.group_of)], key
+        assert feed.result.groups == other.groups, key
+
+    # The disclosure of a feed is the batch of the same versions read as a page.
+    batches: list[DisclosureBatch] = []
+    monkeypatch.setattr(ex.audit, "record", lambda batch, wait=True: batches.append(batch))
+    collection = from_index["pk-pub", "ipv4", "csv"].result.collection
+    stored = {r.date_added: r for r in ex.store.get_objects(ObjectQuery(
+        collection_id=collection.id, types=("indicator",), versions=VersionMatch(all=True),
+        include_body=False, limit=10_000)).rows}
+    for reader in readers:
+        for kind in ("ipv4", "email", "url"):
+            listing = from_index[reader.account_name, kind, "csv"].result
+            if not len(listing):
+                continue
+            rule = ex.rule_for(reader, collection, FEED_CHANNEL)
+            page = Page([stored[d] for d in listing.dates_added], more=False)
+            ex.disclose(reader, listing, FEED_CHANNEL)
+            ex.disclose(reader, ReadResult(collection, page,
+                                           rule.transforms if rule is not None else (),
+                                           reader.org_id), FEED_CHANNEL)
+            ours, reference = batches[-2:]
+            for batch in (ours, reference):
+                batch.time, batch.request_id = 0, "same"
+            assert len(ours) == len(listing)
+            assert ours.encode() == reference.encode(), (reader.account_name, kind)
+    assert len(batches) >= 12  # six feeds or more compared

@@ -45,6 +45,7 @@ import base64
 import ipaddress
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -228,6 +229,7 @@ def main() -> None:
         result["targets"]["cold_csv_100k_le_1s"] = result["cold_csv_200_s"] <= 1.0
         print(json.dumps(result))
     finally:
+        shutil.rmtree(home.parent, ignore_errors=True)  # its home (a SQLite file of ~240 MB)
         if server is not None:
             _pg_admin(server, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
 

@@ -12,6 +12,7 @@ import pytest
 
 from exchange.config import load_settings
 from exchange.errors import InvalidInput
+from exchange.node.feedrender import FeedLine, render_lines
 from exchange.node.feeds import CSV_COLUMNS, FeedEntry, neutralise, render
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
@@ -55,6 +56,36 @@ def test_csv_quotes_and_keeps_one_row_per_value_and_indicator() -> None:
         ["b@x.org", "email", "green", "'=evil", "identity--a", "2026-01-01T00:00:00Z", "",
          "indicator--2"],
     ]
+
+
+@pytest.mark.parametrize("odd_id", ["indicator--1", "-indicator--2", "=cmd|x,y", 'a"b',
+                                    "line\nbreak", "Indicator--3"])
+def test_a_built_feeds_lines_render_as_their_entries(odd_id: str) -> None:
+    """The renderer of a built feed (runs of provenance made once, the ids checked all
+    at once) writes exactly what rendering each entry does: here with several values
+    per indicator, e-mail addresses and URLs that need quoting or neutralising, the same
+    value under two indicators, and an indicator id that needs it too."""
+    def line(n: int, shown: str, values: tuple[tuple[str, str], ...], level: str = "amber",
+             author: str = "identity--a", until: str = "") -> FeedLine:
+        (value, kind), *more = values
+        return (n, f"indicator--{n}", n, "org", None, level, value, kind, tuple(more),
+                "UZ-CERT", author, "2026-01-01T00:00:00Z", until, shown)
+
+    lines = [
+        line(1, "indicator--9", (("192.0.2.1", "ipv4"), ("=1+2@example.com", "email"))),
+        line(2, odd_id, (("192.0.2.1", "ipv4"),), level="green", author="=evil,x"),
+        line(3, "indicator--3", (('http://x.example/a,"b"', "url"),), until="2027-01-01Z"),
+        line(4, "indicator--4", (("-2+3@example.com", "email"), ("c2.example", "domain"))),
+    ]
+    entries = [FeedEntry(value, kind, level, contributor, author, since, until, shown)
+               for (_, _, _, _, _, level, first, first_kind, more, contributor, author,
+                    since, until, shown) in lines
+               for value, kind in ((first, first_kind), *more)]
+    for fmt in ("txt", "csv"):
+        assert render_lines(lines, fmt) == render(entries, fmt)
+    rows = list(csv.reader(io.StringIO(render_lines(lines, "csv").decode(), newline="")))
+    assert len(rows) == 1 + 6
+    assert neutralise(odd_id) in {row[-1] for row in rows}
 
 
 def test_unknown_format_is_refused() -> None:
@@ -102,7 +133,7 @@ def test_a_row_the_engine_refuses_never_reaches_the_feed(
         with caplog.at_level(logging.WARNING, logger="exchange.node.feeds"):
             feed = ex.feed(reader, settings.api_root, "jwg", "ipv4", "txt")
         assert feed.body == b"192.0.2.1\n"
-        assert [r.id for r in feed.result.page.rows] == [injected[0].id]
+        assert list(feed.result.shown) == [injected[0].id]
         assert "the policy engine refuses it (deny-onward-channel:feed)" in caplog.text
     finally:
         store.close()

@@ -367,8 +367,9 @@ def _without_twins(event: Mapping[str, Any], objects: list[dict[str, Any]]
         if obj.get("id") in drop:
             continue
         if obj.get("id") in containers:
-            obj = dict(obj)
-            obj["object_refs"] = [r for r in obj.get("object_refs") or () if r not in drop]
+            refs = [r for r in obj.get("object_refs") or () if r not in drop]
+            out.append({**obj, "object_refs": refs})
+            continue
         out.append(obj)
     return out
 

@@ -305,18 +305,19 @@ def _without_twins(event: Mapping[str, Any], objects: list[dict[str, Any]]
     cyber-observables and a ``based-on`` relationship between the two: the value four
     times. The twin, its cyber-observables and the relationship are left out, and the
     container's ``object_refs`` no longer name them, when the twin says nothing the
-    indicator does not: its times are the indicator's (the attribute has no first or
-    last seen that differ from its timestamp), it was observed once, its labels and
+    indicator does not (or no longer, once the indicator carries MISP's first and last
+    seen as ``valid_from``/``valid_until``, the inverse of both misp-stix's STIX import
+    and the exchange's push): it was observed once, its author, times, labels and
     markings are the indicator's, every value of its cyber-observables is in the
     indicator's pattern, and no other object names the twin or its cyber-observables.
     Otherwise everything is kept, as misp-stix wrote it. Attributes of MISP objects
     are left as they are (an object's observed-data holds attributes its pattern may
     not).
     """
-    keys = {str(a["uuid"]) for a in event.get("Attribute") or ()
-            if isinstance(a, Mapping) and a.get("to_ids") in (True, 1, "1", "true")
-            and isinstance(a.get("uuid"), str)}
-    if not keys:
+    attributes = {str(a["uuid"]): a for a in event.get("Attribute") or ()
+                  if isinstance(a, Mapping) and a.get("to_ids") in (True, 1, "1", "true")
+                  and isinstance(a.get("uuid"), str)}
+    if not attributes:
         return objects
     by_id = {str(o.get("id")): o for o in objects}
     based_on: dict[str, str] = {}
@@ -330,7 +331,8 @@ def _without_twins(event: Mapping[str, Any], objects: list[dict[str, Any]]
             named.setdefault(ref, set()).add(str(obj.get("id")))
     containers = {str(o["id"]) for o in objects if o.get("type") in ("report", "grouping")}
     drop: set[str] = set()
-    for key in keys:
+    seen: dict[str, dict[str, str]] = {}
+    for key, attribute in attributes.items():
         indicator = by_id.get(f"indicator--{key}")
         twin = by_id.get(f"observed-data--{key}")
         relationship = based_on.get(f"indicator--{key} observed-data--{key}")
@@ -344,9 +346,8 @@ def _without_twins(event: Mapping[str, Any], objects: list[dict[str, Any]]
                for name in ("created_by_ref", "created", "modified", "labels",
                             "object_marking_refs")):
             continue
-        moment = parse_timestamp(str(indicator.get("valid_from", "")))
-        if moment is None or any(parse_timestamp(str(twin.get(name, ""))) != moment
-                                 for name in ("first_observed", "last_observed")):
+        times = _carried_times(attribute, indicator, twin)
+        if times is None:
             continue
         pattern = str(indicator.get("pattern", ""))
         group = {twin["id"], *scos}
@@ -360,17 +361,48 @@ def _without_twins(event: Mapping[str, Any], objects: list[dict[str, Any]]
         if named.get(relationship, set()) - containers:
             continue
         drop |= group | {relationship}
+        if times:
+            seen[str(indicator["id"])] = times
     if not drop:
         return objects
     out: list[dict[str, Any]] = []
     for obj in objects:
-        if obj.get("id") in drop:
+        object_id = obj.get("id")
+        if object_id in drop:
             continue
-        if obj.get("id") in containers:
+        if object_id in containers:
             refs = [r for r in obj.get("object_refs") or () if r not in drop]
             out.append({**obj, "object_refs": refs})
-            continue
-        out.append(obj)
+        elif object_id in seen:
+            out.append({**obj, **seen[str(object_id)]})
+        else:
+            out.append(obj)
+    return out
+
+
+def _carried_times(attribute: Mapping[str, Any], indicator: Mapping[str, Any],
+                   twin: Mapping[str, Any]) -> dict[str, str] | None:
+    """What the indicator must take from its twin to carry the twin's times
+    (``valid_from`` from MISP's first seen, ``valid_until`` from its last seen), or None
+    when it cannot (a last seen not after the first: STIX wants ``valid_until`` later
+    than ``valid_from``) or the twin's times are not what misp-stix derives."""
+    stamp = parse_timestamp(str(indicator.get("valid_from", "")))
+    first_text, last_text = str(twin.get("first_observed", "")), str(
+        twin.get("last_observed", ""))
+    first, last = parse_timestamp(first_text), parse_timestamp(last_text)
+    if stamp is None or first is None or last is None:
+        return None
+    out: dict[str, str] = {}
+    if attribute.get("first_seen"):
+        out["valid_from"] = first_text
+    elif first != stamp:
+        return None
+    if attribute.get("last_seen"):
+        if not last > first:
+            return None
+        out["valid_until"] = last_text
+    elif last not in (stamp, first):
+        return None
     return out
 
 

@@ -4,8 +4,8 @@ misp-stix writes, for an attribute with ``to_ids``, an indicator and an observed
 the same UUID with its cyber-observables and a ``based-on`` relationship. The conversion
 keeps the indicator alone when the twin says nothing more; these tests check what a
 reader of the pulled event sees: which objects there are, that the container names only
-objects that exist, and that what only the twin says (first/last seen, a reference from
-another object) keeps it.
+objects that exist, that MISP's first/last seen reach the indicator, and that what only
+the twin can say (a reference from another object, a value the pattern lacks) keeps it.
 """
 
 from __future__ import annotations
@@ -63,20 +63,39 @@ def test_attribute_without_to_ids_stays_observed_data() -> None:
     assert objects[f"ipv4-addr--{key}"]["value"] == "203.0.113.9"
 
 
-def test_first_and_last_seen_keep_the_twin() -> None:
+def test_first_and_last_seen_go_to_the_indicator() -> None:
+    """MISP's first/last seen, which only the twin carried, become the indicator's
+    valid_from/valid_until (the push's mapping, inverted)."""
     seen = attribute("domain", "seen.example", to_ids=True,
-                     first_seen="2025-11-01T10:00:00.000000+00:00",
+                     first_seen="2025-11-01T10:00:00.250000+00:00",
                      last_seen="2025-11-20T10:00:00.000000+00:00")
-    plain = attribute("domain", "plain.example", to_ids=True)
-    objects = by_id(convert_event(event(seen, plain), owner_identity=OWNER).objects)
-    twin = objects[f"observed-data--{seen['uuid']}"]
-    assert twin["first_observed"].startswith("2025-11-01T10:00:00")
-    assert twin["last_observed"].startswith("2025-11-20T10:00:00")
-    assert objects[f"domain-name--{seen['uuid']}"]["value"] == "seen.example"
+    first_only = attribute("domain", "first.example", to_ids=True,
+                           first_seen="2025-10-01T08:00:00.000000+00:00")
+    objects = by_id(convert_event(event(seen, first_only), owner_identity=OWNER).objects)
+    indicator = objects[f"indicator--{seen['uuid']}"]
+    assert indicator["valid_from"] == "2025-11-01T10:00:00.25Z"
+    assert indicator["valid_until"] == "2025-11-20T10:00:00Z"
+    other = objects[f"indicator--{first_only['uuid']}"]
+    assert other["valid_from"] == "2025-10-01T08:00:00Z"
+    assert "valid_until" not in other
+    assert sorted(o["type"] for o in objects.values()) == [
+        "identity", "indicator", "indicator", "report"]
+
+
+def test_last_seen_not_after_first_seen_keeps_the_twin() -> None:
+    """valid_until must be later than valid_from: a last seen equal to the first seen
+    cannot go to the indicator, so the twin stays with its observation times."""
+    same = attribute("domain", "same.example", to_ids=True,
+                     first_seen="2025-11-01T10:00:00.000000+00:00",
+                     last_seen="2025-11-01T10:00:00.000000+00:00")
+    objects = by_id(convert_event(event(same), owner_identity=OWNER).objects)
+    twin = objects[f"observed-data--{same['uuid']}"]
+    assert twin["first_observed"] == twin["last_observed"] == "2025-11-01T10:00:00Z"
+    assert objects[f"domain-name--{same['uuid']}"]["value"] == "same.example"
     based_on = [o for o in objects.values() if o["type"] == "relationship"]
     assert [(r["source_ref"], r["target_ref"]) for r in based_on] == [
-        (f"indicator--{seen['uuid']}", f"observed-data--{seen['uuid']}")]
-    assert f"observed-data--{plain['uuid']}" not in objects
+        (f"indicator--{same['uuid']}", f"observed-data--{same['uuid']}")]
+    assert "valid_until" not in objects[f"indicator--{same['uuid']}"]
 
 
 def test_a_twin_another_object_names_is_kept() -> None:

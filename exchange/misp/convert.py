@@ -263,16 +263,27 @@ _TWIN_KEYS: Final = frozenset({"type", "spec_version", "id", "created_by_ref", "
 _SCO_FRAME: Final = frozenset({"type", "spec_version", "id", "protocols"})
 
 
-def _refs_in(value: object, name: str = "") -> Iterator[str]:
-    """Every id an object's ``*_ref``/``*_refs`` properties name, at any depth."""
-    if isinstance(value, Mapping):
-        for key, inner in value.items():
-            yield from _refs_in(inner, str(key))
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _refs_in(inner, name)
-    elif isinstance(value, str) and (name.endswith("_ref") or name.endswith("_refs")):
-        yield value
+def _refs_in(obj: dict[str, Any]) -> list[str]:
+    """Every id an object's ``*_ref``/``*_refs`` properties name, at any depth (parsed
+    JSON: dicts and lists)."""
+    out: list[str] = []
+    stack: list[object] = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            if isinstance(key, str) and key.endswith(("_ref", "_refs")):
+                if isinstance(value, str):
+                    out.append(value)
+                elif isinstance(value, list):
+                    out += [v for v in value if isinstance(v, str)]
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    return out
 
 
 def _leaves(value: object, name: str = "") -> Iterator[str]:

@@ -36,6 +36,11 @@ cost; the corrections below apply to both alike:
   the event's report or grouping, its value (and comment) as the note's content.
 * **Sightings** are kept as misp-stix writes them (``sighting`` objects, and
   ``opinion`` objects for false positives).
+* **One object per ``to_ids`` value.** misp-stix writes such an attribute as an
+  indicator and an observed-data twin (with its cyber-observables and a ``based-on``
+  relationship); the twin is left out when it says nothing the indicator does not, and
+  MISP's first/last seen become the indicator's ``valid_from``/``valid_until``
+  (:func:`_without_twins`, docs/adr/0005-misp-pull-objects.md).
 
 :func:`measure_losses` says, per MISP element kind, how many elements have no trace in
 the STIX objects (tests keep these counts in a golden file).

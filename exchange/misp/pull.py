@@ -19,7 +19,8 @@
   :data:`exchange.node.mispmap.NAMESPACE`). Nothing the exchange sent comes back as a new
   version of itself.
 * **Conversion** by :mod:`exchange.misp.convert` (misp-stix's objects, simple attributes
-  written directly; misp-stix's known losses compensated); an event misp-stix cannot
+  written directly; misp-stix's known losses compensated; a ``to_ids`` attribute kept as
+  its indicator alone, docs/adr/0005-misp-pull-objects.md); an event misp-stix cannot
   convert is a ``failed`` item naming the
   event and misp-stix's error, retried at the next run.
 * **Import.** Every object is a contribution of the target's owning organisation into

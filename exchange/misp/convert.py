@@ -65,13 +65,14 @@ from typing import Any, Final
 from misp_stix_converter import MISPtoSTIX21Parser
 from stix2.serialization import serialize
 
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, InvalidInput
 from exchange.misp.simple import simple_objects
 from exchange.model.objects import Tlp
 from exchange.model.pattern import stix2_indicator_class
 from exchange.model.stixkinds import parse_timestamp
 from exchange.model.tlp import TLP2_IDS, TLP_MARKING_IDS
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
+from exchange.storage.timestamps import to_micros
 
 __all__ = ["Conversion", "ConversionFailed", "convert_event", "measure_losses",
            "normal_pattern", "tlp_of_tags"]
@@ -148,6 +149,18 @@ def _uuid_of(stix_id: object) -> str | None:
 
 def _stamp(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _instant(value: str) -> int | None:
+    """A STIX timestamp as microseconds since the epoch, None when it is none.
+
+    The conversion compares times as instants, never as text: ``...:15Z``,
+    ``...:15.000Z`` and ``...:15.000001Z`` order differently as strings than as times.
+    """
+    try:
+        return to_micros(value)
+    except InvalidInput:
+        return None
 
 
 def _int(value: object) -> int | None:
@@ -530,6 +543,7 @@ def _compensate(event: Mapping[str, Any], event_uuid: str, timestamp: int,
     deleted = _deleted(event)
     dropped_markings = {o["id"] for o in objects if o.get("type") == "marking-definition"}
     ceiling = _stamp(timestamp)
+    ceiling_us = timestamp * 1_000_000
     out: list[dict[str, Any]] = []
     revoked: set[str] = set()
     restricted: set[str] = set()
@@ -559,7 +573,8 @@ def _compensate(event: Mapping[str, Any], event_uuid: str, timestamp: int,
         if "created" in obj or "modified" in obj:
             for name in ("created", "modified"):
                 value = obj.get(name)
-                if not isinstance(value, str) or value > ceiling or not value[:4].isdigit():
+                at = _instant(value) if isinstance(value, str) else None
+                if at is None or at > ceiling_us:
                     obj[name] = ceiling
             obj["created"] = min(obj["created"], obj["modified"])
             if key in deleted:
@@ -569,7 +584,8 @@ def _compensate(event: Mapping[str, Any], event_uuid: str, timestamp: int,
             obj.pop("revoked", None)  # a cyber-observable has no versions to revoke
         for name in _LATER_TIMES:
             value = obj.get(name)
-            if isinstance(value, str) and value > ceiling:
+            at = _instant(value) if isinstance(value, str) else None
+            if at is not None and at > ceiling_us:
                 obj[name] = ceiling
         out.append(obj)
     return Conversion(event_uuid, timestamp, tuple(out), frozenset(revoked),

@@ -227,3 +227,23 @@ def test_event_without_timestamp_is_refused() -> None:
     with pytest.raises(ConversionFailed, match="no uuid or no timestamp"):
         convert_event({"Event": {"uuid": str(uuid.uuid4()), "info": "x"}},
                       owner_identity=OWNER)
+
+
+def test_times_after_the_events_clock_are_clamped_as_instants_not_as_text() -> None:
+    """A first seen one microsecond after the event's timestamp sorts *before*
+    ``...:00.000Z`` as text ('0' < 'Z'); as a time it is later and must be clamped."""
+    clock = 1_700_000_000  # 2023-11-14T22:13:20Z
+    attribute = {"uuid": str(uuid.uuid4()), "type": "ip-dst", "category": "Network activity",
+                 "value": "198.51.100.7", "to_ids": True, "timestamp": str(clock),
+                 "distribution": "5", "comment": "",
+                 "first_seen": "2023-11-14T22:13:20.000001+00:00"}
+    event = {"Event": {"uuid": str(uuid.uuid4()), "info": "clock", "date": "2023-11-14",
+                       "timestamp": str(clock), "publish_timestamp": str(clock),
+                       "published": True, "threat_level_id": "2", "analysis": "2",
+                       "distribution": "1", "Orgc": {"name": "X", "uuid": str(uuid.uuid4())},
+                       "Org": {"name": "X", "uuid": str(uuid.uuid4())},
+                       "Attribute": [attribute]}}
+    objects = convert_event(event, owner_identity=OWNER).objects
+    indicator = next(o for o in objects if o["id"] == f"indicator--{attribute['uuid']}")
+    assert indicator["valid_from"] == "2023-11-14T22:13:20.000Z"
+    assert all(o.get("modified", "") <= "2023-11-14T22:13:20.000Z" for o in objects)

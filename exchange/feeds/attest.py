@@ -23,7 +23,6 @@ died (nothing of the page is then stored by the caller).
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,21 +35,12 @@ from exchange.model.objects import StixObject
 from exchange.signing.cxsig import sign_validated
 from exchange.signing.keys import SigningKey
 
-__all__ = ["MAX_WORKERS", "Attester", "Refused", "default_workers", "rule_of"]
+__all__ = ["MAX_WORKERS", "Attester", "Refused", "rule_of"]
 
-#: The most worker processes one run forks.
+#: The most worker processes one run forks (a source's ``sign_workers``).
 MAX_WORKERS: Final = 4
 #: Objects per task sent to a worker (small enough to share a page evenly).
 _CHUNK: Final = 50
-
-
-def default_workers() -> int:
-    """Workers for this machine: one per core up to :data:`MAX_WORKERS`; none (sign in
-    the process) on one core or where ``fork`` does not exist."""
-    cores = os.cpu_count() or 1
-    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return 0
-    return min(cores, MAX_WORKERS)
 
 
 def rule_of(error: ExchangeError) -> str:

@@ -72,7 +72,7 @@ from exchange.errors import (
     PolicyDenied,
     StorageError,
 )
-from exchange.feeds.attest import Attester, Refused, default_workers, rule_of
+from exchange.feeds.attest import Attester, Refused, rule_of
 from exchange.feeds.sources import Kind, TaxiiSource, read_password
 from exchange.model.objects import StixObject
 from exchange.model.stix import custom_content_of, is_observable, validate_object
@@ -392,8 +392,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         max_pages: The most pages to read in this run.
         now: The current time, µs since the epoch (signing time and ledger).
         workers: For a vendor source, the processes that sign its objects
-            (:class:`~exchange.feeds.attest.Attester`; default: one per core, up to 4;
-            0 or 1: sign in this process).
+            (:class:`~exchange.feeds.attest.Attester`; default: the source's
+            ``sign_workers``; 0 or 1: sign in this process).
 
     Returns:
         The report; ``failed`` or ``auth-failed`` when the server could not be read to
@@ -417,7 +417,7 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
     attester = None
     if source.kind is Kind.VENDOR:
         attester = Attester(node.node_key(), signed_at=_signed_at(at), limits=node.limits,
-                            workers=default_workers() if workers is None else workers)
+                            workers=source.sign_workers if workers is None else workers)
         attester.start()  # forks before the read-ahead thread exists
     ctx = _Context(node, source, *destination, verifier=verifier, now=at, attester=attester)
     cursor = state.cursor

@@ -96,8 +96,8 @@ def run_source(node: Exchange, source: TaxiiSource, *,
         verifier_for: Gives a peer source's verifier (required for peers).
         reader: The reader to use (default: one built from the source).
         now: The time of the run in µs since the epoch (default: the clock).
-        workers: Processes that sign a vendor source's objects (default: one per core,
-            up to 4; 0: sign in this process).
+        workers: Processes that sign a vendor source's objects (default: the source's
+            ``sign_workers``; 0: sign in this process).
 
     Returns:
         The run's report.

@@ -74,7 +74,7 @@ from exchange.errors import (
 )
 from exchange.feeds.attest import Attester, Refused, rule_of
 from exchange.feeds.sources import Kind, TaxiiSource, read_password
-from exchange.model.objects import StixObject
+from exchange.model.objects import StixObject, Tlp
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
 from exchange.node.auditing import chunks
@@ -618,6 +618,7 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         attester.sign([c.obj.data for c in fresh]) if attester is not None
         else [c.obj for c in fresh])
     kid = attester.kid if attester is not None else None
+    levels: dict[tuple[tuple[str, ...], tuple[str, ...]], Tlp | None] = {}
     versions: list[NewVersion] = []
     for candidate, obj in zip(fresh, signed, strict=True):
         if isinstance(obj, Refused):
@@ -625,8 +626,10 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
             continue
         try:
             if policy is not None:
-                object_level, granular = split_marking_refs(obj.data)
-                tlp = level_of(object_level, policy, {}, granular=granular)
+                marks = split_marking_refs(obj.data)
+                if marks not in levels:  # the policy's reading of markings, once a page
+                    levels[marks] = level_of(marks[0], policy, {}, granular=marks[1])
+                tlp = levels[marks]
             else:
                 tlp = obj.tlp
         except ExchangeError as e:

@@ -27,10 +27,11 @@ taxii2-client and imports what it reads into the source's local collection:
   2.1 profile and limits, the collection's ``custom_content`` rule, the authorship rule
   (no other registered organisation's identity as author) and the policy's TLP reading.
   A ``vendor`` source's objects are signed by this node as attestations (decision 8), as
-  MISP imports are. A ``peer`` source's objects keep their authors' cx-sig signatures:
-  each must pass the :class:`ObjectVerifier` of the pinned peer (``trust``), or it is
-  refused with the verifier's reason and never stored; a peer source without a verifier
-  refuses to run. The publish records (channel ``taxii:pull``, account
+  MISP imports are (in the source's ``sign_workers`` forked processes when it names
+  some: :mod:`exchange.feeds.attest`). A ``peer`` source's objects keep their authors'
+  cx-sig signatures: each must pass the :class:`ObjectVerifier` of the pinned peer
+  (``trust``), or it is refused with the verifier's reason and never stored; a peer
+  source without a verifier refuses to run. The publish records (channel ``taxii:pull``, account
   ``taxii-source-<name>`` of the organisation, created on first use without an API key)
   are this node's attestation of the import.
 * **Known server defects** tolerated for vendor sources, each named in the run's

@@ -27,10 +27,11 @@ taxii2-client and imports what it reads into the source's local collection:
   2.1 profile and limits, the collection's ``custom_content`` rule, the authorship rule
   (no other registered organisation's identity as author) and the policy's TLP reading.
   A ``vendor`` source's objects are signed by this node as attestations (decision 8), as
-  MISP imports are. A ``peer`` source's objects keep their authors' cx-sig signatures:
-  each must pass the :class:`ObjectVerifier` of the pinned peer (``trust``), or it is
-  refused with the verifier's reason and never stored; a peer source without a verifier
-  refuses to run. The publish records (channel ``taxii:pull``, account
+  MISP imports are (in the source's ``sign_workers`` forked processes when it names
+  some: :mod:`exchange.feeds.attest`). A ``peer`` source's objects keep their authors'
+  cx-sig signatures: each must pass the :class:`ObjectVerifier` of the pinned peer
+  (``trust``), or it is refused with the verifier's reason and never stored; a peer
+  source without a verifier refuses to run. The publish records (channel ``taxii:pull``, account
   ``taxii-source-<name>`` of the organisation, created on first use without an API key)
   are this node's attestation of the import.
 * **Known server defects** tolerated for vendor sources, each named in the run's
@@ -72,8 +73,9 @@ from exchange.errors import (
     PolicyDenied,
     StorageError,
 )
+from exchange.feeds.attest import Attester, Refused, rule_of
 from exchange.feeds.sources import Kind, TaxiiSource, read_password
-from exchange.model.objects import StixObject
+from exchange.model.objects import StixObject, Tlp
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
 from exchange.node.auditing import chunks
@@ -83,7 +85,6 @@ from exchange.node.service import Exchange
 from exchange.policy import level_of
 from exchange.policy.tlp import split_marking_refs
 from exchange.signing.canonical import EXTENSION_ID
-from exchange.signing.cxsig import sign_validated
 from exchange.storage.base import (
     Account,
     AddOutcome,
@@ -376,11 +377,12 @@ class _Context:
     collection: Collection
     verifier: ObjectVerifier | None
     now: int
+    attester: Attester | None  # a vendor source's: the node signs what it imports
 
 
 def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = None,
            verifier_for: VerifierFor | None = None, max_pages: int = MAX_PAGES,
-           now: int | None = None) -> IngestReport:
+           now: int | None = None, workers: int | None = None) -> IngestReport:
     """Read a source from its cursor and import what is new (module docstring).
 
     Args:
@@ -390,6 +392,9 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         verifier_for: For a peer source, gives the pinned peer's verifier.
         max_pages: The most pages to read in this run.
         now: The current time, µs since the epoch (signing time and ledger).
+        workers: For a vendor source, the processes that sign its objects
+            (:class:`~exchange.feeds.attest.Attester`; default: the source's
+            ``sign_workers``; 0 or 1: sign in this process).
 
     Returns:
         The report; ``failed`` or ``auth-failed`` when the server could not be read to
@@ -406,10 +411,16 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
     state = store.source_state(source.name) or SourceState(source.name)
     report = IngestReport(source.name, cursor_before=state.cursor, cursor_after=state.cursor,
                           paging=Paging(state.paging) if state.paging else None)
-    ctx = _Context(node, source, *_destination(node, source),
-                   verifier=_verifier(node, source, verifier_for), now=at)
+    destination = _destination(node, source)
+    verifier = _verifier(node, source, verifier_for)
     if reader is None:
         reader = TaxiiReader(source, read_password(source))
+    attester = None
+    if source.kind is Kind.VENDOR:
+        attester = Attester(node.node_key(), signed_at=_signed_at(at), limits=node.limits,
+                            workers=source.sign_workers if workers is None else workers)
+        attester.start()  # forks before the read-ahead thread exists
+    ctx = _Context(node, source, *destination, verifier=verifier, now=at, attester=attester)
     cursor = state.cursor
     chain_start = _before(cursor)
     previous: list[tuple[str, str]] | None = None
@@ -422,8 +433,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
                             limit=source.page_size)
 
     sent_next: str | None = None
-    pending = fetch(chain_start, None)
     try:
+        pending = fetch(chain_start, None)
         for _ in range(max_pages):
             page = pending.result()
             keys = [_key(o) for o in page.objects]
@@ -466,6 +477,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         report.outcome, report.message = Outcome.FAILED, e.reason
     finally:
         ahead.shutdown(wait=True, cancel_futures=True)
+        if attester is not None:
+            attester.close()
     if report.paging is None:
         report.paging = Paging.NEXT
     report.notes = [_note(n) for n in report.notes]
@@ -592,24 +605,32 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         except ExchangeError as e:
             report.refuse(object_id, _rule(e), e.reason)
     held = _held(ctx, checked)
-    key = node.node_key() if ctx.source.kind is Kind.VENDOR else None
-    signed_at = _signed_at(ctx.now)
-    versions: list[NewVersion] = []
+    fresh: list[_Candidate] = []
     in_page: set[tuple[str, int | None]] = set()
     for candidate in checked:
-        obj = candidate.obj
-        mark = (obj.id, candidate.version)
+        mark = (candidate.obj.id, candidate.version)
         if mark in held or mark in in_page:
             report.counts["duplicate"] += 1
             continue
         in_page.add(mark)
+        fresh.append(candidate)
+    attester = ctx.attester
+    signed: Sequence[StixObject | Refused] = (
+        attester.sign([c.obj.data for c in fresh]) if attester is not None
+        else [c.obj for c in fresh])
+    kid = attester.kid if attester is not None else None
+    levels: dict[tuple[tuple[str, ...], tuple[str, ...]], Tlp | None] = {}
+    versions: list[NewVersion] = []
+    for candidate, obj in zip(fresh, signed, strict=True):
+        if isinstance(obj, Refused):
+            report.refuse(candidate.obj.id, obj.rule, obj.reason)
+            continue
         try:
-            if key is not None:
-                obj = sign_validated(obj.data, key, signed_at=signed_at, attest=True,
-                                     resign=True, limits=node.limits)
             if policy is not None:
-                object_level, granular = split_marking_refs(obj.data)
-                tlp = level_of(object_level, policy, {}, granular=granular)
+                marks = split_marking_refs(obj.data)
+                if marks not in levels:  # the policy's reading of markings, once a page
+                    levels[marks] = level_of(marks[0], policy, {}, granular=marks[1])
+                tlp = levels[marks]
             else:
                 tlp = obj.tlp
         except ExchangeError as e:
@@ -618,10 +639,10 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         versions.append(version_to_store(
             obj, producer_org=owner.id, tlp=tlp.value if tlp else None,
             effective_tlp=tlp.value if tlp else collection.default_tlp,
-            signed_kid=key.kid if key is not None else candidate.signed_kid,
+            signed_kid=kid if kid is not None else candidate.signed_kid,
             ownership=_ownership(obj)))
     if versions:
-        _store(ctx, versions, key.kid if key is not None else None, report)
+        _store(ctx, versions, kid, report)
 
 
 def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str, str],
@@ -667,9 +688,7 @@ class _SignatureRefused(ExchangeError):
 def _rule(error: ExchangeError) -> str:
     if isinstance(error, _SignatureRefused):
         return "signature"
-    if isinstance(error, InvalidObject):
-        return "invalid-object"
-    return error.title.lower().replace(" ", "-")[:60] or "refused"
+    return rule_of(error)
 
 
 def _held(ctx: _Context, candidates: Sequence[_Candidate]) -> set[tuple[str, int | None]]:

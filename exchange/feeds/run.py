@@ -87,7 +87,7 @@ def source_named(sources: Sequence[TaxiiSource], name: str) -> TaxiiSource:
 
 def run_source(node: Exchange, source: TaxiiSource, *,
                verifier_for: VerifierFor | None = None, reader: TaxiiReader | None = None,
-               now: int | None = None) -> IngestReport:
+               now: int | None = None, workers: int | None = None) -> IngestReport:
     """Run one source and record how it went.
 
     Args:
@@ -96,6 +96,8 @@ def run_source(node: Exchange, source: TaxiiSource, *,
         verifier_for: Gives a peer source's verifier (required for peers).
         reader: The reader to use (default: one built from the source).
         now: The time of the run in µs since the epoch (default: the clock).
+        workers: Processes that sign a vendor source's objects (default: the source's
+            ``sign_workers``; 0: sign in this process).
 
     Returns:
         The run's report.
@@ -111,7 +113,8 @@ def run_source(node: Exchange, source: TaxiiSource, *,
     report = IngestReport(source.name, cursor_before=previous.cursor,
                           cursor_after=previous.cursor)
     try:
-        report = ingest(node, source, reader=reader, verifier_for=verifier_for, now=now)
+        report = ingest(node, source, reader=reader, verifier_for=verifier_for, now=now,
+                        workers=workers)
     except AuthError as e:
         report.outcome, report.message = Outcome.AUTH_FAILED, e.reason
     except ConfigError as e:

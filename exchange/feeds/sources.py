@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from exchange.errors import ConfigError
+from exchange.feeds.attest import MAX_WORKERS
 from exchange.node.datafile import (
     Schedule,
     env_name,
@@ -60,7 +61,7 @@ __all__ = [
 DEFAULT_TIMEOUT: Final = 30.0
 MAX_TIMEOUT: Final = 600.0
 #: Objects asked for per page when a source does not say (servers may send fewer).
-DEFAULT_PAGE_SIZE: Final = 500
+DEFAULT_PAGE_SIZE: Final = 1000
 MAX_PAGE_SIZE: Final = 10_000
 #: FOR TESTS ONLY: lowers the shortest interval allowed (whole seconds, 1..60; see
 #: :func:`exchange.node.datafile.min_interval`).
@@ -99,6 +100,8 @@ class TaxiiSource:
         schedule: When the scheduler runs it.
         timeout: Seconds per request.
         page_size: Objects asked for per page.
+        sign_workers: For a vendor source, processes that sign its objects beside the
+            importing one (:class:`~exchange.feeds.attest.Attester`); 0 signs in it.
     """
 
     name: str
@@ -116,11 +119,13 @@ class TaxiiSource:
     schedule: Schedule
     timeout: float
     page_size: int
+    sign_workers: int = 0
 
 
 _REQUIRED: Final = ("kind", "collection", "org", "into", "schedule")
 _OPTIONAL: Final = ("trust", "discovery", "api_root", "user", "password_file",
-                    "password_env", "ca_file", "timeout", "page_size", "description")
+                    "password_env", "ca_file", "timeout", "page_size", "sign_workers",
+                    "description")
 
 
 def parse_sources(file: str, content: bytes) -> tuple[TaxiiSource, ...]:
@@ -249,7 +254,21 @@ def _source(name: str, node: Node) -> TaxiiSource:
         timeout=number(f["timeout"], 0, MAX_TIMEOUT) if "timeout" in f else DEFAULT_TIMEOUT,
         page_size=(int(number(f["page_size"], 0, MAX_PAGE_SIZE, whole=True))
                    if "page_size" in f else DEFAULT_PAGE_SIZE),
+        sign_workers=(_sign_workers(f["sign_workers"], kind) if "sign_workers" in f else 0),
     )
+
+
+def _sign_workers(node: Node, kind: Kind) -> int:
+    count = node.value
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_WORKERS:
+        node.fail(f"expected a whole number 0..{MAX_WORKERS}, found {count!r}")
+    if count == 1:
+        node.fail("1 would sign in one other process while this one waits; give 0 (sign"
+                  f" here) or 2..{MAX_WORKERS}")
+    if count and kind is not Kind.VENDOR:
+        node.fail("only a vendor source's objects are signed by this node (a peer's keep"
+                  " their signatures)")
+    return count
 
 
 def _url(node: Node) -> str:

@@ -450,7 +450,7 @@ def check_pattern(pattern: str, limits: Limits) -> None:
     if not _starts_with_bracket(pattern):
         raise InvalidObject("pattern: must start with '[' (after any '(')")
     try:
-        _Parser(pattern).parse()
+        _parsed(pattern)
     except InvalidObject:
         raise
     except Exception:  # a fast-parser defect must not decide; the reference does
@@ -473,9 +473,24 @@ def comparisons(pattern: str, limits: Limits) -> list[Comparison]:
         InvalidObject: The pattern is not a valid STIX 2.1 pattern.
     """
     check_pattern(pattern, limits)
+    return list(_parsed(pattern))
+
+
+@functools.lru_cache(maxsize=2048)
+def _parsed(pattern: str) -> tuple[Comparison, ...]:
+    """The comparisons of a pattern the grammar accepts (raises as the parser does).
+
+    One ingested indicator's pattern is checked up to five times (the ingest check, the
+    signer's normal form and re-check, the observable index); the grammar's verdict
+    depends on the text alone, so the last 2,048 valid patterns are remembered: at most
+    16 MiB of text at the 8 KiB cap, and enough for every parse of a page of that many
+    objects after the first. Errors are not remembered (a refused pattern is parsed
+    again). The size caps, which depend on the limits in force, are always applied by
+    the callers first.
+    """
     parser = _Parser(pattern)
     parser.parse()
-    return parser.tests
+    return tuple(parser.tests)
 
 
 #: No size caps: the reference validator has none either; callers apply theirs.

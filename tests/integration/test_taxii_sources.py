@@ -35,6 +35,7 @@ from exchange.feeds.sources import Kind, TaxiiSource
 from exchange.member.generate import generate_indicators, identity_id_for
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
+from exchange.signing.cxsig import verify_object
 from exchange.storage import open_store
 from exchange.storage.base import ObjectQuery, VersionMatch
 from exchange.storage.timestamps import to_micros
@@ -88,7 +89,7 @@ class Home:
 
     def __init__(self, path: Path, server: TaxiiServer, *, api_root: str | None = None,
                  page_size: int = 40, timeout: float = 10,
-                 where: str | None = None) -> None:
+                 where: str | None = None, sign_workers: int = 0) -> None:
         path.mkdir(parents=True, exist_ok=True)
         secret = path / "source.key"
         secret.write_text(server.password + "\n")
@@ -106,6 +107,7 @@ sources:
     schedule: {{interval: 300}}
     timeout: {timeout}
     page_size: {page_size}
+    sign_workers: {sign_workers}
 """)
         (path / "exchange.toml").write_text(
             f'policy_dir = "{REPO / "policies"}"\ntaxii_sources = "sources.yaml"\n')
@@ -189,6 +191,26 @@ def test_a_vendor_feed_is_ingested_exactly_once_and_then_only_what_is_new(
     assert newer.counts["created"] == 25, newer.message
     assert sum(home.stored().values()) == before + 25
     assert_exactly_once(home, server, refused)
+
+
+def test_signing_in_worker_processes_stores_every_version_once_attested_by_the_node(
+        opentaxii: TaxiiServer, tmp_path: Path) -> None:
+    h = Home(tmp_path / "home", opentaxii, page_size=150, sign_workers=2)
+    try:
+        report = h.run()
+        assert report.outcome in (Outcome.OK, Outcome.PARTIAL), report.message
+        assert report.counts["created"] >= GENERATED
+        assert_exactly_once(h, opentaxii, {r.id for r in report.refusals})
+        node_key = h.node.node_key()
+        rows = h.store.get_objects(ObjectQuery(
+            collection_id=h.jwg.id, versions=VersionMatch(all=True), limit=100_000)).rows
+        assert len(rows) == report.counts["created"]
+        for row in rows:
+            assert row.signed_kid == node_key.kid
+            signed = verify_object(json.loads(row.body), lambda _kid: node_key.public_key)
+            assert signed.kid == node_key.kid
+    finally:
+        h.store.close()
 
 
 def test_a_connection_cut_mid_page_resumes_without_loss_or_duplication(

@@ -53,6 +53,12 @@ def test_defaults_and_a_trailing_slash_on_urls() -> None:
     assert source.api_root == "https://taxii.vendor.example/api1/"
     assert source.discovery is None
     assert (source.timeout, source.page_size) == (DEFAULT_TIMEOUT, DEFAULT_PAGE_SIZE)
+    assert source.sign_workers == 0
+
+
+def test_a_vendor_source_may_sign_in_worker_processes() -> None:
+    (source,) = parse_sources(F, (MINIMAL + "    sign_workers: 2\n").encode())
+    assert source.sign_workers == 2
     assert (source.user, source.password_file, source.password_env) == (None, None, None)
 
 
@@ -85,6 +91,10 @@ BAD = [
      "is not a cron expression of five fields"),
     ("page-size-zero", MINIMAL + "    page_size: 0\n", "0 is outside (0, 10000]"),
     ("timeout-text", MINIMAL + "    timeout: soon\n", "expected a number, found 'soon'"),
+    ("one-sign-worker", MINIMAL + "    sign_workers: 1\n", "give 0 (sign here) or 2..4"),
+    ("many-sign-workers", MINIMAL + "    sign_workers: 9\n", "expected a whole number 0..4"),
+    ("peer-sign-workers", MINIMAL.replace("kind: vendor", "kind: peer\n    trust: pk")
+     + "    sign_workers: 2\n", "only a vendor source's objects are signed by this node"),
     ("duplicate-key", MINIMAL + "    org: Other\n", "duplicate key 'org'"),
     ("same-collection-twice", MINIMAL + MINIMAL.split("\n", 1)[1].replace("vendor:", "v2:", 1),
      "sources.v2: collection 'indicators' of https://taxii.vendor.example/api1/ is already"

@@ -23,6 +23,9 @@ died (nothing of the page is then stored by the caller).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -82,10 +85,28 @@ class _Signer:
 _WORKER_SIGNER: _Signer | None = None
 
 
-def _adopt(signer: _Signer) -> None:
-    """Worker initialiser: keep the signer the fork handed over (never pickled)."""
+#: How often a worker looks whether the process that forked it is still there (seconds).
+_PARENT_CHECK_S: Final = 0.5
+
+
+def _adopt(signer: _Signer, parent: int) -> None:
+    """Worker initialiser: keep the signer the fork handed over (never pickled), and end
+    this worker when its parent is gone.
+
+    A worker waits on the pool's queue, whose pipe every sibling also holds open, so a
+    parent killed outright (``kill -9``, the OOM killer) never gives it an end of file:
+    without this watch it would wait forever, holding a copy of the node key.
+    """
     global _WORKER_SIGNER  # noqa: PLW0603 - one per worker process, set once
     _WORKER_SIGNER = signer
+    threading.Thread(target=_watch_parent, args=(parent,), name="cx-attest-parent",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_S)
+    os._exit(1)  # re-parented: the importing process is gone
 
 
 def _sign_in_worker(objects: list[dict[str, Any]]) -> list[StixObject | Refused]:
@@ -141,7 +162,7 @@ class Attester:
         if self.workers < 2 or self._pool is not None:
             return
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_adopt, initargs=(self._signer,))
+                                   initializer=_adopt, initargs=(self._signer, os.getpid()))
         self._pool = pool
         try:
             pool.submit(_ready).result()  # forks every worker now, before other threads

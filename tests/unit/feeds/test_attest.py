@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,3 +80,59 @@ def test_fewer_than_two_workers_sign_in_the_process() -> None:
         assert here.workers == 0
         assert here._pool is None
         assert all(isinstance(o, StixObject) for o in here.sign(page(5)))
+
+
+_HOLDER = """
+import sys, time
+from exchange.feeds.attest import Attester
+from exchange.model.limits import Limits
+from exchange.signing.keys import generate
+a = Attester(generate("Ed25519"), signed_at="2026-12-06T00:00:00.000Z", limits=Limits(),
+             workers=2)
+a.start()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found.update(int(p) for p in f.read().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_workers_end_when_the_importing_process_is_killed_outright() -> None:
+    """kill -9 of a run (the OOM killer, an operator) must not leave signing workers
+    waiting forever with a copy of the node key."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER], stdout=subprocess.PIPE,
+                              text=True)
+    workers: set[int] = set()
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        workers = _children(holder.pid)
+        assert len(workers) >= 2
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, workers)), "a signing worker outlived its parent"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        for pid in workers:  # only on failure: the workers this test's holder forked
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -62,7 +62,6 @@ from taxii2client import exceptions as taxii_errors
 from taxii2client.v21 import ApiRoot, Server
 from taxii2client.v21 import Collection as TaxiiCollection
 
-from exchange.audit.records import Publish, Published
 from exchange.errors import (
     AuthError,
     ConfigError,
@@ -78,8 +77,8 @@ from exchange.feeds.sources import Kind, TaxiiSource, read_password
 from exchange.model.objects import StixObject, Tlp
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
-from exchange.node.auditing import chunks
 from exchange.node.base import now_micros
+from exchange.node.imports import import_account, store_import
 from exchange.node.publish import version_to_store
 from exchange.node.service import Exchange
 from exchange.policy import level_of
@@ -88,14 +87,12 @@ from exchange.signing.canonical import EXTENSION_ID
 from exchange.storage.base import (
     Account,
     AddOutcome,
-    AddResult,
     Collection,
     IdOwnership,
     NewVersion,
     ObjectQuery,
     Organisation,
     SourceState,
-    Status,
     VersionMatch,
 )
 from exchange.storage.timestamps import to_micros
@@ -725,49 +722,25 @@ def _signed_at(now: int) -> str:
 
 
 def source_account(node: Exchange, source: TaxiiSource, owner: Organisation) -> Account:
-    """The account a source's imports are recorded under: ``taxii-source-<name>``, a
-    publisher account of the source's organisation with no API key, created on first use.
+    """The account a source's imports are recorded under: ``taxii-source-<name>``
+    (:func:`exchange.node.imports.import_account`).
 
     Raises:
         ConfigError: The name is taken by an account of another organisation.
     """
-    name = f"taxii-source-{source.name}"
-    try:
-        account = node.store.find_account(name)
-    except NotFound:
-        return node.add_account(name, org=owner.name, role="publisher")
-    if account.org_id != owner.id:
-        raise ConfigError(f"source {source.name!r}: account {name} belongs to another"
-                          f" organisation than {owner.name}")
-    return account
+    return import_account(node, f"taxii-source-{source.name}", owner,
+                          what=f"source {source.name!r}")
 
 
 def _store(ctx: _Context, versions: list[NewVersion], kid: str | None,
            report: IngestReport) -> None:
-    node, owner, collection, source = ctx.node, ctx.owner, ctx.collection, ctx.source
-    account = source_account(node, source, owner)
-    request = f"taxii:{source.name}:{uuid.uuid4()}"
-    status = Status(
-        id=str(uuid.uuid4()), api_root=node.settings.api_root, collection_id=collection.id,
-        account_id=account.id, org_id=owner.id, request_timestamp=ctx.now, status="complete",
-        total_count=len(versions), success_count=0, failure_count=0, pending_count=0)
-    by_id = {v.id: v for v in versions}
-
-    def publish_records(results: Sequence[AddResult], final: Status) -> list[Publish]:
-        added = [Published(object_id=r.id, object_version=r.version or r.date_added or 0,
-                           date_added=r.date_added or 0,
-                           signed_kid=kid or by_id[r.id].signed_kid,
-                           signature="verified" if (kid or by_id[r.id].signed_kid)
-                           else "unsigned")
-                 for r in results if r.outcome is AddOutcome.ADDED]
-        return [Publish(time=now_micros(), channel=CHANNEL, account=account.name,
-                        org=owner.name, collection=collection.id,
-                        policy_digest=node.policy_digest(), request_id=request[:200],
-                        objects=tuple(part)) for part in chunks(added)]
-
-    results, _ = node.store.add_objects(collection.id, versions, status,
-                                        audit=publish_records)
-    for result, version in zip(results, versions, strict=True):
+    node, owner, source = ctx.node, ctx.owner, ctx.source
+    stored = store_import(
+        node, collection=ctx.collection, owner=owner,
+        account=source_account(node, source, owner), channel=CHANNEL,
+        request=f"taxii:{source.name}:{uuid.uuid4()}", now=ctx.now, versions=versions,
+        kid=kid)
+    for result, version in stored:
         if result.outcome is AddOutcome.ADDED:
             report.counts["created"] += 1
         elif result.outcome is AddOutcome.EXISTS:

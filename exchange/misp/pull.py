@@ -62,10 +62,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from exchange.audit.records import Publish, Published
 from exchange.errors import (
     AuthError,
-    ConfigError,
     ExchangeError,
     InvalidObject,
     NotFound,
@@ -79,8 +77,8 @@ from exchange.misp.targets import MispTarget
 from exchange.model.objects import StixObject
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
-from exchange.node.auditing import chunks
 from exchange.node.base import now_micros
+from exchange.node.imports import import_account, store_import
 from exchange.node.mispmap import NAMESPACE
 from exchange.node.publish import version_to_store
 from exchange.node.service import Exchange
@@ -91,13 +89,11 @@ from exchange.signing.cxsig import sign_validated
 from exchange.storage.base import (
     Account,
     AddOutcome,
-    AddResult,
     Collection,
     IdOwnership,
     NewVersion,
     ObjectQuery,
     Organisation,
-    Status,
     StoredVersion,
     VersionMatch,
 )
@@ -547,46 +543,25 @@ def _prepare(candidate: Mapping[str, Any], held: Sequence[StoredVersion],
 
 
 def sync_account(node: Exchange, target: MispTarget, owner: Organisation) -> Account:
-    """The owner's account a target's imports are recorded under: ``misp-sync-<target>``,
-    a publisher account with no API key (nobody logs in with it), created on first use.
+    """The owner's account a target's imports are recorded under: ``misp-sync-<target>``
+    (:func:`exchange.node.imports.import_account`).
 
     Raises:
         ConfigError: The name is taken by an account of another organisation.
     """
-    name = f"misp-sync-{target.name}"
-    try:
-        account = node.store.find_account(name)
-    except NotFound:
-        return node.add_account(name, org=owner.name, role="publisher")
-    if account.org_id != owner.id:
-        raise ConfigError(f"target {target.name!r}: account {name} belongs to another"
-                          f" organisation than the target's owner {owner.name}")
-    return account
+    return import_account(node, f"misp-sync-{target.name}", owner,
+                          what=f"target {target.name!r}")
 
 
 def _store(ctx: _Context, conversion: Conversion, versions: list[NewVersion],
            kid: str | None, report: RunReport) -> None:
-    node, owner, collection, target = ctx.node, ctx.owner, ctx.collection, ctx.target
-    account = sync_account(node, target, owner)
-    request = f"misp:{target.name}:{conversion.event_uuid}:{conversion.timestamp}"
-    status = Status(
-        id=str(uuid.uuid4()), api_root=node.settings.api_root, collection_id=collection.id,
-        account_id=account.id, org_id=owner.id, request_timestamp=ctx.now, status="complete",
-        total_count=len(versions), success_count=0, failure_count=0, pending_count=0)
-
-    def publish_records(results: Sequence[AddResult], final: Status) -> list[Publish]:
-        added = [Published(object_id=r.id, object_version=r.version or r.date_added or 0,
-                           date_added=r.date_added or 0, signed_kid=kid,
-                           signature="verified" if kid else "unsigned")
-                 for r in results if r.outcome is AddOutcome.ADDED]
-        return [Publish(time=now_micros(), channel=CHANNEL, account=account.name,
-                        org=owner.name, collection=collection.id,
-                        policy_digest=node.policy_digest(), request_id=request[:200],
-                        objects=tuple(part)) for part in chunks(added)]
-
-    results, _ = node.store.add_objects(collection.id, versions, status,
-                                        audit=publish_records)
-    for result, version in zip(results, versions, strict=True):
+    node, owner, target = ctx.node, ctx.owner, ctx.target
+    stored = store_import(
+        node, collection=ctx.collection, owner=owner,
+        account=sync_account(node, target, owner), channel=CHANNEL,
+        request=f"misp:{target.name}:{conversion.event_uuid}:{conversion.timestamp}",
+        now=ctx.now, versions=versions, kid=kid)
+    for result, version in stored:
         if result.outcome is AddOutcome.ADDED:
             report.counts["revoked" if version.revoked else "imported"] += 1
         elif result.outcome is AddOutcome.EXISTS:

@@ -244,3 +244,38 @@ def misp_account(admin: PyMISP, org_name: str, role: str, email: str) -> str:
     key = str(added.authkey)
     assert len(key) == 40
     return key
+
+
+#: A vendor identity some tests relay reports as (FireEye, as in the real APT1 bundle).
+FIREEYE = "identity--81cade27-7df8-4730-836b-62d880e6d9d3"
+
+
+def working_group(ex: Exchange, aliases: tuple[str, ...]
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """The working group on a fresh node: UZ-CERT, PK-CERT, their constituent UZ-SOC, the
+    operator and the FireEye identity; accounts uz-pub, pk-pub, fireeye-pub (publishers),
+    uz-soc (consumer) and auditor with API keys; and each collection in ``aliases``, read
+    by UZ-CERT, PK-CERT and UZ-SOC, written by the two CERTs and FireEye, default AMBER.
+
+    Returns:
+        The API keys by account, and the collection ids by alias.
+    """
+    ex.add_org("UZ-CERT")
+    ex.add_org("PK-CERT")
+    ex.add_org("UZ-SOC", parent="UZ-CERT")
+    ex.add_org("JWG-Operator")
+    # Relaying a vendor's report as the vendor (until contributor and author are apart).
+    ex.add_org("FireEye", identity_id=FIREEYE)
+    keys: dict[str, str] = {}
+    for account, org, role in [("uz-pub", "UZ-CERT", "publisher"),
+                               ("pk-pub", "PK-CERT", "publisher"),
+                               ("uz-soc", "UZ-SOC", "consumer"),
+                               ("fireeye-pub", "FireEye", "publisher"),
+                               ("auditor", "JWG-Operator", "auditor")]:
+        ex.add_account(account, org=org, role=role)
+        keys[account] = ex.create_api_key(account)[1]
+    ids = {alias: ex.add_collection(alias, alias=alias, readers=["UZ-CERT", "PK-CERT", "UZ-SOC"],
+                                    writers=["UZ-CERT", "PK-CERT", "FireEye"],
+                                    default_tlp="amber")[0].id
+           for alias in aliases}
+    return keys, ids

@@ -36,14 +36,13 @@ from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.derive import DROPPED_SOURCE, PROVENANCE_SOURCE, references
 from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
-from tests.integration.conftest import TAXII, serving
+from tests.integration.conftest import FIREEYE, TAXII, serving, working_group
 from tests.integration.test_cli import exchange_cmd
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "stix21"
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 AMBER_STRICT = "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
-FIREEYE = "identity--81cade27-7df8-4730-836b-62d880e6d9d3"
 
 # (collection, reader) pairs that receive copies.
 COPY_READERS = [("jwg", "uz-soc"), ("jwg-anon", "uz-soc"), ("jwg-anon", "pk-pub")]
@@ -119,23 +118,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     store = open_store(settings)
     ex = Exchange(settings, store)
     w = World(home, ex)
-    uz = ex.add_org("UZ-CERT").identity_id
-    ex.add_org("PK-CERT")
-    ex.add_org("UZ-SOC", parent="UZ-CERT")
-    ex.add_org("JWG-Operator")
-    # Relaying a vendor's report as the vendor (until contributor and author are apart).
-    ex.add_org("FireEye", identity_id=FIREEYE)
-    for account, org, role in [("uz-pub", "UZ-CERT", "publisher"),
-                               ("pk-pub", "PK-CERT", "publisher"),
-                               ("uz-soc", "UZ-SOC", "consumer"),
-                               ("fireeye-pub", "FireEye", "publisher"),
-                               ("auditor", "JWG-Operator", "auditor")]:
-        ex.add_account(account, org=org, role=role)
-        w.keys[account] = ex.create_api_key(account)[1]
-    for alias in ("jwg", "jwg-anon"):
-        w.collections[alias] = ex.add_collection(
-            alias, alias=alias, readers=["UZ-CERT", "PK-CERT", "UZ-SOC"],
-            writers=["UZ-CERT", "PK-CERT", "FireEye"], default_tlp="amber")[0].id
+    w.keys, w.collections = working_group(ex, ("jwg", "jwg-anon"))
+    uz = ex.store.find_org("UZ-CERT").identity_id
     extra = _extra(uz)
     w.extra = {name: obj["id"] for name, obj in extra.items()}
     try:

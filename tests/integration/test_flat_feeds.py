@@ -35,7 +35,7 @@ from exchange.config import load_settings
 from exchange.node.service import Exchange, init_home
 from exchange.storage import open_store
 from exchange.taxii.app import create_app
-from tests.integration.conftest import TAXII, serving
+from tests.integration.conftest import TAXII, serving, working_group
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "stix21"
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
@@ -43,7 +43,6 @@ AMBER_STRICT = "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
 RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
 RED_RECIPIENTS = "extension-definition--6859b3dc-d65f-409b-a17a-fb127c6b16eb"
-FIREEYE = "identity--81cade27-7df8-4730-836b-62d880e6d9d3"
 STAMP = "2026-06-01T00:00:00.000Z"
 FORMULAS = ['=1+2@example.com', '+cmd@example.com', '-2+3@example.com',
             '=hyperlink("http://evil.example/",x),y@example.com']
@@ -144,22 +143,9 @@ def build_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     store = open_store(settings)
     ex = Exchange(settings, store)
     w = World(home, ex)
-    uz = ex.add_org("UZ-CERT").identity_id
-    pk = ex.add_org("PK-CERT").identity_id
-    ex.add_org("UZ-SOC", parent="UZ-CERT")
-    ex.add_org("JWG-Operator")
-    ex.add_org("FireEye", identity_id=FIREEYE)
-    for account, org, role in [("uz-pub", "UZ-CERT", "publisher"),
-                               ("pk-pub", "PK-CERT", "publisher"),
-                               ("uz-soc", "UZ-SOC", "consumer"),
-                               ("fireeye-pub", "FireEye", "publisher"),
-                               ("auditor", "JWG-Operator", "auditor")]:
-        ex.add_account(account, org=org, role=role)
-        w.keys[account] = ex.create_api_key(account)[1]
-    for alias in ("jwg", "jwg-nopat"):
-        w.ids[alias] = ex.add_collection(
-            alias, alias=alias, readers=["UZ-CERT", "PK-CERT", "UZ-SOC"],
-            writers=["UZ-CERT", "PK-CERT", "FireEye"], default_tlp="amber")[0].id
+    w.keys, w.ids = working_group(ex, ("jwg", "jwg-nopat"))
+    uz = ex.store.find_org("UZ-CERT").identity_id
+    pk = ex.store.find_org("PK-CERT").identity_id
     w.extra = {
         "strict": _indicator("[ipv4-addr:value = '203.0.113.66']", uz, AMBER_STRICT),
         "red": _indicator("[ipv4-addr:value = '203.0.113.77']", uz, RED, extensions={

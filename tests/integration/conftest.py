@@ -183,17 +183,47 @@ def _start_misp(member: str) -> Misp:
     name = f"{os.environ.get('CX_MISP_PREFIX', 'cx')}-{member}"
     if not MISP_SCRIPT.is_file():
         _misp_unavailable(f"{MISP_SCRIPT} is missing")
-    try:
-        done = subprocess.run([str(MISP_SCRIPT), "start", name], capture_output=True,
-                              text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        _misp_unavailable(f"MISP {name} did not start ({type(e).__name__})")
+    # A new instance keeps its ports for good: give it three below the kernel's ephemeral
+    # range, or a client socket of a later run may hold one when the instance restarts
+    # (MariaDB then refuses to bind). One retry covers a port briefly taken all the same.
+    command = [str(MISP_SCRIPT), "start", name, *_fixed_misp_port(name)]
+    for attempt in (1, 2):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _misp_unavailable(f"MISP {name} did not start ({type(e).__name__})")
+        if done.returncode == 0 or attempt == 2:
+            break
+        _stop_misp(name)
+        time.sleep(2)
     values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     url, key = values.get("MISP_URL", ""), values.get("MISP_KEY", "")
     if done.returncode != 0 or not url or not key:
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
         _misp_unavailable(f"MISP {name} did not start (exit {done.returncode}: {tail[0]})")
     return Misp(name, url, key)
+
+
+def _fixed_misp_port(name: str) -> list[str]:
+    """An HTTP port for a MISP instance not created yet (its database and Redis take the
+    next two), free now and below the ephemeral range; [] for an existing instance."""
+    root = Path(os.environ.get("MISP_ROOT", "/tmp/cx-misp")) / name
+    if (root / "ports").exists():
+        return []
+    for port in range(20_000 + (uuid.uuid4().int % 3000) * 3, 30_000, 3):
+        if all(_port_free(p) for p in (port, port + 1, port + 2)):
+            return [str(port)]
+    return []
+
+
+def _port_free(port: int) -> bool:
+    with contextlib.closing(socket.socket()) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _stop_misp(name: str) -> None:

@@ -25,6 +25,7 @@ Progress goes to standard error; everything is on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import platform
 import sys
@@ -51,6 +52,8 @@ from tests.integration.taxii_servers import (  # noqa: E402
 
 VENDOR = "ExampleVendor"
 STARTERS = {"medallion": running_medallion, "opentaxii": running_opentaxii}
+# --profile FILE: cProfile statistics of the importing process (pstats format)
+PROFILE: str | None = None
 
 
 def say(text: str) -> None:
@@ -101,9 +104,16 @@ sources:
                             writers=["UZ-CERT", "PK-CERT", VENDOR])
         node.node_key()  # made before the clock starts
         source = source_named(load_node_sources(settings), "vendor")
+        profiler = cProfile.Profile() if PROFILE else None
         started, cpu = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
         report = run_source(node, source, workers=workers)
+        if profiler is not None:
+            profiler.disable()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        if profiler is not None and PROFILE:
+            profiler.dump_stats(PROFILE)
     finally:
         store.close()
     return {"outcome": report.outcome.value, "created": report.counts["created"],
@@ -137,9 +147,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="indicators per server")
     parser.add_argument("--page", type=int, default=1000, help="objects per page")
     parser.add_argument("--servers", default="medallion,opentaxii")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="write the ingestion's cProfile statistics to FILE")
     parser.add_argument("--workers", type=int, default=None,
                         help="signing processes (default: the engine's, one per core)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     if not 1 <= args.count <= 200_000 or not 1 <= args.page <= 10_000:
         parser.error("--count must be 1..200000 and --page 1..10000")
     results: dict[str, Any] = {"benchmark": "ingest", "count": args.count,

@@ -67,15 +67,19 @@ class _Signer:
     signed_at: str
     limits: Limits
 
-    def sign(self, objects: Sequence[Mapping[str, Any]]) -> list[StixObject | Refused]:
+    def sign(self, objects: Sequence[Mapping[str, Any] | StixObject]
+             ) -> list[StixObject | Refused]:
         out: list[StixObject | Refused] = []
-        for obj in objects:
+        for item in objects:
+            # Every object here passed the strict ingest check (ingest._check), so the
+            # normal form may reuse stix2's rewrites of a shape it has seen; given as the
+            # check's verdict, the signed object need not be checked again.
+            verdict = item if isinstance(item, StixObject) else None
+            obj = item.data if isinstance(item, StixObject) else item
             try:
-                # Every object here passed the strict ingest check (ingest._check), so
-                # the normal form may reuse stix2's rewrites of a shape it has seen.
                 out.append(sign_validated(obj, self.key, signed_at=self.signed_at,
                                           attest=True, resign=True, limits=self.limits,
-                                          checked=True))
+                                          checked=True, verdict=verdict))
             except ExchangeError as e:
                 out.append(Refused(rule_of(e), e.reason))
         return out
@@ -109,7 +113,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)  # re-parented: the importing process is gone
 
 
-def _sign_in_worker(objects: list[dict[str, Any]]) -> list[StixObject | Refused]:
+def _sign_in_worker(objects: list[dict[str, Any] | StixObject]) -> list[StixObject | Refused]:
     if _WORKER_SIGNER is None:  # pragma: no cover - a worker always has one
         raise RuntimeError("attestation worker without a signer")
     return _WORKER_SIGNER.sign(objects)
@@ -171,8 +175,14 @@ class Attester:
             raise ExchangeError(f"the signing workers could not start ({type(e).__name__})"
                                 ) from None
 
-    def sign(self, objects: Sequence[Mapping[str, Any]]) -> list[StixObject | Refused]:
+    def sign(self, objects: Sequence[Mapping[str, Any] | StixObject]
+             ) -> list[StixObject | Refused]:
         """Each object signed (``attest=True``), or why not; in the order given.
+
+        An object may be given as the strict check's verdict on it
+        (:func:`~exchange.model.stix.validate_object`, ``data`` the object, unchanged
+        since): the signed object then is not checked a second time where its normal form
+        is certainly the object itself (:func:`~exchange.signing.cxsig.sign_validated`).
 
         Raises:
             ExchangeError: A worker died; nothing of this page may be stored.
@@ -180,7 +190,8 @@ class Attester:
         if self._pool is None or len(objects) < 2:
             return self._signer.sign(objects)
         size = min(_CHUNK, -(-len(objects) // self.workers))
-        parts = [[dict(o) for o in objects[i:i + size]]
+        # A verdict travels whole: pickling keeps its data the very object it judged.
+        parts = [[o if isinstance(o, StixObject) else dict(o) for o in objects[i:i + size]]
                  for i in range(0, len(objects), size)]
         try:
             return [r for part in self._pool.map(_sign_in_worker, parts) for r in part]

@@ -613,7 +613,7 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         fresh.append(candidate)
     attester = ctx.attester
     signed: Sequence[StixObject | Refused] = (
-        attester.sign([c.obj.data for c in fresh]) if attester is not None
+        attester.sign([c.obj for c in fresh]) if attester is not None
         else [c.obj for c in fresh])
     kid = attester.kid if attester is not None else None
     levels: dict[tuple[tuple[str, ...], tuple[str, ...]], Tlp | None] = {}

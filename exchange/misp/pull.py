@@ -460,11 +460,12 @@ def _import(ctx: _Context, conversion: Conversion, report: RunReport) -> None:
             if prepared is None:
                 report.counts["unchanged"] += 1
                 continue
+            data, verdict = prepared
             if key is None:
-                obj = validate_object(prepared, node.limits)
+                obj = verdict or validate_object(data, node.limits)
             else:  # the signer's own strict check of what it signed, the same limits
-                obj = sign_validated(prepared, key, signed_at=signed_at, attest=True,
-                                     limits=node.limits, checked=True)
+                obj = sign_validated(data, key, signed_at=signed_at, attest=True,
+                                     limits=node.limits, checked=True, verdict=verdict)
             if policy is not None:
                 object_level, granular = split_marking_refs(obj.data)
                 tlp = level_of(object_level, policy, {}, granular=granular)
@@ -499,8 +500,9 @@ def _object_rule(error: ExchangeError) -> str:
 
 def _prepare(candidate: Mapping[str, Any], held: Sequence[StoredVersion],
              owner: Organisation, registered: Mapping[str, str], custom_rule: str,
-             node: Exchange) -> dict[str, Any] | None:
-    """The object to store, None when it is already held identical.
+             node: Exchange) -> tuple[dict[str, Any], StixObject | None] | None:
+    """The object to store and the strict check's verdict on it (None when the object
+    was changed after the check), or None when it is already held identical.
 
     Raises:
         ExchangeError: It may not be stored (the reason says why).
@@ -524,7 +526,7 @@ def _prepare(candidate: Mapping[str, Any], held: Sequence[StoredVersion],
         raise PermissionDenied(f"another organisation created {checked.id} in this"
                                " collection; only it may add versions")
     if not mine:
-        return obj
+        return obj, checked
     stored = json.loads(mine[0].body)
     if _comparable(stored) == _comparable(obj):
         return None
@@ -539,7 +541,7 @@ def _prepare(candidate: Mapping[str, Any], held: Sequence[StoredVersion],
     obj["created"] = min(obj["created"], obj["modified"])
     if _comparable(stored) == _comparable(obj):
         return None
-    return obj
+    return obj, None
 
 
 def sync_account(node: Exchange, target: MispTarget, owner: Organisation) -> Account:

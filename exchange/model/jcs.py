@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import rfc8785
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "dumps_plain"]
 
 _INT_MAX: Final = 2**53 - 1
 #: Deeper values take ``rfc8785``'s own path (and its recursion limit).
@@ -42,8 +42,9 @@ _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separator
                                    allow_nan=False, check_circular=False)
 
 
-def _simple(value: Any) -> bool:
-    """Whether the C encoder writes ``value`` exactly as RFC 8785 does (module docstring)."""
+def _simple(value: Any, max_depth: int = _MAX_DEPTH) -> bool:
+    """Whether the C encoder writes ``value`` exactly as RFC 8785 does (module docstring),
+    with no container nested more than ``max_depth`` deep (the top one at depth 1)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     pop, push = stack.pop, stack.append
     while stack:
@@ -52,14 +53,14 @@ def _simple(value: Any) -> bool:
         if kind is str or kind is bool or item is None:
             continue
         if kind is dict:
-            if depth >= _MAX_DEPTH:
+            if depth >= max_depth:
                 return False
             for key, inner in item.items():
                 if type(key) is not str or not key.isascii():
                     return False
                 push((inner, depth + 1))
         elif kind is list:
-            if depth >= _MAX_DEPTH:
+            if depth >= max_depth:
                 return False
             for inner in item:
                 push((inner, depth + 1))
@@ -86,3 +87,27 @@ def dumps(value: Any) -> bytes:
         except UnicodeEncodeError:
             pass  # a lone surrogate: rfc8785 raises its own error for it
     return rfc8785.dumps(value)
+
+
+def dumps_plain(value: Any, max_depth: int) -> tuple[bytes, bool]:
+    """:func:`dumps`, and whether the bytes are certain to parse back as ``value`` itself.
+
+    The second item is true when ``value`` took the C encoder's path (only dicts with
+    ASCII keys, lists, strings, integers within +-(2**53-1), booleans and null), no
+    container is nested more than ``max_depth`` deep, and the bytes hold no ``\\u0000``
+    escape, i.e. no string or key holds a NUL (a backslash followed by ``u0000`` in a
+    string is written ``\\\\u0000`` and also answers false: false only ever sends the
+    caller to a real round trip). A float, which RFC 8785 may write as an integer literal
+    beyond the JSON parser's range, always answers false.
+
+    Raises:
+        As :func:`dumps`.
+    """
+    if _simple(value, min(max_depth, _MAX_DEPTH)):
+        try:
+            out = _ENCODER.encode(value).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return out, b"\\u0000" not in out
+    return rfc8785.dumps(value), False

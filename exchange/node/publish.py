@@ -275,6 +275,7 @@ def version_to_store(obj: StixObject, *, producer_org: OrgId | None, tlp: str | 
         signed_kid=signed_kid,
         red_recipients=red_recipients_of(obj.data),
         ownership=ownership,
+        data=obj.data,
     )
 
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import rfc8785
 
@@ -43,12 +43,16 @@ __all__ = [
     "EXTENSION_ID",
     "PAYLOAD_TYPE",
     "canonical",
+    "canonical_plain",
     "normal_form",
+    "normal_form_same",
     "pae",
     "require_normal_form",
     "signing_input",
     "without_signature",
 ]
+
+_T = TypeVar("_T")
 
 #: The DSSE payload type of a signed STIX object. Authenticated by PAE, so a signature over a
 #: STIX object can never be taken for one over a registry, policy or checkpoint.
@@ -87,8 +91,25 @@ def canonical(obj: Any) -> bytes:
             non-string key or a value of a non-JSON type.
     """
     value = dict(obj) if isinstance(obj, Mapping) and not isinstance(obj, dict) else obj
+    return _canonicalised(jcs.dumps, value)
+
+
+def canonical_plain(obj: Mapping[str, Any], max_depth: int) -> tuple[bytes, bool]:
+    """:func:`canonical`, and whether the bytes certainly parse back, under the strict JSON
+    profile at ``max_depth``, as the value itself (:func:`exchange.model.jcs.dumps_plain`);
+    false means "try it".
+
+    Raises:
+        InvalidObject: As :func:`canonical`.
+    """
+    value = dict(obj) if not isinstance(obj, dict) else obj
+    return _canonicalised(lambda v: jcs.dumps_plain(v, max_depth), value)
+
+
+def _canonicalised(encode: Callable[[Any], _T], value: Any) -> _T:
+    """``encode(value)``, its errors as the :class:`InvalidObject` of :func:`canonical`."""
     try:
-        return jcs.dumps(value)
+        return encode(value)
     except rfc8785.IntegerDomainError as e:
         raise InvalidObject(
             "cannot canonicalise (RFC 8785): an integer is outside +-(2**53-1)"
@@ -233,8 +254,24 @@ def normal_form(obj: Mapping[str, Any], *, checked: bool = False) -> dict[str, A
     Raises:
         InvalidObject: ``stix2`` 3.0.2 refuses the object.
     """
+    return normal_form_same(obj, checked=checked)[0]
+
+
+def normal_form_same(obj: Mapping[str, Any], *, checked: bool = False
+                     ) -> tuple[dict[str, Any], bool]:
+    """:func:`normal_form`, and whether it is certainly ``obj`` itself, value for value.
+
+    The second item is true only for a checked object whose shape stix2 has already
+    normalised and whose timestamps the shape's rewrites leave as they are: the normal
+    form then differs from ``obj`` in nothing (only timestamp strings could have changed,
+    and each compared equal), so a verdict on ``obj`` is a verdict on it. False says
+    nothing either way.
+
+    Raises:
+        InvalidObject: As :func:`normal_form`.
+    """
     if not checked:
-        return _stix2_form(obj)
+        return _stix2_form(obj), False
     shape = _shape(obj)
     plan = _PLANS.get(shape) if shape is not None else None
     if plan is not None:
@@ -244,7 +281,7 @@ def normal_form(obj: Mapping[str, Any], *, checked: bool = False) -> dict[str, A
         learned = _plan_of(obj, result)
         if learned is not None:
             _PLANS[shape] = learned
-    return result
+    return result, False
 
 
 #: Timestamp rewrites: (path of the value, fraction digits stix2 writes).
@@ -263,14 +300,20 @@ def _rewrite_timestamp(value: str, digits: int) -> str:
     return value[:19] + (f".{fraction[:digits]}" if digits else "") + "Z"
 
 
-def _rewritten(obj: Mapping[str, Any], plan: _Plan) -> dict[str, Any]:
+def _rewritten(obj: Mapping[str, Any], plan: _Plan) -> tuple[dict[str, Any], bool]:
+    """``obj`` with the plan's timestamp rewrites, and whether none of them changed it."""
     out: dict[str, Any] = _copy_json(dict(obj))
+    same = True
     for path, digits in plan:
         holder = out
         for key in path[:-1]:
             holder = holder[key]
-        holder[path[-1]] = _rewrite_timestamp(holder[path[-1]], digits)
-    return out
+        before = holder[path[-1]]
+        after = _rewrite_timestamp(before, digits)
+        if after != before:
+            holder[path[-1]] = after
+            same = False
+    return out, same
 
 
 def _plan_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> _Plan | None:
@@ -295,7 +338,7 @@ def _plan_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> _Plan | Non
         return None
     done = tuple(plan)
     try:
-        if canonical(_rewritten(before, done)) != canonical(after):
+        if canonical(_rewritten(before, done)[0]) != canonical(after):
             return None
     except InvalidObject:
         return None

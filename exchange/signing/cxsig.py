@@ -43,13 +43,14 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from exchange.errors import InvalidObject, MalformedJSON, SignatureError
+from exchange.errors import InvalidObject, LimitExceeded, MalformedJSON, SignatureError
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.objects import StixObject
@@ -60,7 +61,8 @@ from exchange.signing.canonical import (
     EXTENSION_ID,
     PAYLOAD_TYPE,
     canonical,
-    normal_form,
+    canonical_plain,
+    normal_form_same,
     pae,
     require_normal_form,
     without_signature,
@@ -307,6 +309,7 @@ def sign_validated(
     limits: Limits | None = None,
     attest: bool = False,
     checked: bool = False,
+    verdict: StixObject | None = None,
 ) -> StixObject:
     """:func:`sign_object`, returning the strict check's verdict on the signed object.
 
@@ -315,10 +318,20 @@ def sign_validated(
     that needs the :class:`~exchange.model.objects.StixObject` (canonical bytes, TLP)
     does not check the same object a second time.
 
+    ``verdict`` (a node attestation only) is the caller's own
+    :func:`~exchange.model.stix.validate_object` result for ``obj`` under the same
+    ``limits``, ``verdict.data`` being ``obj`` itself, unchanged since. When the normal
+    form is certainly ``obj`` itself (:func:`~exchange.signing.canonical.normal_form_same`),
+    the signed object differs from it only by the cx-sig entry this function wrote, so the
+    verdict is carried over (with the signed object's bytes, size-checked) instead of
+    checking the object a second time; otherwise the signed object is checked as always.
+
     Args and Raises: as :func:`sign_object`.
     """
+    if verdict is not None and (not attest or verdict.data is not obj):
+        raise ValueError("verdict must be the strict check of obj itself, for an attestation")
     return _sign(obj, key, signed_at=signed_at, resign=resign, limits=limits or Limits(),
-                 attest=attest, checked=checked)[1]
+                 attest=attest, checked=checked, verdict=verdict)[1]
 
 
 def _sign(
@@ -330,6 +343,7 @@ def _sign(
     limits: Limits,
     attest: bool,
     checked: bool = False,
+    verdict: StixObject | None = None,
 ) -> tuple[dict[str, Any], StixObject]:
     label = _label(obj)
     if _raw_entry(obj) is not None and not resign:
@@ -359,53 +373,52 @@ def _sign(
         "signed_at": stamp,
     }
     unsigned["extensions"] = extensions
+    same = False
     if attest:
-        unsigned = normal_form(unsigned, checked=checked)
+        unsigned, same = normal_form_same(unsigned, checked=checked)
         extensions = unsigned["extensions"]
     else:
         require_normal_form(unsigned)
-    payload = canonical(unsigned)
-    if len(payload) > limits.max_body_bytes or not _plain(unsigned, limits.max_depth):
+    payload, plain = canonical_plain(unsigned, limits.max_depth)
+    if len(payload) > limits.max_body_bytes or not plain:
         _require_round_trip(payload, label, limits)
-    signature = key.sign(pae(PAYLOAD_TYPE, payload))
-    extensions[EXTENSION_ID]["sig"] = b64url_encode(signature)
-    return unsigned, validate_object(unsigned, limits)
+    sig = b64url_encode(key.sign(pae(PAYLOAD_TYPE, payload)))
+    entry = extensions[EXTENSION_ID]
+    entry["sig"] = sig
+    if verdict is None or not same:
+        return unsigned, validate_object(unsigned, limits)
+    # The verdict on obj holds for the signed object: the same values, and a cx-sig entry
+    # of this function's making. Its bytes are the payload with "sig" in its sorted place
+    # (before "signed_at") when the entry's bytes occur once, as they do unless another
+    # dict of the object holds the very same entry; otherwise canonicalised again.
+    unsigned_entry = _entry_bytes(entry, with_sig=False)
+    if payload.count(unsigned_entry) == 1:
+        signed_bytes = payload.replace(unsigned_entry, _entry_bytes(entry, with_sig=True))
+    else:
+        signed_bytes = canonical(unsigned)
+    if len(signed_bytes) > limits.max_object_bytes:
+        raise LimitExceeded(f"{label}: object is {len(signed_bytes)} bytes, limit is"
+                            f" {limits.max_object_bytes}", http_status=413)
+    return unsigned, replace(verdict, canonical=signed_bytes, data=unsigned)
 
 
-def _plain(value: Any, max_depth: int) -> bool:
-    """Whether a canonicalised value is certain to read back as itself under
-    :func:`~exchange.model.jsonparse.parse_json`, without trying.
+#: Writes an entry of :func:`_sign`'s making in its RFC 8785 form: its members are ASCII
+#: strings (the algorithm, a key id, the canonicalisation name, a timestamp, base64url) and
+#: the integer 1, for which the standard encoder and RFC 8785 write the same bytes
+#: (exchange.model.jcs), without first walking the value to prove it.
+_ENTRY_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, sort_keys=True,
+                                         separators=(",", ":"))
 
-    True when it is made only of dicts, lists, strings without NUL, integers, booleans
-    and null, nested at most ``max_depth`` deep. RFC 8785 writes each of those in a form
-    the strict parser reads back unchanged: :func:`canonical` has already refused
-    integers beyond +-(2**53-1) and lone surrogates, and a string without NUL has no
-    ``\\u0000`` escape. A float (RFC 8785 may write a large one as an out-of-range
-    integer literal), a NUL, any other type or deeper nesting sends the payload through
-    the real round trip (:func:`_require_round_trip`), as does a payload larger than the
-    parser's body limit (checked by the caller).
+
+def _entry_bytes(entry: Mapping[str, Any], *, with_sig: bool) -> bytes:
+    """The canonical bytes of ``"<cx-sig id>":<entry>`` as they sit in the object's.
+
+    ``ensure_ascii`` makes any character beyond ASCII an escape RFC 8785 would not write,
+    so such bytes could never be found in the payload: the caller then canonicalises the
+    whole object again instead of trusting this form.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            if depth > max_depth:
-                return False
-            for name, inner in item.items():
-                if type(name) is not str or "\x00" in name:
-                    return False
-                stack.append((inner, depth + 1))
-        elif kind is list:
-            if depth > max_depth:
-                return False
-            stack.extend((inner, depth + 1) for inner in item)
-        elif kind is str:
-            if "\x00" in item:
-                return False
-        elif kind is not int and kind is not bool and item is not None:
-            return False
-    return True
+    body = {name: value for name, value in entry.items() if with_sig or name != "sig"}
+    return _ENTRY_ENCODER.encode({EXTENSION_ID: body})[1:-1].encode("ascii")
 
 
 def _require_round_trip(payload: bytes, label: str, limits: Limits) -> None:

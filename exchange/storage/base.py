@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 import contextvars
 import enum
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -137,6 +137,9 @@ class NewVersion:
     signed_kid: str | None = None  # key id of a verified cx-sig signature, None if unsigned
     red_recipients: tuple[str, ...] = ()  # identity ids named as RED recipients
     ownership: IdOwnership = IdOwnership.CREATOR  # who may add versions of the id
+    # The parsed body when the caller holds it (the validated object's data), so the
+    # store's index need not parse the body again; it must be the body's value.
+    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

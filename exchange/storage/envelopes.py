@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -187,7 +187,7 @@ class EnvelopePlan:
         })
         self.red_rows.extend({"date_added": date_added, "identity_id": identity}
                              for identity in dict.fromkeys(new.red_recipients))
-        observables, facts = index_rows(new.body, date_added)
+        observables, facts = index_rows(new.body, date_added, new.data)
         self.observable_rows.extend(observables)
         if facts is not None:
             self.fact_rows.append(facts)
@@ -225,14 +225,18 @@ def observable_rows(body: bytes, date_added: int) -> list[dict[str, Any]]:
     return index_rows(body, date_added)[0]
 
 
-def index_rows(body: bytes, date_added: int
+def index_rows(body: bytes, date_added: int, data: Mapping[str, Any] | None = None
                ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The observable index rows of one stored version, and its ``indicator_facts`` row
-    when it is an indicator (:func:`indicator_facts`); one parse of the body."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return [], None  # never for a validated body; an unreadable one has nothing
+    when it is an indicator (:func:`indicator_facts`); one parse of the body, none when
+    the caller gives its parsed value as ``data``."""
+    if data is not None:
+        obj: Any = data
+    else:
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            return [], None  # never for a validated body; an unreadable one has nothing
     if not isinstance(obj, dict):
         return [], None
     observables = [{"key": o.key, "kind": o.kind, "date_added": date_added}
@@ -241,7 +245,7 @@ def index_rows(body: bytes, date_added: int
     return observables, facts
 
 
-def indicator_facts(obj: dict[str, Any], date_added: int) -> dict[str, Any]:
+def indicator_facts(obj: Mapping[str, Any], date_added: int) -> dict[str, Any]:
     """What a flat feed lists and filters by of an indicator version, besides its
     values (revision 0013): ``valid_from``, ``valid_until`` and ``created_by_ref`` as
     written, its string ``labels`` (JSON text) and its integer ``confidence``."""

@@ -58,8 +58,13 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (month <= 2), month, day
 
 
+@functools.lru_cache(maxsize=4096)
 def to_micros(stix_timestamp: str) -> int:
     """Parse a STIX 2.1 timestamp into microseconds since the Unix epoch.
+
+    Pure, so the last few thousand answers are kept: an object's ``created``,
+    ``modified`` and version are read several times on the way to the store (a refusal is
+    an exception, never kept).
 
     Args:
         stix_timestamp: ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``; digits beyond the sixth

@@ -52,8 +52,6 @@ from tests.integration.taxii_servers import (  # noqa: E402
 
 VENDOR = "ExampleVendor"
 STARTERS = {"medallion": running_medallion, "opentaxii": running_opentaxii}
-# --profile FILE: cProfile statistics of the importing process (pstats format)
-PROFILE: str | None = None
 
 
 def say(text: str) -> None:
@@ -67,8 +65,8 @@ def server_read(server: TaxiiServer, page: int) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-def ingest(server: TaxiiServer, work: Path, page: int, workers: int | None
-           ) -> dict[str, Any]:
+def ingest(server: TaxiiServer, work: Path, page: int, workers: int | None,
+           profile: str | None = None) -> dict[str, Any]:
     """One vendor source's first run into a fresh home."""
     home = work / "home"
     home.mkdir()
@@ -104,7 +102,7 @@ sources:
                             writers=["UZ-CERT", "PK-CERT", VENDOR])
         node.node_key()  # made before the clock starts
         source = source_named(load_node_sources(settings), "vendor")
-        profiler = cProfile.Profile() if PROFILE else None
+        profiler = cProfile.Profile() if profile else None
         started, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
@@ -112,8 +110,8 @@ sources:
         if profiler is not None:
             profiler.disable()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        if profiler is not None and PROFILE:
-            profiler.dump_stats(PROFILE)
+        if profiler is not None and profile:
+            profiler.dump_stats(profile)
     finally:
         store.close()
     return {"outcome": report.outcome.value, "created": report.counts["created"],
@@ -122,7 +120,8 @@ sources:
             "objects_per_s": round(report.counts["created"] / seconds, 1)}
 
 
-def bench(name: str, count: int, page: int, workers: int | None) -> dict[str, Any]:
+def bench(name: str, count: int, page: int, workers: int | None,
+          profile: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"cx-bench-ingest-{name}-") as tmp:
         work = Path(tmp)
         (work / "server").mkdir()
@@ -135,7 +134,7 @@ def bench(name: str, count: int, page: int, workers: int | None) -> dict[str, An
             say(f"{name}: server's own full read")
             read, read_s = server_read(server, page)
             say(f"{name}: ingestion")
-            ours = ingest(server, work, page, workers)
+            ours = ingest(server, work, page, workers, profile)
     read_rate = read / read_s
     return {"server_read": {"objects": read, "seconds": round(read_s, 3),
                             "objects_per_s": round(read_rate, 1)},
@@ -152,8 +151,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="signing processes (default: the engine's, one per core)")
     args = parser.parse_args()
-    global PROFILE
-    PROFILE = args.profile
     if not 1 <= args.count <= 200_000 or not 1 <= args.page <= 10_000:
         parser.error("--count must be 1..200000 and --page 1..10000")
     results: dict[str, Any] = {"benchmark": "ingest", "count": args.count,
@@ -162,7 +159,7 @@ def main() -> None:
     for name in args.servers.split(","):
         if name not in STARTERS:
             parser.error(f"unknown server {name!r} (medallion, opentaxii)")
-        results[name] = bench(name, args.count, args.page, args.workers)
+        results[name] = bench(name, args.count, args.page, args.workers, args.profile)
     print(json.dumps(results, sort_keys=True))
 
 

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.model import jcs
+from exchange.model.jsonparse import parse_json
+from exchange.model.limits import Limits
 
 REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
 
@@ -69,3 +71,46 @@ def test_the_real_stix_files() -> None:
             assert jcs.dumps(obj) == rfc8785.dumps(obj), (path.name, obj.get("id"))
             seen += 1
     assert seen > 100
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_values, st.integers(min_value=1, max_value=8))
+def test_dumps_plain_is_dumps_and_plain_values_parse_back_as_themselves(
+        value: Any, max_depth: int) -> None:
+    """The flag is only ever true for bytes the strict parser reads back unchanged, at
+    that depth; the bytes are always those of dumps (or its error)."""
+    got = outcome(lambda v: jcs.dumps_plain(v, max_depth), value)
+    expected = outcome(jcs.dumps, value)
+    if expected[0] == "error":
+        assert got == expected
+        return
+    assert got[0] == "bytes"
+    data, plain = got[1]
+    assert data == expected[1]
+    if plain:
+        assert _depth(value) <= max_depth
+        parsed = parse_json(data, Limits(max_depth=max_depth))
+        assert jcs.dumps(parsed) == data
+        assert parsed == value
+
+
+@pytest.mark.parametrize(("value", "max_depth", "plain"), [
+    ({"a": [1, "x", True, None, {"b": -(2**53 - 1)}]}, 3, True),
+    ({"a": [1, {"b": 0.0}]}, 32, False),          # a float: RFC 8785 may write 1e17 as an int
+    ({"a": "x\x00"}, 32, False),                  # a NUL in a string
+    ({"a\x00": 1}, 32, False),                    # a NUL in a key
+    ({"a": "x\\u0000"}, 32, False),               # looks like one in the bytes: try it
+    ({"a": [[1]]}, 2, False),                     # deeper than allowed
+    ({"a": [[1]]}, 3, True),
+    ({"\u00e9": 1}, 32, False),                   # a non-ASCII key takes rfc8785's path
+])
+def test_dumps_plain_tells_risky_values_apart(value: Any, max_depth: int, plain: bool) -> None:
+    assert jcs.dumps_plain(value, max_depth) == (rfc8785.dumps(value), plain)

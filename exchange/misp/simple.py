@@ -34,7 +34,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from misp_stix_converter import MISPtoSTIX21Parser
-from pymisp.tools.attributevalidationtool import validate_attribute
+from pymisp.abstract import describe_types
+from pymisp.tools.attributevalidationtool import AttributeValidationTool, validate_attribute
 from stix2.serialization import serialize
 from stix2.utils import format_datetime
 
@@ -82,6 +83,67 @@ def _moment(value: object) -> datetime | None:
 _Times = tuple[datetime, datetime, datetime]
 
 
+#: Members of a MISP attribute PyMISP's load sets as they are (``MISPAttribute.from_dict``):
+#: the identifying and descriptive ones, whose values :func:`_loads_as_given` checks, and
+#: lists that are read only when not empty (an empty one is set as it is).
+_PLAIN_MEMBERS: Final = frozenset({
+    "id", "event_id", "object_id", "object_relation", "category", "type", "to_ids", "uuid",
+    "timestamp", "distribution", "sharing_group_id", "comment", "deleted",
+    "disable_correlation", "value", "first_seen", "last_seen", "event_uuid"})
+_LIST_MEMBERS: Final = frozenset({"Tag", "Galaxy", "Sighting", "ShadowAttribute", "Note",
+                                  "Opinion", "Relationship"})
+#: PyMISP's own type table (the describeTypes it ships and loads attributes against).
+_CATEGORY_TYPES: Final = {category: frozenset(types) for category, types
+                          in describe_types["category_type_mappings"].items()}
+_KNOWN_TYPES: Final = frozenset(describe_types["types"])
+#: PyMISP's value rules, as ``validate_attribute`` runs them (untyped in PyMISP).
+_modified: Final[Callable[[Any, Any], Any]] = AttributeValidationTool.modifyBeforeValidation
+_validated: Final[Callable[[Any, Any], Any]] = AttributeValidationTool.validate
+
+
+def _integral(value: Any) -> bool:
+    """Whether ``int(value)`` is certain to succeed (PyMISP converts these members)."""
+    return (type(value) is int) or (type(value) is str and value.isascii()
+                                    and value.isdigit())
+
+
+def _loads_as_given(attribute: Mapping[str, Any]) -> bool:
+    """Whether PyMISP's ``validate_attribute`` certainly returns this attribute with its
+    type, category, value, UUID, ``to_ids`` and comment as given and no first or last
+    seen, without building a ``MISPAttribute`` (most of a simple attribute's time).
+
+    True only when: no first or last seen; every member is one PyMISP's load sets as it
+    is (the lists among them empty); the category is one of PyMISP's, the type one of
+    that category's; the members PyMISP converts to integers are integers or ASCII
+    digits, the distribution 0, 1, 2, 3 or 5 (4 needs a sharing group PyMISP checks);
+    and PyMISP's own value rules (refanging, normalisation, then validation, its
+    ``AttributeValidationTool``) leave the value as it is and accept it. False says
+    nothing: the caller asks PyMISP. ``tests/unit/misp/test_simple.py`` checks the true
+    answers against ``validate_attribute`` on the real events and generated attributes.
+    """
+    if attribute.get("first_seen") or attribute.get("last_seen"):
+        return False
+    for name, value in attribute.items():
+        if name not in _PLAIN_MEMBERS and not (name in _LIST_MEMBERS and value == []):
+            return False
+    kind, category = attribute.get("type"), attribute.get("category")
+    if kind not in _KNOWN_TYPES or kind not in _CATEGORY_TYPES.get(category, ()):
+        return False
+    for name in ("id", "event_id", "sharing_group_id"):
+        value = attribute.get(name)
+        if value and not _integral(value):
+            return False
+    distribution = attribute.get("distribution")
+    if distribution is not None and not (_integral(distribution)
+                                         and int(distribution) in (0, 1, 2, 3, 5)):
+        return False
+    value = attribute.get("value")
+    try:
+        return _modified(kind, value) == value and _validated(kind, value) is True
+    except Exception:  # noqa: BLE001 - PyMISP's rules failing: let PyMISP itself say
+        return False
+
+
 def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> _Times | None:
     """The attribute's time, first and last observation when the direct path may build
     it (as misp-stix: MISP's first_seen/last_seen as PyMISP reads them, else the
@@ -102,14 +164,17 @@ def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> _Times | None:
     moment = _moment(attribute.get("timestamp"))
     if moment is None:
         return None
-    try:
-        loaded = validate_attribute(json.loads(json.dumps(attribute)))
-    except Exception:  # noqa: BLE001 - PyMISP refuses it: misp-stix's path says how
-        return None
-    for name in _LOADED_AS_GIVEN:
-        given = attribute.get(name, "" if name == "comment" else None)
-        if getattr(loaded, name, None) != given:
+    loaded: Any = None
+    # A missing comment is loaded as absent, not as the "" it is compared with below.
+    if "comment" not in attribute or not _loads_as_given(attribute):
+        try:
+            loaded = validate_attribute(json.loads(json.dumps(attribute)))
+        except Exception:  # noqa: BLE001 - PyMISP refuses it: misp-stix's path says how
             return None
+        for name in _LOADED_AS_GIVEN:
+            given = attribute.get(name, "" if name == "comment" else None)
+            if getattr(loaded, name, None) != given:
+                return None
     if kind in _HASH_NAMES:
         try:
             parser._create_hash_pattern(kind, attribute["value"])

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import functools
 import json
 import os
@@ -420,14 +421,15 @@ def _median_run(rounds: int, run: Callable[[], int]) -> tuple[float, int]:
     return sorted(times)[len(times) // 2], served
 
 
-def misp_rest_search(misp: Misp, bulk_uuid: str, source: PullSource,
+def misp_rest_search(misp: Misp, bulk_uuid: str | None, source: PullSource,
                      rounds: int = 3) -> dict[str, Any]:
     """MISP's own rate serving attributes through plain PyMISP (median of ``rounds``):
 
     * ``restsearch_page``: one ``search(controller="events")`` page holding every event
       of the pull's source (the tag filter, published only), as the exchange's account;
     * ``bulk_event``: ``search(controller="events")`` of the single bulk event of
-      :func:`misp_bulk_add` (N attributes), as the site admin;
+      :func:`misp_bulk_add` (N attributes), as the site admin (not measured without the
+      push's part, which makes that event);
     * ``index_and_get``: what the pull asks for: the index of published events with the
       tag (``search_index``, minimal), then each event by UUID with soft-deleted
       attributes (``get_event(deleted=True)``), as the exchange's account.
@@ -460,8 +462,11 @@ def misp_rest_search(misp: Misp, bulk_uuid: str, source: PullSource,
 
     _log("MISP: restSearch rates ...")
     out: dict[str, Any] = {"rounds": rounds}
-    for name, run in (("restsearch_page", page), ("bulk_event", bulk),
-                      ("index_and_get", index_and_get)):
+    runs: list[tuple[str, Callable[[], int]]] = [("restsearch_page", page)]
+    if bulk_uuid is not None:
+        runs.append(("bulk_event", bulk))
+    runs.append(("index_and_get", index_and_get))
+    for name, run in runs:
         seconds, served = _median_run(rounds, run)
         out[name] = {"attributes": served, "seconds": round(seconds, 3),
                      "attrs_per_s": round(served / seconds, 1)}
@@ -563,14 +568,25 @@ def pull_target(name: str, misp: Misp, tags: tuple[str, ...]) -> MispTarget:
                       None, 600.0, EventGrouping.PRODUCER_DAY)
 
 
+#: ``--profile FILE``: the exchange pull's cProfile statistics (main thread) go to FILE.
+PROFILE: dict[str, str] = {}
+
+
 def run_pull_timed(node: Node, target: MispTarget, key: str
                    ) -> tuple[RunReport, float, dict[str, Any], TimedPullClient]:
     timers = SelfTimers()
     client = TimedPullClient(target, key, timers)
+    profiler = cProfile.Profile() if PROFILE.get("pull") else None
     with timed_pull(node, timers):
         t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         report = pull_module.run_pull(node.ex, target, client, now=NOW)
+        if profiler is not None:
+            profiler.disable()
         total = time.perf_counter() - t0
+    if profiler is not None:
+        profiler.dump_stats(PROFILE["pull"])
     if report.outcome is not Outcome.OK:
         raise SystemExit(f"pull {target.name}: {report.outcome.value}: {report.message}")
     parts: dict[str, Any] = {k: round(v, 3) for k, v in sorted(
@@ -768,39 +784,54 @@ def main() -> None:
                         help="alternating MISP bulk adds and pushes (medians compared)")
     parser.add_argument("--pull-events", type=int, default=5,
                         help="events the pull's N attributes are spread over")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="write the exchange pull's cProfile statistics to FILE")
+    parser.add_argument("--parts", default="push,pull,emotet",
+                        help="which measurements (comma-separated: push, pull, emotet)")
     args = parser.parse_args()
+    if args.profile:
+        PROFILE["pull"] = args.profile
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"push", "pull", "emotet"}:
+        parser.error("--parts takes push, pull and emotet, comma-separated")
     tag = uuid.uuid4().hex[:10]
     result: dict[str, Any] = {"benchmark": "misp_push_pull", "attributes": args.attributes}
     with tempfile.TemporaryDirectory(prefix="cx-bench-misp-") as tmp, \
             misp_instance(args.misp_url) as misp:
         # MISP's speed varies by a tenth or more from one call to the next here: MISP's
         # bulk add and the exchange's push alternate, and the medians are compared.
-        rounds = []
-        for n in range(args.rounds):
-            rate = misp_bulk_add(misp, args.attributes, f"{tag}-{n}")
-            push = exchange_push(misp, Path(tmp) / f"round-{n}", args.attributes,
-                                 f"{tag}-{n}")
-            rounds.append((rate, push))
-        misp_rate = median_by_rate([r for r, _ in rounds])
-        pushed = median_by_rate([p for _, p in rounds])
-        pushed["ratio_to_misp"] = round(pushed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
-        pushed["ratios_per_round"] = [round(p["attrs_per_s"] / r["attrs_per_s"], 3)
-                                      for r, p in rounds]
-        result["misp_add_event"] = misp_rate
-        result["exchange_push"] = pushed
-        mixed = exchange_push(misp, Path(tmp), args.attributes, tag, (GREEN, CLEAR))
-        mixed["ratio_to_misp"] = round(mixed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
-        result["exchange_push_two_levels"] = mixed
-        source = pull_source(misp, args.attributes, args.pull_events, tag)
-        served = misp_rest_search(misp, misp_rate["event_uuid"], source)
-        result["misp_rest_search"] = served
-        pulled = exchange_pull(misp, Path(tmp), source)
-        pulled["ratio_to_misp"] = round(pulled["attrs_per_s"] / served["attrs_per_s"], 3)
-        result["exchange_pull"] = pulled
-        since = next_second()
-        emotet = emotet_push(misp, Path(tmp), tag)
-        emotet["pull"] = emotet_pull(misp, Path(tmp), tag, since)
-        result["emotet"] = emotet
+        misp_rate = None
+        if "push" in parts:
+            rounds = []
+            for n in range(args.rounds):
+                rate = misp_bulk_add(misp, args.attributes, f"{tag}-{n}")
+                push = exchange_push(misp, Path(tmp) / f"round-{n}", args.attributes,
+                                     f"{tag}-{n}")
+                rounds.append((rate, push))
+            misp_rate = median_by_rate([r for r, _ in rounds])
+            pushed = median_by_rate([p for _, p in rounds])
+            pushed["ratio_to_misp"] = round(pushed["attrs_per_s"] / misp_rate["attrs_per_s"],
+                                            3)
+            pushed["ratios_per_round"] = [round(p["attrs_per_s"] / r["attrs_per_s"], 3)
+                                          for r, p in rounds]
+            result["misp_add_event"] = misp_rate
+            result["exchange_push"] = pushed
+            mixed = exchange_push(misp, Path(tmp), args.attributes, tag, (GREEN, CLEAR))
+            mixed["ratio_to_misp"] = round(mixed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
+            result["exchange_push_two_levels"] = mixed
+        if "pull" in parts:
+            source = pull_source(misp, args.attributes, args.pull_events, tag)
+            served = misp_rest_search(
+                misp, misp_rate["event_uuid"] if misp_rate is not None else None, source)
+            result["misp_rest_search"] = served
+            pulled = exchange_pull(misp, Path(tmp), source)
+            pulled["ratio_to_misp"] = round(pulled["attrs_per_s"] / served["attrs_per_s"], 3)
+            result["exchange_pull"] = pulled
+        if "emotet" in parts:
+            since = next_second()
+            emotet = emotet_push(misp, Path(tmp), tag)
+            emotet["pull"] = emotet_pull(misp, Path(tmp), tag, since)
+            result["emotet"] = emotet
     result["python"] = platform.python_version()
     print(json.dumps(result))
 

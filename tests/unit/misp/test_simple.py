@@ -185,3 +185,84 @@ def test_convert_event_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -
     direct = convert_event(event, owner_identity=OWNER)
     monkeypatch.setattr(convert_module, "simple_objects", lambda e, p: None)
     assert convert_event(event, owner_identity=OWNER) == direct
+
+
+# --- the pre-check that spares PyMISP's attribute load ---------------------------------
+
+_VALUES = {
+    "ip-dst": ["198.51.100.7", "198.051.100.7", " 198.51.100.7", "198.51.100.7/32",
+               "198.51.100.0/24", "2001:DB8::1", "2001:db8::1", "2001:db8:0::1/128",
+               "198[.]51.100.7", "300.1.1.1", "", "example.org"],
+    "domain": ["example.org", "Example.ORG", "exa_mple.org", "example[.]org", "example",
+               "-bad-.org", "xn--bcher-kva.example", "b\u00fccher.example", "example.org.",
+               " example.org", "a" * 70 + ".org"],
+    "hostname": ["www.example.org", "WWW.example.org", "www.example.org:80", "www[.]x.org"],
+    "url": ["https://example.org/a?b=c", "hxxps://example.org/", "https://example[.]org/",
+            "example.org/path", "https://example.org/\u00e9", " https://example.org/"],
+    "md5": ["d41d8cd98f00b204e9800998ecf8427e", "D41D8CD98F00B204E9800998ECF8427E",
+            "d41d8cd98f00b204e9800998ecf8427", "zz1d8cd98f00b204e9800998ecf8427e"],
+    "sha256": ["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+               "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"],
+}
+
+
+def _attributes(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """Attributes as MISP serves them, with the members the pre-check reads varied."""
+    from pymisp.abstract import describe_types  # noqa: PLC0415
+
+    categories = list(describe_types["category_type_mappings"])
+    out = []
+    for _ in range(count):
+        kind = rng.choice(list(_VALUES))
+        def pick(good: Any, *risky: Any) -> Any:
+            return good if rng.random() < 0.85 else rng.choice(risky)
+
+        attribute: dict[str, Any] = {
+            "id": pick("12", 12, "x1", "", "\u00b2"),
+            "event_id": pick("3", "", None, "-1"),
+            "object_id": "0", "object_relation": rng.choice([None, ""]),
+            "category": pick(rng.choice(["Network activity", "Payload delivery",
+                                         "External analysis"]),
+                             rng.choice(categories), "No such category"),
+            "type": kind, "to_ids": rng.choice([True, False]),
+            "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "timestamp": "1764979200",
+            "distribution": pick(rng.choice(["0", "1", "3", "5", 2]), "4", "7", None, "x"),
+            "sharing_group_id": pick("0", "", "2", "a"),
+            "comment": rng.choice(["", "seen in a campaign"]),
+            "deleted": rng.choice([False, True]),
+            "disable_correlation": rng.choice([False, True]),
+            "value": rng.choice(_VALUES[kind]),
+            "first_seen": pick(None, "", "2026-12-01T10:00:00.000000+00:00"),
+            "last_seen": None,
+        }
+        for name in rng.sample(["Tag", "ShadowAttribute", "data", "extra_member"],
+                               rng.randint(0, 1)):
+            attribute[name] = rng.choice([[], [{"name": "tlp:green"}], "x"])
+        out.append(attribute)
+    return out
+
+
+def test_an_attribute_the_pre_check_takes_is_one_pymisp_loads_as_given() -> None:
+    """Whenever the pre-check answers yes, PyMISP's validate_attribute (what the direct
+    path asked before) loads the attribute with every compared member as given and no
+    first or last seen; and it answers yes for most of the real events' simple ones."""
+    from pymisp.tools.attributevalidationtool import validate_attribute  # noqa: PLC0415
+
+    from exchange.misp.simple import _LOADED_AS_GIVEN, _loads_as_given  # noqa: PLC0415
+
+    real = [a for e in real_events() for a in e["Attribute"] if a.get("type") in SIMPLE]
+    generated = _attributes(random.Random(19), 3000)
+    said_yes = {"real": 0, "generated": 0}
+    for where, attributes in (("real", real), ("generated", generated)):
+        for attribute in attributes:
+            if not _loads_as_given(attribute):
+                continue
+            said_yes[where] += 1
+            loaded = validate_attribute(json.loads(json.dumps(attribute)))
+            for name in _LOADED_AS_GIVEN:
+                assert getattr(loaded, name, None) == attribute.get(name), (name, attribute)
+            assert getattr(loaded, "first_seen", None) is None, attribute
+            assert getattr(loaded, "last_seen", None) is None, attribute
+    assert said_yes["real"] > len(real) / 2, said_yes
+    assert 100 < said_yes["generated"] < len(generated), said_yes

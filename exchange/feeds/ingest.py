@@ -78,6 +78,7 @@ from exchange.model.objects import StixObject, Tlp
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
 from exchange.node.base import now_micros
+from exchange.node.collector import collector_paused
 from exchange.node.imports import import_account, store_import
 from exchange.node.publish import version_to_store
 from exchange.node.service import Exchange
@@ -450,7 +451,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
             if follow is not None:
                 chain_start, sent_next = follow
                 pending = fetch(chain_start, sent_next)
-            _import_page(ctx, page.objects, report)
+            with collector_paused():  # a page allocates much and makes no cycles
+                _import_page(ctx, page.objects, report)
             if page.objects and page.date_added_last is None and "no-header" not in \
                     report.notes:
                 report.notes.append("no-header")

@@ -78,6 +78,7 @@ from exchange.model.objects import StixObject
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
 from exchange.node.base import now_micros
+from exchange.node.collector import collector_paused
 from exchange.node.imports import import_account, store_import
 from exchange.node.mispmap import NAMESPACE
 from exchange.node.publish import version_to_store
@@ -202,7 +203,8 @@ def _pull_listed(ctx: _Context, reader: _Reader, listed: Sequence[tuple[str, int
             report.counts["unchanged"] += 1
             continue
         try:
-            done = _pull_event(ctx, reader, event_uuid, report)
+            with collector_paused():  # an event allocates much and makes no cycles
+                done = _pull_event(ctx, reader, event_uuid, report)
         except AuthError as e:
             # Nothing more can be read: stop here; this event and the rest wait.
             held_up = stamp if held_up is None else held_up

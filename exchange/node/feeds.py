@@ -51,15 +51,13 @@ Rendering (CSV columns, quoting, spreadsheet formulas neutralised) is
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from hashlib import sha256
 from operator import itemgetter
@@ -69,6 +67,7 @@ from exchange.errors import InvalidInput, NotFound, StorageError
 from exchange.model.objects import Principal, Tlp
 from exchange.model.observables import observables_of, value_of_key
 from exchange.node.base import ReadResult, now_micros
+from exchange.node.collector import collector_paused
 from exchange.node.derive import derived_id, transform_key
 from exchange.node.feeddefs import FEED_FORMATS, FEED_KINDS, FeedFilters, FlatFeed
 from exchange.node.feedrender import (
@@ -183,39 +182,6 @@ class _Cached:
     feeds: dict[str, Feed]  # by format, rendered on demand
 
 
-class _CollectorPause:
-    """Pauses Python's cyclic garbage collector while feeds are built, process-wide.
-
-    A build allocates a few hundred thousand small objects (rows, versions, lines) and
-    no reference cycles; with the collector running, each few hundred allocations start
-    a collection that walks the growing heap again (about a third of a cold build).
-    Reference counting still frees everything. Builds in several threads share one
-    pause: the first to start stops the collector (if it ran), the last to finish
-    restarts it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._holders = 0
-        self._restart = False
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._holders == 0:
-                self._restart = gc.isenabled()
-                gc.disable()
-            self._holders += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0 and self._restart:
-                    gc.enable()
-
-
-_collector_paused = _CollectorPause()
 
 
 def _listing(collection: Collection, ordered: list[FeedLine]) -> Listing:
@@ -378,7 +344,7 @@ class Feeds(Reading):
                     if ready is not None:
                         return ready
                     built = cached
-        with _collector_paused():  # (see _CollectorPause)
+        with collector_paused():  # allocation-heavy, no reference cycles
             if built is None:
                 built = self._lines(principal, collection, scope, transforms, kinds,
                                     filters, now, newest, context, cached)

@@ -102,7 +102,7 @@ sources:
                             writers=["UZ-CERT", "PK-CERT", VENDOR])
         node.node_key()  # made before the clock starts
         source = source_named(load_node_sources(settings), "vendor")
-        profiler = cProfile.Profile() if profile else None
+        profiler = cProfile.Profile(time.thread_time) if profile else None
         started, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()

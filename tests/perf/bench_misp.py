@@ -576,6 +576,7 @@ def run_pull_timed(node: Node, target: MispTarget, key: str
                    ) -> tuple[RunReport, float, dict[str, Any], TimedPullClient]:
     timers = SelfTimers()
     client = TimedPullClient(target, key, timers)
+    # CPU time of this thread: the read-ahead thread's share of the lock is not counted
     profiler = cProfile.Profile() if PROFILE.get("pull") else None
     with timed_pull(node, timers):
         t0 = time.perf_counter()

@@ -359,11 +359,13 @@ def _feed_lines(rows: list[dict[str, Any]], problem: str | None) -> list[str]:
     lines = [f"flat feeds file: {problem}"] if problem else []
     if not rows:
         return lines  # no named feed, none downloaded: nothing to say
-    lines.append("flat feeds (full downloads; answers 304 are not counted):")
+    lines.append("flat and MISP feeds (full downloads; answers 304 are not counted):")
     for row in rows:
         if row["named"]:
             head = (f"{row['feed']} (named: {row['collection']}, {', '.join(row['kinds'])};"
                     f" {', '.join(row['formats'])}; {_filters_text(row['filters'])})")
+        elif row["kinds"] == ["misp"]:
+            head = f"{row['feed']} (the MISP feed of collection {row['collection']})"
         elif row["configured"]:
             head = f"{row['feed']} (collection {row['collection']}, kind {row['kinds'][0]})"
         else:

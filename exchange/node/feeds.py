@@ -396,9 +396,9 @@ class Feeds(Reading):
                        {})
 
     def record_download(self, principal: Principal, feed_name: str, fmt: str,
-                        feed: Feed) -> None:
-        """Count a full download of a feed for ``exchange sync status``
-        (:meth:`~exchange.storage.base.Store.record_feed_download`).
+                        values: int, etag: str) -> None:
+        """Count a full download of a feed (a flat feed, or a MISP feed's file) for
+        ``exchange sync status`` (:meth:`~exchange.storage.base.Store.record_feed_download`).
 
         Bookkeeping only: call it once the download's disclosure is recorded (the
         ledger is the record that counts), so a failure here is logged, never raised.
@@ -406,7 +406,7 @@ class Feeds(Reading):
         try:
             self.store.record_feed_download(
                 feed_name, fmt, principal.account_name, principal.org_name,
-                at=now_micros(), etag=feed.etag, values=feed.values)
+                at=now_micros(), etag=etag, values=values)
         except StorageError as e:
             log.warning("flat feed %s.%s: the download by %s was served but not counted"
                         " (%s)", feed_name, fmt, principal.account_name, e.reason)

@@ -37,9 +37,12 @@ Every 200 to a GET is a disclosure in the audit ledger (channel ``feed``: each i
 version whose values the body lists, with the rule that let it through), durable before
 the body leaves; a ledger that cannot be written makes the answer a 503 with no feed. A
 304 discloses nothing the caller did not already receive and is not recorded; a HEAD
-sends no values and is not recorded either. Each flat feed's 200 is also counted per
-feed, format and account (the last one's ETag and number of values) for ``exchange sync
-status`` (revision 0012); a failure to count is logged, the download still served.
+sends no values and is not recorded either. Each 200 is also counted per feed, format
+and account (the last one's ETag and number of values) for ``exchange sync status``
+(revision 0012): a flat feed by its name or ``<collection>/<kind>`` and format, a MISP
+feed's files as ``<collection>/misp`` with format ``manifest.json``, ``hashes.csv`` or
+``event`` (the number of indicator versions the file discloses); a failure to count is
+logged, the download still served.
 """
 
 from __future__ import annotations
@@ -124,10 +127,10 @@ def _headers(feed: Feed | tuple[str, int], fmt: str) -> dict[str, str]:
 
 def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadResult | Listing,
             headers: dict[str, str], conditional: Feed | tuple[str, int],
-            counted: tuple[str, str] | None = None) -> Response:
-    """304 when the caller holds this body; else the body, disclosed before it leaves
-    (and, for a flat feed, ``counted`` as a download of (feed name, format) for
-    ``exchange sync status``)."""
+            counted: tuple[str, str, int] | None = None) -> Response:
+    """304 when the caller holds this body; else the body, disclosed before it leaves,
+    and ``counted`` as a download of (feed name, format, values) for ``exchange sync
+    status``."""
     if _not_modified(conditional):
         response = Response(status=304)
         for header in ("ETag", "Cache-Control", "Last-Modified"):
@@ -137,8 +140,9 @@ def _answer(principal: Principal, exchange: Exchange, body: bytes, result: ReadR
         # Recorded and durable before the body leaves; a StorageError here is a 503
         # through the application's error handler, with no feed.
         exchange.disclose(principal, result, FEED_CHANNEL)
-        if counted is not None and isinstance(conditional, Feed):
-            exchange.record_download(principal, *counted, conditional)
+        if counted is not None:
+            etag = conditional.etag if isinstance(conditional, Feed) else conditional[0]
+            exchange.record_download(principal, *counted, etag)
     response = Response(body, status=200)
     for header, value in headers.items():
         response.headers[header] = value
@@ -218,7 +222,7 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
                 raise
             raise NotFound(f"feed {name!r} reads a collection you may not read") from e
         return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
-                       feed, (name, fmt))
+                       feed, (name, fmt, feed.values))
 
     @app.get("/<string:api_root>/feeds/<string:collection>/<string:name>")
     def _feed(api_root: str, collection: str, name: str) -> Response:
@@ -241,7 +245,7 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
                            f" {names}") from None
         shown = feed.result.collection.alias or feed.result.collection.id
         return _answer(principal, exchange, feed.body, feed.result, _headers(feed, fmt),
-                       feed, (f"{shown}/{kind}", fmt))
+                       feed, (f"{shown}/{kind}", fmt, feed.values))
 
     @app.get("/<string:api_root>/feeds/<string:collection>/misp/<string:name>")
     def _misp_feed(api_root: str, collection: str, name: str) -> Response:
@@ -268,5 +272,8 @@ def register_feeds_api(app: Flask, exchange: Exchange) -> None:
                            " hashes.csv and <event uuid>.json for the events the manifest"
                            " lists")
         conditional = (file.etag, feed.last_modified)
+        shown = file.result.collection.alias or file.result.collection.id
+        kind = name if name in ("manifest.json", "hashes.csv") else "event"
         return _answer(principal, exchange, file.body, file.result,
-                       _headers(conditional, fmt), conditional)
+                       _headers(conditional, fmt), conditional,
+                       (f"{shown}/misp", kind, len(file.result.page.rows)))

@@ -233,3 +233,43 @@ def test_a_revocation_soft_deletes_the_attribute_for_a_reader_who_had_it(
     assert [digest, holding[0]] not in hashes
     # A newer timestamp, so a subscribed MISP re-reads the event.
     assert int(manifest[holding[0]]["timestamp"]) > int(earlier[holding[0]]["timestamp"])
+
+
+def test_sync_status_counts_the_misp_feed_files_each_account_fetched(world: World) -> None:
+    """A member's MISP fetching the feed shows in ``exchange sync status``: per file kind
+    and account, the full downloads (a 304 is not one), the last ETag and how many
+    indicator versions the file held."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from exchange.cli.main import main  # noqa: PLC0415
+
+    def status() -> dict[str, dict[str, Any]]:
+        result = CliRunner().invoke(main, ["--home", str(world.home), "sync", "status",
+                                           "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        feed = {f["feed"]: f for f in json.loads(result.output)["feeds"]}.get("jwg/misp")
+        return {(d["format"], d["account"]): d for d in (feed or {}).get("downloads", [])}
+
+    before = status()
+    manifest = _get(world, "jwg", "manifest.json", "pk-pub")
+    assert manifest.status_code == 200
+    cached = _get(world, "jwg", "manifest.json", "pk-pub",
+                  **{"If-None-Match": manifest.headers["ETag"]})
+    assert cached.status_code == 304
+    event_uuid = next(iter(manifest.json()))
+    marker = f"mispfeed-{uuid.uuid4().hex}"
+    event = _get(world, "jwg", f"{event_uuid}.json", "pk-pub", **{"X-Request-ID": marker})
+    assert event.status_code == 200
+    disclosed = [entry for r in _feed_disclosures(world, "PK-CERT", marker)
+                 for entry in r["objects"]]
+    after = status()
+    counted = after[("manifest.json", "pk-pub")]
+    previous = before.get(("manifest.json", "pk-pub"), {}).get("downloads", 0)
+    assert counted["downloads"] == previous + 1  # the 304 is not a download
+    assert (counted["org"], counted["etag"]) == ("PK-CERT", manifest.headers["ETag"])
+    fetched = after[("event", "pk-pub")]
+    assert fetched["etag"] == event.headers["ETag"]
+    assert fetched["values"] == len(disclosed) > 0  # the versions the file disclosed
+    text = CliRunner().invoke(main, ["--home", str(world.home), "sync", "status"]).output
+    assert "jwg/misp (the MISP feed of collection jwg)" in text
+    assert f"manifest.json by pk-pub (PK-CERT): {counted['downloads']} download" in text

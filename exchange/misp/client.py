@@ -73,8 +73,10 @@ _ATTRIBUTE_FIELDS: Final = ("type", "category", "value", "to_ids", "distribution
                             "last_seen")
 _TIME_FIELDS: Final = frozenset({"first_seen", "last_seen"})
 _NOT_NEWER: Final = "not newer than the local copy"
-#: Attribute UUIDs looked up per search.
-_LOCATE_BATCH: Final = 200
+#: Attribute UUIDs looked up per search: a push of N new indicators asks N UUIDs, and
+#: one search of 1,000 takes MISP about a third of the time of five of 200 (17 ms
+#: against 55 ms on loopback; the UUIDs travel in the POST body).
+_LOCATE_BATCH: Final = 1000
 #: Longest piece of MISP's answer quoted in a message.
 _MAX_QUOTE: Final = 300
 #: PyMISP's message for a 5xx answer (it says 500 whatever the status was).

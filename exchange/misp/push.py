@@ -211,6 +211,8 @@ def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
             report.message = (f"nothing to push: the {report.counts['skipped']} new object"
                               f" version(s) came from {target.name} itself")
             return report
+    # PyMISP's constructor (four requests) runs while the store is read and mapped.
+    client.connect_ahead()
     pushed = node.store.misp_pushed(target.name, sorted(
         {r.id for r in offer.rows} | _referenced(offer.rows, offer.bodies)))
     context = _context(node, offer, set(pushed))

@@ -17,6 +17,10 @@
    indicator this node never pushed there, from MISP itself: MISP keeps an attribute
    UUID in one event only, and drops it from any other), and a
    revocation reaches the target only if it received the object (``received_earlier``).
+   MISP is asked (one search per 1,000 new indicators, on a worker thread, after
+   PyMISP's constructor, which starts once the run knows it has something to push)
+   while the run maps as if MISP held none of them; when it holds some, the run maps
+   again with their places.
 3. **Sharing groups.** AMBER content of a collection governed by an agreement goes to
    a sharing group of the agreement's parties on the target (distribution 4), created
    once (after the disclosures are in the ledger, step 5: a run that cannot write the
@@ -60,6 +64,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -382,7 +387,7 @@ class _Run:
         self.rows: dict[tuple[str, str, str], StoredVersion] = {}
         self.notes: list[str] = []
         #: New indicators the target already holds, and where (asked once per run).
-        self.held: dict[str, str] | None = None
+        self.held: dict[str, str] = {}
 
     # -- mapping ---------------------------------------------------------------------
     def _sources(self) -> list[SourceObject]:
@@ -475,7 +480,14 @@ class _Run:
         # disclosures (nothing reaches MISP before); until then the mapping sees id 0
         # for them, which decides no object's fate, only its distribution.
         groups = {a: known.get(a, 0) for a in agreements}
-        mapping = self._map(sources, recipient, groups)
+        # MISP is asked where it already holds the new indicators while the run maps them
+        # as if it held none (almost always so); if it holds any, the run maps again.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="misp-push-locate") as pool:
+            locating = pool.submit(self._held_elsewhere, sources)
+            mapping = self._map(sources, recipient, groups)
+            self.held = locating.result()
+        if self.held:
+            mapping = self._map(sources, recipient, groups)
         fresh = {(r.id, _version_of(self.offer.bodies(r))) for r in self.offer.rows}
         for skipped in mapping.skipped:
             if (skipped.object_id, skipped.version) in fresh:
@@ -527,8 +539,6 @@ class _Run:
 
     def _map(self, sources: Sequence[SourceObject], recipient: Recipient,
              groups: Mapping[str, int]) -> PushMapping:
-        if self.held is None:
-            self.held = self._held_elsewhere(sources)
         placed = {**self.held, **{k: v.event_uuid for k, v in self.pushed.items()}}
         options = PushOptions(grouping=self.target.event_grouping, sharing_groups=groups,
                               placed=placed, filters=self.target.filters)

@@ -4,7 +4,9 @@ PyMISP has two habits this module exists to tame (DESIGN.md decision 7, research
 
 * Its constructor talks to the server (recommended version, MISP version, the current
   user, the type table). :class:`MispClient` builds it lazily, on the first call, so
-  creating a client never touches the network and a failure surfaces where a call is made.
+  creating a client never touches the network and a failure surfaces where a call is made;
+  a caller with local work to do first may start it on a worker thread
+  (:meth:`MispClient.connect_ahead`), its failure still raised by the first call.
 * It returns 4xx answers as dicts (``{"errors": (status, body)}``) instead of raising.
   Every result here is checked: 401 becomes :class:`~exchange.errors.AuthError`, 403
   :class:`~exchange.errors.PermissionDenied`, 404 :class:`~exchange.errors.NotFound`,
@@ -39,6 +41,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,8 +76,10 @@ _ATTRIBUTE_FIELDS: Final = ("type", "category", "value", "to_ids", "distribution
                             "last_seen")
 _TIME_FIELDS: Final = frozenset({"first_seen", "last_seen"})
 _NOT_NEWER: Final = "not newer than the local copy"
-#: Attribute UUIDs looked up per search.
-_LOCATE_BATCH: Final = 200
+#: Attribute UUIDs looked up per search: a push of N new indicators asks N UUIDs, and
+#: one search of 1,000 takes MISP about a third of the time of five of 200 (17 ms
+#: against 55 ms on loopback; the UUIDs travel in the POST body).
+_LOCATE_BATCH: Final = 1000
 #: Longest piece of MISP's answer quoted in a message.
 _MAX_QUOTE: Final = 300
 #: PyMISP's message for a 5xx answer (it says 500 whatever the status was).
@@ -211,7 +216,7 @@ class MispClient:
     The API key is held privately and appears in no message or repr.
     """
 
-    __slots__ = ("_api", "_factory", "_key", "_sleep", "retry", "target")
+    __slots__ = ("_api", "_factory", "_key", "_pending", "_sleep", "retry", "target")
 
     def __init__(self, target: MispTarget, api_key: str,
                  factory: Callable[..., PyMISP] = PyMISP, *, retry: Retry | None = None,
@@ -235,6 +240,7 @@ class MispClient:
         _hide_in_pymisp_logs(self._key)
         self._factory = factory
         self._api: PyMISP | None = None
+        self._pending: Future[PyMISP] | None = None
         self.retry = retry or Retry()
         self._sleep = sleep
 
@@ -244,13 +250,33 @@ class MispClient:
     def _where(self, doing: str) -> str:
         return f"MISP target {self.target.name!r} ({self.target.url}): {doing}"
 
+    def _build(self) -> PyMISP:
+        ssl: bool | str = self.target.ca_file if self.target.ca_file else True
+        api: PyMISP = self._call("connecting", lambda: self._factory(
+            self.target.url, self._key, ssl=ssl, timeout=self.target.timeout,
+            tool="cert-exchange"))
+        return api
+
     def _connect(self) -> PyMISP:
         if self._api is None:
-            ssl: bool | str = self.target.ca_file if self.target.ca_file else True
-            self._api = self._call("connecting", lambda: self._factory(
-                self.target.url, self._key, ssl=ssl, timeout=self.target.timeout,
-                tool="cert-exchange"))
+            pending, self._pending = self._pending, None
+            self._api = pending.result() if pending is not None else self._build()
         return self._api
+
+    def connect_ahead(self) -> None:
+        """Start connecting on a worker thread; the first operation waits for it.
+
+        PyMISP's constructor makes four requests (versions, the user and its role); a
+        run that has local work to do first (the push reads and maps its store) calls
+        this so that they overlap. A failure (with its retries) is raised by the first
+        operation, exactly as if it had connected then. Does nothing once connected or
+        connecting.
+        """
+        if self._api is not None or self._pending is not None:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="misp-connect")
+        self._pending = pool.submit(self._build)
+        pool.shutdown(wait=False)  # the worker ends once it has connected (or failed)
 
     def _call(self, doing: str, action: Callable[[], Any], *, idempotent: bool = True
               ) -> Any:

@@ -17,6 +17,10 @@
    indicator this node never pushed there, from MISP itself: MISP keeps an attribute
    UUID in one event only, and drops it from any other), and a
    revocation reaches the target only if it received the object (``received_earlier``).
+   MISP is asked (one search per 1,000 new indicators, on a worker thread, after
+   PyMISP's constructor, which starts once the run knows it has something to push)
+   while the run maps as if MISP held none of them; when it holds some, the run maps
+   again with their places.
 3. **Sharing groups.** AMBER content of a collection governed by an agreement goes to
    a sharing group of the agreement's parties on the target (distribution 4), created
    once (after the disclosures are in the ledger, step 5: a run that cannot write the
@@ -60,6 +64,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -121,6 +126,24 @@ def sharing_group_uuid(agreement: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"sharing-group/{agreement}"))
 
 
+class _Bodies:
+    """Each stored version's body, parsed once per run (the run reads most of them three
+    or four times: references, context, the mapping's sources, the fresh set). The
+    parsed objects are shared: nothing in the run changes them."""
+
+    __slots__ = ("_parsed",)
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    def __call__(self, row: StoredVersion) -> dict[str, Any]:
+        key = (row.collection_id, row.id, row.version)
+        obj = self._parsed.get(key)
+        if obj is None:
+            obj = self._parsed[key] = json.loads(row.body)
+        return obj
+
+
 @dataclass(slots=True)
 class _Offer:
     """What one run offers the mapping."""
@@ -133,6 +156,8 @@ class _Offer:
     truncated: bool = False
     #: The ``date_added`` of the last version read (echoes included).
     last_added: int | None = None
+    #: The bodies of the versions read, parsed once.
+    bodies: _Bodies = field(default_factory=_Bodies)
 
 
 def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
@@ -177,7 +202,7 @@ def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
     if not offer.rows:
         report.message = "nothing new since the cursor"
         return report
-    echoes = _pulled_from_target(node, target, owner, offer.rows)
+    echoes = _pulled_from_target(node, target, owner, offer.rows, offer.bodies)
     if echoes:
         for row in offer.rows:
             if row.id in echoes:
@@ -191,10 +216,12 @@ def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
             report.message = (f"nothing to push: the {report.counts['skipped']} new object"
                               f" version(s) came from {target.name} itself")
             return report
+    # PyMISP's constructor (four requests) runs while the store is read and mapped.
+    client.connect_ahead()
     pushed = node.store.misp_pushed(target.name, sorted(
-        {r.id for r in offer.rows} | _referenced(offer.rows)))
+        {r.id for r in offer.rows} | _referenced(offer.rows, offer.bodies)))
     context = _context(node, offer, set(pushed))
-    held_there = _pulled_from_target(node, target, owner, context)
+    held_there = _pulled_from_target(node, target, owner, context, offer.bodies)
     offer.context += [r for r in context if r.id not in held_there]
     if offer.context:
         pushed.update(node.store.misp_pushed(target.name, sorted(
@@ -256,7 +283,7 @@ def _read(node: Exchange, target: MispTarget, owner: Organisation, after: int | 
 
 
 def _pulled_from_target(node: Exchange, target: MispTarget, owner: Organisation,
-                        rows: Sequence[StoredVersion]) -> dict[str, str]:
+                        rows: Sequence[StoredVersion], bodies: _Bodies) -> dict[str, str]:
     """Object id -> MISP event UUID, for the ``rows`` the pull imported from ``target``.
 
     A pulled event becomes a report or grouping with the event's UUID naming every
@@ -292,14 +319,14 @@ def _pulled_from_target(node: Exchange, target: MispTarget, owner: Organisation,
         for event_uuid in sorted(pulled):
             for row in containers[event_uuid]:
                 found.setdefault(row.id, event_uuid)
-                for ref in _references(row)[1]:
+                for ref in _references(row, bodies)[1]:
                     found.setdefault(ref, event_uuid)
     return {r.id: found[r.id] for r in candidates if r.id in found}
 
 
-def _references(row: StoredVersion) -> tuple[set[str], set[str]]:
+def _references(row: StoredVersion, bodies: _Bodies) -> tuple[set[str], set[str]]:
     """(marking-definition ids, object_refs) an object version names."""
-    obj = json.loads(row.body)
+    obj = bodies(row)
     markings = {m for m in obj.get("object_marking_refs") or () if isinstance(m, str)}
     for granular in obj.get("granular_markings") or ():
         ref = granular.get("marking_ref") if isinstance(granular, dict) else None
@@ -309,10 +336,10 @@ def _references(row: StoredVersion) -> tuple[set[str], set[str]]:
     return markings, {r for r in refs or () if isinstance(r, str)}
 
 
-def _referenced(rows: Iterable[StoredVersion]) -> set[str]:
+def _referenced(rows: Iterable[StoredVersion], bodies: _Bodies) -> set[str]:
     out: set[str] = set()
     for row in rows:
-        out |= _references(row)[1]
+        out |= _references(row, bodies)[1]
     return out
 
 
@@ -324,7 +351,7 @@ def _context(node: Exchange, offer: _Offer, received: set[str]) -> list[StoredVe
     have = {(r.collection_id, r.id) for r in offer.rows}
     wanted: dict[str, set[str]] = defaultdict(set)
     for row in offer.rows:
-        markings, refs = _references(row)
+        markings, refs = _references(row, offer.bodies)
         for ref in markings:
             if ref not in TLP_MARKING_IDS and ref not in policy_markings:
                 wanted[row.collection_id].add(ref)
@@ -360,13 +387,13 @@ class _Run:
         self.rows: dict[tuple[str, str, str], StoredVersion] = {}
         self.notes: list[str] = []
         #: New indicators the target already holds, and where (asked once per run).
-        self.held: dict[str, str] | None = None
+        self.held: dict[str, str] = {}
 
     # -- mapping ---------------------------------------------------------------------
     def _sources(self) -> list[SourceObject]:
         sources = []
         for row in [*self.offer.context, *self.offer.rows]:
-            obj = json.loads(row.body)
+            obj = self.offer.bodies(row)
             collection = self.offer.collections[row.collection_id]
             sources.append(SourceObject(
                 obj, self.node.org_name(row.producer_org),
@@ -453,8 +480,15 @@ class _Run:
         # disclosures (nothing reaches MISP before); until then the mapping sees id 0
         # for them, which decides no object's fate, only its distribution.
         groups = {a: known.get(a, 0) for a in agreements}
-        mapping = self._map(sources, recipient, groups)
-        fresh = {(r.id, _version_of(json.loads(r.body))) for r in self.offer.rows}
+        # MISP is asked where it already holds the new indicators while the run maps them
+        # as if it held none (almost always so); if it holds any, the run maps again.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="misp-push-locate") as pool:
+            locating = pool.submit(self._held_elsewhere, sources)
+            mapping = self._map(sources, recipient, groups)
+            self.held = locating.result()
+        if self.held:
+            mapping = self._map(sources, recipient, groups)
+        fresh = {(r.id, _version_of(self.offer.bodies(r))) for r in self.offer.rows}
         for skipped in mapping.skipped:
             if (skipped.object_id, skipped.version) in fresh:
                 report.skip(skipped.object_id, skipped.rule, skipped.reason)
@@ -505,8 +539,6 @@ class _Run:
 
     def _map(self, sources: Sequence[SourceObject], recipient: Recipient,
              groups: Mapping[str, int]) -> PushMapping:
-        if self.held is None:
-            self.held = self._held_elsewhere(sources)
         placed = {**self.held, **{k: v.event_uuid for k, v in self.pushed.items()}}
         options = PushOptions(grouping=self.target.event_grouping, sharing_groups=groups,
                               placed=placed, filters=self.target.filters)

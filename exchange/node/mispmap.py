@@ -57,6 +57,7 @@ Pure code: no I/O, time passed in.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -324,19 +325,24 @@ def _uuid_of(stix_id: str) -> str:
     return stix_id.split("--", 1)[1] if "--" in stix_id else stix_id
 
 
+@functools.lru_cache(maxsize=4096)
 def _named(name: str, under: uuid.UUID = NAMESPACE) -> str:
     return str(uuid.uuid5(under, name))
 
 
 def _day(stamp: object) -> str:
     """``YYYY-MM-DD`` of a STIX timestamp (UTC), or the epoch day when unreadable."""
-    if isinstance(stamp, str):
-        try:
-            moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            return "1970-01-01"
-        return moment.astimezone(UTC).strftime("%Y-%m-%d")
-    return "1970-01-01"
+    return _day_of(stamp) if isinstance(stamp, str) else "1970-01-01"
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_of(stamp: str) -> str:
+    """:func:`_day` of a string (many indicators of a run share a ``created``)."""
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "1970-01-01"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def _labels(obj: Mapping[str, Any]) -> set[str]:

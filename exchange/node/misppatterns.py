@@ -101,25 +101,18 @@ def _comparisons(body: str) -> list[MispValue] | None:
         pos = separator.end()
 
 
+#: The body of an observation expression up to its closing ``]``: any character but a
+#: quote, a bracket or ``(``, or a quoted string (a backslash escapes the next
+#: character). Stopping at ``[`` or ``(`` (nesting: not simple) or at an unclosed quote
+#: leaves the match before something other than ``]``.
+_OBSERVATION_BODY = re.compile(r"(?:[^'\[\](]+|'(?:[^'\\]|\\[\s\S])*')*")
+
+
 def _observation_end(pattern: str, start: int) -> int:
     """Index of the ``]`` closing the observation expression opened at ``start``, or -1."""
-    i = start + 1
-    quoted = False
-    while i < len(pattern):
-        ch = pattern[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == "'":
-                quoted = False
-        elif ch == "'":
-            quoted = True
-        elif ch in "[(":
-            return -1  # nested brackets or parentheses: not simple
-        elif ch == "]":
-            return i
-        i += 1
-    return -1
+    match = _OBSERVATION_BODY.match(pattern, start + 1)
+    end = match.end() if match is not None else start + 1
+    return end if end < len(pattern) and pattern[end] == "]" else -1
 
 
 def simple_attributes(pattern: str) -> tuple[MispValue, ...] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 from pymisp import PyMISP
 
 from exchange.errors import AuthError, NotFound, RemoteError
-from exchange.misp.client import MispClient, MispRefused, PushResult, read_api_key
+from exchange.misp.client import MispClient, MispRefused, PushResult, Retry, read_api_key
 from exchange.misp.targets import (
     Direction,
     EventGrouping,
@@ -205,6 +206,41 @@ def test_construction_makes_no_request(misp_uz: Misp) -> None:
 
     MispClient(target(misp_uz.url), misp_uz.key, factory=factory)
     assert calls == []
+
+
+def test_connecting_ahead_builds_pymisp_once_on_a_worker(misp_uz: Misp) -> None:
+    """The push starts PyMISP's constructor (four requests) while it reads its store; the
+    first operation uses that client, built once, off the caller's thread."""
+    threads: list[str] = []
+
+    def factory(*args: Any, **kwargs: Any) -> PyMISP:
+        threads.append(threading.current_thread().name)
+        return PyMISP(*args, **kwargs)
+
+    ahead = MispClient(target(misp_uz.url), misp_uz.key, factory=factory)
+    ahead.connect_ahead()
+    ahead.connect_ahead()
+    assert ahead.get_event(str(uuid.uuid4())) is None
+    assert ahead.is_sync_user() in (True, False)
+    assert len(threads) == 1
+    assert threads[0] != threading.current_thread().name
+
+
+@pytest.mark.parametrize("kind", ["wrong-key", "refused"])
+def test_a_failure_while_connecting_ahead_is_raised_by_the_first_operation(
+        misp_uz: Misp, kind: str) -> None:
+    if kind == "wrong-key":
+        ahead = MispClient(target(misp_uz.url), "x" * 40)
+        expected: type[Exception] = AuthError
+    else:
+        ahead = MispClient(target(f"http://127.0.0.1:{free_port()}", timeout=3),
+                           misp_uz.key, retry=Retry(attempts=2, base=0.01))
+        expected = RemoteError
+    ahead.connect_ahead()
+    with pytest.raises(expected) as caught:
+        ahead.get_event(str(uuid.uuid4()))
+    assert "connecting" in str(caught.value) or "API key" in str(caught.value)
+    assert misp_uz.key not in str(caught.value)
 
 
 def test_attribute_misp_drops_is_reported(client: MispClient) -> None:

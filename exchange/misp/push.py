@@ -83,6 +83,7 @@ from exchange.misp.targets import MispTarget
 from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP_MARKING_IDS
 from exchange.node.base import now_micros
+from exchange.node.collector import collector_paused
 from exchange.node.mispmap import (
     NAMESPACE,
     MappedObject,
@@ -181,6 +182,12 @@ def run_push(node: Exchange, target: MispTarget, client: MispClient, *,
             organisation.
         StorageError: The store could not be read.
     """
+    with collector_paused():  # reading and mapping allocate much and make no cycles
+        return _run_push(node, target, client, dry_run=dry_run, now=now)
+
+
+def _run_push(node: Exchange, target: MispTarget, client: MispClient, *,
+              dry_run: bool, now: int | None) -> RunReport:
     at = now_micros() if now is None else now
     if node.policy is None:
         raise ConfigError(f"target {target.name!r}: the MISP push needs a sharing policy"

@@ -31,7 +31,8 @@ line). In the same run, one function per measurement:
 * :func:`exchange_pull` (``exchange_pull``): N attributes in ``--pull-events`` published
   events of a fresh organisation carrying this run's tag (:func:`pull_source`), pulled
   by :func:`exchange.misp.pull.run_pull` for a target owned by UZ-CERT that takes only
-  that tag -> attributes/s and where the time goes (:class:`SelfTimers`);
+  that tag -> attributes/s and where the time goes (:class:`SelfTimers`); ``--rounds``
+  times, each with fresh events and a fresh node, the median round reported;
 * :func:`emotet_pull` (``emotet.pull``): the Emotet events pulled back into a second
   fresh node, the listing limited to them by the target's cursor.
 
@@ -183,7 +184,7 @@ class Node:
         collections.write_text(collections.read_text().replace(
             "require_signatures: true", "require_signatures: false"))
         home = tmp / "home"
-        home.mkdir()
+        home.mkdir(parents=True)
         (home / "exchange.toml").write_text(f'policy_dir = "{policies}"\n')
         init_home(load_settings(home, env={}))
         settings = load_settings(home, env={})
@@ -796,7 +797,8 @@ def main() -> None:
     parser.add_argument("--misp-url", default=None,
                         help="use this MISP (site admin key in CX_BENCH_MISP_KEY)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating MISP bulk adds and pushes (medians compared)")
+                        help="alternating MISP bulk adds and pushes (medians compared);"
+                             " pulls of fresh events (the median reported)")
     parser.add_argument("--pull-events", type=int, default=5,
                         help="events the pull's N attributes are spread over")
     parser.add_argument("--profile", default=None, metavar="FILE",
@@ -835,12 +837,21 @@ def main() -> None:
             mixed["ratio_to_misp"] = round(mixed["attrs_per_s"] / misp_rate["attrs_per_s"], 3)
             result["exchange_push_two_levels"] = mixed
         if "pull" in parts:
-            source = pull_source(misp, args.attributes, args.pull_events, tag)
-            served = misp_rest_search(
-                misp, misp_rate["event_uuid"] if misp_rate is not None else None, source)
-            result["misp_rest_search"] = served
-            pulled = exchange_pull(misp, Path(tmp), source)
+            # One fresh source and one fresh node per round; the median round is
+            # reported, every round's rate beside it (a single pull varies by a third
+            # from one run to the next here, the first after a pause the slowest).
+            pulls = []
+            for n in range(args.rounds):
+                source = pull_source(misp, args.attributes, args.pull_events, f"{tag}-p{n}")
+                if n == 0:
+                    served = misp_rest_search(
+                        misp, misp_rate["event_uuid"] if misp_rate is not None else None,
+                        source)
+                    result["misp_rest_search"] = served
+                pulls.append(exchange_pull(misp, Path(tmp) / f"pull-{n}", source))
+            pulled = median_by_rate(pulls)
             pulled["ratio_to_misp"] = round(pulled["attrs_per_s"] / served["attrs_per_s"], 3)
+            pulled["attrs_per_s_per_round"] = [p["attrs_per_s"] for p in pulls]
             result["exchange_pull"] = pulled
         if "emotet" in parts:
             since = next_second()

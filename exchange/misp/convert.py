@@ -250,7 +250,10 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
     if not event_uuid or timestamp is None:
         raise ConversionFailed(f"MISP event {event_uuid or '(no uuid)'} has no uuid or no"
                                " timestamp")
-    source = _without(body, drop)
+    # The direct path and the twin rule only read the event (a test holds it unchanged):
+    # it is copied only when something is dropped, or for misp-stix, a library that is
+    # given a copy of its own.
+    source = _without(body, drop) if drop else body
     try:
         # An event of simple attributes: misp-stix's objects written directly (the same
         # objects, exchange.misp.simple); anything else through misp-stix itself.
@@ -258,6 +261,8 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
         if direct is not None:
             objects: list[dict[str, Any]] = direct
         else:
+            if source is body:
+                source = _copy(body)
             parser = _Parser()
             parser.parse_misp_event({"Event": source})
             # The objects as stix2 writes them, without the bundle: building one

@@ -107,6 +107,20 @@ def test_no_tlp1_marking_and_every_object_marked_by_level(relative: str) -> None
 
 
 @pytest.mark.parametrize("relative", FILES)
+def test_the_event_converted_is_left_as_it_was(relative: str) -> None:
+    """The pull reads the event again after converting it (echoes, cursor): conversion,
+    direct or through misp-stix, with or without dropped attributes, must not change it."""
+    for event in events_of(relative):
+        for drop in ((), [a["uuid"] for a in event.get("Attribute", [])[:1]]):
+            given = copy.deepcopy(event)
+            try:
+                convert_event(given, owner_identity=OWNER, drop=drop)
+            except ConversionFailed:
+                pass
+            assert given == event
+
+
+@pytest.mark.parametrize("relative", FILES)
 def test_converting_twice_gives_the_same_objects(relative: str) -> None:
     for event in events_of(relative):
         try:

@@ -257,7 +257,7 @@ def normal_form(obj: Mapping[str, Any], *, checked: bool = False) -> dict[str, A
     return normal_form_same(obj, checked=checked)[0]
 
 
-def normal_form_same(obj: Mapping[str, Any], *, checked: bool = False
+def normal_form_same(obj: Mapping[str, Any], *, checked: bool = False, share: bool = False
                      ) -> tuple[dict[str, Any], bool]:
     """:func:`normal_form`, and whether it is certainly ``obj`` itself, value for value.
 
@@ -267,6 +267,9 @@ def normal_form_same(obj: Mapping[str, Any], *, checked: bool = False
     and each compared equal), so a verdict on ``obj`` is a verdict on it. False says
     nothing either way.
 
+    With ``share`` (the caller hands ``obj`` over and will not change it), that normal
+    form is a new top-level dict sharing ``obj``'s values instead of a deep copy.
+
     Raises:
         InvalidObject: As :func:`normal_form`.
     """
@@ -275,6 +278,8 @@ def normal_form_same(obj: Mapping[str, Any], *, checked: bool = False
     shape = _shape(obj)
     plan = _PLANS.get(shape) if shape is not None else None
     if plan is not None:
+        if share and _unchanged(obj, plan):
+            return dict(obj), True
         return _rewritten(obj, plan)
     result = _stix2_form(obj)
     if shape is not None and len(_PLANS) < _MAX_SHAPES:
@@ -298,6 +303,18 @@ def _rewrite_timestamp(value: str, digits: int) -> str:
     match = _TIMESTAMP.fullmatch(value)
     fraction = (match[1] if match is not None and match[1] else "") + "000000"
     return value[:19] + (f".{fraction[:digits]}" if digits else "") + "Z"
+
+
+def _unchanged(obj: Mapping[str, Any], plan: _Plan) -> bool:
+    """Whether the plan's rewrites leave every timestamp of ``obj`` as it is."""
+    for path, digits in plan:
+        holder: Any = obj
+        for key in path[:-1]:
+            holder = holder[key]
+        value = holder[path[-1]]
+        if _rewrite_timestamp(value, digits) != value:
+            return False
+    return True
 
 
 def _rewritten(obj: Mapping[str, Any], plan: _Plan) -> tuple[dict[str, Any], bool]:

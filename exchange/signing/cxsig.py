@@ -325,6 +325,8 @@ def sign_validated(
     the signed object differs from it only by the cx-sig entry this function wrote, so the
     verdict is carried over (with the signed object's bytes, size-checked) instead of
     checking the object a second time; otherwise the signed object is checked as always.
+    Given a verdict, the caller hands ``obj`` over: the signed object may share its values
+    (``obj`` must not be changed afterwards).
 
     Args and Raises: as :func:`sign_object`.
     """
@@ -375,7 +377,10 @@ def _sign(
     unsigned["extensions"] = extensions
     same = False
     if attest:
-        unsigned, same = normal_form_same(unsigned, checked=checked)
+        # With a verdict the caller hands obj over (its check's own dict): the signed
+        # object may share obj's values; only the two containers changed were copied.
+        unsigned, same = normal_form_same(unsigned, checked=checked,
+                                          share=verdict is not None)
         extensions = unsigned["extensions"]
     else:
         require_normal_form(unsigned)

@@ -40,7 +40,7 @@ cost; the corrections below apply to both alike:
   indicator and an observed-data twin (with its cyber-observables and a ``based-on``
   relationship); the twin is left out when it says nothing the indicator does not, and
   MISP's first/last seen become the indicator's ``valid_from``/``valid_until``
-  (:func:`_without_twins`, docs/adr/0005-misp-pull-objects.md).
+  (:func:`exchange.misp.twins.without_twins`, docs/adr/0005-misp-pull-objects.md).
 
 :func:`measure_losses` says, per MISP element kind, how many elements have no trace in
 the STIX objects (tests keep these counts in a golden file).
@@ -67,9 +67,9 @@ from stix2.serialization import serialize
 
 from exchange.errors import ExchangeError, InvalidInput
 from exchange.misp.simple import simple_objects
+from exchange.misp.twins import without_twins
 from exchange.model.objects import Tlp
 from exchange.model.pattern import stix2_indicator_class
-from exchange.model.stixkinds import parse_timestamp
 from exchange.model.tlp import TLP2_IDS, TLP_MARKING_IDS
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 from exchange.storage.timestamps import to_micros
@@ -257,7 +257,7 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
     try:
         # An event of simple attributes: misp-stix's objects written directly (the same
         # objects, exchange.misp.simple); anything else through misp-stix itself.
-        direct = simple_objects(source, _Parser)
+        direct = simple_objects(source, _Parser, twins=False)
         if direct is not None:
             objects: list[dict[str, Any]] = direct
         else:
@@ -272,172 +272,8 @@ def convert_event(event: Mapping[str, Any], *, owner_identity: str,
         text = str(e).splitlines()[0][:300] if str(e) else ""
         raise ConversionFailed(f"misp-stix could not convert event {event_uuid}:"
                                f" {type(e).__name__}: {text}") from None
-    return _compensate(source, event_uuid, timestamp, _without_twins(source, objects),
+    return _compensate(source, event_uuid, timestamp, without_twins(source, objects),
                        owner_identity)
-
-
-#: Properties an observed-data twin may hold (anything else keeps it).
-_TWIN_KEYS: Final = frozenset({"type", "spec_version", "id", "created_by_ref", "created",
-                               "modified", "first_observed", "last_observed",
-                               "number_observed", "object_refs", "labels",
-                               "object_marking_refs"})
-#: Cyber-observable properties that hold no value of the attribute (misp-stix's
-#: ``network-traffic`` always says ``tcp``, whatever MISP holds).
-_SCO_FRAME: Final = frozenset({"type", "spec_version", "id", "protocols"})
-
-
-def _refs_in(obj: dict[str, Any]) -> list[str]:
-    """Every id an object's ``*_ref``/``*_refs`` properties name, at any depth (parsed
-    JSON: dicts and lists)."""
-    out: list[str] = []
-    stack: list[object] = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        for key, value in item.items():
-            if isinstance(key, str) and key.endswith(("_ref", "_refs")):
-                if isinstance(value, str):
-                    out.append(value)
-                elif isinstance(value, list):
-                    out += [v for v in value if isinstance(v, str)]
-            elif isinstance(value, dict | list):
-                stack.append(value)
-    return out
-
-
-def _leaves(value: object, name: str = "") -> Iterator[str]:
-    """The values a cyber-observable holds (references and framing left out)."""
-    if isinstance(value, Mapping):
-        for key, inner in value.items():
-            if key not in _SCO_FRAME and not (str(key).endswith("_ref")
-                                              or str(key).endswith("_refs")):
-                yield from _leaves(inner, str(key))
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _leaves(inner, name)
-    elif value is not None:
-        yield str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _in_pattern(value: str, pattern: str) -> bool:
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return (f"'{escaped}'" in pattern or f"= {value}]" in pattern
-            or f"= {value} " in pattern)
-
-
-def _without_twins(event: Mapping[str, Any], objects: list[dict[str, Any]]
-                   ) -> list[dict[str, Any]]:
-    """misp-stix's objects without the observed-data twin of each ``to_ids`` attribute's
-    indicator (docs/adr/0005-misp-pull-objects.md).
-
-    For an event-level attribute with ``to_ids``, misp-stix writes an indicator (the
-    value in its pattern) and an observed-data of the same UUID with its
-    cyber-observables and a ``based-on`` relationship between the two: the value four
-    times. The twin, its cyber-observables and the relationship are left out, and the
-    container's ``object_refs`` no longer name them, when the twin says nothing the
-    indicator does not (or no longer, once the indicator carries MISP's first and last
-    seen as ``valid_from``/``valid_until``, the inverse of both misp-stix's STIX import
-    and the exchange's push): it was observed once, its author, times, labels and
-    markings are the indicator's, every value of its cyber-observables is in the
-    indicator's pattern, and no other object names the twin or its cyber-observables.
-    Otherwise everything is kept, as misp-stix wrote it. Attributes of MISP objects
-    are left as they are (an object's observed-data holds attributes its pattern may
-    not).
-    """
-    attributes = {str(a["uuid"]): a for a in event.get("Attribute") or ()
-                  if isinstance(a, Mapping) and a.get("to_ids") in (True, 1, "1", "true")
-                  and isinstance(a.get("uuid"), str)}
-    if not attributes:
-        return objects
-    by_id = {str(o.get("id")): o for o in objects}
-    based_on: dict[str, str] = {}
-    for obj in objects:
-        if (obj.get("type") == "relationship" and obj.get("relationship_type") == "based-on"
-                and str(obj.get("source_ref", "")).startswith("indicator--")):
-            based_on[str(obj["source_ref"]) + " " + str(obj.get("target_ref"))] = str(obj["id"])
-    named: dict[str, set[str]] = {}
-    for obj in objects:
-        for ref in _refs_in(obj):
-            named.setdefault(ref, set()).add(str(obj.get("id")))
-    containers = {str(o["id"]) for o in objects if o.get("type") in ("report", "grouping")}
-    drop: set[str] = set()
-    seen: dict[str, dict[str, str]] = {}
-    for key, attribute in attributes.items():
-        indicator = by_id.get(f"indicator--{key}")
-        twin = by_id.get(f"observed-data--{key}")
-        relationship = based_on.get(f"indicator--{key} observed-data--{key}")
-        if indicator is None or twin is None or relationship is None:
-            continue
-        scos = twin.get("object_refs")
-        if (set(twin) - _TWIN_KEYS or not isinstance(scos, list) or not scos
-                or twin.get("number_observed") != 1):
-            continue
-        if any(twin.get(name) != indicator.get(name)
-               for name in ("created_by_ref", "created", "modified", "labels",
-                            "object_marking_refs")):
-            continue
-        times = _carried_times(attribute, indicator, twin)
-        if times is None:
-            continue
-        pattern = str(indicator.get("pattern", ""))
-        group = {twin["id"], *scos}
-        allowed = containers | {relationship, twin["id"], *scos}
-        if not all(isinstance(by_id.get(ref), dict)
-                   and all(_in_pattern(v, pattern) for v in _leaves(by_id[ref]))
-                   for ref in scos):
-            continue
-        if any(named.get(member, set()) - allowed for member in group):
-            continue
-        if named.get(relationship, set()) - containers:
-            continue
-        drop |= group | {relationship}
-        if times:
-            seen[str(indicator["id"])] = times
-    if not drop:
-        return objects
-    out: list[dict[str, Any]] = []
-    for obj in objects:
-        object_id = obj.get("id")
-        if object_id in drop:
-            continue
-        if object_id in containers:
-            refs = [r for r in obj.get("object_refs") or () if r not in drop]
-            out.append({**obj, "object_refs": refs})
-        elif object_id in seen:
-            out.append({**obj, **seen[str(object_id)]})
-        else:
-            out.append(obj)
-    return out
-
-
-def _carried_times(attribute: Mapping[str, Any], indicator: Mapping[str, Any],
-                   twin: Mapping[str, Any]) -> dict[str, str] | None:
-    """What the indicator must take from its twin to carry the twin's times
-    (``valid_from`` from MISP's first seen, ``valid_until`` from its last seen), or None
-    when it cannot (a last seen not after the first: STIX wants ``valid_until`` later
-    than ``valid_from``) or the twin's times are not what misp-stix derives."""
-    stamp = parse_timestamp(str(indicator.get("valid_from", "")))
-    first_text, last_text = str(twin.get("first_observed", "")), str(
-        twin.get("last_observed", ""))
-    first, last = parse_timestamp(first_text), parse_timestamp(last_text)
-    if stamp is None or first is None or last is None:
-        return None
-    out: dict[str, str] = {}
-    if attribute.get("first_seen"):
-        out["valid_from"] = first_text
-    elif first != stamp:
-        return None
-    if attribute.get("last_seen"):
-        if not last > first:
-            return None
-        out["valid_until"] = last_text
-    elif last not in (stamp, first):
-        return None
-    return out
 
 
 def _levels(event: Mapping[str, Any]) -> tuple[Tlp | None, bool, dict[str, tuple[Tlp | None,

@@ -39,6 +39,8 @@ from pymisp.tools.attributevalidationtool import AttributeValidationTool, valida
 from stix2.serialization import serialize
 from stix2.utils import format_datetime
 
+from exchange.misp.twins import carried_times, in_pattern, leaves
+
 __all__ = ["simple_objects"]
 
 #: misp-stix's handler of each attribute type built here.
@@ -197,7 +199,7 @@ def _taken(attribute: Any, parser: MISPtoSTIX21Parser) -> _Times | None:
 
 def simple_objects(event: Mapping[str, Any],
                    parser_class: Callable[[], MISPtoSTIX21Parser] = MISPtoSTIX21Parser,
-                   ) -> list[dict[str, Any]] | None:
+                   *, twins: bool = True) -> list[dict[str, Any]] | None:
     """misp-stix's objects for ``event`` (the bare event, as MISP serves it), or None when
     the direct path does not take the event (module docstring).
 
@@ -205,6 +207,13 @@ def simple_objects(event: Mapping[str, Any],
         event: The event.
         parser_class: The misp-stix parser the caller would run (the attributes the direct
             path does not build go through it, in a copy of the event holding only them).
+        twins: False: a ``to_ids`` attribute the direct path builds is left as what
+            :func:`exchange.misp.twins.without_twins` makes of its objects when the rule
+            leaves its twin out (its indicator alone, carrying the twin's times), so the
+            twin is never built. Nothing else names a directly built attribute's objects
+            (the attributes misp-stix converts here carry nothing that refers to another),
+            so the rule's own conditions are those of the attribute's objects;
+            ``tests/unit/misp/test_simple.py`` holds the result equal to the rule's.
     """
     if any(event.get(name) for name in _EVENT_EXTRAS):
         return None
@@ -260,7 +269,8 @@ def simple_objects(event: Mapping[str, Any],
             body += by_attribute.get(attribute["uuid"], [])
             relationships += their_relationships.get(attribute["uuid"], [])
             continue
-        body += _attribute_objects(attribute, times, identity_id, parser, relationships)
+        body += _attribute_objects(attribute, times, identity_id, parser, relationships,
+                                   twins=twins)
     report: dict[str, Any] = {
         "type": "report", "spec_version": "2.1", "id": f"report--{event['uuid']}",
         "created_by_ref": identity_id, "created": event_ms, "modified": event_ms,
@@ -312,11 +322,13 @@ def _others(event: Mapping[str, Any], others: list[Any],
 
 
 def _attribute_objects(attribute: Mapping[str, Any], times: _Times, identity_id: str,
-                       parser: MISPtoSTIX21Parser, relationships: list[dict[str, Any]]
-                       ) -> list[dict[str, Any]]:
+                       parser: MISPtoSTIX21Parser, relationships: list[dict[str, Any]],
+                       *, twins: bool = True) -> list[dict[str, Any]]:
     """One attribute's observed-data, cyber-observables and (``to_ids``) indicator (no
     markings: misp-stix marks only the report); its indicator's relationship goes to
-    ``relationships``."""
+    ``relationships``. Without ``twins``, a ``to_ids`` attribute whose twin the rule of
+    :mod:`exchange.misp.twins` leaves out is its indicator alone (:func:`simple_objects`).
+    """
     key, kind, value = attribute["uuid"], attribute["type"], attribute["value"]
     moment, first, last = times
     at_ms, at_any = _ms(moment), _any(moment)
@@ -362,6 +374,12 @@ def _attribute_objects(attribute: Mapping[str, Any], times: _Times, identity_id:
             "labels": labels}
         if attribute.get("comment"):
             indicator["description"] = attribute["comment"]
+        if not twins:
+            carried = carried_times(attribute, indicator, observed)
+            if carried is not None and all(in_pattern(v, indicator["pattern"])
+                                           for sco in observables for v in leaves(sco)):
+                indicator.update(carried)
+                return [indicator]
         out.append(indicator)
         source, target = indicator["id"], observed["id"]
         name = parser._create_v5_uuid(f"{source} - based-on - {target}")

@@ -557,7 +557,7 @@ def timed_pull(node: Node, timers: SelfTimers) -> Iterator[None]:
     patch(convert_module, "simple_objects", "conversion: direct (simple attributes)")
     patch(convert_module, "_without", "conversion: copy without echoes")
     patch(convert_module, "_compensate", "compensation")
-    patch(convert_module, "_without_twins", "conversion: twins left out (ADR 0005)")
+    patch(convert_module, "without_twins", "conversion: twins left out (ADR 0005)")
     patch(pull_module, "_echoes", "echo check")
     patch(pull_module, "validate_object", "validation")
     patch(pull_module, "sign_validated", "node signing")

@@ -181,10 +181,30 @@ def test_an_attribute_misp_stix_converts_is_put_back_in_its_place(change: Any,
 
 def test_convert_event_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
     import exchange.misp.convert as convert_module  # noqa: PLC0415
-    event = generated(7)
-    direct = convert_event(event, owner_identity=OWNER)
-    monkeypatch.setattr(convert_module, "simple_objects", lambda e, p: None)
-    assert convert_event(event, owner_identity=OWNER) == direct
+    events = [generated(seed) for seed in range(7, 19)] + real_events()
+    direct = [convert_event(e, owner_identity=OWNER) for e in events]
+    monkeypatch.setattr(convert_module, "simple_objects", lambda e, p, **_: None)
+    assert [convert_event(e, owner_identity=OWNER) for e in events] == direct
+
+
+def test_without_twins_the_direct_path_is_what_the_twin_rule_makes_of_it() -> None:
+    """The pull asks the direct path not to build the twins the rule of ADR 0005 would
+    leave out: the objects must be exactly the rule's result on the full objects, and
+    some twins must have been left out and some kept (times that cannot be carried)."""
+    from exchange.misp.twins import without_twins  # noqa: PLC0415
+
+    events = [generated(seed) for seed in range(7, 31)] + real_events()
+    left_out = kept = 0
+    for event in events:
+        full = simple_objects(event)
+        if full is None:
+            continue
+        ruled = without_twins(event, full)
+        assert direct_objects(event, _Parser, twins=False) == ruled, event.get("uuid")
+        left_out += len(full) - len(ruled)
+        kept += sum(o["type"] == "relationship" for o in ruled)
+    assert left_out > 100
+    assert kept > 0
 
 
 # --- the pre-check that spares PyMISP's attribute load ---------------------------------

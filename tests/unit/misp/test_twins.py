@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from exchange.misp.convert import _Parser, _without_twins, convert_event
+from exchange.misp.convert import _Parser, convert_event
 from exchange.misp.simple import simple_objects
+from exchange.misp.twins import without_twins
 from tests.unit.misp.test_convert import FILES, OWNER, events_of
 
 STAMP = "1764892800"  # 2025-12-05T00:00:00Z
@@ -112,7 +113,7 @@ def test_a_twin_another_object_names_is_kept() -> None:
                     "modified": "2025-12-05T00:00:00.000Z",
                     "source_ref": f"indicator--{other['uuid']}",
                     "target_ref": f"observed-data--{named['uuid']}"})
-    kept = by_id(_without_twins(misp_event, objects))
+    kept = by_id(without_twins(misp_event, objects))
     assert f"observed-data--{named['uuid']}" in kept
     assert kept[f"domain-name--{named['uuid']}"]["value"] == "named.example"
     assert f"observed-data--{other['uuid']}" not in kept
@@ -130,7 +131,7 @@ def test_a_value_the_pattern_lacks_keeps_the_twin() -> None:
     sco = next(o for o in objects if o["id"] == f"domain-name--{named['uuid']}")
     sco["resolves_to_refs"] = []
     sco["x_extra"] = "only-in-the-observable"
-    kept = by_id(_without_twins(misp_event, objects))
+    kept = by_id(without_twins(misp_event, objects))
     assert kept[f"domain-name--{named['uuid']}"]["x_extra"] == "only-in-the-observable"
     assert f"observed-data--{named['uuid']}" in kept
 

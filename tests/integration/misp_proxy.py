@@ -37,6 +37,7 @@ class FaultProxy(ForwardingProxy):
         self._remaining = 0
         self._status = 503
         self._delay = 0.0
+        self._only: str | None = None
         self._closing = threading.Event()
         #: Requests answered with a fault so far (:attr:`forwarded`: forwarded to MISP).
         self.faults = 0
@@ -58,26 +59,29 @@ class FaultProxy(ForwardingProxy):
             for name, value in values.items():
                 setattr(self, f"_{name}", value)
 
-    def fail(self, n: int, status: int = 503) -> None:
-        """Answer the next ``n`` requests with ``status`` and an HTML page."""
-        self._set("fail", n, status=status)
+    def fail(self, n: int, status: int = 503, *, path: str | None = None) -> None:
+        """Answer the next ``n`` requests (whose path holds ``path``, if given) with
+        ``status`` and an HTML page."""
+        self._set("fail", n, status=status, only=path)
 
     def slow(self, n: int, seconds: float) -> None:
         """Delay the next ``n`` requests by ``seconds`` before forwarding them."""
-        self._set("slow", n, delay=seconds)
+        self._set("slow", n, delay=seconds, only=None)
 
     def reset(self, n: int) -> None:
         """Reset the next ``n`` connections after half of MISP's answer."""
-        self._set("reset", n)
+        self._set("reset", n, only=None)
 
     def heal(self) -> None:
         """Forward everything from now on."""
-        self._set("forward", 0)
+        self._set("forward", 0, only=None)
 
-    def _next(self) -> str:
+    def _next(self, path: str) -> str:
         """The fault for the request that just arrived ("forward" for none)."""
         with self.lock:
             if self._mode == "forward" or self._remaining <= 0:
+                return "forward"
+            if self._only is not None and self._only not in path:
                 return "forward"
             self._remaining -= 1
             self.faults += 1
@@ -85,7 +89,7 @@ class FaultProxy(ForwardingProxy):
 
     def handle(self, exchange: Exchange, body: bytes) -> None:
         """Forward, fail, delay or reset as told."""
-        fault = self._next()
+        fault = self._next(exchange.path)
         if fault == "fail":
             exchange.answer(self._status, None, [("Content-Type", "text/html; charset=utf-8")],
                             ERROR_PAGE)

@@ -28,10 +28,11 @@ from pymisp import MISPEvent, PyMISP
 
 from exchange.cli.main import main
 from exchange.errors import RemoteError
-from exchange.misp.client import MispClient, Retry
+from exchange.misp.client import MispClient, PushResult, Retry
 from exchange.misp.report import Outcome, RunReport
 from exchange.misp.sync import load_node_targets, open_node, run_target, target_named
 from exchange.misp.targets import MispTarget
+from exchange.node.mispmap import MispEvent
 from exchange.node.service import Exchange
 from tests.integration.conftest import Misp
 from tests.integration.misp_proxy import FaultProxy
@@ -262,3 +263,57 @@ def _with_timeout(target: MispTarget, seconds: float) -> MispTarget:
     from dataclasses import replace  # noqa: PLC0415
 
     return replace(target, timeout=seconds)
+
+
+def _big_event(count: int) -> MispEvent:
+    """A new event of ``count`` attributes (enough to be added in parts), published, as
+    the push maps one: MISP's numbers as strings, a UUID per attribute."""
+    tag = uuid.uuid4().hex[:10]
+    attributes = [{"uuid": str(uuid.uuid4()), "type": "domain", "category": "Network activity",
+                   "value": f"part-{n}-{tag}.faults.example", "to_ids": True,
+                   "distribution": "5", "comment": f"indicator {n}"} for n in range(count)]
+    event_id = str(uuid.uuid4())
+    body = {"uuid": event_id, "info": f"cert-exchange parts {tag}", "date": "2026-12-06",
+            "distribution": "0", "threat_level_id": "4", "analysis": "2",
+            "published": True, "Attribute": attributes}
+    return MispEvent(event_id, body)
+
+
+def _held(misp: Misp, event_uuid: str) -> dict[str, Any]:
+    answer = PyMISP(misp.url, misp.key, timeout=60).get_event(event_uuid, deleted=True)
+    assert isinstance(answer, dict), answer
+    assert "Event" in answer, str(answer)[:300]
+    event: dict[str, Any] = answer["Event"]
+    return event
+
+
+def test_a_large_new_event_is_added_in_parts_and_published_whole(
+        node: Exchange, misp_uz: Misp) -> None:
+    event = _big_event(450)
+    client = client_for(node, misp_uz.key)
+    assert client.push_event(event) is PushResult.CREATED
+    held = _held(misp_uz, event.uuid)
+    assert held["published"] in (True, 1, "1")
+    assert {a["uuid"] for a in held["Attribute"]} == \
+        {a["uuid"] for a in event.body["Attribute"]}
+    assert {a["value"] for a in held["Attribute"]} == \
+        {a["value"] for a in event.body["Attribute"]}
+    assert client.push_event(event) is PushResult.UNCHANGED  # nothing to write again
+
+
+def test_a_part_that_fails_leaves_the_event_unpublished_and_the_next_push_completes_it(
+        node: Exchange, proxy: FaultProxy, misp_uz: Misp) -> None:
+    event = _big_event(420)
+    client = client_for(node, misp_uz.key)
+    proxy.fail(1, 500, path="/attributes/add/")  # one part refused; the other goes in
+    with pytest.raises(RemoteError, match=r"adding attributes .* server error"):
+        client.push_event(event)
+    partial = _held(misp_uz, event.uuid)
+    assert partial["published"] in (False, 0, "0")  # never seen whole by MISP's sync
+    assert 0 < len(partial["Attribute"]) < 420
+    proxy.heal()
+    assert client.push_event(event) is PushResult.UPDATED
+    held = _held(misp_uz, event.uuid)
+    assert held["published"] in (True, 1, "1")
+    assert {a["uuid"] for a in held["Attribute"]} == \
+        {a["uuid"] for a in event.body["Attribute"]}

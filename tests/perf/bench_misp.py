@@ -283,18 +283,39 @@ class TimedClient(MispClient):
         self.inner = Timers()
         self.added: list[dict[str, Any]] = []
 
+        by_id: dict[str, dict[str, Any]] = {}
+        lock = threading.Lock()
+
         def factory(*args: Any, **kwargs: Any) -> PyMISP:
             api = PyMISP(*args, **kwargs)
-            add = api.add_event
+            add, add_attributes = api.add_event, api.add_attribute
 
             def keep(event: Any, *a: Any, **k: Any) -> Any:
-                self.added.append(event)
-                return add(event, *a, **k)
+                kept = json.loads(json.dumps(event))
+                with lock:
+                    self.added.append(kept)
+                answer = add(event, *a, **k)
+                if isinstance(answer, dict) and isinstance(answer.get("Event"), dict):
+                    with lock:
+                        by_id[str(answer["Event"].get("id"))] = kept
+                return answer
+
+            def keep_parts(event_id: Any, attributes: Any, *a: Any, **k: Any) -> Any:
+                # An event added in parts (exchange.misp.client): its attributes join
+                # the body kept for it, which was published once whole.
+                with lock:
+                    kept = by_id.get(str(event_id))
+                    if kept is not None and isinstance(attributes, list):
+                        kept.setdefault("Attribute", []).extend(
+                            json.loads(json.dumps(attributes)))
+                        kept["published"] = True
+                return add_attributes(event_id, attributes, *a, **k)
 
             api.add_event = keep  # type: ignore[method-assign]
+            api.add_attribute = keep_parts  # type: ignore[method-assign]
             for name in ("get_event", "add_event", "update_event", "publish",
                          "delete_attribute", "organisations", "get_sharing_group",
-                         "add_sharing_group"):
+                         "add_sharing_group", "add_attribute"):
                 setattr(api, name, self.inner.wrap(f"pymisp:{name}", getattr(api, name)))
             return api
 

@@ -75,13 +75,12 @@ _ATTRIBUTE_FIELDS: Final = ("type", "category", "value", "to_ids", "distribution
                             "sharing_group_id", "comment", "deleted", "first_seen",
                             "last_seen")
 _TIME_FIELDS: Final = frozenset({"first_seen", "last_seen"})
-#: A new event of at least twice this many attributes is added in parts, side by side:
-#: the event first (unpublished, without attributes), then its attributes in
-#: :data:`_PARTS` requests at once (MISP answers each in a worker process of its own,
-#: so the parts use the machine's cores where one request uses one), then published.
+#: A new event of at least ``push_parts`` times this many attributes is added in parts,
+#: side by side: the event first (unpublished, without attributes), then its attributes
+#: in the target's ``push_parts`` requests at once (MISP answers each in a worker process
+#: of its own, so the parts use the machine's cores where one request uses one), then
+#: published.
 _PART_MIN: Final = 200
-#: Requests at once for one event's attributes (MISP runs four workers by default).
-_PARTS: Final = 2
 _NOT_NEWER: Final = "not newer than the local copy"
 #: Attribute UUIDs looked up per search: a push of N new indicators asks N UUIDs, and
 #: one search of 1,000 takes MISP about a third of the time of five of 200 (17 ms
@@ -427,7 +426,8 @@ class MispClient:
             if not event.complete:
                 raise NotFound(self._where(f"event {event.uuid} is not on the target, so"
                                            " attributes cannot be added to it"))
-            if len(body.get("Attribute") or ()) >= _PARTS * _PART_MIN:
+            parts = self.target.push_parts
+            if parts > 1 and len(body.get("Attribute") or ()) >= parts * _PART_MIN:
                 self._add_in_parts(event.uuid, body)
                 return PushResult.CREATED
             doing = f"adding event {event.uuid}"
@@ -457,8 +457,8 @@ class MispClient:
     def _add_in_parts(self, event_uuid: str, body: Mapping[str, Any]) -> None:
         """Add a new event with many attributes in parts (:data:`_PART_MIN`).
 
-        The event is added unpublished and without attributes, its attributes in
-        :data:`_PARTS` requests at once, each checked for what MISP kept, and the event
+        The event is added unpublished and without attributes, its attributes in the
+        target's ``push_parts`` requests at once, each checked for what MISP kept, and the event
         is published last (when ``body`` says so): MISP's users and its sync see it
         only whole. A part that fails leaves an unpublished event holding some of the
         attributes; the error is raised, the run does not move its cursor past the event,
@@ -477,7 +477,7 @@ class MispClient:
         if not isinstance(event, dict) or not str(event.get("id", "")).isdigit():
             raise RemoteError(self._where(f"{doing}: MISP answered without the event"))
         event_id = int(event["id"])
-        size = -(-len(attributes) // _PARTS)
+        size = -(-len(attributes) // self.target.push_parts)
         parts = [attributes[i:i + size] for i in range(0, len(attributes), size)]
 
         def add(index: int) -> None:

@@ -58,6 +58,9 @@ __all__ = [
 #: Seconds PyMISP waits for MISP when a target does not say (PyMISP's own default waits
 #: for ever).
 DEFAULT_TIMEOUT: Final = 30.0
+#: Requests at once for a new event's attributes (MISP runs four workers by default).
+DEFAULT_PUSH_PARTS: Final = 2
+MAX_PUSH_PARTS: Final = 8
 #: The longest ``timeout`` (seconds).
 MAX_TIMEOUT: Final = 600.0
 #: FOR TESTS ONLY: an environment variable that lowers the shortest interval allowed
@@ -104,6 +107,8 @@ class MispTarget:
             system's trust store (TLS is always verified).
         timeout: Seconds to wait for the instance on each request.
         event_grouping: Where indicators outside reports and groupings go.
+        push_parts: Requests at once for the attributes of a new event of many
+            (:mod:`exchange.misp.client`); 1 adds every event in one request.
     """
 
     name: str
@@ -117,11 +122,12 @@ class MispTarget:
     ca_file: str | None
     timeout: float
     event_grouping: EventGrouping
+    push_parts: int = DEFAULT_PUSH_PARTS
 
 
 _TARGET_KEYS: Final = ("url", "owner", "direction", "schedule")
 _TARGET_OPTIONAL: Final = ("api_key_file", "api_key_env", "filters", "ca_file", "timeout",
-                           "event_grouping", "description")
+                           "event_grouping", "push_parts", "description")
 #: Keys that would hold a secret inline; refused with advice.
 _INLINE_SECRETS: Final = ("api_key", "key", "authkey", "auth_key", "token", "password")
 
@@ -210,6 +216,8 @@ def _target(name: str, node: Node) -> MispTarget:
                  else DEFAULT_TIMEOUT),
         event_grouping=(_choice(f["event_grouping"], EventGrouping)
                         if "event_grouping" in f else EventGrouping.PRODUCER_DAY),
+        push_parts=(int(number(f["push_parts"], 0, MAX_PUSH_PARTS, whole=True))
+                    if "push_parts" in f else DEFAULT_PUSH_PARTS),
     )
 
 

@@ -317,3 +317,24 @@ def test_a_part_that_fails_leaves_the_event_unpublished_and_the_next_push_comple
     assert held["published"] in (True, 1, "1")
     assert {a["uuid"] for a in held["Attribute"]} == \
         {a["uuid"] for a in event.body["Attribute"]}
+
+
+def test_push_parts_1_adds_a_large_event_in_one_request(node: Exchange, misp_uz: Misp) -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    calls: list[str] = []
+
+    def factory(*args: Any, **kwargs: Any) -> PyMISP:
+        api = PyMISP(*args, **kwargs)
+        for name in ("add_event", "add_attribute"):
+            real = getattr(api, name)
+            setattr(api, name, lambda *a, _n=name, _r=real, **k: (calls.append(_n), _r(*a, **k))[1])
+        return api
+
+    event = _big_event(420)
+    client = MispClient(replace(target_of(node), push_parts=1), misp_uz.key, factory=factory)
+    assert client.push_event(event) is PushResult.CREATED
+    assert calls == ["add_event"]
+    held = _held(misp_uz, event.uuid)
+    assert held["published"] in (True, 1, "1")
+    assert len(held["Attribute"]) == 420

@@ -72,6 +72,9 @@ def test_minimal_target_takes_the_defaults() -> None:
     assert target.filters.collections == ()
     assert target.filters.tlp_ceiling is Tlp.RED
     assert target.event_grouping is EventGrouping.PRODUCER_DAY
+    assert target.push_parts == 2
+    (one,) = parse_targets(F, MINIMAL.encode() + b"    push_parts: 1\n")
+    assert one.push_parts == 1
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8443", "http://localhost/misp",
@@ -100,7 +103,7 @@ BROKEN: list[tuple[str, bytes, str]] = [
      _edit("    direction: push\n", "    direction: push\n    verify: false\n"),
      "feeds/misp-targets.yaml: targets.pk.verify: unknown key 'verify' (allowed here: "
      "api_key_env, api_key_file, ca_file, description, direction, event_grouping, filters, "
-     "owner, schedule, timeout, url)"),
+     "owner, push_parts, schedule, timeout, url)"),
     ("inline-key", _edit("    api_key_env: PK_KEY\n", "    api_key: s3cr3tvalue\n"),
      "feeds/misp-targets.yaml: targets.pk.api_key: an API key is never written in this file:"
      " put it in a file readable only by the exchange (api_key_file) or in an environment"
@@ -159,6 +162,12 @@ BROKEN: list[tuple[str, bytes, str]] = [
     ("bad-grouping", MINIMAL.encode() + b"    event_grouping: weekly\n",
      "feeds/misp-targets.yaml: targets.pk.event_grouping: 'weekly' is not one of"
      " producer-day, producer-month, indicator"),
+    ("no-push-parts", MINIMAL.encode() + b"    push_parts: 0\n",
+     "feeds/misp-targets.yaml: targets.pk.push_parts: 0 is outside (0, 8]"),
+    ("too-many-push-parts", MINIMAL.encode() + b"    push_parts: 9\n",
+     "feeds/misp-targets.yaml: targets.pk.push_parts: 9 is outside (0, 8]"),
+    ("half-a-push-part", MINIMAL.encode() + b"    push_parts: 1.5\n",
+     "feeds/misp-targets.yaml: targets.pk.push_parts: expected a whole number, found 1.5"),
     ("bad-target-name", _edit("  pk:\n", "  PK MISP:\n"),
      "feeds/misp-targets.yaml: targets.PK MISP: target name 'PK MISP' is not lowercase"
      " letters, digits, '.', '_' or '-' (at most 64)"),

@@ -142,6 +142,9 @@ def run_pull(node: Exchange, target: MispTarget, client: MispClient, *,
     """
     at = now_micros() if now is None else now
     report = RunReport(target.name, "pull", dry_run=dry_run)
+    # PyMISP's constructor (four requests) runs while the store is read; a failure is
+    # raised by the listing, as if it had connected there.
+    client.connect_ahead()
     state = node.store.misp_state(target.name, "pull")
     report.cursor_before = state.cursor if state is not None else None
     report.cursor_after = report.cursor_before

@@ -37,7 +37,9 @@
    record per collection), durably, before anything is written to MISP; if the ledger
    cannot be written nothing is pushed. Then each event is pushed
    (:meth:`~exchange.misp.client.MispClient.push_event`, idempotent by UUID: an event
-   already up to date gets no write request), revoked indicators' attributes are
+   already up to date gets no write request; a new event of many attributes is added in
+   the target's ``push_parts`` requests at once and published only once whole), revoked
+   indicators' attributes are
    soft-deleted, and changed events are published (MISP syncs only published events;
    an unchanged event is published only if it is not). What succeeded is recorded in
    ``misp_pushed``.

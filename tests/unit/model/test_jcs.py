@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from exchange.model import jcs
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
+from tests.unit.model.test_jsonparse import _depth
 
 REAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
 
@@ -71,14 +72,6 @@ def test_the_real_stix_files() -> None:
             assert jcs.dumps(obj) == rfc8785.dumps(obj), (path.name, obj.get("id"))
             seen += 1
     assert seen > 100
-
-
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
 
 
 @settings(max_examples=2000, deadline=None)

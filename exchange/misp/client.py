@@ -457,15 +457,19 @@ class MispClient:
     def _add_in_parts(self, event_uuid: str, body: Mapping[str, Any]) -> None:
         """Add a new event with many attributes in parts (:data:`_PART_MIN`).
 
-        The event is added unpublished and without attributes, its attributes in the
-        target's ``push_parts`` requests at once, each checked for what MISP kept, and the event
-        is published last (when ``body`` says so): MISP's users and its sync see it
-        only whole. A part that fails leaves an unpublished event holding some of the
-        attributes; the error is raised, the run does not move its cursor past the event,
-        and the next run brings the event up to date with one edit (as any event the
-        target holds: :meth:`push_event`).
+        The event is added unpublished and without attributes; all its attributes but
+        the last go in the target's ``push_parts`` requests at once, each checked for
+        what MISP kept; the last goes in one edit of the event that publishes it (when
+        ``body`` says so). MISP publishes on an edit only when the edit changes the event
+        (then it stamps ``publish_timestamp``, which "published since" searches and feeds
+        go by, and runs its sync), hence the attribute kept for it. MISP's users and its
+        sync see the event only whole. A part that fails leaves an unpublished event
+        holding some of the attributes; the error is raised, the run does not move its
+        cursor past the event, and the next run brings the event up to date with one edit
+        (as any event the target holds: :meth:`push_event`).
         """
         attributes = list(body.get("Attribute") or ())
+        head, last = attributes[:-1], attributes[-1:]
         shell = {k: v for k, v in body.items() if k != "Attribute"}
         shell["published"] = False
         api = self._connect()
@@ -477,8 +481,8 @@ class MispClient:
         if not isinstance(event, dict) or not str(event.get("id", "")).isdigit():
             raise RemoteError(self._where(f"{doing}: MISP answered without the event"))
         event_id = int(event["id"])
-        size = -(-len(attributes) // self.target.push_parts)
-        parts = [attributes[i:i + size] for i in range(0, len(attributes), size)]
+        size = -(-len(head) // self.target.push_parts)
+        parts = [head[i:i + size] for i in range(0, len(head), size)]
 
         def add(index: int) -> None:
             part = parts[index]
@@ -494,12 +498,15 @@ class MispClient:
                                 thread_name_prefix="misp-push-part") as pool:
             for done in [pool.submit(add, i) for i in range(len(parts))]:
                 done.result()  # the first part's failure, in order, after all ended
-        if not body.get("published"):
-            return
-        if self.is_sync_user():  # as publish_event would end up doing, without asking
-            self._publish_by_edit(event_uuid, shell)
-        else:
-            self.publish_event(event_uuid)
+        final = {**shell, "published": bool(body.get("published")), "Attribute": last}
+        what = (f"adding attribute {len(attributes)} of {len(attributes)} to event"
+                f" {event_uuid}" + (" and publishing it" if final["published"] else ""))
+        answer = self._checked(what, self._call(what, lambda: api.update_event(
+            final, event_id=event_uuid)))  # type: ignore[arg-type]
+        self._check_kept(what, body, answer)  # MISP's answer holds the whole event
+        held = answer.get("Event") or {}
+        if final["published"] and held.get("published") not in (True, 1, "1"):
+            raise MispRefused(self._where(f"{what}: MISP kept the event unpublished"))
 
     def _worker(self, index: int) -> PyMISP:
         """The PyMISP client of a part beyond the first (made on first use, by the one
@@ -752,7 +759,10 @@ class MispClient:
             raise NotFound(self._where(f"event {event_uuid} is not on the target"))
         api = self._connect()
         body: dict[str, Any] = {k: existing[k] for k in _EVENT_FIELDS if k in existing}
-        body.update(uuid=event_uuid, published=True)
+        # MISP's own publish stamps publish_timestamp; an edit keeps the one it is given
+        # (as MISP's sync sends it), else the event's old one (0 if never published),
+        # and MISP's "published since" searches and feeds go by it.
+        body.update(uuid=event_uuid, published=True, publish_timestamp=str(int(time.time())))
         doing = f"publishing event {event_uuid} (by edit, as a sync user)"
         answer = self._checked(doing, self._call(doing, lambda: api.update_event(
             body, event_id=event_uuid)))  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,9 +292,12 @@ def test_a_large_new_event_is_added_in_parts_and_published_whole(
         node: Exchange, misp_uz: Misp) -> None:
     event = _big_event(450)
     client = client_for(node, misp_uz.key)
+    before = int(time.time())
     assert client.push_event(event) is PushResult.CREATED
     held = _held(misp_uz, event.uuid)
     assert held["published"] in (True, 1, "1")
+    # Published when whole: MISP's "published since" searches and feeds find it then.
+    assert before <= int(held["publish_timestamp"]) <= int(time.time())
     assert {a["uuid"] for a in held["Attribute"]} == \
         {a["uuid"] for a in event.body["Attribute"]}
     assert {a["value"] for a in held["Attribute"]} == \

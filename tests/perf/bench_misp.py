@@ -311,8 +311,20 @@ class TimedClient(MispClient):
                         kept["published"] = True
                 return add_attributes(event_id, attributes, *a, **k)
 
+            def keep_last(event: Any, *a: Any, **k: Any) -> Any:
+                # ... and its last attribute, in the edit that publishes it.
+                with lock:
+                    kept = next((e for e in self.added if isinstance(event, dict)
+                                 and e.get("uuid") == event.get("uuid")), None)
+                    if kept is not None and isinstance(event.get("Attribute"), list):
+                        kept.setdefault("Attribute", []).extend(
+                            json.loads(json.dumps(event["Attribute"])))
+                return edit(event, *a, **k)
+
+            edit = api.update_event
             api.add_event = keep  # type: ignore[method-assign]
             api.add_attribute = keep_parts  # type: ignore[method-assign]
+            api.update_event = keep_last  # type: ignore[method-assign]
             for name in ("get_event", "add_event", "update_event", "publish",
                          "delete_attribute", "organisations", "get_sharing_group",
                          "add_sharing_group", "add_attribute"):

@@ -529,37 +529,53 @@ class MispClient:
                 f"{doing}: MISP saved the event but dropped {len(dropped)} attribute(s) it"
                 f" found invalid: {', '.join(dropped[:5])}"))
 
-    def delete_attribute(self, attribute_uuid: str, event_uuid: str) -> bool:
-        """Soft-delete an attribute (MISP keeps it, marked deleted).
+    def delete_attributes(self, event_uuid: str, attribute_uuids: Sequence[str], *,
+                          publish: bool) -> int:
+        """Soft-delete attributes of an event in one edit, which also publishes it (or
+        leaves it unpublished when ``publish`` is false).
 
-        Args:
-            attribute_uuid: The attribute.
-            event_uuid: The event holding it (to tell "already deleted" from "absent").
+        One edit that marks the attributes ``deleted`` is a change MISP publishes on as
+        its own sync does (it stamps ``publish_timestamp`` and pushes the event to its
+        sync partners, so the deletion travels on), which soft deletes one by one and a
+        publish by an edit that changes nothing would not make it do for a sync user whose
+        events keep their contributor as ``Orgc``. Attributes the event does not hold, or
+        holds deleted already, are left out; with none left no request is made.
 
         Returns:
-            True if it was deleted now, False if it was already deleted.
+            How many attributes were deleted now.
 
         Raises:
-            NotFound: Neither the attribute nor a deleted copy is in the event.
-            AuthError: MISP refused the API key.
-            PermissionDenied: The key may not delete it.
-            MispRefused: Another refusal.
-            RemoteError: MISP failed, timed out or could not be reached.
+            NotFound: The target does not hold the event.
+            AuthError, PermissionDenied, MispRefused, RemoteError: MISP refused or failed,
+                or kept an attribute or the event not as asked.
         """
+        existing = self.get_event(event_uuid)
+        if existing is None:
+            raise NotFound(self._where(f"event {event_uuid} is not on the target"))
+        held = {a.get("uuid"): a for a in existing.get("Attribute") or ()}
+        todo = [u for u in dict.fromkeys(attribute_uuids)
+                if u in held and not held[u].get("deleted")]
+        if not todo:
+            return 0
         api = self._connect()
-        doing = f"soft-deleting attribute {attribute_uuid}"
-        try:
-            self._checked(doing, self._call(
-                doing, lambda: api.delete_attribute(attribute_uuid, hard=False)))
-            return True
-        except NotFound:
-            existing = self.get_event(event_uuid)
-            for attribute in (existing or {}).get("Attribute", []):
-                if attribute.get("uuid") == attribute_uuid and attribute.get("deleted"):
-                    return False
-            raise NotFound(self._where(f"attribute {attribute_uuid} is not in event"
-                                       f" {event_uuid}")) from None
-
+        body: dict[str, Any] = {k: existing[k] for k in _EVENT_FIELDS if k in existing}
+        body.update(uuid=event_uuid, published=publish,
+                    Attribute=[{"uuid": u, "deleted": True} for u in todo])
+        doing = (f"soft-deleting {len(todo)} attribute(s) of event {event_uuid}"
+                 + (" and publishing it" if publish else ""))
+        answer = self._checked(doing, self._call(doing, lambda: api.update_event(
+            body, event_id=event_uuid)))  # type: ignore[arg-type]
+        event = answer.get("Event") if isinstance(answer, dict) else None
+        if not isinstance(event, dict):
+            raise RemoteError(self._where(f"{doing}: MISP answered without the event"))
+        live = [a.get("uuid") for a in event.get("Attribute") or ()
+                if a.get("uuid") in todo and not a.get("deleted")]
+        if live:
+            raise MispRefused(self._where(f"{doing}: MISP kept {len(live)} of them"
+                                          f" undeleted: {', '.join(map(str, live[:5]))}"))
+        if publish and event.get("published") not in (True, 1, "1"):
+            raise MispRefused(self._where(f"{doing}: MISP kept the event unpublished"))
+        return len(todo)
 
     # -- what the push run needs besides events (exchange.misp.push) ----------------------
 

@@ -650,18 +650,21 @@ class _Run:
             result = client.push_event(replace(event, body=body))
             counts[result.value] += 1
             written = result is not PushResult.UNCHANGED
-        for attribute_uuid in deletions:
+        # MISP does not publish an event without attributes (see _with_orgc).
+        publish = not (not attributes and event.complete)
+        if deletions:
             try:
-                if client.delete_attribute(attribute_uuid, event.uuid):
-                    counts["deleted"] += 1
-                    deleted = True
+                # One edit deletes and publishes, so MISP's publish (and its sync) runs.
+                done = client.delete_attributes(event.uuid, deletions, publish=publish)
             except NotFound:
-                pass  # not on the target (removed there): nothing left to delete
-        # A soft delete unpublishes the event; a write without "published" leaves it
-        # unpublished; an event left as it was is published only if it is not.
-        if not attributes and event.complete:
-            pass  # MISP does not publish an event without attributes (see _with_orgc)
-        elif deleted or (written and not body.get("published")):
+                done = 0  # the event is not on the target (removed there): nothing left
+            counts["deleted"] += done
+            deleted = done > 0
+        # A write without "published" leaves the event unpublished; an event left as it
+        # was is published only if it is not.
+        if not publish or deleted:
+            pass
+        elif written and not body.get("published"):
             client.publish_event(event.uuid)
         elif sent and not written:
             client.publish_event(event.uuid, if_needed=True)

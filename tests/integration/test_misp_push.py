@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,16 +164,24 @@ def test_soft_delete_reads_back_deleted(pushed: list[PushResult], client: MispCl
                                         mapping: PushMapping, reader: PyMISP) -> None:
     event = mapping.events[0]
     victim = event.body["Attribute"][0]["uuid"]
-    assert client.delete_attribute(victim, event.uuid) is True
-    held = {a["uuid"]: a for a in read_back(reader, event)["Attribute"]}
+    before = read_back(reader, event)
+    time.sleep(1.1)  # MISP's stamps are in seconds: a publish now is a later stamp
+    # An attribute the event does not hold is left out; the edit deletes and publishes.
+    assert client.delete_attributes(event.uuid, [victim, str(uuid.uuid4())],
+                                    publish=True) == 1
+    after = read_back(reader, event)
+    held = {a["uuid"]: a for a in after["Attribute"]}
     assert held[victim]["deleted"] is True
     assert all(not a["deleted"] for u, a in held.items() if u != victim)
-    # Deleting again is a no-op, and the next push leaves the deletion in place.
-    assert client.delete_attribute(victim, event.uuid) is False
+    # MISP published on the edit (its own publish, as its sync does): a new stamp.
+    assert after["published"] in (True, 1, "1")
+    assert int(after["publish_timestamp"]) > int(before["publish_timestamp"])
+    # Deleting again is a no-op without a request, and the next push leaves it deleted.
+    assert client.delete_attributes(event.uuid, [victim], publish=True) == 0
     assert client.push_event(event) is PushResult.UNCHANGED
     assert read_back(reader, event)["Attribute"][0]["deleted"] is True
-    with pytest.raises(NotFound, match="is not in event"):
-        client.delete_attribute(str(uuid.uuid4()), event.uuid)
+    with pytest.raises(NotFound, match="is not on the target"):
+        client.delete_attributes(str(uuid.uuid4()), [victim], publish=True)
 
 
 def test_missing_event_reads_as_none(client: MispClient) -> None:

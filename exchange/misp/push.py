@@ -39,10 +39,11 @@
    (:meth:`~exchange.misp.client.MispClient.push_event`, idempotent by UUID: an event
    already up to date gets no write request; a new event of many attributes is added in
    the target's ``push_parts`` requests at once and published only once whole), revoked
-   indicators' attributes are
-   soft-deleted, and changed events are published (MISP syncs only published events;
-   an unchanged event is published only if it is not). What succeeded is recorded in
-   ``misp_pushed``.
+   indicators' attributes are soft-deleted in one edit that also publishes the event
+   (an edit that changes something is what makes MISP run its own publish, and so push
+   the deletion on to its sync partners), and changed events are published (MISP syncs
+   only published events; an unchanged event is published only if it is not). What
+   succeeded is recorded in ``misp_pushed``.
 6. **No echo to the source.** What the pull imported from this very target (a version
    the node signed for the owner, named by the report or grouping the pull made of a
    MISP event recorded by :meth:`~exchange.storage.base.Store.misp_pulled` for this

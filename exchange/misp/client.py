@@ -501,12 +501,8 @@ class MispClient:
         final = {**shell, "published": bool(body.get("published")), "Attribute": last}
         what = (f"adding attribute {len(attributes)} of {len(attributes)} to event"
                 f" {event_uuid}" + (" and publishing it" if final["published"] else ""))
-        answer = self._checked(what, self._call(what, lambda: api.update_event(
-            final, event_id=event_uuid)))  # type: ignore[arg-type]
-        self._check_kept(what, body, answer)  # MISP's answer holds the whole event
-        held = answer.get("Event") or {}
-        if final["published"] and held.get("published") not in (True, 1, "1"):
-            raise MispRefused(self._where(f"{what}: MISP kept the event unpublished"))
+        held = self._edit_event(what, event_uuid, final)
+        self._check_kept(what, body, {"Event": held})  # MISP's answer holds the whole event
 
     def _worker(self, index: int) -> PyMISP:
         """The PyMISP client of a part beyond the first (made on first use, by the one
@@ -557,25 +553,38 @@ class MispClient:
                 if u in held and not held[u].get("deleted")]
         if not todo:
             return 0
-        api = self._connect()
         body: dict[str, Any] = {k: existing[k] for k in _EVENT_FIELDS if k in existing}
         body.update(uuid=event_uuid, published=publish,
                     Attribute=[{"uuid": u, "deleted": True} for u in todo])
         doing = (f"soft-deleting {len(todo)} attribute(s) of event {event_uuid}"
                  + (" and publishing it" if publish else ""))
-        answer = self._checked(doing, self._call(doing, lambda: api.update_event(
-            body, event_id=event_uuid)))  # type: ignore[arg-type]
-        event = answer.get("Event") if isinstance(answer, dict) else None
-        if not isinstance(event, dict):
-            raise RemoteError(self._where(f"{doing}: MISP answered without the event"))
+        event = self._edit_event(doing, event_uuid, body)
         live = [a.get("uuid") for a in event.get("Attribute") or ()
                 if a.get("uuid") in todo and not a.get("deleted")]
         if live:
             raise MispRefused(self._where(f"{doing}: MISP kept {len(live)} of them"
                                           f" undeleted: {', '.join(map(str, live[:5]))}"))
-        if publish and event.get("published") not in (True, 1, "1"):
-            raise MispRefused(self._where(f"{doing}: MISP kept the event unpublished"))
         return len(todo)
+
+    def _edit_event(self, doing: str, event_uuid: str, body: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+        """Edit an event with ``body`` (retried: an edit by UUID is idempotent) and return
+        the event MISP answers with.
+
+        Raises:
+            RemoteError: MISP answered without the event.
+            MispRefused: ``body`` publishes the event and MISP kept it unpublished.
+            AuthError, PermissionDenied, NotFound: MISP refused the edit.
+        """
+        api = self._connect()
+        answer = self._checked(doing, self._call(doing, lambda: api.update_event(
+            body, event_id=event_uuid)))  # type: ignore[arg-type]
+        event = answer.get("Event") if isinstance(answer, dict) else None
+        if not isinstance(event, dict):
+            raise RemoteError(self._where(f"{doing}: MISP answered without the event"))
+        if body.get("published") and event.get("published") not in (True, 1, "1"):
+            raise MispRefused(self._where(f"{doing}: MISP kept the event unpublished"))
+        return event
 
     # -- what the push run needs besides events (exchange.misp.push) ----------------------
 
@@ -765,26 +774,14 @@ class MispClient:
             self._publish_by_edit(event_uuid)
         return True
 
-    def _publish_by_edit(self, event_uuid: str,
-                         existing: Mapping[str, Any] | None = None) -> None:
-        """Publish by editing the event with ``published`` true, its fields as
-        ``existing`` gives them (read from the target when not given)."""
-        if existing is None:
-            existing = self.get_event(event_uuid)
+    def _publish_by_edit(self, event_uuid: str) -> None:
+        existing = self.get_event(event_uuid)
         if existing is None:
             raise NotFound(self._where(f"event {event_uuid} is not on the target"))
-        api = self._connect()
         body: dict[str, Any] = {k: existing[k] for k in _EVENT_FIELDS if k in existing}
-        # MISP's own publish stamps publish_timestamp; an edit keeps the one it is given
-        # (as MISP's sync sends it), else the event's old one (0 if never published),
-        # and MISP's "published since" searches and feeds go by it.
-        body.update(uuid=event_uuid, published=True, publish_timestamp=str(int(time.time())))
-        doing = f"publishing event {event_uuid} (by edit, as a sync user)"
-        answer = self._checked(doing, self._call(doing, lambda: api.update_event(
-            body, event_id=event_uuid)))  # type: ignore[arg-type]
-        event = answer.get("Event") if isinstance(answer, dict) else None
-        if not isinstance(event, dict) or event.get("published") not in (True, 1, "1"):
-            raise MispRefused(self._where(f"{doing}: MISP kept the event unpublished"))
+        body.update(uuid=event_uuid, published=True)
+        self._edit_event(f"publishing event {event_uuid} (by edit, as a sync user)",
+                         event_uuid, body)
 
     def search_index(self, since: str | None, *, page: int = 1, limit: int = 500,
                      tags: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -366,6 +366,10 @@ def _value_shape(value: Any) -> Any:
     """What stix2's rewrite of one JSON value can depend on; None: do not cache."""
     kind = type(value)
     if kind is str:
+        # Only 20 to 27 characters ending in "Z" can be a timestamp of _TIMESTAMP: the
+        # other strings (names, patterns, ids) skip the expression.
+        if not 20 <= len(value) <= 27 or value[-1] != "Z":
+            return "s"
         match = _TIMESTAMP.fullmatch(value)
         if match is None:
             return "s"

@@ -44,32 +44,50 @@ _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separator
 
 def _simple(value: Any, max_depth: int = _MAX_DEPTH) -> bool:
     """Whether the C encoder writes ``value`` exactly as RFC 8785 does (module docstring),
-    with no container nested more than ``max_depth`` deep (the top one at depth 1)."""
+    with no container nested more than ``max_depth`` deep (the top one at depth 1).
+
+    Scalars inside a container are judged where they are met; only containers wait on
+    the stack (most of a STIX object's values are strings).
+    """
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return _simple_scalar(value)
     stack: list[tuple[Any, int]] = [(value, 0)]
     pop, push = stack.pop, stack.append
     while stack:
         item, depth = pop()
-        kind = type(item)
-        if kind is str or kind is bool or item is None:
-            continue
-        if kind is dict:
-            if depth >= max_depth:
-                return False
+        if depth >= max_depth:
+            return False
+        inner_depth = depth + 1
+        if type(item) is dict:
             for key, inner in item.items():
                 if type(key) is not str or not key.isascii():
                     return False
-                push((inner, depth + 1))
-        elif kind is list:
-            if depth >= max_depth:
-                return False
-            for inner in item:
-                push((inner, depth + 1))
-        elif kind is int:
-            if not -_INT_MAX <= item <= _INT_MAX:
-                return False
+                kind = type(inner)
+                if kind is str or kind is bool or inner is None:
+                    continue
+                if kind is dict or kind is list:
+                    push((inner, inner_depth))
+                elif kind is not int or not -_INT_MAX <= inner <= _INT_MAX:
+                    return False
         else:
-            return False
+            for inner in item:
+                kind = type(inner)
+                if kind is str or kind is bool or inner is None:
+                    continue
+                if kind is dict or kind is list:
+                    push((inner, inner_depth))
+                elif kind is not int or not -_INT_MAX <= inner <= _INT_MAX:
+                    return False
     return True
+
+
+def _simple_scalar(value: Any) -> bool:
+    """:func:`_simple` of a value that is not a dict or a list."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    return kind is int and -_INT_MAX <= value <= _INT_MAX
 
 
 def dumps(value: Any) -> bytes:

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import rfc8785
 
-__all__ = ["dumps", "dumps_plain"]
+__all__ = ["dumps", "dumps_part", "dumps_plain"]
 
 _INT_MAX: Final = 2**53 - 1
 #: Deeper values take ``rfc8785``'s own path (and its recursion limit).
@@ -129,3 +129,13 @@ def dumps_plain(value: Any, max_depth: int) -> tuple[bytes, bool]:
         else:
             return out, b"\\u0000" not in out
     return rfc8785.dumps(value), False
+
+
+def dumps_part(value: dict[str, Any] | list[Any]) -> bytes:
+    """The RFC 8785 bytes of a container taken from a value :func:`dumps_plain` answered
+    true for (one of its dicts, or a dict of some of its members): such a part takes the
+    C encoder's path too, so it is encoded without walking it again.
+
+    The caller vouches for the part's origin; anything else must go to :func:`dumps`.
+    """
+    return _ENCODER.encode(value).encode("utf-8")

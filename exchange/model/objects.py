@@ -66,6 +66,9 @@ class StixObject:
         tlp: The TLP level the object's own markings carry, or None when unmarked.
         canonical: RFC 8785 canonical JSON bytes of the whole object.
         data: The parsed object (treat as read-only).
+        plain: ``canonical`` is certain to parse back, under the strict JSON profile,
+            as ``data`` itself (:func:`exchange.model.jcs.dumps_plain`); false says
+            nothing either way.
     """
 
     id: StixId
@@ -79,6 +82,7 @@ class StixObject:
     tlp: Tlp | None
     canonical: bytes
     data: Mapping[str, Any]
+    plain: bool = False
 
     @property
     def version(self) -> str:

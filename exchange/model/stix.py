@@ -530,7 +530,7 @@ def _validate(obj: Any, limits: Limits, *, use_tables: bool) -> StixObject:
         raise InvalidObject(f"a STIX object must be a JSON object, not {_json_name(obj)}")
     label = _label(obj)
     try:
-        canonical = jcs.dumps(obj)
+        canonical, plain = jcs.dumps_plain(obj, limits.max_depth)
     except (rfc8785.CanonicalizationError, UnicodeError, TypeError, ValueError) as e:
         raise InvalidObject(f"{label}: cannot be canonicalised (RFC 8785)") from e
     if len(canonical) > limits.max_object_bytes:
@@ -566,6 +566,7 @@ def _validate(obj: Any, limits: Limits, *, use_tables: bool) -> StixObject:
         tlp=tlp,
         canonical=canonical,
         data=obj,
+        plain=plain,
     )
 
 

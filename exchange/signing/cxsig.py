@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from exchange.errors import InvalidObject, LimitExceeded, MalformedJSON, SignatureError
+from exchange.model import jcs
 from exchange.model.jsonparse import parse_json
 from exchange.model.limits import Limits
 from exchange.model.objects import StixObject
@@ -385,7 +386,9 @@ def _sign(
         extensions = unsigned["extensions"]
     else:
         require_normal_form(unsigned)
-    payload, plain = canonical_plain(unsigned, limits.max_depth)
+    spliced = _payload_from(verdict, key, stamp, limits) if same else None
+    payload, plain = ((spliced, True) if spliced is not None
+                      else canonical_plain(unsigned, limits.max_depth))
     if len(payload) > limits.max_body_bytes or not plain:
         _require_round_trip(payload, label, limits)
     sig = b64url_encode(key.sign(pae(PAYLOAD_TYPE, payload)))
@@ -426,6 +429,41 @@ def _entry_bytes(entry: Mapping[str, Any], *, with_sig: bool) -> bytes:
     """
     body = {name: value for name, value in entry.items() if with_sig or name != "sig"}
     return _ENTRY_ENCODER.encode({EXTENSION_ID: body})[1:-1].encode("ascii")
+
+
+def _payload_from(verdict: StixObject | None, key: SigningKey, signed_at: str,
+                  limits: Limits) -> bytes | None:
+    """The payload of an attestation of ``verdict.data`` (an object with no
+    ``extensions``, whose normal form is itself), made from the verdict's canonical bytes
+    instead of encoding the object again; None where that does not apply.
+
+    RFC 8785 writes an object as its members in key order, so with ASCII keys (a plain
+    verdict has only those, :func:`~exchange.model.jcs.dumps_plain`) the members before
+    ``"extensions"`` are the canonical bytes of those members alone, and the rest follow
+    them: the ``extensions`` member goes in between. The entry holds ASCII strings and
+    the integer 1, two levels below the object, so the payload is plain too when
+    ``max_depth`` admits that nesting. ``tests/unit/signing/test_sign_verdict.py`` holds
+    the payload equal to canonicalising the object, on every object of the real files.
+    """
+    if verdict is None or not verdict.plain or limits.max_depth < _ENTRY_DEPTH:
+        return None
+    obj = verdict.data
+    if "extensions" in obj:
+        return None
+    whole = verdict.canonical
+    head = jcs.dumps_part({name: value for name, value in obj.items()
+                           if name < "extensions"})[1:-1]
+    if not whole.startswith(head, 1):  # pragma: no cover - canonical order makes it so
+        return None
+    rest = whole[1 + len(head):-1]
+    if head and rest:
+        rest = rest[1:]  # the comma after the members before "extensions"
+    member = b'"extensions":{' + _entry_forms(key.alg, key.kid, signed_at)[0] + b"}"
+    return b"{" + b",".join(part for part in (head, member, rest) if part) + b"}"
+
+
+#: The nesting the cx-sig entry adds: the object, its extensions, the entry (0, 1, 2).
+_ENTRY_DEPTH: Final = 3
 
 
 @functools.lru_cache(maxsize=32)

@@ -158,3 +158,50 @@ def test_a_verdict_on_another_object_is_refused() -> None:
         sign_validated(obj, KEY, attest=True, verdict=validate_object(other, Limits()))
     with pytest.raises(ValueError, match="verdict"):
         sign_validated(obj, KEY, verdict=validate_object(obj, Limits()))  # not an attestation
+
+
+def test_the_payload_is_made_from_the_verdicts_bytes_for_most_real_objects(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The equality test above compares signatures, so it holds the spliced payload equal
+    to the object's canonical bytes; this one makes sure the splice is what it compared
+    (SCOs, whose members all sort after "extensions", among them)."""
+    cxsig = importlib.import_module("exchange.signing.cxsig")
+    made: list[str] = []
+    real = cxsig._payload_from
+
+    def spied(verdict: StixObject | None, *args: Any) -> bytes | None:
+        payload = real(verdict, *args)
+        if payload is not None and verdict is not None:
+            made.append(str(verdict.data["type"]))
+        return payload
+
+    monkeypatch.setattr(cxsig, "_payload_from", spied)
+    objects = [_without_entry(o) for o in checked_objects()]
+    for obj in objects + objects:
+        fast = _attest(copy.deepcopy(obj), with_verdict=True)
+        if isinstance(fast, StixObject):
+            assert fast.canonical == canonical(fast.data)
+    assert len(made) > len(objects) / 2
+    assert "indicator" in made
+    assert {"ipv4-addr", "domain-name", "url", "file"} & set(made)
+
+
+def test_an_object_that_is_not_plain_is_encoded_again_not_spliced() -> None:
+    """Bytes that may not parse back as the object (a NUL in a string, which the strict
+    parser refuses; a float, which RFC 8785 may write as an out-of-range integer) are
+    never spliced: the payload is canonicalised and read back, and refused exactly as
+    without a verdict."""
+    cases = (({"x_cx_score": 1.5}, None), ({"x_cx_score": 1e17}, "would not parse back"),
+             ({"description": "a\x00b"}, "NUL characters are refused"))
+    for changes, refusal in cases:
+        obj = _indicator(**changes)
+        assert not validate_object(copy.deepcopy(obj), Limits()).plain
+        for _ in range(2):
+            fast = _attest(copy.deepcopy(obj), with_verdict=True)
+            assert _fields(fast) == _fields(_attest(copy.deepcopy(obj), with_verdict=False))
+            if refusal is not None:
+                assert isinstance(fast, str)
+                assert refusal in fast
+            else:
+                assert isinstance(fast, StixObject)
+                assert fast.canonical == canonical(fast.data)

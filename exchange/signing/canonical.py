@@ -393,6 +393,8 @@ def _value_shape(value: Any) -> Any:
         inner = {_value_shape(item) for item in value}
         if None in inner:
             return None
+        if len(inner) == 1:  # the common case: a list of strings, of one kind of dict
+            return ("l", *inner)
         return ("l", *sorted(inner, key=repr))
     return None  # floats, null and anything else always go through stix2
 

@@ -17,7 +17,11 @@ installed on first use into ~/.cache/cx-opentaxii/), in the same run:
   read, strict validation, node attestation (Ed25519; in ``--workers`` processes, by
   default the engine's one per core), TLP reading, store and ledger -> objects/s, with
   ``created`` (must equal ``--count``) and the importing process's own CPU seconds;
-* ``ratio``: ingest rate / server read rate (the target is >= 1).
+* ``ratio``: ingest rate / server read rate (the target is >= 1);
+* ``server_cpu_s`` (both sides, from /proc): the CPU the server's process spent serving,
+  on the same cores as the importer. Where the server keeps a core busy through its own
+  read, the ingestion can keep pace only if the importer's CPU
+  (``main_process_cpu_s``) fits in what is left.
 
 Progress goes to standard error; everything is on 127.0.0.1.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -58,11 +63,27 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def server_read(server: TaxiiServer, page: int) -> tuple[int, float]:
-    """(objects, seconds) of the server's own full read."""
+def server_cpu(server: TaxiiServer) -> float | None:
+    """The CPU seconds (user and system) the server's process has used so far, from
+    /proc (None where there is none): what serving took on the machine's shared cores."""
+    try:
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_spent(server: TaxiiServer, before: float | None) -> float | None:
+    after = server_cpu(server)
+    return None if before is None or after is None else round(after - before, 2)
+
+
+def server_read(server: TaxiiServer, page: int) -> tuple[int, float, float | None]:
+    """(objects, seconds, the server's CPU seconds) of the server's own full read."""
+    cpu = server_cpu(server)
     started = time.perf_counter()
     count = len(server.read_all(page))
-    return count, time.perf_counter() - started
+    return count, time.perf_counter() - started, cpu_spent(server, cpu)
 
 
 def ingest(server: TaxiiServer, work: Path, page: int, workers: int | None,
@@ -103,6 +124,7 @@ sources:
         node.node_key()  # made before the clock starts
         source = source_named(load_node_sources(settings), "vendor")
         profiler = cProfile.Profile(time.thread_time) if profile else None
+        serving = server_cpu(server)
         started, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
@@ -110,6 +132,7 @@ sources:
         if profiler is not None:
             profiler.disable()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        serving_cpu = cpu_spent(server, serving)
         if profiler is not None and profile:
             profiler.dump_stats(profile)
     finally:
@@ -117,6 +140,7 @@ sources:
     return {"outcome": report.outcome.value, "created": report.counts["created"],
             "refused": report.counts["refused"], "pages": report.counts["pages"],
             "seconds": round(seconds, 3), "main_process_cpu_s": round(cpu, 3),
+            "server_cpu_s": serving_cpu,
             "objects_per_s": round(report.counts["created"] / seconds, 1)}
 
 
@@ -132,12 +156,12 @@ def bench(name: str, count: int, page: int, workers: int | None,
                                                                       tzinfo=UTC)))
             server.load(objects, batch=500)
             say(f"{name}: server's own full read")
-            read, read_s = server_read(server, page)
+            read, read_s, read_cpu = server_read(server, page)
             say(f"{name}: ingestion")
             ours = ingest(server, work, page, workers, profile)
     read_rate = read / read_s
     return {"server_read": {"objects": read, "seconds": round(read_s, 3),
-                            "objects_per_s": round(read_rate, 1)},
+                            "objects_per_s": round(read_rate, 1), "server_cpu_s": read_cpu},
             "ingest": ours, "ratio": round(ours["objects_per_s"] / read_rate, 3)}
 
 

@@ -99,6 +99,11 @@ _TYPE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,249}")
 #: Names stix2 takes as constructor arguments instead of properties.
 _RESERVED_NAMES: Final = frozenset({"custom_properties", "allow_custom", "interoperability"})
+#: Top-level property names that passed the two checks above, so that the few dozen
+#: names real objects use are checked once, not per object; bounded, as the names come
+#: from senders (a full set only means checking the others each time).
+_NAMES_SEEN: set[str] = set()
+_MAX_NAMES_SEEN: Final = 1024
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _TLP1_COLOURS: Final = {identifier: colour for colour, identifier in TLP1_IDS.items()}
 _TLP2_LEVELS: Final = frozenset(level.value for level in Tlp)
@@ -307,6 +312,8 @@ def _check_own_rules(obj: Mapping[str, Any], limits: Limits) -> Tlp | None:
     if m.group(1) != obj_type:
         raise InvalidObject(f"'id' must start with '{obj_type}--', not '{m.group(1)}--'")
     for key in obj:
+        if key in _NAMES_SEEN:
+            continue
         if _PROPERTY_NAME.fullmatch(key) is None:
             raise InvalidObject(
                 f"property name {key[:40]!r} must be lowercase letters, digits and '_',"
@@ -314,6 +321,8 @@ def _check_own_rules(obj: Mapping[str, Any], limits: Limits) -> Tlp | None:
             )
         if key in _RESERVED_NAMES:
             raise InvalidObject(f"{key!r} is not a STIX 2.1 property name")
+        if len(_NAMES_SEEN) < _MAX_NAMES_SEEN:
+            _NAMES_SEEN.add(key)
     if "spec_version" not in obj:
         if obj_type not in SCO_TYPES and not (
             is_custom_type(obj_type) and _declared_kind(obj) == "new-sco"

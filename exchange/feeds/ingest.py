@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -136,8 +137,13 @@ SPEC_VERSION_NOTE: Final = ("the server writes each object's type as its spec_ve
 class ObjectVerifier(Protocol):
     """Verifies a peer's object against the peer's published registry and pinned keys."""
 
-    def verify(self, obj: Mapping[str, Any]) -> str | None:
-        """None when the object's cx-sig signature verifies, else the refusal reason."""
+    def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
+        """None when the object's cx-sig signature verifies, else the refusal reason;
+        ``recorded``: when the source recorded the object (µs), when known."""
+
+    def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
+        """When the key that signed the object was compromised, if it is known to be
+        (only then is its recording time asked of the source)."""
 
 
 #: ``verifier_for(node, trust_name)``: the verifier of a pinned peer (exchange.feeds.peers).
@@ -243,6 +249,9 @@ class TaxiiReader:
         self._password = password
         self._collection: TaxiiCollection | None = None
         self._last: requests.Response | None = None
+        # The read-ahead thread reads pages while the importing thread may ask for a
+        # manifest (recorded): one request at a time, so each reads its own headers.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"TaxiiReader({self.source.name!r})"
@@ -309,14 +318,16 @@ class TaxiiReader:
             AuthError: The server refused the login.
             ExchangeError: The server could not be read (the reason says why).
         """
-        collection = self.collection()
-        with _Translated(self.source):
-            kwargs: dict[str, Any] = {"limit": limit}
-            if added_after is not None:
-                kwargs["added_after"] = added_after
-            if next_token is not None:
-                kwargs["next"] = next_token
-            envelope = collection.get_objects(**kwargs)
+        with self._lock:
+            collection = self.collection()
+            with _Translated(self.source):
+                kwargs: dict[str, Any] = {"limit": limit}
+                if added_after is not None:
+                    kwargs["added_after"] = added_after
+                if next_token is not None:
+                    kwargs["next"] = next_token
+                envelope = collection.get_objects(**kwargs)
+            headers = self._last.headers if self._last is not None else {}
         if not isinstance(envelope, dict):
             raise ExchangeError(f"source {self.source.name!r}: the server's answer is not"
                                 " a TAXII envelope")
@@ -324,11 +335,68 @@ class TaxiiReader:
         if not isinstance(objects, list):
             raise ExchangeError(f"source {self.source.name!r}: the envelope's objects are"
                                 " not a list")
-        headers = self._last.headers if self._last is not None else {}
         nxt = envelope.get("next")
         return Page(objects=objects, more=envelope.get("more") is True,
                     next=str(nxt) if isinstance(nxt, str | int) and str(nxt) else None,
                     date_added_last=headers.get("X-TAXII-Date-Added-Last"))
+
+    def recorded(self, ids: Sequence[str]) -> dict[tuple[str, int], int]:
+        """When the source recorded every version of these ids: (id, version) ->
+        ``date_added``, both in µs, from its manifest (TAXII 2.1 section 5.6), read in
+        requests of :data:`_MANIFEST_IDS` ids and at most :data:`_MANIFEST_PAGES` pages
+        each. A record that cannot be read is left out (its object's time is unknown).
+
+        Raises:
+            AuthError: The server refused the login.
+            ExchangeError: The server could not be read (the reason says why).
+        """
+        out: dict[tuple[str, int], int] = {}
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), _MANIFEST_IDS):
+            part = unique[start:start + _MANIFEST_IDS]
+            token: str | None = None
+            for _ in range(_MANIFEST_PAGES):
+                with self._lock:
+                    collection = self.collection()
+                    with _Translated(self.source):
+                        kwargs: dict[str, Any] = {"id": part, "version": "all",
+                                                  "limit": _MANIFEST_LIMIT}
+                        if token is not None:
+                            kwargs["next"] = token
+                        answer = collection.get_manifest(**kwargs)
+                if not isinstance(answer, dict):
+                    raise ExchangeError(f"source {self.source.name!r}: the manifest answer"
+                                        " is not a TAXII envelope")
+                for record in answer.get("objects") or ():
+                    kept = _manifest_time(record)
+                    if kept is not None:
+                        out[kept[0]] = kept[1]
+                nxt = answer.get("next")
+                if answer.get("more") is not True or not isinstance(nxt, str) or not nxt:
+                    break
+                token = nxt
+        return out
+
+
+#: Ids per manifest request (a URL of about 3 KiB), its page size, and the pages read.
+_MANIFEST_IDS: Final = 50
+_MANIFEST_LIMIT: Final = 1000
+_MANIFEST_PAGES: Final = 10
+
+
+def _manifest_time(record: Any) -> tuple[tuple[str, int], int] | None:
+    """((id, version), date_added) of one manifest record, in µs; None when malformed."""
+    if not isinstance(record, Mapping):
+        return None
+    object_id, version, added = record.get("id"), record.get("version"), \
+        record.get("date_added")
+    if not (isinstance(object_id, str) and isinstance(version, str)
+            and isinstance(added, str)):
+        return None
+    try:
+        return (object_id, to_micros(version)), to_micros(added)
+    except (ValueError, TypeError):
+        return None
 
 
 class _Translated:
@@ -376,6 +444,7 @@ class _Context:
     verifier: ObjectVerifier | None
     now: int
     attester: Attester | None  # a vendor source's: the node signs what it imports
+    reader: TaxiiReader | None = None  # for a peer's recording times (manifest)
 
 
 def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = None,
@@ -418,7 +487,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         attester = Attester(node.node_key(), signed_at=_signed_at(at), limits=node.limits,
                             workers=source.sign_workers if workers is None else workers)
         attester.start()  # forks before the read-ahead thread exists
-    ctx = _Context(node, source, *destination, verifier=verifier, now=at, attester=attester)
+    ctx = _Context(node, source, *destination, verifier=verifier, now=at, attester=attester,
+                   reader=reader)
     cursor = state.cursor
     chain_start = _before(cursor)
     previous: list[tuple[str, str]] | None = None
@@ -591,6 +661,9 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
     custom_rule = node.custom_content_rule(collection, policy)
     registered = node.registered_identities()
     checked: list[_Candidate] = []
+    # Objects a peer signed with a key it revoked as compromised: checked again once the
+    # peer's manifest says when it recorded them (position in the page, object, refusal).
+    again: list[tuple[int, Mapping[str, Any], _SignatureRefused]] = []
     for received in objects:
         raw = received
         object_id = str(raw.get("id")) if isinstance(raw, Mapping) else "(not an object)"
@@ -601,8 +674,16 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
                 report.notes.append(SPEC_VERSION_NOTE)
         try:
             checked.append(_check(ctx, raw, owner, registered, custom_rule))
+        except _SignatureRefused as e:
+            if ctx.verifier is not None and ctx.reader is not None \
+                    and ctx.verifier.compromised_since(raw) is not None:
+                again.append((len(checked), raw, e))
+            else:
+                report.refuse(object_id, _rule(e), e.reason)
         except ExchangeError as e:
             report.refuse(object_id, _rule(e), e.reason)
+    if again:
+        checked = _check_again(ctx, checked, again, report, owner, registered, custom_rule)
     held = _held(ctx, checked)
     fresh: list[_Candidate] = []
     in_page: set[tuple[str, int | None]] = set()
@@ -644,9 +725,56 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         _store(ctx, versions, kid, report)
 
 
+def _check_again(ctx: _Context, checked: list[_Candidate],
+                 again: Sequence[tuple[int, Mapping[str, Any], _SignatureRefused]],
+                 report: IngestReport, owner: Organisation, registered: Mapping[str, str],
+                 custom_rule: str) -> list[_Candidate]:
+    """``checked`` with the objects of ``again`` that verify by the time the peer
+    recorded them, each at its place in the page; the others refused with the reason
+    (the first one's, when the peer's manifest does not give the time)."""
+    recorded: dict[tuple[str, int], int] = {}
+    ids = [str(raw["id"]) for _, raw, _ in again if isinstance(raw.get("id"), str)]
+    if ctx.reader is not None and ids:
+        try:
+            recorded = ctx.reader.recorded(ids)
+        except ExchangeError as e:
+            log.warning("source %s: the manifest could not be read for %d object(s) signed"
+                        " by a revoked key: %s", ctx.source.name, len(ids), e.reason)
+    placed: list[tuple[int, _Candidate]] = []
+    for index, raw, first in again:
+        object_id = str(raw.get("id"))
+        key = _version_key(raw)
+        when = recorded.get(key) if key is not None else None
+        if when is None:
+            report.refuse(object_id, _rule(first), first.reason)
+            continue
+        try:
+            placed.append((index, _check(ctx, raw, owner, registered, custom_rule, when)))
+        except ExchangeError as e:
+            report.refuse(object_id, _rule(e), e.reason)
+    out = list(checked)
+    for index, candidate in reversed(placed):  # from the end, so earlier places hold
+        out.insert(index, candidate)
+    return out
+
+
+def _version_key(raw: Any) -> tuple[str, int] | None:
+    """(id, version in µs) of a received object, as a manifest names it."""
+    if not isinstance(raw, Mapping):
+        return None
+    version = raw.get("modified") or raw.get("created")
+    if not isinstance(raw.get("id"), str) or not isinstance(version, str):
+        return None
+    try:
+        return str(raw["id"]), to_micros(version)
+    except (ValueError, TypeError):
+        return None
+
+
 def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str, str],
-           custom_rule: str) -> _Candidate:
-    """The object checked by the ingest rules (and, for a peer, its signature).
+           custom_rule: str, recorded: int | None = None) -> _Candidate:
+    """The object checked by the ingest rules (and, for a peer, its signature, with
+    ``recorded`` the time the peer recorded it when that was asked).
 
     Raises:
         ExchangeError: It may not be stored (the reason says why).
@@ -655,7 +783,7 @@ def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str
         raise InvalidObject("an element of the envelope's objects is not a JSON object")
     signed_kid = None
     if ctx.verifier is not None:
-        why = ctx.verifier.verify(raw)
+        why = ctx.verifier.verify(raw, recorded)
         if why is not None:
             raise _SignatureRefused(why)
         entry = (raw.get("extensions") or {}).get(EXTENSION_ID) or {}

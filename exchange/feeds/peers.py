@@ -18,9 +18,14 @@ which is accepted only when signed by a node key of the peer's that the operator
   key the peer revoked is learnt at the next pull). Only a registry that verifies
   against the pins replaces the kept one.
 
-Which recording time decides key validity: a peer object's recording time at the peer is
-not known here, so a retired key still verifies and a revoked one (``compromised_since``)
-does not, as in a consumer's ``exchange verify`` without recording times.
+Which recording time decides key validity: the time the peer recorded the object (its
+TAXII ``date_added``), as at the peer itself. A retired key still verifies. For a key the
+peer revoked as compromised, the ingestion asks the peer's manifest when it recorded the
+objects that key signed (:meth:`exchange.feeds.ingest.TaxiiReader.recorded`): one the
+peer recorded before ``compromised_since`` verifies, as it does at the peer; one recorded
+at or after it, or whose recording time the peer does not give, is refused. The peer's
+``date_added`` is trusted as its registry is: it comes from the pinned peer over the
+authenticated connection, not from whoever holds the compromised key.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from exchange.errors import (
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.base import now_micros
 from exchange.node.peers import Peers
+from exchange.signing.canonical import EXTENSION_ID
 from exchange.signing.cxsig import verify_object
 from exchange.signing.keys import KeyId, PublicKey
 from exchange.signing.published import TrustedKeys
@@ -79,8 +85,13 @@ _MAX_KEY_FILE_BYTES: Final = 4096
 class ObjectVerifier(Protocol):
     """What the ingestion engine asks of a source's verifier."""
 
-    def verify(self, obj: Mapping[str, Any]) -> str | None:
-        """None when ``obj`` may be imported, else why it is refused."""
+    def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
+        """None when ``obj`` may be imported, else why it is refused; ``recorded`` is
+        when the source recorded it (µs, its TAXII ``date_added``), when known."""
+
+    def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
+        """When the key that signed ``obj`` was compromised, if it is known to be: only
+        then does :meth:`verify` need ``recorded``."""
 
 
 def read_key_file(path: str) -> str:
@@ -210,27 +221,43 @@ class PeerVerifier:
         """The trusted peer's name."""
         return self._peer.name
 
-    def verify(self, obj: Mapping[str, Any]) -> str | None:
+    def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
         """None when ``obj``'s signature holds against the peer's registry, else why not.
 
         A standard TLP marking-definition needs no signature; any other unsigned object is
-        refused. Never raises for a bad object.
+        refused. ``recorded`` is when the peer recorded the object (µs: the ``date_added``
+        its TAXII manifest gives), which decides whether a key the peer revoked as
+        compromised still vouches for it (module docstring). Never raises for a bad
+        object.
         """
         if is_standard_tlp_definition(obj.get("type"), obj.get("id")):
             return None
         self._unknown = False
         try:
-            self._check(obj)
+            self._check(obj, recorded)
         except (SignatureError, InvalidObject) as e:
             if not self._unknown or not self.refresh():
                 return e.reason
         else:
             return None
         try:  # the registry fetched again knows more keys: once more
-            self._check(obj)
+            self._check(obj, recorded)
         except (SignatureError, InvalidObject) as e:
             return e.reason
         return None
+
+    def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
+        """When the key named by ``obj``'s cx-sig entry was compromised, if the kept
+        registry says it was (None for an unsigned object or an unknown key)."""
+        extensions = obj.get("extensions")
+        entry = extensions.get(EXTENSION_ID) if isinstance(extensions, Mapping) else None
+        kid = entry.get("kid") if isinstance(entry, Mapping) else None
+        if not isinstance(kid, str):
+            return None
+        try:
+            return self._keys.registry.record(KeyId(kid)).compromised_since
+        except SignatureError:
+            return None
 
     def _resolve(self, kid: KeyId) -> PublicKey:
         try:
@@ -239,13 +266,14 @@ class PeerVerifier:
             self._unknown = True
             raise
 
-    def _check(self, obj: Mapping[str, Any]) -> None:
+    def _check(self, obj: Mapping[str, Any], recorded: int | None = None) -> None:
         """Signature, owner binding and key validity (the consumer's checks of
         ``exchange verify``, DESIGN.md decision 8), against the peer's registry.
 
         Raises:
             SignatureError: Unknown key, bad signature, another member's name, a key
-                not yet valid, or a revoked key (the recording time is not known here).
+                not yet valid, or a key revoked as compromised before ``recorded`` (or
+                revoked, with ``recorded`` unknown).
             InvalidObject: The object cannot be canonicalised.
         """
         keys = self._keys
@@ -263,11 +291,13 @@ class PeerVerifier:
         if record.valid_from > now:
             raise SignatureError(f"key {verified.kid} is valid only from"
                                  f" {format_micros(record.valid_from)}")
-        if record.compromised_since is not None:
-            raise SignatureError(
-                f"key {verified.kid} was revoked (compromised since"
-                f" {format_micros(record.compromised_since)}) and the time the peer recorded"
-                " this object is not known here")
+        since = record.compromised_since
+        if since is not None and (recorded is None or recorded >= since):
+            when = ("the time the peer recorded this object is not known here"
+                    if recorded is None else
+                    f"the peer recorded this object at {format_micros(recorded)}")
+            raise SignatureError(f"key {verified.kid} was revoked (compromised since"
+                                 f" {format_micros(since)}) and {when}")
 
     @property
     def _owners(self) -> frozenset[str]:

@@ -242,24 +242,33 @@ def test_tampered_or_unknown_or_revoked_signatures_are_refused_and_never_stored(
     assert "is not registered" in (verifier.verify(stranger) or "")
     assert verifier.refreshes == before + 1  # bounded: not again within the interval
 
-    # PK-CERT signs with a second key, then PK revokes it as compromised
+    # PK-CERT signs two indicators with a second key; PK then revokes that key as
+    # compromised since a moment between the two publications. What PK recorded before
+    # that moment still verifies (as it does at PK), by the time PK's manifest gives;
+    # what it recorded after is refused.
     second = generate("Ed25519")
     register_key(pair.pk.exchange.store, "PK-CERT", second.public_pem())
     pair.pk.signing, first = second, pair.pk.signing
     try:
-        [doomed] = signed_indicators(pair.pk, 1, seed=77, tlp=Tlp.GREEN)
+        kept, doomed = signed_indicators(pair.pk, 2, seed=77, tlp=Tlp.GREEN)
         time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
+        publish(pair.pk, [kept])
+        compromised = now_micros()
+        time.sleep(0.05)
         publish(pair.pk, [doomed])
     finally:
         pair.pk.signing = first
-    revoke_key(pair.pk.exchange.store, second.kid, now_micros())
+    revoke_key(pair.pk.exchange.store, second.kid, compromised)
     report = federate(pair.uz, pair.pk, peer_name="pk", user="uz-node",
                       key_file=pair.keys / "uz-node")
     refused = {r.id: r.reason for r in report.refusals}
     assert "revoked" in refused[doomed["id"]]
+    assert "the peer recorded this object at" in refused[doomed["id"]]
+    assert kept["id"] not in refused
     assert report.counts["refused"] == 1
     uz_ids = {o["id"] for o in pull_local(pair.uz)}
     assert doomed["id"] not in uz_ids
+    assert kept["id"] in uz_ids
     assert pair.ids["green"] in uz_ids
 
 
@@ -335,6 +344,9 @@ def test_exchange_sync_runs_a_peer_source_with_the_pinned_peers_verifier(pair: P
         # only what a revoked key signed (when an earlier test made one) is refused, by the
         # pinned peer's verifier and with its reason; then the run is partial (exit 1)
         assert all(r["rule"] == "signature" and "revoked" in r["reason"]
+                   for r in run["refused"]), out
+        # and each of those was refused by the time PK's manifest gives for it
+        assert all("the peer recorded this object at" in r["reason"]
                    for r in run["refused"]), out
         assert code == (1 if run["refused"] else 0), err + out
         code, out, err = cli(uz.home, "sync", "status", "--json")

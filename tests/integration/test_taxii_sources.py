@@ -343,9 +343,12 @@ def test_a_peer_source_without_a_pinned_peer_verifier_refuses_to_run(
 class RefuseIndicators:
     """A pinned-peer verifier stand-in (the ObjectVerifier seam): refuses indicators."""
 
-    def verify(self, obj: Mapping[str, Any]) -> str | None:
+    def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
         if obj.get("type") == "indicator":
             return "no signature by a key pinned for peer pk-node"
+        return None
+
+    def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
         return None
 
 
@@ -361,6 +364,61 @@ def test_a_peer_source_stores_only_what_its_verifier_accepts(
     state = h.store.source_state("vendor")
     assert state is not None
     assert sum(1 for r in state.reasons if r["rule"] == "signature") == len(refused)
+    h.store.close()
+
+
+class CompromisedKey:
+    """A verifier stand-in for a peer whose key, which signed every indicator, was
+    revoked as compromised since ``since``: an indicator verifies only with a recording
+    time before it, as the pinned-peer verifier decides (exchange.feeds.peers)."""
+
+    def __init__(self, since: int) -> None:
+        self.since = since
+        self.recorded: dict[str, int | None] = {}
+
+    def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
+        if obj.get("type") != "indicator":
+            return None
+        self.recorded[str(obj["id"])] = recorded
+        if recorded is not None and recorded < self.since:
+            return None
+        return "key k was revoked (compromised since s) and " + (
+            "the time the peer recorded this object is not known here" if recorded is None
+            else "the peer recorded this object at r")
+
+    def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
+        return self.since if obj.get("type") == "indicator" else None
+
+
+def test_objects_signed_by_a_revoked_key_are_judged_by_when_the_source_recorded_them(
+        medallion: TaxiiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded before the compromise (medallion's manifest says when): stored, each
+    once. With the manifest unreadable: refused, saying the time is not known."""
+    indicators = {o["id"] for o in medallion.read_all() if o["type"] == "indicator"}
+    h = Home(tmp_path / "before", medallion)
+    verifier = CompromisedKey(since=int(time.time() * 1_000_000))
+    peer = replace(h.source, kind=Kind.PEER, trust="pk-node")
+    report = run_source(h.node, peer, verifier_for=lambda _node, _trust: verifier)
+    assert not [r for r in report.refusals if r.rule == "signature"], report.refusals[:3]
+    other = {r.id for r in report.refusals}  # a real file's, refused by the ingest rules
+    assert len(indicators - other) >= GENERATED
+    assert indicators - other <= {k[0] for k in h.stored()}
+    assert set(verifier.recorded) == indicators
+    assert all(t is not None and t < verifier.since for t in verifier.recorded.values())
+    assert [k for k, n in h.stored().items() if n != 1] == []
+    h.store.close()
+
+    def unreadable(self: Any, ids: Any) -> Any:
+        raise ingest_module.ExchangeError("the server answered HTTP 500")
+
+    monkeypatch.setattr(ingest_module.TaxiiReader, "recorded", unreadable)
+    h = Home(tmp_path / "unknown", medallion)
+    peer = replace(h.source, kind=Kind.PEER, trust="pk-node")
+    report = run_source(h.node, peer, verifier_for=lambda _n, _t: CompromisedKey(since=1))
+    refused = {r.id: r.reason for r in report.refusals if r.rule == "signature"}
+    assert set(refused) == indicators
+    assert all(reason.endswith("is not known here") for reason in refused.values())
+    assert not [k for k in h.stored() if k[0].startswith("indicator--")]
     h.store.close()
 
 
@@ -455,3 +513,18 @@ def test_a_cursor_lost_after_its_page_was_stored_costs_duplicates_never_copies(
     assert again.counts["duplicate"] == first.counts["created"]
     assert h.stored() == stored
     h.store.close()
+
+
+def test_a_sources_manifest_gives_when_it_recorded_each_version(
+        home: Home, server: TaxiiServer) -> None:
+    """TaxiiReader.recorded, which decides whether a key a peer revoked as compromised
+    still vouches for an object, against each real server's manifest: every version of
+    the ids asked (more than one request's worth) with its date_added, nothing else."""
+    held = [o for o in server.read_all() if "modified" in o][:70]
+    assert len(held) == 70
+    reader = ingest_module.TaxiiReader(home.source, server.password)
+    times = reader.recorded([o["id"] for o in held] + [held[0]["id"]])
+    assert {(o["id"], to_micros(o["modified"])) for o in held} <= set(times)
+    assert {i for i, _ in times} == {o["id"] for o in held}
+    loaded = int((time.time() - 3600) * 1_000_000)  # the fixture loaded them this session
+    assert all(loaded < t <= int(time.time() * 1_000_000) for t in times.values())

@@ -71,10 +71,17 @@ class _Timed:
         self.peer = inner.peer
         self.seconds = 0.0
 
-    def verify(self, obj: Any) -> str | None:
+    def verify(self, obj: Any, recorded: int | None = None) -> str | None:
         start = time.perf_counter()
         try:
-            return self.inner.verify(obj)
+            return self.inner.verify(obj, recorded)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def compromised_since(self, obj: Any) -> int | None:
+        start = time.perf_counter()
+        try:
+            return self.inner.compromised_since(obj)
         finally:
             self.seconds += time.perf_counter() - start
 

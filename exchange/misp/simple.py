@@ -21,7 +21,11 @@ galaxies, sightings or analyst data of its own, a repeated UUID, no simple attri
 when it is unpublished or has no ``Orgc``, or when misp-stix makes an object for the
 other attributes that is not keyed by one of them. ``tests/unit/misp/test_simple.py``
 proves the output equal to misp-stix's on the real events (reduced to their simple
-attributes, and with every attribute), and on generated ones.
+attributes, and with every attribute), and on generated ones. Some of the borrowed
+helpers are private, so once per process :func:`direct_path_agrees` compares the direct
+path with misp-stix on a sample event of every type it builds; if an installed release
+writes otherwise (or has renamed a helper), the direct path is off for the process and
+a warning says so: pulls are slower, never different.
 
 Pure code, no I/O.
 """
@@ -29,6 +33,7 @@ Pure code, no I/O.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -41,7 +46,9 @@ from stix2.utils import format_datetime
 
 from exchange.misp.twins import carried_times, in_pattern, leaves
 
-__all__ = ["simple_objects"]
+__all__ = ["direct_path_agrees", "simple_objects"]
+
+log = logging.getLogger(__name__)
 
 #: misp-stix's handler of each attribute type built here.
 _HANDLERS: Final = {"ip-src": "_parse_ip_attribute", "ip-dst": "_parse_ip_attribute",
@@ -201,7 +208,9 @@ def simple_objects(event: Mapping[str, Any],
                    parser_class: Callable[[], MISPtoSTIX21Parser] = MISPtoSTIX21Parser,
                    *, twins: bool = True) -> list[dict[str, Any]] | None:
     """misp-stix's objects for ``event`` (the bare event, as MISP serves it), or None when
-    the direct path does not take the event (module docstring).
+    the direct path does not take the event (module docstring), or is off in this
+    process because the installed misp-stix or PyMISP no longer agree with it
+    (:func:`direct_path_agrees`).
 
     Args:
         event: The event.
@@ -215,6 +224,72 @@ def simple_objects(event: Mapping[str, Any],
             so the rule's own conditions are those of the attribute's objects;
             ``tests/unit/misp/test_simple.py`` holds the result equal to the rule's.
     """
+    if not direct_path_agrees(parser_class):
+        return None
+    return _simple_objects(event, parser_class, twins=twins)
+
+
+#: A published event of one attribute of each type the direct path builds, with and
+#: without ``to_ids``, a comment and first/last seen, and a TLP tag: the self-check's.
+_SAMPLE: Final[dict[str, Any]] = {
+    "uuid": "5b0e3a2c-7d41-4f7e-9c1a-2f6d8e4b9a10", "info": "cert-exchange self-check",
+    "date": "2026-12-01", "timestamp": "1764583200", "publish_timestamp": "1764583260",
+    "published": True, "distribution": "1", "threat_level_id": "2", "analysis": "2",
+    "Orgc": {"name": "UZ-CERT", "uuid": "0c5b4a8e-2d7f-4c3b-9e1a-6f2d8b4c7a19"},
+    "Tag": [{"name": "tlp:green"}],
+    "Attribute": [
+        {"uuid": f"7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a{n:02d}", "type": kind,
+         "category": category, "value": value, "to_ids": n % 2 == 0,
+         "timestamp": str(1764583200 + n), "comment": "self-check" if n % 3 == 0 else "",
+         **({"first_seen": "2026-11-30T10:00:00.000000+00:00",
+             "last_seen": "2026-12-01T10:00:00.000000+00:00"} if n == 2 else {})}
+        for n, (kind, category, value) in enumerate((
+            ("ip-dst", "Network activity", "198.51.100.23"),
+            ("ip-src", "Network activity", "203.0.113.9"),
+            ("domain", "Network activity", "self-check.example"),
+            ("hostname", "Network activity", "www.self-check.example"),
+            ("url", "Network activity", "http://self-check.example/a?b=c'd"),
+            ("md5", "Payload delivery", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("sha1", "Payload delivery", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            ("sha256", "Payload delivery",
+             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")))],
+}
+
+_AGREES: dict[Callable[[], MISPtoSTIX21Parser], bool] = {}
+
+
+def direct_path_agrees(parser_class: Callable[[], MISPtoSTIX21Parser] = MISPtoSTIX21Parser
+                       ) -> bool:
+    """Whether the direct path writes exactly what ``parser_class`` writes for a sample
+    event of every attribute type it builds (checked once per process and parser).
+
+    The direct path borrows misp-stix's and PyMISP's own helpers, some of them private,
+    so a release that renames or changes one must not change what a pull stores: if the
+    check fails or raises, the direct path is off for the process (every event goes
+    through misp-stix itself, slower and the same) and a warning says so.
+    """
+    known = _AGREES.get(parser_class)
+    if known is not None:
+        return known
+    try:
+        direct = _simple_objects(_SAMPLE, parser_class, twins=True)
+        parser = parser_class()
+        parser.parse_misp_event({"Event": json.loads(json.dumps(_SAMPLE))})
+        reference = json.loads(serialize(list(parser.stix_objects)))
+        agrees = direct is not None and direct == reference
+        why = "it writes different objects for the sample event"
+    except Exception as e:  # noqa: BLE001 - whatever a changed library raises
+        agrees, why = False, f"{type(e).__name__} on the sample event"
+    if not agrees:
+        log.warning("MISP pull: the direct conversion is off (%s); every event goes"
+                    " through misp-stix itself", why)
+    _AGREES[parser_class] = agrees
+    return agrees
+
+
+def _simple_objects(event: Mapping[str, Any], parser_class: Callable[[], MISPtoSTIX21Parser],
+                    *, twins: bool) -> list[dict[str, Any]] | None:
+    """:func:`simple_objects` without the self-check."""
     if any(event.get(name) for name in _EVENT_EXTRAS):
         return None
     attributes = event.get("Attribute")

@@ -11,12 +11,15 @@ import copy
 import json
 import random
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from stix2.serialization import serialize
 
+from exchange.misp import simple as simple_module
 from exchange.misp.convert import _Parser, convert_event
+from exchange.misp.simple import direct_path_agrees
 from exchange.misp.simple import simple_objects as direct_objects
 from tests.unit.misp.test_convert import FILES, OWNER, events_of
 
@@ -286,3 +289,42 @@ def test_an_attribute_the_pre_check_takes_is_one_pymisp_loads_as_given() -> None
             assert getattr(loaded, "last_seen", None) is None, attribute
     assert said_yes["real"] > len(real) / 2, said_yes
     assert 100 < said_yes["generated"] < len(generated), said_yes
+
+
+@pytest.fixture
+def fresh_self_check() -> Iterator[None]:
+    simple_module._AGREES.clear()
+    yield
+    simple_module._AGREES.clear()
+
+
+def test_the_installed_libraries_agree_with_the_direct_path(fresh_self_check: None) -> None:
+    assert direct_path_agrees(_Parser)
+    sample = copy.deepcopy(simple_module._SAMPLE)
+    assert simple_objects(sample) == misp_stix(sample)
+
+
+@pytest.mark.parametrize("drift", ["writes-otherwise", "raises"])
+def test_a_library_that_drifted_turns_the_direct_path_off_and_pulls_stay_the_same(
+        fresh_self_check: None, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, drift: str) -> None:
+    """As if a misp-stix or PyMISP release changed a helper the direct path borrows:
+    the self-check sees it, the direct path is off, and a converted event is exactly
+    misp-stix's own (what a pull stores does not change, it is only slower)."""
+    if drift == "writes-otherwise":  # first/last seen written with all six digits
+        monkeypatch.setattr(simple_module, "format_datetime",
+                            lambda value: value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    else:  # a helper renamed away
+        def renamed(*_: Any) -> Any:
+            raise AttributeError("'MISPtoSTIX21Parser' object has no attribute"
+                                 " '_create_hash_pattern'")
+        monkeypatch.setattr(simple_module, "_moment", renamed)
+    event = real_events()[0]
+    with caplog.at_level("WARNING", logger="exchange.misp.simple"):
+        assert not direct_path_agrees(_Parser)
+        assert simple_objects(event) is None
+    assert "direct conversion is off" in caplog.text
+    converted = convert_event({"Event": copy.deepcopy(event)}, owner_identity=OWNER)
+    monkeypatch.undo()
+    simple_module._AGREES.clear()
+    assert converted == convert_event({"Event": copy.deepcopy(event)}, owner_identity=OWNER)

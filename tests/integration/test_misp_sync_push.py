@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -453,3 +454,31 @@ def test_a_dry_run_writes_nothing_and_says_why(first: World) -> None:
     real = first.push(first.uz, "uz-after-dry")
     assert (real.counts["created"], real.counts["deleted"]) == (2, 2)
     assert attribute(first.uz, indicator) is not None
+
+
+def test_an_unchanged_event_found_unpublished_is_published_by_misp_itself(
+        first: World) -> None:
+    """An event the exchange left as it was, but which someone unpublished on the target
+    since: the sync user (whose events keep UZ-CERT as Orgc, so MISP's publish action
+    refuses it) publishes it by an edit that MISP takes as a change, so MISP runs its own
+    publish: a new publish_timestamp, and its sync to its own partners."""
+    instance = first.uz
+    attr = attribute(instance, indicators(first, "poisonivy.json")[0])
+    assert attr is not None
+    event = event_of(instance, attr)
+    assert event["published"] in (True, 1, "1")
+    instance.admin.unpublish(event["id"])
+    assert event_of(instance, attr)["published"] in (False, 0, "0")
+    time.sleep(1.1)  # MISP's stamps are in seconds
+    client = instance.client(Counter())
+    assert client.publish_event(event["uuid"], if_needed=True) is True
+    after = event_of(instance, attr)
+    assert after["published"] in (True, 1, "1")
+    assert int(after["publish_timestamp"]) > int(event["publish_timestamp"])
+    assert after["Orgc"]["name"] == "UZ-CERT"
+    assert [(a["uuid"], a["value"], a["deleted"]) for a in after["Attribute"]] == \
+        [(a["uuid"], a["value"], a["deleted"]) for a in event["Attribute"]]
+    # published now: asking again makes no request that writes
+    counter = Counter()
+    assert instance.client(counter).publish_event(event["uuid"], if_needed=True) is False
+    assert counter.writes == []

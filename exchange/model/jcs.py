@@ -59,26 +59,20 @@ def _simple(value: Any, max_depth: int = _MAX_DEPTH) -> bool:
         if depth >= max_depth:
             return False
         inner_depth = depth + 1
+        values = item
         if type(item) is dict:
-            for key, inner in item.items():
+            for key in item:
                 if type(key) is not str or not key.isascii():
                     return False
-                kind = type(inner)
-                if kind is str or kind is bool or inner is None:
-                    continue
-                if kind is dict or kind is list:
-                    push((inner, inner_depth))
-                elif kind is not int or not -_INT_MAX <= inner <= _INT_MAX:
-                    return False
-        else:
-            for inner in item:
-                kind = type(inner)
-                if kind is str or kind is bool or inner is None:
-                    continue
-                if kind is dict or kind is list:
-                    push((inner, inner_depth))
-                elif kind is not int or not -_INT_MAX <= inner <= _INT_MAX:
-                    return False
+            values = item.values()
+        for inner in values:
+            kind = type(inner)
+            if kind is str or kind is bool or inner is None:
+                continue
+            if kind is dict or kind is list:
+                push((inner, inner_depth))
+            elif kind is not int or not -_INT_MAX <= inner <= _INT_MAX:
+                return False
     return True
 
 

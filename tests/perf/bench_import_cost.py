@@ -32,22 +32,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-VENDOR = "ExampleVendor"
 
 
 def run_ingest(count: int, page: int, ingest_too: bool) -> None:
     """Build the home and, with ``ingest_too``, ingest ``count`` objects (the child)."""
     sys.path.insert(0, str(ROOT))
-    from exchange.config import load_settings  # noqa: PLC0415 - the child's work only
-    from exchange.feeds.ingest import Page, ingest  # noqa: PLC0415
-    from exchange.feeds.run import load_node_sources, source_named  # noqa: PLC0415
+    from exchange.feeds.ingest import Page, ingest  # noqa: PLC0415 - the child's work only
     from exchange.member.generate import (  # noqa: PLC0415
         generate_indicators,
         identity_id_for,
     )
-    from exchange.node.policy_source import PolicySource  # noqa: PLC0415
-    from exchange.node.service import Exchange, init_home  # noqa: PLC0415
-    from exchange.storage import open_store  # noqa: PLC0415
+    from tests.perf.bench_ingest import VENDOR, vendor_home  # noqa: PLC0415
 
     objects = list(generate_indicators(count, identity_id=identity_id_for(VENDOR), seed=5,
                                        start=datetime(2026, 11, 30, tzinfo=UTC)))
@@ -63,45 +58,14 @@ def run_ingest(count: int, page: int, ingest_too: bool) -> None:
             return Page(envelope["objects"], envelope["more"], envelope.get("next"),
                         f"2026-12-01T00:00:{index % 60:02d}.000000Z")
 
-    with tempfile.TemporaryDirectory(prefix="cx-bench-import-cost-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        (home / "source.key").write_text("unused")
-        (home / "source.key").chmod(0o600)
-        (home / "sources.yaml").write_text(f"""version: 1
-sources:
-  vendor:
-    kind: vendor
-    api_root: http://127.0.0.1:9/taxii2/root/
-    collection: vendor
-    org: {VENDOR}
-    into: jwg
-    user: reader
-    password_file: {home / "source.key"}
-    schedule: {{interval: 300}}
-    page_size: {page}
-""")
-        (home / "exchange.toml").write_text(
-            f'policy_dir = "{ROOT / "policies"}"\ntaxii_sources = "sources.yaml"\n')
-        init_home(load_settings(home, env={}))
-        settings = load_settings(home, env={})
-        store = open_store(settings)
-        try:
-            policy = PolicySource(settings.policy_path)  # type: ignore[arg-type]
-            policy.load()
-            node = Exchange(settings, store, policy=policy)
-            for org in ("UZ-CERT", "PK-CERT", VENDOR):
-                node.add_org(org)
-            node.add_collection("Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
-                                writers=["UZ-CERT", "PK-CERT", VENDOR])
-            node.node_key()
-            source = source_named(load_node_sources(settings), "vendor")
-            if ingest_too:
-                report = ingest(node, source, reader=Reader(), workers=0)
-                if report.counts["created"] != count:
-                    raise SystemExit(f"created {report.counts['created']} of {count}")
-        finally:
-            store.close()
+    with tempfile.TemporaryDirectory(prefix="cx-bench-import-cost-") as tmp, \
+            vendor_home(Path(tmp) / "home", api_root="http://127.0.0.1:9/taxii2/root/",
+                        collection="vendor", user="reader", password="unused", page=page
+                        ) as (node, source):
+        if ingest_too:
+            report = ingest(node, source, reader=Reader(), workers=0)
+            if report.counts["created"] != count:
+                raise SystemExit(f"created {report.counts['created']} of {count}")
 
 
 def instructions(count: int, page: int, ingest_too: bool) -> int:

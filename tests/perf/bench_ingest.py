@@ -29,6 +29,7 @@ Progress goes to standard error; everything is on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -36,6 +37,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from exchange.config import load_settings  # noqa: E402
 from exchange.feeds.run import load_node_sources, run_source, source_named  # noqa: E402
+from exchange.feeds.sources import TaxiiSource  # noqa: E402
 from exchange.member.generate import generate_indicators, identity_id_for  # noqa: E402
 from exchange.node.policy_source import PolicySource  # noqa: E402
 from exchange.node.service import Exchange, init_home  # noqa: E402
@@ -86,23 +89,24 @@ def server_read(server: TaxiiServer, page: int) -> tuple[int, float, float | Non
     return count, time.perf_counter() - started, cpu_spent(server, cpu)
 
 
-def ingest(server: TaxiiServer, work: Path, page: int, workers: int | None,
-           profile: str | None = None) -> dict[str, Any]:
-    """One vendor source's first run into a fresh home."""
-    home = work / "home"
+@contextlib.contextmanager
+def vendor_home(home: Path, *, api_root: str, collection: str, user: str, password: str,
+                page: int) -> Iterator[tuple[Exchange, TaxiiSource]]:
+    """A fresh SQLite home under the shipped policies with one vendor source ``vendor``
+    importing into ``jwg`` as VENDOR, its node key made; the store closed on exit."""
     home.mkdir()
     key = home / "source.key"
-    key.write_text(server.password)
+    key.write_text(password)
     key.chmod(0o600)
     (home / "sources.yaml").write_text(f"""version: 1
 sources:
   vendor:
     kind: vendor
-    api_root: {server.api_root}
-    collection: {server.collection}
+    api_root: {api_root}
+    collection: {collection}
     org: {VENDOR}
     into: jwg
-    user: {server.user}
+    user: {user}
     password_file: {key}
     schedule: {{interval: 300}}
     timeout: 600
@@ -121,8 +125,18 @@ sources:
             node.add_org(org)
         node.add_collection("Joint", alias="jwg", readers=["UZ-CERT", "PK-CERT"],
                             writers=["UZ-CERT", "PK-CERT", VENDOR])
-        node.node_key()  # made before the clock starts
-        source = source_named(load_node_sources(settings), "vendor")
+        node.node_key()  # made before any clock starts
+        yield node, source_named(load_node_sources(settings), "vendor")
+    finally:
+        store.close()
+
+
+def ingest(server: TaxiiServer, work: Path, page: int, workers: int | None,
+           profile: str | None = None) -> dict[str, Any]:
+    """One vendor source's first run into a fresh home."""
+    with vendor_home(work / "home", api_root=server.api_root, collection=server.collection,
+                     user=server.user, password=server.password, page=page
+                     ) as (node, source):
         profiler = cProfile.Profile(time.thread_time) if profile else None
         serving = server_cpu(server)
         started, cpu = time.perf_counter(), time.process_time()
@@ -135,8 +149,6 @@ sources:
         serving_cpu = cpu_spent(server, serving)
         if profiler is not None and profile:
             profiler.dump_stats(profile)
-    finally:
-        store.close()
     return {"outcome": report.outcome.value, "created": report.counts["created"],
             "refused": report.counts["refused"], "pages": report.counts["pages"],
             "seconds": round(seconds, 3), "main_process_cpu_s": round(cpu, 3),

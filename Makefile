@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	tests/ensure-postgres.sh
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	BIN=$(BIN) tests/run-pytest.sh $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -249,9 +249,7 @@ class TaxiiReader:
         self._password = password
         self._collection: TaxiiCollection | None = None
         self._last: requests.Response | None = None
-        # The read-ahead thread reads pages while the importing thread may ask for a
-        # manifest (recorded): one request at a time, so each reads its own headers.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one request at a time (_request)
 
     def __repr__(self) -> str:
         return f"TaxiiReader({self.source.name!r})"
@@ -311,6 +309,22 @@ class TaxiiReader:
         raise NotFound(f"source {source.name!r}: the API root has no collection"
                        f" {source.collection!r} readable by this account")
 
+    def _request(self, endpoint: Callable[..., Any], **kwargs: Any
+                 ) -> tuple[Any, Mapping[str, str]]:
+        """The collection's ``endpoint`` (a taxii2-client method) called with ``kwargs``,
+        and the headers of its answer, one request at a time: the read-ahead thread
+        reads pages while the importing thread may ask for a manifest (:meth:`recorded`),
+        and each must read its own answer's headers.
+
+        Raises:
+            AuthError, ExchangeError: As :class:`_Translated` turns the failure.
+        """
+        with self._lock:
+            collection = self.collection()
+            with _Translated(self.source):
+                answer = endpoint(collection, **kwargs)
+            return answer, (self._last.headers if self._last is not None else {})
+
     def page(self, *, added_after: str | None, next_token: str | None, limit: int) -> Page:
         """One page of objects.
 
@@ -318,16 +332,12 @@ class TaxiiReader:
             AuthError: The server refused the login.
             ExchangeError: The server could not be read (the reason says why).
         """
-        with self._lock:
-            collection = self.collection()
-            with _Translated(self.source):
-                kwargs: dict[str, Any] = {"limit": limit}
-                if added_after is not None:
-                    kwargs["added_after"] = added_after
-                if next_token is not None:
-                    kwargs["next"] = next_token
-                envelope = collection.get_objects(**kwargs)
-            headers = self._last.headers if self._last is not None else {}
+        kwargs: dict[str, Any] = {"limit": limit}
+        if added_after is not None:
+            kwargs["added_after"] = added_after
+        if next_token is not None:
+            kwargs["next"] = next_token
+        envelope, headers = self._request(TaxiiCollection.get_objects, **kwargs)
         if not isinstance(envelope, dict):
             raise ExchangeError(f"source {self.source.name!r}: the server's answer is not"
                                 " a TAXII envelope")
@@ -356,14 +366,11 @@ class TaxiiReader:
             part = unique[start:start + _MANIFEST_IDS]
             token: str | None = None
             for _ in range(_MANIFEST_PAGES):
-                with self._lock:
-                    collection = self.collection()
-                    with _Translated(self.source):
-                        kwargs: dict[str, Any] = {"id": part, "version": "all",
-                                                  "limit": _MANIFEST_LIMIT}
-                        if token is not None:
-                            kwargs["next"] = token
-                        answer = collection.get_manifest(**kwargs)
+                kwargs: dict[str, Any] = {"id": part, "version": "all",
+                                          "limit": _MANIFEST_LIMIT}
+                if token is not None:
+                    kwargs["next"] = token
+                answer, _ = self._request(TaxiiCollection.get_manifest, **kwargs)
                 if not isinstance(answer, dict):
                     raise ExchangeError(f"source {self.source.name!r}: the manifest answer"
                                         " is not a TAXII envelope")
@@ -444,7 +451,7 @@ class _Context:
     verifier: ObjectVerifier | None
     now: int
     attester: Attester | None  # a vendor source's: the node signs what it imports
-    reader: TaxiiReader | None = None  # for a peer's recording times (manifest)
+    reader: TaxiiReader  # also for a peer's recording times (manifest)
 
 
 def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = None,
@@ -675,8 +682,7 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         try:
             checked.append(_check(ctx, raw, owner, registered, custom_rule))
         except _SignatureRefused as e:
-            if ctx.verifier is not None and ctx.reader is not None \
-                    and ctx.verifier.compromised_since(raw) is not None:
+            if ctx.verifier is not None and ctx.verifier.compromised_since(raw) is not None:
                 again.append((len(checked), raw, e))
             else:
                 report.refuse(object_id, _rule(e), e.reason)
@@ -734,7 +740,7 @@ def _check_again(ctx: _Context, checked: list[_Candidate],
     (the first one's, when the peer's manifest does not give the time)."""
     recorded: dict[tuple[str, int], int] = {}
     ids = [str(raw["id"]) for _, raw, _ in again if isinstance(raw.get("id"), str)]
-    if ctx.reader is not None and ids:
+    if ids:
         try:
             recorded = ctx.reader.recorded(ids)
         except ExchangeError as e:

@@ -51,8 +51,7 @@ from exchange.errors import (
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.base import now_micros
 from exchange.node.peers import Peers
-from exchange.signing.canonical import EXTENSION_ID
-from exchange.signing.cxsig import verify_object
+from exchange.signing.cxsig import signature_of, verify_object
 from exchange.signing.keys import KeyId, PublicKey
 from exchange.signing.published import TrustedKeys
 from exchange.signing.registry import format_micros
@@ -249,14 +248,11 @@ class PeerVerifier:
     def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
         """When the key named by ``obj``'s cx-sig entry was compromised, if the kept
         registry says it was (None for an unsigned object or an unknown key)."""
-        extensions = obj.get("extensions")
-        entry = extensions.get(EXTENSION_ID) if isinstance(extensions, Mapping) else None
-        kid = entry.get("kid") if isinstance(entry, Mapping) else None
-        if not isinstance(kid, str):
-            return None
         try:
-            return self._keys.registry.record(KeyId(kid)).compromised_since
-        except SignatureError:
+            entry = signature_of(obj)
+            return None if entry is None else \
+                self._keys.registry.record(entry.kid).compromised_since
+        except SignatureError:  # a malformed entry, or a key the registry does not know
             return None
 
     def _resolve(self, kid: KeyId) -> PublicKey:

@@ -784,9 +784,10 @@ class MispClient:
         # when the edit changes something; one that changes nothing only sets the flag. An
         # attribute sent by its UUID alone, without a timestamp, is kept as it is with a
         # new timestamp: a change MISP counts, and nothing the exchange compares.
-        live = [a.get("uuid") for a in existing.get("Attribute") or ()
-                if isinstance(a, dict) and not a.get("deleted")]
-        if live and isinstance(live[0], str):
+        live = [a["uuid"] for a in existing.get("Attribute") or ()
+                if isinstance(a, dict) and not a.get("deleted")
+                and isinstance(a.get("uuid"), str)]
+        if live:
             body["Attribute"] = [{"uuid": live[0]}]
         self._edit_event(f"publishing event {event_uuid} (by edit, as a sync user)",
                          event_uuid, body)
@@ -880,5 +881,3 @@ def _up_to_date(body: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
             if name in wanted and not _same(name, wanted[name], have.get(name)):
                 return False
     return True
-
-

@@ -82,7 +82,7 @@ MISP_WAIT_SECONDS = 180
 GUIDE_END = "Ctrl-C stops the demo; 'exchange demo' again resumes it with the same data."
 
 
-def _private_file(path: Path, text: str) -> None:
+def private_file(path: Path, text: str) -> None:
     """Write ``text`` to a new file only its owner may read (0600 from the start)."""
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -162,14 +162,14 @@ def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
     for name, (org, role) in accounts.items():
         ex.add_account(name, org=org, role=role)
         keys[name] = ex.create_api_key(name, label="demo")[1]
-        _private_file(key_dir / f"{name}.key", keys[name] + "\n")
+        private_file(key_dir / f"{name}.key", keys[name] + "\n")
     signing: dict[str, str] = {}
     for org in ("UZ-CERT", "PK-CERT"):
         key = generate("Ed25519")
         passphrase = secrets.token_urlsafe(24)
         path = home / f"{org.lower()}-signing.key"
         write_private_key(path, key, passphrase.encode())
-        _private_file(path.with_suffix(".passphrase"), passphrase + "\n")
+        private_file(path.with_suffix(".passphrase"), passphrase + "\n")
         register_key(ex.store, org, key.public_pem())
         signing[org] = str(path)
     joint, _ = ex.add_collection(
@@ -231,7 +231,7 @@ def run_demo(home: Path, *, port: int = 8421, count: int = 300, fresh: bool = Fa
             world = setup_world(Exchange(settings, store), home)
         finally:
             store.close()
-        _private_file(creds_path, json.dumps(world, indent=2))
+        private_file(creds_path, json.dumps(world, indent=2))
 
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_PORT": str(port),
@@ -284,7 +284,7 @@ def _setup_misp(home: Path, config: Path, misp: Sequence[tuple[str, str | None]]
             raise ConfigError(f"--misp {url} ({owner}'s) needs its API key: in a file given"
                               f" with --misp-key-file, or in the variable {variable}")
         key_path = home / f"{name}.key"
-        _private_file(key_path, key.strip() + "\n")
+        private_file(key_path, key.strip() + "\n")
         targets[name] = {
             "description": f"the demo's MISP, kept in sync as {owner}'s instance",
             "url": url,
@@ -297,7 +297,7 @@ def _setup_misp(home: Path, config: Path, misp: Sequence[tuple[str, str | None]]
         }
     text = ("# Written by 'exchange demo --misp' (see feeds/misp-targets.yaml for every key)\n"
             + yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
-    _private_file(home / MISP_TARGETS_FILE, text)
+    private_file(home / MISP_TARGETS_FILE, text)
     lines = [line for line in config.read_text(encoding="utf-8").splitlines()
              if not line.startswith("misp_targets")] if config.exists() else []
     lines.append(f'misp_targets = "{MISP_TARGETS_FILE}"')

@@ -10,12 +10,14 @@ collection ``jwg``; each CERT signs with its own key, registered at its own node
 2. PK-CERT's analyst publishes signed indicators at PK (TLP:GREEN and TLP:AMBER);
 3. UZ pins PK's node key (``exchange peer trust``, the fingerprint as PK's operator reads
    it out) and keeps PK's signed registry;
-4. UZ pulls PK's ``jwg`` as ``uz-node`` with the ingestion engine (a ``peer`` source,
-   taxii2-client): PK's policy decides on channel ``peer`` (the shipped re-share rules
-   federate up to GREEN, so the AMBER one stays home), PK records each object sent as a
-   disclosure to UZ-CERT, UZ verifies each signature against PK's pinned registry and
-   imports what verified as PK-CERT's contribution (PK-CERT's keys from that registry are
-   registered at UZ too, so UZ's consumers can verify the imports offline);
+4. UZ pulls PK's ``jwg`` as ``uz-node`` with the ingestion engine: a ``peer`` source
+   ``pk`` written to UZ's sources file (``<uz home>/sources.yaml``, named in its
+   ``exchange.toml``), run as ``exchange sync run pk`` runs it (taxii2-client). PK's
+   policy decides on channel ``peer`` (the shipped re-share rules federate up to GREEN,
+   so the AMBER one stays home), PK records each object sent as a disclosure to UZ-CERT,
+   UZ verifies each signature against PK's pinned registry and imports what verified as
+   PK-CERT's contribution; the engine mirrors PK-CERT's keys from that registry into
+   UZ's, so UZ's consumers verify the imports offline;
 5. the indicator published at PK verifies at UZ, from UZ's own TAXII server and registry;
 6. PK pulls UZ back: UZ's own indicator arrives, nothing of PK-CERT's loops back.
 
@@ -25,7 +27,9 @@ to try; Ctrl-C stops both servers. Every run starts over (both homes are rebuilt
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -41,24 +45,25 @@ import requests
 
 from exchange.audit.query import RecordFilter
 from exchange.audit.records import Disclosed, Disclosure, Kind
-from exchange.cli.demo import exchange_command, wait_ready
+from exchange.cli.demo import exchange_command, private_file, wait_ready
 from exchange.cli.peer import write_key_file
 from exchange.config import load_settings
 from exchange.errors import ConfigError, RemoteError
 from exchange.feeds.ingest import IngestReport
 from exchange.feeds.peers import trust, verifier_for
-from exchange.feeds.run import run_source
+from exchange.feeds.run import load_node_sources, run_source, source_named
 from exchange.feeds.sources import Kind as SourceKind
 from exchange.feeds.sources import Schedule, TaxiiSource
 from exchange.member import client
 from exchange.member.generate import generate_indicators
 from exchange.member.signer import sign_all
 from exchange.model.objects import Tlp
-from exchange.node.keyring import list_keys, register_key
+from exchange.node.keyring import register_key
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
+from exchange.signing.keyfiles import write_private_key
 from exchange.signing.keys import SigningKey, generate
-from exchange.signing.published import TrustedKeys, read_registry
+from exchange.signing.published import read_registry
 from exchange.storage import open_store
 from exchange.taxii.procs import stop_child
 
@@ -137,6 +142,22 @@ def build_node(home: Path, *, name: str, org: str, peer_org: str,
     return node
 
 
+def save_publisher(node: FedNode) -> tuple[Path, Path]:
+    """Write the node's analyst API key (``api-keys/<analyst>.key``) and its CERT's
+    signing key (encrypted, ``<org>-signing.key``, the passphrase beside it in
+    ``.passphrase``) into its home, each 0600, for the commands the demo prints;
+    returns (API key file, signing key file)."""
+    key_dir = node.home / "api-keys"
+    key_dir.mkdir(mode=0o700, exist_ok=True)
+    api_key = key_dir / f"{node.analyst}.key"
+    private_file(api_key, node.keys[node.analyst] + "\n")
+    passphrase = secrets.token_urlsafe(24)
+    signing = node.home / f"{node.org.lower()}-signing.key"
+    write_private_key(signing, node.signing, passphrase.encode())
+    private_file(signing.with_suffix(".passphrase"), passphrase + "\n")
+    return api_key, signing
+
+
 def importer_name(peer_org: str) -> str:
     """The local publisher account a peer organisation's imports are recorded under."""
     return f"peer-import-{peer_org.lower()}"
@@ -195,29 +216,6 @@ def publish(node: FedNode, objects: list[dict[str, Any]], alias: str = "jwg") ->
         raise RemoteError(f"{node.name.upper()} refused: {report.failures[:3]}")
 
 
-def adopt_peer_keys(node: Exchange, keys: TrustedKeys, org: str) -> int:
-    """Register at this node the member keys that a peer's verified registry gives
-    ``org`` (active ones not yet registered), so that this node's own published registry
-    lets its consumers verify the imported objects offline. Returns how many.
-
-    Raises:
-        NotFound: ``org`` is not registered here.
-        StorageError: The database failed.
-    """
-    held = {k.record.kid for k in list_keys(node.store)}
-    added = 0
-    for record in keys.registry:
-        if record.kid in keys.node_kids or record.kid in held or record.status != "active":
-            continue
-        if keys.owner_names.get(record.owner_identity) != org:
-            continue
-        register_key(node.store, org, record.public_pem)
-        added += 1
-    if added:
-        node.registry_cache.invalidate()
-    return added
-
-
 def peer_source(puller: FedNode, source: FedNode, *, peer_name: str, user: str,
                 key_file: Path) -> TaxiiSource:
     """The ``peer`` source of ``feeds/sources.yaml`` that pulls ``source``'s ``jwg``
@@ -237,11 +235,40 @@ def federate(puller: FedNode, source: FedNode, *, peer_name: str, user: str,
     """One run of the ingestion engine (:mod:`exchange.feeds.ingest`) over the peer
     source of ``source``'s ``jwg``: incremental from the source's cursor, every object
     verified by the pinned peer's verifier (:func:`exchange.feeds.peers.verifier_for`)."""
-    ex = puller.exchange
-    adopt_peer_keys(ex, ex.peer_registry(ex.peer(peer_name)), source.org)
-    return run_source(ex, peer_source(puller, source, peer_name=peer_name, user=user,
-                                      key_file=key_file),
+    return run_source(puller.exchange, peer_source(puller, source, peer_name=peer_name,
+                                                   user=user, key_file=key_file),
                       verifier_for=verifier_for)
+
+
+def write_peer_source(puller: FedNode, source: TaxiiSource) -> TaxiiSource:
+    """Write ``source`` as the puller's sources file (``<home>/sources.yaml``, named in
+    its ``exchange.toml``), as an operator would, so that ``exchange sync run`` and
+    ``sync status`` know it; returns the source as loaded back from that file.
+
+    Raises:
+        ConfigError: The file does not load back (a defect here).
+    """
+    text = "\n".join([
+        "# written by 'exchange demo --federation': the peer node, as a TAXII source",
+        "version: 1", "sources:", f"  {source.name}:",
+        f"    description: {json.dumps(f'the {source.org} node (federation demo)')}",
+        "    kind: peer", f"    trust: {json.dumps(source.trust)}",
+        f"    api_root: {json.dumps(source.api_root)}",
+        f"    collection: {json.dumps(source.collection)}",
+        f"    org: {json.dumps(source.org)}", f"    into: {json.dumps(source.into)}",
+        f"    user: {json.dumps(source.user)}",
+        f"    password_file: {json.dumps(source.password_file)}",
+        "    schedule:", f"      interval: {source.schedule.interval}",
+        f"    timeout: {int(source.timeout)}", ""])
+    path = puller.home / "sources.yaml"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    config = puller.home / "exchange.toml"
+    kept = config.read_text(encoding="utf-8")
+    if "taxii_sources" not in kept:
+        config.write_text(f'{kept.rstrip()}\ntaxii_sources = "sources.yaml"\n',
+                          encoding="utf-8")
+    return source_named(load_node_sources(load_settings(puller.home, env={})), source.name)
 
 
 def disclosures_to(node: FedNode, org: str) -> list[tuple[str, str, Disclosed]]:
@@ -286,6 +313,7 @@ def run_federation_demo(root: Path, *, uz_port: int, pk_port: int) -> None:
         handed.mkdir(mode=0o700)
         add_peer_account(pk, "uz-node", "UZ-CERT", handed / "key-for-uz-at-pk")
         add_peer_account(uz, "pk-node", "PK-CERT", handed / "key-for-pk-at-uz")
+        api_key, signing = save_publisher(pk)
         serve(pk, pk_port)
         serve(uz, uz_port)
         print(f"PK node {pk.base}/taxii2/ (home {pk.home})\nUZ node {uz.base}/taxii2/"
@@ -301,13 +329,14 @@ def run_federation_demo(root: Path, *, uz_port: int, pk_port: int) -> None:
         trust(uz.exchange, "pk", [fingerprint], registry_url=registry_url,
               api_key_file=str(handed / "key-for-uz-at-pk"))
         print(f"UZ pinned PK's node key {fingerprint}", flush=True)
-        report = federate(uz, pk, peer_name="pk", user="uz-node",
-                          key_file=handed / "key-for-uz-at-pk")
+        source = write_peer_source(uz, peer_source(
+            uz, pk, peer_name="pk", user="uz-node", key_file=handed / "key-for-uz-at-pk"))
+        report = run_source(uz.exchange, source, verifier_for=verifier_for)
         print(f"UZ pulled PK's jwg: {report.counts['created']} imported,"
               f" {report.counts['refused']} refused (the TLP:AMBER one stayed at PK: the"
               " shipped re-share rules federate up to TLP:GREEN)", flush=True)
 
-        verdict = _verify_at(uz, green[0]["id"])
+        verdict = verify_at(uz, green[0]["id"])
         print(f"at UZ, from UZ's TAXII server and registry: {verdict}", flush=True)
 
         own = signed_indicators(uz, 1, seed=3, tlp=Tlp.GREEN)
@@ -324,7 +353,7 @@ def run_federation_demo(root: Path, *, uz_port: int, pk_port: int) -> None:
         for channel, account, entry in disclosures_to(pk, "UZ-CERT"):
             print(f"  {channel:<18} {account:<9} {entry.object_id}  TLP:{entry.tlp.upper()}"
                   f"  rule {entry.rule}")
-        print(_guide(pk, uz, handed), flush=True)
+        print(_guide(pk, uz, handed, api_key, signing), flush=True)
         while all(n.proc is not None and n.proc.poll() is None for n in nodes):
             time.sleep(0.5)
         raise RemoteError("a node stopped by itself; see server.log in its home")
@@ -340,7 +369,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _verify_at(node: FedNode, object_id: str) -> str:
+def verify_at(node: FedNode, object_id: str) -> str:
     """Fetch an object from the node's TAXII server and verify it against the node's
     published registry, as a consumer would."""
     from exchange.member.verification import check_object, describe  # noqa: PLC0415
@@ -358,15 +387,30 @@ def _verify_at(node: FedNode, object_id: str) -> str:
     return describe(verdict)
 
 
-def _guide(pk: FedNode, uz: FedNode, handed: Path) -> str:
+def _guide(pk: FedNode, uz: FedNode, handed: Path, api_key: Path, signing: Path) -> str:
     exe = exchange_command()
+    root = pk.home.parent
+
+    def q(path: Path) -> str:
+        return shlex.quote(str(path))
+
     return "\n".join([
         "",
         "Try, in another shell (each command reads one node's home):",
-        f"    {exe} --home {shlex.quote(str(uz.home))} peer list",
-        f"    {exe} --home {shlex.quote(str(pk.home))} peer list",
-        f"    {exe} --home {shlex.quote(str(pk.home))} peer fingerprint",
-        f"    {exe} --home {shlex.quote(str(pk.home))} audit report --recipient UZ-CERT"
+        f"    {exe} --home {q(uz.home)} peer list",
+        f"    {exe} --home {q(pk.home)} peer list",
+        f"    {exe} --home {q(pk.home)} peer fingerprint",
+        f"    {exe} --home {q(uz.home)} sync status",
+        f"    {exe} --home {q(uz.home)} keys list --org PK-CERT",
+        "  PK-CERT publishes one more indicator at PK (an IOC list, signed), UZ pulls it"
+        " (incremental, from the cursor):",
+        f"    printf '203.0.113.77\\n' > {q(root / 'iocs.txt')}",
+        f"    {exe} --home {q(pk.home)} publish {q(root / 'iocs.txt')} --format list"
+        f" --tlp green --url {pk.url('jwg')} --user {pk.analyst} --api-key-file"
+        f" {q(api_key)} --sign-key {q(signing)} --passphrase-file"
+        f" {q(signing.with_suffix('.passphrase'))}",
+        f"    {exe} --home {q(uz.home)} sync run pk",
+        f"    {exe} --home {q(pk.home)} audit report --recipient UZ-CERT"
         " --format csv",
         f"    curl -s -H \"Authorization: Bearer $(cat"
         f" {shlex.quote(str(handed / 'key-for-uz-at-pk'))})\""

@@ -86,6 +86,7 @@ from exchange.node.service import Exchange
 from exchange.policy import level_of
 from exchange.policy.tlp import split_marking_refs
 from exchange.signing.canonical import EXTENSION_ID
+from exchange.signing.published import TrustedKeys
 from exchange.storage.base import (
     Account,
     AddOutcome,
@@ -144,6 +145,11 @@ class ObjectVerifier(Protocol):
     def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
         """When the key that signed the object was compromised, if it is known to be
         (only then is its recording time asked of the source)."""
+
+    @property
+    def keys(self) -> TrustedKeys | None:
+        """The peer's registry as last verified, whose keys of the source's organisation
+        this node mirrors into its own (None: nothing to mirror)."""
 
 
 #: ``verifier_for(node, trust_name)``: the verifier of a pinned peer (exchange.feeds.peers).
@@ -496,6 +502,7 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         attester.start()  # forks before the read-ahead thread exists
     ctx = _Context(node, source, *destination, verifier=verifier, now=at, attester=attester,
                    reader=reader)
+    mirrored = _mirror_keys(ctx, report, None)
     cursor = state.cursor
     chain_start = _before(cursor)
     previous: list[tuple[str, str]] | None = None
@@ -555,12 +562,36 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         ahead.shutdown(wait=True, cancel_futures=True)
         if attester is not None:
             attester.close()
+    _mirror_keys(ctx, report, mirrored)  # a key learnt mid-run (registry fetched again)
     if report.paging is None:
         report.paging = Paging.NEXT
     report.notes = [_note(n) for n in report.notes]
     if not report.message:
         report.message = _summary(report, ctx.collection)
     return report
+
+
+def _mirror_keys(ctx: _Context, report: IngestReport, done: TrustedKeys | None
+                 ) -> TrustedKeys | None:
+    """Mirror the keys a peer publishes for the source's organisation into this node's
+    registry (:meth:`exchange.node.peers.Peers.mirror_peer_keys`), unless the verifier's
+    registry is the one already mirrored (``done``); returns the registry mirrored. The
+    changes are notes of the run; a failure to mirror is one too, never the run's."""
+    keys = ctx.verifier.keys if ctx.verifier is not None else None
+    if keys is None or keys is done:
+        return done
+    try:
+        changes = ctx.node.mirror_peer_keys(str(ctx.source.trust), keys, ctx.owner.name)
+    except StorageError:
+        raise
+    except ExchangeError as e:
+        report.notes.append(f"{ctx.owner.name}'s keys could not be mirrored from the"
+                            f" peer's registry: {e.reason}")
+        return done
+    if changes:
+        report.notes.append(f"{ctx.owner.name}'s keys mirrored from the peer's registry:"
+                            f" {'; '.join(changes)}")
+    return keys
 
 
 def _follow_up(page: Page, report: IngestReport, chain_start: str | None,

@@ -9,14 +9,18 @@ which is accepted only when signed by a node key of the peer's that the operator
   ``/<api_root>/cx/registry/signed/``), with a timeout and a size limit, presenting the
   API key from a file as a Bearer token.
 * :func:`trust` pins a peer (``exchange peer trust``): from a URL or a file.
-* :func:`verifier_for` gives the ingestion engine (:mod:`exchange.feeds.ingest`) an
-  :class:`ObjectVerifier` for a peer source: ``verify(obj)`` is None for an object whose
-  signature holds (signed by the author, attested by a contributor or by the peer node),
-  else the reason to refuse it. A signature by a key the kept registry does not know
-  fetches the registry again, at most once per :data:`REFRESH_SECONDS`; a kept registry
-  older than :data:`REGISTRY_MAX_AGE` is fetched again when the verifier is made (so a
-  key the peer revoked is learnt at the next pull). Only a registry that verifies
-  against the pins replaces the kept one.
+* :func:`verifier_for` gives the ingestion engine (:mod:`exchange.feeds.ingest`) its
+  :class:`~exchange.feeds.ingest.ObjectVerifier` for a peer source: ``verify(obj)`` is
+  None for an object whose signature holds (signed by the author, attested by a
+  contributor or by the peer node), else the reason to refuse it. A signature by a key
+  the kept registry does not know fetches the registry again, at most once per
+  :data:`REFRESH_SECONDS`; a kept registry older than :data:`REGISTRY_MAX_AGE` is fetched
+  again when the verifier is made (so a key the peer revoked is learnt at the next pull).
+  Only a registry that verifies against the pins replaces the kept one. Its ``keys``
+  (the registry as last verified) are what the ingestion mirrors into this node's own
+  registry for the source's organisation
+  (:meth:`exchange.node.peers.Peers.mirror_peer_keys`), so that the imports verify here
+  as they do at the peer.
 
 Which recording time decides key validity: the time the peer recorded the object (its
 TAXII ``date_added``), as at the peer itself. A retired key still verifies. For a key the
@@ -36,7 +40,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
@@ -60,7 +64,6 @@ from exchange.storage.base import PeerTrust
 __all__ = [
     "REFRESH_SECONDS",
     "REGISTRY_MAX_AGE",
-    "ObjectVerifier",
     "PeerVerifier",
     "check_registry_url",
     "fetch_registry",
@@ -79,18 +82,6 @@ REGISTRY_MAX_AGE: Final = 300.0
 _MAX_REGISTRY_BYTES: Final = 4 * 1024 * 1024
 _TIMEOUT: Final = 10.0
 _MAX_KEY_FILE_BYTES: Final = 4096
-
-
-class ObjectVerifier(Protocol):
-    """What the ingestion engine asks of a source's verifier."""
-
-    def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
-        """None when ``obj`` may be imported, else why it is refused; ``recorded`` is
-        when the source recorded it (µs, its TAXII ``date_added``), when known."""
-
-    def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
-        """When the key that signed ``obj`` was compromised, if it is known to be: only
-        then does :meth:`verify` need ``recorded``."""
 
 
 def read_key_file(path: str) -> str:
@@ -219,6 +210,12 @@ class PeerVerifier:
     def peer(self) -> str:
         """The trusted peer's name."""
         return self._peer.name
+
+    @property
+    def keys(self) -> TrustedKeys:
+        """The peer's registry as last verified against the pins (a new object after
+        each fetch that was kept)."""
+        return self._keys
 
     def verify(self, obj: Mapping[str, Any], recorded: int | None = None) -> str | None:
         """None when ``obj``'s signature holds against the peer's registry, else why not.

@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from exchange.errors import InvalidInput, NotFound, SignatureError
+from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
 from exchange.node.base import NodeBase, now_micros
 from exchange.node.members import check_name
 from exchange.signing.keys import KeyId, load_public_pem
 from exchange.signing.published import TrustedKeys
 from exchange.signing.signed_registry import open_signed_registry, pin_key
-from exchange.storage.base import PeerTrust
+from exchange.storage.base import MemberKey, PeerTrust
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +155,98 @@ class Peers(NodeBase):
                           fetched_at=now_micros(), created_at=trust.created_at)
         self.store.save_peer_trust(fresh)
         return fresh, keys
+
+    def mirror_peer_keys(self, peer: str, keys: TrustedKeys, org_name: str
+                         ) -> list[str]:
+        """Carry into this node's member registry the keys a pinned peer publishes for
+        the organisation it stands for, so that what this node imported from it verifies
+        here too, offline, against this node's own published registry.
+
+        Only keys the peer's verified registry gives ``org_name`` (by its published
+        name), never its node keys nor another organisation's: a peer vouches for its
+        own organisation's keys only. A key not held here is registered as the peer
+        publishes it (validity, retirement, revocation). A key held here for the same
+        organisation follows the peer only where that narrows it: a retirement
+        (``valid_until`` earlier), a revocation (``compromised_since`` earlier); nothing
+        the peer publishes ever widens a key here, and a key held here for another
+        organisation is left alone, with a warning. Each change is an admin record in
+        the ledger, written with it (actor: this instance's).
+
+        Args:
+            peer: The trusted peer's name (recorded with each change).
+            keys: Its registry, verified against the pins.
+            org_name: The local organisation the peer stands for.
+
+        Returns:
+            One line per change made, for the run's report.
+
+        Raises:
+            NotFound: ``org_name`` is not registered here.
+            StorageError: The database failed.
+        """
+        org = self.store.find_org(org_name)
+        changes: list[str] = []
+        for record in keys.registry:
+            if record.kid in keys.node_kids \
+                    or keys.owner_names.get(record.owner_identity) != org.name:
+                continue
+            try:
+                held = self.store.get_member_key(record.kid)
+            except NotFound:
+                held = None
+            details: dict[str, str | int | bool | None] = {
+                "org": org.name, "peer": peer, "status": record.status}
+            if held is None:
+                key = MemberKey(
+                    kid=record.kid, org_id=org.id, purpose="object", alg=record.alg,
+                    public_pem=record.public_pem, valid_from=record.valid_from,
+                    valid_until=record.valid_until, status=record.status,
+                    compromised_since=record.compromised_since, created_at=now_micros())
+                with self.store.audited([self._admin("key.register", record.kid, details)]):
+                    try:
+                        self.store.add_member_key(key)
+                    except Conflict:  # registered meanwhile: the next run compares
+                        continue
+                changes.append(f"registered {record.kid} ({record.status})")
+                continue
+            if held.org_id != org.id:
+                log.warning("peer %s publishes key %s for %s, but it is registered here"
+                            " for another organisation; not mirrored", peer, record.kid,
+                            org.name)
+                continue
+            change = _narrowing(held, record.status, record.valid_until,
+                                record.compromised_since)
+            if change is None:
+                continue
+            status, until, since = change
+            action = "key.revoke" if status == "revoked" else "key.retire"
+            with self.store.audited([self._admin(action, record.kid, details)]):
+                self.store.update_member_key(record.kid, status=status, valid_until=until,
+                                             compromised_since=since)
+            changes.append(f"{'revoked' if status == 'revoked' else 'retired'}"
+                           f" {record.kid} as at the peer")
+        if changes:
+            self.registry_cache.invalidate()
+            log.info("peer %s: %s's keys mirrored: %s", peer, org.name, "; ".join(changes))
+        return changes
+
+
+def _narrowing(held: MemberKey, status: str, valid_until: int | None,
+               compromised_since: int | None) -> tuple[str, int | None, int | None] | None:
+    """(status, valid_until, compromised_since) for a held key that the peer's record
+    narrows, or None when it narrows nothing. A revoked key stays revoked; a retirement
+    or revocation may only come earlier."""
+    new_status = held.status
+    if status == "revoked" or held.status == "revoked":
+        new_status = "revoked"
+    elif status == "retired":
+        new_status = "retired"
+    until = held.valid_until
+    if valid_until is not None and (until is None or valid_until < until):
+        until = valid_until
+    since = held.compromised_since
+    if compromised_since is not None and (since is None or compromised_since < since):
+        since = compromised_since
+    if (new_status, until, since) == (held.status, held.valid_until, held.compromised_since):
+        return None
+    return new_status, until, since

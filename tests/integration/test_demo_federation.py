@@ -58,16 +58,29 @@ def test_two_nodes_federate_and_the_indicator_verifies_at_the_other(tmp_path: Pa
         assert "PK pulled UZ's jwg: 1 imported (UZ-CERT's own indicator" in text
 
         commands = demo.commands
-        assert len(commands) == 5
+        assert len(commands) == 10
         user_home = tmp_path / "user"
         user_home.mkdir()
+        out: dict[str, str] = {}
         for command in commands:
             done = paste(command, user_home)
             assert done.returncode == 0, (command, done.stderr)
+            out[command] = done.stdout
+        [status] = [out[c] for c in commands if c.endswith("sync status")]
+        # the peer source is in UZ's sources file, and its run mirrored PK-CERT's key
+        assert "pk (TAXII source): ok" in status, status
+        assert "PK-CERT's keys mirrored from the peer's registry: registered" in status
+        [keys] = [out[c] for c in commands if c.endswith("keys list --org PK-CERT")]
+        assert "PK-CERT" in keys, keys
+        assert "active" in keys, keys
+        # the IOC PK-CERT published after the demo arrived at UZ with the next run
+        [pulled] = [out[c] for c in commands if c.endswith("sync run pk")]
+        assert "source pk: ok" in pulled, pulled
+        assert "1 created in jwg" in pulled, pulled
         listed = paste(commands[0].replace("peer list", "peer list --json"), user_home)
         trusted = json.loads(listed.stdout)["trusted"]
         assert [t["name"] for t in trusted] == ["pk"]
-        registry = paste(commands[4], user_home).stdout
+        registry = paste(commands[-1], user_home).stdout
         assert json.loads(registry)["payloadType"].startswith(
             "application/vnd.cti-exchange.member-registry+json")
     finally:

@@ -32,6 +32,7 @@ from exchange.cli.demo_federation import (
     publish,
     serve,
     signed_indicators,
+    verify_at,
 )
 from exchange.cli.main import main
 from exchange.feeds.peers import verifier_for
@@ -39,10 +40,11 @@ from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP2_IDS
 from exchange.node.base import now_micros
 from exchange.node.derive import PROVENANCE_SOURCE
-from exchange.node.keyring import register_key, revoke_key
+from exchange.node.keyring import list_keys, register_key, revoke_key
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 from exchange.signing.cxsig import sign_object
 from exchange.signing.keys import generate
+from exchange.signing.published import read_registry
 from tests.integration.conftest import free_port
 
 LEVELS = ("clear", "green", "amber", "amber+strict")
@@ -270,6 +272,63 @@ def test_tampered_or_unknown_or_revoked_signatures_are_refused_and_never_stored(
     assert doomed["id"] not in uz_ids
     assert kept["id"] in uz_ids
     assert pair.ids["green"] in uz_ids
+
+
+def test_the_peers_own_keys_are_mirrored_so_its_objects_verify_here_as_there(
+        pair: Pair) -> None:
+    """What UZ imports from PK verifies at UZ, from UZ's own server and registry, as a
+    UZ consumer checks it: the pull carries the keys PK publishes for PK-CERT into UZ's
+    registry, and later a revocation PK makes. Never a key PK lists for another
+    organisation, never PK's node key; each change is an admin record in UZ's ledger."""
+    _trust_pk(pair)
+    uz, pk = pair.uz, pair.pk
+    third = generate("Ed25519")
+    register_key(pk.exchange.store, "PK-CERT", third.public_pem())
+    rogue = generate("Ed25519")  # a key PK registered for UZ-CERT: PK may not vouch for it
+    register_key(pk.exchange.store, "UZ-CERT", rogue.public_pem())
+    pk.signing, first = third, pk.signing
+    try:
+        [signed] = signed_indicators(pk, 1, seed=91, tlp=Tlp.GREEN)
+        time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
+        publish(pk, [signed])
+    finally:
+        pk.signing = first
+    report = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
+    assert report.counts["created"] >= 1, report
+    assert any(f"registered {third.kid} (active)" in note for note in report.notes), report
+    time.sleep(1.2)  # UZ's workers rebuild their registry (cache_seconds = 1)
+    assert verify_at(uz, signed["id"]).startswith("valid"), verify_at(uz, signed["id"])
+    assert "signed by the author PK-CERT" in verify_at(uz, signed["id"])
+    held = {k.record.kid: k for k in list_keys(uz.exchange.store)}
+    assert held[third.kid].org_name == "PK-CERT"
+    assert rogue.kid not in held
+    assert pk.exchange.node_key().kid not in held
+
+    # PK revokes the key; UZ's next pull mirrors it, with PK's compromise time
+    compromised = now_micros()
+    revoke_key(pk.exchange.store, third.kid, compromised)
+    time.sleep(1.2)
+    code, _, err = cli(uz.home, "peer", "trust", "pk", "--registry-url",  # fetched anew
+                       f"{pk.base}/cx/cx/registry/signed/", "--fingerprint",
+                       pk.exchange.node_key().kid, "--api-key-file", str(pair.keys / "uz-node"))
+    assert code == 0, err
+    report = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
+    assert any(f"revoked {third.kid} as at the peer" in note for note in report.notes), report
+    time.sleep(1.2)
+    auth = (uz.analyst, uz.keys[uz.analyst])
+    published = read_registry(requests.get(f"{uz.base}/cx/cx/registry/", auth=auth,
+                                           timeout=30).content)
+    record = published.registry.record(third.kid)
+    assert (record.status, record.compromised_since) == ("revoked", compromised)
+    # a third pull changes nothing: the mirror is already what PK publishes
+    again = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
+    assert not any("mirrored" in note for note in again.notes), again
+    code, out, err = cli(uz.home, "audit", "records", "--kind", "admin")
+    assert code == 0, err
+    changes = [r for r in map(json.loads, out.splitlines())
+               if r.get("target") == third.kid]
+    assert [(r["action"], r["details"]["peer"]) for r in changes] == [
+        ("key.register", "pk"), ("key.revoke", "pk")], changes
 
 
 def pull_local(node: FedNode) -> list[dict[str, Any]]:

@@ -351,6 +351,8 @@ class RefuseIndicators:
     def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
         return None
 
+    keys = None  # no registry: nothing to mirror
+
 
 def test_a_peer_source_stores_only_what_its_verifier_accepts(
         medallion: TaxiiServer, tmp_path: Path) -> None:
@@ -388,6 +390,8 @@ class CompromisedKey:
 
     def compromised_since(self, obj: Mapping[str, Any]) -> int | None:
         return self.since if obj.get("type") == "indicator" else None
+
+    keys = None  # no registry: nothing to mirror
 
 
 def test_objects_signed_by_a_revoked_key_are_judged_by_when_the_source_recorded_them(

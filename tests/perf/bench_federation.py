@@ -85,6 +85,10 @@ class _Timed:
         finally:
             self.seconds += time.perf_counter() - start
 
+    @property
+    def keys(self) -> Any:
+        return self.inner.keys
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])

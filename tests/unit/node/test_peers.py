@@ -12,14 +12,30 @@ from exchange.errors import InvalidInput, NotFound, SignatureError
 from exchange.feeds.peers import PeerVerifier, check_registry_url, verifier_for
 from exchange.model.objects import AccountId, OrgId, Principal, Role, StixId
 from exchange.node.base import channel_of
+from exchange.node.keyring import list_keys, register_key
 from exchange.node.service import Exchange, init_home
 from exchange.signing.cxsig import sign_object
-from exchange.signing.published import PublishedKey, registry_document
+from exchange.signing.published import PublishedKey, read_registry, registry_document
 from exchange.signing.signed_registry import sign_registry
 from exchange.storage import open_store
 from exchange.storage.base import ObjectQuery
-from tests.unit.signing.helpers import fixed_key, indicator
-from tests.unit.signing.published_keys import DOCUMENT, KEYS, NODE, NODE_KEY, UZ, rec
+from tests.unit.signing.helpers import OWNER, fixed_key, indicator
+from tests.unit.signing.published_keys import (
+    DOCUMENT,
+    FUTURE,
+    JAN,
+    JUN,
+    KEYS,
+    MAR,
+    NODE,
+    NODE_KEY,
+    PK,
+    TRUSTED,
+    UZ,
+    UZ_RETIRED,
+    UZ_REVOKED,
+    rec,
+)
 
 NEXT_NODE_KEY = fixed_key("Ed25519", 9)
 SIGNED = sign_registry(DOCUMENT, NODE_KEY).encode()
@@ -120,3 +136,44 @@ def test_the_api_key_goes_only_over_https_or_to_loopback(url: str, allowed: bool
     else:
         with pytest.raises(InvalidInput):
             check_registry_url(url)
+
+
+def _held(node: Exchange, org: str) -> dict[str, tuple[str, int | None, int | None]]:
+    return {k.record.kid: (k.record.status, k.record.valid_until, k.record.compromised_since)
+            for k in list_keys(node.store, org)}
+
+
+def test_a_peers_keys_are_mirrored_for_its_organisation_only_and_only_ever_narrowed(
+        node: Exchange) -> None:
+    for org in ("UZ-CERT", "PK-CERT"):
+        node.add_org(org)
+    register_key(node.store, "PK-CERT", FUTURE.public_pem())  # held here for another org
+    changes = node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT")
+    assert len(changes) == 3, changes
+    # as published: validity, retirement, revocation; never PK-CERT's key nor the node's
+    assert _held(node, "UZ-CERT") == {UZ.kid: ("active", None, None),
+                                      UZ_RETIRED.kid: ("retired", MAR, None),
+                                      UZ_REVOKED.kid: ("revoked", None, MAR)}
+    assert set(_held(node, "PK-CERT")) == {FUTURE.kid}  # left with its owner here
+    assert {k.record.kid for k in list_keys(node.store)}.isdisjoint({PK.kid, NODE_KEY.kid})
+    assert node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT") == []  # nothing new
+
+    # a later registry that would widen keys (un-revoke, retire later) changes nothing
+    widening = read_registry(registry_document([
+        PublishedKey(rec(UZ_REVOKED, OWNER), "object", "UZ-CERT"),
+        PublishedKey(rec(UZ_RETIRED, OWNER, status="retired", valid_until=JUN), "object",
+                     "UZ-CERT"),
+        PublishedKey(rec(NODE_KEY, NODE), "node", "exchange node")], node_identity=NODE))
+    assert node.mirror_peer_keys("uz-node", widening, "UZ-CERT") == []
+    # one that narrows them (a rotation, an earlier compromise) is followed
+    narrowing = read_registry(registry_document([
+        PublishedKey(rec(UZ, OWNER, status="retired", valid_until=JUN), "object", "UZ-CERT"),
+        PublishedKey(rec(UZ_REVOKED, OWNER, status="revoked", compromised_since=JAN + 1),
+                     "object", "UZ-CERT"),
+        PublishedKey(rec(NODE_KEY, NODE), "node", "exchange node")], node_identity=NODE))
+    assert len(node.mirror_peer_keys("uz-node", narrowing, "UZ-CERT")) == 2
+    held = _held(node, "UZ-CERT")
+    assert held[UZ.kid] == ("retired", JUN, None)
+    assert held[UZ_REVOKED.kid] == ("revoked", None, JAN + 1)
+    with pytest.raises(NotFound):
+        node.mirror_peer_keys("uz-node", TRUSTED, "XK-CERT")

@@ -270,13 +270,15 @@ def _source_json(state: SourceState, *, configured: bool, resting: str | None
             "message": state.message, "last_started": _when(state.last_started),
             "last_finished": _when(state.last_finished), "counts": counts,
             "reasons": state.reasons, "cursor": state.cursor, "paging": state.paging,
+            "endpoint": state.endpoint,
             "failures": state.failures, "next_run": _when(state.next_run)}
 
 
 def _source_lines(row: dict[str, Any]) -> list[str]:
     gone = "" if row["configured"] else " (no longer in the sources file)"
     return _run_lines(row, f"{row['source']} (TAXII source){gone}", SOURCE_COUNTS,
-                      f"cursor: {row['cursor'] or '(start)'},"
+                      f"cursor: {row['cursor'] or '(start)'}"
+                      f"{' in ' + row['endpoint'] if row['endpoint'] else ''},"
                       f" paging: {row['paging'] or 'unknown'}",
                       row["counts"].get("refused", 0))
 

@@ -489,8 +489,15 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
     at = now_micros() if now is None else now
     store = node.store
     state = store.source_state(source.name) or SourceState(source.name)
+    moved_from = state.endpoint if state.endpoint not in (None, source.endpoint) else None
+    if moved_from is not None:  # its cursor is a position in another collection
+        state = replace(state, cursor=None, paging=None)
     report = IngestReport(source.name, cursor_before=state.cursor, cursor_after=state.cursor,
                           paging=Paging(state.paging) if state.paging else None)
+    if moved_from is not None:
+        report.notes.append(f"the source now reads {source.endpoint} (its cursor was for"
+                            f" {moved_from}): read from the start, what is held already"
+                            " counting as duplicate")
     destination = _destination(node, source)
     verifier = _verifier(node, source, verifier_for)
     if reader is None:
@@ -544,7 +551,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
             report.cursor_after = cursor
             store.save_source_state(replace(
                 store.source_state(source.name) or SourceState(source.name),
-                cursor=cursor, paging=(report.paging or Paging.NEXT).value))
+                cursor=cursor, paging=(report.paging or Paging.NEXT).value,
+                endpoint=source.endpoint))
             if stop is not None:
                 report.notes.append(stop)
             if follow is None:

@@ -136,5 +136,6 @@ def run_source(node: Exchange, source: TaxiiSource, *,
         last_started=started, last_finished=finished, outcome=report.outcome.value,
         message=report.message, counts={k: v for k, v in report.counts.items() if v},
         reasons=[r.as_dict() for r in report.refusals[:MAX_REASONS]],
-        failures=previous.failures + 1 if failed else 0, next_run=previous.next_run))
+        failures=previous.failures + 1 if failed else 0, next_run=previous.next_run,
+        endpoint=current.endpoint))
     return report

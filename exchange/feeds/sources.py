@@ -121,6 +121,14 @@ class TaxiiSource:
     page_size: int
     sign_workers: int = 0
 
+    @property
+    def endpoint(self) -> str:
+        """Where the source reads and what it fills, as configured: its API root (else
+        its discovery URL), collection and local collection. A cursor is a position
+        there only (:class:`~exchange.storage.base.SourceState`)."""
+        return (f"{self.api_root or self.discovery} collection {self.collection}"
+                f" into {self.into}")
+
 
 _REQUIRED: Final = ("kind", "collection", "org", "into", "schedule")
 _OPTIONAL: Final = ("trust", "discovery", "api_root", "user", "password_file",

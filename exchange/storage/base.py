@@ -929,6 +929,10 @@ class SourceState:
             ``{"id": ..., "rule": ..., "reason": ...}``.
         failures: Consecutive failed runs (the scheduler's backoff).
         next_run: When the scheduler runs it next, if known.
+        endpoint: Where ``cursor`` was read: the source's configured API root (or
+            discovery URL) and collection (:attr:`TaxiiSource.endpoint
+            <exchange.feeds.sources.TaxiiSource.endpoint>`); None for a state saved
+            before revision 0015.
     """
 
     source: str
@@ -942,6 +946,7 @@ class SourceState:
     reasons: list[dict[str, str]] = field(default_factory=list)
     failures: int = 0
     next_run: int | None = None
+    endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

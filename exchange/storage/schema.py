@@ -374,6 +374,9 @@ taxii_source_state = Table(
     Column("reasons", Text, nullable=False),
     Column("failures", Integer, nullable=False),
     Column("next_run", BigInteger, nullable=True),
+    # revision 0015: the configured API root (or discovery URL) and collection the cursor
+    # belongs to; NULL before it
+    Column("endpoint", String(4200), nullable=True),
 )
 
 # Revision 0012: flat feed downloads (exchange.taxii.feeds_api; issue 20): per feed,

@@ -1331,7 +1331,8 @@ class SqlStore(Store):
                "outcome": state.outcome, "message": state.message,
                "counts": json.dumps(state.counts, sort_keys=True),
                "reasons": json.dumps(state.reasons, sort_keys=True),
-               "failures": state.failures, "next_run": state.next_run}
+               "failures": state.failures, "next_run": state.next_run,
+               "endpoint": state.endpoint}
         with self._transaction(write=True) as conn:
             self._upsert(conn, t.taxii_source_state, ["source"], [row])
 
@@ -1472,7 +1473,8 @@ def _source_state(row: Any) -> SourceState:
         source=row.source, cursor=row.cursor, paging=row.paging,
         last_started=row.last_started, last_finished=row.last_finished,
         outcome=row.outcome, message=row.message, counts=json.loads(row.counts),
-        reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run)
+        reasons=json.loads(row.reasons), failures=row.failures, next_run=row.next_run,
+        endpoint=row.endpoint)
 
 
 def _sync_state(row: Any) -> MispSyncState:

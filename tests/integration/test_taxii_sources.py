@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from taxii2client.v21 import Collection
 
 from exchange.cli.main import main
 from exchange.config import load_settings
@@ -516,6 +517,40 @@ def test_a_cursor_lost_after_its_page_was_stored_costs_duplicates_never_copies(
     assert again.counts["created"] == 0
     assert again.counts["duplicate"] == first.counts["created"]
     assert h.stored() == stored
+    h.store.close()
+
+
+#: medallion's own "High Value Indicator Collection", as its test data ships it: versions
+#: recorded in 2017 and 2018, long before anything the tests load.
+HIGH_VALUE = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
+
+
+def test_a_source_pointed_at_another_collection_reads_that_one_from_the_start(
+        medallion: TaxiiServer, tmp_path: Path) -> None:
+    """The operator re-points a source, keeping its name, at another collection: the
+    cursor of the first (a position there) must not skip what the second recorded
+    before it; re-run, the second is read incrementally again."""
+    h = Home(tmp_path / "home", medallion)
+    assert h.run().counts["created"] > 0
+    cursor = h.store.source_state("vendor").cursor  # type: ignore[union-attr]
+    other = Collection(f"{medallion.api_root}collections/{HIGH_VALUE}/",
+                       user=medallion.user, password=medallion.password)
+    held = versions_of(other.get_objects()["objects"])
+    assert held
+    assert not other.get_objects(added_after=cursor).get("objects")  # all before it
+    moved = replace(h.source, collection=HIGH_VALUE)
+    report = run_source(h.node, moved)
+    assert report.counts["created"] + report.counts["refused"] == len(held), report.message
+    assert report.counts["created"] > 0
+    assert f"its cursor was for {h.source.endpoint}" in report.message
+    state = h.store.source_state("vendor")
+    assert state is not None
+    assert state.endpoint == moved.endpoint
+    assert state.cursor is not None
+    assert state.cursor < cursor  # a position in the second collection now
+    again = run_source(h.node, moved)
+    assert again.counts["created"] == 0
+    assert "cursor was for" not in again.message
     h.store.close()
 
 

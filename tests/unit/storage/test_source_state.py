@@ -1,4 +1,4 @@
-"""Contract: the TAXII source state (revision 0010), on SQLite and PostgreSQL."""
+"""Contract: the TAXII source state (revisions 0010 and 0015), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ def test_a_source_state_is_absent_until_saved_then_replaced_whole(store: SqlStor
                         message="3 refused", counts={"created": 5, "refused": 3},
                         reasons=[{"id": "indicator--x", "rule": "signature",
                                   "reason": "no pinned key"}],
-                        failures=1, next_run=99)
+                        failures=1, next_run=99,
+                        endpoint="https://pk.example/cx/ collection pk into jwg")
     store.save_source_state(first)
     assert store.source_state("pk-node") == first
     second = replace(first, cursor="2026-12-05T11:00:00Z", paging="more", outcome="ok",
-                     counts={"duplicate": 2}, reasons=[], failures=0, next_run=None)
+                     counts={"duplicate": 2}, reasons=[], failures=0, next_run=None,
+                     endpoint="https://pk.example/cx/ collection jwg into jwg")
     store.save_source_state(second)
     store.save_source_state(SourceState("a-vendor"))
     assert store.source_state("pk-node") == second

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 import uuid
 from collections import Counter
@@ -74,7 +75,7 @@ from exchange.errors import (
     StorageError,
 )
 from exchange.feeds.attest import Attester, Refused, rule_of
-from exchange.feeds.sources import Kind, TaxiiSource, read_password
+from exchange.feeds.sources import Kind, TaxiiSource, client_certificate, read_password
 from exchange.model.objects import StixObject, Tlp
 from exchange.model.stix import custom_content_of, is_observable, validate_object
 from exchange.model.stixkinds import parse_timestamp
@@ -231,16 +232,30 @@ class Page:
     date_added_last: str | None
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request of the session a timeout (taxii2-client sets none)."""
+class _SourceAdapter(HTTPAdapter):
+    """Sends every request of a source's session with its timeout (taxii2-client sets
+    none), and with its ``ca_file`` and client certificate when it names them.
 
-    def __init__(self, timeout: float) -> None:
+    They are set here, on each request as sent, because taxii2-client can only set them
+    on the session, and requests lets the environment (``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``) override a session's ``verify``: the CA file the operator named
+    for this source would be ignored wherever those variables are set.
+    """
+
+    def __init__(self, timeout: float, ca_file: str | None,
+                 cert: tuple[str, str] | None) -> None:
         super().__init__(max_retries=0)
         self._timeout = timeout
+        self._ca_file = ca_file
+        self._cert = cert
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
              ) -> requests.Response:
         kwargs["timeout"] = self._timeout
+        if self._ca_file is not None:
+            kwargs["verify"] = self._ca_file
+        if self._cert is not None:  # mutual TLS: presented on every connection
+            kwargs["cert"] = self._cert
         return super().send(request, *args, **kwargs)
 
 
@@ -251,8 +266,11 @@ class TaxiiReader:
     """
 
     def __init__(self, source: TaxiiSource, password: str | None) -> None:
+        """Raises ConfigError for a client certificate or key that cannot be used
+        (:func:`~exchange.feeds.sources.client_certificate`)."""
         self.source = source
         self._password = password
+        self._cert = client_certificate(source)
         self._collection: TaxiiCollection | None = None
         self._last: requests.Response | None = None
         self._lock = threading.Lock()  # one request at a time (_request)
@@ -262,7 +280,7 @@ class TaxiiReader:
 
     def _session(self, target: Any) -> None:
         session: requests.Session = target._conn.session
-        adapter = _TimeoutAdapter(self.source.timeout)
+        adapter = _SourceAdapter(self.source.timeout, self.source.ca_file, self._cert)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.hooks["response"].append(self._keep)
@@ -412,6 +430,10 @@ def _manifest_time(record: Any) -> tuple[tuple[str, int], int] | None:
         return None
 
 
+#: OpenSSL's reason code in an SSL error's text (``[SSL: CERTIFICATE_VERIFY_FAILED]``).
+_SSL_REASON: Final = re.compile(r"\[SSL: ([A-Z0-9_]{1,80})\]")
+
+
 class _Translated:
     """Turns requests' and taxii2-client's errors into the exchange's (no secret kept)."""
 
@@ -432,6 +454,13 @@ class _Translated:
                 raise AuthError(f"source {name!r}: the server refused the login (HTTP"
                                 f" {code})") from None
             raise ExchangeError(f"source {name!r}: the server answered HTTP {code}") from None
+        if isinstance(error, requests.exceptions.SSLError):
+            found = _SSL_REASON.search(str(error))
+            raise ExchangeError(
+                f"source {name!r}: TLS with the server failed"
+                f" ({found[1] if found else 'SSLError'}): check ca_file for the server's"
+                " certificate, and client_cert and client_key if it asks for one"
+            ) from None
         if isinstance(error, requests.Timeout):
             raise ExchangeError(f"source {name!r}: no answer within"
                                 f" {self.source.timeout:g} s") from None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -52,6 +53,7 @@ __all__ = [
     "Kind",
     "Schedule",
     "TaxiiSource",
+    "client_certificate",
     "load_sources",
     "parse_sources",
     "read_password",
@@ -63,6 +65,8 @@ MAX_TIMEOUT: Final = 600.0
 #: Objects asked for per page when a source does not say (servers may send fewer).
 DEFAULT_PAGE_SIZE: Final = 1000
 MAX_PAGE_SIZE: Final = 10_000
+#: Bytes of a client key file looked at for an encryption header.
+MAX_KEY_FILE_BYTES: Final = 64 * 1024
 #: FOR TESTS ONLY: lowers the shortest interval allowed (whole seconds, 1..60; see
 #: :func:`exchange.node.datafile.min_interval`).
 TEST_MIN_INTERVAL_ENV: Final = "CX_TEST_SOURCE_MIN_INTERVAL"
@@ -102,6 +106,11 @@ class TaxiiSource:
         page_size: Objects asked for per page.
         sign_workers: For a vendor source, processes that sign its objects beside the
             importing one (:class:`~exchange.feeds.attest.Attester`); 0 signs in it.
+        client_cert: A PEM file with the client certificate (and its chain) this node
+            presents to a server that authenticates clients by certificate (mutual TLS);
+            with ``client_key``.
+        client_key: The PEM file of that certificate's private key (unencrypted, mode
+            0600 or narrower).
     """
 
     name: str
@@ -120,6 +129,8 @@ class TaxiiSource:
     timeout: float
     page_size: int
     sign_workers: int = 0
+    client_cert: str | None = None
+    client_key: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -133,7 +144,7 @@ class TaxiiSource:
 _REQUIRED: Final = ("kind", "collection", "org", "into", "schedule")
 _OPTIONAL: Final = ("trust", "discovery", "api_root", "user", "password_file",
                     "password_env", "ca_file", "timeout", "page_size", "sign_workers",
-                    "description")
+                    "client_cert", "client_key", "description")
 
 
 def parse_sources(file: str, content: bytes) -> tuple[TaxiiSource, ...]:
@@ -212,6 +223,48 @@ def read_password(source: TaxiiSource, environ: dict[str, str] | None = None) ->
     return value
 
 
+def client_certificate(source: TaxiiSource) -> tuple[str, str] | None:
+    """The (certificate, key) files a source presents for mutual TLS, checked, or None.
+
+    The key file must be readable by its owner only and hold an unencrypted PEM key
+    that belongs to the certificate: each is checked here, before any connection, so a
+    run fails with the reason rather than with a TLS error from the server.
+
+    Raises:
+        ConfigError: A file cannot be read, the key is readable by others or encrypted,
+            or the key is not the certificate's. The message never holds key material.
+    """
+    if source.client_cert is None or source.client_key is None:
+        return None
+    cert = Path(source.client_cert).expanduser()
+    key = Path(source.client_key).expanduser()
+    where = f"source {source.name!r}:"
+    try:
+        mode = key.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(f"{where} client key file {key} is readable by others (mode"
+                              f" {mode & 0o777:o}); chmod 600 it")
+        head = key.read_bytes()[:MAX_KEY_FILE_BYTES]
+        cert.stat()
+    except OSError as e:
+        raise ConfigError(f"{where} cannot read client certificate or key file"
+                          f" {e.filename} ({e.strerror})") from None
+    if b"ENCRYPTED" in head:
+        raise ConfigError(f"{where} client key file {key} is encrypted; the exchange reads"
+                          " an unencrypted key protected by its mode (openssl pkey -in KEY"
+                          " -out NEW, then chmod 600 NEW)")
+    try:
+        ssl.create_default_context().load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as e:
+        why = e.reason or "not PEM, or the key is not the certificate's"
+        raise ConfigError(f"{where} client certificate {cert} and key {key} do not load"
+                          f" as a pair ({why})") from None
+    except OSError as e:
+        raise ConfigError(f"{where} cannot read client certificate {cert}"
+                          f" ({e.strerror})") from None
+    return str(cert), str(key)
+
+
 def _source(name: str, node: Node) -> TaxiiSource:
     refuse_inline_secrets(node, _INLINE_SECRETS,
                           "a password is never written in this file: put it in a file"
@@ -251,6 +304,11 @@ def _source(name: str, node: Node) -> TaxiiSource:
     if (user is None) != (password_file is None and password_env is None):
         node.fail("a user needs a password (password_file or password_env), and a"
                   " password needs a user")
+    client_cert = path_value(f["client_cert"]) if "client_cert" in f else None
+    client_key = path_value(f["client_key"]) if "client_key" in f else None
+    if (client_cert is None) != (client_key is None):
+        node.fail("a client certificate needs its key: give both client_cert and"
+                  " client_key, or neither")
     return TaxiiSource(
         name=name, kind=kind, trust=trust, discovery=discovery, api_root=api_root,
         collection=f["collection"].string(_COLLECTION, "a collection id or title"),
@@ -263,6 +321,7 @@ def _source(name: str, node: Node) -> TaxiiSource:
         page_size=(int(number(f["page_size"], 0, MAX_PAGE_SIZE, whole=True))
                    if "page_size" in f else DEFAULT_PAGE_SIZE),
         sign_workers=(_sign_workers(f["sign_workers"], kind) if "sign_workers" in f else 0),
+        client_cert=client_cert, client_key=client_key,
     )
 
 

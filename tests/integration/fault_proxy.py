@@ -52,11 +52,16 @@ class ForwardingProxy:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
+        self.listening(server)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
+
+    def listening(self, server: ThreadingHTTPServer) -> None:
+        """Prepare the listening server before it serves (a subclass may wrap its
+        socket, e.g. in TLS); here: nothing."""
 
     def down(self) -> None:
         """Stop listening: connections to the port are refused."""

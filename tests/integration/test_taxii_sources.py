@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 from click.testing import CliRunner
 from taxii2client.v21 import Collection
@@ -49,6 +50,7 @@ from tests.integration.taxii_servers import (
     real_objects,
     versions_of,
 )
+from tests.integration.tls_pki import TlsProxy, make_pki
 
 __all__ = ["medallion_server", "opentaxii_server"]
 
@@ -518,6 +520,55 @@ def test_a_cursor_lost_after_its_page_was_stored_costs_duplicates_never_copies(
     assert again.counts["duplicate"] == first.counts["created"]
     assert h.stored() == stored
     h.store.close()
+
+
+def _behind_tls(h_path: Path, server: TaxiiServer, proxy: TlsProxy, extra: str) -> Home:
+    """A home whose source reads ``server`` through the TLS ``proxy``, with ``extra``
+    lines (ca_file, client_cert, client_key) in its entry."""
+    url = server.api_root.replace(server.base, proxy.url("").rstrip("/"), 1)
+    return Home(h_path, server, where=f"api_root: {url}{extra}")
+
+
+def test_a_source_behind_mutual_tls_presents_its_client_certificate(
+        medallion: TaxiiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partner's server that authenticates clients by certificate (mutual TLS, as
+    government sharing programmes do), in front of real medallion: the source presents
+    the certificate and key its entry names and reads the feed exactly once; without
+    them, or trusting another CA, the run fails and says it was TLS. The source's
+    ca_file holds where requests would let the environment's CA bundle override it."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    pki = make_pki(tmp_path / "pki")
+    proxy = TlsProxy(medallion.base, pki, require_client_cert=True).start()
+    try:
+        h = _behind_tls(tmp_path / "mtls", medallion, proxy,
+                        f"\n    ca_file: {pki.ca}\n    client_cert: {pki.client_cert}"
+                        f"\n    client_key: {pki.client_key}")
+        assert (h.source.client_cert, h.source.client_key) == (
+            str(pki.client_cert), str(pki.client_key))
+        report = h.run()
+        assert report.outcome in (Outcome.OK, Outcome.PARTIAL), report.message
+        assert_exactly_once(h, medallion, {r.id for r in report.refusals})
+        assert proxy.forwarded > 0
+        h.store.close()
+
+        for name, extra, why in [
+                ("no-cert", f"\n    ca_file: {pki.ca}", "TLS with the server failed"),
+                ("other-ca", f"\n    ca_file: {pki.ca}\n    client_cert:"
+                             f" {pki.stranger_cert}\n    client_key: {pki.stranger_key}",
+                 "TLS with the server failed"),
+                ("untrusted-server", f"\n    client_cert: {pki.client_cert}"
+                                     f"\n    client_key: {pki.client_key}",
+                 "CERTIFICATE_VERIFY_FAILED")]:
+            before = proxy.forwarded
+            h = _behind_tls(tmp_path / name, medallion, proxy, extra)
+            report = h.run()
+            assert report.outcome is Outcome.FAILED, (name, report.message)
+            assert why in report.message, (name, report.message)
+            assert proxy.forwarded == before  # nothing reached the server
+            assert not h.stored()
+            h.store.close()
+    finally:
+        proxy.stop()
 
 
 #: medallion's own "High Value Indicator Collection", as its test data ships it: versions

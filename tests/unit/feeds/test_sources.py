@@ -13,10 +13,13 @@ from exchange.feeds.sources import (
     DEFAULT_TIMEOUT,
     Kind,
     Schedule,
+    TaxiiSource,
+    client_certificate,
     load_sources,
     parse_sources,
     read_password,
 )
+from tests.integration.tls_pki import encrypted_copy, make_pki
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "feeds" / "sources.yaml"
@@ -130,3 +133,33 @@ def test_a_password_is_read_from_a_private_file_or_the_environment(tmp_path: Pat
     assert read_password(env_source, {"VK": " from-env "}) == "from-env"
     with pytest.raises(ConfigError, match="VK is not set"):
         read_password(env_source, {})
+
+
+def test_a_client_certificate_is_checked_before_any_connection(tmp_path: Path) -> None:
+    """Mutual TLS: client_cert and client_key come together; the key must be private to
+    its owner, unencrypted and the certificate's own, each refusal saying which."""
+    pki = make_pki(tmp_path / "pki")
+    with pytest.raises(ConfigError, match="give both client_cert and client_key"):
+        parse_sources(F, (MINIMAL + f"    client_cert: {pki.client_cert}\n").encode())
+
+    def source(cert: Path, key: Path) -> TaxiiSource:
+        (found,) = parse_sources(F, (MINIMAL + f"    client_cert: {cert}\n"
+                                     f"    client_key: {key}\n").encode())
+        return found
+
+    assert client_certificate(source(pki.client_cert, pki.client_key)) == (
+        str(pki.client_cert), str(pki.client_key))
+    (plain,) = parse_sources(F, MINIMAL.encode())
+    assert client_certificate(plain) is None
+    with pytest.raises(ConfigError, match="do not load as a pair"):
+        client_certificate(source(pki.client_cert, pki.stranger_key))
+    with pytest.raises(ConfigError, match="cannot read client certificate or key file"):
+        client_certificate(source(tmp_path / "missing.crt", pki.client_key))
+    pki.client_key.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        client_certificate(source(pki.client_cert, pki.client_key))
+    pki.client_key.chmod(0o600)
+    encrypted = encrypted_copy(pki.client_key, tmp_path / "encrypted.key", b"not in a file")
+    with pytest.raises(ConfigError, match="is encrypted") as refused:
+        client_certificate(source(pki.client_cert, encrypted))
+    assert "BEGIN" not in str(refused.value)  # no key material in the message

@@ -91,7 +91,7 @@ def peer_fingerprint(ctx: click.Context, as_json: bool) -> None:
 def _trust_json(t: PeerTrust, keys: int | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": t.name, "pins": [kid for kid, _ in t.pins], "registry_url": t.registry_url,
-        "api_key_file": t.api_key_file,
+        "api_key_file": t.api_key_file, "ca_file": t.ca_file,
         "fetched_at": format_micros(t.fetched_at) if t.fetched_at else None}
     if keys is not None:
         data["registry_keys"] = keys
@@ -110,16 +110,20 @@ def _trust_json(t: PeerTrust, keys: int | None = None) -> dict[str, Any]:
 @click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False),
               help="File holding the API key the peer issued to this node ('exchange peer"
                    " add' there).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle of the peer's https certificate, if not a public one (kept:"
+                   " the registry is fetched again with it).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def peer_trust(ctx: click.Context, name: str, registry_url: str | None,
                registry_file: str | None, fingerprints: tuple[str, ...],
-               api_key_file: str | None, as_json: bool) -> None:
+               api_key_file: str | None, ca_file: str | None, as_json: bool) -> None:
     """Pin a peer's node key and keep its signed registry (verified against the pin)."""
     ex = _exchange(ctx)
     key_file = str(Path(api_key_file).resolve()) if api_key_file else None
     record, keys = trust(ex, name, fingerprints, registry_url=registry_url,
-                         registry_file=registry_file, api_key_file=key_file)
+                         registry_file=registry_file, api_key_file=key_file,
+                         ca_file=str(Path(ca_file).resolve()) if ca_file else None)
     owners = sorted({keys.owner_of(r.kid) for r in keys.registry})
     data = {**_trust_json(record, len(keys.registry)), "owners": owners}
     _emit(as_json, data,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -82,6 +83,8 @@ REGISTRY_MAX_AGE: Final = 300.0
 _MAX_REGISTRY_BYTES: Final = 4 * 1024 * 1024
 _TIMEOUT: Final = 10.0
 _MAX_KEY_FILE_BYTES: Final = 4096
+#: OpenSSL's reason code in an SSL error's text (``[SSL: CERTIFICATE_VERIFY_FAILED]``).
+_SSL_REASON: Final = re.compile(r"\[SSL: ([A-Z0-9_]{1,80})\]")
 
 
 def read_key_file(path: str) -> str:
@@ -128,8 +131,11 @@ def check_registry_url(url: str) -> str:
     return url
 
 
-def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT) -> bytes:
-    """A peer's signed registry, as received (not yet verified).
+def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT,
+                   ca_file: str | None = None) -> bytes:
+    """A peer's signed registry, as received (not yet verified); over https, its
+    certificate is checked against ``ca_file`` when given (a peer serving from a private
+    PKI), else against the default bundle.
 
     Raises:
         InvalidInput: The URL may not carry the API key (:func:`check_registry_url`).
@@ -142,11 +148,17 @@ def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT) 
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
-        with requests.get(url, headers=headers, timeout=timeout, stream=True) as response:
+        with requests.get(url, headers=headers, timeout=timeout, stream=True,
+                          verify=ca_file if ca_file is not None else True) as response:
             if response.status_code != 200:
                 raise RemoteError(f"the peer answered {response.status_code} for its signed"
                                   f" registry at {url}")
             body = response.raw.read(_MAX_REGISTRY_BYTES + 1, decode_content=True)
+    except requests.exceptions.SSLError as e:
+        found = _SSL_REASON.search(str(e))
+        raise RemoteError(f"cannot fetch the signed registry at {url}: TLS failed"
+                          f" ({found[1] if found else 'SSLError'}); give the CA file of the"
+                          " peer's certificate (--ca-file) if it is not a public one") from None
     except requests.RequestException as e:
         raise RemoteError(f"cannot fetch the signed registry at {url}:"
                           f" {type(e).__name__}") from None
@@ -158,7 +170,8 @@ def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT) 
 
 def trust(node: Peers, name: str, fingerprints: Sequence[str], *,
           registry_url: str | None = None, registry_file: str | None = None,
-          api_key_file: str | None = None) -> tuple[PeerTrust, TrustedKeys]:
+          api_key_file: str | None = None, ca_file: str | None = None
+          ) -> tuple[PeerTrust, TrustedKeys]:
     """Pin a peer: fetch (or read) its signed registry and check it against the
     fingerprints the operator confirmed (:meth:`exchange.node.peers.Peers.trust_peer`).
 
@@ -180,9 +193,9 @@ def trust(node: Peers, name: str, fingerprints: Sequence[str], *,
         assert registry_url is not None
         check_registry_url(registry_url)
         key = read_key_file(api_key_file) if api_key_file else None
-        envelope = fetch_registry(registry_url, api_key=key)
+        envelope = fetch_registry(registry_url, api_key=key, ca_file=ca_file)
     return node.trust_peer(name, envelope, fingerprints, registry_url=registry_url,
-                           api_key_file=api_key_file)
+                           api_key_file=api_key_file, ca_file=ca_file)
 
 
 class PeerVerifier:
@@ -311,7 +324,7 @@ class PeerVerifier:
         self.refreshes += 1
         try:
             key = read_key_file(self._peer.api_key_file) if self._peer.api_key_file else None
-            envelope = fetch_registry(url, api_key=key)
+            envelope = fetch_registry(url, api_key=key, ca_file=self._peer.ca_file)
             self._peer, self._keys = self._node.refresh_peer_registry(self._peer, envelope)
         except ExchangeError as e:
             log.warning("peer %s: the registry fetched again was not kept: %s",

@@ -34,8 +34,8 @@ class Peers(NodeBase):
     """Trusting peer nodes and keeping their registries."""
 
     def trust_peer(self, name: str, envelope: bytes, fingerprints: Sequence[str], *,
-                   registry_url: str | None = None, api_key_file: str | None = None
-                   ) -> tuple[PeerTrust, TrustedKeys]:
+                   registry_url: str | None = None, api_key_file: str | None = None,
+                   ca_file: str | None = None) -> tuple[PeerTrust, TrustedKeys]:
         """Pin a peer's node key(s) and keep the signed registry that verified with them.
 
         Trusting a name again replaces its pins and location (re-pinning after the
@@ -48,6 +48,7 @@ class Peers(NodeBase):
                 signed by one of them, and each must be a node key it publishes.
             registry_url: Where to fetch the registry again (unknown signing keys).
             api_key_file: The file holding the API key presented at ``registry_url``.
+            ca_file: The CA bundle ``registry_url`` is fetched with, if not the default.
 
         Returns:
             The trust record and the registry's keys.
@@ -91,10 +92,12 @@ class Peers(NodeBase):
         trust = PeerTrust(name=name, pins=tuple(sorted(pins.items())),
                           registry_url=registry_url, api_key_file=api_key_file,
                           registry=envelope, fetched_at=now,
-                          created_at=existing.created_at if existing else now)
+                          created_at=existing.created_at if existing else now,
+                          ca_file=ca_file)
         with self.store.audited([self._admin("peer.trust", name, {
                 "pins": " ".join(kid for kid, _ in trust.pins),
-                "registry_url": registry_url, "replaced": existing is not None})]):
+                "registry_url": registry_url, "ca_file": ca_file,
+                "replaced": existing is not None})]):
             self.store.save_peer_trust(trust)
         log.info("peer %s trusted with node key(s) %s", name,
                  ", ".join(kid for kid, _ in trust.pins))
@@ -152,7 +155,8 @@ class Peers(NodeBase):
             raise NotFound(f"peer {trust.name} was untrusted or pinned again meanwhile")
         fresh = PeerTrust(name=trust.name, pins=trust.pins, registry_url=trust.registry_url,
                           api_key_file=trust.api_key_file, registry=envelope,
-                          fetched_at=now_micros(), created_at=trust.created_at)
+                          fetched_at=now_micros(), created_at=trust.created_at,
+                          ca_file=trust.ca_file)
         self.store.save_peer_trust(fresh)
         return fresh, keys
 

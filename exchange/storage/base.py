@@ -989,6 +989,8 @@ class PeerTrust:
             pins, as received.
         fetched_at: When it was received (µs since the epoch).
         created_at: When the peer was first trusted.
+        ca_file: The CA bundle ``registry_url`` is fetched with (a peer serving from a
+            private PKI), or None for the default one.
     """
 
     name: str
@@ -998,6 +1000,7 @@ class PeerTrust:
     registry: bytes | None = None
     fetched_at: int | None = None
     created_at: int = 0
+    ca_file: str | None = None
 
     def __repr__(self) -> str:
         kids = ", ".join(kid for kid, _ in self.pins)

@@ -354,6 +354,8 @@ peer_trust = Table(
     Column("registry_url", String(2048), nullable=True),
     Column("api_key_file", String(4096), nullable=True),
     Column("registry", LargeBinary, nullable=True),
+    # revision 0016: the CA bundle the registry is fetched with; NULL: the default
+    Column("ca_file", String(4096), nullable=True),
     Column("fetched_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )

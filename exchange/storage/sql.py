@@ -1256,7 +1256,7 @@ class SqlStore(Store):
                "pins": json.dumps([list(pin) for pin in trust.pins]),
                "registry_url": trust.registry_url, "api_key_file": trust.api_key_file,
                "registry": trust.registry, "fetched_at": trust.fetched_at,
-               "created_at": trust.created_at}
+               "created_at": trust.created_at, "ca_file": trust.ca_file}
         with self._transaction(write=True) as conn:
             self._upsert(conn, t.peer_trust, ["name"], [row])
 
@@ -1465,7 +1465,8 @@ def _peer_trust(row: Any) -> PeerTrust:
     return PeerTrust(name=row.name, pins=pins, registry_url=row.registry_url,
                      api_key_file=row.api_key_file,
                      registry=bytes(row.registry) if row.registry is not None else None,
-                     fetched_at=row.fetched_at, created_at=row.created_at)
+                     fetched_at=row.fetched_at, created_at=row.created_at,
+                     ca_file=row.ca_file)
 
 
 def _source_state(row: Any) -> SourceState:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 import requests
 from click.testing import CliRunner
@@ -35,7 +36,7 @@ from exchange.cli.demo_federation import (
     verify_at,
 )
 from exchange.cli.main import main
-from exchange.feeds.peers import verifier_for
+from exchange.feeds.peers import PeerVerifier, verifier_for
 from exchange.model.objects import Tlp
 from exchange.model.tlp import TLP2_IDS
 from exchange.node.base import now_micros
@@ -46,6 +47,7 @@ from exchange.signing.cxsig import sign_object
 from exchange.signing.keys import generate
 from exchange.signing.published import read_registry
 from tests.integration.conftest import free_port
+from tests.integration.tls_pki import TlsProxy, make_pki
 
 LEVELS = ("clear", "green", "amber", "amber+strict")
 
@@ -185,6 +187,35 @@ def test_trust_pins_only_the_fingerprint_read_out_of_band(pair: Pair, tmp_path: 
     code, _, err = cli(pair.uz.home, "peer", "untrust", "pk-file")
     assert code == 0, err
     assert pair.uz.exchange.store.peer_trust("pk-file") is None
+
+
+def test_a_peer_serving_from_a_private_pki_is_trusted_with_its_ca_file(
+        pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PK's node behind https with a certificate of its own CA: 'peer trust' refuses
+    the registry URL with a TLS reason until given --ca-file, keeps that CA file with the
+    pins, and the verifier fetches the registry again with it."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the CA file must hold
+    pki = make_pki(tmp_path / "pki")
+    proxy = TlsProxy(pair.pk.base, pki, require_client_cert=False).start()
+    try:
+        url = proxy.url("/cx/cx/registry/signed/")
+        args = ["peer", "trust", "pk-tls", "--registry-url", url, "--fingerprint",
+                pair.pk.exchange.node_key().kid, "--api-key-file", str(pair.keys / "uz-node")]
+        code, _, err = cli(pair.uz.home, *args)
+        assert code == 1
+        assert "TLS failed (CERTIFICATE_VERIFY_FAILED)" in err, err
+        assert pair.uz.exchange.store.peer_trust("pk-tls") is None
+        code, out, err = cli(pair.uz.home, *args, "--ca-file", str(pki.ca), "--json")
+        assert code == 0, err
+        assert json.loads(out)["ca_file"] == str(pki.ca.resolve())
+        fetched = proxy.forwarded
+        verifier = PeerVerifier(pair.uz.exchange, pair.uz.exchange.peer("pk-tls"),
+                                pair.uz.exchange.peer_registry(pair.uz.exchange.peer("pk-tls")))
+        assert verifier.refresh() is True  # fetched again over https, with the kept CA
+        assert proxy.forwarded == fetched + 1
+    finally:
+        proxy.stop()
+        cli(pair.uz.home, "peer", "untrust", "pk-tls")
 
 
 def test_a_peer_receives_what_its_served_organisation_may_and_each_is_a_disclosure(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Final
 
 from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
 from exchange.node.base import NodeBase, now_micros
@@ -28,6 +29,10 @@ from exchange.signing.signed_registry import open_signed_registry, pin_key
 from exchange.storage.base import MemberKey, PeerTrust
 
 log = logging.getLogger(__name__)
+
+#: The most key changes one pull mirrors from a peer's registry (each is a write and an
+#: admin record); the rest wait for the next pull.
+MAX_MIRRORED_KEYS: Final = 1000
 
 
 class Peers(NodeBase):
@@ -182,7 +187,8 @@ class Peers(NodeBase):
             org_name: The local organisation the peer stands for.
 
         Returns:
-            One line per change made, for the run's report.
+            One line per change made, for the run's report (at most
+            :data:`MAX_MIRRORED_KEYS` changes a call, then a line saying the rest wait).
 
         Raises:
             NotFound: ``org_name`` is not registered here.
@@ -194,6 +200,10 @@ class Peers(NodeBase):
             if record.kid in keys.node_kids \
                     or keys.owner_names.get(record.owner_identity) != org.name:
                 continue
+            if len(changes) >= MAX_MIRRORED_KEYS:
+                changes.append(f"more keys than {MAX_MIRRORED_KEYS} changed; the rest at the"
+                               " next pull")
+                break
             try:
                 held = self.store.get_member_key(record.kid)
             except NotFound:

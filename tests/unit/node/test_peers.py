@@ -11,6 +11,7 @@ from exchange.config import load_settings
 from exchange.errors import InvalidInput, NotFound, SignatureError
 from exchange.feeds.peers import PeerVerifier, check_registry_url, verifier_for
 from exchange.model.objects import AccountId, OrgId, Principal, Role, StixId
+from exchange.node import peers as peers_module
 from exchange.node.base import channel_of
 from exchange.node.keyring import list_keys, register_key
 from exchange.node.service import Exchange, init_home
@@ -177,3 +178,15 @@ def test_a_peers_keys_are_mirrored_for_its_organisation_only_and_only_ever_narro
     assert held[UZ_REVOKED.kid] == ("revoked", None, JAN + 1)
     with pytest.raises(NotFound):
         node.mirror_peer_keys("uz-node", TRUSTED, "XK-CERT")
+
+
+def test_a_pull_mirrors_a_bounded_number_of_key_changes(
+        node: Exchange, monkeypatch: pytest.MonkeyPatch) -> None:
+    node.add_org("UZ-CERT")
+    monkeypatch.setattr(peers_module, "MAX_MIRRORED_KEYS", 2)
+    changes = node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT")
+    assert len(changes) == 3
+    assert changes[-1] == "more keys than 2 changed; the rest at the next pull"
+    assert len(_held(node, "UZ-CERT")) == 2
+    assert len(node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT")) == 2  # the rest
+    assert len(_held(node, "UZ-CERT")) == 4

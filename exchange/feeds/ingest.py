@@ -114,6 +114,7 @@ __all__ = [
     "VerifierFor",
     "ingest",
     "source_account",
+    "tls_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -434,6 +435,13 @@ def _manifest_time(record: Any) -> tuple[tuple[str, int], int] | None:
 _SSL_REASON: Final = re.compile(r"\[SSL: ([A-Z0-9_]{1,80})\]")
 
 
+def tls_reason(error: BaseException) -> str:
+    """OpenSSL's reason code for a failed TLS connection (``CERTIFICATE_VERIFY_FAILED``),
+    else the error's type name: never more of its text."""
+    found = _SSL_REASON.search(str(error))
+    return found[1] if found else type(error).__name__
+
+
 class _Translated:
     """Turns requests' and taxii2-client's errors into the exchange's (no secret kept)."""
 
@@ -455,11 +463,10 @@ class _Translated:
                                 f" {code})") from None
             raise ExchangeError(f"source {name!r}: the server answered HTTP {code}") from None
         if isinstance(error, requests.exceptions.SSLError):
-            found = _SSL_REASON.search(str(error))
             raise ExchangeError(
-                f"source {name!r}: TLS with the server failed"
-                f" ({found[1] if found else 'SSLError'}): check ca_file for the server's"
-                " certificate, and client_cert and client_key if it asks for one"
+                f"source {name!r}: TLS with the server failed ({tls_reason(error)}): check"
+                " ca_file for the server's certificate, and client_cert and client_key if"
+                " it asks for one"
             ) from None
         if isinstance(error, requests.Timeout):
             raise ExchangeError(f"source {name!r}: no answer within"

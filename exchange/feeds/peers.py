@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +52,7 @@ from exchange.errors import (
     RemoteError,
     SignatureError,
 )
+from exchange.feeds.ingest import tls_reason
 from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.base import now_micros
 from exchange.node.peers import Peers
@@ -83,8 +83,6 @@ REGISTRY_MAX_AGE: Final = 300.0
 _MAX_REGISTRY_BYTES: Final = 4 * 1024 * 1024
 _TIMEOUT: Final = 10.0
 _MAX_KEY_FILE_BYTES: Final = 4096
-#: OpenSSL's reason code in an SSL error's text (``[SSL: CERTIFICATE_VERIFY_FAILED]``).
-_SSL_REASON: Final = re.compile(r"\[SSL: ([A-Z0-9_]{1,80})\]")
 
 
 def read_key_file(path: str) -> str:
@@ -155,10 +153,9 @@ def fetch_registry(url: str, *, api_key: str | None, timeout: float = _TIMEOUT,
                                   f" registry at {url}")
             body = response.raw.read(_MAX_REGISTRY_BYTES + 1, decode_content=True)
     except requests.exceptions.SSLError as e:
-        found = _SSL_REASON.search(str(e))
         raise RemoteError(f"cannot fetch the signed registry at {url}: TLS failed"
-                          f" ({found[1] if found else 'SSLError'}); give the CA file of the"
-                          " peer's certificate (--ca-file) if it is not a public one") from None
+                          f" ({tls_reason(e)}); give the CA file of the peer's certificate"
+                          " (--ca-file) if it is not a public one") from None
     except requests.RequestException as e:
         raise RemoteError(f"cannot fetch the signed registry at {url}:"
                           f" {type(e).__name__}") from None

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import re
 import threading
 import uuid
@@ -494,6 +495,8 @@ class _Context:
     now: int
     attester: Attester | None  # a vendor source's: the node signs what it imports
     reader: TaxiiReader  # also for a peer's recording times (manifest)
+    verifying: ThreadPoolExecutor | None = None  # a peer's: verifies beside this thread
+    verify_threads: int = 1  # this thread and the verifying pool's
 
 
 def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = None,
@@ -543,8 +546,11 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         attester = Attester(node.node_key(), signed_at=_signed_at(at), limits=node.limits,
                             workers=source.sign_workers if workers is None else workers)
         attester.start()  # forks before the read-ahead thread exists
+    threads = min(VERIFY_THREADS, os.cpu_count() or 1)
+    verifying = ThreadPoolExecutor(threads - 1, thread_name_prefix=f"verify-{source.name}") \
+        if verifier is not None and threads > 1 else None
     ctx = _Context(node, source, *destination, verifier=verifier, now=at, attester=attester,
-                   reader=reader)
+                   reader=reader, verifying=verifying, verify_threads=threads)
     mirrored = _mirror_keys(ctx, report, None)
     cursor = state.cursor
     chain_start = _before(cursor)
@@ -604,6 +610,8 @@ def ingest(node: Exchange, source: TaxiiSource, *, reader: TaxiiReader | None = 
         report.outcome, report.message = Outcome.FAILED, e.reason
     finally:
         ahead.shutdown(wait=True, cancel_futures=True)
+        if verifying is not None:
+            verifying.shutdown(wait=True, cancel_futures=True)
         if attester is not None:
             attester.close()
     _mirror_keys(ctx, report, mirrored)  # a key learnt mid-run (registry fetched again)
@@ -746,7 +754,8 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
     # Objects a peer signed with a key it revoked as compromised: checked again once the
     # peer's manifest says when it recorded them (position in the page, object, refusal).
     again: list[tuple[int, Mapping[str, Any], _SignatureRefused]] = []
-    for received in objects:
+    verdicts = _verdicts(ctx, objects)
+    for position, received in enumerate(objects):
         raw = received
         object_id = str(raw.get("id")) if isinstance(raw, Mapping) else "(not an object)"
         if ctx.source.kind is Kind.VENDOR and isinstance(raw, Mapping) and \
@@ -755,7 +764,8 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
             if SPEC_VERSION_NOTE not in report.notes:
                 report.notes.append(SPEC_VERSION_NOTE)
         try:
-            checked.append(_check(ctx, raw, owner, registered, custom_rule))
+            checked.append(_check(ctx, raw, owner, registered, custom_rule,
+                                  verdict=verdicts[position] if verdicts else _UNSET))
         except _SignatureRefused as e:
             if ctx.verifier is not None and ctx.verifier.compromised_since(raw) is not None:
                 again.append((len(checked), raw, e))
@@ -806,6 +816,39 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
         _store(ctx, versions, kid, report)
 
 
+#: Threads that verify a peer's page (the importing one and the others): Ed25519
+#: verification, most of a peer object's check, releases the interpreter lock.
+VERIFY_THREADS: Final = 4
+class _Unset:
+    """``_check``'s verdict when none was made beforehand."""
+
+
+_UNSET: Final = _Unset()
+_Verdict = str | None | _Unset
+
+
+def _verdicts(ctx: _Context, objects: Sequence[Any]) -> list[_Verdict]:
+    """The verifier's verdict on each object of a peer's page (None: its signature
+    holds; else the reason), made on this thread and the verifying threads at once; an
+    empty list when there is no verifier or no other thread. A non-object gets
+    :data:`_UNSET` (``_check`` refuses it as malformed)."""
+    verifier, pool = ctx.verifier, ctx.verifying
+    if verifier is None or pool is None or len(objects) < 2:
+        return []
+
+    def judge(part: Sequence[Any]) -> list[_Verdict]:
+        return [verifier.verify(o) if isinstance(o, Mapping) else _UNSET for o in part]
+
+    parts = ctx.verify_threads
+    size = -(-len(objects) // parts)
+    later = [pool.submit(judge, objects[start:start + size])
+             for start in range(size, len(objects), size)]
+    out = judge(objects[:size])
+    for future in later:
+        out += future.result()
+    return out
+
+
 def _check_again(ctx: _Context, checked: list[_Candidate],
                  again: Sequence[tuple[int, Mapping[str, Any], _SignatureRefused]],
                  report: IngestReport, owner: Organisation, registered: Mapping[str, str],
@@ -853,9 +896,11 @@ def _version_key(raw: Any) -> tuple[str, int] | None:
 
 
 def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str, str],
-           custom_rule: str, recorded: int | None = None) -> _Candidate:
+           custom_rule: str, recorded: int | None = None, *,
+           verdict: _Verdict = _UNSET) -> _Candidate:
     """The object checked by the ingest rules (and, for a peer, its signature, with
-    ``recorded`` the time the peer recorded it when that was asked).
+    ``recorded`` the time the peer recorded it when that was asked, or ``verdict`` the
+    verifier's, made beforehand without it: :func:`_verdicts`).
 
     Raises:
         ExchangeError: It may not be stored (the reason says why).
@@ -864,7 +909,8 @@ def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str
         raise InvalidObject("an element of the envelope's objects is not a JSON object")
     signed_kid = None
     if ctx.verifier is not None:
-        why = ctx.verifier.verify(raw, recorded)
+        why = ctx.verifier.verify(raw, recorded) if isinstance(verdict, _Unset) or \
+            recorded is not None else verdict
         if why is not None:
             raise _SignatureRefused(why)
         entry = (raw.get("extensions") or {}).get(EXTENSION_ID) or {}

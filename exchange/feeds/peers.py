@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,7 +58,6 @@ from exchange.model.tlp import is_standard_tlp_definition
 from exchange.node.base import now_micros
 from exchange.node.peers import Peers
 from exchange.signing.cxsig import signature_of, verify_object
-from exchange.signing.keys import KeyId, PublicKey
 from exchange.signing.published import TrustedKeys
 from exchange.signing.registry import format_micros
 from exchange.storage.base import PeerTrust
@@ -198,7 +198,9 @@ def trust(node: Peers, name: str, fingerprints: Sequence[str], *,
 class PeerVerifier:
     """Verifies a peer's objects against its pinned, signed registry (module docstring).
 
-    Constructing it does no I/O: the caller passes the peer's kept registry.
+    Constructing it does no I/O: the caller passes the peer's kept registry. Thread-safe:
+    the ingestion verifies a page's objects on several threads (Ed25519 verification
+    releases the interpreter lock); the registry is replaced whole, under a lock.
     """
 
     def __init__(self, node: Peers, peer: PeerTrust, keys: TrustedKeys, *,
@@ -209,7 +211,7 @@ class PeerVerifier:
         self._refresh_seconds = refresh_seconds
         self._next_refresh = 0.0
         self._owner_cache: tuple[TrustedKeys, frozenset[str]] | None = None
-        self._unknown = False
+        self._refreshing = threading.Lock()
         #: Registry fetches made (for reports and tests).
         self.refreshes = 0
 
@@ -238,11 +240,11 @@ class PeerVerifier:
         """
         if is_standard_tlp_definition(obj.get("type"), obj.get("id")):
             return None
-        self._unknown = False
+        keys = self._keys
         try:
-            self._check(obj, recorded)
+            self._check(obj, recorded, keys)
         except (SignatureError, InvalidObject) as e:
-            if not self._unknown or not self.refresh():
+            if not self._unknown_key(obj, keys) or not self.refresh(seen=keys):
                 return e.reason
         else:
             return None
@@ -262,14 +264,24 @@ class PeerVerifier:
         except SignatureError:  # a malformed entry, or a key the registry does not know
             return None
 
-    def _resolve(self, kid: KeyId) -> PublicKey:
+    @staticmethod
+    def _unknown_key(obj: Mapping[str, Any], keys: TrustedKeys) -> bool:
+        """Whether ``obj`` is signed by a key ``keys`` does not hold (the registry fetched
+        again may know it)."""
         try:
-            return self._keys.registry.resolve(kid)
+            entry = signature_of(obj)
+        except SignatureError:  # a malformed entry: no registry would help
+            return False
+        if entry is None:
+            return False
+        try:
+            keys.registry.record(entry.kid)
         except SignatureError:
-            self._unknown = True
-            raise
+            return True
+        return False
 
-    def _check(self, obj: Mapping[str, Any], recorded: int | None = None) -> None:
+    def _check(self, obj: Mapping[str, Any], recorded: int | None = None,
+               keys: TrustedKeys | None = None) -> None:
         """Signature, owner binding and key validity (the consumer's checks of
         ``exchange verify``, DESIGN.md decision 8), against the peer's registry.
 
@@ -279,8 +291,8 @@ class PeerVerifier:
                 revoked, with ``recorded`` unknown).
             InvalidObject: The object cannot be canonicalised.
         """
-        keys = self._keys
-        verified = verify_object(obj, self._resolve)
+        keys = self._keys if keys is None else keys
+        verified = verify_object(obj, keys.registry.resolve)
         record = keys.registry.record(verified.kid)
         signer = record.owner_identity
         creator = obj.get("created_by_ref")
@@ -310,10 +322,17 @@ class PeerVerifier:
             self._owner_cache = owners
         return owners[1]
 
-    def refresh(self) -> bool:
+    def refresh(self, seen: TrustedKeys | None = None) -> bool:
         """Fetch the peer's registry again, at most once per ``refresh_seconds``; keep it
         only if it verifies against the pins (otherwise log why and keep the old one).
-        True when a new registry was kept."""
+        True when a new registry was kept, or when one newer than ``seen`` (the registry
+        a caller checked against) was kept meanwhile by another thread."""
+        with self._refreshing:
+            if seen is not None and self._keys is not seen:
+                return True
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         url = self._peer.registry_url
         if url is None or time.monotonic() < self._next_refresh:
             return False

@@ -92,6 +92,7 @@ from exchange.signing.published import TrustedKeys
 from exchange.storage.base import (
     Account,
     AddOutcome,
+    AddResult,
     Collection,
     IdOwnership,
     NewVersion,
@@ -813,7 +814,9 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
             signed_kid=kid if kid is not None else candidate.signed_kid,
             ownership=_ownership(obj)))
     if versions:
-        _store(ctx, versions, kid, report)
+        stored = _store(ctx, versions, kid, report)
+        if ctx.verifier is not None:
+            _cover(ctx, stored, report)
 
 
 #: Threads that verify a peer's page (the importing one and the others): Ed25519
@@ -989,8 +992,23 @@ def source_account(node: Exchange, source: TaxiiSource, owner: Organisation) -> 
                           what=f"source {source.name!r}")
 
 
-def _store(ctx: _Context, versions: list[NewVersion], kid: str | None,
+def _cover(ctx: _Context, stored: Sequence[tuple[AddResult, NewVersion]],
            report: IngestReport) -> None:
+    """After a peer's page is stored: keep each retired key of the peer's organisation
+    valid here for what was just imported under it
+    (:meth:`exchange.node.peers.Peers.cover_peer_imports`); the changes are notes."""
+    last: dict[str, int] = {}
+    for result, version in stored:
+        if result.outcome is AddOutcome.ADDED and version.signed_kid and result.date_added:
+            last[version.signed_kid] = max(last.get(version.signed_kid, 0),
+                                           result.date_added)
+    if last:
+        report.notes += ctx.node.cover_peer_imports(str(ctx.source.trust), ctx.owner.name,
+                                                    last)
+
+
+def _store(ctx: _Context, versions: list[NewVersion], kid: str | None,
+           report: IngestReport) -> list[tuple[AddResult, NewVersion]]:
     node, owner, source = ctx.node, ctx.owner, ctx.source
     stored = store_import(
         node, collection=ctx.collection, owner=owner,
@@ -1005,3 +1023,4 @@ def _store(ctx: _Context, versions: list[NewVersion], kid: str | None,
         else:
             report.refuse(version.id, f"store-{result.outcome.value}",
                           f"the collection refused {version.id}: {result.outcome.value}")
+    return stored

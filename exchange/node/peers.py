@@ -17,7 +17,7 @@ take the envelope's bytes. The serving side (a peer node's account, role ``peer`
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from exchange.errors import Conflict, InvalidInput, NotFound, SignatureError
@@ -25,6 +25,7 @@ from exchange.node.base import NodeBase, now_micros
 from exchange.node.members import check_name
 from exchange.signing.keys import KeyId, load_public_pem
 from exchange.signing.published import TrustedKeys
+from exchange.signing.registry import KeyRecord, format_micros
 from exchange.signing.signed_registry import open_signed_registry, pin_key
 from exchange.storage.base import MemberKey, PeerTrust
 
@@ -178,8 +179,11 @@ class Peers(NodeBase):
         organisation follows the peer only where that narrows it: a retirement
         (``valid_until`` earlier), a revocation (``compromised_since`` earlier); nothing
         the peer publishes ever widens a key here, and a key held here for another
-        organisation is left alone, with a warning. Each change is an admin record in
-        the ledger, written with it (actor: this instance's).
+        organisation is left alone, with a warning. A retirement takes effect here no
+        earlier than just after the last object this node recorded under the key
+        (:meth:`_valid_until_here`); a revocation takes effect as the peer says. Each
+        change is an admin record in the ledger, written with it (actor: this
+        instance's).
 
         Args:
             peer: The trusted peer's name (recorded with each change).
@@ -214,7 +218,7 @@ class Peers(NodeBase):
                 key = MemberKey(
                     kid=record.kid, org_id=org.id, purpose="object", alg=record.alg,
                     public_pem=record.public_pem, valid_from=record.valid_from,
-                    valid_until=record.valid_until, status=record.status,
+                    valid_until=self._valid_until_here(record), status=record.status,
                     compromised_since=record.compromised_since, created_at=now_micros())
                 with self.store.audited([self._admin("key.register", record.kid, details)]):
                     try:
@@ -228,7 +232,7 @@ class Peers(NodeBase):
                             " for another organisation; not mirrored", peer, record.kid,
                             org.name)
                 continue
-            change = _narrowing(held, record.status, record.valid_until,
+            change = _narrowing(held, record.status, self._valid_until_here(record),
                                 record.compromised_since)
             if change is None:
                 continue
@@ -242,6 +246,61 @@ class Peers(NodeBase):
         if changes:
             self.registry_cache.invalidate()
             log.info("peer %s: %s's keys mirrored: %s", peer, org.name, "; ".join(changes))
+        return changes
+
+    def _valid_until_here(self, record: KeyRecord) -> int | None:
+        """The ``valid_until`` a peer's key gets here.
+
+        A retired key stays valid here for the objects this node recorded under it
+        before the retirement reached it (imported from the peer, whose registry vouched
+        for each when it recorded it, or published here while the key was active here):
+        until just after the last of them, when that is later than the peer's own
+        ``valid_until``. So a node that first pulls a peer's history after a routine
+        rotation verifies it, while no object recorded here afterwards can use the key.
+        A revoked key's validity is left as the peer publishes it: a compromise is never
+        widened.
+        """
+        if record.status != "retired" or record.valid_until is None:
+            return record.valid_until
+        last = self.store.last_signed_by(record.kid)
+        return record.valid_until if last is None or last < record.valid_until else last + 1
+
+    def cover_peer_imports(self, peer: str, org_name: str, last: Mapping[str, int]
+                           ) -> list[str]:
+        """Keep each retired key of the peer's organisation valid here for the objects
+        this node has just imported from the peer under it (``last``: key id -> the
+        latest recording time here, µs): its ``valid_until`` moves to just after that
+        time when it was earlier (:meth:`_valid_until_here`). The peer's verifier accepted
+        each of them by the peer's own recording time; nothing recorded here later can
+        use the key. Each change is an admin record (``key.retire``, naming the peer).
+
+        Returns:
+            One line per key changed.
+
+        Raises:
+            NotFound: ``org_name`` is not registered here.
+            StorageError: The database failed.
+        """
+        org = self.store.find_org(org_name)
+        changes: list[str] = []
+        for kid, when in sorted(last.items()):
+            try:
+                held = self.store.get_member_key(kid)
+            except NotFound:
+                continue
+            if held.org_id != org.id or held.status != "retired" \
+                    or held.valid_until is None or held.valid_until > when:
+                continue
+            until = when + 1
+            with self.store.audited([self._admin("key.retire", kid, {
+                    "org": org.name, "peer": peer, "status": "retired",
+                    "valid_until": format_micros(until),
+                    "covers": "objects imported from the peer under the key"})]):
+                self.store.update_member_key(kid, valid_until=until)
+            changes.append(f"retired {kid} from {format_micros(until)}, after the objects"
+                           " imported under it")
+        if changes:
+            self.registry_cache.invalidate()
         return changes
 
 

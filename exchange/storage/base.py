@@ -681,6 +681,10 @@ class Store(abc.ABC):
     def versions_signed_by(self, kid: str) -> list[SignedVersion]:
         """The stored versions (all collections) signed by ``kid``, by ``date_added``."""
 
+    @abc.abstractmethod
+    def last_signed_by(self, kid: str) -> int | None:
+        """The latest ``date_added`` of a stored version signed by ``kid`` (µs), or None."""
+
     # -- derived copies (revision 0007) ----------------------------------------------------
     @abc.abstractmethod
     def record_derived_ids(self, entries: Sequence[DerivedIdEntry]) -> None:

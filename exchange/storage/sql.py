@@ -1121,6 +1121,19 @@ class SqlStore(Store):
                 for row in conn.execute(query)
             ]
 
+    def last_signed_by(self, kid: str) -> int | None:
+        """The latest ``date_added`` of a stored version signed by ``kid`` (µs), or None.
+
+        One index lookup (``ix_object_versions_signed_kid``).
+
+        Raises:
+            StorageError: The database failed.
+        """
+        query = sa.select(sa.func.max(ov.c.date_added)).where(ov.c.signed_kid == kid)
+        with self._transaction(write=False) as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
+
     # -- derived copies (revision 0007) ----------------------------------------------------
     def record_derived_ids(self, entries: Sequence[DerivedIdEntry]) -> None:
         """Remember which original and transforms each derived id stands for.

@@ -362,6 +362,61 @@ def test_the_peers_own_keys_are_mirrored_so_its_objects_verify_here_as_there(
         ("key.register", "pk"), ("key.revoke", "pk")], changes
 
 
+def test_history_pulled_after_the_peer_retired_its_key_verifies_here(pair: Pair) -> None:
+    """PK-CERT signs with a key, then PK retires it (a routine rotation); UZ first pulls
+    that object afterwards. UZ's consumers verify it against UZ's own registry: the
+    retirement takes effect at UZ only after what UZ recorded under the key, which PK
+    vouched for. A later pull keeps it so, and nothing UZ records later can use the key."""
+    _trust_pk(pair)
+    uz, pk = pair.uz, pair.pk
+    old = generate("Ed25519")
+    register_key(pk.exchange.store, "PK-CERT", old.public_pem())
+    pk.signing, first = old, pk.signing
+    try:
+        [signed] = signed_indicators(pk, 1, seed=93, tlp=Tlp.GREEN)
+        time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
+        publish(pk, [signed])
+    finally:
+        pk.signing = first
+    retired_at = now_micros()
+    pk.exchange.store.update_member_key(old.kid, status="retired", valid_until=retired_at)
+    time.sleep(1.2)
+    code, _, err = cli(uz.home, "peer", "trust", "pk", "--registry-url",  # fetched anew
+                       f"{pk.base}/cx/cx/registry/signed/", "--fingerprint",
+                       pk.exchange.node_key().kid, "--api-key-file", str(pair.keys / "uz-node"))
+    assert code == 0, err
+    report = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
+    assert signed["id"] not in {r.id for r in report.refusals}, report.refusals
+    assert any(f"registered {old.kid} (retired)" in note for note in report.notes), report
+    assert any(f"retired {old.kid} from" in note for note in report.notes), report
+    time.sleep(1.2)  # UZ's workers rebuild their registry (cache_seconds = 1)
+    assert verify_at(uz, signed["id"]).startswith("valid"), verify_at(uz, signed["id"])
+    [held] = [k.record for k in list_keys(uz.exchange.store) if k.record.kid == old.kid]
+    assert held.status == "retired"
+    assert held.valid_until is not None
+    assert retired_at < held.valid_until <= now_micros()
+    again = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
+    assert not any(old.kid in note for note in again.notes), again.notes
+    time.sleep(1.2)
+    assert verify_at(uz, signed["id"]).startswith("valid")
+    # a PK-CERT publisher at UZ cannot publish anything new under the retired key
+    account = "peer-import-pk-cert"
+    token = uz.exchange.create_api_key(account, label="test")[1]
+    [late] = signed_indicators(uz, 1, seed=94, tlp=Tlp.GREEN)
+    late = sign_object({k: v for k, v in late.items() if k != "extensions"}
+                       | {"created_by_ref": pk.exchange.store.find_org("PK-CERT").identity_id},
+                       old)
+    refused = requests.post(
+        f"{uz.url('jwg')}objects/", auth=(account, token), timeout=30,
+        headers={"Accept": "application/taxii+json;version=2.1",
+                 "Content-Type": "application/taxii+json;version=2.1"},
+        json={"objects": [late]})
+    assert refused.status_code == 202, refused.text
+    status = refused.json()
+    assert status["failure_count"] == 1, status
+    assert f"key {old.kid} is retired since" in json.dumps(status["failures"]), status
+
+
 def pull_local(node: FedNode) -> list[dict[str, Any]]:
     """What the node's analyst reads from its own jwg (taxii2-client)."""
     collection = Collection(node.url("jwg"), user=node.analyst, password=node.keys[node.analyst])

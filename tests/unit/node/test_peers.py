@@ -190,3 +190,28 @@ def test_a_pull_mirrors_a_bounded_number_of_key_changes(
     assert len(_held(node, "UZ-CERT")) == 2
     assert len(node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT")) == 2  # the rest
     assert len(_held(node, "UZ-CERT")) == 4
+
+
+def test_a_retired_key_is_kept_valid_for_what_was_imported_under_it_and_no_more(
+        node: Exchange) -> None:
+    for org in ("UZ-CERT", "PK-CERT"):
+        node.add_org(org)
+    register_key(node.store, "PK-CERT", FUTURE.public_pem())
+    node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT")  # UZ_RETIRED until MAR
+    changes = node.cover_peer_imports("uz-node", "UZ-CERT", {
+        UZ_RETIRED.kid: JUN,  # imported after the retirement: covered
+        UZ_REVOKED.kid: JUN,  # a compromise: never moved
+        UZ.kid: JUN,  # active: nothing to do
+        FUTURE.kid: JUN,  # another organisation's here
+        "sha256:unknown": JUN})
+    assert len(changes) == 1, changes
+    held = _held(node, "UZ-CERT")
+    assert held[UZ_RETIRED.kid] == ("retired", JUN + 1, None)
+    assert held[UZ_REVOKED.kid] == ("revoked", None, MAR)
+    assert held[UZ.kid] == ("active", None, None)
+    assert node.cover_peer_imports("uz-node", "UZ-CERT", {UZ_RETIRED.kid: JAN}) == []
+    # the cover stands only on objects this node holds under the key: none are stored
+    # here, so the next pull narrows it back to the peer's MAR
+    assert node.mirror_peer_keys("uz-node", TRUSTED, "UZ-CERT") == [
+        f"retired {UZ_RETIRED.kid} as at the peer"]
+    assert _held(node, "UZ-CERT")[UZ_RETIRED.kid] == ("retired", MAR, None)

@@ -146,6 +146,10 @@ def test_versions_signed_by_a_key_across_collections_in_date_added_order(
     assert all(isinstance(v, SignedVersion) for v in found)
     assert [v.id for v in world.versions_signed_by(KID_B)] == [oid(3)]
     assert world.versions_signed_by(KID_NODE) == []
+    # the latest recording time under a key (a peer's retired key is kept valid to it)
+    assert world.last_signed_by(KID_A) == found[-1].date_added
+    assert world.last_signed_by(KID_B) == world.versions_signed_by(KID_B)[0].date_added
+    assert world.last_signed_by(KID_NODE) is None
 
 
 def test_versions_signed_by_is_an_index_range_scan(world: SqlStore) -> None:

@@ -44,7 +44,7 @@ from exchange.node.derive import PROVENANCE_SOURCE
 from exchange.node.keyring import list_keys, register_key, revoke_key
 from exchange.policy.tlp import RED_RECIPIENTS_EXTENSION_ID
 from exchange.signing.cxsig import sign_object
-from exchange.signing.keys import generate
+from exchange.signing.keys import SigningKey, generate
 from exchange.signing.published import read_registry
 from tests.integration.conftest import free_port
 from tests.integration.tls_pki import TlsProxy, make_pki
@@ -305,6 +305,30 @@ def test_tampered_or_unknown_or_revoked_signatures_are_refused_and_never_stored(
     assert pair.ids["green"] in uz_ids
 
 
+def published_with_a_new_key(pk: FedNode, seed: int) -> tuple[SigningKey, dict[str, Any]]:
+    """PK-CERT registers a new key at PK and publishes one TLP:GREEN indicator it
+    signed; PK's own key stays the node's signer afterwards."""
+    key = generate("Ed25519")
+    register_key(pk.exchange.store, "PK-CERT", key.public_pem())
+    pk.signing, first = key, pk.signing
+    try:
+        [signed] = signed_indicators(pk, 1, seed=seed, tlp=Tlp.GREEN)
+        time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
+        publish(pk, [signed])
+    finally:
+        pk.signing = first
+    return key, signed
+
+
+def fetch_pk_registry_again(pair: Pair) -> None:
+    """UZ trusts PK again, fetching its registry now (not at the next pull's age check)."""
+    code, _, err = cli(pair.uz.home, "peer", "trust", "pk", "--registry-url",
+                       f"{pair.pk.base}/cx/cx/registry/signed/", "--fingerprint",
+                       pair.pk.exchange.node_key().kid, "--api-key-file",
+                       str(pair.keys / "uz-node"))
+    assert code == 0, err
+
+
 def test_the_peers_own_keys_are_mirrored_so_its_objects_verify_here_as_there(
         pair: Pair) -> None:
     """What UZ imports from PK verifies at UZ, from UZ's own server and registry, as a
@@ -313,17 +337,9 @@ def test_the_peers_own_keys_are_mirrored_so_its_objects_verify_here_as_there(
     organisation, never PK's node key; each change is an admin record in UZ's ledger."""
     _trust_pk(pair)
     uz, pk = pair.uz, pair.pk
-    third = generate("Ed25519")
-    register_key(pk.exchange.store, "PK-CERT", third.public_pem())
     rogue = generate("Ed25519")  # a key PK registered for UZ-CERT: PK may not vouch for it
     register_key(pk.exchange.store, "UZ-CERT", rogue.public_pem())
-    pk.signing, first = third, pk.signing
-    try:
-        [signed] = signed_indicators(pk, 1, seed=91, tlp=Tlp.GREEN)
-        time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
-        publish(pk, [signed])
-    finally:
-        pk.signing = first
+    third, signed = published_with_a_new_key(pk, seed=91)
     report = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
     assert report.counts["created"] >= 1, report
     assert any(f"registered {third.kid} (active)" in note for note in report.notes), report
@@ -339,10 +355,7 @@ def test_the_peers_own_keys_are_mirrored_so_its_objects_verify_here_as_there(
     compromised = now_micros()
     revoke_key(pk.exchange.store, third.kid, compromised)
     time.sleep(1.2)
-    code, _, err = cli(uz.home, "peer", "trust", "pk", "--registry-url",  # fetched anew
-                       f"{pk.base}/cx/cx/registry/signed/", "--fingerprint",
-                       pk.exchange.node_key().kid, "--api-key-file", str(pair.keys / "uz-node"))
-    assert code == 0, err
+    fetch_pk_registry_again(pair)
     report = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
     assert any(f"revoked {third.kid} as at the peer" in note for note in report.notes), report
     time.sleep(1.2)
@@ -369,22 +382,11 @@ def test_history_pulled_after_the_peer_retired_its_key_verifies_here(pair: Pair)
     vouched for. A later pull keeps it so, and nothing UZ records later can use the key."""
     _trust_pk(pair)
     uz, pk = pair.uz, pair.pk
-    old = generate("Ed25519")
-    register_key(pk.exchange.store, "PK-CERT", old.public_pem())
-    pk.signing, first = old, pk.signing
-    try:
-        [signed] = signed_indicators(pk, 1, seed=93, tlp=Tlp.GREEN)
-        time.sleep(1.2)  # the workers' key registry (cache_seconds = 1)
-        publish(pk, [signed])
-    finally:
-        pk.signing = first
+    old, signed = published_with_a_new_key(pk, seed=93)
     retired_at = now_micros()
     pk.exchange.store.update_member_key(old.kid, status="retired", valid_until=retired_at)
     time.sleep(1.2)
-    code, _, err = cli(uz.home, "peer", "trust", "pk", "--registry-url",  # fetched anew
-                       f"{pk.base}/cx/cx/registry/signed/", "--fingerprint",
-                       pk.exchange.node_key().kid, "--api-key-file", str(pair.keys / "uz-node"))
-    assert code == 0, err
+    fetch_pk_registry_again(pair)
     report = federate(uz, pk, peer_name="pk", user="uz-node", key_file=pair.keys / "uz-node")
     assert signed["id"] not in {r.id for r in report.refusals}, report.refusals
     assert any(f"registered {old.kid} (retired)" in note for note in report.notes), report

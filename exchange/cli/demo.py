@@ -58,7 +58,7 @@ from exchange.model.objects import CollectionId, Tlp
 from exchange.node.keyring import register_key
 from exchange.node.service import Exchange, init_home
 from exchange.signing.keyfiles import read_private_key, write_private_key
-from exchange.signing.keys import generate
+from exchange.signing.keys import SigningKey, generate
 from exchange.storage import open_store
 from exchange.storage.base import MispSyncState, ObjectQuery, VersionMatch
 from exchange.storage.timestamps import from_micros
@@ -88,6 +88,17 @@ def private_file(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def write_signing_key(home: Path, org: str, key: SigningKey) -> Path:
+    """Write an organisation's signing key into a demo home, encrypted with a fresh
+    passphrase (``<org>-signing.key``, the passphrase beside it in ``.passphrase``; both
+    0600); returns the key file."""
+    passphrase = secrets.token_urlsafe(24)
+    path = home / f"{org.lower()}-signing.key"
+    write_private_key(path, key, passphrase.encode())
+    private_file(path.with_suffix(".passphrase"), passphrase + "\n")
+    return path
 
 
 def _prepare_home(home: Path, fresh: bool) -> bool:
@@ -166,12 +177,8 @@ def setup_world(ex: Exchange, home: Path) -> dict[str, Any]:
     signing: dict[str, str] = {}
     for org in ("UZ-CERT", "PK-CERT"):
         key = generate("Ed25519")
-        passphrase = secrets.token_urlsafe(24)
-        path = home / f"{org.lower()}-signing.key"
-        write_private_key(path, key, passphrase.encode())
-        private_file(path.with_suffix(".passphrase"), passphrase + "\n")
+        signing[org] = str(write_signing_key(home, org, key))
         register_key(ex.store, org, key.public_pem())
-        signing[org] = str(path)
     joint, _ = ex.add_collection(
         "UZ-PK Joint Working Group", alias="jwg",
         description="Indicators shared between UZ-CERT and PK-CERT",

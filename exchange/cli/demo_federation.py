@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -45,7 +44,7 @@ import requests
 
 from exchange.audit.query import RecordFilter
 from exchange.audit.records import Disclosed, Disclosure, Kind
-from exchange.cli.demo import exchange_command, private_file, wait_ready
+from exchange.cli.demo import exchange_command, private_file, wait_ready, write_signing_key
 from exchange.cli.peer import write_key_file
 from exchange.config import load_settings
 from exchange.errors import ConfigError, RemoteError
@@ -61,7 +60,6 @@ from exchange.model.objects import Tlp
 from exchange.node.keyring import register_key
 from exchange.node.policy_source import PolicySource
 from exchange.node.service import Exchange, init_home
-from exchange.signing.keyfiles import write_private_key
 from exchange.signing.keys import SigningKey, generate
 from exchange.signing.published import read_registry
 from exchange.storage import open_store
@@ -151,11 +149,7 @@ def save_publisher(node: FedNode) -> tuple[Path, Path]:
     key_dir.mkdir(mode=0o700, exist_ok=True)
     api_key = key_dir / f"{node.analyst}.key"
     private_file(api_key, node.keys[node.analyst] + "\n")
-    passphrase = secrets.token_urlsafe(24)
-    signing = node.home / f"{node.org.lower()}-signing.key"
-    write_private_key(signing, node.signing, passphrase.encode())
-    private_file(signing.with_suffix(".passphrase"), passphrase + "\n")
-    return api_key, signing
+    return api_key, write_signing_key(node.home, node.org, node.signing)
 
 
 def importer_name(peer_org: str) -> str:

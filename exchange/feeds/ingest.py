@@ -336,21 +336,26 @@ class TaxiiReader:
         raise NotFound(f"source {source.name!r}: the API root has no collection"
                        f" {source.collection!r} readable by this account")
 
-    def _request(self, endpoint: Callable[..., Any], **kwargs: Any
-                 ) -> tuple[Any, Mapping[str, str]]:
-        """The collection's ``endpoint`` (a taxii2-client method) called with ``kwargs``,
-        and the headers of its answer, one request at a time: the read-ahead thread
-        reads pages while the importing thread may ask for a manifest (:meth:`recorded`),
-        and each must read its own answer's headers.
+    def _request(self, endpoint: Callable[..., Any], what: str, **kwargs: Any
+                 ) -> tuple[dict[str, Any], Mapping[str, str]]:
+        """The collection's ``endpoint`` (a taxii2-client method) called with ``kwargs``:
+        its TAXII envelope and the headers of its answer, one request at a time: the
+        read-ahead thread reads pages while the importing thread may ask for a manifest
+        (:meth:`recorded`), and each must read its own answer's headers.
 
         Raises:
-            AuthError, ExchangeError: As :class:`_Translated` turns the failure.
+            AuthError, ExchangeError: As :class:`_Translated` turns the failure; or the
+                answer (``what``, for the message) is not a TAXII envelope.
         """
         with self._lock:
             collection = self.collection()
             with _Translated(self.source):
                 answer = endpoint(collection, **kwargs)
-            return answer, (self._last.headers if self._last is not None else {})
+            headers = self._last.headers if self._last is not None else {}
+        if not isinstance(answer, dict):
+            raise ExchangeError(f"source {self.source.name!r}: {what} is not a TAXII"
+                                " envelope")
+        return answer, headers
 
     def page(self, *, added_after: str | None, next_token: str | None, limit: int) -> Page:
         """One page of objects.
@@ -364,10 +369,8 @@ class TaxiiReader:
             kwargs["added_after"] = added_after
         if next_token is not None:
             kwargs["next"] = next_token
-        envelope, headers = self._request(TaxiiCollection.get_objects, **kwargs)
-        if not isinstance(envelope, dict):
-            raise ExchangeError(f"source {self.source.name!r}: the server's answer is not"
-                                " a TAXII envelope")
+        envelope, headers = self._request(TaxiiCollection.get_objects, "the server's answer",
+                                          **kwargs)
         objects = envelope.get("objects") or []
         if not isinstance(objects, list):
             raise ExchangeError(f"source {self.source.name!r}: the envelope's objects are"
@@ -397,10 +400,8 @@ class TaxiiReader:
                                           "limit": _MANIFEST_LIMIT}
                 if token is not None:
                     kwargs["next"] = token
-                answer, _ = self._request(TaxiiCollection.get_manifest, **kwargs)
-                if not isinstance(answer, dict):
-                    raise ExchangeError(f"source {self.source.name!r}: the manifest answer"
-                                        " is not a TAXII envelope")
+                answer, _ = self._request(TaxiiCollection.get_manifest, "the manifest answer",
+                                          **kwargs)
                 for record in answer.get("objects") or ():
                     kept = _manifest_time(record)
                     if kept is not None:
@@ -822,6 +823,8 @@ def _import_page(ctx: _Context, objects: Sequence[Any], report: IngestReport) ->
 #: Threads that verify a peer's page (the importing one and the others): Ed25519
 #: verification, most of a peer object's check, releases the interpreter lock.
 VERIFY_THREADS: Final = 4
+
+
 class _Unset:
     """``_check``'s verdict when none was made beforehand."""
 
@@ -912,8 +915,7 @@ def _check(ctx: _Context, raw: Any, owner: Organisation, registered: Mapping[str
         raise InvalidObject("an element of the envelope's objects is not a JSON object")
     signed_kid = None
     if ctx.verifier is not None:
-        why = ctx.verifier.verify(raw, recorded) if isinstance(verdict, _Unset) or \
-            recorded is not None else verdict
+        why = ctx.verifier.verify(raw, recorded) if isinstance(verdict, _Unset) else verdict
         if why is not None:
             raise _SignatureRefused(why)
         entry = (raw.get("extensions") or {}).get(EXTENSION_ID) or {}

@@ -244,7 +244,8 @@ def client_certificate(source: TaxiiSource) -> tuple[str, str] | None:
         if mode & 0o077:
             raise ConfigError(f"{where} client key file {key} is readable by others (mode"
                               f" {mode & 0o777:o}); chmod 600 it")
-        head = key.read_bytes()[:MAX_KEY_FILE_BYTES]
+        with key.open("rb") as f:
+            head = f.read(MAX_KEY_FILE_BYTES)
         cert.stat()
     except OSError as e:
         raise ConfigError(f"{where} cannot read client certificate or key file"
